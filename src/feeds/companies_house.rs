@@ -1,0 +1,601 @@
+//! The Companies House Streaming API feed (protocols.md §1).
+//!
+//! One long-lived `GET` per stream with Basic auth (`key:`), newline-delimited
+//! JSON, blank-line heartbeats, and `?timepoint=N` to resume (inclusive, so the
+//! last event comes again and is dropped here as a duplicate). Reconnecting is
+//! normal operation: the server closes every connection after 24 h.
+
+use std::borrow::Cow;
+use std::error::Error as StdError;
+use std::fmt;
+use std::time::{Duration, SystemTime};
+
+use chrono::{DateTime, Utc};
+use futures_util::StreamExt;
+use rand::rngs::StdRng;
+use rand::SeedableRng;
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use super::backoff::{parse_retry_after, Backoff};
+use super::lines::{Line, LineSplitter};
+use super::{Command, ConnState, FeedId, FeedMsg, FeedMsgKind};
+use crate::time::parse_published_at;
+
+/// The only resource kind on `/companies` that carries a company profile.
+pub const COMPANY_PROFILE: &str = "company-profile";
+
+/// A stream key. Its `Debug` and `Display` never show the value, so it cannot
+/// leak through a log line or an error message by accident.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ApiKey(String);
+
+impl ApiKey {
+    /// Returns `None` for an empty or blank key.
+    pub fn new(key: impl Into<String>) -> Option<Self> {
+        let key = key.into().trim().to_string();
+        (!key.is_empty()).then_some(Self(key))
+    }
+
+    fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for ApiKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ApiKey(redacted)")
+    }
+}
+
+/// `changed`, `deleted`, or something this version does not know.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EventType {
+    Changed,
+    Deleted,
+    Other(String),
+}
+
+impl EventType {
+    pub fn as_str(&self) -> &str {
+        match self {
+            EventType::Changed => "changed",
+            EventType::Deleted => "deleted",
+            EventType::Other(s) => s,
+        }
+    }
+}
+
+/// The part of a company profile that strike-off detection needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CompanyState {
+    pub number: String,
+    pub name: String,
+    pub status: String,
+    pub detail: Option<String>,
+}
+
+/// One decoded stream event. `raw` is the line as received, kept for storage.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChEvent {
+    pub resource_kind: String,
+    pub resource_id: String,
+    pub timepoint: i64,
+    pub published_at: Option<DateTime<Utc>>,
+    pub event_type: EventType,
+    /// Present for `company-profile` events that carry `data`.
+    pub company: Option<CompanyState>,
+    pub raw: String,
+}
+
+impl ChEvent {
+    pub fn is_company_profile(&self) -> bool {
+        self.resource_kind == COMPANY_PROFILE
+    }
+}
+
+#[derive(Deserialize)]
+struct Envelope<'a> {
+    #[serde(borrow)]
+    resource_kind: Cow<'a, str>,
+    #[serde(borrow, default)]
+    resource_id: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    data: Option<&'a RawValue>,
+    #[serde(borrow)]
+    event: Meta<'a>,
+}
+
+#[derive(Deserialize)]
+struct Meta<'a> {
+    timepoint: i64,
+    #[serde(borrow, default)]
+    published_at: Option<Cow<'a, str>>,
+    #[serde(borrow, rename = "type", default)]
+    kind: Option<Cow<'a, str>>,
+}
+
+#[derive(Deserialize)]
+struct ProfileData<'a> {
+    #[serde(borrow, default)]
+    company_number: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    company_name: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    company_status: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    company_status_detail: Option<Cow<'a, str>>,
+}
+
+/// Why a line was not an event.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ParseError {
+    #[error("line is not valid UTF-8")]
+    NotUtf8,
+    #[error("not a stream event: {0}")]
+    Json(String),
+    #[error("event has no resource_id")]
+    NoResourceId,
+}
+
+/// Decodes one non-blank line. Only the fields feedtop needs are read (borrowed,
+/// no copies); the raw line is kept whole for storage.
+pub fn parse_event(line: Vec<u8>) -> Result<ChEvent, ParseError> {
+    let raw = String::from_utf8(line).map_err(|_| ParseError::NotUtf8)?;
+    let (resource_kind, resource_id, timepoint, published_at, event_type, company) = {
+        let env: Envelope = serde_json::from_str(&raw).map_err(|e| ParseError::Json(e.to_string()))?;
+        let resource_id = env.resource_id.ok_or(ParseError::NoResourceId)?.into_owned();
+        let event_type = match env.event.kind.as_deref() {
+            Some("changed") | None => EventType::Changed,
+            Some("deleted") => EventType::Deleted,
+            Some(other) => EventType::Other(other.to_string()),
+        };
+        let company = match (env.resource_kind.as_ref(), env.data) {
+            (COMPANY_PROFILE, Some(data)) => {
+                let d: ProfileData = serde_json::from_str(data.get())
+                    .map_err(|e| ParseError::Json(format!("data: {e}")))?;
+                Some(CompanyState {
+                    number: d.company_number.map(Cow::into_owned).unwrap_or_else(|| resource_id.clone()),
+                    name: d.company_name.map(Cow::into_owned).unwrap_or_default(),
+                    status: d.company_status.map(Cow::into_owned).unwrap_or_default(),
+                    detail: d.company_status_detail.map(Cow::into_owned),
+                })
+            }
+            _ => None,
+        };
+        let published_at = env.event.published_at.as_deref().and_then(parse_published_at);
+        (env.resource_kind.into_owned(), resource_id, env.event.timepoint, published_at, event_type, company)
+    };
+    Ok(ChEvent { resource_kind, resource_id, timepoint, published_at, event_type, company, raw })
+}
+
+/// Timings and limits of one Companies House feed. Tests shrink them.
+#[derive(Debug, Clone)]
+pub struct ChSettings {
+    /// e.g. `https://stream.companieshouse.gov.uk`
+    pub base_url: String,
+    /// e.g. `/companies`
+    pub stream: String,
+    pub key: Option<ApiKey>,
+    /// No byte for this long → reconnect. Never a total request timeout.
+    pub read_timeout: Duration,
+    pub connect_timeout: Duration,
+    pub backoff_base: Duration,
+    pub backoff_cap: Duration,
+    /// A connection must stay up this long before the backoff resets.
+    pub healthy_after: Duration,
+    /// Wait after 401/403.
+    pub auth_retry: Duration,
+    /// Wait after 429 when the server gives no `Retry-After`.
+    pub rate_limit_wait: Duration,
+    pub max_line: usize,
+}
+
+impl ChSettings {
+    pub fn new(base_url: impl Into<String>, stream: impl Into<String>, key: Option<ApiKey>) -> Self {
+        Self {
+            base_url: base_url.into(),
+            stream: stream.into(),
+            key,
+            read_timeout: Duration::from_secs(90),
+            connect_timeout: Duration::from_secs(30),
+            backoff_base: Duration::from_secs(1),
+            backoff_cap: Duration::from_secs(60),
+            healthy_after: Duration::from_secs(60),
+            auth_retry: Duration::from_secs(300),
+            rate_limit_wait: Duration::from_secs(60),
+            max_line: super::lines::DEFAULT_MAX_LINE,
+        }
+    }
+
+    fn url(&self, timepoint: Option<i64>) -> String {
+        let mut url = format!("{}{}", self.base_url.trim_end_matches('/'), self.stream);
+        if let Some(tp) = timepoint {
+            url.push_str(&format!("?timepoint={tp}"));
+        }
+        url
+    }
+}
+
+/// How one connection attempt ended.
+enum Outcome {
+    /// The stream ended or failed after (possibly) being live.
+    Dropped { error: String, live_for: Duration },
+    /// The server answered with a non-200 status.
+    Status { code: u16, retry_after: Option<Duration>, message: String },
+    /// The user asked for a reconnect.
+    ReconnectRequested,
+    /// The core loop is gone: stop the task.
+    Shutdown,
+}
+
+/// The task that owns one Companies House stream connection.
+pub struct ChFeed {
+    id: FeedId,
+    settings: ChSettings,
+    client: reqwest::Client,
+    tx: mpsc::Sender<FeedMsg>,
+    control: mpsc::Receiver<Command>,
+    /// The resume point: the last timepoint delivered to the core loop.
+    last_timepoint: Option<i64>,
+    backoff: Backoff,
+    rng: StdRng,
+}
+
+impl ChFeed {
+    pub fn new(
+        id: FeedId,
+        settings: ChSettings,
+        resume_from: Option<i64>,
+        tx: mpsc::Sender<FeedMsg>,
+        control: mpsc::Receiver<Command>,
+    ) -> anyhow::Result<Self> {
+        let client = reqwest::Client::builder()
+            .connect_timeout(settings.connect_timeout)
+            .user_agent(concat!("feedtop/", env!("CARGO_PKG_VERSION")))
+            .build()?;
+        let backoff = Backoff::new(settings.backoff_base, settings.backoff_cap);
+        Ok(Self {
+            id,
+            settings,
+            client,
+            tx,
+            control,
+            last_timepoint: resume_from,
+            backoff,
+            rng: StdRng::from_os_rng(),
+        })
+    }
+
+    async fn send(&self, kind: FeedMsgKind) -> bool {
+        self.tx.send(FeedMsg { feed: self.id, at: Utc::now(), kind }).await.is_ok()
+    }
+
+    /// Runs until the core loop drops its receiver.
+    pub async fn run(mut self) {
+        loop {
+            if !self.send(FeedMsgKind::State(ConnState::Connecting)).await {
+                return;
+            }
+            let outcome = self.connect_once().await;
+            let (wait, state) = match outcome {
+                Outcome::Shutdown => return,
+                Outcome::ReconnectRequested => continue,
+                Outcome::Dropped { error, live_for } => {
+                    if live_for >= self.settings.healthy_after {
+                        self.backoff.reset();
+                    }
+                    if !self.send(FeedMsgKind::Error(error)).await {
+                        return;
+                    }
+                    let wait = self.backoff.next_delay(&mut self.rng);
+                    (wait, ConnState::Backoff { retry_at: retry_at(wait) })
+                }
+                Outcome::Status { code, retry_after, message } => {
+                    match self.after_status(code, retry_after, message).await {
+                        Some(next) => next,
+                        None => return,
+                    }
+                }
+            };
+            if !self.send(FeedMsgKind::State(state)).await {
+                return;
+            }
+            if !self.wait(wait).await {
+                return;
+            }
+        }
+    }
+
+    /// Decides the wait and state after a non-200 answer.
+    async fn after_status(
+        &mut self,
+        code: u16,
+        retry_after: Option<Duration>,
+        message: String,
+    ) -> Option<(Duration, ConnState)> {
+        let error = match code {
+            401 | 403 => format!("HTTP {code}: the stream key was refused; check CH_STREAMING_API_KEY (a stream key, not a REST key)"),
+            416 => format!("HTTP 416: timepoint {} is too old; reconnecting live (events were missed)",
+                self.last_timepoint.map_or("?".to_string(), |t| t.to_string())),
+            429 => "HTTP 429: rate limited by the server".to_string(),
+            _ => message,
+        };
+        tracing::warn!(feed = self.id, "{error}");
+        if !self.send(FeedMsgKind::Error(error)).await {
+            return None;
+        }
+        Some(match code {
+            401 | 403 => {
+                let wait = self.settings.auth_retry;
+                (wait, ConnState::AuthFailed { retry_at: retry_at(wait) })
+            }
+            416 => {
+                let after = self.last_timepoint.take();
+                let gap = FeedMsgKind::Gap { after_timepoint: after, reason: "HTTP 416: timepoint invalid or too old".into() };
+                if !self.send(gap).await {
+                    return None;
+                }
+                let wait = self.backoff.next_delay(&mut self.rng);
+                (wait, ConnState::Backoff { retry_at: retry_at(wait) })
+            }
+            429 => {
+                self.backoff.next_delay(&mut self.rng);
+                let wait = retry_after.unwrap_or(self.settings.rate_limit_wait).max(self.backoff.floor);
+                (wait, ConnState::Backoff { retry_at: retry_at(wait) })
+            }
+            _ => {
+                let wait = self.backoff.next_delay(&mut self.rng);
+                (wait, ConnState::Backoff { retry_at: retry_at(wait) })
+            }
+        })
+    }
+
+    /// Sleeps for `wait`, cut short by a reconnect command. False on shutdown.
+    async fn wait(&mut self, wait: Duration) -> bool {
+        let sleep = tokio::time::sleep(wait);
+        tokio::pin!(sleep);
+        loop {
+            tokio::select! {
+                _ = &mut sleep => return true,
+                cmd = self.control.recv() => match cmd {
+                    Some(Command::Reconnect) => return true,
+                    None => return false,
+                },
+                _ = self.tx.closed() => return false,
+            }
+        }
+    }
+
+    async fn connect_once(&mut self) -> Outcome {
+        let url = self.settings.url(self.last_timepoint);
+        let mut request = self.client.get(&url);
+        if let Some(key) = &self.settings.key {
+            request = request.basic_auth(key.expose(), Some(""));
+        }
+        let response = tokio::select! {
+            r = request.send() => r,
+            cmd = self.control.recv() => return match cmd {
+                Some(Command::Reconnect) => Outcome::ReconnectRequested,
+                None => Outcome::Shutdown,
+            },
+        };
+        let response = match response {
+            Ok(r) => r,
+            Err(e) => return Outcome::Dropped { error: format!("cannot connect: {}", error_chain(&e)), live_for: Duration::ZERO },
+        };
+        let status = response.status();
+        if status != reqwest::StatusCode::OK {
+            let retry_after = response
+                .headers()
+                .get(reqwest::header::RETRY_AFTER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| parse_retry_after(v, SystemTime::now()));
+            let snippet = body_snippet(response).await;
+            let mut message = format!("HTTP {status}");
+            if !snippet.is_empty() {
+                message.push_str(": ");
+                message.push_str(&snippet);
+            }
+            return Outcome::Status { code: status.as_u16(), retry_after, message };
+        }
+        self.stream(response).await
+    }
+
+    /// Reads a 200 response until it ends, fails, idles out, or a command arrives.
+    async fn stream(&mut self, response: reqwest::Response) -> Outcome {
+        if !self.send(FeedMsgKind::State(ConnState::Live)).await {
+            return Outcome::Shutdown;
+        }
+        let live_since = Instant::now();
+        let mut body = response.bytes_stream();
+        let mut splitter = LineSplitter::new(self.settings.max_line);
+        let mut lines = Vec::new();
+        let end = loop {
+            let next = tokio::select! {
+                next = tokio::time::timeout(self.settings.read_timeout, body.next()) => next,
+                cmd = self.control.recv() => return match cmd {
+                    Some(Command::Reconnect) => Outcome::ReconnectRequested,
+                    None => Outcome::Shutdown,
+                },
+            };
+            match next {
+                Err(_) => {
+                    break format!("no data for {}s (read-idle timeout); reconnecting",
+                        self.settings.read_timeout.as_secs_f64())
+                }
+                Ok(None) => break "the server closed the stream".to_string(),
+                Ok(Some(Err(e))) => break format!("stream failed: {}", error_chain(&e)),
+                Ok(Some(Ok(chunk))) => {
+                    splitter.push(&chunk, &mut lines);
+                    if lines.is_empty() {
+                        if !self.send(FeedMsgKind::Bytes).await {
+                            return Outcome::Shutdown;
+                        }
+                        continue;
+                    }
+                    for line in lines.drain(..) {
+                        let kind = self.decode(line);
+                        if self.tx.send(FeedMsg { feed: self.id, at: Utc::now(), kind }).await.is_err() {
+                            return Outcome::Shutdown;
+                        }
+                    }
+                }
+            }
+        };
+        let error = if splitter.reset() {
+            format!("{end} (a partial line was discarded; it is re-read on resume)")
+        } else {
+            end
+        };
+        Outcome::Dropped { error, live_for: live_since.elapsed() }
+    }
+
+    /// Turns one line into a message and advances the resume point.
+    fn decode(&mut self, line: Line) -> FeedMsgKind {
+        match line {
+            Line::Blank => FeedMsgKind::KeepAlive,
+            Line::TooLong => FeedMsgKind::TooLong,
+            Line::Data(bytes) => match parse_event(bytes) {
+                Err(e) => FeedMsgKind::Malformed { reason: e.to_string() },
+                Ok(ev) => {
+                    if self.last_timepoint.is_some_and(|last| ev.timepoint <= last) {
+                        return FeedMsgKind::Duplicate { timepoint: ev.timepoint };
+                    }
+                    self.last_timepoint = Some(ev.timepoint);
+                    FeedMsgKind::Event(Box::new(ev))
+                }
+            },
+        }
+    }
+}
+
+fn retry_at(wait: Duration) -> DateTime<Utc> {
+    Utc::now() + chrono::TimeDelta::from_std(wait).unwrap_or(chrono::TimeDelta::MAX)
+}
+
+/// The start of an error body as one short line; HTML pages are reduced to nothing
+/// (the status line already says it all).
+async fn body_snippet(response: reqwest::Response) -> String {
+    let read = tokio::time::timeout(Duration::from_secs(2), response.bytes()).await;
+    let Ok(Ok(body)) = read else { return String::new() };
+    let text = String::from_utf8_lossy(&body[..body.len().min(1024)]);
+    let text = text.trim();
+    if text.starts_with('<') {
+        return String::new();
+    }
+    let first = text.lines().next().unwrap_or("");
+    first.chars().take(160).collect()
+}
+
+/// Joins an error with its sources: reqwest's top-level message alone rarely
+/// says what went wrong ("error sending request").
+pub fn error_chain(e: &dyn StdError) -> String {
+    let mut s = e.to_string();
+    let mut source = e.source();
+    while let Some(inner) = source {
+        let text = inner.to_string();
+        if !s.contains(&text) {
+            s.push_str(": ");
+            s.push_str(&text);
+        }
+        source = inner.source();
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FIXTURE: &str = include_str!("../../tests/fixtures/ch-companies-sample.ndjson");
+
+    fn line(n: usize) -> Vec<u8> {
+        FIXTURE.lines().nth(n - 1).unwrap().as_bytes().to_vec()
+    }
+
+    #[test]
+    fn parses_a_proposal_entry() {
+        let ev = parse_event(line(3)).unwrap();
+        assert_eq!(ev.resource_kind, "company-profile");
+        assert_eq!(ev.timepoint, 82417310);
+        assert_eq!(ev.event_type, EventType::Changed);
+        let c = ev.company.unwrap();
+        assert_eq!(c.number, "14829301");
+        assert_eq!(c.name, "BRIGHTWELL JOINERY LTD");
+        assert_eq!(c.status, "active");
+        assert_eq!(c.detail.as_deref(), Some("active-proposal-to-strike-off"));
+        assert_eq!(ev.published_at.unwrap().to_rfc3339(), "2025-06-10T08:05:12+00:00");
+    }
+
+    #[test]
+    fn unknown_kind_has_no_company_but_keeps_its_timepoint() {
+        let ev = parse_event(line(12)).unwrap();
+        assert_eq!(ev.resource_kind, "company-officer-summary");
+        assert!(ev.company.is_none());
+        assert_eq!(ev.timepoint, 82417318);
+    }
+
+    #[test]
+    fn deleted_event() {
+        let ev = parse_event(line(19)).unwrap();
+        assert_eq!(ev.event_type, EventType::Deleted);
+    }
+
+    #[test]
+    fn legacy_published_at_is_parsed() {
+        let ev = parse_event(line(17)).unwrap();
+        assert!(ev.published_at.is_some());
+    }
+
+    #[test]
+    fn truncated_line_is_an_error() {
+        assert!(matches!(parse_event(line(7)), Err(ParseError::Json(_))));
+    }
+
+    #[test]
+    fn bad_input_is_an_error_not_a_panic() {
+        assert_eq!(parse_event(vec![0xff, 0xfe]), Err(ParseError::NotUtf8));
+        assert!(parse_event(b"[1,2]".to_vec()).is_err());
+        assert!(parse_event(br#"{"resource_kind":"x","event":{"timepoint":99999999999999999999}}"#.to_vec()).is_err());
+        assert_eq!(
+            parse_event(br#"{"resource_kind":"x","event":{"timepoint":1}}"#.to_vec()),
+            Err(ParseError::NoResourceId)
+        );
+    }
+
+    #[test]
+    fn deleted_without_data_is_accepted() {
+        let ev = parse_event(
+            br#"{"resource_kind":"company-profile","resource_id":"1","event":{"timepoint":5,"type":"deleted"}}"#.to_vec(),
+        )
+        .unwrap();
+        assert_eq!(ev.event_type, EventType::Deleted);
+        assert!(ev.company.is_none());
+    }
+
+    #[test]
+    fn escaped_strings_are_decoded() {
+        let ev = parse_event(
+            br#"{"resource_kind":"company-profile","resource_id":"1","data":{"company_name":"A \"Q\" LTD","company_number":"1","company_status":"active"},"event":{"timepoint":5}}"#.to_vec(),
+        )
+        .unwrap();
+        assert_eq!(ev.company.unwrap().name, "A \"Q\" LTD");
+    }
+
+    #[test]
+    fn api_key_debug_is_redacted() {
+        let key = ApiKey::new("secret-123").unwrap();
+        assert!(!format!("{key:?}").contains("secret"));
+        assert!(ApiKey::new("  ").is_none());
+    }
+
+    #[test]
+    fn url_carries_the_timepoint() {
+        let s = ChSettings::new("http://127.0.0.1:9/", "/companies", None);
+        assert_eq!(s.url(None), "http://127.0.0.1:9/companies");
+        assert_eq!(s.url(Some(42)), "http://127.0.0.1:9/companies?timepoint=42");
+    }
+}

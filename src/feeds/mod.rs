@@ -1,0 +1,93 @@
+//! Feed tasks and the messages they send.
+//!
+//! A feed is one tokio task that owns its socket, reconnects itself and sends
+//! [`FeedMsg`]s to the core loop over a bounded channel. It receives
+//! [`Command`]s on its own control channel. The model does not care which
+//! protocol produced a message.
+
+pub mod backoff;
+pub mod companies_house;
+pub mod lines;
+
+use chrono::{DateTime, Utc};
+
+pub use companies_house::{ChEvent, CompanyState, EventType};
+
+/// Index of a feed in the configured feed list.
+pub type FeedId = usize;
+
+/// Everything a feed tells the core loop. `at` is when it was received; the
+/// model never reads the clock itself.
+#[derive(Debug, Clone)]
+pub struct FeedMsg {
+    pub feed: FeedId,
+    pub at: DateTime<Utc>,
+    pub kind: FeedMsgKind,
+}
+
+#[derive(Debug, Clone)]
+pub enum FeedMsgKind {
+    /// The connection changed state.
+    State(ConnState),
+    /// Bytes arrived that did not complete an item (partial line): liveness only.
+    Bytes,
+    /// A blank keep-alive line.
+    KeepAlive,
+    /// A decoded event (new, not seen before on this feed).
+    Event(Box<ChEvent>),
+    /// An event at or before the resume point (the replayed event after a resume).
+    Duplicate { timepoint: i64 },
+    /// A line that is not a valid event; counted and logged, never fatal.
+    Malformed { reason: String },
+    /// A line over the size limit, skipped.
+    TooLong,
+    /// Events were missed (e.g. HTTP 416: the timepoint was too old).
+    Gap { after_timepoint: Option<i64>, reason: String },
+    /// Why the last connection attempt or connection failed.
+    Error(String),
+}
+
+/// The connection state shown in the Connections pane.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConnState {
+    Connecting,
+    Live,
+    /// Waiting before the next attempt.
+    Backoff { retry_at: DateTime<Utc> },
+    /// The server refused our credentials; retried slowly.
+    AuthFailed { retry_at: DateTime<Utc> },
+}
+
+impl ConnState {
+    pub fn label(&self) -> &'static str {
+        match self {
+            ConnState::Connecting => "connecting",
+            ConnState::Live => "live",
+            ConnState::Backoff { .. } => "backoff",
+            ConnState::AuthFailed { .. } => "auth failed",
+        }
+    }
+
+    pub fn retry_at(&self) -> Option<DateTime<Utc>> {
+        match self {
+            ConnState::Backoff { retry_at } | ConnState::AuthFailed { retry_at } => Some(*retry_at),
+            _ => None,
+        }
+    }
+}
+
+/// Sent to one feed's task on its control channel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Command {
+    /// Drop the current connection (or skip the wait) and connect now.
+    Reconnect,
+}
+
+/// Static description of a feed, shown in the UI and used as its storage key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FeedInfo {
+    /// Stable name: the resume cursor and stored events are keyed by it.
+    pub name: String,
+    /// `companies-house`, `ws`, `sse`.
+    pub kind: &'static str,
+}

@@ -1,0 +1,12 @@
+//! feedtop: `top` for live data feeds.
+//!
+//! The crate is a library with a thin binary on top so that every part (feeds,
+//! model, store, UI, the loopback simulators) can be driven from tests.
+//!
+//! Data flows one way: feed tasks → bounded channel → the core loop, which
+//! applies each message to the [`model::Model`] and hands the durable facts to
+//! the [`store`] writer thread. The UI and the headless printer only read the model.
+
+pub mod feeds;
+pub mod model;
+pub mod time;

@@ -1,0 +1,321 @@
+//! Everything the screen shows, updated by plain functions.
+//!
+//! The core loop owns the one [`Model`]. [`Model::apply`] folds in a feed
+//! message and returns the durable facts for the store; it never reads the
+//! clock or does I/O, so scenario tests with explicit times are exact.
+
+pub mod metrics;
+pub mod strike_off;
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+
+use crate::feeds::{ChEvent, ConnState, FeedInfo, FeedMsg, FeedMsgKind};
+pub use metrics::{LatencySummary, LatencyWindow, RateWindow};
+pub use strike_off::{ChangeKind, StrikeOffChange, StrikeOffTracker, Tally};
+
+/// How many strike-off changes the pane keeps in memory (the database has all).
+pub const STRIKE_OFF_HISTORY: usize = 2000;
+
+/// A fact that must reach the database.
+#[derive(Debug, Clone)]
+pub enum Fact {
+    Event { feed: String, event: Box<ChEvent>, received_at: DateTime<Utc> },
+    StrikeOff(StrikeOffChange),
+    Gap { feed: String, at: DateTime<Utc>, after_timepoint: Option<i64>, reason: String },
+}
+
+/// Per-feed counters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FeedCounts {
+    pub events: u64,
+    pub duplicates: u64,
+    pub malformed: u64,
+    pub too_long: u64,
+    pub keepalives: u64,
+    pub unknown_kinds: u64,
+    pub gaps: u64,
+}
+
+/// What the Connections pane shows for one feed.
+#[derive(Debug, Clone)]
+pub struct FeedView {
+    pub info: FeedInfo,
+    pub state: ConnState,
+    pub state_since: Option<DateTime<Utc>>,
+    /// Connection attempts so far; the first is not a reconnect.
+    pub attempts: u64,
+    pub last_error: Option<String>,
+    pub last_byte_at: Option<DateTime<Utc>>,
+    pub last_event_at: Option<DateTime<Utc>>,
+    pub last_timepoint: Option<i64>,
+    pub counts: FeedCounts,
+    pub rate: RateWindow,
+    pub latency: LatencyWindow,
+}
+
+impl FeedView {
+    pub fn new(info: FeedInfo, latency_window: Duration) -> Self {
+        Self {
+            info,
+            state: ConnState::Connecting,
+            state_since: None,
+            attempts: 0,
+            last_error: None,
+            last_byte_at: None,
+            last_event_at: None,
+            last_timepoint: None,
+            counts: FeedCounts::default(),
+            rate: RateWindow::default(),
+            latency: LatencyWindow::new(latency_window),
+        }
+    }
+
+    pub fn reconnects(&self) -> u64 {
+        self.attempts.saturating_sub(1)
+    }
+}
+
+/// What the store writer last reported.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StoreHealth {
+    pub events_written: u64,
+    /// The current write problem, cleared when a batch commits again.
+    pub error: Option<String>,
+}
+
+/// A report from the store writer thread.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreReport {
+    pub events_written: u64,
+    pub error: Option<String>,
+}
+
+/// History loaded from the database before the first frame.
+#[derive(Debug, Clone, Default)]
+pub struct History {
+    /// Newest first.
+    pub strike_offs: Vec<StrikeOffChange>,
+    pub in_proposal: Vec<String>,
+    /// Gaps recorded per feed name.
+    pub gaps: Vec<(String, u64)>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Model {
+    pub feeds: Vec<FeedView>,
+    /// Newest first, capped at [`STRIKE_OFF_HISTORY`].
+    pub strike_offs: VecDeque<StrikeOffChange>,
+    /// Changes detected in this run.
+    pub tally: Tally,
+    pub tracker: StrikeOffTracker,
+    pub store: StoreHealth,
+    /// Events received in this run over all feeds (used for "PAUSED — N new").
+    pub events_total: u64,
+    /// The time of the latest tick; what "now" means for ages and windows.
+    pub now: DateTime<Utc>,
+    /// Running against the built-in simulator.
+    pub demo: bool,
+}
+
+impl Model {
+    pub fn new(feeds: Vec<FeedInfo>, latency_window: Duration, now: DateTime<Utc>) -> Self {
+        Self {
+            feeds: feeds.into_iter().map(|f| FeedView::new(f, latency_window)).collect(),
+            strike_offs: VecDeque::new(),
+            tally: Tally::default(),
+            tracker: StrikeOffTracker::default(),
+            store: StoreHealth::default(),
+            events_total: 0,
+            now,
+            demo: false,
+        }
+    }
+
+    /// Seeds the model with what earlier runs stored.
+    pub fn load_history(&mut self, history: History) {
+        self.strike_offs = history.strike_offs.into_iter().take(STRIKE_OFF_HISTORY).collect();
+        self.tracker = StrikeOffTracker::from_companies(history.in_proposal);
+        for (name, gaps) in history.gaps {
+            if let Some(f) = self.feeds.iter_mut().find(|f| f.info.name == name) {
+                f.counts.gaps = gaps;
+            }
+        }
+    }
+
+    /// Advances "now" (the render or report tick).
+    pub fn tick(&mut self, now: DateTime<Utc>) {
+        self.now = now;
+    }
+
+    /// Folds in one feed message; durable facts are pushed onto `facts`.
+    pub fn apply(&mut self, msg: FeedMsg, facts: &mut Vec<Fact>) {
+        let Some(feed) = self.feeds.get_mut(msg.feed) else { return };
+        let at = msg.at;
+        match msg.kind {
+            FeedMsgKind::State(state) => {
+                if state == ConnState::Connecting {
+                    feed.attempts += 1;
+                }
+                if state == ConnState::Live {
+                    feed.last_byte_at = Some(at);
+                }
+                feed.state = state;
+                feed.state_since = Some(at);
+            }
+            FeedMsgKind::Bytes => feed.last_byte_at = Some(at),
+            FeedMsgKind::KeepAlive => {
+                feed.last_byte_at = Some(at);
+                feed.counts.keepalives += 1;
+            }
+            FeedMsgKind::Duplicate { .. } => {
+                feed.last_byte_at = Some(at);
+                feed.counts.duplicates += 1;
+            }
+            FeedMsgKind::Malformed { .. } => {
+                feed.last_byte_at = Some(at);
+                feed.counts.malformed += 1;
+            }
+            FeedMsgKind::TooLong => {
+                feed.last_byte_at = Some(at);
+                feed.counts.too_long += 1;
+            }
+            FeedMsgKind::Error(e) => feed.last_error = Some(e),
+            FeedMsgKind::Gap { after_timepoint, reason } => {
+                feed.counts.gaps += 1;
+                facts.push(Fact::Gap { feed: feed.info.name.clone(), at, after_timepoint, reason });
+            }
+            FeedMsgKind::Event(event) => {
+                feed.last_byte_at = Some(at);
+                feed.last_event_at = Some(at);
+                feed.last_timepoint = Some(event.timepoint);
+                feed.counts.events += 1;
+                self.events_total += 1;
+                if !event.is_company_profile() {
+                    feed.counts.unknown_kinds += 1;
+                }
+                feed.rate.record(at);
+                if let Some(published) = event.published_at {
+                    feed.latency.record(at, (at - published).num_milliseconds());
+                }
+                if let Some(change) = self.tracker.observe(&event, at) {
+                    self.tally.add(change.kind);
+                    self.strike_offs.push_front(change.clone());
+                    self.strike_offs.truncate(STRIKE_OFF_HISTORY);
+                    facts.push(Fact::StrikeOff(change));
+                }
+                facts.push(Fact::Event { feed: feed.info.name.clone(), event, received_at: at });
+            }
+        }
+    }
+
+    pub fn apply_store_report(&mut self, report: StoreReport) {
+        self.store.events_written = report.events_written;
+        self.store.error = report.error;
+    }
+
+    /// Events per minute over all feeds.
+    pub fn per_minute(&self) -> u64 {
+        self.feeds.iter().map(|f| f.rate.per_minute(self.now)).sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::feeds::companies_house::parse_event;
+    use chrono::{TimeDelta, TimeZone};
+
+    fn info() -> FeedInfo {
+        FeedInfo { name: "companies".into(), kind: "companies-house" }
+    }
+
+    fn t0() -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2025, 6, 10, 12, 0, 0).unwrap()
+    }
+
+    fn msg(at: DateTime<Utc>, kind: FeedMsgKind) -> FeedMsg {
+        FeedMsg { feed: 0, at, kind }
+    }
+
+    #[test]
+    fn fixture_through_the_model() {
+        let mut m = Model::new(vec![info()], Duration::from_secs(300), t0());
+        let mut facts = Vec::new();
+        let fixture = include_str!("../../tests/fixtures/ch-companies-sample.ndjson");
+        for line in fixture.lines() {
+            let kind = if line.is_empty() {
+                FeedMsgKind::KeepAlive
+            } else {
+                match parse_event(line.as_bytes().to_vec()) {
+                    Ok(ev) => FeedMsgKind::Event(Box::new(ev)),
+                    Err(e) => FeedMsgKind::Malformed { reason: e.to_string() },
+                }
+            };
+            m.apply(msg(t0(), kind), &mut facts);
+        }
+        let c = m.feeds[0].counts;
+        assert_eq!((c.events, c.unknown_kinds, c.malformed, c.keepalives), (27, 1, 1, 2));
+        assert_eq!(m.tally, Tally { entered: 6, withdrawn: 3, struck_off: 2 });
+        assert_eq!(m.feeds[0].last_timepoint, Some(82417342));
+        let events = facts.iter().filter(|f| matches!(f, Fact::Event { .. })).count();
+        let changes = facts.iter().filter(|f| matches!(f, Fact::StrikeOff(_))).count();
+        assert_eq!((events, changes), (27, 11));
+        // Newest first: the last change in the file is the struck-off of 12007733.
+        assert_eq!(m.strike_offs[0].company_number, "12007733");
+        assert_eq!(m.strike_offs[0].kind, ChangeKind::StruckOff);
+    }
+
+    #[test]
+    fn states_and_reconnect_count() {
+        let mut m = Model::new(vec![info()], Duration::from_secs(300), t0());
+        let mut facts = Vec::new();
+        let retry_at = t0() + TimeDelta::seconds(5);
+        for kind in [
+            FeedMsgKind::State(ConnState::Connecting),
+            FeedMsgKind::State(ConnState::Live),
+            FeedMsgKind::Error("the server closed the stream".into()),
+            FeedMsgKind::State(ConnState::Backoff { retry_at }),
+            FeedMsgKind::State(ConnState::Connecting),
+        ] {
+            m.apply(msg(t0(), kind), &mut facts);
+        }
+        let f = &m.feeds[0];
+        assert_eq!(f.state, ConnState::Connecting);
+        assert_eq!(f.reconnects(), 1);
+        assert_eq!(f.last_error.as_deref(), Some("the server closed the stream"));
+        assert!(facts.is_empty());
+    }
+
+    #[test]
+    fn gap_is_counted_and_stored() {
+        let mut m = Model::new(vec![info()], Duration::from_secs(300), t0());
+        let mut facts = Vec::new();
+        m.apply(msg(t0(), FeedMsgKind::Gap { after_timepoint: Some(7), reason: "416".into() }), &mut facts);
+        assert_eq!(m.feeds[0].counts.gaps, 1);
+        assert!(matches!(facts[0], Fact::Gap { after_timepoint: Some(7), .. }));
+    }
+
+    #[test]
+    fn latency_is_received_minus_published() {
+        let mut m = Model::new(vec![info()], Duration::from_secs(300), t0());
+        let mut facts = Vec::new();
+        let mut ev = parse_event(include_str!("../../tests/fixtures/ch-companies-sample.ndjson").lines().next().unwrap().as_bytes().to_vec()).unwrap();
+        ev.published_at = Some(t0());
+        m.apply(msg(t0() + TimeDelta::milliseconds(1500), FeedMsgKind::Event(Box::new(ev))), &mut facts);
+        let s = m.feeds[0].latency.summary(t0() + TimeDelta::seconds(2)).unwrap();
+        assert!((1490..=1510).contains(&s.p50), "{s:?}");
+        m.tick(t0() + TimeDelta::seconds(2));
+        assert_eq!(m.per_minute(), 1);
+    }
+
+    #[test]
+    fn messages_for_unknown_feeds_are_ignored() {
+        let mut m = Model::new(vec![info()], Duration::from_secs(300), t0());
+        let mut facts = Vec::new();
+        m.apply(FeedMsg { feed: 9, at: t0(), kind: FeedMsgKind::Bytes }, &mut facts);
+        assert!(facts.is_empty());
+    }
+}
