@@ -1,0 +1,99 @@
+//! SQLite storage: one file, WAL mode, one writer thread.
+//!
+//! Durable facts from the model (events, strike-off changes, gaps) reach the
+//! writer in batches and are committed one transaction per batch together
+//! with the feed's resume cursor, so a crash at any point either keeps an
+//! event *and* its cursor or neither (and the event is fetched again).
+
+pub mod queries;
+pub mod schema;
+pub mod writer;
+
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use rusqlite::{Connection, OpenFlags};
+
+pub use writer::{StoreHandle, WriterSettings};
+
+/// What can go wrong opening or using the database, phrased for the user.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot create the database directory {dir}: {source}; choose another place with --db PATH")]
+    CreateDir { dir: PathBuf, source: std::io::Error },
+    #[error("the database {path} is locked by another process (another feedtop?); stop it or use --db PATH")]
+    Locked { path: PathBuf },
+    #[error("the database {path} is read-only; make it writable or use --db PATH")]
+    ReadOnly { path: PathBuf },
+    #[error("{path} is not a feedtop database (or it is corrupt); move it away or use --db PATH")]
+    NotADatabase { path: PathBuf },
+    #[error("the database {path} was written by a newer feedtop (schema {found}, this build knows {known}); upgrade feedtop or use --db PATH")]
+    TooNew { path: PathBuf, found: i64, known: i64 },
+    #[error("database {path}: {source}")]
+    Sqlite { path: PathBuf, source: rusqlite::Error },
+}
+
+impl StoreError {
+    /// Classifies a SQLite error by its code so the message says what to do.
+    pub fn from_sqlite(path: &Path, e: rusqlite::Error) -> Self {
+        use rusqlite::ErrorCode as C;
+        let path = path.to_path_buf();
+        match e.sqlite_error_code() {
+            Some(C::DatabaseBusy | C::DatabaseLocked) => StoreError::Locked { path },
+            Some(C::ReadOnly) => StoreError::ReadOnly { path },
+            Some(C::NotADatabase | C::DatabaseCorrupt) => StoreError::NotADatabase { path },
+            Some(C::CannotOpen) if is_read_only_dir(&path) => StoreError::ReadOnly { path },
+            _ => StoreError::Sqlite { path, source: e },
+        }
+    }
+}
+
+fn is_read_only_dir(path: &Path) -> bool {
+    path.parent()
+        .and_then(|d| std::fs::metadata(if d.as_os_str().is_empty() { Path::new(".") } else { d }).ok())
+        .is_some_and(|m| m.permissions().readonly())
+}
+
+/// Opens (creating if needed) and migrates the database at `path`.
+pub fn open(path: &Path) -> Result<Connection, StoreError> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|source| StoreError::CreateDir { dir: dir.to_path_buf(), source })?;
+    }
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let mut conn = Connection::open_with_flags(path, flags).map_err(|e| StoreError::from_sqlite(path, e))?;
+    configure(&conn).map_err(|e| StoreError::from_sqlite(path, e))?;
+    schema::migrate(&mut conn, path)?;
+    Ok(conn)
+}
+
+/// Opens an existing database for reading only (the export commands).
+pub fn open_read_only(path: &Path) -> Result<Connection, StoreError> {
+    let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let conn = Connection::open_with_flags(path, flags).map_err(|e| StoreError::from_sqlite(path, e))?;
+    conn.busy_timeout(std::time::Duration::from_secs(2)).map_err(|e| StoreError::from_sqlite(path, e))?;
+    schema::check_version(&conn, path)?;
+    Ok(conn)
+}
+
+fn configure(conn: &Connection) -> rusqlite::Result<()> {
+    // Long enough to ride out another writer's commit, short enough that a
+    // database held by another process is reported instead of hanging.
+    conn.busy_timeout(std::time::Duration::from_secs(2))?;
+    let mode: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        tracing::warn!("SQLite refused WAL mode (got {mode}); writes will be slower");
+    }
+    // NORMAL in WAL mode: a power cut may lose the last commits, never corrupt.
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    Ok(())
+}
+
+/// The stored form of a time: RFC 3339 UTC with milliseconds, so that text
+/// order is time order.
+pub fn ts(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+pub fn parse_ts(s: &str) -> Option<DateTime<Utc>> {
+    DateTime::parse_from_rfc3339(s).ok().map(|t| t.with_timezone(&Utc))
+}

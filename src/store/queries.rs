@@ -1,0 +1,162 @@
+//! Reads: history for start-up and rows for the export commands.
+
+use chrono::{DateTime, Utc};
+use rusqlite::{params, Connection, OptionalExtension};
+
+use super::{parse_ts, ts};
+use crate::model::strike_off::PROPOSAL;
+use crate::model::{ChangeKind, History, StrikeOffChange, STRIKE_OFF_HISTORY};
+
+/// The stored resume point of a feed.
+pub fn cursor(conn: &Connection, feed: &str) -> rusqlite::Result<Option<i64>> {
+    conn.query_row("SELECT timepoint FROM cursors WHERE feed = ?1", [feed], |r| r.get(0)).optional()
+}
+
+/// What the model needs before the first frame.
+pub fn load_history(conn: &Connection, feeds: &[String]) -> rusqlite::Result<History> {
+    let strike_offs = strike_offs(conn, None, Some(STRIKE_OFF_HISTORY))?;
+    let mut stmt = conn.prepare("SELECT company_number FROM companies WHERE company_status_detail = ?1")?;
+    let in_proposal = stmt.query_map([PROPOSAL], |r| r.get(0))?.collect::<rusqlite::Result<Vec<String>>>()?;
+    let mut gaps = Vec::new();
+    for feed in feeds {
+        let n: i64 = conn.query_row("SELECT count(*) FROM gaps WHERE feed = ?1", [feed], |r| r.get(0))?;
+        gaps.push((feed.clone(), n as u64));
+    }
+    Ok(History { strike_offs, in_proposal, gaps })
+}
+
+/// Strike-off changes, newest first, optionally since a time (by publication
+/// time, or reception time where the event had none) and limited.
+pub fn strike_offs(
+    conn: &Connection,
+    since: Option<DateTime<Utc>>,
+    limit: Option<usize>,
+) -> rusqlite::Result<Vec<StrikeOffChange>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT change, company_number, company_name, from_status, from_detail, to_status, to_detail,
+                published_at, timepoint, received_at
+           FROM strike_offs
+          WHERE ?1 IS NULL OR COALESCE(published_at, received_at) >= ?1
+          ORDER BY timepoint DESC, id DESC
+          LIMIT ?2",
+    )?;
+    let limit = limit.map_or(-1, |l| l as i64);
+    let rows = stmt.query_map(params![since.map(ts), limit], |r| {
+        let change: String = r.get(0)?;
+        let published: Option<String> = r.get(7)?;
+        let received: String = r.get(9)?;
+        Ok(StrikeOffChange {
+            kind: ChangeKind::parse(&change).unwrap_or(ChangeKind::Entered),
+            company_number: r.get(1)?,
+            company_name: r.get(2)?,
+            from_status: r.get(3)?,
+            from_detail: r.get(4)?,
+            to_status: r.get(5)?,
+            to_detail: r.get(6)?,
+            published_at: published.as_deref().and_then(parse_ts),
+            timepoint: r.get(8)?,
+            received_at: parse_ts(&received).unwrap_or_default(),
+        })
+    })?;
+    rows.collect()
+}
+
+/// Row counts, for tests and the export summary.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Counts {
+    pub events: u64,
+    pub companies: u64,
+    pub strike_offs: u64,
+    pub gaps: u64,
+}
+
+pub fn counts(conn: &Connection) -> rusqlite::Result<Counts> {
+    let n = |table: &str| -> rusqlite::Result<u64> {
+        conn.query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get::<_, i64>(0)).map(|n| n as u64)
+    };
+    Ok(Counts { events: n("events")?, companies: n("companies")?, strike_offs: n("strike_offs")?, gaps: n("gaps")? })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::feeds::companies_house::parse_event;
+    use crate::feeds::{FeedInfo, FeedMsg, FeedMsgKind};
+    use crate::model::{Fact, Model, Tally};
+    use crate::store::writer::write_batch;
+    use chrono::TimeZone;
+    use std::time::Duration;
+
+    fn fixture_facts(model: &mut Model) -> Vec<Fact> {
+        let at = Utc.with_ymd_and_hms(2025, 6, 10, 12, 0, 0).unwrap();
+        let mut facts = Vec::new();
+        for line in include_str!("../../tests/fixtures/ch-companies-sample.ndjson").lines() {
+            if let Ok(ev) = parse_event(line.as_bytes().to_vec()) {
+                model.apply(FeedMsg { feed: 0, at, kind: FeedMsgKind::Event(Box::new(ev)) }, &mut facts);
+            }
+        }
+        facts
+    }
+
+    fn model() -> Model {
+        let info = FeedInfo { name: "companies".into(), kind: "companies-house" };
+        Model::new(vec![info], Duration::from_secs(300), Utc::now())
+    }
+
+    #[test]
+    fn fixture_round_trip_and_replay_does_not_duplicate() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        let mut conn = crate::store::open(&path).unwrap();
+        let facts = fixture_facts(&mut model());
+        assert_eq!(write_batch(&mut conn, &facts).unwrap(), 27);
+        // The same facts again (a replay) add nothing.
+        assert_eq!(write_batch(&mut conn, &facts).unwrap(), 0);
+        let c = counts(&conn).unwrap();
+        assert_eq!((c.events, c.strike_offs), (27, 11));
+        assert_eq!(cursor(&conn, "companies").unwrap(), Some(82417342));
+
+        let all = strike_offs(&conn, None, None).unwrap();
+        let mut tally = Tally::default();
+        all.iter().for_each(|c| tally.add(c.kind));
+        assert_eq!(tally, Tally { entered: 6, withdrawn: 3, struck_off: 2 });
+        assert_eq!(all[0].company_number, "12007733");
+
+        // After a "restart", the loaded history knows who is in the proposal:
+        // 15338660 entered (line 24) and never left; 14829301 and 12007733 were struck off.
+        let history = load_history(&conn, &["companies".to_string()]).unwrap();
+        let mut in_proposal = history.in_proposal.clone();
+        in_proposal.sort();
+        assert_eq!(in_proposal, ["15338660"]);
+        assert_eq!(history.strike_offs.len(), 11);
+    }
+
+    #[test]
+    fn entry_of_a_known_company_records_its_previous_state() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        let mut conn = crate::store::open(&path).unwrap();
+        let facts = fixture_facts(&mut model());
+        write_batch(&mut conn, &facts).unwrap();
+        // SC612947 entered (line 4) with no prior state, left (16).
+        let rows = strike_offs(&conn, None, None).unwrap();
+        let entered: Vec<_> = rows.iter().filter(|c| c.company_number == "SC612947").collect();
+        assert_eq!(entered.len(), 2);
+        let withdrawn = entered.iter().find(|c| c.kind == ChangeKind::Withdrawn).unwrap();
+        assert_eq!(withdrawn.from_detail.as_deref(), Some(PROPOSAL));
+        assert_eq!(withdrawn.to_status, "active");
+    }
+
+    #[test]
+    fn since_filters_by_publication_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        let mut conn = crate::store::open(&path).unwrap();
+        write_batch(&mut conn, &fixture_facts(&mut model())).unwrap();
+        let all = strike_offs(&conn, None, None).unwrap();
+        let cut = all[5].published_at.unwrap();
+        let recent = strike_offs(&conn, Some(cut), None).unwrap();
+        assert!(!recent.is_empty() && recent.len() < all.len());
+        assert!(recent.iter().all(|c| c.published_at.unwrap() >= cut));
+    }
+}

@@ -1,0 +1,124 @@
+//! Schema migrations keyed on `PRAGMA user_version`.
+//!
+//! Each entry of [`MIGRATIONS`] moves the schema one version up; a database is
+//! migrated in one transaction, so a crash mid-migration leaves the old version.
+
+use std::path::Path;
+
+use rusqlite::Connection;
+
+use super::StoreError;
+
+const V1: &str = "
+CREATE TABLE events (
+    id            INTEGER PRIMARY KEY,
+    feed          TEXT    NOT NULL,
+    resource_kind TEXT    NOT NULL,
+    resource_id   TEXT    NOT NULL,
+    timepoint     INTEGER NOT NULL,
+    event_type    TEXT    NOT NULL,
+    published_at  TEXT,
+    received_at   TEXT    NOT NULL,
+    raw           TEXT    NOT NULL,
+    UNIQUE (resource_kind, resource_id, timepoint)
+);
+-- The last known state of each company seen on the stream.
+CREATE TABLE companies (
+    company_number        TEXT PRIMARY KEY,
+    company_name          TEXT    NOT NULL,
+    company_status        TEXT    NOT NULL,
+    company_status_detail TEXT,
+    timepoint             INTEGER NOT NULL,
+    published_at          TEXT,
+    updated_at            TEXT    NOT NULL
+);
+CREATE INDEX companies_by_detail ON companies (company_status_detail)
+    WHERE company_status_detail IS NOT NULL;
+CREATE TABLE strike_offs (
+    id             INTEGER PRIMARY KEY,
+    company_number TEXT    NOT NULL,
+    company_name   TEXT    NOT NULL,
+    change         TEXT    NOT NULL,
+    from_status    TEXT,
+    from_detail    TEXT,
+    to_status      TEXT    NOT NULL,
+    to_detail      TEXT,
+    published_at   TEXT,
+    timepoint      INTEGER NOT NULL,
+    received_at    TEXT    NOT NULL,
+    UNIQUE (company_number, timepoint)
+);
+CREATE TABLE gaps (
+    id              INTEGER PRIMARY KEY,
+    feed            TEXT NOT NULL,
+    at              TEXT NOT NULL,
+    after_timepoint INTEGER,
+    reason          TEXT NOT NULL
+);
+-- Where each feed resumes: the last timepoint committed with its event.
+CREATE TABLE cursors (
+    feed       TEXT PRIMARY KEY,
+    timepoint  INTEGER NOT NULL,
+    updated_at TEXT    NOT NULL
+);
+";
+
+/// Migration `i` takes the schema from version `i` to `i + 1`.
+pub const MIGRATIONS: &[&str] = &[V1];
+
+pub fn version(conn: &Connection) -> rusqlite::Result<i64> {
+    conn.query_row("PRAGMA user_version", [], |r| r.get(0))
+}
+
+/// Refuses a database from a newer build instead of misreading it.
+pub fn check_version(conn: &Connection, path: &Path) -> Result<i64, StoreError> {
+    let found = version(conn).map_err(|e| StoreError::from_sqlite(path, e))?;
+    let known = MIGRATIONS.len() as i64;
+    if found > known {
+        return Err(StoreError::TooNew { path: path.to_path_buf(), found, known });
+    }
+    Ok(found)
+}
+
+pub fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
+    let err = |e| StoreError::from_sqlite(path, e);
+    let current = check_version(conn, path)?;
+    if current == MIGRATIONS.len() as i64 {
+        return Ok(());
+    }
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(err)?;
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(current as usize) {
+        tx.execute_batch(sql).map_err(err)?;
+        tx.pragma_update(None, "user_version", (i + 1) as i64).map_err(err)?;
+    }
+    tx.commit().map_err(err)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fresh_database_reaches_the_latest_version_and_is_idempotent() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        let mut conn = Connection::open(&path).unwrap();
+        migrate(&mut conn, &path).unwrap();
+        assert_eq!(version(&conn).unwrap(), MIGRATIONS.len() as i64);
+        migrate(&mut conn, &path).unwrap();
+        let tables: i64 = conn
+            .query_row("SELECT count(*) FROM sqlite_master WHERE type='table'", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(tables, 5);
+    }
+
+    #[test]
+    fn newer_schema_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        let mut conn = Connection::open(&path).unwrap();
+        conn.pragma_update(None, "user_version", 99).unwrap();
+        let e = migrate(&mut conn, &path).unwrap_err();
+        assert!(matches!(e, StoreError::TooNew { found: 99, .. }), "{e}");
+    }
+}

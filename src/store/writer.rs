@@ -1,0 +1,276 @@
+//! The writer thread: the only code that writes to the database.
+//!
+//! It takes batches of [`Fact`]s from a bounded channel, merges whatever else
+//! is already queued (up to `max_batch`), and commits them in one transaction
+//! with prepared statements. A failed commit (locked, disk full) is reported
+//! and retried with the same facts: the store never drops anything it was
+//! given while the process runs. At shutdown it retries a few times and then
+//! says how much could not be written; those events were never acknowledged
+//! by a cursor, so they are fetched again on the next start.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use chrono::Utc;
+use rusqlite::{params, Connection, TransactionBehavior};
+use tokio::sync::mpsc;
+
+use super::{ts, StoreError};
+use crate::feeds::EventType;
+use crate::model::{Fact, StoreReport};
+
+#[derive(Debug, Clone)]
+pub struct WriterSettings {
+    /// Facts per transaction at most.
+    pub max_batch: usize,
+    /// Batches that may wait in the channel.
+    pub queue: usize,
+    pub retry_base: Duration,
+    pub retry_cap: Duration,
+    /// Attempts left for the last batch once the channel is closed.
+    pub shutdown_retries: u32,
+}
+
+impl Default for WriterSettings {
+    fn default() -> Self {
+        Self {
+            max_batch: 5_000,
+            queue: 256,
+            retry_base: Duration::from_millis(100),
+            retry_cap: Duration::from_secs(5),
+            shutdown_retries: 3,
+        }
+    }
+}
+
+/// What the writer did, returned when it stops.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WriterSummary {
+    pub events_written: u64,
+    /// Facts that could not be written before shutdown.
+    pub unwritten: usize,
+    pub last_error: Option<String>,
+}
+
+/// The sending side of the writer, owned by the core loop.
+pub struct StoreHandle {
+    tx: mpsc::Sender<Vec<Fact>>,
+    thread: JoinHandle<WriterSummary>,
+}
+
+impl StoreHandle {
+    pub fn spawn(conn: Connection, path: PathBuf, reports: mpsc::Sender<StoreReport>, settings: WriterSettings) -> Self {
+        let (tx, rx) = mpsc::channel(settings.queue.max(1));
+        let thread = std::thread::Builder::new()
+            .name("feedtop-store".into())
+            .spawn(move || Writer { conn, path, rx, reports, settings, written: 0 }.run())
+            .expect("spawning the store thread");
+        Self { tx, thread }
+    }
+
+    /// Queues facts without waiting; gives them back when the queue is full.
+    pub fn try_send(&self, facts: Vec<Fact>) -> Result<(), Vec<Fact>> {
+        self.tx.try_send(facts).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(f) | mpsc::error::TrySendError::Closed(f) => f,
+        })
+    }
+
+    /// Queues facts, waiting for room (backpressure towards the feeds).
+    pub async fn send(&self, facts: Vec<Fact>) -> Result<(), Vec<Fact>> {
+        self.tx.send(facts).await.map_err(|e| e.0)
+    }
+
+    /// Closes the queue and waits for the writer to finish. Blocking.
+    pub fn close(self) -> WriterSummary {
+        drop(self.tx);
+        self.thread.join().unwrap_or_else(|_| WriterSummary {
+            last_error: Some("the store thread panicked".into()),
+            ..Default::default()
+        })
+    }
+}
+
+struct Writer {
+    conn: Connection,
+    path: PathBuf,
+    rx: mpsc::Receiver<Vec<Fact>>,
+    reports: mpsc::Sender<StoreReport>,
+    settings: WriterSettings,
+    written: u64,
+}
+
+impl Writer {
+    fn run(mut self) -> WriterSummary {
+        let mut pending: Vec<Fact> = Vec::new();
+        let mut failures: u32 = 0;
+        let mut retries_after_close: u32 = 0;
+        let mut last_error = None;
+        loop {
+            if pending.is_empty() {
+                match self.rx.blocking_recv() {
+                    Some(batch) => pending = batch,
+                    None => break,
+                }
+            }
+            while pending.len() < self.settings.max_batch {
+                match self.rx.try_recv() {
+                    Ok(more) => pending.extend(more),
+                    Err(_) => break,
+                }
+            }
+            match write_batch(&mut self.conn, &pending) {
+                Ok(events) => {
+                    self.written += events;
+                    pending.clear();
+                    if failures > 0 {
+                        tracing::info!("database writable again; writing resumed");
+                    }
+                    failures = 0;
+                    last_error = None;
+                    self.report(None);
+                }
+                Err(e) => {
+                    let message = StoreError::from_sqlite(&self.path, e).to_string();
+                    if failures == 0 {
+                        tracing::error!("cannot write: {message}; retrying, nothing is dropped");
+                    }
+                    failures = failures.saturating_add(1);
+                    self.report(Some(message.clone()));
+                    last_error = Some(message);
+                    if self.rx.is_closed() {
+                        retries_after_close += 1;
+                        if retries_after_close > self.settings.shutdown_retries {
+                            break;
+                        }
+                    }
+                    let exp = self.settings.retry_base.saturating_mul(1 << failures.min(16));
+                    // A dedicated thread: waiting here blocks nothing else.
+                    std::thread::sleep(exp.min(self.settings.retry_cap));
+                }
+            }
+        }
+        let mut unwritten = pending.len();
+        while let Ok(more) = self.rx.try_recv() {
+            unwritten += more.len();
+        }
+        WriterSummary { events_written: self.written, unwritten, last_error }
+    }
+
+    fn report(&self, error: Option<String>) {
+        // Reports carry totals, so a dropped one is made good by the next.
+        let _ = self.reports.try_send(StoreReport { events_written: self.written, error });
+    }
+}
+
+/// Writes one batch in one transaction. Returns the number of new events.
+pub fn write_batch(conn: &mut Connection, facts: &[Fact]) -> rusqlite::Result<u64> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let mut new_events = 0;
+    let mut cursors: HashMap<&str, i64> = HashMap::new();
+    {
+        let mut insert_event = tx.prepare_cached(
+            "INSERT OR IGNORE INTO events
+               (feed, resource_kind, resource_id, timepoint, event_type, published_at, received_at, raw)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        )?;
+        let mut upsert_company = tx.prepare_cached(
+            "INSERT INTO companies
+               (company_number, company_name, company_status, company_status_detail, timepoint, published_at, updated_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+             ON CONFLICT (company_number) DO UPDATE SET
+               company_name = excluded.company_name,
+               company_status = excluded.company_status,
+               company_status_detail = excluded.company_status_detail,
+               timepoint = excluded.timepoint,
+               published_at = excluded.published_at,
+               updated_at = excluded.updated_at
+             WHERE excluded.timepoint > companies.timepoint",
+        )?;
+        let mut delete_company =
+            tx.prepare_cached("DELETE FROM companies WHERE company_number = ?1 AND timepoint < ?2")?;
+        // The previous state comes from `companies` when the model did not know
+        // it; this runs before the same event updates `companies`.
+        let mut insert_change = tx.prepare_cached(
+            "INSERT OR IGNORE INTO strike_offs
+               (company_number, company_name, change, from_status, from_detail,
+                to_status, to_detail, published_at, timepoint, received_at)
+             VALUES (?1, ?2, ?3,
+               COALESCE(?4, (SELECT company_status FROM companies WHERE company_number = ?1)),
+               CASE WHEN ?4 IS NULL
+                    THEN (SELECT company_status_detail FROM companies WHERE company_number = ?1)
+                    ELSE ?5 END,
+               ?6, ?7, ?8, ?9, ?10)",
+        )?;
+        let mut insert_gap =
+            tx.prepare_cached("INSERT INTO gaps (feed, at, after_timepoint, reason) VALUES (?1, ?2, ?3, ?4)")?;
+
+        for fact in facts {
+            match fact {
+                Fact::Event { feed, event, received_at } => {
+                    let inserted = insert_event.execute(params![
+                        feed,
+                        event.resource_kind,
+                        event.resource_id,
+                        event.timepoint,
+                        event.event_type.as_str(),
+                        event.published_at.map(ts),
+                        ts(*received_at),
+                        event.raw,
+                    ])?;
+                    let cursor = cursors.entry(feed.as_str()).or_insert(event.timepoint);
+                    *cursor = (*cursor).max(event.timepoint);
+                    if inserted == 0 {
+                        continue;
+                    }
+                    new_events += 1;
+                    if !event.is_company_profile() {
+                        continue;
+                    }
+                    if event.event_type == EventType::Deleted {
+                        delete_company.execute(params![event.resource_id, event.timepoint])?;
+                    } else if let Some(c) = &event.company {
+                        upsert_company.execute(params![
+                            c.number,
+                            c.name,
+                            c.status,
+                            c.detail,
+                            event.timepoint,
+                            event.published_at.map(ts),
+                            ts(*received_at),
+                        ])?;
+                    }
+                }
+                Fact::StrikeOff(c) => {
+                    insert_change.execute(params![
+                        c.company_number,
+                        c.company_name,
+                        c.kind.as_str(),
+                        c.from_status,
+                        c.from_detail,
+                        c.to_status,
+                        c.to_detail,
+                        c.published_at.map(ts),
+                        c.timepoint,
+                        ts(c.received_at),
+                    ])?;
+                }
+                Fact::Gap { feed, at, after_timepoint, reason } => {
+                    insert_gap.execute(params![feed, ts(*at), after_timepoint, reason])?;
+                }
+            }
+        }
+        let mut upsert_cursor = tx.prepare_cached(
+            "INSERT INTO cursors (feed, timepoint, updated_at) VALUES (?1, ?2, ?3)
+             ON CONFLICT (feed) DO UPDATE SET timepoint = excluded.timepoint, updated_at = excluded.updated_at
+             WHERE excluded.timepoint > cursors.timepoint",
+        )?;
+        let now = ts(Utc::now());
+        for (feed, timepoint) in cursors {
+            upsert_cursor.execute(params![feed, timepoint, now])?;
+        }
+    }
+    tx.commit()?;
+    Ok(new_events)
+}
