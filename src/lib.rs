@@ -7,6 +7,9 @@
 //! applies each message to the [`model::Model`] and hands the durable facts to
 //! the [`store`] writer thread. The UI and the headless printer only read the model.
 
+pub mod app;
+pub mod cli;
+pub mod config;
 pub mod feeds;
 pub mod model;
 pub mod store;

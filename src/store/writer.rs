@@ -82,6 +82,12 @@ impl StoreHandle {
         self.tx.send(facts).await.map_err(|e| e.0)
     }
 
+    /// Resolves when the queue has room for one batch. Cancel-safe.
+    pub async fn ready(&self) {
+        // The permit is dropped at once: the caller's next try_send uses the room.
+        let _ = self.tx.reserve().await;
+    }
+
     /// Closes the queue and waits for the writer to finish. Blocking.
     pub fn close(self) -> WriterSummary {
         drop(self.tx);

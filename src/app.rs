@@ -1,0 +1,227 @@
+//! The pipeline shared by the TUI and headless modes: feed tasks, the model,
+//! and the store writer, wired with bounded channels.
+//!
+//! The front end drives it with two calls: [`Pipeline::next_input`] (async,
+//! cancel-safe, so it can sit in a `select!` beside terminal input and ticks)
+//! and [`Pipeline::handle`] (sync: apply to the model, queue facts for the store).
+//!
+//! Queue policy: feed → core is bounded (`FEED_QUEUE`); core → store is
+//! bounded and the store never drops. While the store is slow, facts collect
+//! in `pending` up to `MAX_PENDING`; past that the core stops reading feed
+//! messages, so backpressure reaches the sockets instead of memory growing.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use chrono::Utc;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use crate::feeds::companies_house::{ChFeed, ChSettings};
+use crate::feeds::{Command, FeedId, FeedInfo, FeedMsg, FeedMsgKind};
+use crate::model::{Fact, Model, StoreReport};
+use crate::store::writer::WriterSummary;
+use crate::store::{self, StoreError, StoreHandle, WriterSettings};
+
+/// Messages that may wait between the feed tasks and the core loop.
+pub const FEED_QUEUE: usize = 4096;
+/// Feed messages applied per wake-up before yielding to input and render.
+const DRAIN: usize = 1024;
+/// Facts held while the store catches up before feeds are throttled.
+const MAX_PENDING: usize = 50_000;
+
+/// One configured feed.
+#[derive(Debug, Clone)]
+pub struct FeedSpec {
+    pub info: FeedInfo,
+    pub kind: FeedKind,
+}
+
+#[derive(Debug, Clone)]
+pub enum FeedKind {
+    CompaniesHouse(ChSettings),
+}
+
+impl FeedSpec {
+    pub fn companies_house(name: impl Into<String>, settings: ChSettings) -> Self {
+        Self { info: FeedInfo { name: name.into(), kind: "companies-house" }, kind: FeedKind::CompaniesHouse(settings) }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct PipelineConfig {
+    pub feeds: Vec<FeedSpec>,
+    pub db_path: PathBuf,
+    pub latency_window: Duration,
+    pub demo: bool,
+    pub writer: WriterSettings,
+}
+
+/// Something the front end should react to.
+#[derive(Debug)]
+pub enum Input {
+    Feed(FeedMsg),
+    Store(StoreReport),
+    /// The store queue has room again after a stall.
+    StoreHasRoom,
+}
+
+pub struct Pipeline {
+    pub model: Model,
+    feed_rx: mpsc::Receiver<FeedMsg>,
+    controls: Vec<mpsc::Sender<Command>>,
+    tasks: Vec<JoinHandle<()>>,
+    store: StoreHandle,
+    reports: mpsc::Receiver<StoreReport>,
+    pending: Vec<Fact>,
+}
+
+/// What happened at shutdown, for the exit message.
+#[derive(Debug, Clone, Default)]
+pub struct ShutdownSummary {
+    pub writer: WriterSummary,
+}
+
+impl Pipeline {
+    /// Opens the database, loads history and resume points, and starts every
+    /// feed and the writer. Must run inside a tokio runtime. Database errors
+    /// are [`StoreError`]s (downcast to tell them apart).
+    pub fn start(config: PipelineConfig) -> anyhow::Result<Self> {
+        let conn = store::open(&config.db_path)?;
+        let sqlite = |e| StoreError::from_sqlite(&config.db_path, e);
+        let names: Vec<String> = config.feeds.iter().map(|f| f.info.name.clone()).collect();
+        let history = store::queries::load_history(&conn, &names).map_err(sqlite)?;
+        let mut model = Model::new(config.feeds.iter().map(|f| f.info.clone()).collect(), config.latency_window, Utc::now());
+        model.demo = config.demo;
+        model.load_history(history);
+
+        let (feed_tx, feed_rx) = mpsc::channel(FEED_QUEUE);
+        let mut controls = Vec::new();
+        let mut tasks = Vec::new();
+        for (id, spec) in config.feeds.into_iter().enumerate() {
+            let (ctl_tx, ctl_rx) = mpsc::channel(8);
+            let resume = store::queries::cursor(&conn, &spec.info.name).map_err(sqlite)?;
+            if let Some(tp) = resume {
+                tracing::info!("{}: resuming from timepoint {tp}", spec.info.name);
+            }
+            let task = match spec.kind {
+                FeedKind::CompaniesHouse(settings) => {
+                    let feed = ChFeed::new(id, settings, resume, feed_tx.clone(), ctl_rx)?;
+                    tokio::spawn(feed.run())
+                }
+            };
+            controls.push(ctl_tx);
+            tasks.push(task);
+        }
+        let (report_tx, reports) = mpsc::channel(64);
+        let store = StoreHandle::spawn(conn, config.db_path, report_tx, config.writer);
+        Ok(Self { model, feed_rx, controls, tasks, store, reports, pending: Vec::new() })
+    }
+
+    /// Waits for the next thing to handle. Cancel-safe.
+    pub async fn next_input(&mut self) -> Input {
+        if self.pending.len() >= MAX_PENDING {
+            // Stop reading feeds until the store takes the backlog.
+            tokio::select! {
+                _ = self.store.ready() => return Input::StoreHasRoom,
+                Some(r) = self.reports.recv() => return Input::Store(r),
+            }
+        }
+        tokio::select! {
+            Some(msg) = self.feed_rx.recv() => Input::Feed(msg),
+            Some(r) = self.reports.recv() => Input::Store(r),
+        }
+    }
+
+    /// Applies an input and whatever feed messages are already queued.
+    pub fn handle(&mut self, input: Input) {
+        match input {
+            Input::Feed(msg) => {
+                self.apply(msg);
+                for _ in 0..DRAIN {
+                    match self.feed_rx.try_recv() {
+                        Ok(msg) => self.apply(msg),
+                        Err(_) => break,
+                    }
+                }
+            }
+            Input::Store(report) => self.model.apply_store_report(report),
+            Input::StoreHasRoom => {}
+        }
+        self.flush();
+    }
+
+    /// Hands pending facts to the store if it has room; called on every input and tick.
+    pub fn flush(&mut self) {
+        if self.pending.is_empty() {
+            return;
+        }
+        if let Err(facts) = self.store.try_send(std::mem::take(&mut self.pending)) {
+            self.pending = facts;
+        }
+    }
+
+    fn apply(&mut self, msg: FeedMsg) {
+        log_message(&self.model, &msg);
+        self.model.apply(msg, &mut self.pending);
+    }
+
+    pub fn feed_count(&self) -> usize {
+        self.controls.len()
+    }
+
+    /// Asks one feed to drop its connection and connect now.
+    pub fn reconnect(&self, feed: FeedId) {
+        if let Some(ctl) = self.controls.get(feed) {
+            // A full control queue already holds a reconnect request.
+            let _ = ctl.try_send(Command::Reconnect);
+            tracing::info!("{}: reconnect requested", self.model.feeds[feed].info.name);
+        }
+    }
+
+    pub fn reconnect_all(&self) {
+        (0..self.controls.len()).for_each(|id| self.reconnect(id));
+    }
+
+    /// Stops the feeds, applies what they already delivered, and waits for
+    /// the writer to commit everything (bounded: a dead disk cannot hang exit).
+    pub async fn shutdown(mut self) -> ShutdownSummary {
+        for task in &self.tasks {
+            task.abort();
+        }
+        while let Ok(msg) = self.feed_rx.try_recv() {
+            self.apply(msg);
+        }
+        let pending = std::mem::take(&mut self.pending);
+        let mut unsent = 0;
+        if !pending.is_empty() {
+            match tokio::time::timeout(Duration::from_secs(10), self.store.send(pending)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(facts)) => unsent = facts.len(),
+                Err(_) => unsent = self.pending.len(),
+            }
+        }
+        let store = self.store;
+        let mut writer = tokio::task::spawn_blocking(move || store.close()).await.unwrap_or_default();
+        writer.unwritten += unsent;
+        ShutdownSummary { writer }
+    }
+}
+
+/// Log lines for what a user should know about; routine traffic is not logged.
+fn log_message(model: &Model, msg: &FeedMsg) {
+    let Some(feed) = model.feeds.get(msg.feed) else { return };
+    let name = &feed.info.name;
+    match &msg.kind {
+        FeedMsgKind::State(state) if state.label() != feed.state.label() || feed.state_since.is_none() => {
+            tracing::info!("{name}: {}", state.label());
+        }
+        FeedMsgKind::Error(e) => tracing::warn!("{name}: {e}"),
+        FeedMsgKind::Malformed { reason } => tracing::warn!("{name}: skipped a malformed line: {reason}"),
+        FeedMsgKind::TooLong => tracing::warn!("{name}: skipped a line over the size limit"),
+        FeedMsgKind::Gap { after_timepoint, reason } => {
+            tracing::warn!("{name}: gap after timepoint {after_timepoint:?}: {reason}")
+        }
+        _ => {}
+    }
+}

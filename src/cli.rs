@@ -1,0 +1,170 @@
+//! Command-line interface (clap derive). Flags win over the environment, which
+//! wins over the config file, which wins over the defaults.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+const ABOUT: &str = "top for live data feeds: watch the Companies House stream, store it, \
+and see companies enter and leave the proposal to strike off.";
+
+const AFTER_HELP: &str = "\
+With no stream key, feedtop runs a built-in demo feed on loopback.
+Watch the real stream with a Companies House *stream* key (not a REST key):
+
+  CH_STREAMING_API_KEY=<key> feedtop
+
+When stdout is not a terminal, feedtop prints JSON lines (as with --headless).
+
+Keys in the TUI: q quit · p pause · r/R reconnect · / filter · Tab focus · ? help";
+
+#[derive(Debug, Parser)]
+#[command(name = "feedtop", version, about = ABOUT, after_help = AFTER_HELP)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Cmd>,
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Cmd {
+    /// List the recorded strike-off changes from the database.
+    StrikeOffs(StrikeOffsArgs),
+}
+
+/// Options for watching feeds (the default command).
+#[derive(Debug, Args, Clone, Default)]
+pub struct RunArgs {
+    /// Watch the built-in simulated feed (the default when no stream key is set).
+    #[arg(long)]
+    pub demo: bool,
+
+    /// Print one JSON object per line instead of drawing the TUI.
+    #[arg(long)]
+    pub headless: bool,
+
+    /// Headless: stop after this long (e.g. 30s, 5m); default: run until interrupted.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub duration: Option<Duration>,
+
+    /// Headless: print a line this often.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "1s")]
+    pub interval: Duration,
+
+    /// SQLite database file [default: feedtop.db in the user data directory;
+    /// demo.db there with --demo].
+    #[arg(long, value_name = "PATH", env = "FEEDTOP_DB")]
+    pub db: Option<PathBuf>,
+
+    /// Config file [default: config.toml in the user config directory].
+    #[arg(long, value_name = "PATH", env = "FEEDTOP_CONFIG")]
+    pub config: Option<PathBuf>,
+
+    /// Companies House streaming base URL [default: https://stream.companieshouse.gov.uk].
+    #[arg(long, value_name = "URL", env = "FEEDTOP_CH_URL")]
+    pub ch_url: Option<String>,
+
+    /// Companies House stream path [default: /companies].
+    #[arg(long, value_name = "PATH")]
+    pub stream: Option<String>,
+
+    /// Reconnect when no byte arrives for this long [default: 90s].
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub read_timeout: Option<Duration>,
+
+    /// Longest wait between reconnect attempts [default: 60s].
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub backoff_cap: Option<Duration>,
+
+    /// Latency percentiles cover this sliding window [default: 5m].
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub latency_window: Option<Duration>,
+
+    /// Redraw at most this many times a second [default: 10].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=60))]
+    pub fps: Option<u32>,
+
+    /// No colours (also when NO_COLOR is set).
+    #[arg(long)]
+    pub no_color: bool,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct StrikeOffsArgs {
+    /// SQLite database file [default: as for watching].
+    #[arg(long, value_name = "PATH", env = "FEEDTOP_DB")]
+    pub db: Option<PathBuf>,
+
+    /// Read the demo database instead of the real one.
+    #[arg(long)]
+    pub demo: bool,
+
+    /// Only changes published since then: a duration (24h, 7d) or a date/time
+    /// (2025-06-10, 2025-06-10T08:00:00Z).
+    #[arg(long, value_name = "WHEN")]
+    pub since: Option<String>,
+
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    pub format: Format,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    /// Aligned columns for reading.
+    Table,
+    /// One JSON object per line.
+    Json,
+    /// Comma-separated with a header row.
+    Csv,
+}
+
+/// `30s`, `5m`, `1h30m`, `2d`: humantime's format.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s).map_err(|e| format!("{e} (examples: 30s, 5m, 1h30m)"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_definition_is_valid() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn headless_flags_parse() {
+        let cli = Cli::try_parse_from(["feedtop", "--headless", "--duration", "30s", "--interval", "500ms"]).unwrap();
+        assert!(cli.run.headless);
+        assert_eq!(cli.run.duration, Some(Duration::from_secs(30)));
+        assert_eq!(cli.run.interval, Duration::from_millis(500));
+    }
+
+    #[test]
+    fn bad_duration_explains_the_format() {
+        let e = Cli::try_parse_from(["feedtop", "--duration", "soon"]).unwrap_err().to_string();
+        assert!(e.contains("examples: 30s"), "{e}");
+    }
+
+    #[test]
+    fn strike_offs_subcommand() {
+        let cli = Cli::try_parse_from(["feedtop", "strike-offs", "--since", "24h", "--format", "csv"]).unwrap();
+        match cli.command {
+            Some(Cmd::StrikeOffs(a)) => {
+                assert_eq!(a.since.as_deref(), Some("24h"));
+                assert_eq!(a.format, Format::Csv);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn fps_is_bounded() {
+        assert!(Cli::try_parse_from(["feedtop", "--fps", "0"]).is_err());
+        assert!(Cli::try_parse_from(["feedtop", "--fps", "30"]).is_ok());
+    }
+}

@@ -1,0 +1,263 @@
+//! Settings: defaults ← config file ← environment ← flags.
+//!
+//! The config file is TOML (a commented sample ships in `assets/config.toml`).
+//! Secrets never live in it: it names the environment variable that holds the
+//! stream key. Paths are injected ([`Paths`]) so tests never touch the real
+//! home directory.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::cli::RunArgs;
+use crate::feeds::companies_house::{ApiKey, ChSettings};
+
+pub const DEFAULT_CH_URL: &str = "https://stream.companieshouse.gov.uk";
+pub const DEFAULT_STREAM: &str = "/companies";
+pub const DEFAULT_KEY_ENV: &str = "CH_STREAMING_API_KEY";
+pub const DEFAULT_FPS: u32 = 10;
+pub const DEFAULT_LATENCY_WINDOW: Duration = Duration::from_secs(300);
+pub const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(90);
+pub const DEFAULT_BACKOFF_CAP: Duration = Duration::from_secs(60);
+
+/// The sample shipped with the project (and tested against the defaults).
+pub const SAMPLE: &str = include_str!("../assets/config.toml");
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("config file {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("cannot find a home directory for the default config and database paths; pass --db PATH")]
+    NoHome,
+}
+
+/// A duration written as text in the file (`"90s"`, `"5m"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HumanDuration(pub Duration);
+
+impl<'de> Deserialize<'de> for HumanDuration {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        humantime::parse_duration(&s)
+            .map(HumanDuration)
+            .map_err(|e| serde::de::Error::custom(format!("{e} (examples: \"30s\", \"5m\")")))
+    }
+}
+
+#[derive(Debug, Default, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct FileConfig {
+    pub companies_house: CompaniesHouseFile,
+    pub ui: UiFile,
+    pub storage: StorageFile,
+}
+
+#[derive(Debug, Default, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct CompaniesHouseFile {
+    pub url: Option<String>,
+    pub stream: Option<String>,
+    /// The name of the environment variable holding the stream key.
+    pub key_env: Option<String>,
+    pub read_timeout: Option<HumanDuration>,
+    pub backoff_cap: Option<HumanDuration>,
+}
+
+#[derive(Debug, Default, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct UiFile {
+    pub fps: Option<u32>,
+    pub latency_window: Option<HumanDuration>,
+}
+
+#[derive(Debug, Default, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct StorageFile {
+    pub db: Option<PathBuf>,
+}
+
+impl FileConfig {
+    pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
+        toml::from_str(text).map_err(|e| ConfigError::Parse { path: path.to_path_buf(), message: one_line(&e, text) })
+    }
+
+    /// Reads `path`; a missing file is an error only when the user named it.
+    pub fn load(path: &Path, explicit: bool) -> Result<Self, ConfigError> {
+        match std::fs::read_to_string(path) {
+            Ok(text) => Self::parse(&text, path),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !explicit => Ok(Self::default()),
+            Err(source) => Err(ConfigError::Read { path: path.to_path_buf(), source }),
+        }
+    }
+}
+
+/// toml's messages span several lines with a source excerpt; keep one line:
+/// where, which key, and why.
+fn one_line(e: &toml::de::Error, text: &str) -> String {
+    let reason = e.message().trim().replace('\n', " ");
+    match e.span() {
+        Some(span) => {
+            let before = &text[..span.start.min(text.len())];
+            let line = before.matches('\n').count() + 1;
+            let line_text = text.lines().nth(line - 1).unwrap_or("").trim();
+            format!("line {line} (`{line_text}`): {reason}")
+        }
+        None => reason,
+    }
+}
+
+/// Where files live by default.
+#[derive(Debug, Clone)]
+pub struct Paths {
+    pub config_file: PathBuf,
+    pub data_dir: PathBuf,
+}
+
+impl Paths {
+    pub fn from_system() -> Result<Self, ConfigError> {
+        let dirs = directories::ProjectDirs::from("", "", "feedtop").ok_or(ConfigError::NoHome)?;
+        Ok(Self { config_file: dirs.config_dir().join("config.toml"), data_dir: dirs.data_dir().to_path_buf() })
+    }
+}
+
+/// Everything the run needs, resolved.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub ch: ChSettings,
+    /// True when running against the built-in simulator.
+    pub demo: bool,
+    pub db_path: PathBuf,
+    pub fps: u32,
+    pub latency_window: Duration,
+    pub key_env: String,
+}
+
+/// Merges defaults, the file, the environment (through `env`) and the flags.
+pub fn resolve(
+    args: &RunArgs,
+    file: &FileConfig,
+    env: &dyn Fn(&str) -> Option<String>,
+    paths: &Paths,
+) -> Settings {
+    let ch_file = &file.companies_house;
+    let key_env = ch_file.key_env.clone().unwrap_or_else(|| DEFAULT_KEY_ENV.to_string());
+    let key = env(&key_env).and_then(ApiKey::new);
+    let url = args.ch_url.clone().or_else(|| ch_file.url.clone());
+    // No key and no custom URL: there is nothing real to watch, so show the demo.
+    let demo = args.demo || (key.is_none() && url.is_none());
+    let url = url.unwrap_or_else(|| DEFAULT_CH_URL.to_string());
+    let stream = args.stream.clone().or_else(|| ch_file.stream.clone()).unwrap_or_else(|| DEFAULT_STREAM.to_string());
+
+    let mut ch = ChSettings::new(url, stream, if demo { None } else { key });
+    ch.read_timeout = args.read_timeout.or(ch_file.read_timeout.map(|d| d.0)).unwrap_or(DEFAULT_READ_TIMEOUT);
+    ch.backoff_cap = args.backoff_cap.or(ch_file.backoff_cap.map(|d| d.0)).unwrap_or(DEFAULT_BACKOFF_CAP);
+
+    let db_name = if demo { "demo.db" } else { "feedtop.db" };
+    let db_path = args
+        .db
+        .clone()
+        .or_else(|| if demo { None } else { file.storage.db.clone() })
+        .unwrap_or_else(|| paths.data_dir.join(db_name));
+    Settings {
+        ch,
+        demo,
+        db_path,
+        fps: args.fps.or(file.ui.fps).unwrap_or(DEFAULT_FPS).clamp(1, 60),
+        latency_window: args.latency_window.or(file.ui.latency_window.map(|d| d.0)).unwrap_or(DEFAULT_LATENCY_WINDOW),
+        key_env,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn paths() -> Paths {
+        Paths { config_file: "/nonexistent/config.toml".into(), data_dir: "/data".into() }
+    }
+
+    fn no_env(_: &str) -> Option<String> {
+        None
+    }
+
+    #[test]
+    fn shipped_sample_parses_and_equals_the_defaults() {
+        let sample = FileConfig::parse(SAMPLE, Path::new("assets/config.toml")).unwrap();
+        let from_sample = resolve(&RunArgs::default(), &sample, &no_env, &paths());
+        let from_nothing = resolve(&RunArgs::default(), &FileConfig::default(), &no_env, &paths());
+        assert_eq!(format!("{from_sample:?}"), format!("{from_nothing:?}"));
+        assert_eq!(from_sample.ch.read_timeout, DEFAULT_READ_TIMEOUT);
+        assert_eq!(from_sample.fps, DEFAULT_FPS);
+    }
+
+    #[test]
+    fn no_key_means_demo_with_its_own_database() {
+        let s = resolve(&RunArgs::default(), &FileConfig::default(), &no_env, &paths());
+        assert!(s.demo);
+        assert_eq!(s.db_path, PathBuf::from("/data/demo.db"));
+        assert!(s.ch.key.is_none());
+    }
+
+    #[test]
+    fn key_from_the_environment_means_live() {
+        let env = |name: &str| (name == "CH_STREAMING_API_KEY").then(|| "k-123".to_string());
+        let s = resolve(&RunArgs::default(), &FileConfig::default(), &env, &paths());
+        assert!(!s.demo);
+        assert_eq!(s.ch.key, ApiKey::new("k-123"));
+        assert_eq!(s.ch.base_url, DEFAULT_CH_URL);
+        assert_eq!(s.db_path, PathBuf::from("/data/feedtop.db"));
+    }
+
+    #[test]
+    fn key_env_name_comes_from_the_file() {
+        let file = FileConfig::parse("[companies_house]\nkey_env = \"MY_KEY\"\n", Path::new("c.toml")).unwrap();
+        let env = |name: &str| (name == "MY_KEY").then(|| "abc".to_string());
+        let s = resolve(&RunArgs::default(), &file, &env, &paths());
+        assert_eq!(s.ch.key, ApiKey::new("abc"));
+    }
+
+    #[test]
+    fn flags_beat_the_file() {
+        let file = FileConfig::parse(
+            "[companies_house]\nurl = \"http://file\"\nread_timeout = \"10s\"\n[ui]\nfps = 5\n",
+            Path::new("c.toml"),
+        )
+        .unwrap();
+        let args = RunArgs {
+            ch_url: Some("http://flag".into()),
+            fps: Some(20),
+            db: Some("/tmp/x.db".into()),
+            ..Default::default()
+        };
+        let s = resolve(&args, &file, &no_env, &paths());
+        assert_eq!(s.ch.base_url, "http://flag");
+        assert_eq!(s.ch.read_timeout, Duration::from_secs(10));
+        assert_eq!(s.fps, 20);
+        assert_eq!(s.db_path, PathBuf::from("/tmp/x.db"));
+        // A custom URL without a key is watched as it is, not replaced by the demo.
+        assert!(!s.demo);
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let e = FileConfig::parse("[ui]\nfsp = 5\n", Path::new("c.toml")).unwrap_err().to_string();
+        assert!(e.contains("c.toml") && e.contains("line 2") && e.contains("fsp"), "{e}");
+    }
+
+    #[test]
+    fn bad_duration_is_named() {
+        let e = FileConfig::parse("[ui]\nlatency_window = \"forever\"\n", Path::new("c.toml")).unwrap_err().to_string();
+        assert!(e.contains("examples"), "{e}");
+    }
+
+    #[test]
+    fn missing_default_file_is_fine_but_a_named_one_is_not() {
+        let missing = Path::new("/nonexistent/feedtop/config.toml");
+        assert_eq!(FileConfig::load(missing, false).unwrap(), FileConfig::default());
+        let e = FileConfig::load(missing, true).unwrap_err().to_string();
+        assert!(e.contains("cannot read config file"), "{e}");
+    }
+}
