@@ -185,7 +185,7 @@ impl Pipeline {
 
     /// Stops the feeds, applies what they already delivered, and waits for
     /// the writer to commit everything (bounded: a dead disk cannot hang exit).
-    pub async fn shutdown(mut self) -> ShutdownSummary {
+    pub async fn shutdown(mut self) -> (Model, ShutdownSummary) {
         for task in &self.tasks {
             task.abort();
         }
@@ -195,16 +195,39 @@ impl Pipeline {
         let pending = std::mem::take(&mut self.pending);
         let mut unsent = 0;
         if !pending.is_empty() {
+            let count = pending.len();
             match tokio::time::timeout(Duration::from_secs(10), self.store.send(pending)).await {
                 Ok(Ok(())) => {}
-                Ok(Err(facts)) => unsent = facts.len(),
-                Err(_) => unsent = self.pending.len(),
+                Ok(Err(_)) | Err(_) => unsent = count,
             }
         }
         let store = self.store;
         let mut writer = tokio::task::spawn_blocking(move || store.close()).await.unwrap_or_default();
         writer.unwritten += unsent;
-        ShutdownSummary { writer }
+        (self.model, ShutdownSummary { writer })
+    }
+}
+
+/// Resolves on Ctrl-C (SIGINT) or SIGTERM: both end the run cleanly.
+pub async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
     }
 }
 

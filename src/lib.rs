@@ -10,7 +10,9 @@
 pub mod app;
 pub mod cli;
 pub mod config;
+pub mod export;
 pub mod feeds;
+pub mod headless;
 pub mod model;
 pub mod store;
 pub mod time;

@@ -1,0 +1,165 @@
+//! Headless mode: the same pipeline, no TUI, one JSON object per line.
+//!
+//! Chosen with `--headless` or automatically when stdout is not a terminal.
+//! Only data goes to stdout; diagnostics go to stderr.
+
+use std::io::Write;
+use std::time::Duration;
+
+use serde::Serialize;
+use tokio::time::{interval_at, Instant, MissedTickBehavior};
+
+use crate::app::{shutdown_signal, Pipeline, ShutdownSummary};
+use crate::model::{LatencySummary, Model, Tally};
+
+#[derive(Debug, Clone)]
+pub struct HeadlessOptions {
+    pub duration: Option<Duration>,
+    pub interval: Duration,
+}
+
+#[derive(Serialize)]
+struct Report<'a> {
+    ts: String,
+    demo: bool,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    r#final: bool,
+    feeds: Vec<FeedReport<'a>>,
+    strike_off: TallyReport,
+    store: StoreReport<'a>,
+}
+
+#[derive(Serialize)]
+struct FeedReport<'a> {
+    id: &'a str,
+    kind: &'a str,
+    state: &'a str,
+    events: u64,
+    per_min: u64,
+    latency_ms: Option<LatencySummary>,
+    reconnects: u64,
+    gaps: u64,
+    malformed: u64,
+    duplicates: u64,
+    last_timepoint: Option<i64>,
+    last_error: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+struct TallyReport {
+    entered: u64,
+    withdrawn: u64,
+    struck_off: u64,
+}
+
+#[derive(Serialize)]
+struct StoreReport<'a> {
+    events_written: u64,
+    error: Option<&'a str>,
+}
+
+impl From<Tally> for TallyReport {
+    fn from(t: Tally) -> Self {
+        Self { entered: t.entered, withdrawn: t.withdrawn, struck_off: t.struck_off }
+    }
+}
+
+/// One report line for the model as it is now.
+pub fn report_line(model: &Model, is_final: bool) -> String {
+    let feeds = model
+        .feeds
+        .iter()
+        .map(|f| FeedReport {
+            id: &f.info.name,
+            kind: f.info.kind,
+            state: f.state.label(),
+            events: f.counts.events,
+            per_min: f.rate.per_minute(model.now),
+            latency_ms: f.latency.summary(model.now),
+            reconnects: f.reconnects(),
+            gaps: f.counts.gaps,
+            malformed: f.counts.malformed,
+            duplicates: f.counts.duplicates,
+            last_timepoint: f.last_timepoint,
+            last_error: f.last_error.as_deref(),
+        })
+        .collect();
+    let report = Report {
+        ts: crate::store::ts(model.now),
+        demo: model.demo,
+        r#final: is_final,
+        feeds,
+        strike_off: model.tally.into(),
+        store: StoreReport { events_written: model.store.events_written, error: model.store.error.as_deref() },
+    };
+    serde_json::to_string(&report).expect("reports serialise")
+}
+
+/// Runs until the duration ends or SIGINT/SIGTERM, printing a line every
+/// interval and a final one (`"final": true`) after everything is stored.
+pub async fn run(mut pipeline: Pipeline, options: HeadlessOptions, out: &mut dyn Write) -> anyhow::Result<ShutdownSummary> {
+    let start = Instant::now();
+    let deadline = options.duration.map(|d| start + d);
+    let mut ticker = interval_at(start + options.interval, options.interval);
+    ticker.set_missed_tick_behavior(MissedTickBehavior::Skip);
+    let shutdown = shutdown_signal();
+    tokio::pin!(shutdown);
+    let until_deadline = async {
+        match deadline {
+            Some(at) => tokio::time::sleep_until(at).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::pin!(until_deadline);
+    loop {
+        tokio::select! {
+            biased;
+            _ = &mut shutdown => break,
+            _ = &mut until_deadline => break,
+            _ = ticker.tick() => {
+                pipeline.model.tick(chrono::Utc::now());
+                pipeline.flush();
+                if writeln!(out, "{}", report_line(&pipeline.model, false)).and_then(|_| out.flush()).is_err() {
+                    // The reader went away (e.g. `| head`): stop cleanly.
+                    break;
+                }
+            }
+            input = pipeline.next_input() => pipeline.handle(input),
+        }
+    }
+    let (mut model, summary) = pipeline.shutdown().await;
+    model.tick(chrono::Utc::now());
+    model.store.events_written = summary.writer.events_written;
+    let _ = writeln!(out, "{}", report_line(&model, true)).and_then(|_| out.flush());
+    Ok(summary)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::feeds::{ConnState, FeedInfo, FeedMsg, FeedMsgKind};
+    use chrono::{TimeZone, Utc};
+
+    #[test]
+    fn report_has_the_documented_shape() {
+        let t0 = Utc.with_ymd_and_hms(2025, 6, 10, 12, 0, 0).unwrap();
+        let info = FeedInfo { name: "companies".into(), kind: "companies-house" };
+        let mut m = Model::new(vec![info], Duration::from_secs(300), t0);
+        let mut facts = Vec::new();
+        m.apply(FeedMsg { feed: 0, at: t0, kind: FeedMsgKind::State(ConnState::Live) }, &mut facts);
+        m.apply(FeedMsg { feed: 0, at: t0, kind: FeedMsgKind::Malformed { reason: "x".into() } }, &mut facts);
+        let v: serde_json::Value = serde_json::from_str(&report_line(&m, false)).unwrap();
+        assert_eq!(v["ts"], "2025-06-10T12:00:00.000Z");
+        let f = &v["feeds"][0];
+        assert_eq!(f["id"], "companies");
+        assert_eq!(f["kind"], "companies-house");
+        assert_eq!(f["state"], "live");
+        assert_eq!(f["malformed"], 1);
+        assert_eq!(f["events"], 0);
+        assert!(f["latency_ms"].is_null());
+        assert_eq!(v["strike_off"]["entered"], 0);
+        assert!(v.get("final").is_none());
+        let last: serde_json::Value = serde_json::from_str(&report_line(&m, true)).unwrap();
+        assert_eq!(last["final"], true);
+    }
+}
