@@ -1,1 +1,124 @@
-fn main() {}
+//! The `feedtop` binary: parse the command line, pick a front end, run.
+
+use std::io::IsTerminal;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Parser;
+use feedtop::app::{FeedSpec, Pipeline, PipelineConfig};
+use feedtop::cli::{Cli, Cmd, RunArgs, StrikeOffsArgs};
+use feedtop::config::{self, FileConfig, Paths, Settings};
+use feedtop::headless::{self, HeadlessOptions};
+use feedtop::store::WriterSettings;
+use feedtop::{demo, export, tui};
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::EnvFilter;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Some(Cmd::StrikeOffs(args)) => strike_offs(args),
+        None => watch(cli.run),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("feedtop: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn load_file_config(explicit: Option<&std::path::Path>, paths: Option<&Paths>) -> anyhow::Result<FileConfig> {
+    Ok(match (explicit, paths) {
+        (Some(path), _) => FileConfig::load(path, true)?,
+        (None, Some(p)) => FileConfig::load(&p.config_file, false)?,
+        (None, None) => FileConfig::default(),
+    })
+}
+
+fn watch(args: RunArgs) -> anyhow::Result<()> {
+    let system_paths = Paths::from_system();
+    let file = load_file_config(args.config.as_deref(), system_paths.as_ref().ok())?;
+    let paths = match (system_paths, &args.db) {
+        (Ok(p), _) => p,
+        // Without a home directory everything must be given explicitly.
+        (Err(_), Some(db)) => Paths { config_file: Default::default(), data_dir: db.parent().unwrap_or(db).to_path_buf() },
+        (Err(e), None) => return Err(e.into()),
+    };
+    let settings = config::resolve(&args, &file, &|name| std::env::var(name).ok(), &paths);
+    let headless = args.headless || !std::io::stdout().is_terminal();
+    init_tracing(headless);
+
+    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    runtime.block_on(async move {
+        let (settings, _sim) = if settings.demo { demo::start(settings).await? } else { (settings, None) };
+        let pipeline = Pipeline::start(pipeline_config(&settings))?;
+        let db_path = settings.db_path.clone();
+        let summary = if headless {
+            let options = HeadlessOptions { duration: args.duration, interval: args.interval };
+            headless::run(pipeline, options, &mut std::io::stdout().lock()).await?
+        } else {
+            let color = feedtop::ui::theme::color_enabled(args.no_color);
+            tui::run(pipeline, tui::TuiOptions { fps: settings.fps, color }).await?.1
+        };
+        let w = summary.writer;
+        if w.unwritten > 0 {
+            anyhow::bail!(
+                "{} facts could not be written to {} ({}); the feed resumes from the last stored timepoint next time",
+                w.unwritten,
+                db_path.display(),
+                w.last_error.unwrap_or_default()
+            );
+        }
+        if !headless {
+            eprintln!("feedtop: {} new events stored in {}", w.events_written, db_path.display());
+        }
+        Ok(())
+    })
+}
+
+fn pipeline_config(settings: &Settings) -> PipelineConfig {
+    let name = format!("companies-house{}", settings.ch.stream);
+    PipelineConfig {
+        feeds: vec![FeedSpec::companies_house(name, settings.ch.clone())],
+        db_path: settings.db_path.clone(),
+        latency_window: settings.latency_window,
+        demo: settings.demo,
+        writer: WriterSettings::default(),
+    }
+}
+
+fn strike_offs(args: StrikeOffsArgs) -> anyhow::Result<()> {
+    let db = match args.db {
+        Some(db) => db,
+        None => {
+            let paths = Paths::from_system()?;
+            let file = load_file_config(None, Some(&paths))?;
+            match (args.demo, file.storage.db) {
+                (false, Some(db)) => db,
+                (false, None) => paths.data_dir.join("feedtop.db"),
+                (true, _) => paths.data_dir.join("demo.db"),
+            }
+        }
+    };
+    let since = args.since.as_deref().map(|s| export::parse_since(s, chrono::Utc::now())).transpose().map_err(anyhow::Error::msg)?;
+    export::run(&db, since, args.format, &mut std::io::stdout().lock())?;
+    Ok(())
+}
+
+/// Diagnostics go to the log pane in the TUI and to stderr headless; never
+/// to stdout, which carries data. `RUST_LOG` overrides the default filter.
+fn init_tracing(headless: bool) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn,feedtop=info"));
+    if headless {
+        tracing_subscriber::registry()
+            .with(filter)
+            .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_target(false))
+            .init();
+    } else {
+        tracing_subscriber::registry().with(filter).with(tui_logger::TuiTracingSubscriberLayer).init();
+        let _ = tui_logger::init_logger(tui_logger::LevelFilter::Trace);
+    }
+}

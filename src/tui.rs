@@ -1,0 +1,100 @@
+//! The interactive front end: terminal setup, the event loop, redraws.
+//!
+//! One `select!` multiplexes shutdown signals, terminal input, the render tick
+//! and pipeline input. The tick comes before pipeline input in the biased order
+//! so that a flood of events (a catch-up replay) cannot starve the screen.
+//! Drawing happens only on a tick, only when something changed, so the frame
+//! rate is at most `fps` and an idle feed costs next to nothing.
+
+use std::time::Duration;
+
+use chrono::Utc;
+use crossterm::event::{Event, EventStream, KeyEventKind};
+use futures_util::StreamExt;
+use tokio::time::MissedTickBehavior;
+
+use crate::app::{shutdown_signal, Pipeline, ShutdownSummary};
+use crate::model::Model;
+use crate::ui::{self, Theme, UiCommand, ViewState};
+
+#[derive(Debug, Clone)]
+pub struct TuiOptions {
+    pub fps: u32,
+    pub color: bool,
+}
+
+/// Puts the terminal back however the TUI ends (return, `?`, or panic:
+/// `ratatui::init` also installs a panic hook that restores first).
+struct TerminalGuard {
+    terminal: ratatui::DefaultTerminal,
+}
+
+impl TerminalGuard {
+    fn new() -> Self {
+        Self { terminal: ratatui::init() }
+    }
+}
+
+impl Drop for TerminalGuard {
+    fn drop(&mut self) {
+        ratatui::restore();
+    }
+}
+
+pub async fn run(mut pipeline: Pipeline, options: TuiOptions) -> anyhow::Result<(Model, ShutdownSummary)> {
+    let mut guard = TerminalGuard::new();
+    let theme = Theme::new(options.color);
+    let mut view = ViewState::new();
+    let mut keys = EventStream::new();
+    let mut tick = tokio::time::interval(Duration::from_secs(1) / options.fps.max(1));
+    tick.set_missed_tick_behavior(MissedTickBehavior::Skip);
+    let shutdown = shutdown_signal();
+    tokio::pin!(shutdown);
+
+    let mut dirty = true;
+    let mut shown_second = 0;
+    let result: anyhow::Result<()> = loop {
+        tokio::select! {
+            biased;
+            _ = &mut shutdown => break Ok(()),
+            event = keys.next() => match event {
+                Some(Ok(Event::Key(key))) if key.kind != KeyEventKind::Release => {
+                    match view.handle_key(key, &pipeline.model) {
+                        Some(UiCommand::Quit) => break Ok(()),
+                        Some(UiCommand::Reconnect(feed)) => pipeline.reconnect(feed),
+                        Some(UiCommand::ReconnectAll) => pipeline.reconnect_all(),
+                        None => {}
+                    }
+                    dirty = true;
+                }
+                Some(Ok(Event::Resize(..))) => dirty = true,
+                Some(Ok(_)) => {}
+                Some(Err(e)) => break Err(anyhow::anyhow!("reading the terminal failed: {e}")),
+                None => break Ok(()),
+            },
+            _ = tick.tick() => {
+                let now = Utc::now();
+                pipeline.model.tick(now);
+                pipeline.flush();
+                // Ages and countdowns move every second even with no traffic.
+                if now.timestamp() != shown_second {
+                    shown_second = now.timestamp();
+                    dirty = true;
+                }
+                if dirty {
+                    if let Err(e) = guard.terminal.draw(|frame| ui::draw(frame, &pipeline.model, &view, &theme)) {
+                        break Err(anyhow::anyhow!("drawing to the terminal failed: {e}"));
+                    }
+                    dirty = false;
+                }
+            }
+            input = pipeline.next_input() => {
+                pipeline.handle(input);
+                dirty = true;
+            }
+        }
+    };
+    drop(guard);
+    let stopped = pipeline.shutdown().await;
+    result.map(|_| stopped)
+}
