@@ -10,3 +10,4 @@
 pub mod feeds;
 pub mod model;
 pub mod time;
+pub mod ui;
