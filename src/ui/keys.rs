@@ -52,7 +52,13 @@ pub struct Binding {
     pub description: &'static str,
 }
 
-const fn bind(code: KeyCode, modifiers: KeyModifiers, action: Action, key: &'static str, description: &'static str) -> Binding {
+const fn bind(
+    code: KeyCode,
+    modifiers: KeyModifiers,
+    action: Action,
+    key: &'static str,
+    description: &'static str,
+) -> Binding {
     Binding { code, modifiers, action, key, description }
 }
 

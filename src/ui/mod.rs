@@ -78,10 +78,8 @@ pub fn draw(frame: &mut Frame, live: &Model, view: &ViewState, theme: &Theme) {
 
 /// A terminal too small for the panes still says what is going on.
 fn too_small(frame: &mut Frame, area: Rect, paused: Option<u64>, theme: &Theme) {
-    let mut text = format!(
-        "terminal too small: {}×{}, feedtop needs {MIN_WIDTH}×{MIN_HEIGHT}",
-        area.width, area.height
-    );
+    let mut text =
+        format!("terminal too small: {}×{}, feedtop needs {MIN_WIDTH}×{MIN_HEIGHT}", area.width, area.height);
     if let Some(n) = paused {
         text = format!("PAUSED — {} new. {text}", fmt::thousands(n));
     }

@@ -19,15 +19,15 @@ fn live_feed_at_80x24() {
     let m = live_model();
     let buf = render(&m, &ViewState::new(), &color(), 80, 24);
     let s = screen(&buf);
-    let conn = row_with(&buf, "companies").expect(&s);
+    let conn = row_with(&buf, "companies").unwrap_or_else(|| panic!("{s}"));
     assert!(conn.contains("live"), "{s}");
     assert!(conn.contains("1m30s"), "live since a minute and a half: {s}");
     assert!(conn.contains("27"), "events: {s}");
     assert!(s.contains("entered 6 · withdrawn 3 · struck off 2"), "{s}");
     assert!(s.contains("Rate 27 events/min"), "{s}");
     // Newest first: the struck-off of 12007733 is the first row.
-    let first = lines(&buf).into_iter().position(|l| l.contains("12007733")).expect(&s);
-    let brightwell = lines(&buf).into_iter().position(|l| l.contains("14829301")).expect(&s);
+    let first = lines(&buf).into_iter().position(|l| l.contains("12007733")).unwrap_or_else(|| panic!("{s}"));
+    let brightwell = lines(&buf).into_iter().position(|l| l.contains("14829301")).unwrap_or_else(|| panic!("{s}"));
     assert!(first < brightwell, "{s}");
     assert!(row_with(&buf, "12007733").unwrap().contains("struck-off"), "{s}");
     assert!(!s.contains("no data"), "fixture events carry published_at: {s}");
@@ -42,7 +42,7 @@ fn wide_screen_shows_every_column() {
     let m = live_model();
     let buf = render(&m, &ViewState::new(), &color(), 200, 50);
     let s = screen(&buf);
-    let header = row_with(&buf, "last error").expect(&s);
+    let header = row_with(&buf, "last error").unwrap_or_else(|| panic!("{s}"));
     for col in ["feed", "state", "since", "recon", "retry", "last rx", "last ev", "events", "gaps", "bad"] {
         assert!(header.contains(col), "{col}: {header}");
     }
@@ -80,7 +80,7 @@ fn backoff_shows_countdown_and_error() {
     let m = backoff_model();
     let buf = render(&m, &ViewState::new(), &color(), 80, 24);
     let s = screen(&buf);
-    let row = row_with(&buf, "companies").expect(&s);
+    let row = row_with(&buf, "companies").unwrap_or_else(|| panic!("{s}"));
     assert!(row.contains("backoff"), "{row}");
     assert!(row.contains(" 5s "), "countdown: {row}");
     assert!(row.contains("the server closed"), "error, maybe cut: {row}");
@@ -97,7 +97,7 @@ fn auth_failure_is_red() {
     apply(&mut m, secs(30), FeedMsgKind::Error("401 Unauthorized: check CH_STREAMING_API_KEY".into()));
     apply(&mut m, secs(30), FeedMsgKind::State(ConnState::AuthFailed { retry_at: secs(90) }));
     let buf = render(&m, &ViewState::new(), &color(), 80, 24);
-    let row = row_with(&buf, "companies").expect(&screen(&buf));
+    let row = row_with(&buf, "companies").unwrap_or_else(|| panic!("{}", screen(&buf)));
     assert!(row.contains("auth failed") && row.contains("1m00s") && row.contains("401 Unauth"), "{row}");
     let (x, y) = find(&buf, "auth failed").unwrap();
     assert_eq!(buf[(x, y)].fg, Color::Red);
@@ -180,7 +180,10 @@ fn scrolling_skips_the_newest_rows() {
 fn demo_banner_and_store_error() {
     let mut m = live_model();
     m.demo = true;
-    m.apply_store_report(StoreReport { events_written: 20, error: Some("disk full: free space in ~/.local/share".into()) });
+    m.apply_store_report(StoreReport {
+        events_written: 20,
+        error: Some("disk full: free space in ~/.local/share".into()),
+    });
     let buf = render(&m, &ViewState::new(), &color(), 80, 24);
     let l = lines(&buf);
     assert!(l[1].contains("DEMO — simulated feed on loopback."), "{}", screen(&buf));
@@ -229,6 +232,8 @@ fn tiny_terminals_do_not_panic() {
     let s = screen(&render(&m, &view, &color(), 20, 5));
     assert!(s.contains("PAUSED") && s.contains("too small"), "{s}");
     render(&m, &view, &color(), 1, 1);
+    // Arithmetic on widths must not overflow on absurdly wide terminals.
+    render(&m, &view, &color(), 30_000, 20);
     // Every size up to 100×30, with and without the overlay.
     for help in [false, true] {
         view.show_help = help;
@@ -269,4 +274,29 @@ fn ages_follow_the_model_clock() {
     // Live since t0 - 60 s, now t0 + 210 s.
     assert!(row.contains("4m30s"), "{row}");
     assert!(screen(&buf).contains("Rate 0 events/min"), "{}", screen(&buf));
+}
+
+#[test]
+fn narrow_transition_keeps_its_destination() {
+    let buf = render(&live_model(), &ViewState::new(), &color(), 80, 24);
+    let row = row_with(&buf, "ORCHARD LANE BAKERY LTD").unwrap();
+    assert!(row.trim_end().ends_with("struck-off proposal → dissolved"), "{row}");
+    let wide = render(&live_model(), &ViewState::new(), &color(), 200, 50);
+    assert!(row_with(&wide, "ORCHARD").unwrap().contains("active/active-proposal-to-strike-off → dissolved"));
+}
+
+#[test]
+fn log_pane_shows_tracing_events() {
+    use tracing_subscriber::layer::SubscriberExt;
+    // The tui-logger buffer is process-global; a unique message keeps this
+    // test independent of anything else that logs.
+    let _ = tui_logger::init_logger(tui_logger::LevelFilter::Trace);
+    let subscriber = tracing_subscriber::registry().with(tui_logger::TuiTracingSubscriberLayer);
+    tracing::subscriber::with_default(subscriber, || tracing::warn!("feed companies: reconnect requested by the user"));
+    tui_logger::move_events();
+    let buf = render(&live_model(), &ViewState::new(), &color(), 120, 40);
+    let l = lines(&buf);
+    let title = l.iter().position(|r| r.starts_with("Log")).unwrap();
+    let hit = l.iter().position(|r| r.contains("reconnect requested by the user"));
+    assert!(hit.is_some_and(|y| y > title), "{}", screen(&buf));
 }

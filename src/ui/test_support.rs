@@ -79,9 +79,7 @@ pub fn render(live: &Model, view: &ViewState, theme: &Theme, width: u16, height:
 /// The buffer as one string per row.
 pub fn lines(buf: &Buffer) -> Vec<String> {
     let area = buf.area;
-    (area.top()..area.bottom())
-        .map(|y| (area.left()..area.right()).map(|x| buf[(x, y)].symbol()).collect())
-        .collect()
+    (area.top()..area.bottom()).map(|y| (area.left()..area.right()).map(|x| buf[(x, y)].symbol()).collect()).collect()
 }
 
 pub fn screen(buf: &Buffer) -> String {

@@ -103,8 +103,20 @@ mod tests {
 
     fn styles(t: &Theme) -> [Style; 14] {
         [
-            t.ok, t.warn, t.error, t.dim, t.title, t.focus, t.selected, t.banner, t.key, t.entered, t.withdrawn,
-            t.struck_off, t.up, t.down,
+            t.ok,
+            t.warn,
+            t.error,
+            t.dim,
+            t.title,
+            t.focus,
+            t.selected,
+            t.banner,
+            t.key,
+            t.entered,
+            t.withdrawn,
+            t.struck_off,
+            t.up,
+            t.down,
         ]
     }
 

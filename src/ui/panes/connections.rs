@@ -16,6 +16,8 @@ use crate::ui::theme::Theme;
 
 /// The last error column is never squeezed below this.
 const MIN_ERROR_WIDTH: u16 = 20;
+/// A long feed name is cut rather than allowed to push everything else off.
+const MAX_COLUMN_WIDTH: usize = 30;
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Col {
@@ -109,7 +111,7 @@ pub fn render(frame: &mut Frame, area: Rect, model: &Model, selected: usize, foc
     // Each column is as wide as its widest cell.
     let width = |c: Col| {
         let cells = model.feeds.iter().map(|f| c.text(f, model).chars().count());
-        cells.chain([c.header().len()]).max().unwrap_or(0) as u16
+        cells.chain([c.header().len()]).max().unwrap_or(0).min(MAX_COLUMN_WIDTH) as u16
     };
     let mut shown: Vec<Col> = IMPORTANCE.to_vec();
     let used = |cols: &[Col]| cols.iter().map(|&c| width(c) + 1).sum::<u16>();

@@ -25,9 +25,8 @@ pub fn render(frame: &mut Frame, area: Rect, theme: &Theme) {
         .title(Line::styled(" Keys ", theme.title))
         .title_bottom(Line::styled(" any key closes ", theme.dim).centered());
     let table_rows = rows.into_iter().map(|(keys, desc)| Row::new([Span::styled(keys, theme.key), Span::raw(desc)]));
-    let table = Table::new(table_rows, [Constraint::Length(key_width), Constraint::Fill(1)])
-        .column_spacing(1)
-        .block(block);
+    let table =
+        Table::new(table_rows, [Constraint::Length(key_width), Constraint::Fill(1)]).column_spacing(1).block(block);
     frame.render_widget(Clear, popup);
     frame.render_widget(table, popup);
 }
