@@ -16,3 +16,4 @@ pub mod headless;
 pub mod model;
 pub mod store;
 pub mod time;
+pub mod ui;

@@ -1,0 +1,146 @@
+//! One row per feed: its state and how fresh its data is. Columns that do not
+//! fit are dropped least-important first, so the last error keeps room.
+
+use ratatui::layout::{Constraint, Rect};
+use ratatui::style::Style;
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Cell, Row, Table};
+use ratatui::Frame;
+
+use super::block;
+use crate::feeds::ConnState;
+use crate::model::{FeedView, Model};
+use crate::time::short_duration;
+use crate::ui::fmt::{age, countdown, thousands, truncate};
+use crate::ui::theme::Theme;
+
+/// The last error column is never squeezed below this.
+const MIN_ERROR_WIDTH: u16 = 20;
+/// A long feed name is cut rather than allowed to push everything else off.
+const MAX_COLUMN_WIDTH: usize = 30;
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Col {
+    Feed,
+    State,
+    Since,
+    Reconnects,
+    Retry,
+    LastByte,
+    LastEvent,
+    Events,
+    Gaps,
+    Malformed,
+}
+
+/// Display order.
+const COLUMNS: [Col; 10] = [
+    Col::Feed,
+    Col::State,
+    Col::Since,
+    Col::Reconnects,
+    Col::Retry,
+    Col::LastByte,
+    Col::LastEvent,
+    Col::Events,
+    Col::Gaps,
+    Col::Malformed,
+];
+
+/// Dropped from the end of this list first when the pane is narrow.
+const IMPORTANCE: [Col; 10] = [
+    Col::Feed,
+    Col::State,
+    Col::Retry,
+    Col::Events,
+    Col::LastEvent,
+    Col::Since,
+    Col::LastByte,
+    Col::Reconnects,
+    Col::Gaps,
+    Col::Malformed,
+];
+
+impl Col {
+    fn header(self) -> &'static str {
+        match self {
+            Col::Feed => "feed",
+            Col::State => "state",
+            Col::Since => "since",
+            Col::Reconnects => "recon",
+            Col::Retry => "retry",
+            Col::LastByte => "last rx",
+            Col::LastEvent => "last ev",
+            Col::Events => "events",
+            Col::Gaps => "gaps",
+            Col::Malformed => "bad",
+        }
+    }
+
+    fn text(self, f: &FeedView, model: &Model) -> String {
+        let now = model.now;
+        match self {
+            Col::Feed => f.info.name.clone(),
+            Col::State => f.state.label().to_string(),
+            Col::Since => f.state_since.map_or_else(|| "-".into(), |t| short_duration(now - t)),
+            Col::Reconnects => thousands(f.reconnects()),
+            Col::Retry => countdown(f.state.retry_at(), now),
+            Col::LastByte => age(f.last_byte_at, now),
+            Col::LastEvent => age(f.last_event_at, now),
+            Col::Events => thousands(f.counts.events),
+            Col::Gaps => thousands(f.counts.gaps),
+            Col::Malformed => thousands(f.counts.malformed + f.counts.too_long),
+        }
+    }
+}
+
+fn state_style(state: &ConnState, theme: &Theme) -> Style {
+    match state {
+        ConnState::Live => theme.ok,
+        ConnState::Connecting | ConnState::Backoff { .. } => theme.warn,
+        ConnState::AuthFailed { .. } => theme.error,
+    }
+}
+
+pub fn render(frame: &mut Frame, area: Rect, model: &Model, selected: usize, focused: bool, theme: &Theme) {
+    let title = vec![Span::raw(format!("Connections ({})", model.feeds.len()))];
+    let blk = block(title, focused, theme);
+    let inner = blk.inner(area);
+    frame.render_widget(blk, area);
+
+    // Each column is as wide as its widest cell.
+    let width = |c: Col| {
+        let cells = model.feeds.iter().map(|f| c.text(f, model).chars().count());
+        cells.chain([c.header().len()]).max().unwrap_or(0).min(MAX_COLUMN_WIDTH) as u16
+    };
+    let mut shown: Vec<Col> = IMPORTANCE.to_vec();
+    let used = |cols: &[Col]| cols.iter().map(|&c| width(c) + 1).sum::<u16>();
+    while shown.len() > 2 && used(&shown) + MIN_ERROR_WIDTH > inner.width {
+        shown.pop();
+    }
+    let cols: Vec<Col> = COLUMNS.into_iter().filter(|c| shown.contains(c)).collect();
+    let error_width = inner.width.saturating_sub(used(&cols));
+
+    let header = Row::new(cols.iter().map(|c| c.header()).chain(["last error"])).style(theme.dim);
+    let rows = model.feeds.iter().enumerate().map(|(i, f)| {
+        let mut cells: Vec<Cell> = cols
+            .iter()
+            .map(|&c| {
+                let style = if c == Col::State { state_style(&f.state, theme) } else { Style::new() };
+                Cell::from(Span::styled(c.text(f, model), style))
+            })
+            .collect();
+        let err = f.last_error.as_deref().map(|e| truncate(e, error_width as usize)).unwrap_or_default();
+        // An error from before the current live connection is history, not an alarm.
+        let err_style = if f.state == ConnState::Live { theme.dim } else { theme.error };
+        cells.push(Cell::from(Line::from(Span::styled(err, err_style))));
+        let row = Row::new(cells);
+        if focused && i == selected.min(model.feeds.len().saturating_sub(1)) {
+            row.style(theme.selected)
+        } else {
+            row
+        }
+    });
+    let widths = cols.iter().map(|&c| Constraint::Length(width(c))).chain([Constraint::Fill(1)]);
+    frame.render_widget(Table::new(rows, widths).header(header).column_spacing(1), inner);
+}

@@ -1,0 +1,77 @@
+//! The top lines: program name, pause state, totals and the clock; then the
+//! demo banner and a store problem when there is one.
+
+use chrono::Local;
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::style::Modifier;
+use ratatui::text::{Line, Span};
+use ratatui::widgets::Paragraph;
+use ratatui::Frame;
+
+use crate::feeds::ConnState;
+use crate::model::Model;
+use crate::ui::fmt::{thousands, truncate};
+use crate::ui::theme::Theme;
+
+const DEMO_HEAD: &str = "DEMO — simulated feed on loopback.";
+const DEMO_TAIL: &str = "Watch the real stream: CH_STREAMING_API_KEY=<key> feedtop";
+
+/// Rows the header needs at this width.
+pub fn height(model: &Model, width: u16) -> u16 {
+    1 + demo_lines(model, width).len() as u16 + u16::from(model.store.error.is_some())
+}
+
+fn demo_lines(model: &Model, width: u16) -> Vec<String> {
+    if !model.demo {
+        return Vec::new();
+    }
+    let one = format!("{DEMO_HEAD} {DEMO_TAIL}");
+    if one.chars().count() <= width as usize {
+        vec![one]
+    } else {
+        vec![DEMO_HEAD.to_string(), DEMO_TAIL.to_string()]
+    }
+}
+
+/// `paused` is the number of events that arrived since the snapshot shown.
+pub fn render(frame: &mut Frame, area: Rect, model: &Model, paused: Option<u64>, theme: &Theme) {
+    let mut rows = area.rows();
+    let Some(top) = rows.next() else { return };
+
+    let live = model.feeds.iter().filter(|f| f.state == ConnState::Live).count();
+    let mut spans = vec![Span::styled("feedtop", theme.title), Span::raw("  ")];
+    if let Some(n) = paused {
+        let style = theme.warn.add_modifier(Modifier::REVERSED | Modifier::BOLD);
+        spans.push(Span::styled(format!(" PAUSED — {} new ", thousands(n)), style));
+        spans.push(Span::raw("  "));
+    }
+    let totals = format!(
+        "{live}/{} live · {} events · {} in proposal · {} stored",
+        model.feeds.len(),
+        thousands(model.events_total),
+        thousands(model.tracker.in_proposal() as u64),
+        thousands(model.store.events_written),
+    );
+    spans.push(Span::styled(totals, theme.dim));
+    let left = Line::from(spans);
+
+    // The clock goes right-aligned only if it does not cover the totals.
+    let clock = model.now.with_timezone(&Local).format("%H:%M:%S").to_string();
+    let clock_width = clock.len() as u16;
+    if left.width() + usize::from(clock_width) < usize::from(top.width) {
+        let [text, time] = Layout::horizontal([Constraint::Fill(1), Constraint::Length(clock_width)]).areas(top);
+        frame.render_widget(Paragraph::new(left), text);
+        frame.render_widget(Paragraph::new(Span::styled(clock, theme.dim)), time);
+    } else {
+        frame.render_widget(Paragraph::new(left), top);
+    }
+
+    for text in demo_lines(model, area.width) {
+        let Some(row) = rows.next() else { return };
+        frame.render_widget(Paragraph::new(text).style(theme.banner), row);
+    }
+    if let (Some(err), Some(row)) = (&model.store.error, rows.next()) {
+        let text = truncate(&format!("store: {err}"), row.width as usize);
+        frame.render_widget(Paragraph::new(Span::styled(text, theme.error)), row);
+    }
+}

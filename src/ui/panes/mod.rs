@@ -1,0 +1,25 @@
+//! One file per pane; each has `render(frame, area, …, theme)` and draws only
+//! inside `area`, so the layout in `ui::draw` decides everything about size.
+
+pub mod connections;
+pub mod footer;
+pub mod header;
+pub mod help;
+pub mod latency;
+pub mod log;
+pub mod rate;
+pub mod strike_offs;
+
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, Borders};
+
+use super::theme::Theme;
+
+/// A pane frame: a rule along the top carrying the title. A full box would
+/// cost two rows and two columns per pane, which 80×24 cannot spare.
+pub fn block<'a>(title: Vec<Span<'a>>, focused: bool, theme: &Theme) -> Block<'a> {
+    let style = if focused { theme.focus } else { theme.title };
+    let mut spans = vec![Span::styled(if focused { "▶ " } else { "" }, style)];
+    spans.extend(title.into_iter().map(|s| if s.style == Default::default() { s.style(style) } else { s }));
+    Block::default().borders(Borders::TOP).border_style(theme.dim).title(Line::from(spans))
+}

@@ -1,0 +1,302 @@
+//! Whole-screen tests: draw into a `TestBackend` and check the text (and a
+//! few colours) a user would see, for each state the tool can be in.
+
+use chrono::TimeDelta;
+use ratatui::style::Color;
+
+use super::keys::BINDINGS;
+use super::test_support::*;
+use super::{Focus, Theme, ViewState};
+use crate::feeds::{ConnState, FeedMsgKind};
+use crate::model::StoreReport;
+
+fn color() -> Theme {
+    Theme::new(true)
+}
+
+#[test]
+fn live_feed_at_80x24() {
+    let m = live_model();
+    let buf = render(&m, &ViewState::new(), &color(), 80, 24);
+    let s = screen(&buf);
+    let conn = row_with(&buf, "companies").unwrap_or_else(|| panic!("{s}"));
+    assert!(conn.contains("live"), "{s}");
+    assert!(conn.contains("1m30s"), "live since a minute and a half: {s}");
+    assert!(conn.contains("27"), "events: {s}");
+    assert!(s.contains("entered 6 · withdrawn 3 · struck off 2"), "{s}");
+    assert!(s.contains("Rate 27 events/min"), "{s}");
+    // Newest first: the struck-off of 12007733 is the first row.
+    let first = lines(&buf).into_iter().position(|l| l.contains("12007733")).unwrap_or_else(|| panic!("{s}"));
+    let brightwell = lines(&buf).into_iter().position(|l| l.contains("14829301")).unwrap_or_else(|| panic!("{s}"));
+    assert!(first < brightwell, "{s}");
+    assert!(row_with(&buf, "12007733").unwrap().contains("struck-off"), "{s}");
+    assert!(!s.contains("no data"), "fixture events carry published_at: {s}");
+    assert!(s.contains("q quit"), "footer hints: {s}");
+    // The live state is green.
+    let (x, y) = find_in_row(&buf, "companies", "live").unwrap();
+    assert_eq!(buf[(x, y)].fg, Color::Green);
+}
+
+#[test]
+fn wide_screen_shows_every_column() {
+    let m = live_model();
+    let buf = render(&m, &ViewState::new(), &color(), 200, 50);
+    let s = screen(&buf);
+    let header = row_with(&buf, "last error").unwrap_or_else(|| panic!("{s}"));
+    for col in ["feed", "state", "since", "recon", "retry", "last rx", "last ev", "events", "gaps", "bad"] {
+        assert!(header.contains(col), "{col}: {header}");
+    }
+    // Every one of the 11 changes fits.
+    for number in ["14829301", "SC612947", "OC431876", "NI678123", "12007733", "15338660"] {
+        assert!(s.contains(number), "{number}: {s}");
+    }
+    assert!(s.contains("active/active-proposal-to-strike-off → dissolved"), "{s}");
+    assert!(s.contains("p50") && s.contains("p99") && s.contains("last 5m"), "{s}");
+}
+
+/// Position of the first `needle`.
+fn find(buf: &ratatui::buffer::Buffer, needle: &str) -> Option<(u16, u16)> {
+    find_in_row(buf, "", needle)
+}
+
+/// Position of `needle` in the first row that also contains `row`.
+fn find_in_row(buf: &ratatui::buffer::Buffer, row: &str, needle: &str) -> Option<(u16, u16)> {
+    lines(buf).iter().enumerate().find_map(|(y, l)| {
+        let byte = l.find(needle).filter(|_| l.contains(row))?;
+        Some((l[..byte].chars().count() as u16, y as u16))
+    })
+}
+
+fn backoff_model() -> crate::model::Model {
+    let mut m = live_model();
+    apply(&mut m, secs(30), FeedMsgKind::Error("the server closed the stream after 90s idle".into()));
+    apply(&mut m, secs(30), FeedMsgKind::State(ConnState::Backoff { retry_at: secs(35) }));
+    m.tick(secs(30));
+    m
+}
+
+#[test]
+fn backoff_shows_countdown_and_error() {
+    let m = backoff_model();
+    let buf = render(&m, &ViewState::new(), &color(), 80, 24);
+    let s = screen(&buf);
+    let row = row_with(&buf, "companies").unwrap_or_else(|| panic!("{s}"));
+    assert!(row.contains("backoff"), "{row}");
+    assert!(row.contains(" 5s "), "countdown: {row}");
+    assert!(row.contains("the server closed"), "error, maybe cut: {row}");
+    let (x, y) = find_in_row(&buf, "companies", "backoff").unwrap();
+    assert_eq!(buf[(x, y)].fg, Color::Yellow);
+    // Wide, the whole error fits.
+    let wide = render(&m, &ViewState::new(), &color(), 200, 50);
+    assert!(screen(&wide).contains("the server closed the stream after 90s idle"));
+}
+
+#[test]
+fn auth_failure_is_red() {
+    let mut m = live_model();
+    apply(&mut m, secs(30), FeedMsgKind::Error("401 Unauthorized: check CH_STREAMING_API_KEY".into()));
+    apply(&mut m, secs(30), FeedMsgKind::State(ConnState::AuthFailed { retry_at: secs(90) }));
+    let buf = render(&m, &ViewState::new(), &color(), 80, 24);
+    let row = row_with(&buf, "companies").unwrap_or_else(|| panic!("{}", screen(&buf)));
+    assert!(row.contains("auth failed") && row.contains("1m00s") && row.contains("401 Unauth"), "{row}");
+    let (x, y) = find(&buf, "auth failed").unwrap();
+    assert_eq!(buf[(x, y)].fg, Color::Red);
+}
+
+#[test]
+fn pause_shows_the_snapshot_and_counts_new_events() {
+    let mut live = live_model();
+    let mut view = ViewState::new();
+    view.handle(super::keys::Action::TogglePause, &live);
+    // Ingest goes on: 1,350 more events, and a company the snapshot never saw.
+    for round in 0..50 {
+        for ev in fixture_events() {
+            apply(&mut live, secs(31 + round), FeedMsgKind::Event(Box::new(ev)));
+        }
+    }
+    let newcomer = profile_event(90_000_000, "99999999", "NEWCOMER LTD", Some("active-proposal-to-strike-off"));
+    apply(&mut live, secs(90), FeedMsgKind::Event(Box::new(newcomer)));
+    live.tick(secs(90));
+    let buf = render(&live, &view, &color(), 80, 24);
+    let s = screen(&buf);
+    assert!(lines(&buf)[0].contains("PAUSED — 1,351 new"), "{s}");
+    assert!(!s.contains("99999999"), "the frozen view must not move: {s}");
+    assert!(s.contains("12007733"), "{s}");
+    // Resume: the live model with the newcomer on top.
+    view.handle(super::keys::Action::TogglePause, &live);
+    let s = screen(&render(&live, &view, &color(), 80, 24));
+    assert!(!s.contains("PAUSED"), "{s}");
+    assert!(s.contains("99999999"), "{s}");
+}
+
+#[test]
+fn filter_keeps_only_matching_rows() {
+    let m = live_model();
+    let mut view = ViewState::new();
+    view.filter = "brightwell".into();
+    let buf = render(&m, &view, &color(), 80, 24);
+    let s = screen(&buf);
+    let rows = lines(&buf).into_iter().filter(|l| l.contains("14829301")).count();
+    assert_eq!(rows, 2, "entered and struck off: {s}");
+    assert!(!s.contains("12007733"), "{s}");
+    assert!(s.contains("filter: brightwell"), "{s}");
+
+    view.filter = "xyz".into();
+    let s = screen(&render(&m, &view, &color(), 80, 24));
+    assert!(s.contains("no match for 'xyz'"), "{s}");
+}
+
+#[test]
+fn filter_being_typed_is_in_the_footer() {
+    let m = live_model();
+    let mut view = ViewState::new();
+    view.editing_filter = true;
+    view.filter = "abc".into();
+    let buf = render(&m, &view, &color(), 80, 24);
+    assert!(lines(&buf)[23].starts_with("/ filter: abc_"), "{}", screen(&buf));
+}
+
+#[test]
+fn empty_model_says_so() {
+    let s = screen(&render(&empty_model(), &ViewState::new(), &color(), 80, 24));
+    assert!(s.contains("no strike-off changes yet"), "{s}");
+    assert!(s.contains("connecting"), "{s}");
+    assert!(s.contains("no data"), "{s}");
+}
+
+#[test]
+fn scrolling_skips_the_newest_rows() {
+    let m = live_model();
+    let mut view = ViewState::new();
+    let count = |buf| lines(&buf).iter().filter(|l| l.contains("12007733")).count();
+    assert_eq!(count(render(&m, &view, &color(), 200, 50)), 2, "entered and struck off");
+    view.scroll = 1;
+    let buf = render(&m, &view, &color(), 200, 50);
+    assert_eq!(count(buf.clone()), 1, "the newest row scrolled away: {}", screen(&buf));
+    assert!(screen(&buf).contains("2–11 of 11"), "{}", screen(&buf));
+}
+
+#[test]
+fn demo_banner_and_store_error() {
+    let mut m = live_model();
+    m.demo = true;
+    m.apply_store_report(StoreReport {
+        events_written: 20,
+        error: Some("disk full: free space in ~/.local/share".into()),
+    });
+    let buf = render(&m, &ViewState::new(), &color(), 80, 24);
+    let l = lines(&buf);
+    assert!(l[1].contains("DEMO — simulated feed on loopback."), "{}", screen(&buf));
+    assert!(l[2].contains("Watch the real stream: CH_STREAMING_API_KEY=<key> feedtop"), "{}", screen(&buf));
+    assert!(l[3].contains("store: disk full"), "{}", screen(&buf));
+    let (x, y) = find(&buf, "store:").unwrap();
+    assert_eq!(buf[(x, y)].fg, Color::Red);
+    // Wide, the banner is one line.
+    let wide = render(&m, &ViewState::new(), &color(), 200, 50);
+    let banner = "DEMO — simulated feed on loopback. Watch the real stream: CH_STREAMING_API_KEY=<key> feedtop";
+    assert!(lines(&wide)[1].contains(banner), "{}", screen(&wide));
+}
+
+#[test]
+fn help_overlay_lists_every_key() {
+    let mut view = ViewState::new();
+    view.show_help = true;
+    let buf = render(&live_model(), &view, &color(), 80, 24);
+    let s = screen(&buf);
+    for b in BINDINGS {
+        let row = row_with(&buf, b.description).unwrap_or_else(|| panic!("{}: {s}", b.description));
+        assert!(row.contains(b.key), "{} not beside '{}': {s}", b.key, b.description);
+    }
+}
+
+#[test]
+fn focused_connection_row_is_highlighted() {
+    let m = live_model();
+    let mut view = ViewState::new();
+    view.focus = Focus::Connections;
+    let buf = render(&m, &view, &color(), 80, 24);
+    let (x, y) = find(&buf, "companies").unwrap();
+    assert!(buf[(x, y)].modifier.contains(ratatui::style::Modifier::REVERSED));
+    view.focus = Focus::Log;
+    let buf = render(&m, &view, &color(), 80, 24);
+    let (x, y) = find(&buf, "companies").unwrap();
+    assert!(!buf[(x, y)].modifier.contains(ratatui::style::Modifier::REVERSED));
+}
+
+#[test]
+fn tiny_terminals_do_not_panic() {
+    let mut m = backoff_model();
+    m.demo = true;
+    let mut view = ViewState::new();
+    view.handle(super::keys::Action::TogglePause, &m);
+    let s = screen(&render(&m, &view, &color(), 20, 5));
+    assert!(s.contains("PAUSED") && s.contains("too small"), "{s}");
+    render(&m, &view, &color(), 1, 1);
+    // Arithmetic on widths must not overflow on absurdly wide terminals.
+    render(&m, &view, &color(), 30_000, 20);
+    // Every size up to 100×30, with and without the overlay.
+    for help in [false, true] {
+        view.show_help = help;
+        for w in (0..=100).step_by(3) {
+            for h in 0..=30 {
+                render(&m, &view, &color(), w, h);
+            }
+        }
+    }
+}
+
+#[test]
+fn no_colour_theme_has_no_colour() {
+    let mut m = backoff_model();
+    m.demo = true;
+    m.apply_store_report(StoreReport { events_written: 1, error: Some("locked".into()) });
+    let mut view = ViewState::new();
+    view.handle(super::keys::Action::TogglePause, &m);
+    for help in [false, true] {
+        view.show_help = help;
+        let buf = render(&m, &view, &Theme::new(false), 120, 40);
+        assert!(screen(&buf).contains("backoff"));
+        for cell in buf.content() {
+            assert_eq!((cell.fg, cell.bg), (Color::Reset, Color::Reset), "{cell:?}");
+        }
+    }
+    // …while the colour theme does colour the same screen.
+    let buf = render(&m, &view, &color(), 120, 40);
+    assert!(buf.content().iter().any(|c| c.fg != Color::Reset));
+}
+
+#[test]
+fn ages_follow_the_model_clock() {
+    let mut m = live_model();
+    m.tick(m.now + TimeDelta::minutes(3));
+    let buf = render(&m, &ViewState::new(), &color(), 200, 50);
+    let row = row_with(&buf, "companies").unwrap();
+    // Live since t0 - 60 s, now t0 + 210 s.
+    assert!(row.contains("4m30s"), "{row}");
+    assert!(screen(&buf).contains("Rate 0 events/min"), "{}", screen(&buf));
+}
+
+#[test]
+fn narrow_transition_keeps_its_destination() {
+    let buf = render(&live_model(), &ViewState::new(), &color(), 80, 24);
+    let row = row_with(&buf, "ORCHARD LANE BAKERY LTD").unwrap();
+    assert!(row.trim_end().ends_with("struck-off proposal → dissolved"), "{row}");
+    let wide = render(&live_model(), &ViewState::new(), &color(), 200, 50);
+    assert!(row_with(&wide, "ORCHARD").unwrap().contains("active/active-proposal-to-strike-off → dissolved"));
+}
+
+#[test]
+fn log_pane_shows_tracing_events() {
+    use tracing_subscriber::layer::SubscriberExt;
+    // The tui-logger buffer is process-global; a unique message keeps this
+    // test independent of anything else that logs.
+    let _ = tui_logger::init_logger(tui_logger::LevelFilter::Trace);
+    let subscriber = tracing_subscriber::registry().with(tui_logger::TuiTracingSubscriberLayer);
+    tracing::subscriber::with_default(subscriber, || tracing::warn!("feed companies: reconnect requested by the user"));
+    tui_logger::move_events();
+    let buf = render(&live_model(), &ViewState::new(), &color(), 120, 40);
+    let l = lines(&buf);
+    let title = l.iter().position(|r| r.starts_with("Log")).unwrap();
+    let hit = l.iter().position(|r| r.contains("reconnect requested by the user"));
+    assert!(hit.is_some_and(|y| y > title), "{}", screen(&buf));
+}

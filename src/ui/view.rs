@@ -1,0 +1,397 @@
+//! What the user has done to the view (focus, selection, scroll, filter,
+//! pause, help) as opposed to what the feeds said (the model). Keys change it
+//! through [`ViewState::handle_key`]; anything that must reach a feed comes
+//! back as a [`UiCommand`] for the core loop to send.
+
+use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
+use tui_logger::{TuiWidgetEvent, TuiWidgetState};
+
+use super::filter;
+use super::keys::{action_for, Action};
+use crate::feeds::FeedId;
+use crate::model::Model;
+
+/// Rows a page key moves: the view does not know the pane height, and a
+/// fixed step keeps key handling a pure function of the state.
+pub const PAGE: usize = 10;
+/// A filter longer than any company name is a stuck key, not a search.
+const MAX_FILTER: usize = 160;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Focus {
+    Connections,
+    #[default]
+    StrikeOffs,
+    Log,
+}
+
+impl Focus {
+    fn next(self) -> Self {
+        match self {
+            Focus::Connections => Focus::StrikeOffs,
+            Focus::StrikeOffs => Focus::Log,
+            Focus::Log => Focus::Connections,
+        }
+    }
+
+    fn prev(self) -> Self {
+        self.next().next()
+    }
+}
+
+/// What the core loop must do for the UI.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UiCommand {
+    Quit,
+    Reconnect(FeedId),
+    ReconnectAll,
+}
+
+#[derive(Default)]
+pub struct ViewState {
+    pub focus: Focus,
+    pub selected_feed: usize,
+    /// Index of the first strike-off row shown (in the filtered list).
+    pub scroll: usize,
+    pub filter: String,
+    pub editing_filter: bool,
+    /// The paused view: a snapshot rendered while the live model moves on.
+    pub frozen: Option<Box<Model>>,
+    pub show_help: bool,
+    pub log: TuiWidgetState,
+}
+
+impl ViewState {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The model the screen shows: the snapshot while paused.
+    pub fn shown<'a>(&'a self, live: &'a Model) -> &'a Model {
+        self.frozen.as_deref().unwrap_or(live)
+    }
+
+    pub fn handle_key(&mut self, key: KeyEvent, live: &Model) -> Option<UiCommand> {
+        if key.kind == KeyEventKind::Release {
+            return None;
+        }
+        let action = action_for(key);
+        // Ctrl-C quits from anywhere, even while typing a filter.
+        if key.code == KeyCode::Char('c') && key.modifiers.contains(KeyModifiers::CONTROL) {
+            return Some(UiCommand::Quit);
+        }
+        if self.show_help {
+            // Any key closes the overlay; `q` still quits.
+            self.show_help = false;
+            return (action == Some(Action::Quit)).then_some(UiCommand::Quit);
+        }
+        if self.editing_filter {
+            self.edit_filter(key);
+            return None;
+        }
+        self.handle(action?, live)
+    }
+
+    /// Applies one action; the only place where a key changes the view.
+    pub fn handle(&mut self, action: Action, live: &Model) -> Option<UiCommand> {
+        match action {
+            Action::Quit => return Some(UiCommand::Quit),
+            Action::TogglePause => {
+                self.frozen = match self.frozen {
+                    Some(_) => None,
+                    None => Some(Box::new(live.clone())),
+                };
+                self.scroll = self.scroll.min(self.max_scroll(live));
+            }
+            Action::Reconnect => {
+                let feeds = live.feeds.len();
+                return (feeds > 0).then(|| UiCommand::Reconnect(self.selected_feed.min(feeds - 1)));
+            }
+            Action::ReconnectAll => return Some(UiCommand::ReconnectAll),
+            Action::StartFilter => {
+                self.editing_filter = true;
+                self.scroll = 0;
+            }
+            Action::ClearFilter => {
+                self.filter.clear();
+                self.scroll = 0;
+            }
+            Action::FocusNext => self.focus = self.focus.next(),
+            Action::FocusPrev => self.focus = self.focus.prev(),
+            Action::ToggleHelp => self.show_help = !self.show_help,
+            Action::Up => self.move_by(live, -1),
+            Action::Down => self.move_by(live, 1),
+            Action::PageUp => self.move_by(live, -(PAGE as isize)),
+            Action::PageDown => self.move_by(live, PAGE as isize),
+            Action::Top => self.move_by(live, isize::MIN),
+            Action::Bottom => self.move_by(live, isize::MAX),
+        }
+        None
+    }
+
+    fn edit_filter(&mut self, key: KeyEvent) {
+        match key.code {
+            KeyCode::Enter => self.editing_filter = false,
+            KeyCode::Esc => {
+                self.filter.clear();
+                self.editing_filter = false;
+            }
+            KeyCode::Backspace => {
+                self.filter.pop();
+            }
+            KeyCode::Char(c)
+                if !key.modifiers.intersects(KeyModifiers::CONTROL | KeyModifiers::ALT)
+                    && !c.is_control()
+                    && self.filter.chars().count() < MAX_FILTER =>
+            {
+                self.filter.push(c);
+            }
+            _ => return,
+        }
+        // The list under the cursor changed: start from the newest match.
+        self.scroll = 0;
+    }
+
+    fn max_scroll(&self, live: &Model) -> usize {
+        filter::visible(self.shown(live), &self.filter).count().saturating_sub(1)
+    }
+
+    /// Moves the selection or scroll of the focused pane by `delta` rows,
+    /// staying inside the list.
+    fn move_by(&mut self, live: &Model, delta: isize) {
+        match self.focus {
+            Focus::Connections => {
+                let last = self.shown(live).feeds.len().saturating_sub(1);
+                self.selected_feed = step(self.selected_feed, delta, last);
+            }
+            Focus::StrikeOffs => self.scroll = step(self.scroll, delta, self.max_scroll(live)),
+            // The log widget keeps its own scroll position and only pages;
+            // "bottom" means following new lines again.
+            Focus::Log => self.log.transition(match delta {
+                isize::MAX => TuiWidgetEvent::EscapeKey,
+                d if d < 0 => TuiWidgetEvent::PrevPageKey,
+                _ => TuiWidgetEvent::NextPageKey,
+            }),
+        }
+    }
+}
+
+fn step(at: usize, delta: isize, last: usize) -> usize {
+    at.saturating_add_signed(delta).min(last)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::feeds::{FeedInfo, FeedMsgKind};
+    use crate::ui::test_support::{apply, empty_model, live_model, secs};
+
+    fn press(view: &mut ViewState, live: &Model, code: KeyCode) -> Option<UiCommand> {
+        view.handle_key(KeyEvent::new(code, KeyModifiers::NONE), live)
+    }
+
+    fn chars(view: &mut ViewState, live: &Model, s: &str) {
+        for c in s.chars() {
+            press(view, live, KeyCode::Char(c));
+        }
+    }
+
+    fn two_feeds() -> Model {
+        let feeds = ["companies", "officers"].map(|n| FeedInfo { name: n.into(), kind: "companies-house" });
+        Model::new(feeds.to_vec(), std::time::Duration::from_secs(60), secs(0))
+    }
+
+    #[test]
+    fn commands() {
+        let m = two_feeds();
+        let mut v = ViewState::new();
+        assert_eq!(press(&mut v, &m, KeyCode::Char('q')), Some(UiCommand::Quit));
+        assert_eq!(press(&mut v, &m, KeyCode::Char('r')), Some(UiCommand::Reconnect(0)));
+        assert_eq!(press(&mut v, &m, KeyCode::Char('R')), Some(UiCommand::ReconnectAll));
+        v.focus = Focus::Connections;
+        press(&mut v, &m, KeyCode::Char('j'));
+        assert_eq!(press(&mut v, &m, KeyCode::Char('r')), Some(UiCommand::Reconnect(1)));
+        let ctrl_c = KeyEvent::new(KeyCode::Char('c'), KeyModifiers::CONTROL);
+        assert_eq!(v.handle_key(ctrl_c, &m), Some(UiCommand::Quit));
+        // No feeds, nothing to reconnect.
+        let none = Model::new(Vec::new(), std::time::Duration::from_secs(60), secs(0));
+        assert_eq!(press(&mut v, &none, KeyCode::Char('r')), None);
+    }
+
+    #[test]
+    fn pause_freezes_a_snapshot_and_resumes() {
+        let mut live = live_model();
+        let mut v = ViewState::new();
+        assert_eq!(press(&mut v, &live, KeyCode::Char('p')), None);
+        let frozen = v.frozen.as_ref().expect("paused").events_total;
+        assert_eq!(frozen, live.events_total);
+        apply(&mut live, secs(40), FeedMsgKind::Event(Box::new(crate::ui::test_support::fixture_events().remove(0))));
+        assert_eq!(v.frozen.as_ref().unwrap().events_total, frozen, "the snapshot does not move");
+        assert_eq!(v.shown(&live).events_total, frozen);
+        press(&mut v, &live, KeyCode::Char('p'));
+        assert!(v.frozen.is_none());
+        assert_eq!(v.shown(&live).events_total, frozen + 1);
+    }
+
+    #[test]
+    fn filter_editing() {
+        let m = live_model();
+        let mut v = ViewState::new();
+        v.scroll = 3;
+        press(&mut v, &m, KeyCode::Char('/'));
+        assert!(v.editing_filter);
+        assert_eq!(v.scroll, 0);
+        // While typing, command keys are text: `q` does not quit.
+        chars(&mut v, &m, "abqx");
+        assert_eq!(press(&mut v, &m, KeyCode::Backspace), None);
+        press(&mut v, &m, KeyCode::Backspace);
+        chars(&mut v, &m, "c");
+        assert_eq!(v.filter, "abc");
+        press(&mut v, &m, KeyCode::Enter);
+        assert!(!v.editing_filter);
+        assert_eq!(v.filter, "abc", "Enter keeps the filter");
+        // Esc outside editing clears it too.
+        press(&mut v, &m, KeyCode::Esc);
+        assert_eq!(v.filter, "");
+        // Esc while editing clears and stops.
+        chars(&mut v, &m, "/zz");
+        press(&mut v, &m, KeyCode::Esc);
+        assert_eq!((v.filter.as_str(), v.editing_filter), ("", false));
+        // Ctrl-C quits even while typing.
+        press(&mut v, &m, KeyCode::Char('/'));
+        let ctrl_c = KeyEvent::new(KeyCode::Char('c'), KeyModifiers::CONTROL);
+        assert_eq!(v.handle_key(ctrl_c, &m), Some(UiCommand::Quit));
+        assert_eq!(v.filter, "");
+    }
+
+    #[test]
+    fn tab_cycles_focus_both_ways() {
+        let m = empty_model();
+        let mut v = ViewState::new();
+        let start = v.focus;
+        let mut seen = vec![start];
+        for _ in 0..3 {
+            press(&mut v, &m, KeyCode::Tab);
+            seen.push(v.focus);
+        }
+        assert_eq!(seen, [Focus::StrikeOffs, Focus::Log, Focus::Connections, Focus::StrikeOffs]);
+        press(&mut v, &m, KeyCode::BackTab);
+        assert_eq!(v.focus, Focus::Connections);
+    }
+
+    #[test]
+    fn movement_is_bounded() {
+        let m = live_model();
+        let rows = crate::ui::filter::visible(&m, "").count();
+        assert_eq!(rows, 11);
+        let mut v = ViewState::new();
+        press(&mut v, &m, KeyCode::Char('k'));
+        assert_eq!(v.scroll, 0, "cannot scroll above the newest");
+        for _ in 0..50 {
+            press(&mut v, &m, KeyCode::Char('j'));
+        }
+        assert_eq!(v.scroll, rows - 1);
+        press(&mut v, &m, KeyCode::Char('g'));
+        assert_eq!(v.scroll, 0);
+        press(&mut v, &m, KeyCode::PageDown);
+        assert_eq!(v.scroll, PAGE);
+        press(&mut v, &m, KeyCode::End);
+        assert_eq!(v.scroll, rows - 1);
+        press(&mut v, &m, KeyCode::Up);
+        assert_eq!(v.scroll, rows - 2);
+        // The bound is the filtered list: "brightwell" has two rows.
+        v.filter = "brightwell".into();
+        press(&mut v, &m, KeyCode::Char('G'));
+        assert_eq!(v.scroll, 1);
+
+        let feeds = two_feeds();
+        v.focus = Focus::Connections;
+        for _ in 0..5 {
+            press(&mut v, &feeds, KeyCode::Char('j'));
+        }
+        assert_eq!(v.selected_feed, 1);
+        for _ in 0..5 {
+            press(&mut v, &feeds, KeyCode::Char('k'));
+        }
+        assert_eq!(v.selected_feed, 0);
+        let scroll = v.scroll;
+        press(&mut v, &feeds, KeyCode::Char('j'));
+        assert_eq!(v.scroll, scroll, "Connections focus does not scroll the list");
+    }
+
+    #[test]
+    fn help_closes_on_any_key_and_q_still_quits() {
+        let m = live_model();
+        let mut v = ViewState::new();
+        press(&mut v, &m, KeyCode::Char('?'));
+        assert!(v.show_help);
+        // The key that closes help does nothing else.
+        assert_eq!(press(&mut v, &m, KeyCode::Char('j')), None);
+        assert!(!v.show_help);
+        assert_eq!(v.scroll, 0);
+        press(&mut v, &m, KeyCode::Char('?'));
+        assert_eq!(press(&mut v, &m, KeyCode::Char('q')), Some(UiCommand::Quit));
+    }
+
+    #[test]
+    fn unknown_keys_do_nothing() {
+        let m = live_model();
+        let mut v = ViewState::new();
+        for code in [KeyCode::F(1), KeyCode::Char('z'), KeyCode::Insert, KeyCode::Null, KeyCode::Enter] {
+            assert_eq!(press(&mut v, &m, code), None);
+        }
+        assert_eq!((v.focus, v.scroll, v.filter.as_str(), v.show_help), (Focus::StrikeOffs, 0, "", false));
+        assert!(v.frozen.is_none() && !v.editing_filter);
+    }
+
+    #[test]
+    fn key_bursts_do_not_panic() {
+        let m = live_model();
+        let mut v = ViewState::new();
+        let codes = [
+            KeyCode::Char('q'),
+            KeyCode::Char('p'),
+            KeyCode::Char('r'),
+            KeyCode::Char('R'),
+            KeyCode::Char('/'),
+            KeyCode::Esc,
+            KeyCode::Tab,
+            KeyCode::BackTab,
+            KeyCode::Up,
+            KeyCode::Down,
+            KeyCode::Char('j'),
+            KeyCode::Char('k'),
+            KeyCode::PageUp,
+            KeyCode::PageDown,
+            KeyCode::Home,
+            KeyCode::End,
+            KeyCode::Char('g'),
+            KeyCode::Char('G'),
+            KeyCode::Char('?'),
+            KeyCode::Enter,
+            KeyCode::Backspace,
+            KeyCode::Char('é'),
+            KeyCode::Char('\u{7}'),
+            KeyCode::F(12),
+            KeyCode::Delete,
+        ];
+        let mods = [KeyModifiers::NONE, KeyModifiers::SHIFT, KeyModifiers::CONTROL, KeyModifiers::ALT];
+        // A fixed xorshift: the same "random" burst on every run.
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut quits = 0;
+        for _ in 0..10_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let key = KeyEvent::new(codes[x as usize % codes.len()], mods[(x >> 32) as usize % mods.len()]);
+            if v.handle_key(key, &m) == Some(UiCommand::Quit) {
+                quits += 1;
+            }
+            assert!(v.scroll <= 10 && v.selected_feed == 0, "bounds hold");
+            assert!(v.filter.chars().count() <= MAX_FILTER);
+        }
+        assert!(quits > 0, "the burst reached q");
+        // The state it ends in still draws.
+        crate::ui::test_support::render(&m, &v, &crate::ui::Theme::new(true), 80, 24);
+    }
+}
