@@ -42,6 +42,12 @@ pub enum FeedKind {
     CompaniesHouse(ChSettings),
 }
 
+/// The stable name of a Companies House feed (its storage key), e.g.
+/// `companies-house/companies`.
+pub fn companies_house_feed_name(stream: &str) -> String {
+    format!("companies-house/{}", stream.trim_start_matches('/'))
+}
+
 impl FeedSpec {
     pub fn companies_house(name: impl Into<String>, settings: ChSettings) -> Self {
         Self { info: FeedInfo { name: name.into(), kind: "companies-house" }, kind: FeedKind::CompaniesHouse(settings) }

@@ -10,10 +10,12 @@
 pub mod app;
 pub mod cli;
 pub mod config;
+pub mod demo;
 pub mod export;
 pub mod feeds;
 pub mod headless;
 pub mod model;
 pub mod store;
 pub mod time;
+pub mod tui;
 pub mod ui;

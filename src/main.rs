@@ -80,7 +80,7 @@ fn watch(args: RunArgs) -> anyhow::Result<()> {
 }
 
 fn pipeline_config(settings: &Settings) -> PipelineConfig {
-    let name = format!("companies-house{}", settings.ch.stream);
+    let name = feedtop::app::companies_house_feed_name(&settings.ch.stream);
     PipelineConfig {
         feeds: vec![FeedSpec::companies_house(name, settings.ch.clone())],
         db_path: settings.db_path.clone(),

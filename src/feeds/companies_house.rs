@@ -355,17 +355,10 @@ impl ChFeed {
 
     /// Sleeps for `wait`, cut short by a reconnect command. False on shutdown.
     async fn wait(&mut self, wait: Duration) -> bool {
-        let sleep = tokio::time::sleep(wait);
-        tokio::pin!(sleep);
-        loop {
-            tokio::select! {
-                _ = &mut sleep => return true,
-                cmd = self.control.recv() => match cmd {
-                    Some(Command::Reconnect) => return true,
-                    None => return false,
-                },
-                _ = self.tx.closed() => return false,
-            }
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => true,
+            cmd = self.control.recv() => cmd.is_some(),
+            _ = self.tx.closed() => false,
         }
     }
 

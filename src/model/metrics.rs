@@ -124,7 +124,7 @@ impl LatencyWindow {
                 merged.add(h).ok()?;
             }
         }
-        (merged.len() > 0).then(|| LatencySummary {
+        (!merged.is_empty()).then(|| LatencySummary {
             p50: merged.value_at_quantile(0.50),
             p90: merged.value_at_quantile(0.90),
             p99: merged.value_at_quantile(0.99),

@@ -177,7 +177,8 @@ mod tests {
     #[test]
     fn scenarios() {
         let p = Some(PROPOSAL);
-        let table: Vec<(&str, Vec<ChEvent>, Vec<Option<ChangeKind>>)> = vec![
+        type Scenario = (&'static str, Vec<ChEvent>, Vec<Option<ChangeKind>>);
+        let table: Vec<Scenario> = vec![
             ("enter then withdraw", vec![event(1, "A", "active", p, Changed), event(2, "A", "active", None, Changed)], vec![Some(Entered), Some(Withdrawn)]),
             ("enter then dissolve", vec![event(1, "A", "active", p, Changed), event(2, "A", "dissolved", None, Changed)], vec![Some(Entered), Some(StruckOff)]),
             ("duplicate entry does not re-alert", vec![event(1, "A", "active", p, Changed), event(2, "A", "active", p, Changed)], vec![Some(Entered), None]),
