@@ -9,4 +9,5 @@
 
 pub mod feeds;
 pub mod model;
+pub mod sim;
 pub mod time;
