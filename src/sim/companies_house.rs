@@ -48,7 +48,7 @@ const MAX_LOG_LINES: usize = 200_000;
 const CHAOS_EVERY: (Duration, Duration) = (Duration::from_secs(45), Duration::from_secs(90));
 
 /// How the simulator behaves.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ChSimConfig {
     /// When set, requests need HTTP Basic auth `base64("<key>:")`, else 401.
     pub expected_key: Option<String>,
@@ -63,6 +63,23 @@ pub struct ChSimConfig {
     pub generator: Option<GeneratorConfig>,
     /// The demo: every 45–90 s, cut a stream (mid-line, or before a 429 or 503).
     pub chaos: bool,
+}
+
+/// Like the client's `ApiKey`, the key never appears in a debug print.
+impl std::fmt::Debug for ChSimConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChSimConfig")
+            .field(
+                "expected_key",
+                &self.expected_key.as_ref().map(|_| "(redacted)"),
+            )
+            .field("backlog", &format_args!("{} lines", self.backlog.len()))
+            .field("live_from_start", &self.live_from_start)
+            .field("heartbeat", &self.heartbeat)
+            .field("generator", &self.generator)
+            .field("chaos", &self.chaos)
+            .finish()
+    }
 }
 
 impl Default for ChSimConfig {
@@ -471,6 +488,7 @@ impl Shared {
                     content_type,
                 })
             }
+            // `Refuse` never gets this far (the socket is closed unread).
             ConnPlan::Serve | ConnPlan::Refuse => Mode::Follow,
             ConnPlan::CutAfter { events, mid_line } => Mode::CutAfter { events, mid_line },
             ConnPlan::Stall => Mode::Stall,
@@ -673,7 +691,9 @@ impl Background {
                 if let Some(tp) = last_timepoint {
                     gen.resume_after(tp);
                 }
-                (gen, Duration::from_secs_f64(1.0 / g.events_per_sec))
+                // Capped: a vanishing rate would overflow the deadline arithmetic.
+                let mean = (1.0 / g.events_per_sec).min(86_400.0);
+                (gen, Duration::from_secs_f64(mean))
             });
         Self {
             generator,
@@ -1525,7 +1545,7 @@ mod tests {
         let mut resp = get(&sim, &resume).await;
         assert_eq!(
             read_lines(&mut resp, 1).await,
-            [last.clone()],
+            [last.as_str()],
             "resume replays the last event"
         );
         assert!(sim.inject_fault(Fault::CutMidLine));
@@ -1573,6 +1593,19 @@ mod tests {
             assert!(ev.timepoint > previous, "{} after {previous}", ev.timepoint);
             previous = ev.timepoint;
         }
+    }
+
+    #[test]
+    fn config_debug_hides_the_key() {
+        let cfg = ChSimConfig {
+            expected_key: Some("s3cret".into()),
+            ..ChSimConfig::default()
+        };
+        let printed = format!("{cfg:?}");
+        assert!(
+            !printed.contains("s3cret") && printed.contains("redacted"),
+            "{printed}"
+        );
     }
 
     #[test]
