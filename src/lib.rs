@@ -15,6 +15,7 @@ pub mod export;
 pub mod feeds;
 pub mod headless;
 pub mod model;
+pub mod sim;
 pub mod store;
 pub mod time;
 pub mod tui;

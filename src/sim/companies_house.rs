@@ -1,0 +1,1703 @@
+//! A loopback Companies House Streaming API (protocols.md §1).
+//!
+//! `GET /companies[?timepoint=N]` with Basic auth (`key:`), answered with a
+//! chunked `application/json` stream: one event line per chunk, flushed at once,
+//! bare `\n` heartbeats on a fixed timer, replay from timepoint N *inclusive*,
+//! `416` for a timepoint older than the (trimmed) log, and then live following
+//! of the log. Tests script each connection's behaviour with [`ConnPlan`]; the
+//! demo appends generated events and, with `chaos`, injects faults at random.
+//!
+//! Every write tolerates the client going away: a failed write just ends that
+//! connection, quietly.
+
+use std::collections::VecDeque;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use chrono::Utc;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde::Deserialize;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{watch, Notify};
+use tokio::task::{JoinHandle, JoinSet};
+use tokio::time::{self as ttime, MissedTickBehavior};
+
+use super::company_gen::{CompanyGen, GeneratorConfig};
+
+/// The one stream this simulator serves.
+pub const STREAM_PATH: &str = "/companies";
+
+/// Request heads larger than this are refused (400): a real client sends < 1 KiB.
+const MAX_HEAD: usize = 16 * 1024;
+/// A client that connects and sends no complete request head is dropped.
+const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long an error response waits for the client to close (see [`linger`]).
+const LINGER: Duration = Duration::from_secs(2);
+/// Lines copied out of the log per lock, so a big backlog never holds the lock long.
+const BATCH: usize = 256;
+/// The demo generates forever: beyond this many lines the oldest are trimmed
+/// (and become "too old", as on the real service).
+const MAX_LOG_LINES: usize = 200_000;
+/// The demo's chaos picks a fault this often (uniformly in the range).
+const CHAOS_EVERY: (Duration, Duration) = (Duration::from_secs(45), Duration::from_secs(90));
+
+/// How the simulator behaves.
+#[derive(Clone)]
+pub struct ChSimConfig {
+    /// When set, requests need HTTP Basic auth `base64("<key>:")`, else 401.
+    pub expected_key: Option<String>,
+    /// Event lines (compact JSON with `event.timepoint`); blank lines are ignored.
+    pub backlog: Vec<String>,
+    /// A request without `?timepoint=` gets the whole backlog (tests, demo)
+    /// instead of only events appended from then on.
+    pub live_from_start: bool,
+    /// A bare `\n` chunk this often on a fixed timer while a stream is open.
+    pub heartbeat: Duration,
+    /// The demo: new events appended to the log at a rate.
+    pub generator: Option<GeneratorConfig>,
+    /// The demo: every 45–90 s, cut a stream (mid-line, or before a 429 or 503).
+    pub chaos: bool,
+}
+
+/// Like the client's `ApiKey`, the key never appears in a debug print.
+impl std::fmt::Debug for ChSimConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChSimConfig")
+            .field(
+                "expected_key",
+                &self.expected_key.as_ref().map(|_| "(redacted)"),
+            )
+            .field("backlog", &format_args!("{} lines", self.backlog.len()))
+            .field("live_from_start", &self.live_from_start)
+            .field("heartbeat", &self.heartbeat)
+            .field("generator", &self.generator)
+            .field("chaos", &self.chaos)
+            .finish()
+    }
+}
+
+impl Default for ChSimConfig {
+    fn default() -> Self {
+        Self {
+            expected_key: None,
+            backlog: Vec::new(),
+            live_from_start: false,
+            heartbeat: Duration::from_secs(30),
+            generator: None,
+            chaos: false,
+        }
+    }
+}
+
+/// The behaviour of one future connection (see [`ChSim::push_plan`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConnPlan {
+    /// 200, stream events from the timepoint (inclusive) then follow the log live.
+    Serve,
+    /// Stream `events` lines then close the socket; with `mid_line`, also write
+    /// the first half of the next line (waiting for one if needed) before closing.
+    CutAfter { events: usize, mid_line: bool },
+    /// Answer this status whatever the request (429, 503, 401, 416, …).
+    Status {
+        code: u16,
+        retry_after: Option<String>,
+        body: String,
+        content_type: String,
+    },
+    /// 200 and the headers, then nothing at all while the socket stays open.
+    Stall,
+    /// Accept, then close at once without reading or answering.
+    Refuse,
+}
+
+/// A fault the server can inject into a live stream (the demo's chaos).
+/// Each leaves the client able to resume with `?timepoint=` and lose nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// The next event line is cut in half and the socket closed.
+    CutMidLine,
+    /// The stream is closed and the reconnect gets 429 with `Retry-After: 5`.
+    RateLimited,
+    /// The stream is closed and the reconnect gets 503 with a small HTML body.
+    Unavailable,
+}
+
+/// One request the server read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestRecord {
+    /// The path without the query, e.g. `/companies`.
+    pub path: String,
+    /// The request target as sent, e.g. `/companies?timepoint=5`.
+    pub target: String,
+    /// `?timepoint=` when present and a valid integer.
+    pub timepoint: Option<i64>,
+    /// Whether the credentials were accepted (always true without an expected key).
+    pub authorized: bool,
+    pub at: Instant,
+}
+
+/// A running simulator. Dropping it (or [`ChSim::shutdown`]) stops the server
+/// and closes its connections.
+pub struct ChSim {
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    /// Dropping this sender also stops the server.
+    stop: watch::Sender<bool>,
+    task: JoinHandle<()>,
+}
+
+impl ChSim {
+    /// Binds `127.0.0.1:0` and starts serving.
+    pub async fn start(config: ChSimConfig) -> io::Result<ChSim> {
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let mut log = EventLog::default();
+        for line in config.backlog {
+            log.push(line);
+        }
+        let background = Background::new(&config.generator, config.chaos, log.last_timepoint());
+        let shared = Arc::new(Shared::new(
+            config.expected_key,
+            config.live_from_start,
+            config.heartbeat,
+            log,
+        ));
+        let (stop, stop_rx) = watch::channel(false);
+        let task = tokio::spawn(run(listener, shared.clone(), stop_rx, background));
+        Ok(ChSim {
+            addr,
+            shared,
+            stop,
+            task,
+        })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `http://127.0.0.1:PORT`
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Queues the behaviour of the next connection (FIFO). With the queue
+    /// empty, connections are served normally.
+    pub fn push_plan(&self, plan: ConnPlan) {
+        self.shared.push_plan(plan);
+    }
+
+    /// Every request read so far, in order.
+    pub fn requests(&self) -> Vec<RequestRecord> {
+        lock(&self.shared.requests).clone()
+    }
+
+    /// TCP connections accepted so far, including refused ones.
+    pub fn connections(&self) -> usize {
+        self.shared.connections.load(Ordering::SeqCst)
+    }
+
+    /// Adds an event line to the log; open streams receive it.
+    pub fn append(&self, line: String) {
+        self.shared.append(line);
+    }
+
+    /// Drops every event below `timepoint`: a request for an older timepoint
+    /// then gets 416, as for an offset the real service no longer holds.
+    pub fn trim_before(&self, timepoint: i64) {
+        lock(&self.shared.log).trim_before(timepoint);
+    }
+
+    /// Event lines written to clients in full (partial lines and heartbeats not counted).
+    pub fn sent_events(&self) -> usize {
+        *self.shared.sent.borrow()
+    }
+
+    /// Waits until `n` requests have been seen; false if the deadline passed first.
+    pub async fn wait_for_requests(&self, n: usize, deadline: Duration) -> bool {
+        wait_for_count(&self.shared.request_count, n, deadline).await
+    }
+
+    /// Waits until `n` event lines have been written; false if the deadline passed first.
+    pub async fn wait_for_sent_events(&self, n: usize, deadline: Duration) -> bool {
+        wait_for_count(&self.shared.sent, n, deadline).await
+    }
+
+    /// Injects a fault into one open stream now. False when no stream is open
+    /// (nothing was done).
+    pub fn inject_fault(&self, fault: Fault) -> bool {
+        self.shared.inject(fault)
+    }
+
+    /// Stops the server and waits until every connection is closed.
+    pub async fn shutdown(self) {
+        let ChSim { stop, task, .. } = self;
+        stop.send_replace(true);
+        let _ = task.await;
+    }
+}
+
+async fn wait_for_count(counter: &watch::Sender<usize>, n: usize, deadline: Duration) -> bool {
+    let mut rx = counter.subscribe();
+    let reached = ttime::timeout(deadline, rx.wait_for(|count| *count >= n)).await;
+    reached.is_ok_and(|r| r.is_ok())
+}
+
+/// A poisoned lock only means a test panicked elsewhere; the data is still fine.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// One line of the log. `key` orders it: its timepoint, or for a line without
+/// one (a malformed test line) the previous line's, so the log stays sorted.
+#[derive(Debug, Clone)]
+struct Entry {
+    key: i64,
+    line: Arc<str>,
+}
+
+#[derive(Debug, Default)]
+struct EventLog {
+    entries: VecDeque<Entry>,
+    /// Sequence number of `entries[0]`. Connections keep a sequence number as
+    /// their cursor, so trimming the front does not move anyone.
+    first_seq: u64,
+    /// Events below this were trimmed: asking for them is a 416.
+    min_timepoint: Option<i64>,
+}
+
+impl EventLog {
+    fn end_seq(&self) -> u64 {
+        self.first_seq + self.entries.len() as u64
+    }
+
+    fn last_timepoint(&self) -> Option<i64> {
+        self.entries.back().map(|e| e.key)
+    }
+
+    /// Adds a line; blank lines are not events and are ignored.
+    fn push(&mut self, line: String) -> bool {
+        let line = line.trim_end_matches(['\r', '\n']);
+        if line.trim().is_empty() {
+            return false;
+        }
+        let last = self.last_timepoint();
+        let key = match (timepoint_of(line), last) {
+            (Some(tp), Some(last)) => tp.max(last),
+            (Some(tp), None) => tp,
+            (None, last) => last.unwrap_or(i64::MIN),
+        };
+        self.entries.push_back(Entry {
+            key,
+            line: line.into(),
+        });
+        if self.entries.len() > MAX_LOG_LINES {
+            self.drop_oldest();
+        }
+        true
+    }
+
+    fn drop_oldest(&mut self) {
+        self.entries.pop_front();
+        self.first_seq += 1;
+        self.min_timepoint = self.entries.front().map(|e| e.key);
+    }
+
+    fn trim_before(&mut self, timepoint: i64) {
+        while self.entries.front().is_some_and(|e| e.key < timepoint) {
+            self.entries.pop_front();
+            self.first_seq += 1;
+        }
+        self.min_timepoint = Some(
+            self.min_timepoint
+                .map_or(timepoint, |min| min.max(timepoint)),
+        );
+    }
+
+    /// Where a stream starts, or `None` when the timepoint is too old (416).
+    fn start(&self, timepoint: Option<i64>, whole_backlog: bool) -> Option<u64> {
+        match timepoint {
+            None if whole_backlog => Some(self.first_seq),
+            None => Some(self.end_seq()),
+            Some(tp) if self.min_timepoint.is_some_and(|min| tp < min) => None,
+            Some(tp) => Some(self.first_seq + self.entries.partition_point(|e| e.key < tp) as u64),
+        }
+    }
+
+    /// Up to `max` lines from sequence `from`, and the cursor after them.
+    fn batch(&self, from: u64, max: usize) -> (u64, Vec<Entry>) {
+        // Lines trimmed while a connection was behind are gone for it too.
+        let from = from.clamp(self.first_seq, self.end_seq());
+        let skip = (from - self.first_seq) as usize;
+        let entries: Vec<Entry> = self.entries.range(skip..).take(max).cloned().collect();
+        (from + entries.len() as u64, entries)
+    }
+}
+
+#[derive(Deserialize)]
+struct TimepointOnly {
+    event: TimepointEvent,
+}
+
+#[derive(Deserialize)]
+struct TimepointEvent {
+    timepoint: i64,
+}
+
+fn timepoint_of(line: &str) -> Option<i64> {
+    serde_json::from_str::<TimepointOnly>(line)
+        .ok()
+        .map(|t| t.event.timepoint)
+}
+
+/// State shared by the accept loop, the connections and the [`ChSim`] handle.
+struct Shared {
+    expected_key: Option<String>,
+    live_from_start: bool,
+    heartbeat: Duration,
+    log: Mutex<EventLog>,
+    /// The log's end sequence number: streams wake up when it moves.
+    log_end: watch::Sender<u64>,
+    plans: Mutex<VecDeque<ConnPlan>>,
+    requests: Mutex<Vec<RequestRecord>>,
+    request_count: watch::Sender<usize>,
+    sent: watch::Sender<usize>,
+    connections: AtomicUsize,
+    /// Streams currently following the log: the ones a fault can hit.
+    streaming: AtomicUsize,
+    /// A fault order for one stream: `Some(mid_line)`.
+    pending_cut: Mutex<Option<bool>>,
+    cut: Notify,
+}
+
+impl Shared {
+    fn new(
+        expected_key: Option<String>,
+        live_from_start: bool,
+        heartbeat: Duration,
+        log: EventLog,
+    ) -> Self {
+        let end = log.end_seq();
+        Self {
+            expected_key,
+            live_from_start,
+            // A zero period would make the heartbeat timer panic.
+            heartbeat: heartbeat.max(Duration::from_millis(1)),
+            log: Mutex::new(log),
+            log_end: watch::Sender::new(end),
+            plans: Mutex::new(VecDeque::new()),
+            requests: Mutex::new(Vec::new()),
+            request_count: watch::Sender::new(0),
+            sent: watch::Sender::new(0),
+            connections: AtomicUsize::new(0),
+            streaming: AtomicUsize::new(0),
+            pending_cut: Mutex::new(None),
+            cut: Notify::new(),
+        }
+    }
+
+    fn push_plan(&self, plan: ConnPlan) {
+        lock(&self.plans).push_back(plan);
+    }
+
+    fn next_plan(&self) -> ConnPlan {
+        lock(&self.plans).pop_front().unwrap_or(ConnPlan::Serve)
+    }
+
+    fn append(&self, line: String) {
+        let end = {
+            let mut log = lock(&self.log);
+            log.push(line);
+            log.end_seq()
+        };
+        self.log_end.send_replace(end);
+    }
+
+    fn record(&self, request: &Request, authorized: bool) {
+        let record = RequestRecord {
+            path: request.path.clone(),
+            target: request.target.clone(),
+            timepoint: match request.timepoint {
+                TimepointParam::Valid(tp) => Some(tp),
+                _ => None,
+            },
+            authorized,
+            at: Instant::now(),
+        };
+        let count = {
+            let mut requests = lock(&self.requests);
+            requests.push(record);
+            requests.len()
+        };
+        self.request_count.send_replace(count);
+    }
+
+    fn authorized(&self, header: Option<&str>) -> bool {
+        match &self.expected_key {
+            None => true,
+            Some(key) => basic_auth_matches(header, key),
+        }
+    }
+
+    /// A fault needs a reconnect to be visible, so it always cuts a live
+    /// stream; a status fault queues its answer for the reconnect first.
+    fn inject(&self, fault: Fault) -> bool {
+        if self.streaming.load(Ordering::SeqCst) == 0 {
+            return false;
+        }
+        let mid_line = match fault {
+            Fault::CutMidLine => true,
+            Fault::RateLimited => {
+                self.push_plan(rate_limited_plan());
+                false
+            }
+            Fault::Unavailable => {
+                self.push_plan(unavailable_plan());
+                false
+            }
+        };
+        *lock(&self.pending_cut) = Some(mid_line);
+        self.cut.notify_one();
+        tracing::info!(target: "feedtop::sim", ?fault, "companies-house sim: injecting a fault");
+        true
+    }
+
+    /// Decides the answer to a parsed request. Runs before the request is
+    /// recorded, so a test that saw the request can append and be sure the
+    /// stream's start was already fixed.
+    fn decide(&self, request: &Request, authorized: bool, plan: ConnPlan) -> Reply {
+        let mode = match plan {
+            ConnPlan::Status {
+                code,
+                retry_after,
+                body,
+                content_type,
+            } => {
+                return Reply::Status(StatusReply {
+                    code,
+                    retry_after,
+                    body,
+                    content_type,
+                })
+            }
+            // `Refuse` never gets this far (the socket is closed unread).
+            ConnPlan::Serve | ConnPlan::Refuse => Mode::Follow,
+            ConnPlan::CutAfter { events, mid_line } => Mode::CutAfter { events, mid_line },
+            ConnPlan::Stall => Mode::Stall,
+        };
+        if request.method != "GET" {
+            return Reply::Status(json_status(405, "only GET is supported"));
+        }
+        if request.path != STREAM_PATH {
+            return Reply::Status(json_status(404, "unknown stream"));
+        }
+        if !authorized {
+            return Reply::Status(json_status(
+                401,
+                "send the stream key as the Basic user name, empty password",
+            ));
+        }
+        let timepoint = match request.timepoint {
+            TimepointParam::Absent => None,
+            TimepointParam::Valid(tp) => Some(tp),
+            TimepointParam::Invalid => {
+                return Reply::Status(json_status(416, "timepoint invalid or too old"))
+            }
+        };
+        match lock(&self.log).start(timepoint, self.live_from_start) {
+            Some(start) => Reply::Stream(StreamPlan {
+                start,
+                floor: timepoint.unwrap_or(i64::MIN),
+                mode,
+            }),
+            None => Reply::Status(json_status(416, "timepoint invalid or too old")),
+        }
+    }
+}
+
+fn rate_limited_plan() -> ConnPlan {
+    ConnPlan::Status {
+        code: 429,
+        retry_after: Some("5".into()),
+        body: r#"{"error":"rate limit exceeded"}"#.into(),
+        content_type: "application/json".into(),
+    }
+}
+
+fn unavailable_plan() -> ConnPlan {
+    ConnPlan::Status {
+        code: 503,
+        retry_after: None,
+        body: "<html>\r\n<head><title>503 Service Temporarily Unavailable</title></head>\r\n<body>\r\n\
+               <center><h1>503 Service Temporarily Unavailable</h1></center>\r\n</body>\r\n</html>\r\n"
+            .into(),
+        content_type: "text/html".into(),
+    }
+}
+
+fn basic_auth_matches(header: Option<&str>, key: &str) -> bool {
+    let Some((scheme, credentials)) = header.and_then(|h| h.trim().split_once(' ')) else {
+        return false;
+    };
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return false;
+    }
+    let decoded = base64::engine::general_purpose::STANDARD.decode(credentials.trim());
+    decoded.is_ok_and(|d| d == format!("{key}:").as_bytes())
+}
+
+/// A parsed request head.
+#[derive(Debug)]
+struct Request {
+    method: String,
+    target: String,
+    path: String,
+    timepoint: TimepointParam,
+    authorization: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TimepointParam {
+    Absent,
+    Valid(i64),
+    /// Present but not an integer: the real service calls that "invalid" (416).
+    Invalid,
+}
+
+/// `None` for anything that is not a well-formed HTTP/1.x request head.
+fn parse_request(head: &[u8]) -> Option<Request> {
+    let text = std::str::from_utf8(head).ok()?;
+    let mut lines = text.lines();
+    let (method, target) = parse_request_line(lines.next()?)?;
+    let mut authorization = None;
+    for line in lines.take_while(|l| !l.is_empty()) {
+        let (name, value) = line.split_once(':')?;
+        if name.is_empty() || name.contains(char::is_whitespace) {
+            return None;
+        }
+        if name.eq_ignore_ascii_case("authorization") {
+            authorization = Some(value.trim().to_string());
+        }
+    }
+    let (path, query) = target.split_once('?').unwrap_or((target, ""));
+    Some(Request {
+        method: method.to_string(),
+        target: target.to_string(),
+        path: path.to_string(),
+        timepoint: timepoint_param(query),
+        authorization,
+    })
+}
+
+fn parse_request_line(line: &str) -> Option<(&str, &str)> {
+    let mut parts = line.split(' ');
+    let (method, target, version) = (parts.next()?, parts.next()?, parts.next()?);
+    let valid = parts.next().is_none()
+        && !method.is_empty()
+        && method.bytes().all(|b| b.is_ascii_uppercase())
+        && target.starts_with('/')
+        && matches!(version, "HTTP/1.1" | "HTTP/1.0");
+    valid.then_some((method, target))
+}
+
+fn timepoint_param(query: &str) -> TimepointParam {
+    let value = query
+        .split('&')
+        .find_map(|pair| pair.strip_prefix("timepoint="));
+    match value {
+        None => TimepointParam::Absent,
+        Some(v) => v
+            .parse()
+            .map_or(TimepointParam::Invalid, TimepointParam::Valid),
+    }
+}
+
+/// What a connection answers.
+enum Reply {
+    Status(StatusReply),
+    Stream(StreamPlan),
+}
+
+struct StatusReply {
+    code: u16,
+    retry_after: Option<String>,
+    body: String,
+    content_type: String,
+}
+
+fn json_status(code: u16, message: &str) -> StatusReply {
+    StatusReply {
+        code,
+        retry_after: None,
+        body: serde_json::json!({ "error": message }).to_string(),
+        content_type: "application/json".into(),
+    }
+}
+
+fn reason(code: u16) -> &'static str {
+    match code {
+        200 => "OK",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        416 => "Requested Range Not Satisfiable",
+        429 => "Too Many Requests",
+        500 => "Internal Server Error",
+        502 => "Bad Gateway",
+        503 => "Service Unavailable",
+        504 => "Gateway Timeout",
+        _ => "Unknown",
+    }
+}
+
+struct StreamPlan {
+    /// Log sequence number of the first line to send.
+    start: u64,
+    /// Lines ordered before the requested timepoint are never sent, even live.
+    floor: i64,
+    mode: Mode,
+}
+
+enum Mode {
+    Follow,
+    CutAfter { events: usize, mid_line: bool },
+    Stall,
+}
+
+/// What the accept loop does besides accepting: the demo's generator and chaos.
+struct Background {
+    generator: Option<(CompanyGen, Duration)>,
+    chaos: bool,
+    rng: StdRng,
+}
+
+impl Background {
+    fn new(config: &Option<GeneratorConfig>, chaos: bool, last_timepoint: Option<i64>) -> Self {
+        let generator = config
+            .as_ref()
+            .filter(|g| g.events_per_sec > 0.0 && g.events_per_sec.is_finite())
+            .map(|g| {
+                let mut gen = CompanyGen::from_config(g);
+                if let Some(tp) = last_timepoint {
+                    gen.resume_after(tp);
+                }
+                // Capped: a vanishing rate would overflow the deadline arithmetic.
+                let mean = (1.0 / g.events_per_sec).min(86_400.0);
+                (gen, Duration::from_secs_f64(mean))
+            });
+        Self {
+            generator,
+            chaos,
+            rng: StdRng::from_os_rng(),
+        }
+    }
+
+    /// Gaps vary ±50 % around the mean so the trickle does not look mechanical.
+    fn next_event_at(&mut self) -> Option<ttime::Instant> {
+        let mean = self.generator.as_ref()?.1;
+        Some(ttime::Instant::now() + mean.mul_f64(self.rng.random_range(0.5..1.5)))
+    }
+
+    fn next_fault_at(&mut self) -> Option<ttime::Instant> {
+        self.chaos
+            .then(|| ttime::Instant::now() + self.rng.random_range(CHAOS_EVERY.0..CHAOS_EVERY.1))
+    }
+
+    fn generate(&mut self, shared: &Shared) {
+        if let Some((gen, _)) = &mut self.generator {
+            shared.append(gen.next_event(Utc::now()));
+        }
+    }
+
+    fn random_fault(&mut self) -> Fault {
+        match self.rng.random_range(0..3) {
+            0 => Fault::CutMidLine,
+            1 => Fault::RateLimited,
+            _ => Fault::Unavailable,
+        }
+    }
+}
+
+/// Returns when asked to stop, or when the `ChSim` handle is dropped (the
+/// sender is gone).
+async fn stopped(stop: &mut watch::Receiver<bool>) {
+    let _ = stop.wait_for(|stop| *stop).await;
+}
+
+async fn sleep_until(deadline: Option<ttime::Instant>) {
+    match deadline {
+        Some(at) => ttime::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The accept loop. Connections live in a `JoinSet`, so stopping the loop
+/// aborts them all and their sockets close.
+async fn run(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    mut stop: watch::Receiver<bool>,
+    mut bg: Background,
+) {
+    let mut connections = JoinSet::new();
+    let mut next_event = bg.next_event_at();
+    let mut next_fault = bg.next_fault_at();
+    loop {
+        tokio::select! {
+            _ = stopped(&mut stop) => break,
+            accepted = listener.accept() => match accepted {
+                Ok((socket, _)) => {
+                    shared.connections.fetch_add(1, Ordering::SeqCst);
+                    let plan = shared.next_plan();
+                    connections.spawn(serve_connection(socket, shared.clone(), plan));
+                }
+                Err(e) => {
+                    // E.g. out of file descriptors: back off instead of spinning.
+                    tracing::debug!(target: "feedtop::sim", "accept failed: {e}");
+                    ttime::sleep(Duration::from_millis(50)).await;
+                }
+            },
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+            _ = sleep_until(next_event) => {
+                bg.generate(&shared);
+                next_event = bg.next_event_at();
+            }
+            _ = sleep_until(next_fault) => {
+                let fault = bg.random_fault();
+                shared.inject(fault);
+                next_fault = bg.next_fault_at();
+            }
+        }
+    }
+    connections.shutdown().await;
+}
+
+async fn serve_connection(mut socket: TcpStream, shared: Arc<Shared>, plan: ConnPlan) {
+    if plan == ConnPlan::Refuse {
+        return; // dropping the socket closes it without a word
+    }
+    // Each chunk must leave at once: Nagle would hold back small heartbeats.
+    let _ = socket.set_nodelay(true);
+    let head = match ttime::timeout(HEAD_TIMEOUT, read_head(&mut socket)).await {
+        Ok(Head::Complete(head)) => head,
+        Ok(Head::Invalid) => return reply_status(&mut socket, &bad_request()).await,
+        Ok(Head::Gone) | Err(_) => return,
+    };
+    let Some(request) = parse_request(&head) else {
+        return reply_status(&mut socket, &bad_request()).await;
+    };
+    let authorized = shared.authorized(request.authorization.as_deref());
+    let reply = shared.decide(&request, authorized, plan);
+    shared.record(&request, authorized);
+    match reply {
+        Reply::Status(status) => reply_status(&mut socket, &status).await,
+        Reply::Stream(plan) => stream_events(socket, &shared, plan).await,
+    }
+}
+
+fn bad_request() -> StatusReply {
+    StatusReply {
+        code: 400,
+        retry_after: None,
+        body: "bad request\n".into(),
+        content_type: "text/plain".into(),
+    }
+}
+
+enum Head {
+    Complete(Vec<u8>),
+    Invalid,
+    /// The client left before sending anything.
+    Gone,
+}
+
+async fn read_head<R: AsyncRead + Unpin>(reader: &mut R) -> Head {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 2048];
+    loop {
+        if let Some(end) = head_end(&buf) {
+            buf.truncate(end);
+            return Head::Complete(buf);
+        }
+        if buf.len() > MAX_HEAD {
+            return Head::Invalid;
+        }
+        match reader.read(&mut chunk).await {
+            Ok(0) | Err(_) if buf.is_empty() => return Head::Gone,
+            Ok(0) | Err(_) => return Head::Invalid,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+    }
+}
+
+/// End of the head: the first empty line (CRLF or, leniently, bare LF).
+fn head_end(buf: &[u8]) -> Option<usize> {
+    let crlf = buf.windows(4).position(|w| w == b"\r\n\r\n").map(|p| p + 4);
+    let lf = buf.windows(2).position(|w| w == b"\n\n").map(|p| p + 2);
+    match (crlf, lf) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+async fn reply_status(socket: &mut TcpStream, reply: &StatusReply) {
+    let mut response = format!(
+        "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\nConnection: close\r\n",
+        reply.code,
+        reason(reply.code),
+        reply.content_type,
+        reply.body.len()
+    );
+    if let Some(retry_after) = &reply.retry_after {
+        response.push_str(&format!("Retry-After: {retry_after}\r\n"));
+    }
+    response.push_str("\r\n");
+    response.push_str(&reply.body);
+    if socket.write_all(response.as_bytes()).await.is_ok() {
+        linger(socket).await;
+    }
+}
+
+/// Closing a socket that still has unread input makes the kernel send a reset,
+/// which can destroy the response before the client reads it. So: half-close,
+/// then drain until the client closes (or briefly).
+async fn linger(socket: &mut TcpStream) {
+    let _ = socket.shutdown().await;
+    let mut sink = [0u8; 1024];
+    let drain = async { while matches!(socket.read(&mut sink).await, Ok(n) if n > 0) {} };
+    let _ = ttime::timeout(LINGER, drain).await;
+}
+
+const STREAM_HEAD: &[u8] =
+    b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n";
+const HEARTBEAT_CHUNK: &[u8] = b"1\r\n\n\r\n";
+
+async fn stream_events(mut socket: TcpStream, shared: &Shared, plan: StreamPlan) {
+    // Counted before the headers go out: once a client has seen them, a fault
+    // injected by a test is sure to find this stream.
+    let stalls = matches!(plan.mode, Mode::Stall);
+    let _streaming = (!stalls).then(|| StreamingGuard::enter(shared));
+    if socket.write_all(STREAM_HEAD).await.is_err() {
+        return;
+    }
+    match plan.mode {
+        Mode::Stall => wait_for_close(&mut socket).await,
+        _ => follow(socket, shared, plan).await,
+    }
+}
+
+struct StreamingGuard<'a>(&'a Shared);
+
+impl<'a> StreamingGuard<'a> {
+    fn enter(shared: &'a Shared) -> Self {
+        shared.streaming.fetch_add(1, Ordering::SeqCst);
+        Self(shared)
+    }
+}
+
+impl Drop for StreamingGuard<'_> {
+    fn drop(&mut self) {
+        self.0.streaming.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+async fn wait_for_close(socket: &mut TcpStream) {
+    let mut sink = [0u8; 256];
+    while matches!(socket.read(&mut sink).await, Ok(n) if n > 0) {}
+}
+
+/// Per-stream bookkeeping for cuts (scripted or injected).
+struct Cutter {
+    /// Events left before the cut; `None` = no cut planned.
+    budget: Option<usize>,
+    /// Whether the cut writes half of the next line first.
+    mid_line: bool,
+}
+
+enum Step {
+    Continue,
+    Stop,
+}
+
+impl Cutter {
+    fn new(mode: &Mode) -> Self {
+        match *mode {
+            Mode::CutAfter { events, mid_line } => Self {
+                budget: Some(events),
+                mid_line,
+            },
+            _ => Self {
+                budget: None,
+                mid_line: false,
+            },
+        }
+    }
+
+    /// A cut on a line boundary is due now (no next line is needed).
+    fn clean_cut_due(&self) -> bool {
+        self.budget == Some(0) && !self.mid_line
+    }
+
+    /// A mid-line cut is due: the next line is written half and the stream ends.
+    fn half_line_due(&self) -> bool {
+        self.budget == Some(0) && self.mid_line
+    }
+
+    fn sent_one(&mut self) {
+        if let Some(left) = &mut self.budget {
+            *left = left.saturating_sub(1);
+        }
+    }
+
+    /// An injected fault: `mid_line` cuts the next line, otherwise stop now.
+    fn order(&mut self, mid_line: bool) -> Step {
+        if !mid_line {
+            return Step::Stop;
+        }
+        self.budget = Some(0);
+        self.mid_line = true;
+        Step::Continue
+    }
+}
+
+/// Sends the log from the plan's start, then follows it live with heartbeats,
+/// until the client leaves, a cut is due, or the server stops.
+async fn follow(mut socket: TcpStream, shared: &Shared, plan: StreamPlan) {
+    let (mut reader, mut writer) = socket.split();
+    let mut cutter = Cutter::new(&plan.mode);
+    let mut cursor = plan.start;
+    let mut log_end = shared.log_end.subscribe();
+    let mut heartbeat =
+        ttime::interval_at(ttime::Instant::now() + shared.heartbeat, shared.heartbeat);
+    heartbeat.set_missed_tick_behavior(MissedTickBehavior::Skip);
+    let mut sink = [0u8; 256];
+    loop {
+        // A fault order is handled before any further line is read, so "cut
+        // the next line" really means the next one, even when it raced the order.
+        let order = lock(&shared.pending_cut).take();
+        if let Some(Step::Stop) = order.map(|mid_line| cutter.order(mid_line)) {
+            return;
+        }
+        if cutter.clean_cut_due() {
+            return;
+        }
+        // Mark the log seen *before* reading it: an append after this point
+        // wakes the `changed()` below, so no line can be missed.
+        log_end.borrow_and_update();
+        let (next, entries) = lock(&shared.log).batch(cursor, BATCH);
+        cursor = next;
+        for entry in entries.iter().filter(|e| e.key >= plan.floor) {
+            if let Step::Stop = send_entry(&mut writer, shared, &mut cutter, entry).await {
+                return;
+            }
+        }
+        if entries.len() == BATCH {
+            continue; // more backlog is waiting
+        }
+        tokio::select! {
+            // Biased: a fault order wins over a line that arrived at the same time.
+            biased;
+            // Only wakes the loop: the order is taken at the top.
+            _ = shared.cut.notified() => {}
+            changed = log_end.changed() => if changed.is_err() { return },
+            read = reader.read(&mut sink) => if matches!(read, Ok(0) | Err(_)) { return },
+            _ = heartbeat.tick() => if write_flush(&mut writer, HEARTBEAT_CHUNK).await.is_err() { return },
+        }
+    }
+}
+
+/// Writes one log line as its own chunk, or half of it when a mid-line cut is due.
+async fn send_entry<W: AsyncWrite + Unpin>(
+    writer: &mut W,
+    shared: &Shared,
+    cutter: &mut Cutter,
+    entry: &Entry,
+) -> Step {
+    if cutter.half_line_due() {
+        let half = &entry.line.as_bytes()[..entry.line.len() / 2];
+        let _ = write_flush(writer, &chunk(half, false)).await;
+        return Step::Stop;
+    }
+    if write_flush(writer, &chunk(entry.line.as_bytes(), true))
+        .await
+        .is_err()
+    {
+        return Step::Stop;
+    }
+    shared.sent.send_modify(|n| *n += 1);
+    cutter.sent_one();
+    if cutter.clean_cut_due() {
+        return Step::Stop;
+    }
+    Step::Continue
+}
+
+/// One chunk of the chunked encoding: `{len:x}\r\n{payload}[\n]\r\n`.
+fn chunk(payload: &[u8], newline: bool) -> Vec<u8> {
+    let len = payload.len() + usize::from(newline);
+    let mut out = Vec::with_capacity(len + 12);
+    out.extend_from_slice(format!("{len:x}\r\n").as_bytes());
+    out.extend_from_slice(payload);
+    if newline {
+        out.push(b'\n');
+    }
+    out.extend_from_slice(b"\r\n");
+    out
+}
+
+async fn write_flush<W: AsyncWrite + Unpin>(writer: &mut W, bytes: &[u8]) -> io::Result<()> {
+    writer.write_all(bytes).await?;
+    writer.flush().await
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpStream;
+    use tokio::sync::mpsc;
+    use tokio::time::{self as ttime, Instant};
+
+    use super::*;
+    use crate::feeds::companies_house::{parse_event, ApiKey, ChFeed, ChSettings};
+    use crate::feeds::{ConnState, FeedMsgKind};
+
+    const FIXTURE: &str = include_str!("../../tests/fixtures/ch-companies-sample.ndjson");
+    /// Generous: only reached when a test is failing.
+    const WAIT: Duration = Duration::from_secs(10);
+    const HOUR: Duration = Duration::from_secs(3600);
+
+    /// The fixture's non-blank lines (28 of 30, one of them malformed).
+    fn fixture_lines() -> Vec<String> {
+        FIXTURE
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(String::from)
+            .collect()
+    }
+
+    fn fixture_timepoints() -> Vec<i64> {
+        fixture_lines()
+            .iter()
+            .filter_map(|l| timepoint_of(l))
+            .collect()
+    }
+
+    fn config(backlog: Vec<String>, live_from_start: bool) -> ChSimConfig {
+        ChSimConfig {
+            backlog,
+            live_from_start,
+            heartbeat: HOUR,
+            ..ChSimConfig::default()
+        }
+    }
+
+    async fn fixture_sim() -> ChSim {
+        ChSim::start(config(fixture_lines(), true)).await.unwrap()
+    }
+
+    fn client() -> reqwest::Client {
+        reqwest::Client::builder().no_proxy().build().unwrap()
+    }
+
+    async fn get(sim: &ChSim, target: &str) -> reqwest::Response {
+        client()
+            .get(format!("{}{target}", sim.base_url()))
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// Complete non-blank lines of a body.
+    fn data_lines(body: &[u8]) -> Vec<String> {
+        let complete = &body[..body.iter().rposition(|&b| b == b'\n').map_or(0, |p| p + 1)];
+        String::from_utf8_lossy(complete)
+            .lines()
+            .filter(|l| !l.is_empty())
+            .map(String::from)
+            .collect()
+    }
+
+    /// Reads the body until `done(body)` holds; panics if the stream ends or
+    /// the deadline passes first.
+    async fn read_until(resp: &mut reqwest::Response, done: impl Fn(&[u8]) -> bool) -> Vec<u8> {
+        let deadline = Instant::now() + WAIT;
+        let mut body = Vec::new();
+        while !done(&body) {
+            match ttime::timeout_at(deadline, resp.chunk()).await {
+                Ok(Ok(Some(chunk))) => body.extend_from_slice(&chunk),
+                other => panic!(
+                    "stopped early ({other:?}) with {:?}",
+                    String::from_utf8_lossy(&body)
+                ),
+            }
+        }
+        body
+    }
+
+    async fn read_lines(resp: &mut reqwest::Response, n: usize) -> Vec<String> {
+        data_lines(&read_until(resp, |b| data_lines(b).len() >= n).await)
+    }
+
+    /// Reads until the body ends (cleanly or with an error); panics on the deadline.
+    async fn read_to_end(resp: &mut reqwest::Response) -> Vec<u8> {
+        let deadline = Instant::now() + WAIT;
+        let mut body = Vec::new();
+        loop {
+            match ttime::timeout_at(deadline, resp.chunk()).await {
+                Ok(Ok(Some(chunk))) => body.extend_from_slice(&chunk),
+                Ok(Ok(None)) | Ok(Err(_)) => return body,
+                Err(_) => panic!(
+                    "the stream did not end; got {:?}",
+                    String::from_utf8_lossy(&body)
+                ),
+            }
+        }
+    }
+
+    async fn raw_request(sim: &ChSim, request: &str) -> TcpStream {
+        let mut socket = TcpStream::connect(sim.addr()).await.unwrap();
+        socket.write_all(request.as_bytes()).await.unwrap();
+        socket
+    }
+
+    async fn raw_read_until(socket: &mut TcpStream, done: impl Fn(&[u8]) -> bool) -> Vec<u8> {
+        let deadline = Instant::now() + WAIT;
+        let mut received = Vec::new();
+        let mut buf = [0u8; 8192];
+        while !done(&received) {
+            match ttime::timeout_at(deadline, socket.read(&mut buf)).await {
+                Ok(Ok(n)) if n > 0 => received.extend_from_slice(&buf[..n]),
+                other => panic!(
+                    "stopped early ({other:?}) with {:?}",
+                    String::from_utf8_lossy(&received)
+                ),
+            }
+        }
+        received
+    }
+
+    #[tokio::test]
+    async fn serves_the_backlog_one_chunk_per_line() {
+        // Raw fixture lines: the two blank ones must be ignored by the server.
+        let backlog = FIXTURE.lines().map(String::from).collect();
+        let sim = ChSim::start(config(backlog, true)).await.unwrap();
+        let lines = fixture_lines();
+        let expected: Vec<u8> = lines
+            .iter()
+            .flat_map(|l| chunk(l.as_bytes(), true))
+            .collect();
+        let mut socket = raw_request(&sim, "GET /companies HTTP/1.1\r\nHost: x\r\n\r\n").await;
+        let received = raw_read_until(&mut socket, |r| r.ends_with(&expected)).await;
+        let text = String::from_utf8_lossy(&received);
+        let (head, body) = text.split_once("\r\n\r\n").unwrap();
+        assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
+        assert!(
+            head.contains("\r\nContent-Type: application/json"),
+            "{head}"
+        );
+        assert!(head.contains("\r\nTransfer-Encoding: chunked"), "{head}");
+        assert_eq!(
+            body.as_bytes(),
+            expected.as_slice(),
+            "exactly one chunk per line, nothing else"
+        );
+        let first = format!("{:x}\r\n{}\n\r\n", lines[0].len() + 1, lines[0]);
+        assert!(body.starts_with(&first));
+        assert_eq!(lines.len(), 28);
+    }
+
+    #[tokio::test]
+    async fn reqwest_decodes_the_lines_and_the_heartbeats() {
+        let cfg = ChSimConfig {
+            heartbeat: Duration::from_millis(50),
+            ..config(fixture_lines(), true)
+        };
+        let sim = ChSim::start(cfg).await.unwrap();
+        let mut resp = get(&sim, "/companies").await;
+        assert_eq!(resp.status(), 200);
+        assert_eq!(resp.headers()["content-type"], "application/json");
+        // Two heartbeats after the 28 lines: a blank line each.
+        let body = read_until(&mut resp, |b| {
+            data_lines(b).len() == 28 && b.ends_with(b"\n\n\n")
+        })
+        .await;
+        assert_eq!(data_lines(&body), fixture_lines());
+        assert!(sim.wait_for_sent_events(28, WAIT).await);
+        assert_eq!(sim.sent_events(), 28, "heartbeats are not events");
+    }
+
+    #[tokio::test]
+    async fn heartbeats_keep_an_idle_stream_alive() {
+        let cfg = ChSimConfig {
+            heartbeat: Duration::from_millis(50),
+            ..config(Vec::new(), false)
+        };
+        let sim = ChSim::start(cfg).await.unwrap();
+        let mut socket = raw_request(&sim, "GET /companies HTTP/1.1\r\n\r\n").await;
+        let beats = HEARTBEAT_CHUNK.repeat(3);
+        let received = raw_read_until(&mut socket, |r| r.ends_with(&beats)).await;
+        let body = &received[head_end(&received).unwrap()..];
+        assert!(
+            body.chunks(HEARTBEAT_CHUNK.len())
+                .all(|c| c == HEARTBEAT_CHUNK),
+            "{body:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn timepoint_is_inclusive() {
+        let sim = fixture_sim().await;
+        let tps = fixture_timepoints();
+        let lines: Vec<String> = fixture_lines()
+            .into_iter()
+            .filter(|l| timepoint_of(l).is_some())
+            .collect();
+        let mut resp = get(&sim, &format!("/companies?timepoint={}", tps[10])).await;
+        assert_eq!(
+            read_lines(&mut resp, 1).await[0],
+            lines[10],
+            "the event at N is sent again"
+        );
+        // A timepoint that falls in a gap starts at the next event.
+        let gap = (0..tps.len() - 1)
+            .find(|&i| tps[i + 1] > tps[i] + 1)
+            .expect("the fixture has gaps");
+        let mut resp = get(&sim, &format!("/companies?timepoint={}", tps[gap] + 1)).await;
+        assert_eq!(read_lines(&mut resp, 1).await[0], lines[gap + 1]);
+        let recorded: Vec<_> = sim.requests().iter().map(|r| r.timepoint).collect();
+        assert_eq!(recorded, [Some(tps[10]), Some(tps[gap] + 1)]);
+    }
+
+    #[tokio::test]
+    async fn trimmed_log_answers_416_for_an_old_timepoint() {
+        let sim = fixture_sim().await;
+        let tps = fixture_timepoints();
+        let mut resp = get(&sim, "/companies?timepoint=1").await;
+        assert_eq!(resp.status(), 200, "nothing trimmed yet: replay everything");
+        assert_eq!(read_lines(&mut resp, 1).await[0], fixture_lines()[0]);
+        sim.trim_before(tps[5]);
+        assert_eq!(get(&sim, "/companies?timepoint=1").await.status(), 416);
+        assert_eq!(
+            get(&sim, &format!("/companies?timepoint={}", tps[5] - 1))
+                .await
+                .status(),
+            416
+        );
+        let mut resp = get(&sim, &format!("/companies?timepoint={}", tps[5])).await;
+        assert_eq!(resp.status(), 200);
+        assert_eq!(
+            timepoint_of(&read_lines(&mut resp, 1).await[0]),
+            Some(tps[5])
+        );
+        let mut resp = get(&sim, "/companies").await;
+        assert_eq!(
+            timepoint_of(&read_lines(&mut resp, 1).await[0]),
+            Some(tps[5]),
+            "the trimmed lines are gone"
+        );
+        assert_eq!(get(&sim, "/companies?timepoint=abc").await.status(), 416);
+    }
+
+    #[tokio::test]
+    async fn auth_requires_the_key_as_user_name_with_empty_password() {
+        let cfg = ChSimConfig {
+            expected_key: Some("k3y".into()),
+            ..config(fixture_lines(), true)
+        };
+        let sim = ChSim::start(cfg).await.unwrap();
+        let url = format!("{}/companies", sim.base_url());
+        let none = client().get(&url).send().await.unwrap();
+        assert_eq!(none.status(), 401);
+        assert!(!none.text().await.unwrap().is_empty(), "a 401 says why");
+        let wrong = client()
+            .get(&url)
+            .basic_auth("nope", Some(""))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(wrong.status(), 401);
+        let with_password = client()
+            .get(&url)
+            .basic_auth("k3y", Some("pw"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(with_password.status(), 401);
+        let mut right = client()
+            .get(&url)
+            .basic_auth("k3y", Some(""))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(right.status(), 200);
+        assert_eq!(read_lines(&mut right, 1).await[0], fixture_lines()[0]);
+        let authorized: Vec<bool> = sim.requests().iter().map(|r| r.authorized).collect();
+        assert_eq!(authorized, [false, false, false, true]);
+    }
+
+    #[tokio::test]
+    async fn unknown_path_is_404_and_garbage_is_400() {
+        let sim = fixture_sim().await;
+        assert_eq!(get(&sim, "/filings").await.status(), 404);
+        assert_eq!(sim.requests()[0].path, "/filings");
+        for garbage in [
+            "NONSENSE\r\n\r\n",
+            "GET /companies HTTP/1.1\r\nno colon here\r\n\r\n",
+            "GET companies HTTP/1.1\r\n\r\n",
+        ] {
+            let mut socket = raw_request(&sim, garbage).await;
+            let mut reply = Vec::new();
+            ttime::timeout(WAIT, socket.read_to_end(&mut reply))
+                .await
+                .unwrap()
+                .unwrap();
+            assert!(
+                reply.starts_with(b"HTTP/1.1 400 Bad Request\r\n"),
+                "{garbage:?}: {reply:?}"
+            );
+        }
+        assert_eq!(
+            sim.requests().len(),
+            1,
+            "unparseable requests are not recorded"
+        );
+    }
+
+    #[tokio::test]
+    async fn cut_after_mid_line_leaves_a_partial_line_then_eof() {
+        let sim = fixture_sim().await;
+        sim.push_plan(ConnPlan::CutAfter {
+            events: 3,
+            mid_line: true,
+        });
+        let lines = fixture_lines();
+        let mut resp = get(&sim, "/companies").await;
+        let body = read_to_end(&mut resp).await;
+        let mut expected = lines[..3].join("\n") + "\n";
+        expected.push_str(&lines[3][..lines[3].len() / 2]);
+        assert_eq!(String::from_utf8(body).unwrap(), expected);
+        assert_eq!(sim.sent_events(), 3, "the partial line is not counted");
+        // The queue is empty again: the next connection is served normally.
+        let mut resp = get(&sim, "/companies").await;
+        assert_eq!(read_lines(&mut resp, 28).await, lines);
+    }
+
+    #[tokio::test]
+    async fn cut_after_on_a_line_boundary_waits_for_live_lines() {
+        let sim = ChSim::start(config(Vec::new(), false)).await.unwrap();
+        sim.push_plan(ConnPlan::CutAfter {
+            events: 2,
+            mid_line: false,
+        });
+        let mut resp = get(&sim, "/companies").await;
+        let lines = fixture_lines();
+        sim.append(lines[0].clone());
+        sim.append(lines[1].clone());
+        sim.append(lines[2].clone());
+        let body = read_to_end(&mut resp).await;
+        assert_eq!(
+            String::from_utf8(body).unwrap(),
+            format!("{}\n{}\n", lines[0], lines[1])
+        );
+    }
+
+    #[tokio::test]
+    async fn status_plans_answer_code_retry_after_and_body() {
+        let sim = fixture_sim().await;
+        let date = "Wed, 21 Oct 2015 07:28:00 GMT";
+        sim.push_plan(ConnPlan::Status {
+            code: 429,
+            retry_after: Some("1".into()),
+            body: "slow down".into(),
+            content_type: "text/plain".into(),
+        });
+        sim.push_plan(ConnPlan::Status {
+            code: 503,
+            retry_after: Some(date.into()),
+            body: "<html><body>down</body></html>".into(),
+            content_type: "text/html".into(),
+        });
+        sim.push_plan(ConnPlan::Status {
+            code: 416,
+            retry_after: None,
+            body: "{}".into(),
+            content_type: "application/json".into(),
+        });
+        let first = get(&sim, "/companies").await;
+        assert_eq!(first.status(), 429);
+        assert_eq!(first.headers()["retry-after"], "1");
+        assert_eq!(first.headers()["content-type"], "text/plain");
+        assert_eq!(first.text().await.unwrap(), "slow down");
+        let second = get(&sim, "/companies").await;
+        assert_eq!(second.status(), 503);
+        assert_eq!(second.headers()["retry-after"], date);
+        assert_eq!(
+            second.text().await.unwrap(),
+            "<html><body>down</body></html>"
+        );
+        let third = get(&sim, "/companies").await;
+        assert_eq!(third.status(), 416);
+        assert!(third.headers().get("retry-after").is_none());
+        assert_eq!(get(&sim, "/companies").await.status(), 200);
+    }
+
+    #[tokio::test]
+    async fn stall_sends_headers_then_nothing() {
+        let cfg = ChSimConfig {
+            heartbeat: Duration::from_millis(20),
+            ..config(fixture_lines(), true)
+        };
+        let sim = ChSim::start(cfg).await.unwrap();
+        sim.push_plan(ConnPlan::Stall);
+        let mut resp = get(&sim, "/companies").await;
+        assert_eq!(resp.status(), 200);
+        // Data and heartbeats are both due many times over in this window.
+        let next = ttime::timeout(Duration::from_millis(300), resp.chunk()).await;
+        assert!(
+            next.is_err(),
+            "no byte may arrive on a stalled stream: {next:?}"
+        );
+        assert_eq!(sim.sent_events(), 0);
+    }
+
+    #[tokio::test]
+    async fn refuse_closes_without_a_response() {
+        let sim = fixture_sim().await;
+        sim.push_plan(ConnPlan::Refuse);
+        let url = format!("{}/companies", sim.base_url());
+        assert!(client().get(&url).send().await.is_err());
+        assert_eq!(get(&sim, "/companies").await.status(), 200);
+        assert_eq!(sim.connections(), 2);
+        assert_eq!(
+            sim.requests().len(),
+            1,
+            "a refused connection never had its request read"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_live_stream_receives_appended_lines_only() {
+        let sim = ChSim::start(config(fixture_lines(), false)).await.unwrap();
+        let mut resp = get(&sim, "/companies").await;
+        assert!(sim.wait_for_requests(1, WAIT).await);
+        let mut gen = CompanyGen::new(Some(1));
+        gen.resume_after(*fixture_timepoints().last().unwrap());
+        let new = [gen.next_event(Utc::now()), gen.next_event(Utc::now())];
+        sim.append(new[0].clone());
+        assert_eq!(
+            read_lines(&mut resp, 1).await,
+            [new[0].clone()],
+            "no backlog without a timepoint"
+        );
+        sim.append(new[1].clone());
+        let body = read_until(&mut resp, |b| data_lines(b).len() == 1).await;
+        assert_eq!(data_lines(&body), [new[1].clone()]);
+        assert!(sim.wait_for_sent_events(2, WAIT).await);
+    }
+
+    #[tokio::test]
+    async fn shutdown_and_drop_close_open_streams() {
+        let sim = fixture_sim().await;
+        let mut resp = get(&sim, "/companies").await;
+        read_lines(&mut resp, 28).await;
+        sim.shutdown().await;
+        read_to_end(&mut resp).await;
+
+        let sim = fixture_sim().await;
+        let mut resp = get(&sim, "/companies").await;
+        read_lines(&mut resp, 28).await;
+        drop(sim);
+        read_to_end(&mut resp).await;
+    }
+
+    #[tokio::test]
+    async fn injected_faults_are_recoverable_by_resuming() {
+        let sim = fixture_sim().await;
+        assert!(
+            !sim.inject_fault(Fault::RateLimited),
+            "no open stream to hit"
+        );
+        let lines: Vec<String> = fixture_lines();
+        let last = lines.last().unwrap().clone();
+        let last_tp = timepoint_of(&last).unwrap();
+        let resume = format!("/companies?timepoint={last_tp}");
+
+        let mut resp = get(&sim, "/companies").await;
+        read_lines(&mut resp, 28).await;
+        assert!(sim.inject_fault(Fault::RateLimited));
+        read_to_end(&mut resp).await;
+        let limited = get(&sim, &resume).await;
+        assert_eq!(limited.status(), 429);
+        assert_eq!(limited.headers()["retry-after"], "5");
+
+        let mut resp = get(&sim, &resume).await;
+        assert_eq!(
+            read_lines(&mut resp, 1).await,
+            [last.as_str()],
+            "resume replays the last event"
+        );
+        assert!(sim.inject_fault(Fault::CutMidLine));
+        let mut gen = CompanyGen::new(Some(2));
+        gen.resume_after(last_tp);
+        let next = gen.next_event(Utc::now());
+        sim.append(next.clone());
+        let body = String::from_utf8(read_to_end(&mut resp).await).unwrap();
+        assert!(
+            body.ends_with(&next[..next.len() / 2]),
+            "cut in the middle of the new line: {body}"
+        );
+
+        let mut resp = get(&sim, &resume).await;
+        assert_eq!(
+            read_lines(&mut resp, 2).await,
+            [last.clone(), next],
+            "nothing lost"
+        );
+        assert!(sim.inject_fault(Fault::Unavailable));
+        read_to_end(&mut resp).await;
+        let down = get(&sim, &resume).await;
+        assert_eq!(down.status(), 503);
+        assert!(down.text().await.unwrap().contains("<html>"));
+        assert_eq!(get(&sim, &resume).await.status(), 200);
+    }
+
+    #[tokio::test]
+    async fn the_generator_continues_after_the_backlog() {
+        let generator = GeneratorConfig {
+            events_per_sec: 200.0,
+            seed: Some(5),
+        };
+        let cfg = ChSimConfig {
+            generator: Some(generator),
+            ..config(fixture_lines(), false)
+        };
+        let sim = ChSim::start(cfg).await.unwrap();
+        let mut resp = get(&sim, "/companies").await;
+        let lines = read_lines(&mut resp, 5).await;
+        let backlog_end = *fixture_timepoints().last().unwrap();
+        let mut previous = backlog_end;
+        for line in lines {
+            let ev = parse_event(line.into_bytes()).unwrap();
+            assert!(ev.timepoint > previous, "{} after {previous}", ev.timepoint);
+            previous = ev.timepoint;
+        }
+    }
+
+    #[test]
+    fn config_debug_hides_the_key() {
+        let cfg = ChSimConfig {
+            expected_key: Some("s3cret".into()),
+            ..ChSimConfig::default()
+        };
+        let printed = format!("{cfg:?}");
+        assert!(
+            !printed.contains("s3cret") && printed.contains("redacted"),
+            "{printed}"
+        );
+    }
+
+    #[test]
+    fn request_parsing() {
+        let r = parse_request(
+            b"GET /companies?x=1&timepoint=42 HTTP/1.1\r\nAuthorization: Basic YTo=\r\n\r\n",
+        )
+        .unwrap();
+        assert_eq!(
+            (r.path.as_str(), r.timepoint),
+            ("/companies", TimepointParam::Valid(42))
+        );
+        assert!(basic_auth_matches(r.authorization.as_deref(), "a"));
+        assert!(!basic_auth_matches(r.authorization.as_deref(), "b"));
+        assert_eq!(
+            parse_request(b"GET /companies HTTP/1.1\n\n")
+                .unwrap()
+                .timepoint,
+            TimepointParam::Absent
+        );
+        assert!(parse_request(b"GET /companies HTTP/2\r\n\r\n").is_none());
+        assert!(parse_request(b"get /companies HTTP/1.1\r\n\r\n").is_none());
+        assert_eq!(head_end(b"GET / HTTP/1.1\r\n\r\nrest"), Some(18));
+    }
+
+    /// End to end with the real client: scripted cuts and errors cost no event
+    /// and deliver none twice.
+    #[tokio::test]
+    async fn the_feed_client_survives_scripted_faults() {
+        let sim = ChSim::start(ChSimConfig {
+            expected_key: Some("k".into()),
+            ..config(fixture_lines(), true)
+        })
+        .await
+        .unwrap();
+        for plan in [
+            ConnPlan::CutAfter {
+                events: 5,
+                mid_line: true,
+            },
+            ConnPlan::Status {
+                code: 503,
+                retry_after: None,
+                body: "<html></html>".into(),
+                content_type: "text/html".into(),
+            },
+            ConnPlan::CutAfter {
+                events: 9,
+                mid_line: false,
+            },
+            ConnPlan::Refuse,
+            ConnPlan::Status {
+                code: 429,
+                retry_after: Some("0".into()),
+                body: String::new(),
+                content_type: "text/plain".into(),
+            },
+        ] {
+            sim.push_plan(plan);
+        }
+        let mut settings = ChSettings::new(sim.base_url(), "/companies", ApiKey::new("k"));
+        settings.backoff_base = Duration::from_millis(10);
+        settings.backoff_cap = Duration::from_millis(40);
+        settings.read_timeout = WAIT;
+        let (tx, mut rx) = mpsc::channel(64);
+        let (_control_tx, control_rx) = mpsc::channel(1);
+        let feed = ChFeed::new(0, settings, None, tx, control_rx).unwrap();
+        tokio::spawn(feed.run());
+        let expected = fixture_timepoints();
+        let mut got = Vec::new();
+        let mut duplicates = 0;
+        while got.len() < expected.len() {
+            let msg = ttime::timeout(WAIT, rx.recv())
+                .await
+                .expect("feed stalled")
+                .expect("feed ended");
+            match msg.kind {
+                FeedMsgKind::Event(ev) => got.push(ev.timepoint),
+                FeedMsgKind::Duplicate { .. } => duplicates += 1,
+                FeedMsgKind::State(ConnState::AuthFailed { .. }) => panic!("the key was refused"),
+                _ => {}
+            }
+        }
+        assert_eq!(got, expected, "every event exactly once, in order");
+        assert!(
+            duplicates >= 2,
+            "each resume replays the last event: {duplicates}"
+        );
+        assert!(
+            sim.requests().iter().skip(1).all(|r| r.timepoint.is_some()),
+            "reconnects resume"
+        );
+        assert_eq!(sim.connections(), 6);
+    }
+}

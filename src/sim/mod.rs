@@ -1,0 +1,12 @@
+//! Loopback servers that speak feedtop's wire protocols, for `--demo` and tests.
+//!
+//! They are small hand-written HTTP/1.1 responders on `127.0.0.1:0` rather than
+//! a web framework, because they must be able to misbehave on purpose: cut a
+//! stream mid-line, stall after the headers, refuse a connection, answer 429 or
+//! 416. Tests script those faults per connection; the demo injects them at random.
+
+pub mod companies_house;
+pub mod company_gen;
+
+pub use companies_house::{ChSim, ChSimConfig, ConnPlan, Fault, RequestRecord};
+pub use company_gen::{CompanyGen, GeneratorConfig};
