@@ -43,9 +43,9 @@ pub enum FeedKind {
 }
 
 /// The stable name of a Companies House feed (its storage key), e.g.
-/// `companies-house/companies`.
+/// `ch/companies`.
 pub fn companies_house_feed_name(stream: &str) -> String {
-    format!("companies-house/{}", stream.trim_start_matches('/'))
+    format!("ch/{}", stream.trim_start_matches('/'))
 }
 
 impl FeedSpec {
@@ -97,7 +97,8 @@ impl Pipeline {
         let sqlite = |e| StoreError::from_sqlite(&config.db_path, e);
         let names: Vec<String> = config.feeds.iter().map(|f| f.info.name.clone()).collect();
         let history = store::queries::load_history(&conn, &names).map_err(sqlite)?;
-        let mut model = Model::new(config.feeds.iter().map(|f| f.info.clone()).collect(), config.latency_window, Utc::now());
+        let mut model =
+            Model::new(config.feeds.iter().map(|f| f.info.clone()).collect(), config.latency_window, Utc::now());
         model.demo = config.demo;
         model.load_history(history);
 

@@ -136,12 +136,7 @@ pub struct Settings {
 }
 
 /// Merges defaults, the file, the environment (through `env`) and the flags.
-pub fn resolve(
-    args: &RunArgs,
-    file: &FileConfig,
-    env: &dyn Fn(&str) -> Option<String>,
-    paths: &Paths,
-) -> Settings {
+pub fn resolve(args: &RunArgs, file: &FileConfig, env: &dyn Fn(&str) -> Option<String>, paths: &Paths) -> Settings {
     let ch_file = &file.companies_house;
     let key_env = ch_file.key_env.clone().unwrap_or_else(|| DEFAULT_KEY_ENV.to_string());
     let key = env(&key_env).and_then(ApiKey::new);

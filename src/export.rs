@@ -13,7 +13,10 @@ use crate::store::{self, ts};
 /// Reads `--since`: a duration back from `now` (`24h`, `7d`) or a date/time.
 pub fn parse_since(s: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>, String> {
     if let Ok(d) = humantime::parse_duration(s) {
-        return chrono::TimeDelta::from_std(d).ok().and_then(|d| now.checked_sub_signed(d)).ok_or_else(|| format!("--since {s} is too far back"));
+        return chrono::TimeDelta::from_std(d)
+            .ok()
+            .and_then(|d| now.checked_sub_signed(d))
+            .ok_or_else(|| format!("--since {s} is too far back"));
     }
     if let Ok(day) = NaiveDate::parse_from_str(s, "%Y-%m-%d") {
         return Ok(day.and_hms_opt(0, 0, 0).expect("midnight exists").and_utc());
@@ -57,8 +60,7 @@ pub fn run(db: &Path, since: Option<DateTime<Utc>>, format: Format, out: &mut dy
         anyhow::bail!("no database at {}: run feedtop first to record changes, or pass --db PATH", db.display());
     }
     let conn = store::open_read_only(db)?;
-    let changes = store::queries::strike_offs(&conn, since, None)
-        .map_err(|e| store::StoreError::from_sqlite(db, e))?;
+    let changes = store::queries::strike_offs(&conn, since, None).map_err(|e| store::StoreError::from_sqlite(db, e))?;
     write(&changes, format, out)?;
     Ok(changes.len())
 }
@@ -96,7 +98,11 @@ fn write_table(changes: &[StrikeOffChange], out: &mut dyn Write) -> std::io::Res
         return writeln!(out, "no strike-off changes recorded");
     }
     let name_width = changes.iter().map(|c| c.company_name.chars().count()).max().unwrap_or(4).clamp(4, 40);
-    writeln!(out, "{:<19}  {:<10}  {:<10}  {:<name_width$}  {:>11}  CHANGE", "PUBLISHED (UTC)", "NUMBER", "CHANGE", "NAME", "TIMEPOINT")?;
+    writeln!(
+        out,
+        "{:<19}  {:<10}  {:<10}  {:<name_width$}  {:>11}  CHANGE",
+        "PUBLISHED (UTC)", "NUMBER", "CHANGE", "NAME", "TIMEPOINT"
+    )?;
     for c in changes {
         let published = c.published_at.map_or_else(|| "-".to_string(), |t| t.format("%Y-%m-%d %H:%M:%S").to_string());
         let name: String = c.company_name.chars().take(name_width).collect();
@@ -171,7 +177,10 @@ mod tests {
         let now = Utc.with_ymd_and_hms(2025, 6, 10, 12, 0, 0).unwrap();
         assert_eq!(parse_since("24h", now).unwrap(), Utc.with_ymd_and_hms(2025, 6, 9, 12, 0, 0).unwrap());
         assert_eq!(parse_since("2025-06-01", now).unwrap(), Utc.with_ymd_and_hms(2025, 6, 1, 0, 0, 0).unwrap());
-        assert_eq!(parse_since("2025-06-01T08:00:00Z", now).unwrap(), Utc.with_ymd_and_hms(2025, 6, 1, 8, 0, 0).unwrap());
+        assert_eq!(
+            parse_since("2025-06-01T08:00:00Z", now).unwrap(),
+            Utc.with_ymd_and_hms(2025, 6, 1, 8, 0, 0).unwrap()
+        );
         assert!(parse_since("last tuesday", now).unwrap_err().contains("24h"));
     }
 

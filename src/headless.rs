@@ -97,7 +97,11 @@ pub fn report_line(model: &Model, is_final: bool) -> String {
 
 /// Runs until the duration ends or SIGINT/SIGTERM, printing a line every
 /// interval and a final one (`"final": true`) after everything is stored.
-pub async fn run(mut pipeline: Pipeline, options: HeadlessOptions, out: &mut dyn Write) -> anyhow::Result<ShutdownSummary> {
+pub async fn run(
+    mut pipeline: Pipeline,
+    options: HeadlessOptions,
+    out: &mut dyn Write,
+) -> anyhow::Result<ShutdownSummary> {
     let start = Instant::now();
     let deadline = options.duration.map(|d| start + d);
     let mut ticker = interval_at(start + options.interval, options.interval);

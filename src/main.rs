@@ -44,7 +44,9 @@ fn watch(args: RunArgs) -> anyhow::Result<()> {
     let paths = match (system_paths, &args.db) {
         (Ok(p), _) => p,
         // Without a home directory everything must be given explicitly.
-        (Err(_), Some(db)) => Paths { config_file: Default::default(), data_dir: db.parent().unwrap_or(db).to_path_buf() },
+        (Err(_), Some(db)) => {
+            Paths { config_file: Default::default(), data_dir: db.parent().unwrap_or(db).to_path_buf() }
+        }
         (Err(e), None) => return Err(e.into()),
     };
     let settings = config::resolve(&args, &file, &|name| std::env::var(name).ok(), &paths);
@@ -103,7 +105,12 @@ fn strike_offs(args: StrikeOffsArgs) -> anyhow::Result<()> {
             }
         }
     };
-    let since = args.since.as_deref().map(|s| export::parse_since(s, chrono::Utc::now())).transpose().map_err(anyhow::Error::msg)?;
+    let since = args
+        .since
+        .as_deref()
+        .map(|s| export::parse_since(s, chrono::Utc::now()))
+        .transpose()
+        .map_err(anyhow::Error::msg)?;
     export::run(&db, since, args.format, &mut std::io::stdout().lock())?;
     Ok(())
 }

@@ -15,9 +15,9 @@ use tokio::time::MissedTickBehavior;
 
 use crate::app::{shutdown_signal, Pipeline, ShutdownSummary};
 use crate::model::Model;
+use crate::ui;
 use crate::ui::theme::Theme;
 use crate::ui::view::{UiCommand, ViewState};
-use crate::ui;
 
 #[derive(Debug, Clone)]
 pub struct TuiOptions {

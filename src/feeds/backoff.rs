@@ -124,10 +124,7 @@ mod tests {
     #[test]
     fn retry_after_http_date() {
         let now = httpdate::parse_http_date("Tue, 24 Nov 2026 01:00:00 GMT").unwrap();
-        assert_eq!(
-            parse_retry_after("Tue, 24 Nov 2026 01:01:30 GMT", now),
-            Some(Duration::from_secs(90))
-        );
+        assert_eq!(parse_retry_after("Tue, 24 Nov 2026 01:01:30 GMT", now), Some(Duration::from_secs(90)));
         // A date already past means retry now.
         assert_eq!(parse_retry_after("Tue, 24 Nov 2026 00:59:00 GMT", now), Some(Duration::ZERO));
     }

@@ -154,8 +154,8 @@ pub fn parse_event(line: Vec<u8>) -> Result<ChEvent, ParseError> {
         };
         let company = match (env.resource_kind.as_ref(), env.data) {
             (COMPANY_PROFILE, Some(data)) => {
-                let d: ProfileData = serde_json::from_str(data.get())
-                    .map_err(|e| ParseError::Json(format!("data: {e}")))?;
+                let d: ProfileData =
+                    serde_json::from_str(data.get()).map_err(|e| ParseError::Json(format!("data: {e}")))?;
                 Some(CompanyState {
                     number: d.company_number.map(Cow::into_owned).unwrap_or_else(|| resource_id.clone()),
                     name: d.company_name.map(Cow::into_owned).unwrap_or_default(),
@@ -252,21 +252,16 @@ impl ChFeed {
         tx: mpsc::Sender<FeedMsg>,
         control: mpsc::Receiver<Command>,
     ) -> anyhow::Result<Self> {
-        let client = reqwest::Client::builder()
+        let mut client = reqwest::Client::builder()
             .connect_timeout(settings.connect_timeout)
-            .user_agent(concat!("feedtop/", env!("CARGO_PKG_VERSION")))
-            .build()?;
+            .user_agent(concat!("feedtop/", env!("CARGO_PKG_VERSION")));
+        if is_loopback(&settings.base_url) {
+            // A proxy from the environment cannot reach our own loopback sim.
+            client = client.no_proxy();
+        }
+        let client = client.build()?;
         let backoff = Backoff::new(settings.backoff_base, settings.backoff_cap);
-        Ok(Self {
-            id,
-            settings,
-            client,
-            tx,
-            control,
-            last_timepoint: resume_from,
-            backoff,
-            rng: StdRng::from_os_rng(),
-        })
+        Ok(Self { id, settings, client, tx, control, last_timepoint: resume_from, backoff, rng: StdRng::from_os_rng() })
     }
 
     async fn send(&self, kind: FeedMsgKind) -> bool {
@@ -317,9 +312,13 @@ impl ChFeed {
         message: String,
     ) -> Option<(Duration, ConnState)> {
         let error = match code {
-            401 | 403 => format!("HTTP {code}: the stream key was refused; check CH_STREAMING_API_KEY (a stream key, not a REST key)"),
-            416 => format!("HTTP 416: timepoint {} is too old; reconnecting live (events were missed)",
-                self.last_timepoint.map_or("?".to_string(), |t| t.to_string())),
+            401 | 403 => format!(
+                "HTTP {code}: the stream key was refused; check CH_STREAMING_API_KEY (a stream key, not a REST key)"
+            ),
+            416 => format!(
+                "HTTP 416: timepoint {} is too old; reconnecting live (events were missed)",
+                self.last_timepoint.map_or("?".to_string(), |t| t.to_string())
+            ),
             429 => "HTTP 429: rate limited by the server".to_string(),
             _ => message,
         };
@@ -334,7 +333,10 @@ impl ChFeed {
             }
             416 => {
                 let after = self.last_timepoint.take();
-                let gap = FeedMsgKind::Gap { after_timepoint: after, reason: "HTTP 416: timepoint invalid or too old".into() };
+                let gap = FeedMsgKind::Gap {
+                    after_timepoint: after,
+                    reason: "HTTP 416: timepoint invalid or too old".into(),
+                };
                 if !self.send(gap).await {
                     return None;
                 }
@@ -377,7 +379,12 @@ impl ChFeed {
         };
         let response = match response {
             Ok(r) => r,
-            Err(e) => return Outcome::Dropped { error: format!("cannot connect: {}", error_chain(&e)), live_for: Duration::ZERO },
+            Err(e) => {
+                return Outcome::Dropped {
+                    error: format!("cannot connect: {}", error_chain(&e)),
+                    live_for: Duration::ZERO,
+                }
+            }
         };
         let status = response.status();
         if status != reqwest::StatusCode::OK {
@@ -416,8 +423,10 @@ impl ChFeed {
             };
             match next {
                 Err(_) => {
-                    break format!("no data for {}s (read-idle timeout); reconnecting",
-                        self.settings.read_timeout.as_secs_f64())
+                    break format!(
+                        "no data for {}s (read-idle timeout); reconnecting",
+                        self.settings.read_timeout.as_secs_f64()
+                    )
                 }
                 Ok(None) => break "the server closed the stream".to_string(),
                 Ok(Some(Err(e))) => break format!("stream failed: {}", error_chain(&e)),
@@ -462,6 +471,16 @@ impl ChFeed {
                 }
             },
         }
+    }
+}
+
+fn is_loopback(url: &str) -> bool {
+    let Ok(url) = reqwest::Url::parse(url) else { return false };
+    match url.host() {
+        Some(url::Host::Domain(d)) => d == "localhost",
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
     }
 }
 
@@ -562,7 +581,8 @@ mod tests {
     #[test]
     fn deleted_without_data_is_accepted() {
         let ev = parse_event(
-            br#"{"resource_kind":"company-profile","resource_id":"1","event":{"timepoint":5,"type":"deleted"}}"#.to_vec(),
+            br#"{"resource_kind":"company-profile","resource_id":"1","event":{"timepoint":5,"type":"deleted"}}"#
+                .to_vec(),
         )
         .unwrap();
         assert_eq!(ev.event_type, EventType::Deleted);
@@ -583,6 +603,15 @@ mod tests {
         let key = ApiKey::new("secret-123").unwrap();
         assert!(!format!("{key:?}").contains("secret"));
         assert!(ApiKey::new("  ").is_none());
+    }
+
+    #[test]
+    fn loopback_urls_are_recognised() {
+        assert!(is_loopback("http://127.0.0.1:8080"));
+        assert!(is_loopback("http://localhost/x"));
+        assert!(is_loopback("http://[::1]:9"));
+        assert!(!is_loopback("https://stream.companieshouse.gov.uk"));
+        assert!(!is_loopback("not a url"));
     }
 
     #[test]

@@ -53,9 +53,13 @@ pub enum ConnState {
     Connecting,
     Live,
     /// Waiting before the next attempt.
-    Backoff { retry_at: DateTime<Utc> },
+    Backoff {
+        retry_at: DateTime<Utc>,
+    },
     /// The server refused our credentials; retried slowly.
-    AuthFailed { retry_at: DateTime<Utc> },
+    AuthFailed {
+        retry_at: DateTime<Utc>,
+    },
 }
 
 impl ConnState {

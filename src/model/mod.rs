@@ -302,7 +302,10 @@ mod tests {
     fn latency_is_received_minus_published() {
         let mut m = Model::new(vec![info()], Duration::from_secs(300), t0());
         let mut facts = Vec::new();
-        let mut ev = parse_event(include_str!("../../tests/fixtures/ch-companies-sample.ndjson").lines().next().unwrap().as_bytes().to_vec()).unwrap();
+        let mut ev = parse_event(
+            include_str!("../../tests/fixtures/ch-companies-sample.ndjson").lines().next().unwrap().as_bytes().to_vec(),
+        )
+        .unwrap();
         ev.published_at = Some(t0());
         m.apply(msg(t0() + TimeDelta::milliseconds(1500), FeedMsgKind::Event(Box::new(ev))), &mut facts);
         let s = m.feeds[0].latency.summary(t0() + TimeDelta::seconds(2)).unwrap();

@@ -179,15 +179,59 @@ mod tests {
         let p = Some(PROPOSAL);
         type Scenario = (&'static str, Vec<ChEvent>, Vec<Option<ChangeKind>>);
         let table: Vec<Scenario> = vec![
-            ("enter then withdraw", vec![event(1, "A", "active", p, Changed), event(2, "A", "active", None, Changed)], vec![Some(Entered), Some(Withdrawn)]),
-            ("enter then dissolve", vec![event(1, "A", "active", p, Changed), event(2, "A", "dissolved", None, Changed)], vec![Some(Entered), Some(StruckOff)]),
-            ("duplicate entry does not re-alert", vec![event(1, "A", "active", p, Changed), event(2, "A", "active", p, Changed)], vec![Some(Entered), None]),
+            (
+                "enter then withdraw",
+                vec![event(1, "A", "active", p, Changed), event(2, "A", "active", None, Changed)],
+                vec![Some(Entered), Some(Withdrawn)],
+            ),
+            (
+                "enter then dissolve",
+                vec![event(1, "A", "active", p, Changed), event(2, "A", "dissolved", None, Changed)],
+                vec![Some(Entered), Some(StruckOff)],
+            ),
+            (
+                "duplicate entry does not re-alert",
+                vec![event(1, "A", "active", p, Changed), event(2, "A", "active", p, Changed)],
+                vec![Some(Entered), None],
+            ),
             ("first seen dissolved is not struck off", vec![event(1, "A", "dissolved", None, Changed)], vec![None]),
-            ("dissolved with another detail", vec![event(1, "A", "dissolved", Some("petition-to-restore-dissolved"), Changed)], vec![None]),
-            ("plain active changes nothing", vec![event(1, "A", "active", None, Changed), event(2, "A", "active", None, Changed)], vec![None, None]),
-            ("deleted forgets the proposal", vec![event(1, "A", "active", p, Changed), event(2, "A", "active", p, Deleted), event(3, "A", "dissolved", None, Changed)], vec![Some(Entered), None, None]),
-            ("re-entry after withdrawal alerts again", vec![event(1, "A", "active", p, Changed), event(2, "A", "active", None, Changed), event(3, "A", "active", p, Changed)], vec![Some(Entered), Some(Withdrawn), Some(Entered)]),
-            ("companies are independent", vec![event(1, "A", "active", p, Changed), event(2, "B", "dissolved", None, Changed), event(3, "A", "dissolved", None, Changed)], vec![Some(Entered), None, Some(StruckOff)]),
+            (
+                "dissolved with another detail",
+                vec![event(1, "A", "dissolved", Some("petition-to-restore-dissolved"), Changed)],
+                vec![None],
+            ),
+            (
+                "plain active changes nothing",
+                vec![event(1, "A", "active", None, Changed), event(2, "A", "active", None, Changed)],
+                vec![None, None],
+            ),
+            (
+                "deleted forgets the proposal",
+                vec![
+                    event(1, "A", "active", p, Changed),
+                    event(2, "A", "active", p, Deleted),
+                    event(3, "A", "dissolved", None, Changed),
+                ],
+                vec![Some(Entered), None, None],
+            ),
+            (
+                "re-entry after withdrawal alerts again",
+                vec![
+                    event(1, "A", "active", p, Changed),
+                    event(2, "A", "active", None, Changed),
+                    event(3, "A", "active", p, Changed),
+                ],
+                vec![Some(Entered), Some(Withdrawn), Some(Entered)],
+            ),
+            (
+                "companies are independent",
+                vec![
+                    event(1, "A", "active", p, Changed),
+                    event(2, "B", "dissolved", None, Changed),
+                    event(3, "A", "dissolved", None, Changed),
+                ],
+                vec![Some(Entered), None, Some(StruckOff)],
+            ),
         ];
         for (name, events, want) in table {
             assert_eq!(kinds(&events), want, "{name}");

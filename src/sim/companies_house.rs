@@ -69,10 +69,7 @@ pub struct ChSimConfig {
 impl std::fmt::Debug for ChSimConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ChSimConfig")
-            .field(
-                "expected_key",
-                &self.expected_key.as_ref().map(|_| "(redacted)"),
-            )
+            .field("expected_key", &self.expected_key.as_ref().map(|_| "(redacted)"))
             .field("backlog", &format_args!("{} lines", self.backlog.len()))
             .field("live_from_start", &self.live_from_start)
             .field("heartbeat", &self.heartbeat)
@@ -104,12 +101,7 @@ pub enum ConnPlan {
     /// the first half of the next line (waiting for one if needed) before closing.
     CutAfter { events: usize, mid_line: bool },
     /// Answer this status whatever the request (429, 503, 401, 416, …).
-    Status {
-        code: u16,
-        retry_after: Option<String>,
-        body: String,
-        content_type: String,
-    },
+    Status { code: u16, retry_after: Option<String>, body: String, content_type: String },
     /// 200 and the headers, then nothing at all while the socket stays open.
     Stall,
     /// Accept, then close at once without reading or answering.
@@ -162,20 +154,10 @@ impl ChSim {
             log.push(line);
         }
         let background = Background::new(&config.generator, config.chaos, log.last_timepoint());
-        let shared = Arc::new(Shared::new(
-            config.expected_key,
-            config.live_from_start,
-            config.heartbeat,
-            log,
-        ));
+        let shared = Arc::new(Shared::new(config.expected_key, config.live_from_start, config.heartbeat, log));
         let (stop, stop_rx) = watch::channel(false);
         let task = tokio::spawn(run(listener, shared.clone(), stop_rx, background));
-        Ok(ChSim {
-            addr,
-            shared,
-            stop,
-            task,
-        })
+        Ok(ChSim { addr, shared, stop, task })
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -251,9 +233,7 @@ async fn wait_for_count(counter: &watch::Sender<usize>, n: usize, deadline: Dura
 
 /// A poisoned lock only means a test panicked elsewhere; the data is still fine.
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// One line of the log. `key` orders it: its timepoint, or for a line without
@@ -295,10 +275,7 @@ impl EventLog {
             (Some(tp), None) => tp,
             (None, last) => last.unwrap_or(i64::MIN),
         };
-        self.entries.push_back(Entry {
-            key,
-            line: line.into(),
-        });
+        self.entries.push_back(Entry { key, line: line.into() });
         if self.entries.len() > MAX_LOG_LINES {
             self.drop_oldest();
         }
@@ -316,10 +293,7 @@ impl EventLog {
             self.entries.pop_front();
             self.first_seq += 1;
         }
-        self.min_timepoint = Some(
-            self.min_timepoint
-                .map_or(timepoint, |min| min.max(timepoint)),
-        );
+        self.min_timepoint = Some(self.min_timepoint.map_or(timepoint, |min| min.max(timepoint)));
     }
 
     /// Where a stream starts, or `None` when the timepoint is too old (416).
@@ -353,9 +327,7 @@ struct TimepointEvent {
 }
 
 fn timepoint_of(line: &str) -> Option<i64> {
-    serde_json::from_str::<TimepointOnly>(line)
-        .ok()
-        .map(|t| t.event.timepoint)
+    serde_json::from_str::<TimepointOnly>(line).ok().map(|t| t.event.timepoint)
 }
 
 /// State shared by the accept loop, the connections and the [`ChSim`] handle.
@@ -379,12 +351,7 @@ struct Shared {
 }
 
 impl Shared {
-    fn new(
-        expected_key: Option<String>,
-        live_from_start: bool,
-        heartbeat: Duration,
-        log: EventLog,
-    ) -> Self {
+    fn new(expected_key: Option<String>, live_from_start: bool, heartbeat: Duration, log: EventLog) -> Self {
         let end = log.end_seq();
         Self {
             expected_key,
@@ -475,18 +442,8 @@ impl Shared {
     /// stream's start was already fixed.
     fn decide(&self, request: &Request, authorized: bool, plan: ConnPlan) -> Reply {
         let mode = match plan {
-            ConnPlan::Status {
-                code,
-                retry_after,
-                body,
-                content_type,
-            } => {
-                return Reply::Status(StatusReply {
-                    code,
-                    retry_after,
-                    body,
-                    content_type,
-                })
+            ConnPlan::Status { code, retry_after, body, content_type } => {
+                return Reply::Status(StatusReply { code, retry_after, body, content_type })
             }
             // `Refuse` never gets this far (the socket is closed unread).
             ConnPlan::Serve | ConnPlan::Refuse => Mode::Follow,
@@ -500,24 +457,15 @@ impl Shared {
             return Reply::Status(json_status(404, "unknown stream"));
         }
         if !authorized {
-            return Reply::Status(json_status(
-                401,
-                "send the stream key as the Basic user name, empty password",
-            ));
+            return Reply::Status(json_status(401, "send the stream key as the Basic user name, empty password"));
         }
         let timepoint = match request.timepoint {
             TimepointParam::Absent => None,
             TimepointParam::Valid(tp) => Some(tp),
-            TimepointParam::Invalid => {
-                return Reply::Status(json_status(416, "timepoint invalid or too old"))
-            }
+            TimepointParam::Invalid => return Reply::Status(json_status(416, "timepoint invalid or too old")),
         };
         match lock(&self.log).start(timepoint, self.live_from_start) {
-            Some(start) => Reply::Stream(StreamPlan {
-                start,
-                floor: timepoint.unwrap_or(i64::MIN),
-                mode,
-            }),
+            Some(start) => Reply::Stream(StreamPlan { start, floor: timepoint.unwrap_or(i64::MIN), mode }),
             None => Reply::Status(json_status(416, "timepoint invalid or too old")),
         }
     }
@@ -609,14 +557,10 @@ fn parse_request_line(line: &str) -> Option<(&str, &str)> {
 }
 
 fn timepoint_param(query: &str) -> TimepointParam {
-    let value = query
-        .split('&')
-        .find_map(|pair| pair.strip_prefix("timepoint="));
+    let value = query.split('&').find_map(|pair| pair.strip_prefix("timepoint="));
     match value {
         None => TimepointParam::Absent,
-        Some(v) => v
-            .parse()
-            .map_or(TimepointParam::Invalid, TimepointParam::Valid),
+        Some(v) => v.parse().map_or(TimepointParam::Invalid, TimepointParam::Valid),
     }
 }
 
@@ -683,23 +627,16 @@ struct Background {
 
 impl Background {
     fn new(config: &Option<GeneratorConfig>, chaos: bool, last_timepoint: Option<i64>) -> Self {
-        let generator = config
-            .as_ref()
-            .filter(|g| g.events_per_sec > 0.0 && g.events_per_sec.is_finite())
-            .map(|g| {
-                let mut gen = CompanyGen::from_config(g);
-                if let Some(tp) = last_timepoint {
-                    gen.resume_after(tp);
-                }
-                // Capped: a vanishing rate would overflow the deadline arithmetic.
-                let mean = (1.0 / g.events_per_sec).min(86_400.0);
-                (gen, Duration::from_secs_f64(mean))
-            });
-        Self {
-            generator,
-            chaos,
-            rng: StdRng::from_os_rng(),
-        }
+        let generator = config.as_ref().filter(|g| g.events_per_sec > 0.0 && g.events_per_sec.is_finite()).map(|g| {
+            let mut gen = CompanyGen::from_config(g);
+            if let Some(tp) = last_timepoint {
+                gen.resume_after(tp);
+            }
+            // Capped: a vanishing rate would overflow the deadline arithmetic.
+            let mean = (1.0 / g.events_per_sec).min(86_400.0);
+            (gen, Duration::from_secs_f64(mean))
+        });
+        Self { generator, chaos, rng: StdRng::from_os_rng() }
     }
 
     /// Gaps vary ±50 % around the mean so the trickle does not look mechanical.
@@ -709,8 +646,7 @@ impl Background {
     }
 
     fn next_fault_at(&mut self) -> Option<ttime::Instant> {
-        self.chaos
-            .then(|| ttime::Instant::now() + self.rng.random_range(CHAOS_EVERY.0..CHAOS_EVERY.1))
+        self.chaos.then(|| ttime::Instant::now() + self.rng.random_range(CHAOS_EVERY.0..CHAOS_EVERY.1))
     }
 
     fn generate(&mut self, shared: &Shared) {
@@ -743,12 +679,7 @@ async fn sleep_until(deadline: Option<ttime::Instant>) {
 
 /// The accept loop. Connections live in a `JoinSet`, so stopping the loop
 /// aborts them all and their sockets close.
-async fn run(
-    listener: TcpListener,
-    shared: Arc<Shared>,
-    mut stop: watch::Receiver<bool>,
-    mut bg: Background,
-) {
+async fn run(listener: TcpListener, shared: Arc<Shared>, mut stop: watch::Receiver<bool>, mut bg: Background) {
     let mut connections = JoinSet::new();
     let mut next_event = bg.next_event_at();
     let mut next_fault = bg.next_fault_at();
@@ -806,12 +737,7 @@ async fn serve_connection(mut socket: TcpStream, shared: Arc<Shared>, plan: Conn
 }
 
 fn bad_request() -> StatusReply {
-    StatusReply {
-        code: 400,
-        retry_after: None,
-        body: "bad request\n".into(),
-        content_type: "text/plain".into(),
-    }
+    StatusReply { code: 400, retry_after: None, body: "bad request\n".into(), content_type: "text/plain".into() }
 }
 
 enum Head {
@@ -878,8 +804,7 @@ async fn linger(socket: &mut TcpStream) {
     let _ = ttime::timeout(LINGER, drain).await;
 }
 
-const STREAM_HEAD: &[u8] =
-    b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n";
+const STREAM_HEAD: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n";
 const HEARTBEAT_CHUNK: &[u8] = b"1\r\n\n\r\n";
 
 async fn stream_events(mut socket: TcpStream, shared: &Shared, plan: StreamPlan) {
@@ -932,14 +857,8 @@ enum Step {
 impl Cutter {
     fn new(mode: &Mode) -> Self {
         match *mode {
-            Mode::CutAfter { events, mid_line } => Self {
-                budget: Some(events),
-                mid_line,
-            },
-            _ => Self {
-                budget: None,
-                mid_line: false,
-            },
+            Mode::CutAfter { events, mid_line } => Self { budget: Some(events), mid_line },
+            _ => Self { budget: None, mid_line: false },
         }
     }
 
@@ -977,8 +896,7 @@ async fn follow(mut socket: TcpStream, shared: &Shared, plan: StreamPlan) {
     let mut cutter = Cutter::new(&plan.mode);
     let mut cursor = plan.start;
     let mut log_end = shared.log_end.subscribe();
-    let mut heartbeat =
-        ttime::interval_at(ttime::Instant::now() + shared.heartbeat, shared.heartbeat);
+    let mut heartbeat = ttime::interval_at(ttime::Instant::now() + shared.heartbeat, shared.heartbeat);
     heartbeat.set_missed_tick_behavior(MissedTickBehavior::Skip);
     let mut sink = [0u8; 256];
     loop {
@@ -1028,10 +946,7 @@ async fn send_entry<W: AsyncWrite + Unpin>(
         let _ = write_flush(writer, &chunk(half, false)).await;
         return Step::Stop;
     }
-    if write_flush(writer, &chunk(entry.line.as_bytes(), true))
-        .await
-        .is_err()
-    {
+    if write_flush(writer, &chunk(entry.line.as_bytes(), true)).await.is_err() {
         return Step::Stop;
     }
     shared.sent.send_modify(|n| *n += 1);
@@ -1080,27 +995,15 @@ mod tests {
 
     /// The fixture's non-blank lines (28 of 30, one of them malformed).
     fn fixture_lines() -> Vec<String> {
-        FIXTURE
-            .lines()
-            .filter(|l| !l.trim().is_empty())
-            .map(String::from)
-            .collect()
+        FIXTURE.lines().filter(|l| !l.trim().is_empty()).map(String::from).collect()
     }
 
     fn fixture_timepoints() -> Vec<i64> {
-        fixture_lines()
-            .iter()
-            .filter_map(|l| timepoint_of(l))
-            .collect()
+        fixture_lines().iter().filter_map(|l| timepoint_of(l)).collect()
     }
 
     fn config(backlog: Vec<String>, live_from_start: bool) -> ChSimConfig {
-        ChSimConfig {
-            backlog,
-            live_from_start,
-            heartbeat: HOUR,
-            ..ChSimConfig::default()
-        }
+        ChSimConfig { backlog, live_from_start, heartbeat: HOUR, ..ChSimConfig::default() }
     }
 
     async fn fixture_sim() -> ChSim {
@@ -1112,21 +1015,13 @@ mod tests {
     }
 
     async fn get(sim: &ChSim, target: &str) -> reqwest::Response {
-        client()
-            .get(format!("{}{target}", sim.base_url()))
-            .send()
-            .await
-            .unwrap()
+        client().get(format!("{}{target}", sim.base_url())).send().await.unwrap()
     }
 
     /// Complete non-blank lines of a body.
     fn data_lines(body: &[u8]) -> Vec<String> {
         let complete = &body[..body.iter().rposition(|&b| b == b'\n').map_or(0, |p| p + 1)];
-        String::from_utf8_lossy(complete)
-            .lines()
-            .filter(|l| !l.is_empty())
-            .map(String::from)
-            .collect()
+        String::from_utf8_lossy(complete).lines().filter(|l| !l.is_empty()).map(String::from).collect()
     }
 
     /// Reads the body until `done(body)` holds; panics if the stream ends or
@@ -1137,10 +1032,7 @@ mod tests {
         while !done(&body) {
             match ttime::timeout_at(deadline, resp.chunk()).await {
                 Ok(Ok(Some(chunk))) => body.extend_from_slice(&chunk),
-                other => panic!(
-                    "stopped early ({other:?}) with {:?}",
-                    String::from_utf8_lossy(&body)
-                ),
+                other => panic!("stopped early ({other:?}) with {:?}", String::from_utf8_lossy(&body)),
             }
         }
         body
@@ -1158,10 +1050,7 @@ mod tests {
             match ttime::timeout_at(deadline, resp.chunk()).await {
                 Ok(Ok(Some(chunk))) => body.extend_from_slice(&chunk),
                 Ok(Ok(None)) | Ok(Err(_)) => return body,
-                Err(_) => panic!(
-                    "the stream did not end; got {:?}",
-                    String::from_utf8_lossy(&body)
-                ),
+                Err(_) => panic!("the stream did not end; got {:?}", String::from_utf8_lossy(&body)),
             }
         }
     }
@@ -1179,10 +1068,7 @@ mod tests {
         while !done(&received) {
             match ttime::timeout_at(deadline, socket.read(&mut buf)).await {
                 Ok(Ok(n)) if n > 0 => received.extend_from_slice(&buf[..n]),
-                other => panic!(
-                    "stopped early ({other:?}) with {:?}",
-                    String::from_utf8_lossy(&received)
-                ),
+                other => panic!("stopped early ({other:?}) with {:?}", String::from_utf8_lossy(&received)),
             }
         }
         received
@@ -1194,25 +1080,15 @@ mod tests {
         let backlog = FIXTURE.lines().map(String::from).collect();
         let sim = ChSim::start(config(backlog, true)).await.unwrap();
         let lines = fixture_lines();
-        let expected: Vec<u8> = lines
-            .iter()
-            .flat_map(|l| chunk(l.as_bytes(), true))
-            .collect();
+        let expected: Vec<u8> = lines.iter().flat_map(|l| chunk(l.as_bytes(), true)).collect();
         let mut socket = raw_request(&sim, "GET /companies HTTP/1.1\r\nHost: x\r\n\r\n").await;
         let received = raw_read_until(&mut socket, |r| r.ends_with(&expected)).await;
         let text = String::from_utf8_lossy(&received);
         let (head, body) = text.split_once("\r\n\r\n").unwrap();
         assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
-        assert!(
-            head.contains("\r\nContent-Type: application/json"),
-            "{head}"
-        );
+        assert!(head.contains("\r\nContent-Type: application/json"), "{head}");
         assert!(head.contains("\r\nTransfer-Encoding: chunked"), "{head}");
-        assert_eq!(
-            body.as_bytes(),
-            expected.as_slice(),
-            "exactly one chunk per line, nothing else"
-        );
+        assert_eq!(body.as_bytes(), expected.as_slice(), "exactly one chunk per line, nothing else");
         let first = format!("{:x}\r\n{}\n\r\n", lines[0].len() + 1, lines[0]);
         assert!(body.starts_with(&first));
         assert_eq!(lines.len(), 28);
@@ -1220,19 +1096,13 @@ mod tests {
 
     #[tokio::test]
     async fn reqwest_decodes_the_lines_and_the_heartbeats() {
-        let cfg = ChSimConfig {
-            heartbeat: Duration::from_millis(50),
-            ..config(fixture_lines(), true)
-        };
+        let cfg = ChSimConfig { heartbeat: Duration::from_millis(50), ..config(fixture_lines(), true) };
         let sim = ChSim::start(cfg).await.unwrap();
         let mut resp = get(&sim, "/companies").await;
         assert_eq!(resp.status(), 200);
         assert_eq!(resp.headers()["content-type"], "application/json");
         // Two heartbeats after the 28 lines: a blank line each.
-        let body = read_until(&mut resp, |b| {
-            data_lines(b).len() == 28 && b.ends_with(b"\n\n\n")
-        })
-        .await;
+        let body = read_until(&mut resp, |b| data_lines(b).len() == 28 && b.ends_with(b"\n\n\n")).await;
         assert_eq!(data_lines(&body), fixture_lines());
         assert!(sim.wait_for_sent_events(28, WAIT).await);
         assert_eq!(sim.sent_events(), 28, "heartbeats are not events");
@@ -1240,40 +1110,24 @@ mod tests {
 
     #[tokio::test]
     async fn heartbeats_keep_an_idle_stream_alive() {
-        let cfg = ChSimConfig {
-            heartbeat: Duration::from_millis(50),
-            ..config(Vec::new(), false)
-        };
+        let cfg = ChSimConfig { heartbeat: Duration::from_millis(50), ..config(Vec::new(), false) };
         let sim = ChSim::start(cfg).await.unwrap();
         let mut socket = raw_request(&sim, "GET /companies HTTP/1.1\r\n\r\n").await;
         let beats = HEARTBEAT_CHUNK.repeat(3);
         let received = raw_read_until(&mut socket, |r| r.ends_with(&beats)).await;
         let body = &received[head_end(&received).unwrap()..];
-        assert!(
-            body.chunks(HEARTBEAT_CHUNK.len())
-                .all(|c| c == HEARTBEAT_CHUNK),
-            "{body:?}"
-        );
+        assert!(body.chunks(HEARTBEAT_CHUNK.len()).all(|c| c == HEARTBEAT_CHUNK), "{body:?}");
     }
 
     #[tokio::test]
     async fn timepoint_is_inclusive() {
         let sim = fixture_sim().await;
         let tps = fixture_timepoints();
-        let lines: Vec<String> = fixture_lines()
-            .into_iter()
-            .filter(|l| timepoint_of(l).is_some())
-            .collect();
+        let lines: Vec<String> = fixture_lines().into_iter().filter(|l| timepoint_of(l).is_some()).collect();
         let mut resp = get(&sim, &format!("/companies?timepoint={}", tps[10])).await;
-        assert_eq!(
-            read_lines(&mut resp, 1).await[0],
-            lines[10],
-            "the event at N is sent again"
-        );
+        assert_eq!(read_lines(&mut resp, 1).await[0], lines[10], "the event at N is sent again");
         // A timepoint that falls in a gap starts at the next event.
-        let gap = (0..tps.len() - 1)
-            .find(|&i| tps[i + 1] > tps[i] + 1)
-            .expect("the fixture has gaps");
+        let gap = (0..tps.len() - 1).find(|&i| tps[i + 1] > tps[i] + 1).expect("the fixture has gaps");
         let mut resp = get(&sim, &format!("/companies?timepoint={}", tps[gap] + 1)).await;
         assert_eq!(read_lines(&mut resp, 1).await[0], lines[gap + 1]);
         let recorded: Vec<_> = sim.requests().iter().map(|r| r.timepoint).collect();
@@ -1289,58 +1143,28 @@ mod tests {
         assert_eq!(read_lines(&mut resp, 1).await[0], fixture_lines()[0]);
         sim.trim_before(tps[5]);
         assert_eq!(get(&sim, "/companies?timepoint=1").await.status(), 416);
-        assert_eq!(
-            get(&sim, &format!("/companies?timepoint={}", tps[5] - 1))
-                .await
-                .status(),
-            416
-        );
+        assert_eq!(get(&sim, &format!("/companies?timepoint={}", tps[5] - 1)).await.status(), 416);
         let mut resp = get(&sim, &format!("/companies?timepoint={}", tps[5])).await;
         assert_eq!(resp.status(), 200);
-        assert_eq!(
-            timepoint_of(&read_lines(&mut resp, 1).await[0]),
-            Some(tps[5])
-        );
+        assert_eq!(timepoint_of(&read_lines(&mut resp, 1).await[0]), Some(tps[5]));
         let mut resp = get(&sim, "/companies").await;
-        assert_eq!(
-            timepoint_of(&read_lines(&mut resp, 1).await[0]),
-            Some(tps[5]),
-            "the trimmed lines are gone"
-        );
+        assert_eq!(timepoint_of(&read_lines(&mut resp, 1).await[0]), Some(tps[5]), "the trimmed lines are gone");
         assert_eq!(get(&sim, "/companies?timepoint=abc").await.status(), 416);
     }
 
     #[tokio::test]
     async fn auth_requires_the_key_as_user_name_with_empty_password() {
-        let cfg = ChSimConfig {
-            expected_key: Some("k3y".into()),
-            ..config(fixture_lines(), true)
-        };
+        let cfg = ChSimConfig { expected_key: Some("k3y".into()), ..config(fixture_lines(), true) };
         let sim = ChSim::start(cfg).await.unwrap();
         let url = format!("{}/companies", sim.base_url());
         let none = client().get(&url).send().await.unwrap();
         assert_eq!(none.status(), 401);
         assert!(!none.text().await.unwrap().is_empty(), "a 401 says why");
-        let wrong = client()
-            .get(&url)
-            .basic_auth("nope", Some(""))
-            .send()
-            .await
-            .unwrap();
+        let wrong = client().get(&url).basic_auth("nope", Some("")).send().await.unwrap();
         assert_eq!(wrong.status(), 401);
-        let with_password = client()
-            .get(&url)
-            .basic_auth("k3y", Some("pw"))
-            .send()
-            .await
-            .unwrap();
+        let with_password = client().get(&url).basic_auth("k3y", Some("pw")).send().await.unwrap();
         assert_eq!(with_password.status(), 401);
-        let mut right = client()
-            .get(&url)
-            .basic_auth("k3y", Some(""))
-            .send()
-            .await
-            .unwrap();
+        let mut right = client().get(&url).basic_auth("k3y", Some("")).send().await.unwrap();
         assert_eq!(right.status(), 200);
         assert_eq!(read_lines(&mut right, 1).await[0], fixture_lines()[0]);
         let authorized: Vec<bool> = sim.requests().iter().map(|r| r.authorized).collect();
@@ -1352,36 +1176,21 @@ mod tests {
         let sim = fixture_sim().await;
         assert_eq!(get(&sim, "/filings").await.status(), 404);
         assert_eq!(sim.requests()[0].path, "/filings");
-        for garbage in [
-            "NONSENSE\r\n\r\n",
-            "GET /companies HTTP/1.1\r\nno colon here\r\n\r\n",
-            "GET companies HTTP/1.1\r\n\r\n",
-        ] {
+        for garbage in
+            ["NONSENSE\r\n\r\n", "GET /companies HTTP/1.1\r\nno colon here\r\n\r\n", "GET companies HTTP/1.1\r\n\r\n"]
+        {
             let mut socket = raw_request(&sim, garbage).await;
             let mut reply = Vec::new();
-            ttime::timeout(WAIT, socket.read_to_end(&mut reply))
-                .await
-                .unwrap()
-                .unwrap();
-            assert!(
-                reply.starts_with(b"HTTP/1.1 400 Bad Request\r\n"),
-                "{garbage:?}: {reply:?}"
-            );
+            ttime::timeout(WAIT, socket.read_to_end(&mut reply)).await.unwrap().unwrap();
+            assert!(reply.starts_with(b"HTTP/1.1 400 Bad Request\r\n"), "{garbage:?}: {reply:?}");
         }
-        assert_eq!(
-            sim.requests().len(),
-            1,
-            "unparseable requests are not recorded"
-        );
+        assert_eq!(sim.requests().len(), 1, "unparseable requests are not recorded");
     }
 
     #[tokio::test]
     async fn cut_after_mid_line_leaves_a_partial_line_then_eof() {
         let sim = fixture_sim().await;
-        sim.push_plan(ConnPlan::CutAfter {
-            events: 3,
-            mid_line: true,
-        });
+        sim.push_plan(ConnPlan::CutAfter { events: 3, mid_line: true });
         let lines = fixture_lines();
         let mut resp = get(&sim, "/companies").await;
         let body = read_to_end(&mut resp).await;
@@ -1397,20 +1206,14 @@ mod tests {
     #[tokio::test]
     async fn cut_after_on_a_line_boundary_waits_for_live_lines() {
         let sim = ChSim::start(config(Vec::new(), false)).await.unwrap();
-        sim.push_plan(ConnPlan::CutAfter {
-            events: 2,
-            mid_line: false,
-        });
+        sim.push_plan(ConnPlan::CutAfter { events: 2, mid_line: false });
         let mut resp = get(&sim, "/companies").await;
         let lines = fixture_lines();
         sim.append(lines[0].clone());
         sim.append(lines[1].clone());
         sim.append(lines[2].clone());
         let body = read_to_end(&mut resp).await;
-        assert_eq!(
-            String::from_utf8(body).unwrap(),
-            format!("{}\n{}\n", lines[0], lines[1])
-        );
+        assert_eq!(String::from_utf8(body).unwrap(), format!("{}\n{}\n", lines[0], lines[1]));
     }
 
     #[tokio::test]
@@ -1443,10 +1246,7 @@ mod tests {
         let second = get(&sim, "/companies").await;
         assert_eq!(second.status(), 503);
         assert_eq!(second.headers()["retry-after"], date);
-        assert_eq!(
-            second.text().await.unwrap(),
-            "<html><body>down</body></html>"
-        );
+        assert_eq!(second.text().await.unwrap(), "<html><body>down</body></html>");
         let third = get(&sim, "/companies").await;
         assert_eq!(third.status(), 416);
         assert!(third.headers().get("retry-after").is_none());
@@ -1455,20 +1255,14 @@ mod tests {
 
     #[tokio::test]
     async fn stall_sends_headers_then_nothing() {
-        let cfg = ChSimConfig {
-            heartbeat: Duration::from_millis(20),
-            ..config(fixture_lines(), true)
-        };
+        let cfg = ChSimConfig { heartbeat: Duration::from_millis(20), ..config(fixture_lines(), true) };
         let sim = ChSim::start(cfg).await.unwrap();
         sim.push_plan(ConnPlan::Stall);
         let mut resp = get(&sim, "/companies").await;
         assert_eq!(resp.status(), 200);
         // Data and heartbeats are both due many times over in this window.
         let next = ttime::timeout(Duration::from_millis(300), resp.chunk()).await;
-        assert!(
-            next.is_err(),
-            "no byte may arrive on a stalled stream: {next:?}"
-        );
+        assert!(next.is_err(), "no byte may arrive on a stalled stream: {next:?}");
         assert_eq!(sim.sent_events(), 0);
     }
 
@@ -1480,11 +1274,7 @@ mod tests {
         assert!(client().get(&url).send().await.is_err());
         assert_eq!(get(&sim, "/companies").await.status(), 200);
         assert_eq!(sim.connections(), 2);
-        assert_eq!(
-            sim.requests().len(),
-            1,
-            "a refused connection never had its request read"
-        );
+        assert_eq!(sim.requests().len(), 1, "a refused connection never had its request read");
     }
 
     #[tokio::test]
@@ -1496,11 +1286,7 @@ mod tests {
         gen.resume_after(*fixture_timepoints().last().unwrap());
         let new = [gen.next_event(Utc::now()), gen.next_event(Utc::now())];
         sim.append(new[0].clone());
-        assert_eq!(
-            read_lines(&mut resp, 1).await,
-            [new[0].clone()],
-            "no backlog without a timepoint"
-        );
+        assert_eq!(read_lines(&mut resp, 1).await, [new[0].clone()], "no backlog without a timepoint");
         sim.append(new[1].clone());
         let body = read_until(&mut resp, |b| data_lines(b).len() == 1).await;
         assert_eq!(data_lines(&body), [new[1].clone()]);
@@ -1525,10 +1311,7 @@ mod tests {
     #[tokio::test]
     async fn injected_faults_are_recoverable_by_resuming() {
         let sim = fixture_sim().await;
-        assert!(
-            !sim.inject_fault(Fault::RateLimited),
-            "no open stream to hit"
-        );
+        assert!(!sim.inject_fault(Fault::RateLimited), "no open stream to hit");
         let lines: Vec<String> = fixture_lines();
         let last = lines.last().unwrap().clone();
         let last_tp = timepoint_of(&last).unwrap();
@@ -1543,28 +1326,17 @@ mod tests {
         assert_eq!(limited.headers()["retry-after"], "5");
 
         let mut resp = get(&sim, &resume).await;
-        assert_eq!(
-            read_lines(&mut resp, 1).await,
-            [last.as_str()],
-            "resume replays the last event"
-        );
+        assert_eq!(read_lines(&mut resp, 1).await, [last.as_str()], "resume replays the last event");
         assert!(sim.inject_fault(Fault::CutMidLine));
         let mut gen = CompanyGen::new(Some(2));
         gen.resume_after(last_tp);
         let next = gen.next_event(Utc::now());
         sim.append(next.clone());
         let body = String::from_utf8(read_to_end(&mut resp).await).unwrap();
-        assert!(
-            body.ends_with(&next[..next.len() / 2]),
-            "cut in the middle of the new line: {body}"
-        );
+        assert!(body.ends_with(&next[..next.len() / 2]), "cut in the middle of the new line: {body}");
 
         let mut resp = get(&sim, &resume).await;
-        assert_eq!(
-            read_lines(&mut resp, 2).await,
-            [last.clone(), next],
-            "nothing lost"
-        );
+        assert_eq!(read_lines(&mut resp, 2).await, [last.clone(), next], "nothing lost");
         assert!(sim.inject_fault(Fault::Unavailable));
         read_to_end(&mut resp).await;
         let down = get(&sim, &resume).await;
@@ -1575,14 +1347,8 @@ mod tests {
 
     #[tokio::test]
     async fn the_generator_continues_after_the_backlog() {
-        let generator = GeneratorConfig {
-            events_per_sec: 200.0,
-            seed: Some(5),
-        };
-        let cfg = ChSimConfig {
-            generator: Some(generator),
-            ..config(fixture_lines(), false)
-        };
+        let generator = GeneratorConfig { events_per_sec: 200.0, seed: Some(5) };
+        let cfg = ChSimConfig { generator: Some(generator), ..config(fixture_lines(), false) };
         let sim = ChSim::start(cfg).await.unwrap();
         let mut resp = get(&sim, "/companies").await;
         let lines = read_lines(&mut resp, 5).await;
@@ -1597,35 +1363,19 @@ mod tests {
 
     #[test]
     fn config_debug_hides_the_key() {
-        let cfg = ChSimConfig {
-            expected_key: Some("s3cret".into()),
-            ..ChSimConfig::default()
-        };
+        let cfg = ChSimConfig { expected_key: Some("s3cret".into()), ..ChSimConfig::default() };
         let printed = format!("{cfg:?}");
-        assert!(
-            !printed.contains("s3cret") && printed.contains("redacted"),
-            "{printed}"
-        );
+        assert!(!printed.contains("s3cret") && printed.contains("redacted"), "{printed}");
     }
 
     #[test]
     fn request_parsing() {
-        let r = parse_request(
-            b"GET /companies?x=1&timepoint=42 HTTP/1.1\r\nAuthorization: Basic YTo=\r\n\r\n",
-        )
-        .unwrap();
-        assert_eq!(
-            (r.path.as_str(), r.timepoint),
-            ("/companies", TimepointParam::Valid(42))
-        );
+        let r =
+            parse_request(b"GET /companies?x=1&timepoint=42 HTTP/1.1\r\nAuthorization: Basic YTo=\r\n\r\n").unwrap();
+        assert_eq!((r.path.as_str(), r.timepoint), ("/companies", TimepointParam::Valid(42)));
         assert!(basic_auth_matches(r.authorization.as_deref(), "a"));
         assert!(!basic_auth_matches(r.authorization.as_deref(), "b"));
-        assert_eq!(
-            parse_request(b"GET /companies HTTP/1.1\n\n")
-                .unwrap()
-                .timepoint,
-            TimepointParam::Absent
-        );
+        assert_eq!(parse_request(b"GET /companies HTTP/1.1\n\n").unwrap().timepoint, TimepointParam::Absent);
         assert!(parse_request(b"GET /companies HTTP/2\r\n\r\n").is_none());
         assert!(parse_request(b"get /companies HTTP/1.1\r\n\r\n").is_none());
         assert_eq!(head_end(b"GET / HTTP/1.1\r\n\r\nrest"), Some(18));
@@ -1635,27 +1385,18 @@ mod tests {
     /// and deliver none twice.
     #[tokio::test]
     async fn the_feed_client_survives_scripted_faults() {
-        let sim = ChSim::start(ChSimConfig {
-            expected_key: Some("k".into()),
-            ..config(fixture_lines(), true)
-        })
-        .await
-        .unwrap();
+        let sim = ChSim::start(ChSimConfig { expected_key: Some("k".into()), ..config(fixture_lines(), true) })
+            .await
+            .unwrap();
         for plan in [
-            ConnPlan::CutAfter {
-                events: 5,
-                mid_line: true,
-            },
+            ConnPlan::CutAfter { events: 5, mid_line: true },
             ConnPlan::Status {
                 code: 503,
                 retry_after: None,
                 body: "<html></html>".into(),
                 content_type: "text/html".into(),
             },
-            ConnPlan::CutAfter {
-                events: 9,
-                mid_line: false,
-            },
+            ConnPlan::CutAfter { events: 9, mid_line: false },
             ConnPlan::Refuse,
             ConnPlan::Status {
                 code: 429,
@@ -1678,10 +1419,7 @@ mod tests {
         let mut got = Vec::new();
         let mut duplicates = 0;
         while got.len() < expected.len() {
-            let msg = ttime::timeout(WAIT, rx.recv())
-                .await
-                .expect("feed stalled")
-                .expect("feed ended");
+            let msg = ttime::timeout(WAIT, rx.recv()).await.expect("feed stalled").expect("feed ended");
             match msg.kind {
                 FeedMsgKind::Event(ev) => got.push(ev.timepoint),
                 FeedMsgKind::Duplicate { .. } => duplicates += 1,
@@ -1690,14 +1428,8 @@ mod tests {
             }
         }
         assert_eq!(got, expected, "every event exactly once, in order");
-        assert!(
-            duplicates >= 2,
-            "each resume replays the last event: {duplicates}"
-        );
-        assert!(
-            sim.requests().iter().skip(1).all(|r| r.timepoint.is_some()),
-            "reconnects resume"
-        );
+        assert!(duplicates >= 2, "each resume replays the last event: {duplicates}");
+        assert!(sim.requests().iter().skip(1).all(|r| r.timepoint.is_some()), "reconnects resume");
         assert_eq!(sim.connections(), 6);
     }
 }

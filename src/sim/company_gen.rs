@@ -33,10 +33,7 @@ pub struct GeneratorConfig {
 
 impl Default for GeneratorConfig {
     fn default() -> Self {
-        Self {
-            events_per_sec: 1.0,
-            seed: None,
-        }
+        Self { events_per_sec: 1.0, seed: None }
     }
 }
 
@@ -87,9 +84,7 @@ const FIRST_WORDS: &[&str] = &[
     "HARROWGATE",
     "MOORCROFT",
 ];
-const MIDDLE_WORDS: &[&str] = &[
-    "VALE", "HOUSE", "PARK", "GREEN", "BRIDGE", "HILL", "CROSS", "LANE",
-];
+const MIDDLE_WORDS: &[&str] = &["VALE", "HOUSE", "PARK", "GREEN", "BRIDGE", "HILL", "CROSS", "LANE"];
 const TRADE_WORDS: &[&str] = &[
     "JOINERY",
     "LOGISTICS",
@@ -121,9 +116,8 @@ const TRADE_WORDS: &[&str] = &[
     "TILING",
 ];
 const SURNAMES: &[&str] = &[
-    "HARTLEY", "PRICE", "ASHWORTH", "BENNETT", "CARTER", "DAWSON", "ELLIS", "FLETCHER", "GRAHAM",
-    "HUGHES", "JENKINS", "KNIGHT", "LAWSON", "MORGAN", "NASH", "OWEN", "PATEL", "REID", "SHAW",
-    "TURNER", "WARD", "YOUNG",
+    "HARTLEY", "PRICE", "ASHWORTH", "BENNETT", "CARTER", "DAWSON", "ELLIS", "FLETCHER", "GRAHAM", "HUGHES", "JENKINS",
+    "KNIGHT", "LAWSON", "MORGAN", "NASH", "OWEN", "PATEL", "REID", "SHAW", "TURNER", "WARD", "YOUNG",
 ];
 const STREETS: &[&str] = &[
     "Station Road",
@@ -143,35 +137,18 @@ const STREETS: &[&str] = &[
     "Commercial Road",
     "Orchard Way",
 ];
-const SECOND_LINES: &[&str] = &[
-    "Kirkgate",
-    "Covent Garden",
-    "Brackmills",
-    "Enterprise Way",
-    "Riverside",
-    "Business Park",
-];
+const SECOND_LINES: &[&str] =
+    &["Kirkgate", "Covent Garden", "Brackmills", "Enterprise Way", "Riverside", "Business Park"];
 const SIC_CODES: &[&str] = &[
-    "62020", "43330", "16230", "49410", "70229", "47190", "81210", "56101", "68209", "41201",
-    "96090", "74909", "82990", "86900", "62012", "10710", "43210", "45112",
+    "62020", "43330", "16230", "49410", "70229", "47190", "81210", "56101", "68209", "41201", "96090", "74909",
+    "82990", "86900", "62012", "10710", "43210", "45112",
 ];
-const ACCOUNT_TYPES: &[&str] = &[
-    "micro-entity",
-    "total-exemption-full",
-    "dormant",
-    "small",
-    "unaudited-abridged",
-];
+const ACCOUNT_TYPES: &[&str] = &["micro-entity", "total-exemption-full", "dormant", "small", "unaudited-abridged"];
 /// Letters used in the inward half of a postcode (Royal Mail leaves out CIKMOV).
 const POSTCODE_LETTERS: &[u8] = b"ABDEFGHJLNPQRSTUWXYZ";
 
 /// A town: locality, postcode district, region, country.
-type Town = (
-    &'static str,
-    &'static str,
-    Option<&'static str>,
-    &'static str,
-);
+type Town = (&'static str, &'static str, Option<&'static str>, &'static str);
 
 const ENGLAND_WALES: &[Town] = &[
     ("Leeds", "LS1", Some("West Yorkshire"), "England"),
@@ -379,12 +356,7 @@ impl CompanyGen {
 
     /// `count` events published one `spacing` apart and ending at `until`: a
     /// backlog for the demo, so the panes have history from the first frame.
-    pub fn history(
-        &mut self,
-        count: usize,
-        until: DateTime<Utc>,
-        spacing: TimeDelta,
-    ) -> Vec<String> {
+    pub fn history(&mut self, count: usize, until: DateTime<Utc>, spacing: TimeDelta) -> Vec<String> {
         (0..count)
             .map(|i| {
                 let back = spacing * i32::try_from(count - i - 1).unwrap_or(i32::MAX);
@@ -421,11 +393,7 @@ impl CompanyGen {
     fn take_timepoint(&mut self) -> i64 {
         let timepoint = self.next_timepoint;
         // Real offsets are not contiguous on one stream: leave small gaps.
-        let gap = if self.rng.random_bool(0.15) {
-            self.rng.random_range(1..=3)
-        } else {
-            0
-        };
+        let gap = if self.rng.random_bool(0.15) { self.rng.random_range(1..=3) } else { 0 };
         self.next_timepoint += 1 + gap;
         timepoint
     }
@@ -480,19 +448,13 @@ impl CompanyGen {
     fn fields_changed(&mut self, story: Story) -> Option<Vec<&'static str>> {
         let status_change = matches!(story, Story::Enter | Story::Withdraw | Story::StrikeOff);
         (status_change && self.rng.random_bool(0.2)).then(|| match story {
-            Story::StrikeOff => vec![
-                "company_status",
-                "company_status_detail",
-                "date_of_cessation",
-            ],
+            Story::StrikeOff => vec!["company_status", "company_status_detail", "date_of_cessation"],
             _ => vec!["company_status_detail"],
         })
     }
 
     fn random_index(&mut self, wanted: impl Fn(&Company) -> bool) -> Option<usize> {
-        let candidates: Vec<usize> = (0..self.companies.len())
-            .filter(|&i| wanted(&self.companies[i]))
-            .collect();
+        let candidates: Vec<usize> = (0..self.companies.len()).filter(|&i| wanted(&self.companies[i])).collect();
         candidates.choose(&mut self.rng).copied()
     }
 
@@ -555,9 +517,7 @@ impl CompanyGen {
             40..80 => self.companies[i].address = self.invent_address(self.companies[i].register),
             80..95 => self.companies[i].has_charges = true,
             95..99 => self.companies[i].accounts_type = self.pick(ACCOUNT_TYPES),
-            _ if self.companies[i].status == Status::Active => {
-                self.companies[i].status = Status::Liquidation
-            }
+            _ if self.companies[i].status == Status::Active => self.companies[i].status = Status::Liquidation,
             _ => {}
         }
         self.new_etag(i);
@@ -604,15 +564,11 @@ impl CompanyGen {
     }
 
     fn etag(&mut self) -> String {
-        (0..20)
-            .map(|_| format!("{:02x}", self.rng.random::<u8>()))
-            .collect()
+        (0..20).map(|_| format!("{:02x}", self.rng.random::<u8>())).collect()
     }
 
     fn pick<T: Copy>(&mut self, items: &[T]) -> T {
-        *items
-            .choose(&mut self.rng)
-            .expect("word lists are not empty")
+        *items.choose(&mut self.rng).expect("word lists are not empty")
     }
 
     fn profile_line(
@@ -627,12 +583,7 @@ impl CompanyGen {
         company.emitted = true;
         let company = &self.companies[index];
         let data = profile(company, now.date_naive());
-        let event = EventMeta {
-            fields_changed,
-            timepoint,
-            published_at: published_at(now),
-            kind,
-        };
+        let event = EventMeta { fields_changed, timepoint, published_at: published_at(now), kind };
         let line = envelope_json("company-profile", &company.number, &data, event);
         self.last_company = Some(company.number.clone());
         line
@@ -646,23 +597,11 @@ impl CompanyGen {
             active_count: self.rng.random_range(1..5),
             etag: self.etag(),
             kind: "officer-summary",
-            links: SelfLink {
-                self_link: format!("/company/{}/officers", self.companies[index].number),
-            },
+            links: SelfLink { self_link: format!("/company/{}/officers", self.companies[index].number) },
             resigned_count: self.rng.random_range(0..3),
         };
-        let event = EventMeta {
-            fields_changed: None,
-            timepoint,
-            published_at: published_at(now),
-            kind: "changed",
-        };
-        envelope_json(
-            "company-officer-summary",
-            &self.companies[index].number,
-            &data,
-            event,
-        )
+        let event = EventMeta { fields_changed: None, timepoint, published_at: published_at(now), kind: "changed" };
+        envelope_json("company-officer-summary", &self.companies[index].number, &data, event)
     }
 
     fn invent_company(&mut self, created: NaiveDate) -> Company {
@@ -670,11 +609,7 @@ impl CompanyGen {
         let number = self.invent_number(register, created);
         let name = self.invent_name(register);
         let address = self.invent_address(register);
-        let sic_codes = if register.is_llp() {
-            Vec::new()
-        } else {
-            self.invent_sic_codes()
-        };
+        let sic_codes = if register.is_llp() { Vec::new() } else { self.invent_sic_codes() };
         Company {
             number,
             name,
@@ -751,11 +686,7 @@ impl CompanyGen {
         let (locality, district, region, country) = self.pick(register.towns());
         let premises = match self.rng.random_range(0..10) {
             0 => Some(format!("Unit {}", self.rng.random_range(1..30))),
-            1 => Some(format!(
-                "Suite {}{}",
-                self.rng.random_range(1..9),
-                self.pick(&['A', 'B'])
-            )),
+            1 => Some(format!("Suite {}{}", self.rng.random_range(1..9), self.pick(&['A', 'B']))),
             2 => Some(format!("Office {}", self.rng.random_range(1..12))),
             _ => None,
         };
@@ -814,13 +745,8 @@ struct EventMeta<'a> {
 }
 
 fn envelope_json<D: Serialize>(kind: &str, number: &str, data: &D, event: EventMeta<'_>) -> String {
-    let envelope = Envelope {
-        resource_kind: kind,
-        resource_uri: format!("/company/{number}"),
-        resource_id: number,
-        data,
-        event,
-    };
+    let envelope =
+        Envelope { resource_kind: kind, resource_uri: format!("/company/{number}"), resource_id: number, data, event };
     serde_json::to_string(&envelope).expect("plain structs always serialise")
 }
 
@@ -966,11 +892,7 @@ fn links(c: &Company) -> Links {
 
 /// The last day of `month` in `year`: reference dates are month ends.
 fn month_end(year: i32, month: u32) -> NaiveDate {
-    let (y, m) = if month == 12 {
-        (year + 1, 1)
-    } else {
-        (year, month + 1)
-    };
+    let (y, m) = if month == 12 { (year + 1, 1) } else { (year, month + 1) };
     let first_of_next = NaiveDate::from_ymd_opt(y, m, 1).expect("month is 1..=12");
     first_of_next.pred_opt().expect("not the first day of time")
 }
@@ -1005,12 +927,7 @@ fn accounts(c: &Company, today: NaiveDate) -> Accounts {
             period_start_on: previous_period_start(c, end, first_end),
             kind: c.accounts_type,
         }),
-        next_accounts: NextAccounts {
-            due_on: next_due,
-            overdue,
-            period_end_on: next_end,
-            period_start_on: next_start,
-        },
+        next_accounts: NextAccounts { due_on: next_due, overdue, period_end_on: next_end, period_start_on: next_start },
         next_due,
         next_made_up_to: next_end,
         overdue,
@@ -1021,19 +938,13 @@ fn previous_period_start(c: &Company, end: NaiveDate, first_end: NaiveDate) -> N
     if end == first_end {
         return c.created;
     }
-    month_end(end.year() - 1, c.ard_month)
-        .succ_opt()
-        .unwrap_or(c.created)
+    month_end(end.year() - 1, c.ard_month).succ_opt().unwrap_or(c.created)
 }
 
 /// Confirmation statements are made up to the day before each anniversary of
 /// incorporation and are due 14 days later.
 fn confirmation(c: &Company, today: NaiveDate) -> Confirmation {
-    let made_up_to = |years: u32| {
-        plus_months(c.created, 12 * years)
-            .pred_opt()
-            .unwrap_or(c.created)
-    };
+    let made_up_to = |years: u32| plus_months(c.created, 12 * years).pred_opt().unwrap_or(c.created);
     let mut done = 0;
     while made_up_to(done + 1) + TimeDelta::days(14) <= today {
         done += 1;
@@ -1063,9 +974,7 @@ mod tests {
     use crate::model::{StrikeOffTracker, Tally};
 
     fn start() -> DateTime<Utc> {
-        DateTime::parse_from_rfc3339("2025-06-10T08:00:00Z")
-            .unwrap()
-            .with_timezone(&Utc)
+        DateTime::parse_from_rfc3339("2025-06-10T08:00:00Z").unwrap().with_timezone(&Utc)
     }
 
     fn generate(seed: u64, count: usize) -> Vec<(DateTime<Utc>, String)> {
@@ -1168,9 +1077,7 @@ mod tests {
     #[test]
     fn sorted_keys_check_can_fail() {
         assert!(serde_json::from_str::<SortedKeys>(r#"{"a":1,"b":{"c":[{"d":1,"e":2}]}}"#).is_ok());
-        assert!(
-            serde_json::from_str::<SortedKeys>(r#"{"a":1,"b":{"c":[{"e":1,"d":2}]}}"#).is_err()
-        );
+        assert!(serde_json::from_str::<SortedKeys>(r#"{"a":1,"b":{"c":[{"e":1,"d":2}]}}"#).is_err());
     }
 
     #[test]
@@ -1179,41 +1086,19 @@ mod tests {
         let mut last_timepoint = i64::MIN;
         for (now, line) in &events {
             assert!(!line.contains('\n'), "one line per event");
-            let ev =
-                parse_event(line.clone().into_bytes()).unwrap_or_else(|e| panic!("{e}: {line}"));
-            assert!(
-                ev.timepoint > last_timepoint,
-                "timepoints strictly increase"
-            );
+            let ev = parse_event(line.clone().into_bytes()).unwrap_or_else(|e| panic!("{e}: {line}"));
+            assert!(ev.timepoint > last_timepoint, "timepoints strictly increase");
             last_timepoint = ev.timepoint;
-            assert_eq!(
-                ev.published_at,
-                Some(*now),
-                "published_at is the generation time"
-            );
+            assert_eq!(ev.published_at, Some(*now), "published_at is the generation time");
             let keys = serde_json::from_str::<KeyOrder>(line).unwrap().0;
-            assert_eq!(
-                keys,
-                [
-                    "resource_kind",
-                    "resource_uri",
-                    "resource_id",
-                    "data",
-                    "event"
-                ]
-            );
+            assert_eq!(keys, ["resource_kind", "resource_uri", "resource_id", "data", "event"]);
             let raw: RawEnvelope = serde_json::from_str(line).unwrap();
             if let Err(e) = serde_json::from_str::<SortedKeys>(raw.data.get()) {
                 panic!("data keys not sorted ({e}): {line}");
             }
         }
-        let first = parse_event(events[0].1.clone().into_bytes())
-            .unwrap()
-            .timepoint;
-        assert!(
-            (FIRST_TIMEPOINT..FIRST_TIMEPOINT + 100).contains(&first),
-            "{first}"
-        );
+        let first = parse_event(events[0].1.clone().into_bytes()).unwrap().timepoint;
+        assert!((FIRST_TIMEPOINT..FIRST_TIMEPOINT + 100).contains(&first), "{first}");
     }
 
     #[test]
@@ -1227,16 +1112,10 @@ mod tests {
                 tally.add(change.kind);
             }
         }
-        assert!(
-            tally.entered > 0 && tally.withdrawn > 0 && tally.struck_off > 0,
-            "{tally:?}"
-        );
+        assert!(tally.entered > 0 && tally.withdrawn > 0 && tally.struck_off > 0, "{tally:?}");
         // About 10 % of events are strike-off transitions: the demo pane fills up.
         let transitions = tally.entered + tally.withdrawn + tally.struck_off;
-        assert!(
-            (100..=300).contains(&transitions),
-            "{transitions} transitions in 2000 events"
-        );
+        assert!((100..=300).contains(&transitions), "{transitions} transitions in 2000 events");
     }
 
     #[test]
@@ -1255,14 +1134,8 @@ mod tests {
             }
             previous = Some(data);
         }
-        assert!(
-            deleted > 0 && unknown > 0 && duplicates > 0,
-            "{deleted} {unknown} {duplicates}"
-        );
-        assert!(
-            deleted < 40 && unknown < 40,
-            "deleted and unknown kinds stay rare"
-        );
+        assert!(deleted > 0 && unknown > 0 && duplicates > 0, "{deleted} {unknown} {duplicates}");
+        assert!(deleted < 40 && unknown < 40, "deleted and unknown kinds stay rare");
     }
 
     #[test]
@@ -1279,10 +1152,7 @@ mod tests {
                 assert!(data.get("company_status_detail").is_none(), "{line}");
             }
             if data.get("company_status_detail").is_some() {
-                assert_eq!(
-                    data["company_status"], "active",
-                    "the proposal only appears with active"
-                );
+                assert_eq!(data["company_status"], "active", "the proposal only appears with active");
             }
         }
         assert!(seen > 0);
@@ -1306,26 +1176,16 @@ mod tests {
             assert!(number_form_ok(&number), "{number}");
             assert_eq!(value["resource_uri"], format!("/company/{number}"));
             let etag = value["data"]["etag"].as_str().unwrap();
-            assert!(
-                etag.len() == 40 && etag.bytes().all(|b| b.is_ascii_hexdigit()),
-                "{etag}"
-            );
+            assert!(etag.len() == 40 && etag.bytes().all(|b| b.is_ascii_hexdigit()), "{etag}");
             if value["resource_kind"] != "company-profile" {
                 continue;
             }
             let name = value["data"]["company_name"].as_str().unwrap().to_string();
-            assert!(
-                name.ends_with(" LTD") || name.ends_with(" LIMITED") || name.ends_with(" LLP"),
-                "{name}"
-            );
+            assert!(name.ends_with(" LTD") || name.ends_with(" LIMITED") || name.ends_with(" LLP"), "{name}");
             let previous = names.entry(number.clone()).or_insert_with(|| name.clone());
             assert_eq!(*previous, name, "a company keeps its name");
         }
-        assert!(
-            names.len() > 200,
-            "a population of a few hundred companies: {}",
-            names.len()
-        );
+        assert!(names.len() > 200, "a population of a few hundred companies: {}", names.len());
         assert!(!number_form_ok("SC12345") && !number_form_ok("1234567"));
     }
 
@@ -1347,15 +1207,8 @@ mod tests {
     fn history_ends_at_until_in_order() {
         let mut gen = CompanyGen::new(Some(2));
         let lines = gen.history(10, start(), TimeDelta::seconds(30));
-        let times: Vec<_> = lines
-            .iter()
-            .map(|l| {
-                parse_event(l.clone().into_bytes())
-                    .unwrap()
-                    .published_at
-                    .unwrap()
-            })
-            .collect();
+        let times: Vec<_> =
+            lines.iter().map(|l| parse_event(l.clone().into_bytes()).unwrap().published_at.unwrap()).collect();
         assert_eq!(times.first(), Some(&(start() - TimeDelta::seconds(270))));
         assert_eq!(times.last(), Some(&start()));
     }
@@ -1366,21 +1219,12 @@ mod tests {
         let mut c = gen.invent_company(NaiveDate::from_ymd_opt(2021, 5, 11).unwrap());
         let today = NaiveDate::from_ymd_opt(2025, 6, 10).unwrap();
         let a = accounts(&c, today);
-        assert_eq!(
-            a.last_accounts
-                .as_ref()
-                .map(|l| l.made_up_to.to_string())
-                .as_deref(),
-            Some("2024-05-31")
-        );
+        assert_eq!(a.last_accounts.as_ref().map(|l| l.made_up_to.to_string()).as_deref(), Some("2024-05-31"));
         assert_eq!(a.next_made_up_to.to_string(), "2025-05-31");
         assert_eq!(a.next_due.to_string(), "2026-02-28");
         assert!(!a.overdue);
         let cs = confirmation(&c, today);
-        assert_eq!(
-            cs.last_made_up_to.map(|d| d.to_string()).as_deref(),
-            Some("2025-05-10")
-        );
+        assert_eq!(cs.last_made_up_to.map(|d| d.to_string()).as_deref(), Some("2025-05-10"));
         assert_eq!(cs.next_due.to_string(), "2026-05-24");
         c.years_behind = 1;
         assert!(accounts(&c, today).overdue && confirmation(&c, today).overdue);
@@ -1388,9 +1232,6 @@ mod tests {
         let a = accounts(&young, today);
         assert!(a.last_accounts.is_none());
         assert_eq!(a.next_made_up_to.to_string(), "2026-06-30");
-        assert_eq!(
-            confirmation(&young, today).next_made_up_to.to_string(),
-            "2026-06-09"
-        );
+        assert_eq!(confirmation(&young, today).next_made_up_to.to_string(), "2026-06-09");
     }
 }

@@ -106,9 +106,8 @@ mod tests {
         migrate(&mut conn, &path).unwrap();
         assert_eq!(version(&conn).unwrap(), MIGRATIONS.len() as i64);
         migrate(&mut conn, &path).unwrap();
-        let tables: i64 = conn
-            .query_row("SELECT count(*) FROM sqlite_master WHERE type='table'", [], |r| r.get(0))
-            .unwrap();
+        let tables: i64 =
+            conn.query_row("SELECT count(*) FROM sqlite_master WHERE type='table'", [], |r| r.get(0)).unwrap();
         assert_eq!(tables, 5);
     }
 

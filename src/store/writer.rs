@@ -61,7 +61,12 @@ pub struct StoreHandle {
 }
 
 impl StoreHandle {
-    pub fn spawn(conn: Connection, path: PathBuf, reports: mpsc::Sender<StoreReport>, settings: WriterSettings) -> Self {
+    pub fn spawn(
+        conn: Connection,
+        path: PathBuf,
+        reports: mpsc::Sender<StoreReport>,
+        settings: WriterSettings,
+    ) -> Self {
         let (tx, rx) = mpsc::channel(settings.queue.max(1));
         let thread = std::thread::Builder::new()
             .name("feedtop-store".into())

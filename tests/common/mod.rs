@@ -14,7 +14,7 @@ use feedtop::store::WriterSettings;
 
 pub const FIXTURE: &str = include_str!("../fixtures/ch-companies-sample.ndjson");
 pub const LAST_TIMEPOINT: i64 = 82417342;
-pub const FEED: &str = "companies-house/companies";
+pub const FEED: &str = "ch/companies";
 
 /// The fixture's event lines (blank keep-alives dropped: the sim sends its own).
 pub fn fixture_lines() -> Vec<String> {

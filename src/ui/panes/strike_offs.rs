@@ -1,7 +1,7 @@
 //! Companies entering and leaving the proposal to strike off, newest first,
 //! filtered and scrolled by the view.
 
-use chrono::Local;
+use chrono::{DateTime, Local, Utc};
 use ratatui::layout::{Constraint, Rect};
 use ratatui::style::Style;
 use ratatui::text::{Line, Span};
@@ -60,8 +60,19 @@ fn transition(c: &StrikeOffChange, width: usize) -> String {
     }
 }
 
-fn row<'a>(c: &'a StrikeOffChange, theme: &Theme, transition_width: usize) -> Row<'a> {
-    let time = c.received_at.with_timezone(&Local).format("%H:%M:%S").to_string();
+/// When the change was published (the register's time, not when we read it:
+/// a replayed backlog arrives all at once), local time; older than today
+/// shows the date instead of the seconds.
+fn when(c: &StrikeOffChange, now: DateTime<Utc>) -> String {
+    let at = c.published_at.unwrap_or(c.received_at).with_timezone(&Local);
+    if at.date_naive() == now.with_timezone(&Local).date_naive() {
+        at.format("%H:%M:%S").to_string()
+    } else {
+        at.format("%m-%d %H:%M").to_string()
+    }
+}
+
+fn row<'a>(c: &'a StrikeOffChange, time: String, theme: &Theme, transition_width: usize) -> Row<'a> {
     Row::new([
         Cell::from(Span::styled(time, theme.dim)),
         Cell::from(c.company_number.as_str()),
@@ -131,15 +142,17 @@ pub fn render(frame: &mut Frame, area: Rect, model: &Model, args: Args, theme: &
     let shown: Vec<&StrikeOffChange> = matching.into_iter().skip(first).take(rows_fit).collect();
     // The name column is as wide as the longest name shown, within limits, and
     // the transition gets the rest: on a wide screen both are whole.
-    let fixed = 8 + 8 + 10 + 4;
+    let times: Vec<String> = shown.iter().map(|c| when(c, model.now)).collect();
+    let time_width = times.iter().map(|t| t.len()).max().unwrap_or(8) as u16;
+    let fixed = time_width + 8 + 10 + 4;
     let avail = inner.width.saturating_sub(fixed);
     let longest = shown.iter().map(|c| c.company_name.chars().count()).max().unwrap_or(0) as u16;
     let name_width = longest.clamp(7, 40).min(avail / 5 * 3);
     let header = Row::new(["time", "number", "company", "change", "from → to"]).style(theme.dim);
     let transition_width = usize::from(avail.saturating_sub(name_width));
-    let rows = shown.into_iter().map(|c| row(c, theme, transition_width));
+    let rows = shown.into_iter().zip(times).map(|(c, time)| row(c, time, theme, transition_width));
     let widths = [
-        Constraint::Length(8),
+        Constraint::Length(time_width),
         Constraint::Length(8),
         Constraint::Length(name_width),
         Constraint::Length(10),
