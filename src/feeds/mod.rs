@@ -8,10 +8,12 @@
 pub mod backoff;
 pub mod companies_house;
 pub mod lines;
+pub mod quote;
 
 use chrono::{DateTime, Utc};
 
 pub use companies_house::{ChEvent, CompanyState, EventType};
+pub use quote::{Decoded, Quote, QuoteTime};
 
 /// Index of a feed in the configured feed list.
 pub type FeedId = usize;
@@ -35,6 +37,12 @@ pub enum FeedMsgKind {
     KeepAlive,
     /// A decoded event (new, not seen before on this feed).
     Event(Box<ChEvent>),
+    /// Price updates from a quote feed (one frame may carry many symbols).
+    Quotes(Vec<Quote>),
+    /// Round-trip time of the feed's own application-level ping.
+    Rtt(std::time::Duration),
+    /// Something worth a log line that changes no state (subscribed, server notices).
+    Notice(String),
     /// An event at or before the resume point (the replayed event after a resume).
     Duplicate { timepoint: i64 },
     /// A line that is not a valid event; counted and logged, never fatal.

@@ -5,6 +5,7 @@
 //! clock or does I/O, so scenario tests with explicit times are exact.
 
 pub mod metrics;
+pub mod quotes;
 pub mod strike_off;
 
 use std::collections::VecDeque;
@@ -12,8 +13,9 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use crate::feeds::{ChEvent, ConnState, FeedInfo, FeedMsg, FeedMsgKind};
+use crate::feeds::{ChEvent, ConnState, FeedInfo, FeedMsg, FeedMsgKind, Quote};
 pub use metrics::{LatencySummary, LatencyWindow, RateWindow};
+pub use quotes::{Direction, QuoteBook, TickerRow};
 pub use strike_off::{ChangeKind, StrikeOffChange, StrikeOffTracker, Tally};
 
 /// How many strike-off changes the pane keeps in memory (the database has all).
@@ -25,6 +27,7 @@ pub enum Fact {
     Event { feed: String, event: Box<ChEvent>, received_at: DateTime<Utc> },
     StrikeOff(StrikeOffChange),
     Gap { feed: String, at: DateTime<Utc>, after_timepoint: Option<i64>, reason: String },
+    Quote { feed: String, quote: Quote, received_at: DateTime<Utc> },
 }
 
 /// Per-feed counters.
@@ -54,6 +57,10 @@ pub struct FeedView {
     pub counts: FeedCounts,
     pub rate: RateWindow,
     pub latency: LatencyWindow,
+    /// True once a latency came from a naive (server-local) timestamp.
+    pub latency_estimated: bool,
+    /// Round-trip time of the feed's own ping, where it has one.
+    pub rtt: Option<Duration>,
 }
 
 impl FeedView {
@@ -70,6 +77,8 @@ impl FeedView {
             counts: FeedCounts::default(),
             rate: RateWindow::default(),
             latency: LatencyWindow::new(latency_window),
+            latency_estimated: false,
+            rtt: None,
         }
     }
 
@@ -101,6 +110,16 @@ pub struct History {
     pub in_proposal: Vec<String>,
     /// Gaps recorded per feed name.
     pub gaps: Vec<(String, u64)>,
+    pub quotes: Vec<StoredQuote>,
+}
+
+/// A ticker row as stored: the latest quote and recent prices (oldest first).
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredQuote {
+    pub feed: String,
+    pub quote: Quote,
+    pub received_at: DateTime<Utc>,
+    pub history: Vec<f64>,
 }
 
 #[derive(Debug, Clone)]
@@ -111,6 +130,7 @@ pub struct Model {
     /// Changes detected in this run.
     pub tally: Tally,
     pub tracker: StrikeOffTracker,
+    pub quotes: QuoteBook,
     pub store: StoreHealth,
     /// Events received in this run over all feeds (used for "PAUSED — N new").
     pub events_total: u64,
@@ -127,6 +147,7 @@ impl Model {
             strike_offs: VecDeque::new(),
             tally: Tally::default(),
             tracker: StrikeOffTracker::default(),
+            quotes: QuoteBook::default(),
             store: StoreHealth::default(),
             events_total: 0,
             now,
@@ -143,6 +164,15 @@ impl Model {
                 f.counts.gaps = gaps;
             }
         }
+        for stored in history.quotes {
+            if let Some(id) = self.feed_id(&stored.feed) {
+                self.quotes.restore(id, stored.quote, stored.received_at, stored.history);
+            }
+        }
+    }
+
+    pub fn feed_id(&self, name: &str) -> Option<usize> {
+        self.feeds.iter().position(|f| f.info.name == name)
     }
 
     /// Advances "now" (the render or report tick).
@@ -183,6 +213,30 @@ impl Model {
                 feed.counts.too_long += 1;
             }
             FeedMsgKind::Error(e) => feed.last_error = Some(e),
+            FeedMsgKind::Rtt(rtt) => {
+                feed.last_byte_at = Some(at);
+                feed.rtt = Some(rtt);
+            }
+            FeedMsgKind::Notice(_) => feed.last_byte_at = Some(at),
+            FeedMsgKind::Quotes(quotes) => {
+                feed.last_byte_at = Some(at);
+                feed.last_event_at = Some(at);
+                for quote in quotes {
+                    feed.counts.events += 1;
+                    self.events_total += 1;
+                    feed.rate.record(at);
+                    if let Some(t) = quote.time {
+                        // Epoch ms below 10^12 is a monotonic clock, not a time: the
+                        // decoders leave `time` empty then, so no latency is made up.
+                        if let Some(stamped) = t.as_utc() {
+                            feed.latency.record(at, (at - stamped).num_milliseconds());
+                            feed.latency_estimated |= t.is_estimate();
+                        }
+                    }
+                    self.quotes.apply(msg.feed, quote.clone(), at);
+                    facts.push(Fact::Quote { feed: feed.info.name.clone(), quote, received_at: at });
+                }
+            }
             FeedMsgKind::Gap { after_timepoint, reason } => {
                 feed.counts.gaps += 1;
                 facts.push(Fact::Gap { feed: feed.info.name.clone(), at, after_timepoint, reason });

@@ -4,8 +4,10 @@ use chrono::{DateTime, Utc};
 use rusqlite::{params, Connection, OptionalExtension};
 
 use super::{parse_ts, ts};
+use crate::feeds::{Quote, QuoteTime};
+use crate::model::quotes::HISTORY;
 use crate::model::strike_off::PROPOSAL;
-use crate::model::{ChangeKind, History, StrikeOffChange, STRIKE_OFF_HISTORY};
+use crate::model::{ChangeKind, History, StoredQuote, StrikeOffChange, STRIKE_OFF_HISTORY};
 
 /// The stored resume point of a feed.
 pub fn cursor(conn: &Connection, feed: &str) -> rusqlite::Result<Option<i64>> {
@@ -22,7 +24,55 @@ pub fn load_history(conn: &Connection, feeds: &[String]) -> rusqlite::Result<His
         let n: i64 = conn.query_row("SELECT count(*) FROM gaps WHERE feed = ?1", [feed], |r| r.get(0))?;
         gaps.push((feed.clone(), n as u64));
     }
-    Ok(History { strike_offs, in_proposal, gaps })
+    let quotes = latest_quotes(conn, feeds)?;
+    Ok(History { strike_offs, in_proposal, gaps, quotes })
+}
+
+/// The latest quote of every symbol of the given feeds, with recent prices.
+pub fn latest_quotes(conn: &Connection, feeds: &[String]) -> rusqlite::Result<Vec<StoredQuote>> {
+    let mut latest = conn.prepare_cached(
+        "SELECT symbol, price, change, change_percent, volume, high, low, open, market_status, currency,
+                quote_time, time_is_estimate, received_at
+           FROM quotes_latest WHERE feed = ?1 ORDER BY symbol",
+    )?;
+    let mut history = conn
+        .prepare_cached("SELECT price FROM quote_history WHERE feed = ?1 AND symbol = ?2 ORDER BY id DESC LIMIT ?3")?;
+    let mut out = Vec::new();
+    for feed in feeds {
+        let rows = latest.query_map([feed], |r| {
+            let time: Option<String> = r.get(10)?;
+            let estimate: bool = r.get(11)?;
+            let received: String = r.get(12)?;
+            let mut q = Quote::new(r.get::<_, String>(0)?, r.get(1)?);
+            q.change = r.get(2)?;
+            q.change_percent = r.get(3)?;
+            q.volume = r.get(4)?;
+            q.high = r.get(5)?;
+            q.low = r.get(6)?;
+            q.open = r.get(7)?;
+            q.market_status = r.get(8)?;
+            q.currency = r.get(9)?;
+            q.time = time.as_deref().and_then(|t| stored_quote_time(t, estimate));
+            Ok((q, parse_ts(&received).unwrap_or_default()))
+        })?;
+        for row in rows {
+            let (quote, received_at) = row?;
+            let mut prices = history
+                .query_map(params![feed, quote.symbol, HISTORY as i64], |r| r.get::<_, f64>(0))?
+                .collect::<rusqlite::Result<Vec<f64>>>()?;
+            prices.reverse();
+            out.push(StoredQuote { feed: feed.clone(), quote, received_at, history: prices });
+        }
+    }
+    Ok(out)
+}
+
+fn stored_quote_time(text: &str, estimate: bool) -> Option<QuoteTime> {
+    if estimate {
+        chrono::NaiveDateTime::parse_from_str(text, "%Y-%m-%dT%H:%M:%S%.f").ok().map(QuoteTime::Naive)
+    } else {
+        parse_ts(text).map(QuoteTime::Absolute)
+    }
 }
 
 /// Strike-off changes, newest first, optionally since a time (by publication
@@ -145,6 +195,36 @@ mod tests {
         let withdrawn = entered.iter().find(|c| c.kind == ChangeKind::Withdrawn).unwrap();
         assert_eq!(withdrawn.from_detail.as_deref(), Some(PROPOSAL));
         assert_eq!(withdrawn.to_status, "active");
+    }
+
+    #[test]
+    fn quotes_round_trip_with_history_and_retention() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        let mut conn = crate::store::open(&path).unwrap();
+        let t0 = Utc.with_ymd_and_hms(2025, 11, 6, 20, 0, 0).unwrap();
+        let naive =
+            chrono::NaiveDate::from_ymd_opt(2025, 11, 6).unwrap().and_hms_micro_opt(20, 23, 56, 123456).unwrap();
+        let facts: Vec<Fact> = (0..80)
+            .map(|i| {
+                let mut q = Quote::new("PKN", 60.0 + f64::from(i));
+                q.change = Some(1.25);
+                q.market_status = Some("open".into());
+                q.time = Some(if i % 2 == 0 { QuoteTime::Naive(naive) } else { QuoteTime::Absolute(t0) });
+                Fact::Quote { feed: "wig80".into(), quote: q, received_at: t0 + chrono::TimeDelta::seconds(i.into()) }
+            })
+            .collect();
+        write_batch(&mut conn, &facts).unwrap();
+        let stored = latest_quotes(&conn, &["wig80".to_string(), "other".to_string()]).unwrap();
+        assert_eq!(stored.len(), 1);
+        let s = &stored[0];
+        assert_eq!(s.quote.price, 139.0);
+        assert_eq!(s.quote.time, Some(QuoteTime::Absolute(t0)));
+        assert_eq!(s.quote.market_status.as_deref(), Some("open"));
+        assert_eq!(s.history.len(), HISTORY);
+        assert_eq!(*s.history.last().unwrap(), 139.0, "oldest first, newest last");
+        let removed = crate::store::writer::prune_quotes(&conn, t0 + chrono::TimeDelta::seconds(70)).unwrap();
+        assert_eq!(removed, 70);
     }
 
     #[test]

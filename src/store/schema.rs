@@ -63,8 +63,42 @@ CREATE TABLE cursors (
 );
 ";
 
+const V2: &str = "
+-- The latest quote per (feed, symbol): fills the tickers pane at start-up.
+CREATE TABLE quotes_latest (
+    feed             TEXT    NOT NULL,
+    symbol           TEXT    NOT NULL,
+    price            REAL    NOT NULL,
+    change           REAL,
+    change_percent   REAL,
+    volume           REAL,
+    high             REAL,
+    low              REAL,
+    open             REAL,
+    market_status    TEXT,
+    currency         TEXT,
+    quote_time       TEXT,
+    -- 1 when quote_time is the server's naive local time, not an absolute one.
+    time_is_estimate INTEGER NOT NULL DEFAULT 0,
+    received_at      TEXT    NOT NULL,
+    PRIMARY KEY (feed, symbol)
+);
+-- Every quote received, pruned to the retention setting.
+CREATE TABLE quote_history (
+    id          INTEGER PRIMARY KEY,
+    feed        TEXT NOT NULL,
+    symbol      TEXT NOT NULL,
+    price       REAL NOT NULL,
+    volume      REAL,
+    quote_time  TEXT,
+    received_at TEXT NOT NULL
+);
+CREATE INDEX quote_history_by_symbol ON quote_history (feed, symbol, id);
+CREATE INDEX quote_history_by_time ON quote_history (received_at);
+";
+
 /// Migration `i` takes the schema from version `i` to `i + 1`.
-pub const MIGRATIONS: &[&str] = &[V1];
+pub const MIGRATIONS: &[&str] = &[V1, V2];
 
 pub fn version(conn: &Connection) -> rusqlite::Result<i64> {
     conn.query_row("PRAGMA user_version", [], |r| r.get(0))
@@ -108,7 +142,23 @@ mod tests {
         migrate(&mut conn, &path).unwrap();
         let tables: i64 =
             conn.query_row("SELECT count(*) FROM sqlite_master WHERE type='table'", [], |r| r.get(0)).unwrap();
-        assert_eq!(tables, 5);
+        assert_eq!(tables, 7);
+    }
+
+    #[test]
+    fn a_version_1_database_is_upgraded_in_place() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        let mut conn = Connection::open(&path).unwrap();
+        conn.execute_batch(V1).unwrap();
+        conn.pragma_update(None, "user_version", 1).unwrap();
+        conn.execute("INSERT INTO cursors VALUES ('ch/companies', 7, 'x')", []).unwrap();
+        migrate(&mut conn, &path).unwrap();
+        assert_eq!(version(&conn).unwrap(), 2);
+        let kept: i64 = conn.query_row("SELECT timepoint FROM cursors", [], |r| r.get(0)).unwrap();
+        assert_eq!(kept, 7);
+        conn.execute("INSERT INTO quote_history (feed, symbol, price, received_at) VALUES ('w', 'PKN', 1.0, 'x')", [])
+            .unwrap();
     }
 
     #[test]

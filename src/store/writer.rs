@@ -13,12 +13,12 @@ use std::path::PathBuf;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use rusqlite::{params, Connection, TransactionBehavior};
 use tokio::sync::mpsc;
 
 use super::{ts, StoreError};
-use crate::feeds::EventType;
+use crate::feeds::{EventType, QuoteTime};
 use crate::model::{Fact, StoreReport};
 
 #[derive(Debug, Clone)]
@@ -31,6 +31,9 @@ pub struct WriterSettings {
     pub retry_cap: Duration,
     /// Attempts left for the last batch once the channel is closed.
     pub shutdown_retries: u32,
+    /// Quote history older than this is deleted (checked once a minute);
+    /// `None` keeps everything.
+    pub quote_retention: Option<Duration>,
 }
 
 impl Default for WriterSettings {
@@ -41,6 +44,7 @@ impl Default for WriterSettings {
             retry_base: Duration::from_millis(100),
             retry_cap: Duration::from_secs(5),
             shutdown_retries: 3,
+            quote_retention: Some(Duration::from_secs(7 * 24 * 3600)),
         }
     }
 }
@@ -118,6 +122,8 @@ impl Writer {
         let mut failures: u32 = 0;
         let mut retries_after_close: u32 = 0;
         let mut last_error = None;
+        let mut pruned_at = std::time::Instant::now();
+        self.prune();
         loop {
             if pending.is_empty() {
                 match self.rx.blocking_recv() {
@@ -141,6 +147,10 @@ impl Writer {
                     failures = 0;
                     last_error = None;
                     self.report(None);
+                    if pruned_at.elapsed() >= Duration::from_secs(60) {
+                        pruned_at = std::time::Instant::now();
+                        self.prune();
+                    }
                 }
                 Err(e) => {
                     let message = StoreError::from_sqlite(&self.path, e).to_string();
@@ -169,10 +179,35 @@ impl Writer {
         WriterSummary { events_written: self.written, unwritten, last_error }
     }
 
+    /// Applies the quote retention. A failure here only delays pruning.
+    fn prune(&self) {
+        let Some(keep) = self.settings.quote_retention else { return };
+        let Ok(keep) = chrono::TimeDelta::from_std(keep) else { return };
+        match prune_quotes(&self.conn, Utc::now() - keep) {
+            Ok(0) => {}
+            Ok(n) => tracing::debug!("pruned {n} quotes older than the retention"),
+            Err(e) => tracing::warn!("pruning quote history failed: {e}"),
+        }
+    }
+
     fn report(&self, error: Option<String>) {
         // Reports carry totals, so a dropped one is made good by the next.
         let _ = self.reports.try_send(StoreReport { events_written: self.written, error });
     }
+}
+
+/// The stored form of a quote's own timestamp and whether it is an estimate.
+pub fn quote_time_text(time: Option<QuoteTime>) -> (Option<String>, bool) {
+    match time {
+        None => (None, false),
+        Some(QuoteTime::Absolute(t)) => (Some(ts(t)), false),
+        Some(QuoteTime::Naive(t)) => (Some(t.format("%Y-%m-%dT%H:%M:%S%.f").to_string()), true),
+    }
+}
+
+/// Deletes quote history received before `before`. Returns the rows removed.
+pub fn prune_quotes(conn: &Connection, before: DateTime<Utc>) -> rusqlite::Result<usize> {
+    conn.execute("DELETE FROM quote_history WHERE received_at < ?1", [ts(before)])
 }
 
 /// Writes one batch in one transaction. Returns the number of new events.
@@ -216,6 +251,16 @@ pub fn write_batch(conn: &mut Connection, facts: &[Fact]) -> rusqlite::Result<u6
         )?;
         let mut insert_gap =
             tx.prepare_cached("INSERT INTO gaps (feed, at, after_timepoint, reason) VALUES (?1, ?2, ?3, ?4)")?;
+        let mut upsert_quote = tx.prepare_cached(
+            "INSERT OR REPLACE INTO quotes_latest
+               (feed, symbol, price, change, change_percent, volume, high, low, open,
+                market_status, currency, quote_time, time_is_estimate, received_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+        )?;
+        let mut insert_quote = tx.prepare_cached(
+            "INSERT INTO quote_history (feed, symbol, price, volume, quote_time, received_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        )?;
 
         for fact in facts {
             match fact {
@@ -269,6 +314,27 @@ pub fn write_batch(conn: &mut Connection, facts: &[Fact]) -> rusqlite::Result<u6
                 }
                 Fact::Gap { feed, at, after_timepoint, reason } => {
                     insert_gap.execute(params![feed, ts(*at), after_timepoint, reason])?;
+                }
+                Fact::Quote { feed, quote: q, received_at } => {
+                    let (time, estimate) = quote_time_text(q.time);
+                    let received = ts(*received_at);
+                    upsert_quote.execute(params![
+                        feed,
+                        q.symbol,
+                        q.price,
+                        q.change,
+                        q.change_percent,
+                        q.volume,
+                        q.high,
+                        q.low,
+                        q.open,
+                        q.market_status,
+                        q.currency,
+                        time,
+                        estimate,
+                        received,
+                    ])?;
+                    insert_quote.execute(params![feed, q.symbol, q.price, q.volume, time, received])?;
                 }
             }
         }
