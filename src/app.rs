@@ -17,7 +17,8 @@ use chrono::Utc;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use crate::feeds::companies_house::{ChFeed, ChSettings};
+use crate::feeds::companies_house::{ChConnector, ChSettings};
+use crate::feeds::supervisor::{supervise, FeedLink};
 use crate::feeds::{Command, FeedId, FeedInfo, FeedMsg, FeedMsgKind};
 use crate::model::{Fact, Model, StoreReport};
 use crate::store::writer::WriterSummary;
@@ -113,8 +114,9 @@ impl Pipeline {
             }
             let task = match spec.kind {
                 FeedKind::CompaniesHouse(settings) => {
-                    let feed = ChFeed::new(id, settings, resume, feed_tx.clone(), ctl_rx)?;
-                    tokio::spawn(feed.run())
+                    let timings = settings.reconnect.clone();
+                    let connector = ChConnector::new(settings, resume)?;
+                    tokio::spawn(supervise(FeedLink::new(id, feed_tx.clone(), ctl_rx), timings, connector))
                 }
             };
             controls.push(ctl_tx);

@@ -147,8 +147,8 @@ pub fn resolve(args: &RunArgs, file: &FileConfig, env: &dyn Fn(&str) -> Option<S
     let stream = args.stream.clone().or_else(|| ch_file.stream.clone()).unwrap_or_else(|| DEFAULT_STREAM.to_string());
 
     let mut ch = ChSettings::new(url, stream, if demo { None } else { key });
-    ch.read_timeout = args.read_timeout.or(ch_file.read_timeout.map(|d| d.0)).unwrap_or(DEFAULT_READ_TIMEOUT);
-    ch.backoff_cap = args.backoff_cap.or(ch_file.backoff_cap.map(|d| d.0)).unwrap_or(DEFAULT_BACKOFF_CAP);
+    ch.reconnect.read_timeout = args.read_timeout.or(ch_file.read_timeout.map(|d| d.0)).unwrap_or(DEFAULT_READ_TIMEOUT);
+    ch.reconnect.backoff_cap = args.backoff_cap.or(ch_file.backoff_cap.map(|d| d.0)).unwrap_or(DEFAULT_BACKOFF_CAP);
 
     let db_name = if demo { "demo.db" } else { "feedtop.db" };
     let db_path = args
@@ -184,7 +184,7 @@ mod tests {
         let from_sample = resolve(&RunArgs::default(), &sample, &no_env, &paths());
         let from_nothing = resolve(&RunArgs::default(), &FileConfig::default(), &no_env, &paths());
         assert_eq!(format!("{from_sample:?}"), format!("{from_nothing:?}"));
-        assert_eq!(from_sample.ch.read_timeout, DEFAULT_READ_TIMEOUT);
+        assert_eq!(from_sample.ch.reconnect.read_timeout, DEFAULT_READ_TIMEOUT);
         assert_eq!(from_sample.fps, DEFAULT_FPS);
     }
 
@@ -229,7 +229,7 @@ mod tests {
         };
         let s = resolve(&args, &file, &no_env, &paths());
         assert_eq!(s.ch.base_url, "http://flag");
-        assert_eq!(s.ch.read_timeout, Duration::from_secs(10));
+        assert_eq!(s.ch.reconnect.read_timeout, Duration::from_secs(10));
         assert_eq!(s.fps, 20);
         assert_eq!(s.db_path, PathBuf::from("/tmp/x.db"));
         // A custom URL without a key is watched as it is, not replaced by the demo.

@@ -160,7 +160,7 @@ async fn idle_stream_past_the_read_timeout_reconnects() {
     sim.push_plan(ConnPlan::Stall);
     let (_dir, db) = temp_db();
     let mut settings = fast_settings(&sim.base_url(), None);
-    settings.read_timeout = Duration::from_millis(300);
+    settings.reconnect.read_timeout = Duration::from_millis(300);
     let mut p = start(settings, &db);
     assert!(drive_until(&mut p, WAIT, caught_up).await);
     let f = &p.model.feeds[0];

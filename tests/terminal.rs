@@ -63,7 +63,9 @@ fn demo_tui_draws_pauses_helps_and_restores_the_terminal() {
         eprintln!("note: tmux is not installed; the real-terminal test did not run");
         return;
     };
-    let screen = tmux.wait_for("the live demo", |s| s.contains("1/1 live") && s.contains("struck-off "));
+    let screen = tmux.wait_for("the live demo with strike-off changes", |s| {
+        s.contains("1/1 live") && s.contains("Strike-off changes — entered") && !s.contains("entered 0 ")
+    });
     assert!(screen.contains("DEMO"), "{screen}");
     assert!(screen.contains("Strike-off changes"), "{screen}");
 

@@ -12,16 +12,14 @@ use std::time::{Duration, SystemTime};
 
 use chrono::{DateTime, Utc};
 use futures_util::StreamExt;
-use rand::rngs::StdRng;
-use rand::SeedableRng;
 use serde::Deserialize;
 use serde_json::value::RawValue;
-use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use super::backoff::{parse_retry_after, Backoff};
+use super::backoff::parse_retry_after;
 use super::lines::{Line, LineSplitter};
-use super::{Command, ConnState, FeedId, FeedMsg, FeedMsgKind};
+use super::supervisor::{Connector, FeedLink, Outcome, Reconnect, Retry};
+use super::{ConnState, FeedMsgKind};
 use crate::time::parse_published_at;
 
 /// The only resource kind on `/companies` that carries a company profile.
@@ -171,7 +169,7 @@ pub fn parse_event(line: Vec<u8>) -> Result<ChEvent, ParseError> {
     Ok(ChEvent { resource_kind, resource_id, timepoint, published_at, event_type, company, raw })
 }
 
-/// Timings and limits of one Companies House feed. Tests shrink them.
+/// Where and how to connect to one Companies House stream.
 #[derive(Debug, Clone)]
 pub struct ChSettings {
     /// e.g. `https://stream.companieshouse.gov.uk`
@@ -179,16 +177,9 @@ pub struct ChSettings {
     /// e.g. `/companies`
     pub stream: String,
     pub key: Option<ApiKey>,
-    /// No byte for this long → reconnect. Never a total request timeout.
-    pub read_timeout: Duration,
-    pub connect_timeout: Duration,
-    pub backoff_base: Duration,
-    pub backoff_cap: Duration,
-    /// A connection must stay up this long before the backoff resets.
-    pub healthy_after: Duration,
-    /// Wait after 401/403.
-    pub auth_retry: Duration,
-    /// Wait after 429 when the server gives no `Retry-After`.
+    pub reconnect: Reconnect,
+    /// Wait after 429 when the server gives no `Retry-After` (the docs warn
+    /// that reconnecting too often gets a client rate limited).
     pub rate_limit_wait: Duration,
     pub max_line: usize,
 }
@@ -199,12 +190,7 @@ impl ChSettings {
             base_url: base_url.into(),
             stream: stream.into(),
             key,
-            read_timeout: Duration::from_secs(90),
-            connect_timeout: Duration::from_secs(30),
-            backoff_base: Duration::from_secs(1),
-            backoff_cap: Duration::from_secs(60),
-            healthy_after: Duration::from_secs(60),
-            auth_retry: Duration::from_secs(300),
+            reconnect: Reconnect::default(),
             rate_limit_wait: Duration::from_secs(60),
             max_line: super::lines::DEFAULT_MAX_LINE,
         }
@@ -219,228 +205,88 @@ impl ChSettings {
     }
 }
 
-/// How one connection attempt ended.
-enum Outcome {
-    /// The stream ended or failed after (possibly) being live.
-    Dropped { error: String, live_for: Duration },
-    /// The server answered with a non-200 status.
-    Status { code: u16, retry_after: Option<Duration>, message: String },
-    /// The user asked for a reconnect.
-    ReconnectRequested,
-    /// The core loop is gone: stop the task.
-    Shutdown,
-}
-
-/// The task that owns one Companies House stream connection.
-pub struct ChFeed {
-    id: FeedId,
+/// One connection attempt of a Companies House stream, and the resume point
+/// that carries over between attempts.
+pub struct ChConnector {
     settings: ChSettings,
     client: reqwest::Client,
-    tx: mpsc::Sender<FeedMsg>,
-    control: mpsc::Receiver<Command>,
-    /// The resume point: the last timepoint delivered to the core loop.
+    /// The last timepoint delivered to the core loop.
     last_timepoint: Option<i64>,
-    backoff: Backoff,
-    rng: StdRng,
 }
 
-impl ChFeed {
-    pub fn new(
-        id: FeedId,
-        settings: ChSettings,
-        resume_from: Option<i64>,
-        tx: mpsc::Sender<FeedMsg>,
-        control: mpsc::Receiver<Command>,
-    ) -> anyhow::Result<Self> {
-        let mut client = reqwest::Client::builder()
-            .connect_timeout(settings.connect_timeout)
-            .user_agent(concat!("feedtop/", env!("CARGO_PKG_VERSION")));
-        if is_loopback(&settings.base_url) {
-            // A proxy from the environment cannot reach our own loopback sim.
-            client = client.no_proxy();
-        }
-        let client = client.build()?;
-        let backoff = Backoff::new(settings.backoff_base, settings.backoff_cap);
-        Ok(Self { id, settings, client, tx, control, last_timepoint: resume_from, backoff, rng: StdRng::from_os_rng() })
+impl ChConnector {
+    pub fn new(settings: ChSettings, resume_from: Option<i64>) -> anyhow::Result<Self> {
+        let client = http_client(&settings.base_url, settings.reconnect.connect_timeout)?;
+        Ok(Self { settings, client, last_timepoint: resume_from })
     }
 
-    async fn send(&self, kind: FeedMsgKind) -> bool {
-        self.tx.send(FeedMsg { feed: self.id, at: Utc::now(), kind }).await.is_ok()
-    }
-
-    /// Runs until the core loop drops its receiver.
-    pub async fn run(mut self) {
-        loop {
-            if !self.send(FeedMsgKind::State(ConnState::Connecting)).await {
-                return;
-            }
-            let outcome = self.connect_once().await;
-            let (wait, state) = match outcome {
-                Outcome::Shutdown => return,
-                Outcome::ReconnectRequested => continue,
-                Outcome::Dropped { error, live_for } => {
-                    if live_for >= self.settings.healthy_after {
-                        self.backoff.reset();
-                    }
-                    if !self.send(FeedMsgKind::Error(error)).await {
-                        return;
-                    }
-                    let wait = self.backoff.next_delay(&mut self.rng);
-                    (wait, ConnState::Backoff { retry_at: retry_at(wait) })
-                }
-                Outcome::Status { code, retry_after, message } => {
-                    match self.after_status(code, retry_after, message).await {
-                        Some(next) => next,
-                        None => return,
-                    }
-                }
-            };
-            if !self.send(FeedMsgKind::State(state)).await {
-                return;
-            }
-            if !self.wait(wait).await {
-                return;
-            }
-        }
-    }
-
-    /// Decides the wait and state after a non-200 answer.
-    async fn after_status(
+    /// Maps a non-200 answer to what happens next.
+    async fn refused(
         &mut self,
-        code: u16,
+        link: &FeedLink,
+        status: reqwest::StatusCode,
         retry_after: Option<Duration>,
-        message: String,
-    ) -> Option<(Duration, ConnState)> {
-        let error = match code {
-            401 | 403 => format!(
-                "HTTP {code}: the stream key was refused; check CH_STREAMING_API_KEY (a stream key, not a REST key)"
+        body: String,
+    ) -> Outcome {
+        let code = status.as_u16();
+        match code {
+            401 | 403 => Outcome::failed(
+                format!("HTTP {code}: the stream key was refused; check CH_STREAMING_API_KEY (a stream key, not a REST key)"),
+                Retry::Auth,
             ),
-            416 => format!(
-                "HTTP 416: timepoint {} is too old; reconnecting live (events were missed)",
-                self.last_timepoint.map_or("?".to_string(), |t| t.to_string())
-            ),
-            429 => "HTTP 429: rate limited by the server".to_string(),
-            _ => message,
-        };
-        tracing::warn!(feed = self.id, "{error}");
-        if !self.send(FeedMsgKind::Error(error)).await {
-            return None;
-        }
-        Some(match code {
-            401 | 403 => {
-                let wait = self.settings.auth_retry;
-                (wait, ConnState::AuthFailed { retry_at: retry_at(wait) })
-            }
             416 => {
                 let after = self.last_timepoint.take();
-                let gap = FeedMsgKind::Gap {
-                    after_timepoint: after,
-                    reason: "HTTP 416: timepoint invalid or too old".into(),
-                };
-                if !self.send(gap).await {
-                    return None;
+                let shown = after.map_or("?".to_string(), |t| t.to_string());
+                let gap = FeedMsgKind::Gap { after_timepoint: after, reason: "HTTP 416: timepoint invalid or too old".into() };
+                if !link.send(gap).await {
+                    return Outcome::Shutdown;
                 }
-                let wait = self.backoff.next_delay(&mut self.rng);
-                (wait, ConnState::Backoff { retry_at: retry_at(wait) })
+                Outcome::failed(format!("HTTP 416: timepoint {shown} is too old; reconnecting live (events were missed)"), Retry::Backoff)
             }
-            429 => {
-                self.backoff.next_delay(&mut self.rng);
-                let wait = retry_after.unwrap_or(self.settings.rate_limit_wait).max(self.backoff.floor);
-                (wait, ConnState::Backoff { retry_at: retry_at(wait) })
-            }
+            429 => Outcome::failed(
+                "HTTP 429: rate limited by the server",
+                Retry::AtLeast(retry_after.unwrap_or(self.settings.rate_limit_wait)),
+            ),
             _ => {
-                let wait = self.backoff.next_delay(&mut self.rng);
-                (wait, ConnState::Backoff { retry_at: retry_at(wait) })
-            }
-        })
-    }
-
-    /// Sleeps for `wait`, cut short by a reconnect command. False on shutdown.
-    async fn wait(&mut self, wait: Duration) -> bool {
-        tokio::select! {
-            _ = tokio::time::sleep(wait) => true,
-            cmd = self.control.recv() => cmd.is_some(),
-            _ = self.tx.closed() => false,
-        }
-    }
-
-    async fn connect_once(&mut self) -> Outcome {
-        let url = self.settings.url(self.last_timepoint);
-        let mut request = self.client.get(&url);
-        if let Some(key) = &self.settings.key {
-            request = request.basic_auth(key.expose(), Some(""));
-        }
-        let response = tokio::select! {
-            r = request.send() => r,
-            cmd = self.control.recv() => return match cmd {
-                Some(Command::Reconnect) => Outcome::ReconnectRequested,
-                None => Outcome::Shutdown,
-            },
-        };
-        let response = match response {
-            Ok(r) => r,
-            Err(e) => {
-                return Outcome::Dropped {
-                    error: format!("cannot connect: {}", error_chain(&e)),
-                    live_for: Duration::ZERO,
+                let mut message = format!("HTTP {status}");
+                if !body.is_empty() {
+                    message.push_str(": ");
+                    message.push_str(&body);
                 }
+                Outcome::failed(message, Retry::Backoff)
             }
-        };
-        let status = response.status();
-        if status != reqwest::StatusCode::OK {
-            let retry_after = response
-                .headers()
-                .get(reqwest::header::RETRY_AFTER)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| parse_retry_after(v, SystemTime::now()));
-            let snippet = body_snippet(response).await;
-            let mut message = format!("HTTP {status}");
-            if !snippet.is_empty() {
-                message.push_str(": ");
-                message.push_str(&snippet);
-            }
-            return Outcome::Status { code: status.as_u16(), retry_after, message };
         }
-        self.stream(response).await
     }
 
     /// Reads a 200 response until it ends, fails, idles out, or a command arrives.
-    async fn stream(&mut self, response: reqwest::Response) -> Outcome {
-        if !self.send(FeedMsgKind::State(ConnState::Live)).await {
+    async fn stream(&mut self, link: &mut FeedLink, response: reqwest::Response) -> Outcome {
+        if !link.send(FeedMsgKind::State(ConnState::Live)).await {
             return Outcome::Shutdown;
         }
         let live_since = Instant::now();
+        let read_timeout = self.settings.reconnect.read_timeout;
         let mut body = response.bytes_stream();
         let mut splitter = LineSplitter::new(self.settings.max_line);
         let mut lines = Vec::new();
         let end = loop {
             let next = tokio::select! {
-                next = tokio::time::timeout(self.settings.read_timeout, body.next()) => next,
-                cmd = self.control.recv() => return match cmd {
-                    Some(Command::Reconnect) => Outcome::ReconnectRequested,
-                    None => Outcome::Shutdown,
-                },
+                next = tokio::time::timeout(read_timeout, body.next()) => next,
+                cmd = link.command() => return FeedLink::on_command(cmd),
             };
             match next {
                 Err(_) => {
-                    break format!(
-                        "no data for {}s (read-idle timeout); reconnecting",
-                        self.settings.read_timeout.as_secs_f64()
-                    )
+                    break format!("no data for {}s (read-idle timeout); reconnecting", read_timeout.as_secs_f64())
                 }
                 Ok(None) => break "the server closed the stream".to_string(),
                 Ok(Some(Err(e))) => break format!("stream failed: {}", error_chain(&e)),
                 Ok(Some(Ok(chunk))) => {
                     splitter.push(&chunk, &mut lines);
-                    if lines.is_empty() {
-                        if !self.send(FeedMsgKind::Bytes).await {
-                            return Outcome::Shutdown;
-                        }
-                        continue;
+                    if lines.is_empty() && !link.send(FeedMsgKind::Bytes).await {
+                        return Outcome::Shutdown;
                     }
                     for line in lines.drain(..) {
                         let kind = self.decode(line);
-                        if self.tx.send(FeedMsg { feed: self.id, at: Utc::now(), kind }).await.is_err() {
+                        if !link.send(kind).await {
                             return Outcome::Shutdown;
                         }
                     }
@@ -452,7 +298,7 @@ impl ChFeed {
         } else {
             end
         };
-        Outcome::Dropped { error, live_for: live_since.elapsed() }
+        Outcome::Dropped { error, live_for: live_since.elapsed(), retry: Retry::Backoff }
     }
 
     /// Turns one line into a message and advances the resume point.
@@ -474,6 +320,48 @@ impl ChFeed {
     }
 }
 
+impl Connector for ChConnector {
+    async fn attempt(&mut self, link: &mut FeedLink) -> Outcome {
+        let url = self.settings.url(self.last_timepoint);
+        let mut request = self.client.get(&url);
+        if let Some(key) = &self.settings.key {
+            request = request.basic_auth(key.expose(), Some(""));
+        }
+        let response = tokio::select! {
+            r = request.send() => r,
+            cmd = link.command() => return FeedLink::on_command(cmd),
+        };
+        let response = match response {
+            Ok(r) => r,
+            Err(e) => return Outcome::failed(format!("cannot connect: {}", error_chain(&e)), Retry::Backoff),
+        };
+        let status = response.status();
+        if status != reqwest::StatusCode::OK {
+            let retry_after = response
+                .headers()
+                .get(reqwest::header::RETRY_AFTER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| parse_retry_after(v, SystemTime::now()));
+            let body = body_snippet(response).await;
+            return self.refused(link, status, retry_after, body).await;
+        }
+        self.stream(link, response).await
+    }
+}
+
+/// An HTTP client for a streaming feed: a connect timeout but no total
+/// timeout (streams last hours), and no proxy for loopback addresses (a proxy
+/// from the environment cannot reach our own simulator).
+pub fn http_client(base_url: &str, connect_timeout: Duration) -> anyhow::Result<reqwest::Client> {
+    let mut client = reqwest::Client::builder()
+        .connect_timeout(connect_timeout)
+        .user_agent(concat!("feedtop/", env!("CARGO_PKG_VERSION")));
+    if is_loopback(base_url) {
+        client = client.no_proxy();
+    }
+    Ok(client.build()?)
+}
+
 fn is_loopback(url: &str) -> bool {
     let Ok(url) = reqwest::Url::parse(url) else { return false };
     match url.host() {
@@ -482,10 +370,6 @@ fn is_loopback(url: &str) -> bool {
         Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
         None => false,
     }
-}
-
-fn retry_at(wait: Duration) -> DateTime<Utc> {
-    Utc::now() + chrono::TimeDelta::from_std(wait).unwrap_or(chrono::TimeDelta::MAX)
 }
 
 /// The start of an error body as one short line; HTML pages are reduced to nothing

@@ -9,6 +9,7 @@ pub mod backoff;
 pub mod companies_house;
 pub mod lines;
 pub mod quote;
+pub mod supervisor;
 
 use chrono::{DateTime, Utc};
 

@@ -985,7 +985,8 @@ mod tests {
     use tokio::time::{self as ttime, Instant};
 
     use super::*;
-    use crate::feeds::companies_house::{parse_event, ApiKey, ChFeed, ChSettings};
+    use crate::feeds::companies_house::{parse_event, ApiKey, ChConnector, ChSettings};
+    use crate::feeds::supervisor::{supervise, FeedLink};
     use crate::feeds::{ConnState, FeedMsgKind};
 
     const FIXTURE: &str = include_str!("../../tests/fixtures/ch-companies-sample.ndjson");
@@ -1408,13 +1409,14 @@ mod tests {
             sim.push_plan(plan);
         }
         let mut settings = ChSettings::new(sim.base_url(), "/companies", ApiKey::new("k"));
-        settings.backoff_base = Duration::from_millis(10);
-        settings.backoff_cap = Duration::from_millis(40);
-        settings.read_timeout = WAIT;
+        settings.reconnect.backoff_base = Duration::from_millis(10);
+        settings.reconnect.backoff_cap = Duration::from_millis(40);
+        settings.reconnect.read_timeout = WAIT;
         let (tx, mut rx) = mpsc::channel(64);
         let (_control_tx, control_rx) = mpsc::channel(1);
-        let feed = ChFeed::new(0, settings, None, tx, control_rx).unwrap();
-        tokio::spawn(feed.run());
+        let timings = settings.reconnect.clone();
+        let connector = ChConnector::new(settings, None).unwrap();
+        tokio::spawn(supervise(FeedLink::new(0, tx, control_rx), timings, connector));
         let expected = fixture_timepoints();
         let mut got = Vec::new();
         let mut duplicates = 0;

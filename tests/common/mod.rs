@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use feedtop::app::{FeedSpec, Pipeline, PipelineConfig};
 use feedtop::feeds::companies_house::{ApiKey, ChSettings};
+use feedtop::feeds::supervisor::Reconnect;
 use feedtop::model::Model;
 use feedtop::sim::companies_house::{ChSim, ChSimConfig};
 use feedtop::store::WriterSettings;
@@ -44,14 +45,20 @@ pub async fn sim_with(backlog: Vec<String>, key: Option<&str>) -> ChSim {
 /// Timings shrunk so that recovery paths finish in milliseconds.
 pub fn fast_settings(url: &str, key: Option<&str>) -> ChSettings {
     let mut s = ChSettings::new(url, "/companies", key.and_then(ApiKey::new));
-    s.read_timeout = Duration::from_secs(5);
-    s.connect_timeout = Duration::from_secs(2);
-    s.backoff_base = Duration::from_millis(20);
-    s.backoff_cap = Duration::from_millis(200);
-    s.healthy_after = Duration::from_secs(1);
-    s.auth_retry = Duration::from_millis(300);
+    s.reconnect = fast_reconnect();
     s.rate_limit_wait = Duration::from_millis(200);
     s
+}
+
+pub fn fast_reconnect() -> Reconnect {
+    Reconnect {
+        read_timeout: Duration::from_secs(5),
+        connect_timeout: Duration::from_secs(2),
+        backoff_base: Duration::from_millis(20),
+        backoff_cap: Duration::from_millis(200),
+        healthy_after: Duration::from_secs(1),
+        auth_retry: Duration::from_millis(300),
+    }
 }
 
 pub fn start(settings: ChSettings, db: &Path) -> Pipeline {

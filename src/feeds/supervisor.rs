@@ -1,0 +1,242 @@
+//! The reconnect loop every feed shares.
+//!
+//! A feed kind supplies a [`Connector`]: one connection attempt, from dialing
+//! to the end of the stream, reporting what it receives through a
+//! [`FeedLink`]. [`supervise`] runs attempts forever: it announces states,
+//! decides waits (exponential backoff with full jitter, slow retries after an
+//! auth failure, the server's own minimum where it gives one), resets the
+//! backoff only after a healthy connection, and cuts a wait short on a
+//! reconnect command.
+
+use std::future::Future;
+use std::time::Duration;
+
+use chrono::Utc;
+use rand::rngs::StdRng;
+use rand::SeedableRng;
+use tokio::sync::mpsc;
+
+use super::backoff::Backoff;
+use super::{Command, ConnState, FeedId, FeedMsg, FeedMsgKind};
+
+/// Reconnect timings, the same knobs for every feed kind. Tests shrink them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reconnect {
+    pub connect_timeout: Duration,
+    /// No byte for this long → reconnect. Never a total request timeout.
+    pub read_timeout: Duration,
+    pub backoff_base: Duration,
+    pub backoff_cap: Duration,
+    /// A connection must stay up this long before the backoff resets.
+    pub healthy_after: Duration,
+    /// Wait after the server refused our credentials.
+    pub auth_retry: Duration,
+}
+
+impl Default for Reconnect {
+    fn default() -> Self {
+        Self {
+            connect_timeout: Duration::from_secs(30),
+            read_timeout: Duration::from_secs(90),
+            backoff_base: Duration::from_secs(1),
+            backoff_cap: Duration::from_secs(60),
+            healthy_after: Duration::from_secs(60),
+            auth_retry: Duration::from_secs(300),
+        }
+    }
+}
+
+/// What decides the wait after an attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Retry {
+    /// The next backoff delay.
+    Backoff,
+    /// The next backoff delay, but no less than this (429 `Retry-After`, SSE `retry:`).
+    AtLeast(Duration),
+    /// Credentials refused: wait `auth_retry` and show `auth failed`.
+    Auth,
+}
+
+/// How one attempt ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// The connection failed or ended; `live_for` is how long it was up.
+    Dropped { error: String, live_for: Duration, retry: Retry },
+    /// The user asked for a reconnect.
+    ReconnectRequested,
+    /// The core loop is gone: stop the task.
+    Shutdown,
+}
+
+impl Outcome {
+    pub fn failed(error: impl Into<String>, retry: Retry) -> Self {
+        Outcome::Dropped { error: error.into(), live_for: Duration::ZERO, retry }
+    }
+}
+
+/// A feed task's two channels: messages out, commands in.
+pub struct FeedLink {
+    id: FeedId,
+    tx: mpsc::Sender<FeedMsg>,
+    control: mpsc::Receiver<Command>,
+}
+
+impl FeedLink {
+    pub fn new(id: FeedId, tx: mpsc::Sender<FeedMsg>, control: mpsc::Receiver<Command>) -> Self {
+        Self { id, tx, control }
+    }
+
+    /// Sends one message stamped with the receive time. False once the core loop is gone.
+    pub async fn send(&self, kind: FeedMsgKind) -> bool {
+        self.tx.send(FeedMsg { feed: self.id, at: Utc::now(), kind }).await.is_ok()
+    }
+
+    /// The next command; `None` when the core loop is gone. Cancel-safe, so it
+    /// can sit in a `select!` beside the socket.
+    pub async fn command(&mut self) -> Option<Command> {
+        self.control.recv().await
+    }
+
+    /// What a command received mid-connection means for the attempt.
+    pub fn on_command(command: Option<Command>) -> Outcome {
+        match command {
+            Some(Command::Reconnect) => Outcome::ReconnectRequested,
+            None => Outcome::Shutdown,
+        }
+    }
+}
+
+/// One connection attempt of a feed kind.
+pub trait Connector: Send {
+    fn attempt<'a>(&'a mut self, link: &'a mut FeedLink) -> impl Future<Output = Outcome> + Send + 'a;
+}
+
+/// Runs attempts until the core loop goes away.
+pub async fn supervise(mut link: FeedLink, timings: Reconnect, mut connector: impl Connector) {
+    let mut backoff = Backoff::new(timings.backoff_base, timings.backoff_cap);
+    let mut rng = StdRng::from_os_rng();
+    loop {
+        if !link.send(FeedMsgKind::State(ConnState::Connecting)).await {
+            return;
+        }
+        let (error, live_for, retry) = match connector.attempt(&mut link).await {
+            Outcome::Shutdown => return,
+            Outcome::ReconnectRequested => continue,
+            Outcome::Dropped { error, live_for, retry } => (error, live_for, retry),
+        };
+        if live_for >= timings.healthy_after {
+            backoff.reset();
+        }
+        if !link.send(FeedMsgKind::Error(error)).await {
+            return;
+        }
+        let (wait, auth) = match retry {
+            Retry::Backoff => (backoff.next_delay(&mut rng), false),
+            Retry::AtLeast(min) => (backoff.next_delay(&mut rng).max(min), false),
+            Retry::Auth => (timings.auth_retry, true),
+        };
+        let retry_at = Utc::now() + chrono::TimeDelta::from_std(wait).unwrap_or(chrono::TimeDelta::MAX);
+        let state = if auth { ConnState::AuthFailed { retry_at } } else { ConnState::Backoff { retry_at } };
+        if !link.send(FeedMsgKind::State(state)).await {
+            return;
+        }
+        // The control channel closes with the core loop, so this also ends the task then.
+        let go_on = tokio::select! {
+            _ = tokio::time::sleep(wait) => true,
+            cmd = link.command() => cmd.is_some(),
+        };
+        if !go_on {
+            return;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Fails every attempt the same way and counts them.
+    struct AlwaysFails {
+        retry: Retry,
+        attempts: usize,
+    }
+
+    impl Connector for AlwaysFails {
+        async fn attempt(&mut self, _link: &mut FeedLink) -> Outcome {
+            self.attempts += 1;
+            Outcome::failed("refused", self.retry)
+        }
+    }
+
+    fn fast() -> Reconnect {
+        Reconnect {
+            backoff_base: Duration::from_millis(10),
+            backoff_cap: Duration::from_millis(40),
+            auth_retry: Duration::from_secs(3600),
+            ..Reconnect::default()
+        }
+    }
+
+    async fn states(retry: Retry, n: usize) -> Vec<FeedMsgKind> {
+        let (tx, mut rx) = mpsc::channel(64);
+        let (_ctl_tx, ctl_rx) = mpsc::channel(1);
+        let task = tokio::spawn(supervise(FeedLink::new(0, tx, ctl_rx), fast(), AlwaysFails { retry, attempts: 0 }));
+        let mut seen = Vec::new();
+        while seen.len() < n {
+            seen.push(rx.recv().await.unwrap().kind);
+        }
+        task.abort();
+        seen
+    }
+
+    #[tokio::test]
+    async fn failures_cycle_connecting_error_backoff() {
+        let seen = states(Retry::Backoff, 6).await;
+        assert!(matches!(seen[0], FeedMsgKind::State(ConnState::Connecting)));
+        assert!(matches!(&seen[1], FeedMsgKind::Error(e) if e == "refused"));
+        assert!(matches!(seen[2], FeedMsgKind::State(ConnState::Backoff { .. })));
+        assert!(matches!(seen[3], FeedMsgKind::State(ConnState::Connecting)), "retried after the backoff");
+    }
+
+    #[tokio::test]
+    async fn auth_failure_waits_the_slow_retry_and_a_command_cuts_it_short() {
+        let (tx, mut rx) = mpsc::channel(64);
+        let (ctl_tx, ctl_rx) = mpsc::channel(1);
+        let task = tokio::spawn(supervise(
+            FeedLink::new(0, tx, ctl_rx),
+            fast(),
+            AlwaysFails { retry: Retry::Auth, attempts: 0 },
+        ));
+        let mut kinds = Vec::new();
+        for _ in 0..3 {
+            kinds.push(rx.recv().await.unwrap().kind);
+        }
+        let FeedMsgKind::State(ConnState::AuthFailed { retry_at }) = kinds[2] else { panic!("{kinds:?}") };
+        assert!(retry_at - Utc::now() > chrono::TimeDelta::minutes(59), "waits auth_retry");
+        // Nothing more comes during the hour-long wait, until a reconnect command.
+        assert!(tokio::time::timeout(Duration::from_millis(100), rx.recv()).await.is_err());
+        ctl_tx.send(Command::Reconnect).await.unwrap();
+        assert!(matches!(rx.recv().await.unwrap().kind, FeedMsgKind::State(ConnState::Connecting)));
+        task.abort();
+    }
+
+    #[tokio::test]
+    async fn server_minimum_is_honoured() {
+        let seen = states(Retry::AtLeast(Duration::from_secs(30)), 3).await;
+        let FeedMsgKind::State(ConnState::Backoff { retry_at }) = seen[2] else { panic!("{seen:?}") };
+        assert!(retry_at - Utc::now() > chrono::TimeDelta::seconds(29));
+    }
+
+    #[tokio::test]
+    async fn task_ends_when_the_core_loop_goes_away() {
+        let (tx, rx) = mpsc::channel(1);
+        let (_ctl_tx, ctl_rx) = mpsc::channel(1);
+        drop(rx);
+        let task = tokio::spawn(supervise(
+            FeedLink::new(0, tx, ctl_rx),
+            fast(),
+            AlwaysFails { retry: Retry::Backoff, attempts: 0 },
+        ));
+        tokio::time::timeout(Duration::from_secs(5), task).await.expect("stopped").unwrap();
+    }
+}
