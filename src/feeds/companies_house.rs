@@ -7,7 +7,6 @@
 
 use std::borrow::Cow;
 use std::error::Error as StdError;
-use std::fmt;
 use std::time::{Duration, SystemTime};
 
 use chrono::{DateTime, Utc};
@@ -25,28 +24,7 @@ use crate::time::parse_published_at;
 /// The only resource kind on `/companies` that carries a company profile.
 pub const COMPANY_PROFILE: &str = "company-profile";
 
-/// A stream key. Its `Debug` and `Display` never show the value, so it cannot
-/// leak through a log line or an error message by accident.
-#[derive(Clone, PartialEq, Eq)]
-pub struct ApiKey(String);
-
-impl ApiKey {
-    /// Returns `None` for an empty or blank key.
-    pub fn new(key: impl Into<String>) -> Option<Self> {
-        let key = key.into().trim().to_string();
-        (!key.is_empty()).then_some(Self(key))
-    }
-
-    fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for ApiKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("ApiKey(redacted)")
-    }
-}
+pub use super::secret::ApiKey;
 
 /// `changed`, `deleted`, or something this version does not know.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -480,13 +458,6 @@ mod tests {
         )
         .unwrap();
         assert_eq!(ev.company.unwrap().name, "A \"Q\" LTD");
-    }
-
-    #[test]
-    fn api_key_debug_is_redacted() {
-        let key = ApiKey::new("secret-123").unwrap();
-        assert!(!format!("{key:?}").contains("secret"));
-        assert!(ApiKey::new("  ").is_none());
     }
 
     #[test]

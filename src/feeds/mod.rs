@@ -9,6 +9,8 @@ pub mod backoff;
 pub mod companies_house;
 pub mod lines;
 pub mod quote;
+pub mod secret;
+pub mod session;
 pub mod supervisor;
 
 use chrono::{DateTime, Utc};
