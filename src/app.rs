@@ -18,7 +18,10 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use crate::feeds::companies_house::{ChConnector, ChSettings};
+use crate::feeds::quote::Dialect;
+use crate::feeds::sse::{SseConnector, SseSettings};
 use crate::feeds::supervisor::{supervise, FeedLink};
+use crate::feeds::websocket::{WsConnector, WsSettings};
 use crate::feeds::{Command, FeedId, FeedInfo, FeedMsg, FeedMsgKind};
 use crate::model::{Fact, Model, StoreReport};
 use crate::store::writer::WriterSummary;
@@ -41,6 +44,8 @@ pub struct FeedSpec {
 #[derive(Debug, Clone)]
 pub enum FeedKind {
     CompaniesHouse(ChSettings),
+    WebSocket(WsSettings),
+    Sse(SseSettings),
 }
 
 /// The stable name of a Companies House feed (its storage key), e.g.
@@ -52,6 +57,36 @@ pub fn companies_house_feed_name(stream: &str) -> String {
 impl FeedSpec {
     pub fn companies_house(name: impl Into<String>, settings: ChSettings) -> Self {
         Self { info: FeedInfo { name: name.into(), kind: "companies-house" }, kind: FeedKind::CompaniesHouse(settings) }
+    }
+
+    pub fn websocket(name: impl Into<String>, settings: WsSettings) -> Self {
+        let kind = match settings.dialect {
+            Dialect::Wig80 => "ws/wig80",
+            Dialect::Carbon => "ws/carbon",
+        };
+        Self { info: FeedInfo { name: name.into(), kind }, kind: FeedKind::WebSocket(settings) }
+    }
+
+    pub fn sse(name: impl Into<String>, settings: SseSettings) -> Self {
+        Self { info: FeedInfo { name: name.into(), kind: "sse" }, kind: FeedKind::Sse(settings) }
+    }
+
+    /// Starts the feed's task.
+    fn spawn(self, link: FeedLink, resume: Option<i64>) -> anyhow::Result<JoinHandle<()>> {
+        Ok(match self.kind {
+            FeedKind::CompaniesHouse(settings) => {
+                let timings = settings.reconnect.clone();
+                tokio::spawn(supervise(link, timings, ChConnector::new(settings, resume)?))
+            }
+            FeedKind::WebSocket(settings) => {
+                let timings = settings.reconnect.clone();
+                tokio::spawn(supervise(link, timings, WsConnector::new(settings)))
+            }
+            FeedKind::Sse(settings) => {
+                let timings = settings.reconnect.clone();
+                tokio::spawn(supervise(link, timings, SseConnector::new(settings)?))
+            }
+        })
     }
 }
 
@@ -112,13 +147,7 @@ impl Pipeline {
             if let Some(tp) = resume {
                 tracing::info!("{}: resuming from timepoint {tp}", spec.info.name);
             }
-            let task = match spec.kind {
-                FeedKind::CompaniesHouse(settings) => {
-                    let timings = settings.reconnect.clone();
-                    let connector = ChConnector::new(settings, resume)?;
-                    tokio::spawn(supervise(FeedLink::new(id, feed_tx.clone(), ctl_rx), timings, connector))
-                }
-            };
+            let task = spec.spawn(FeedLink::new(id, feed_tx.clone(), ctl_rx), resume)?;
             controls.push(ctl_tx);
             tasks.push(task);
         }

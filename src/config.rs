@@ -10,8 +10,12 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::app::FeedSpec;
 use crate::cli::RunArgs;
 use crate::feeds::companies_house::{ApiKey, ChSettings};
+use crate::feeds::quote::Dialect;
+use crate::feeds::sse::SseSettings;
+use crate::feeds::websocket::WsSettings;
 
 pub const DEFAULT_CH_URL: &str = "https://stream.companieshouse.gov.uk";
 pub const DEFAULT_STREAM: &str = "/companies";
@@ -20,6 +24,8 @@ pub const DEFAULT_FPS: u32 = 10;
 pub const DEFAULT_LATENCY_WINDOW: Duration = Duration::from_secs(300);
 pub const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(90);
 pub const DEFAULT_BACKOFF_CAP: Duration = Duration::from_secs(60);
+pub const DEFAULT_STALE_AFTER: Duration = Duration::from_secs(60);
+pub const DEFAULT_QUOTE_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
 
 /// The sample shipped with the project (and tested against the defaults).
 pub const SAMPLE: &str = include_str!("../assets/config.toml");
@@ -53,6 +59,39 @@ pub struct FileConfig {
     pub companies_house: CompaniesHouseFile,
     pub ui: UiFile,
     pub storage: StorageFile,
+    /// Quote feeds (`[[feeds]]` tables).
+    pub feeds: Vec<FeedFile>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum FeedFileKind {
+    Ws,
+    Sse,
+}
+
+/// One `[[feeds]]` table.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct FeedFile {
+    /// Shown in the UI and the key for stored quotes.
+    pub name: String,
+    pub kind: FeedFileKind,
+    pub url: String,
+    /// `ws` only: `wig80` or `carbon`.
+    pub dialect: Option<Dialect>,
+    /// carbon: topics to subscribe to.
+    #[serde(default)]
+    pub topics: Vec<String>,
+    /// carbon: subscription filters, e.g. `{ commodity = "oil" }`.
+    pub filters: Option<toml::Table>,
+    /// Keep only these symbols.
+    #[serde(default)]
+    pub symbols: Vec<String>,
+    /// The NAME of the environment variable holding the token.
+    pub token_env: Option<String>,
+    pub read_timeout: Option<HumanDuration>,
+    pub ping_every: Option<HumanDuration>,
 }
 
 #[derive(Debug, Default, Deserialize, PartialEq)]
@@ -71,17 +110,50 @@ pub struct CompaniesHouseFile {
 pub struct UiFile {
     pub fps: Option<u32>,
     pub latency_window: Option<HumanDuration>,
+    /// Ticker rows not updated for this long are dimmed.
+    pub stale_after: Option<HumanDuration>,
 }
 
 #[derive(Debug, Default, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct StorageFile {
     pub db: Option<PathBuf>,
+    /// Quote history older than this is deleted.
+    pub quote_retention: Option<HumanDuration>,
 }
 
 impl FileConfig {
     pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
-        toml::from_str(text).map_err(|e| ConfigError::Parse { path: path.to_path_buf(), message: one_line(&e, text) })
+        let config: Self =
+            toml::from_str(text).map_err(|e| ConfigError::Parse { path: path.to_path_buf(), message: one_line(&e, text) })?;
+        config.check_feeds().map_err(|(name, why)| {
+            let line = text.lines().position(|l| l.contains(&format!("\"{name}\""))).map_or(0, |i| i + 1);
+            ConfigError::Parse { path: path.to_path_buf(), message: format!("line {line}: feed \"{name}\": {why}") }
+        })?;
+        Ok(config)
+    }
+
+    /// What TOML cannot say: names unique, a dialect for every `ws` feed.
+    fn check_feeds(&self) -> Result<(), (String, String)> {
+        let mut seen = std::collections::HashSet::new();
+        for f in &self.feeds {
+            if f.name.trim().is_empty() {
+                return Err((f.name.clone(), "name must not be empty".into()));
+            }
+            if !seen.insert(f.name.as_str()) || f.name.starts_with("ch/") {
+                return Err((f.name.clone(), "name is used twice (or starts with the reserved ch/)".into()));
+            }
+            match (f.kind, f.dialect) {
+                (FeedFileKind::Ws, None) => {
+                    return Err((f.name.clone(), "kind = \"ws\" needs dialect = \"wig80\" or \"carbon\"".into()))
+                }
+                (FeedFileKind::Sse, Some(_)) => {
+                    return Err((f.name.clone(), "dialect applies to kind = \"ws\" only".into()))
+                }
+                _ => {}
+            }
+        }
+        Ok(())
     }
 
     /// Reads `path`; a missing file is an error only when the user named it.
@@ -133,6 +205,12 @@ pub struct Settings {
     pub fps: u32,
     pub latency_window: Duration,
     pub key_env: String,
+    /// Quote feeds from the config file (replaced by the simulators in the demo).
+    pub quote_feeds: Vec<FeedSpec>,
+    pub stale_after: Duration,
+    pub quote_retention: Duration,
+    /// Names of token variables that feeds want but the environment lacks.
+    pub missing_tokens: Vec<String>,
 }
 
 /// Merges defaults, the file, the environment (through `env`) and the flags.
@@ -163,7 +241,56 @@ pub fn resolve(args: &RunArgs, file: &FileConfig, env: &dyn Fn(&str) -> Option<S
         fps: args.fps.or(file.ui.fps).unwrap_or(DEFAULT_FPS).clamp(1, 60),
         latency_window: args.latency_window.or(file.ui.latency_window.map(|d| d.0)).unwrap_or(DEFAULT_LATENCY_WINDOW),
         key_env,
+        quote_feeds: file.feeds.iter().map(|f| quote_feed(f, env)).collect(),
+        stale_after: file.ui.stale_after.map_or(DEFAULT_STALE_AFTER, |d| d.0),
+        quote_retention: file.storage.quote_retention.map_or(DEFAULT_QUOTE_RETENTION, |d| d.0),
+        missing_tokens: file
+            .feeds
+            .iter()
+            .filter_map(|f| f.token_env.clone())
+            .filter(|name| env(name).and_then(ApiKey::new).is_none())
+            .collect(),
     }
+}
+
+/// A `[[feeds]]` table as a feed to run.
+fn quote_feed(f: &FeedFile, env: &dyn Fn(&str) -> Option<String>) -> FeedSpec {
+    let token = f.token_env.as_deref().and_then(env).and_then(ApiKey::new);
+    match (f.kind, f.dialect) {
+        (FeedFileKind::Ws, dialect) => {
+            // check_feeds guarantees a dialect for ws feeds.
+            let mut ws = WsSettings::new(&f.url, dialect.unwrap_or(Dialect::Wig80));
+            ws.token = token;
+            if !f.topics.is_empty() {
+                ws.topics = f.topics.clone();
+            }
+            ws.filters = f.filters.as_ref().map(|t| toml_to_json(t.clone()));
+            ws.symbols = f.symbols.clone();
+            if let Some(d) = f.read_timeout {
+                ws.reconnect.read_timeout = d.0;
+            }
+            if let Some(d) = f.ping_every {
+                ws.ping_every = d.0;
+            }
+            FeedSpec::websocket(f.name.clone(), ws)
+        }
+        (FeedFileKind::Sse, _) => {
+            let mut sse = SseSettings::new(&f.url);
+            sse.token = token;
+            sse.symbols = f.symbols.clone();
+            if let Some(d) = f.read_timeout {
+                sse.reconnect.read_timeout = d.0;
+            }
+            FeedSpec::sse(f.name.clone(), sse)
+        }
+    }
+}
+
+fn toml_to_json(table: toml::Table) -> serde_json::Map<String, serde_json::Value> {
+    table
+        .into_iter()
+        .map(|(k, v)| (k, serde_json::to_value(v).unwrap_or(serde_json::Value::Null)))
+        .collect()
 }
 
 #[cfg(test)]
@@ -234,6 +361,67 @@ mod tests {
         assert_eq!(s.db_path, PathBuf::from("/tmp/x.db"));
         // A custom URL without a key is watched as it is, not replaced by the demo.
         assert!(!s.demo);
+    }
+
+    #[test]
+    fn quote_feeds_from_the_file_take_tokens_from_the_environment() {
+        let text = r#"
+[[feeds]]
+name = "wig80"
+kind = "ws"
+dialect = "wig80"
+url = "ws://localhost:8765"
+symbols = ["PKN", "KGHM"]
+
+[[feeds]]
+name = "carbon"
+kind = "ws"
+dialect = "carbon"
+url = "ws://localhost:8001/ws/stream"
+token_env = "CARBON_TOKEN"
+topics = ["served.market.latest_prices.v1"]
+filters = { commodity = "oil" }
+
+[[feeds]]
+name = "prices-sse"
+kind = "sse"
+url = "http://localhost:8001/sse/stream"
+token_env = "MISSING_TOKEN_VAR"
+read_timeout = "2m"
+"#;
+        let file = FileConfig::parse(text, Path::new("c.toml")).unwrap();
+        let env = |name: &str| (name == "CARBON_TOKEN").then(|| "jwt-abc".to_string());
+        let s = resolve(&RunArgs::default(), &file, &env, &paths());
+        assert_eq!(s.quote_feeds.len(), 3);
+        assert_eq!(s.quote_feeds[0].info.kind, "ws/wig80");
+        assert_eq!(s.quote_feeds[2].info.kind, "sse");
+        match &s.quote_feeds[1].kind {
+            crate::app::FeedKind::WebSocket(ws) => {
+                assert_eq!(ws.token, ApiKey::new("jwt-abc"));
+                assert_eq!(ws.filters.as_ref().unwrap()["commodity"], "oil");
+            }
+            other => panic!("{other:?}"),
+        }
+        match &s.quote_feeds[2].kind {
+            crate::app::FeedKind::Sse(sse) => assert_eq!(sse.reconnect.read_timeout, Duration::from_secs(120)),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(s.missing_tokens, ["MISSING_TOKEN_VAR"]);
+        assert!(!format!("{s:?}").contains("jwt-abc"), "settings never print a token");
+    }
+
+    #[test]
+    fn feed_mistakes_are_named() {
+        let e = FileConfig::parse("[[feeds]]\nname = \"w\"\nkind = \"ws\"\nurl = \"ws://x\"\n", Path::new("c.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("line 2") && e.contains("needs dialect"), "{e}");
+        let twice = "[[feeds]]\nname = \"a\"\nkind = \"sse\"\nurl = \"http://x\"\n[[feeds]]\nname = \"a\"\nkind = \"sse\"\nurl = \"http://y\"\n";
+        assert!(FileConfig::parse(twice, Path::new("c.toml")).unwrap_err().to_string().contains("used twice"));
+        let e = FileConfig::parse("[[feeds]]\nname = \"a\"\nkind = \"mqtt\"\nurl = \"x\"\n", Path::new("c.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("line 3") && e.contains("mqtt"), "{e}");
     }
 
     #[test]

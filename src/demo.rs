@@ -1,24 +1,45 @@
-//! The built-in demo: a simulated Companies House server on loopback.
+//! The built-in demo: every protocol feedtop speaks, simulated on loopback.
 //!
-//! It starts with an hour of history (so every pane has something from the
-//! first frame), then publishes about one event a second with the occasional
-//! fault. Its timepoints continue after whatever the demo database already
-//! holds, so a second demo run resumes instead of seeing only "duplicates".
+//! Companies House starts with an hour of history (so every pane has
+//! something from the first frame), then publishes about one event a second
+//! with the occasional fault. Its timepoints continue after whatever the demo
+//! database already holds, so a second demo run resumes instead of seeing only
+//! "duplicates". Beside it run a wig80 WebSocket server (naive timestamps, as
+//! the real one), a carbon WebSocket server (token check, the frames the real
+//! code sends) and an SSE endpoint (documented framing with ids).
 
 use std::time::Duration;
 
 use chrono::{TimeDelta, Utc};
 
+use crate::app::FeedSpec;
 use crate::config::Settings;
+use crate::feeds::quote::Dialect;
+use crate::feeds::secret::ApiKey;
+use crate::feeds::sse::SseSettings;
+use crate::feeds::websocket::WsSettings;
+use crate::sim::carbon::{CarbonConfig, CarbonShape, CarbonSim};
 use crate::sim::companies_house::{ChSim, ChSimConfig};
 use crate::sim::company_gen::{CompanyGen, GeneratorConfig};
+use crate::sim::sse::{SseConfig, SseShape, SseSim};
+use crate::sim::wig80::{Wig80Config, Wig80Sim};
 use crate::store;
 
 /// Events of history served first.
 const HISTORY: usize = 240;
+/// The demo's carbon/SSE token (the simulators accept only this one).
+const DEMO_TOKEN: &str = "demo-token";
 
-/// Starts the simulator and points the Companies House settings at it.
-pub async fn start(mut settings: Settings) -> anyhow::Result<(Settings, Option<ChSim>)> {
+/// The running simulators; dropping this stops them.
+pub struct Demo {
+    _companies_house: ChSim,
+    _wig80: Wig80Sim,
+    _carbon: CarbonSim,
+    _sse: SseSim,
+}
+
+/// Starts the simulators and points every feed at them.
+pub async fn start(mut settings: Settings) -> anyhow::Result<(Settings, Demo)> {
     let feed = crate::app::companies_house_feed_name(&settings.ch.stream);
     let resume_after = {
         let conn = store::open(&settings.db_path)?;
@@ -29,7 +50,7 @@ pub async fn start(mut settings: Settings) -> anyhow::Result<(Settings, Option<C
         generator.resume_after(tp);
     }
     let backlog = generator.history(HISTORY, Utc::now(), TimeDelta::seconds(15));
-    let sim = ChSim::start(ChSimConfig {
+    let companies_house = ChSim::start(ChSimConfig {
         expected_key: None,
         backlog,
         live_from_start: true,
@@ -38,8 +59,47 @@ pub async fn start(mut settings: Settings) -> anyhow::Result<(Settings, Option<C
         chaos: true,
     })
     .await?;
-    settings.ch.base_url = sim.base_url();
+    settings.ch.base_url = companies_house.base_url();
     settings.ch.key = None;
-    tracing::info!("demo: simulated Companies House stream at {}", sim.base_url());
-    Ok((settings, Some(sim)))
+
+    let wig80 = Wig80Sim::start(Wig80Config {
+        snapshot_every: Duration::from_secs(2),
+        protocol_ping_every: Some(Duration::from_secs(20)),
+        naive_timestamps: true,
+        seed: None,
+    })
+    .await?;
+    let carbon = CarbonSim::start(CarbonConfig {
+        token: DEMO_TOKEN.into(),
+        shape: CarbonShape::Actual,
+        publish_every: Duration::from_millis(1500),
+        reap_without_ping: Some(Duration::from_secs(30)),
+        kafka_down: false,
+        seed: None,
+    })
+    .await?;
+    let sse = SseSim::start(SseConfig {
+        token: DEMO_TOKEN.into(),
+        shape: SseShape::Documented,
+        publish_every: Duration::from_secs(3),
+        heartbeat_after: Duration::from_secs(30),
+        retry: Some(2000),
+        seed: None,
+    })
+    .await?;
+
+    let token = ApiKey::new(DEMO_TOKEN);
+    let mut carbon_ws = WsSettings::new(carbon.url(), Dialect::Carbon);
+    carbon_ws.token = token.clone();
+    let mut sse_settings = SseSettings::new(sse.url());
+    sse_settings.token = token;
+    settings.quote_feeds = vec![
+        FeedSpec::websocket("wig80", WsSettings::new(wig80.url(), Dialect::Wig80)),
+        FeedSpec::websocket("carbon", carbon_ws),
+        FeedSpec::sse("carbon-sse", sse_settings),
+    ];
+    settings.missing_tokens.clear();
+    tracing::info!("demo: simulated feeds on 127.0.0.1 (Companies House at {})", companies_house.base_url());
+    let demo = Demo { _companies_house: companies_house, _wig80: wig80, _carbon: carbon, _sse: sse };
+    Ok((settings, demo))
 }

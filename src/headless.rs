@@ -26,6 +26,8 @@ struct Report<'a> {
     r#final: bool,
     feeds: Vec<FeedReport<'a>>,
     strike_off: TallyReport,
+    /// Symbols with a quote, over all quote feeds.
+    symbols: usize,
     store: StoreReport<'a>,
 }
 
@@ -37,6 +39,12 @@ struct FeedReport<'a> {
     events: u64,
     per_min: u64,
     latency_ms: Option<LatencySummary>,
+    /// True when latency comes from naive server-local timestamps.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    latency_estimated: bool,
+    /// Round-trip time of the feed's own ping.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rtt_ms: Option<u64>,
     reconnects: u64,
     gaps: u64,
     malformed: u64,
@@ -76,6 +84,8 @@ pub fn report_line(model: &Model, is_final: bool) -> String {
             events: f.counts.events,
             per_min: f.rate.per_minute(model.now),
             latency_ms: f.latency.summary(model.now),
+            latency_estimated: f.latency_estimated,
+            rtt_ms: f.rtt.map(|d| d.as_millis() as u64),
             reconnects: f.reconnects(),
             gaps: f.counts.gaps,
             malformed: f.counts.malformed,
@@ -90,6 +100,7 @@ pub fn report_line(model: &Model, is_final: bool) -> String {
         r#final: is_final,
         feeds,
         strike_off: model.tally.into(),
+        symbols: model.quotes.len(),
         store: StoreReport { events_written: model.store.events_written, error: model.store.error.as_deref() },
     };
     serde_json::to_string(&report).expect("reports serialise")

@@ -55,7 +55,15 @@ fn watch(args: RunArgs) -> anyhow::Result<()> {
 
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     runtime.block_on(async move {
-        let (settings, _sim) = if settings.demo { demo::start(settings).await? } else { (settings, None) };
+        let (settings, _demo) = if settings.demo {
+            let (settings, demo) = demo::start(settings).await?;
+            (settings, Some(demo))
+        } else {
+            (settings, None)
+        };
+        for name in &settings.missing_tokens {
+            tracing::warn!("{name} is not set: the feed that names it in the config connects without a token");
+        }
         let pipeline = Pipeline::start(pipeline_config(&settings))?;
         let db_path = settings.db_path.clone();
         let summary = if headless {
@@ -63,7 +71,8 @@ fn watch(args: RunArgs) -> anyhow::Result<()> {
             headless::run(pipeline, options, &mut std::io::stdout().lock()).await?
         } else {
             let color = feedtop::ui::theme::color_enabled(args.no_color);
-            tui::run(pipeline, tui::TuiOptions { fps: settings.fps, color }).await?.1
+            let options = tui::TuiOptions { fps: settings.fps, color, stale_after: settings.stale_after };
+            tui::run(pipeline, options).await?.1
         };
         let w = summary.writer;
         if w.unwritten > 0 {
@@ -83,12 +92,14 @@ fn watch(args: RunArgs) -> anyhow::Result<()> {
 
 fn pipeline_config(settings: &Settings) -> PipelineConfig {
     let name = feedtop::app::companies_house_feed_name(&settings.ch.stream);
+    let mut feeds = vec![FeedSpec::companies_house(name, settings.ch.clone())];
+    feeds.extend(settings.quote_feeds.iter().cloned());
     PipelineConfig {
-        feeds: vec![FeedSpec::companies_house(name, settings.ch.clone())],
+        feeds,
         db_path: settings.db_path.clone(),
         latency_window: settings.latency_window,
         demo: settings.demo,
-        writer: WriterSettings::default(),
+        writer: WriterSettings { quote_retention: Some(settings.quote_retention), ..WriterSettings::default() },
     }
 }
 

@@ -352,7 +352,7 @@ fn is_loopback(url: &str) -> bool {
 
 /// The start of an error body as one short line; HTML pages are reduced to nothing
 /// (the status line already says it all).
-async fn body_snippet(response: reqwest::Response) -> String {
+pub(crate) async fn body_snippet(response: reqwest::Response) -> String {
     let read = tokio::time::timeout(Duration::from_secs(2), response.bytes()).await;
     let Ok(Ok(body)) = read else { return String::new() };
     let text = String::from_utf8_lossy(&body[..body.len().min(1024)]);

@@ -62,8 +62,12 @@ pub fn fast_reconnect() -> Reconnect {
 }
 
 pub fn start(settings: ChSettings, db: &Path) -> Pipeline {
+    start_feeds(vec![FeedSpec::companies_house(FEED, settings)], db)
+}
+
+pub fn start_feeds(feeds: Vec<FeedSpec>, db: &Path) -> Pipeline {
     Pipeline::start(PipelineConfig {
-        feeds: vec![FeedSpec::companies_house(FEED, settings)],
+        feeds,
         db_path: db.to_path_buf(),
         latency_window: Duration::from_secs(300),
         demo: false,

@@ -1,0 +1,174 @@
+//! Server-Sent Events quote feeds (protocols.md §4).
+//!
+//! A long `GET` with `Accept: text/event-stream`. The parser follows the full
+//! SSE rules but feedtop never depends on them: the real server sends only
+//! `data:` lines and stays silent for the first 30 s, so the read-idle timeout
+//! must be longer than that. When the server sends `id:` lines, the last one
+//! goes back as `Last-Event-ID` on reconnect; a `retry:` sets the minimum wait
+//! (clamped, so neither 0 nor 10 hours is taken literally).
+
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use tokio::time::Instant;
+
+use super::companies_house::{body_snippet, error_chain, http_client};
+use super::decode::sse::{decode_event, SseItem, SseParser};
+use super::secret::{with_token, ApiKey};
+use super::session::QuoteSession;
+use super::supervisor::{Connector, FeedLink, Outcome, Reconnect, Retry};
+use super::{ConnState, FeedMsgKind};
+
+/// The shortest wait a server's `retry:` may ask for.
+const MIN_RETRY: Duration = Duration::from_millis(250);
+
+#[derive(Debug, Clone)]
+pub struct SseSettings {
+    pub url: String,
+    pub token: Option<ApiKey>,
+    /// Keep only these symbols (empty: all).
+    pub symbols: Vec<String>,
+    pub reconnect: Reconnect,
+    pub max_event: usize,
+}
+
+impl SseSettings {
+    pub fn new(url: impl Into<String>) -> Self {
+        Self {
+            url: url.into(),
+            token: None,
+            symbols: Vec::new(),
+            // The server's first heartbeat comes after 30 s of silence.
+            reconnect: Reconnect { read_timeout: Duration::from_secs(75), ..Reconnect::default() },
+            max_event: 4 * 1024 * 1024,
+        }
+    }
+}
+
+pub struct SseConnector {
+    settings: SseSettings,
+    client: reqwest::Client,
+    /// The last `id:` the server sent, carried across connections.
+    last_event_id: Option<String>,
+    /// The last `retry:` the server sent.
+    retry: Option<Duration>,
+}
+
+impl SseConnector {
+    pub fn new(settings: SseSettings) -> anyhow::Result<Self> {
+        let client = http_client(&settings.url, settings.reconnect.connect_timeout)?;
+        Ok(Self { settings, client, last_event_id: None, retry: None })
+    }
+
+    fn scrub(&self, text: String) -> String {
+        match &self.settings.token {
+            Some(t) => t.scrub(&text),
+            None => text,
+        }
+    }
+
+    fn retry_after_drop(&self) -> Retry {
+        match self.retry {
+            Some(r) => Retry::AtLeast(r.clamp(MIN_RETRY, self.settings.reconnect.backoff_cap)),
+            None => Retry::Backoff,
+        }
+    }
+}
+
+/// `{"detail":{"error":"INVALID_TOKEN","message":"…"}}` → `INVALID_TOKEN: …`.
+fn detail_text(body: &str) -> Option<String> {
+    let v: serde_json::Value = serde_json::from_str(body).ok()?;
+    let detail = v.get("detail")?;
+    match (detail.get("error").and_then(|e| e.as_str()), detail.get("message").and_then(|m| m.as_str())) {
+        (Some(e), Some(m)) => Some(format!("{e}: {m}")),
+        (Some(e), None) => Some(e.to_string()),
+        _ => detail.as_str().map(str::to_string),
+    }
+}
+
+impl Connector for SseConnector {
+    async fn attempt(&mut self, link: &mut FeedLink) -> Outcome {
+        let url = with_token(&self.settings.url, self.settings.token.as_ref());
+        let mut request =
+            self.client.get(url).header("Accept", "text/event-stream").header("Cache-Control", "no-cache");
+        if let Some(id) = &self.last_event_id {
+            request = request.header("Last-Event-ID", id);
+        }
+        let response = tokio::select! {
+            r = request.send() => r,
+            cmd = link.command() => return FeedLink::on_command(cmd),
+        };
+        let response = match response {
+            Ok(r) => r,
+            Err(e) => return Outcome::failed(self.scrub(format!("cannot connect: {}", error_chain(&e))), Retry::Backoff),
+        };
+        let status = response.status();
+        if !status.is_success() {
+            let body = body_snippet(response).await;
+            let shown = detail_text(&body).unwrap_or(body);
+            let message = if shown.is_empty() { format!("HTTP {status}") } else { format!("HTTP {status}: {shown}") };
+            let retry = match status.as_u16() {
+                401 | 403 => Retry::Auth,
+                429 => Retry::AtLeast(Duration::from_secs(60)),
+                _ => Retry::Backoff,
+            };
+            return Outcome::failed(message, retry);
+        }
+        if !link.send(FeedMsgKind::State(ConnState::Live)).await {
+            return Outcome::Shutdown;
+        }
+        let live_since = Instant::now();
+        let read_timeout = self.settings.reconnect.read_timeout;
+        let mut session = QuoteSession::new(&self.settings.symbols);
+        let mut parser = SseParser::new(self.settings.max_event);
+        let mut body = response.bytes_stream();
+        let mut items = Vec::new();
+        let end = loop {
+            let next = tokio::select! {
+                next = tokio::time::timeout(read_timeout, body.next()) => next,
+                cmd = link.command() => return FeedLink::on_command(cmd),
+            };
+            match next {
+                Err(_) => break format!("no data for {}s (read-idle timeout); reconnecting", read_timeout.as_secs_f64()),
+                Ok(None) => break "the server closed the stream".to_string(),
+                Ok(Some(Err(e))) => break format!("stream failed: {}", error_chain(&e)),
+                Ok(Some(Ok(chunk))) => {
+                    parser.push(&chunk, &mut items);
+                    if items.is_empty() && !link.send(FeedMsgKind::Bytes).await {
+                        return Outcome::Shutdown;
+                    }
+                    for item in items.drain(..) {
+                        let kind = match item {
+                            SseItem::Event(event) => session.on_decoded(decode_event(&event)),
+                            SseItem::Comment => FeedMsgKind::KeepAlive,
+                            SseItem::TooLong => FeedMsgKind::TooLong,
+                        };
+                        if !link.send(kind).await {
+                            return Outcome::Shutdown;
+                        }
+                    }
+                }
+            }
+        };
+        if let Some(id) = parser.last_event_id() {
+            self.last_event_id = Some(id.to_string());
+        }
+        self.retry = parser.retry().or(self.retry);
+        let (error, retry) = session.ending(self.scrub(end));
+        let retry = if retry == Retry::Backoff { self.retry_after_drop() } else { retry };
+        Outcome::Dropped { error, live_for: live_since.elapsed(), retry }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn detail_of_a_401_body() {
+        let body = r#"{"detail":{"error":"INVALID_TOKEN","message":"Invalid SSE token"}}"#;
+        assert_eq!(detail_text(body).as_deref(), Some("INVALID_TOKEN: Invalid SSE token"));
+        assert_eq!(detail_text(r#"{"detail":"Not Found"}"#).as_deref(), Some("Not Found"));
+        assert_eq!(detail_text("<html>"), None);
+    }
+}

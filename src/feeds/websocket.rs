@@ -1,0 +1,192 @@
+//! WebSocket quote feeds (protocols.md §2 and §3).
+//!
+//! One connection per feed: connect (with the token in the query for carbon),
+//! subscribe, ping every `ping_every` (carbon drops a client that stays quiet
+//! for 30 s; the pong also gives the round-trip time), and read frames until
+//! the server closes, the socket dies or nothing arrives for `read_timeout`.
+//! The dialect only changes the frames: decoding lives in `decode::*`.
+
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Map, Value};
+use tokio::time::{interval_at, Instant, MissedTickBehavior};
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::tungstenite::{Error as WsError, Message};
+
+use super::decode::{self, carbon, wig80};
+use super::quote::Dialect;
+use super::secret::{redact_url, with_token, ApiKey};
+use super::session::QuoteSession;
+use super::supervisor::{Connector, FeedLink, Outcome, Reconnect, Retry};
+use super::{ConnState, FeedMsgKind};
+
+/// Frames larger than this end the connection (counted) instead of memory.
+pub const MAX_FRAME: usize = 4 * 1024 * 1024;
+
+#[derive(Debug, Clone)]
+pub struct WsSettings {
+    pub url: String,
+    pub dialect: Dialect,
+    /// carbon: the JWT, sent as `?token=`.
+    pub token: Option<ApiKey>,
+    /// carbon: topics to subscribe to.
+    pub topics: Vec<String>,
+    /// carbon: subscription filters, e.g. `{"commodity": "oil"}`.
+    pub filters: Option<Map<String, Value>>,
+    /// Keep only these symbols (empty: all).
+    pub symbols: Vec<String>,
+    pub ping_every: Duration,
+    pub reconnect: Reconnect,
+    pub max_frame: usize,
+}
+
+impl WsSettings {
+    pub fn new(url: impl Into<String>, dialect: Dialect) -> Self {
+        Self {
+            url: url.into(),
+            dialect,
+            token: None,
+            topics: vec!["served.market.latest_prices.v1".to_string()],
+            filters: None,
+            symbols: Vec::new(),
+            ping_every: Duration::from_secs(12),
+            // wig80 sends a snapshot every 30 s and our pings are answered
+            // every 12 s, so a minute of silence means a dead connection.
+            reconnect: Reconnect { read_timeout: Duration::from_secs(60), ..Reconnect::default() },
+            max_frame: MAX_FRAME,
+        }
+    }
+
+    fn subscribe_frame(&self) -> String {
+        match self.dialect {
+            Dialect::Wig80 => wig80::subscribe(),
+            Dialect::Carbon => carbon::subscribe(&self.topics, self.filters.as_ref()),
+        }
+    }
+
+    fn ping_frame(&self) -> String {
+        match self.dialect {
+            Dialect::Wig80 => wig80::ping(),
+            Dialect::Carbon => carbon::ping(),
+        }
+    }
+
+    /// Error text fit to show: no token in it.
+    fn scrub(&self, text: String) -> String {
+        match &self.token {
+            Some(t) => t.scrub(&text),
+            None => text,
+        }
+    }
+}
+
+pub struct WsConnector {
+    settings: WsSettings,
+}
+
+impl WsConnector {
+    pub fn new(settings: WsSettings) -> Self {
+        Self { settings }
+    }
+
+    fn handshake_failure(&self, e: WsError) -> Outcome {
+        let shown = redact_url(&self.settings.url);
+        match e {
+            WsError::Http(response) => {
+                let status = response.status();
+                let retry = if matches!(status.as_u16(), 401 | 403) { Retry::Auth } else { Retry::Backoff };
+                Outcome::failed(format!("HTTP {status} from {shown} instead of a WebSocket upgrade"), retry)
+            }
+            other => Outcome::failed(self.settings.scrub(format!("cannot connect to {shown}: {other}")), Retry::Backoff),
+        }
+    }
+}
+
+impl Connector for WsConnector {
+    async fn attempt(&mut self, link: &mut FeedLink) -> Outcome {
+        let s = &self.settings;
+        let url = with_token(&s.url, s.token.as_ref());
+        let config = WebSocketConfig::default().max_message_size(Some(s.max_frame)).max_frame_size(Some(s.max_frame));
+        let connect = tokio::time::timeout(
+            s.reconnect.connect_timeout,
+            tokio_tungstenite::connect_async_with_config(url, Some(config), true),
+        );
+        let connected = tokio::select! {
+            r = connect => r,
+            cmd = link.command() => return FeedLink::on_command(cmd),
+        };
+        let mut ws = match connected {
+            Err(_) => {
+                return Outcome::failed(
+                    format!("no WebSocket handshake within {}s", s.reconnect.connect_timeout.as_secs()),
+                    Retry::Backoff,
+                )
+            }
+            Ok(Err(e)) => return self.handshake_failure(e),
+            Ok(Ok((ws, _response))) => ws,
+        };
+        let s = &self.settings;
+        if !link.send(FeedMsgKind::State(ConnState::Live)).await {
+            return Outcome::Shutdown;
+        }
+        let live_since = Instant::now();
+        let mut session = QuoteSession::new(&s.symbols);
+        let mut ping = interval_at(Instant::now() + s.ping_every, s.ping_every);
+        ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
+
+        // Subscribing again after every reconnect is what resumes the flow.
+        let end = if let Err(e) = ws.send(Message::text(s.subscribe_frame())).await {
+            format!("sending the subscription failed: {e}")
+        } else {
+            loop {
+                let next = tokio::select! {
+                    cmd = link.command() => {
+                        let _ = tokio::time::timeout(Duration::from_secs(1), ws.close(None)).await;
+                        return FeedLink::on_command(cmd);
+                    }
+                    _ = ping.tick() => {
+                        session.ping_sent(std::time::Instant::now());
+                        if let Err(e) = ws.send(Message::text(s.ping_frame())).await {
+                            break format!("sending a ping failed: {e}");
+                        }
+                        continue;
+                    }
+                    next = tokio::time::timeout(s.reconnect.read_timeout, ws.next()) => next,
+                };
+                let kind = match next {
+                    Err(_) => {
+                        break format!("no data for {}s (read-idle timeout); reconnecting", s.reconnect.read_timeout.as_secs_f64())
+                    }
+                    Ok(None) => break "the connection closed".to_string(),
+                    Ok(Some(Err(WsError::Capacity(e)))) => {
+                        if !link.send(FeedMsgKind::TooLong).await {
+                            return Outcome::Shutdown;
+                        }
+                        break format!("a frame over the {} KiB limit ({e}); reconnecting", s.max_frame / 1024);
+                    }
+                    Ok(Some(Err(e))) => break format!("connection failed: {e}"),
+                    Ok(Some(Ok(message))) => match message {
+                        Message::Text(text) => session.on_decoded(decode::decode(s.dialect, text.as_str())),
+                        Message::Binary(bytes) => {
+                            FeedMsgKind::Malformed { reason: format!("binary frame of {} bytes ignored", bytes.len()) }
+                        }
+                        Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => FeedMsgKind::Bytes,
+                        Message::Close(frame) => {
+                            break match frame {
+                                Some(f) if f.reason.is_empty() => format!("closed by the server (code {})", u16::from(f.code)),
+                                Some(f) => format!("closed by the server (code {}: {})", u16::from(f.code), f.reason),
+                                None => "closed by the server".to_string(),
+                            }
+                        }
+                    },
+                };
+                if !link.send(kind).await {
+                    return Outcome::Shutdown;
+                }
+            }
+        };
+        let (error, retry) = session.ending(self.settings.scrub(end));
+        Outcome::Dropped { error, live_for: live_since.elapsed(), retry }
+    }
+}
