@@ -514,6 +514,9 @@ mod tests {
         p.push(b"id: 1\ndata: a\n\nid: 2\ndata: 0123456789012345678901234567890123456789\n\n", &mut out);
         assert_eq!(out, [event("message", "a", Some("1")), SseItem::TooLong]);
         assert_eq!(p.last_event_id(), Some("1"));
+        p.push(b"data: b\n\n", &mut out);
+        assert_eq!(out[2], event("message", "b", Some("1")));
+        assert_eq!(p.last_event_id(), Some("1"));
     }
 
     #[test]
