@@ -7,6 +7,7 @@
 
 pub mod backoff;
 pub mod companies_house;
+pub mod decode;
 pub mod lines;
 pub mod quote;
 pub mod secret;
