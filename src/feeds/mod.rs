@@ -12,7 +12,9 @@ pub mod lines;
 pub mod quote;
 pub mod secret;
 pub mod session;
+pub mod sse;
 pub mod supervisor;
+pub mod websocket;
 
 use chrono::{DateTime, Utc};
 
