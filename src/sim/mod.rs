@@ -7,6 +7,10 @@
 
 pub mod companies_house;
 pub mod company_gen;
+pub mod prices;
+pub mod wig80;
 
 pub use companies_house::{ChSim, ChSimConfig, ConnPlan, Fault, RequestRecord};
 pub use company_gen::{CompanyGen, GeneratorConfig};
+pub use prices::{commodities, commodity_of, wig80_symbols, PriceWalk, Quote};
+pub use wig80::{Wig80Config, Wig80Sim, WsPlan};
