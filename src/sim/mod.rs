@@ -5,11 +5,13 @@
 //! stream mid-line, stall after the headers, refuse a connection, answer 429 or
 //! 416. Tests script those faults per connection; the demo injects them at random.
 
+pub mod carbon;
 pub mod companies_house;
 pub mod company_gen;
 pub mod prices;
 pub mod wig80;
 
+pub use carbon::{CarbonConfig, CarbonShape, CarbonSim};
 pub use companies_house::{ChSim, ChSimConfig, ConnPlan, Fault, RequestRecord};
 pub use company_gen::{CompanyGen, GeneratorConfig};
 pub use prices::{commodities, commodity_of, wig80_symbols, PriceWalk, Quote};

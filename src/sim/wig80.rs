@@ -863,7 +863,7 @@ pub(crate) mod tests {
     }
 
     /// Key order of a JSON object as it appears in the text (serde_json's map sorts).
-    fn key_order(object_text: &str) -> Vec<String> {
+    pub(crate) fn key_order(object_text: &str) -> Vec<String> {
         let mut keys = Vec::new();
         let mut depth = 0;
         let mut chars = object_text.char_indices().peekable();
@@ -895,7 +895,7 @@ pub(crate) mod tests {
 
     /// Replaces every number and string value with a placeholder, keeping keys,
     /// punctuation and spacing: two frames with the same skeleton are byte-compatible.
-    fn skeleton(text: &str) -> String {
+    pub(crate) fn skeleton(text: &str) -> String {
         let mut out = String::new();
         let mut chars = text.chars().peekable();
         while let Some(c) = chars.next() {
