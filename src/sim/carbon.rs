@@ -306,7 +306,13 @@ struct Shared {
     rng: Mutex<StdRng>,
 }
 
-async fn run(listener: TcpListener, shared: Arc<Shared>, mut stop: watch::Receiver<bool>, every: Duration, mut walk: PriceWalk) {
+async fn run(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    mut stop: watch::Receiver<bool>,
+    every: Duration,
+    mut walk: PriceWalk,
+) {
     let mut connections = JoinSet::new();
     let mut timer = ttime::interval_at(ttime::Instant::now() + every, every);
     timer.set_missed_tick_behavior(MissedTickBehavior::Delay);
@@ -361,7 +367,12 @@ async fn serve_connection(socket: TcpStream, shared: Arc<Shared>, plan: WsPlan) 
         return;
     }
     let id = uuid4(&mut lock(&shared.rng));
-    let greeting = py_json(&Established { kind: "connection_established", connection_id: &id, user_id: USER_ID, tenant_id: TENANT_ID });
+    let greeting = py_json(&Established {
+        kind: "connection_established",
+        connection_id: &id,
+        user_id: USER_ID,
+        tenant_id: TENANT_ID,
+    });
     if !conn.send_text(greeting).await {
         return;
     }
@@ -1030,12 +1041,24 @@ mod tests {
             (r#"{"action": "hello", "data": {}}"#, "harness/ws-unknown-action"),
             ("this is not json{", "harness/ws-invalid-json"),
             ("[1,2,3]", "harness/ws-json-array"),
-            (r#"{"action": "subscribe", "data": {"topics": ["254carbon.market.data.v1"]}}"#, "harness/ws-subscribe-listed-topic"),
-            (r#"{"action": "subscribe", "data": {"topics": "served.market.latest_prices.v1"}}"#, "harness/ws-subscribe-topics-not-list"),
+            (
+                r#"{"action": "subscribe", "data": {"topics": ["254carbon.market.data.v1"]}}"#,
+                "harness/ws-subscribe-listed-topic",
+            ),
+            (
+                r#"{"action": "subscribe", "data": {"topics": "served.market.latest_prices.v1"}}"#,
+                "harness/ws-subscribe-topics-not-list",
+            ),
             (r#"{"action": "subscribe", "data": {}}"#, "harness/ws-subscribe-no-topics"),
-            (r#"{"action": "subscribe", "data": {"topics": ["served.market.latest_prices.v1"]}}"#, "harness/ws-subscribe"),
+            (
+                r#"{"action": "subscribe", "data": {"topics": ["served.market.latest_prices.v1"]}}"#,
+                "harness/ws-subscribe",
+            ),
             (r#"{"action": "list_topics", "data": {}}"#, "harness/ws-list_topics"),
-            (r#"{"action": "unsubscribe", "data": {"topics": ["served.market.latest_prices.v1"]}}"#, "harness/ws-unsubscribe"),
+            (
+                r#"{"action": "unsubscribe", "data": {"topics": ["served.market.latest_prices.v1"]}}"#,
+                "harness/ws-unsubscribe",
+            ),
         ];
         for (request, label) in cases {
             send(&mut client, request).await;

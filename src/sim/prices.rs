@@ -199,7 +199,8 @@ mod tests {
         for (name, _) in commodities() {
             assert!(commodity_of(name).is_some(), "{name} has no commodity class");
         }
-        let classes: std::collections::BTreeSet<_> = commodities().iter().filter_map(|(n, _)| commodity_of(n)).collect();
+        let classes: std::collections::BTreeSet<_> =
+            commodities().iter().filter_map(|(n, _)| commodity_of(n)).collect();
         assert_eq!(classes.into_iter().collect::<Vec<_>>(), ["carbon", "coal", "gas", "oil", "power"]);
         assert_eq!(commodity_of("PKN"), None);
     }
@@ -249,7 +250,12 @@ mod tests {
             walk.step();
             for (q, prev) in walk.quotes().iter().zip(before) {
                 // One step moves at most MAX_MOVE, plus rounding (to 0.01 at most).
-                assert!((q.price - prev).abs() <= prev * MAX_MOVE + 0.0051, "{} jumped {prev} -> {}", q.symbol, q.price);
+                assert!(
+                    (q.price - prev).abs() <= prev * MAX_MOVE + 0.0051,
+                    "{} jumped {prev} -> {}",
+                    q.symbol,
+                    q.price
+                );
             }
         }
         for q in walk.quotes() {

@@ -688,6 +688,8 @@ pub(crate) async fn open(
     }
     let _ = socket.set_nodelay(true);
     let mut target = String::new();
+    // The signature is tungstenite's `Callback`: the large error type is theirs.
+    #[allow(clippy::result_large_err)]
     let callback = |request: &Request, response: Response| -> Result<Response, ErrorResponse> {
         target = request.uri().to_string();
         match path {
@@ -911,7 +913,7 @@ pub(crate) mod tests {
                     if chars.peek() == Some(&':') {
                         out.push_str(&format!("\"{s}\""));
                     } else {
-                        out.push_str("S");
+                        out.push('S');
                     }
                 }
                 '-' | '0'..='9' => {
@@ -977,7 +979,8 @@ pub(crate) mod tests {
         assert_eq!(skeleton(&snapshot), skeleton(captured));
         let value = json(&snapshot);
         assert_eq!(value["count"], 16);
-        let symbols: Vec<&str> = value["data"].as_array().unwrap().iter().map(|q| q["symbol"].as_str().unwrap()).collect();
+        let symbols: Vec<&str> =
+            value["data"].as_array().unwrap().iter().map(|q| q["symbol"].as_str().unwrap()).collect();
         let expected: Vec<&str> = wig80_symbols().into_iter().map(|(s, _)| s).collect();
         assert_eq!(symbols, expected);
         for quote in value["data"].as_array().unwrap() {
