@@ -243,13 +243,14 @@ async fn serve_connection(socket: TcpStream, shared: Arc<Shared>, plan: WsPlan) 
         timer
     });
     loop {
-        let frame = tokio::select! {
+        // `(frame, is_snapshot)`
+        let out = tokio::select! {
             _ = &mut first, if first_due => {
                 first_due = false;
-                Some(shared.snapshot())
+                Some((shared.snapshot(), true))
             }
             snapshot = snapshots.recv() => match snapshot {
-                Ok(frame) => Some(frame.to_string()),
+                Ok(frame) => Some((frame.to_string(), true)),
                 Err(broadcast::error::RecvError::Lagged(_)) => None,
                 Err(broadcast::error::RecvError::Closed) => return,
             },
@@ -262,21 +263,22 @@ async fn serve_connection(socket: TcpStream, shared: Arc<Shared>, plan: WsPlan) 
             incoming = conn.next() => match incoming {
                 Incoming::Text(text) => {
                     shared.ws.record(&text);
-                    reply_to(&text, &shared, &mut subscribed)
+                    reply_to(&text, &shared, &mut subscribed).map(|reply| (reply, false))
                 }
                 // `json.loads` takes bytes too: a binary frame is read like text.
-                Incoming::Binary(bytes) => reply_to(&String::from_utf8_lossy(&bytes), &shared, &mut subscribed),
+                Incoming::Binary(bytes) => {
+                    reply_to(&String::from_utf8_lossy(&bytes), &shared, &mut subscribed).map(|reply| (reply, false))
+                }
                 Incoming::Other => None,
                 Incoming::Gone | Incoming::Dropped => return,
             },
         };
-        if let Some(frame) = frame {
-            let is_snapshot = frame.starts_with(r#"{"type": "stock_updates""#);
-            if !conn.send_text(frame).await {
-                return;
-            }
+        if let Some((frame, is_snapshot)) = out {
             if is_snapshot {
                 shared.snapshots_sent.fetch_add(1, Ordering::SeqCst);
+            }
+            if !conn.send_text(frame).await {
+                return;
             }
         }
     }
