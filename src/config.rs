@@ -124,8 +124,8 @@ pub struct StorageFile {
 
 impl FileConfig {
     pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
-        let config: Self =
-            toml::from_str(text).map_err(|e| ConfigError::Parse { path: path.to_path_buf(), message: one_line(&e, text) })?;
+        let config: Self = toml::from_str(text)
+            .map_err(|e| ConfigError::Parse { path: path.to_path_buf(), message: one_line(&e, text) })?;
         config.check_feeds().map_err(|(name, why)| {
             let line = text.lines().position(|l| l.contains(&format!("\"{name}\""))).map_or(0, |i| i + 1);
             ConfigError::Parse { path: path.to_path_buf(), message: format!("line {line}: feed \"{name}\": {why}") }
@@ -287,10 +287,7 @@ fn quote_feed(f: &FeedFile, env: &dyn Fn(&str) -> Option<String>) -> FeedSpec {
 }
 
 fn toml_to_json(table: toml::Table) -> serde_json::Map<String, serde_json::Value> {
-    table
-        .into_iter()
-        .map(|(k, v)| (k, serde_json::to_value(v).unwrap_or(serde_json::Value::Null)))
-        .collect()
+    table.into_iter().map(|(k, v)| (k, serde_json::to_value(v).unwrap_or(serde_json::Value::Null))).collect()
 }
 
 #[cfg(test)]

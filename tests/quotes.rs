@@ -79,7 +79,9 @@ async fn wig80_subscribes_receives_and_resubscribes_after_a_drop() {
 
     sim.drop_all();
     let before = p.model.feeds[0].counts.events;
-    assert!(drive_until(&mut p, WAIT, |m| m.feeds[0].reconnects() == 1 && m.feeds[0].counts.events > before + 16).await);
+    assert!(
+        drive_until(&mut p, WAIT, |m| m.feeds[0].reconnects() == 1 && m.feeds[0].counts.events > before + 16).await
+    );
     assert!(sim.wait_for_received(|f| subscribes(f, "\"subscribe\"") >= 2, WAIT).await, "re-subscribed");
     assert_eq!(p.model.feeds[0].state, ConnState::Live);
     let pkn = p.model.quotes.get("PKN", 0).unwrap();
@@ -106,7 +108,15 @@ async fn wig80_survives_garbage_and_a_stall() {
     // Garbage: a binary frame and bad JSON are counted; the 2 MiB frame is over
     // the 1 MiB limit and ends that connection. The stall is then noticed by
     // the read timeout, and the third connection serves normally.
-    assert!(drive_until(&mut p, WAIT, |m| m.feeds[0].reconnects() >= 2 && symbols(m) == 16).await);
+    let ok = drive_until(&mut p, WAIT, |m| m.feeds[0].reconnects() >= 2 && symbols(m) == 16).await;
+    assert!(
+        ok,
+        "{:?} {:?} {:?} symbols {}",
+        p.model.feeds[0].state,
+        p.model.feeds[0].counts,
+        p.model.feeds[0].last_error,
+        symbols(&p.model)
+    );
     let f = &p.model.feeds[0];
     assert!(f.counts.malformed >= 1, "{:?}", f.counts);
     assert!(f.counts.too_long >= 1, "{:?}", f.counts);
@@ -193,10 +203,8 @@ async fn sse_resumes_with_last_event_id() {
 async fn sse_data_only_frames_and_bad_token() {
     let sim = sse_sim(SseShape::Actual).await;
     let (_dir, db) = temp_db();
-    let feeds = vec![
-        FeedSpec::sse("good", sse(sim.url(), TOKEN)),
-        FeedSpec::sse("bad", sse(sim.url(), "nope-token-3")),
-    ];
+    let feeds =
+        vec![FeedSpec::sse("good", sse(sim.url(), TOKEN)), FeedSpec::sse("bad", sse(sim.url(), "nope-token-3"))];
     let mut p = start_feeds(feeds, &db);
     assert!(
         drive_until(&mut p, WAIT, |m| m.feeds[0].counts.events >= 5

@@ -64,7 +64,7 @@ fn demo_tui_draws_pauses_helps_and_restores_the_terminal() {
         return;
     };
     let screen = tmux.wait_for("the live demo with strike-off changes", |s| {
-        s.contains("1/1 live") && s.contains("Strike-off changes — entered") && !s.contains("entered 0 ")
+        s.contains("4/4 live") && s.contains("Strike-off changes — entered") && !s.contains("entered 0 ")
     });
     assert!(screen.contains("DEMO"), "{screen}");
     assert!(screen.contains("Strike-off changes"), "{screen}");

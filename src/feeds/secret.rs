@@ -56,7 +56,8 @@ pub fn redact_url(url: &str) -> String {
     let pairs: Vec<(String, String)> = u
         .query_pairs()
         .map(|(k, v)| {
-            let secret = matches!(k.to_ascii_lowercase().as_str(), "token" | "key" | "apikey" | "api_key" | "access_token");
+            let secret =
+                matches!(k.to_ascii_lowercase().as_str(), "token" | "key" | "apikey" | "api_key" | "access_token");
             (k.into_owned(), if secret { "***".to_string() } else { v.into_owned() })
         })
         .collect();

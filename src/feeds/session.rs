@@ -53,8 +53,12 @@ impl QuoteSession {
                 None => FeedMsgKind::Bytes,
             },
             Ok(Decoded::Connected { detail }) => FeedMsgKind::Notice(format!("connected {detail}").trim().to_string()),
-            Ok(Decoded::Subscribed { ok: true, detail }) => FeedMsgKind::Notice(format!("subscribed {detail}").trim().to_string()),
-            Ok(Decoded::Subscribed { ok: false, detail }) => FeedMsgKind::Error(format!("subscription refused: {detail}")),
+            Ok(Decoded::Subscribed { ok: true, detail }) => {
+                FeedMsgKind::Notice(format!("subscribed {detail}").trim().to_string())
+            }
+            Ok(Decoded::Subscribed { ok: false, detail }) => {
+                FeedMsgKind::Error(format!("subscription refused: {detail}"))
+            }
             Ok(Decoded::Heartbeat | Decoded::Ignored) => FeedMsgKind::Bytes,
             Ok(Decoded::ServerError { code, message, kind }) => {
                 let text = format!("server error {code}: {message}");
@@ -110,7 +114,11 @@ mod tests {
         let (text, retry) = s.ending("closed (1000)".into());
         assert_eq!(retry, Retry::AtLeast(SERVER_ERROR_WAIT));
         assert!(text.contains("KAFKA_PRODUCER_NOT_STARTED"), "{text}");
-        s.on_decoded(Ok(Decoded::ServerError { code: "INVALID_TOKEN".into(), message: "x".into(), kind: ErrorKind::Auth }));
+        s.on_decoded(Ok(Decoded::ServerError {
+            code: "INVALID_TOKEN".into(),
+            message: "x".into(),
+            kind: ErrorKind::Auth,
+        }));
         assert_eq!(s.ending("closed".into()).1, Retry::Auth);
     }
 

@@ -100,7 +100,9 @@ impl Connector for SseConnector {
         };
         let response = match response {
             Ok(r) => r,
-            Err(e) => return Outcome::failed(self.scrub(format!("cannot connect: {}", error_chain(&e))), Retry::Backoff),
+            Err(e) => {
+                return Outcome::failed(self.scrub(format!("cannot connect: {}", error_chain(&e))), Retry::Backoff)
+            }
         };
         let status = response.status();
         if !status.is_success() {
@@ -129,7 +131,9 @@ impl Connector for SseConnector {
                 cmd = link.command() => return FeedLink::on_command(cmd),
             };
             match next {
-                Err(_) => break format!("no data for {}s (read-idle timeout); reconnecting", read_timeout.as_secs_f64()),
+                Err(_) => {
+                    break format!("no data for {}s (read-idle timeout); reconnecting", read_timeout.as_secs_f64())
+                }
                 Ok(None) => break "the server closed the stream".to_string(),
                 Ok(Some(Err(e))) => break format!("stream failed: {}", error_chain(&e)),
                 Ok(Some(Ok(chunk))) => {

@@ -98,7 +98,9 @@ impl WsConnector {
                 let retry = if matches!(status.as_u16(), 401 | 403) { Retry::Auth } else { Retry::Backoff };
                 Outcome::failed(format!("HTTP {status} from {shown} instead of a WebSocket upgrade"), retry)
             }
-            other => Outcome::failed(self.settings.scrub(format!("cannot connect to {shown}: {other}")), Retry::Backoff),
+            other => {
+                Outcome::failed(self.settings.scrub(format!("cannot connect to {shown}: {other}")), Retry::Backoff)
+            }
         }
     }
 }
@@ -139,6 +141,10 @@ impl Connector for WsConnector {
         let end = if let Err(e) = ws.send(Message::text(s.subscribe_frame())).await {
             format!("sending the subscription failed: {e}")
         } else {
+            // The idle deadline moves only when something arrives: our own
+            // pings must not keep a dead connection looking alive.
+            let read_timeout = s.reconnect.read_timeout;
+            let mut deadline = Instant::now() + read_timeout;
             loop {
                 let next = tokio::select! {
                     cmd = link.command() => {
@@ -152,21 +158,22 @@ impl Connector for WsConnector {
                         }
                         continue;
                     }
-                    next = tokio::time::timeout(s.reconnect.read_timeout, ws.next()) => next,
-                };
-                let kind = match next {
-                    Err(_) => {
-                        break format!("no data for {}s (read-idle timeout); reconnecting", s.reconnect.read_timeout.as_secs_f64())
+                    _ = tokio::time::sleep_until(deadline) => {
+                        break format!("no data for {}s (read-idle timeout); reconnecting", read_timeout.as_secs_f64());
                     }
-                    Ok(None) => break "the connection closed".to_string(),
-                    Ok(Some(Err(WsError::Capacity(e)))) => {
+                    next = ws.next() => next,
+                };
+                deadline = Instant::now() + read_timeout;
+                let kind = match next {
+                    None => break "the connection closed".to_string(),
+                    Some(Err(WsError::Capacity(e))) => {
                         if !link.send(FeedMsgKind::TooLong).await {
                             return Outcome::Shutdown;
                         }
                         break format!("a frame over the {} KiB limit ({e}); reconnecting", s.max_frame / 1024);
                     }
-                    Ok(Some(Err(e))) => break format!("connection failed: {e}"),
-                    Ok(Some(Ok(message))) => match message {
+                    Some(Err(e)) => break format!("connection failed: {e}"),
+                    Some(Ok(message)) => match message {
                         Message::Text(text) => session.on_decoded(decode::decode(s.dialect, text.as_str())),
                         Message::Binary(bytes) => {
                             FeedMsgKind::Malformed { reason: format!("binary frame of {} bytes ignored", bytes.len()) }
@@ -174,7 +181,9 @@ impl Connector for WsConnector {
                         Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => FeedMsgKind::Bytes,
                         Message::Close(frame) => {
                             break match frame {
-                                Some(f) if f.reason.is_empty() => format!("closed by the server (code {})", u16::from(f.code)),
+                                Some(f) if f.reason.is_empty() => {
+                                    format!("closed by the server (code {})", u16::from(f.code))
+                                }
                                 Some(f) => format!("closed by the server (code {}: {})", u16::from(f.code), f.reason),
                                 None => "closed by the server".to_string(),
                             }
