@@ -75,8 +75,13 @@ fn with_tickers(area: Rect, model: &Model, filter: &str) -> Areas {
     // Every feed keeps its connections row: that is what the tool is for.
     let connections = 2 + feeds.clamp(1, 8);
     let mut rest = area.height.saturating_sub(header + connections + 1);
-    let lists_floor = take(LISTS_MIN, &mut rest);
-    let metrics = take((2 + feeds.clamp(1, 6)).max(if area.height >= 40 { 7 } else { 4 }), &mut rest);
+    let mut lists_floor = take(LISTS_MIN, &mut rest);
+    let mut metrics = take((2 + feeds.clamp(1, 6)).max(if area.height >= 40 { 7 } else { 4 }), &mut rest);
+    if metrics < 3 {
+        // Titles and a table header without a single row: the lists use it better.
+        lists_floor += metrics;
+        metrics = 0;
+    }
     let log_floor = take(LOG_MIN, &mut rest);
     // A tall terminal grows the log too, but the lists get most of it.
     let log_extra = ((area.height / 5).clamp(LOG_MIN, 12) - LOG_MIN).min(rest / 3);

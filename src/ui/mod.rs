@@ -19,6 +19,8 @@ pub mod view;
 mod screen_tests;
 #[cfg(test)]
 mod test_support;
+#[cfg(test)]
+mod ticker_screen_tests;
 
 use ratatui::layout::Rect;
 use ratatui::widgets::{Paragraph, Wrap};

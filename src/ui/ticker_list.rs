@@ -2,7 +2,7 @@
 //! and the sort the user picked. The pane and the scroll bounds both use
 //! [`visible`], so they always agree on the row count.
 
-use std::cmp::Ordering;
+use std::cmp::{Ordering, Reverse};
 
 use crate::model::{Model, TickerRow};
 
@@ -77,7 +77,7 @@ pub fn visible<'a>(model: &'a Model, filter: &str, sort: TickerSort) -> Vec<&'a 
     match sort {
         TickerSort::Symbol => {}
         TickerSort::ChangePercent => rows.sort_by(|a, b| by_change(a.change_percent(), b.change_percent())),
-        TickerSort::Age => rows.sort_by(|a, b| b.updated_at.cmp(&a.updated_at)),
+        TickerSort::Age => rows.sort_by_key(|r| Reverse(r.updated_at)),
     }
     rows
 }

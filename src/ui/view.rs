@@ -369,6 +369,48 @@ mod tests {
     }
 
     #[test]
+    fn tab_visits_tickers_only_with_quote_feeds() {
+        let m = crate::ui::test_support::quote_model();
+        let mut v = ViewState::new();
+        let mut seen = vec![v.focus];
+        for _ in 0..4 {
+            press(&mut v, &m, KeyCode::Tab);
+            seen.push(v.focus);
+        }
+        assert_eq!(seen, [Focus::StrikeOffs, Focus::Tickers, Focus::Log, Focus::Connections, Focus::StrikeOffs]);
+        press(&mut v, &m, KeyCode::BackTab);
+        assert_eq!(v.focus, Focus::Connections);
+        press(&mut v, &m, KeyCode::BackTab);
+        assert_eq!(v.focus, Focus::Log);
+        press(&mut v, &m, KeyCode::BackTab);
+        assert_eq!(v.focus, Focus::Tickers);
+    }
+
+    #[test]
+    fn ticker_scroll_is_bounded_and_reset() {
+        let m = crate::ui::test_support::quote_model();
+        let mut v = ViewState::new();
+        v.focus = Focus::Tickers;
+        for _ in 0..10 {
+            press(&mut v, &m, KeyCode::Char('j'));
+        }
+        assert_eq!((v.ticker_scroll, v.scroll), (3, 0), "four rows; the strike-offs do not move");
+        press(&mut v, &m, KeyCode::Char('k'));
+        assert_eq!(v.ticker_scroll, 2);
+        // A new sort starts from its first row.
+        press(&mut v, &m, KeyCode::Char('s'));
+        assert_eq!((v.ticker_sort, v.ticker_scroll), (TickerSort::ChangePercent, 0));
+        press(&mut v, &m, KeyCode::Char('G'));
+        assert_eq!(v.ticker_scroll, 3);
+        // Typing a filter starts from the first match; the bound is the filtered list.
+        chars(&mut v, &m, "/pkn");
+        press(&mut v, &m, KeyCode::Enter);
+        assert_eq!(v.ticker_scroll, 0);
+        press(&mut v, &m, KeyCode::Char('j'));
+        assert_eq!(v.ticker_scroll, 0, "one match");
+    }
+
+    #[test]
     fn help_closes_on_any_key_and_q_still_quits() {
         let m = live_model();
         let mut v = ViewState::new();

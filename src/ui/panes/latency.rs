@@ -29,11 +29,15 @@ fn summary(f: &FeedView, model: &Model) -> Result<LatencySummary, &'static str> 
     Err(if f.counts.events > 0 && recent { "no timestamps" } else { "no data" })
 }
 
-/// Which optional columns the table has.
+const PERCENTILES: [&str; 4] = ["p50", "p90", "p99", "max"];
+
+/// Which columns the table has.
 struct Shape {
     name: u16,
     marker: bool,
     p50: u16,
+    /// How many of [`PERCENTILES`] are shown, from the left.
+    numbers: usize,
     rtt: bool,
 }
 
@@ -45,6 +49,7 @@ impl Shape {
             marker: feeds.iter().any(|f| f.latency_estimated),
             // "no data" is seven wide and starts in the p50 column.
             p50: if feeds.iter().any(|f| summary(f, model).is_err()) { 7 } else { NUMBER_WIDTH },
+            numbers: PERCENTILES.len(),
             rtt: feeds.iter().any(|f| f.rtt.is_some()),
         }
     }
@@ -54,18 +59,38 @@ impl Shape {
         if self.marker {
             w.push(1);
         }
-        w.extend([self.p50, NUMBER_WIDTH, NUMBER_WIDTH, NUMBER_WIDTH]);
+        w.push(self.p50);
+        w.extend(std::iter::repeat_n(NUMBER_WIDTH, self.numbers - 1));
         if self.rtt {
             w.push(NUMBER_WIDTH);
         }
         w
     }
+
+    fn width(&self) -> u16 {
+        let w = self.widths();
+        w.iter().sum::<u16>() + w.len().saturating_sub(1) as u16
+    }
+
+    /// Drops the rtt column, then percentiles from the right, until the table
+    /// fits `width`: a squeezed table would cut names and numbers instead.
+    fn fit(mut self, width: u16) -> Self {
+        while self.width() > width {
+            if self.rtt {
+                self.rtt = false;
+            } else if self.numbers > 1 {
+                self.numbers -= 1;
+            } else {
+                break;
+            }
+        }
+        self
+    }
 }
 
 /// Columns the table needs to show every number whole.
 pub fn width(model: &Model) -> u16 {
-    let w = Shape::of(model).widths();
-    w.iter().sum::<u16>() + w.len().saturating_sub(1) as u16
+    Shape::of(model).width()
 }
 
 fn row<'a>(f: &'a FeedView, model: &Model, shape: &Shape, theme: &Theme) -> Row<'a> {
@@ -74,8 +99,11 @@ fn row<'a>(f: &'a FeedView, model: &Model, shape: &Shape, theme: &Theme) -> Row<
         cells.push(Cell::from(Span::styled(if f.latency_estimated { "~" } else { "" }, theme.warn)));
     }
     match summary(f, model) {
-        Ok(s) => cells.extend([s.p50, s.p90, s.p99, s.max].map(|ms| Cell::from(latency_ms(ms)))),
-        Err(why) => cells.push(Cell::from(Span::styled(why, theme.dim)).column_span(4)),
+        Ok(s) => {
+            let numbers = [s.p50, s.p90, s.p99, s.max].into_iter().take(shape.numbers);
+            cells.extend(numbers.map(|ms| Cell::from(latency_ms(ms))));
+        }
+        Err(why) => cells.push(Cell::from(Span::styled(why, theme.dim)).column_span(shape.numbers as u16)),
     }
     if let Some(rtt) = f.rtt.filter(|_| shape.rtt) {
         cells.push(Cell::from(latency_ms(rtt.as_millis().min(u128::from(u64::MAX)) as u64)));
@@ -86,7 +114,7 @@ fn row<'a>(f: &'a FeedView, model: &Model, shape: &Shape, theme: &Theme) -> Row<
 }
 
 pub fn render(frame: &mut Frame, area: Rect, model: &Model, theme: &Theme) {
-    let shape = Shape::of(model);
+    let shape = Shape::of(model).fit(area.width);
     let win = model.feeds.first().map(|f| window(f.latency.window())).unwrap_or_default();
     let plain = format!("Latency · last {win}");
     // The legend goes in the title when it fits, else on a row of its own
@@ -113,7 +141,7 @@ pub fn render(frame: &mut Frame, area: Rect, model: &Model, theme: &Theme) {
     if shape.marker {
         header.push("");
     }
-    header.extend(["p50", "p90", "p99", "max"]);
+    header.extend(&PERCENTILES[..shape.numbers]);
     if shape.rtt {
         header.push("rtt");
     }

@@ -232,7 +232,10 @@ pub fn render(frame: &mut Frame, area: Rect, model: &Model, args: Args, theme: &
     let col_width = |c: Col| widths[COLUMNS.iter().position(|&x| x == c).unwrap_or(0)];
     let mut kept: Vec<Col> = IMPORTANCE.to_vec();
     while kept.len() > 2 && kept.iter().map(|&c| col_width(c) + 1).sum::<u16>() > inner.width + 1 {
-        kept.pop();
+        // A high without its low reads as a price: they go together.
+        if kept.pop() == Some(Col::Low) {
+            kept.retain(|&c| c != Col::High);
+        }
     }
     let cols: Vec<(usize, Col)> = COLUMNS.into_iter().enumerate().filter(|(_, c)| kept.contains(c)).collect();
 
