@@ -20,6 +20,7 @@ pub enum Action {
     PageDown,
     Top,
     Bottom,
+    CycleSort,
     ToggleHelp,
 }
 
@@ -71,7 +72,7 @@ pub const BINDINGS: &[Binding] = &[
     bind(KeyCode::Char('p'), NONE, Action::TogglePause, "p", "pause / resume the view (ingest goes on)"),
     bind(KeyCode::Char('r'), NONE, Action::Reconnect, "r", "reconnect the selected feed now"),
     bind(KeyCode::Char('R'), NONE, Action::ReconnectAll, "R", "reconnect all feeds now"),
-    bind(KeyCode::Char('/'), NONE, Action::StartFilter, "/", "filter strike-off changes"),
+    bind(KeyCode::Char('/'), NONE, Action::StartFilter, "/", "filter strike-offs and tickers"),
     bind(KeyCode::Esc, NONE, Action::ClearFilter, "Esc", "clear the filter / close help"),
     bind(KeyCode::Tab, NONE, Action::FocusNext, "Tab", "focus the next pane"),
     bind(KeyCode::BackTab, NONE, Action::FocusPrev, "BackTab", "focus the previous pane"),
@@ -85,6 +86,7 @@ pub const BINDINGS: &[Binding] = &[
     bind(KeyCode::Home, NONE, Action::Top, "Home", "go to the top (newest)"),
     bind(KeyCode::Char('G'), NONE, Action::Bottom, "G", "go to the bottom (oldest)"),
     bind(KeyCode::End, NONE, Action::Bottom, "End", "go to the bottom (oldest)"),
+    bind(KeyCode::Char('s'), NONE, Action::CycleSort, "s", "sort tickers: symbol / change % / age"),
     bind(KeyCode::Char('?'), NONE, Action::ToggleHelp, "?", "show / hide this help"),
 ];
 
@@ -157,6 +159,8 @@ mod tests {
             (key(KeyCode::Char('j'), KeyModifiers::ALT), None),
             (key(KeyCode::End, NONE), Some(Action::Bottom)),
             (key(KeyCode::F(5), NONE), None),
+            (key(KeyCode::Char('s'), NONE), Some(Action::CycleSort)),
+            (key(KeyCode::Char('s'), KeyModifiers::CONTROL), None),
         ];
         for (k, want) in cases {
             assert_eq!(action_for(k), want, "{k:?}");
@@ -187,7 +191,8 @@ mod tests {
     #[test]
     fn help_and_footer_come_from_the_table() {
         let rows = help_rows();
-        assert_eq!(rows.len(), 15, "one row per action");
+        assert_eq!(rows.len(), 16, "one row per action");
+        assert!(rows.contains(&("s".to_string(), "sort tickers: symbol / change % / age")));
         assert_eq!(rows[0], ("q / Ctrl-C".to_string(), "quit"));
         assert!(rows.iter().any(|r| r.0 == "↑ / k"));
         let hints = footer_hints();

@@ -1,28 +1,34 @@
 //! The terminal UI: a pure function from (model, view state, theme) to a
 //! frame, so every screen can be drawn into a `TestBackend` and checked.
 //!
-//! Layout, top to bottom: header, connections, rate | latency, strike-off
-//! changes (the rest), log, footer; the help overlay floats on top.
+//! Layout (see [`layout`]), top to bottom: header, connections, rate |
+//! latency, strike-off changes and, with quote feeds, tickers (the rest), log,
+//! footer; the help overlay floats on top.
 
 pub mod filter;
 pub mod fmt;
 pub mod keys;
+pub mod layout;
 pub mod panes;
+pub mod quote_fmt;
 pub mod theme;
+pub mod ticker_list;
 pub mod view;
 
 #[cfg(test)]
 mod screen_tests;
 #[cfg(test)]
 mod test_support;
+#[cfg(test)]
+mod ticker_screen_tests;
 
-use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::layout::Rect;
 use ratatui::widgets::{Paragraph, Wrap};
 use ratatui::Frame;
 
 use crate::model::Model;
 pub use theme::Theme;
-pub use view::{Focus, UiCommand, ViewState};
+pub use view::{Focus, TickerSort, UiCommand, ViewState};
 
 /// Below this the panes would be too cramped to read; say so instead.
 pub const MIN_WIDTH: u16 = 60;
@@ -38,39 +44,31 @@ pub fn draw(frame: &mut Frame, live: &Model, view: &ViewState, theme: &Theme) {
         return;
     }
 
-    let feeds = model.feeds.len() as u16;
-    let header = panes::header::height(model, area.width);
-    // Title rule + header row + one row per feed, up to a point.
-    let connections = 2 + feeds.clamp(1, 8);
-    let metrics = (2 + feeds.clamp(1, 6)).max(if area.height >= 40 { 7 } else { 4 });
-    let log = (area.height / 5).clamp(3, 12);
-    let [header_area, conn_area, metrics_area, strike_area, log_area, footer_area] = Layout::vertical([
-        Constraint::Length(header),
-        Constraint::Length(connections),
-        Constraint::Length(metrics),
-        Constraint::Min(4),
-        Constraint::Length(log),
-        Constraint::Length(1),
-    ])
-    .areas(area);
-    // The sparkline has one bar per minute of the last hour; more width is wasted.
-    let rate_width = (area.width / 2).min(64);
-    let [rate_area, latency_area] =
-        Layout::horizontal([Constraint::Length(rate_width), Constraint::Fill(1)]).spacing(2).areas(metrics_area);
+    let areas = layout::areas(area, model, &view.filter);
 
-    panes::header::render(frame, header_area, model, paused, theme);
+    panes::header::render(frame, areas.header, model, paused, theme);
     let conn_focused = view.focus == Focus::Connections;
-    panes::connections::render(frame, conn_area, model, view.selected_feed, conn_focused, theme);
-    panes::rate::render(frame, rate_area, model, theme);
-    panes::latency::render(frame, latency_area, model, theme);
+    panes::connections::render(frame, areas.connections, model, view.selected_feed, conn_focused, theme);
+    panes::rate::render(frame, areas.rate, model, theme);
+    panes::latency::render(frame, areas.latency, model, theme);
     let args = panes::strike_offs::Args {
         filter: &view.filter,
         scroll: view.scroll,
         focused: view.focus == Focus::StrikeOffs,
     };
-    panes::strike_offs::render(frame, strike_area, model, args, theme);
-    panes::log::render(frame, log_area, &view.log, view.focus == Focus::Log, theme);
-    panes::footer::render(frame, footer_area, &view.filter, view.editing_filter, theme);
+    panes::strike_offs::render(frame, areas.strike_offs, model, args, theme);
+    if let Some(tickers) = areas.tickers {
+        let args = panes::tickers::Args {
+            filter: &view.filter,
+            sort: view.ticker_sort,
+            scroll: view.ticker_scroll,
+            focused: view.focus == Focus::Tickers,
+            stale_after: view.stale_after,
+        };
+        panes::tickers::render(frame, tickers, model, args, theme);
+    }
+    panes::log::render(frame, areas.log, &view.log, view.focus == Focus::Log, theme);
+    panes::footer::render(frame, areas.footer, &view.filter, view.editing_filter, theme);
     if view.show_help {
         panes::help::render(frame, area, theme);
     }

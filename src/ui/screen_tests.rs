@@ -54,19 +54,6 @@ fn wide_screen_shows_every_column() {
     assert!(s.contains("p50") && s.contains("p99") && s.contains("last 5m"), "{s}");
 }
 
-/// Position of the first `needle`.
-fn find(buf: &ratatui::buffer::Buffer, needle: &str) -> Option<(u16, u16)> {
-    find_in_row(buf, "", needle)
-}
-
-/// Position of `needle` in the first row that also contains `row`.
-fn find_in_row(buf: &ratatui::buffer::Buffer, row: &str, needle: &str) -> Option<(u16, u16)> {
-    lines(buf).iter().enumerate().find_map(|(y, l)| {
-        let byte = l.find(needle).filter(|_| l.contains(row))?;
-        Some((l[..byte].chars().count() as u16, y as u16))
-    })
-}
-
 fn backoff_model() -> crate::model::Model {
     let mut m = live_model();
     apply(&mut m, secs(30), FeedMsgKind::Error("the server closed the stream after 90s idle".into()));

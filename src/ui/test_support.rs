@@ -3,14 +3,16 @@
 
 use std::time::Duration;
 
-use chrono::{DateTime, TimeDelta, TimeZone, Utc};
+use chrono::{DateTime, Local, TimeDelta, TimeZone, Utc};
 use ratatui::backend::TestBackend;
 use ratatui::buffer::Buffer;
 use ratatui::Terminal;
 
 use super::{draw, Theme, ViewState};
 use crate::feeds::companies_house::parse_event;
-use crate::feeds::{ChEvent, CompanyState, ConnState, EventType, FeedInfo, FeedMsg, FeedMsgKind};
+use crate::feeds::{
+    ChEvent, CompanyState, ConnState, EventType, FeedId, FeedInfo, FeedMsg, FeedMsgKind, Quote, QuoteTime,
+};
 use crate::model::Model;
 
 pub fn t0() -> DateTime<Utc> {
@@ -27,7 +29,11 @@ pub fn empty_model() -> Model {
 }
 
 pub fn apply(m: &mut Model, at: DateTime<Utc>, kind: FeedMsgKind) {
-    m.apply(FeedMsg { feed: 0, at, kind }, &mut Vec::new());
+    apply_to(m, 0, at, kind);
+}
+
+pub fn apply_to(m: &mut Model, feed: FeedId, at: DateTime<Utc>, kind: FeedMsgKind) {
+    m.apply(FeedMsg { feed, at, kind }, &mut Vec::new());
 }
 
 pub fn fixture_events() -> Vec<ChEvent> {
@@ -89,4 +95,84 @@ pub fn screen(buf: &Buffer) -> String {
 /// The first row containing `needle`, for checks on what shares a row.
 pub fn row_with(buf: &Buffer, needle: &str) -> Option<String> {
     lines(buf).into_iter().find(|l| l.contains(needle))
+}
+
+/// Position of the first `needle`.
+pub fn find(buf: &Buffer, needle: &str) -> Option<(u16, u16)> {
+    find_in_row(buf, "", needle)
+}
+
+/// Position of `needle` in the first row that also contains `row`.
+pub fn find_in_row(buf: &Buffer, row: &str, needle: &str) -> Option<(u16, u16)> {
+    lines(buf).iter().enumerate().find_map(|(y, l)| {
+        let byte = l.find(needle).filter(|_| l.contains(row))?;
+        Some((l[..byte].chars().count() as u16, y as u16))
+    })
+}
+
+/// Companies House and the three quote feeds, in that order.
+pub fn four_feeds() -> Model {
+    let feeds = [("ch/companies", "companies-house"), ("wig80", "ws/wig80"), ("carbon", "ws/carbon"), ("sse", "sse")];
+    let feeds = feeds.map(|(name, kind)| FeedInfo { name: name.into(), kind }).to_vec();
+    Model::new(feeds, Duration::from_secs(300), t0())
+}
+
+pub const WIG80: FeedId = 1;
+pub const CARBON: FeedId = 2;
+pub const SSE: FeedId = 3;
+
+/// A quote with the day's change.
+pub fn quote(symbol: &str, price: f64, change: f64, percent: f64) -> Quote {
+    Quote { change: Some(change), change_percent: Some(percent), ..Quote::new(symbol, price) }
+}
+
+/// The four feeds live since a minute before t0; now is t0 + 30 s.
+///
+/// - Companies House: one event published 2 s before it arrived, no change.
+/// - wig80: PKN down and KGHM up at t0 + 20 s, stamped with the server's
+///   naive local time (an estimated latency of 1 s); its ping takes 42 ms.
+/// - carbon: BRENT_CRUDE 75.50 at t0 + 20 s, then 75.90 half a second before
+///   now (it just ticked up); zoned timestamps, 250 ms late.
+/// - sse: WIG20 at t0 - 90 s (two minutes old at now), no timestamps.
+pub fn quote_model() -> Model {
+    let mut m = four_feeds();
+    for feed in 0..4 {
+        apply_to(&mut m, feed, secs(-60), FeedMsgKind::State(ConnState::Connecting));
+        apply_to(&mut m, feed, secs(-60), FeedMsgKind::State(ConnState::Live));
+    }
+    let mut ev = profile_event(1, "01234567", "STEADY TRADING LTD", None);
+    ev.published_at = Some(secs(8));
+    apply_to(&mut m, 0, secs(10), FeedMsgKind::Event(Box::new(ev)));
+
+    let naive = QuoteTime::Naive(secs(19).with_timezone(&Local).naive_local());
+    let pkn = Quote {
+        volume: Some(262_356.0),
+        market_status: Some("closed".into()),
+        time: Some(naive),
+        ..quote("PKN", 74.62, -0.38, -0.5)
+    };
+    let kghm = Quote {
+        volume: Some(1_234_567.0),
+        high: Some(153.0),
+        low: Some(148.5),
+        market_status: Some("closed".into()),
+        time: Some(naive),
+        ..quote("KGHM", 152.30, 3.10, 2.08)
+    };
+    apply_to(&mut m, WIG80, secs(20), FeedMsgKind::Quotes(vec![pkn, kghm]));
+    apply_to(&mut m, WIG80, secs(21), FeedMsgKind::Rtt(Duration::from_millis(42)));
+
+    let brent = |price: f64, at: DateTime<Utc>| Quote {
+        volume: Some(1000.0),
+        time: Some(QuoteTime::Absolute(at - TimeDelta::milliseconds(250))),
+        ..Quote::new("BRENT_CRUDE", price)
+    };
+    apply_to(&mut m, CARBON, secs(20), FeedMsgKind::Quotes(vec![brent(75.5, secs(20))]));
+    let just_now = secs(30) - TimeDelta::milliseconds(500);
+    apply_to(&mut m, CARBON, just_now, FeedMsgKind::Quotes(vec![brent(75.9, just_now)]));
+
+    let wig20 = Quote { volume: Some(45_600_000.0), ..quote("WIG20", 2_345.67, 12.5, 0.54) };
+    apply_to(&mut m, SSE, secs(-90), FeedMsgKind::Quotes(vec![wig20]));
+    m.tick(secs(30));
+    m
 }

@@ -31,6 +31,8 @@ pub struct Theme {
     /// Price up / down, for the ticker panes.
     pub up: Style,
     pub down: Style,
+    /// A price that changed within the last second.
+    pub tick: Style,
 }
 
 impl Theme {
@@ -54,6 +56,7 @@ impl Theme {
                 struck_off: bold,
                 up: Style::new(),
                 down: Style::new(),
+                tick: bold.add_modifier(Modifier::REVERSED),
             };
         }
         Self {
@@ -72,6 +75,7 @@ impl Theme {
             struck_off: Style::new().fg(Color::Red),
             up: Style::new().fg(Color::Green),
             down: Style::new().fg(Color::Red),
+            tick: bold.add_modifier(Modifier::REVERSED),
         }
     }
 }
@@ -101,7 +105,7 @@ mod tests {
         assert!(!color_enabled_with(true, Some("")));
     }
 
-    fn styles(t: &Theme) -> [Style; 14] {
+    fn styles(t: &Theme) -> [Style; 15] {
         [
             t.ok,
             t.warn,
@@ -117,6 +121,7 @@ mod tests {
             t.struck_off,
             t.up,
             t.down,
+            t.tick,
         ]
     }
 

@@ -3,11 +3,15 @@
 //! through [`ViewState::handle_key`]; anything that must reach a feed comes
 //! back as a [`UiCommand`] for the core loop to send.
 
+use std::time::Duration;
+
 use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 use tui_logger::{TuiWidgetEvent, TuiWidgetState};
 
 use super::filter;
 use super::keys::{action_for, Action};
+pub use super::ticker_list::TickerSort;
+use super::ticker_list::{self, has_tickers};
 use crate::feeds::FeedId;
 use crate::model::Model;
 
@@ -16,26 +20,34 @@ use crate::model::Model;
 pub const PAGE: usize = 10;
 /// A filter longer than any company name is a stuck key, not a search.
 const MAX_FILTER: usize = 160;
+/// A ticker not updated for this long is shown as stale.
+pub const DEFAULT_STALE_AFTER: Duration = Duration::from_secs(60);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Focus {
     Connections,
     #[default]
     StrikeOffs,
+    /// Only in the cycle when the model has quote feeds or ticker rows.
+    Tickers,
     Log,
 }
 
 impl Focus {
-    fn next(self) -> Self {
-        match self {
-            Focus::Connections => Focus::StrikeOffs,
-            Focus::StrikeOffs => Focus::Log,
-            Focus::Log => Focus::Connections,
+    /// The panes Tab visits, in order.
+    fn cycle(tickers: bool) -> &'static [Focus] {
+        if tickers {
+            &[Focus::Connections, Focus::StrikeOffs, Focus::Tickers, Focus::Log]
+        } else {
+            &[Focus::Connections, Focus::StrikeOffs, Focus::Log]
         }
     }
 
-    fn prev(self) -> Self {
-        self.next().next()
+    /// The pane `by` steps along the cycle (a focus outside it counts as the first).
+    fn along(self, tickers: bool, by: isize) -> Self {
+        let cycle = Self::cycle(tickers);
+        let at = cycle.iter().position(|&f| f == self).unwrap_or(0) as isize;
+        cycle[(at + by).rem_euclid(cycle.len() as isize) as usize]
     }
 }
 
@@ -47,18 +59,40 @@ pub enum UiCommand {
     ReconnectAll,
 }
 
-#[derive(Default)]
 pub struct ViewState {
     pub focus: Focus,
     pub selected_feed: usize,
     /// Index of the first strike-off row shown (in the filtered list).
     pub scroll: usize,
+    /// Index of the first ticker row shown (in the filtered, sorted list).
+    pub ticker_scroll: usize,
+    pub ticker_sort: TickerSort,
+    /// A ticker older than this is dimmed and marked stale.
+    pub stale_after: Duration,
     pub filter: String,
     pub editing_filter: bool,
     /// The paused view: a snapshot rendered while the live model moves on.
     pub frozen: Option<Box<Model>>,
     pub show_help: bool,
     pub log: TuiWidgetState,
+}
+
+impl Default for ViewState {
+    fn default() -> Self {
+        Self {
+            focus: Focus::default(),
+            selected_feed: 0,
+            scroll: 0,
+            ticker_scroll: 0,
+            ticker_sort: TickerSort::default(),
+            stale_after: DEFAULT_STALE_AFTER,
+            filter: String::new(),
+            editing_filter: false,
+            frozen: None,
+            show_help: false,
+            log: TuiWidgetState::default(),
+        }
+    }
 }
 
 impl ViewState {
@@ -102,6 +136,7 @@ impl ViewState {
                     None => Some(Box::new(live.clone())),
                 };
                 self.scroll = self.scroll.min(self.max_scroll(live));
+                self.ticker_scroll = self.ticker_scroll.min(self.max_ticker_scroll(live));
             }
             Action::Reconnect => {
                 let feeds = live.feeds.len();
@@ -110,14 +145,18 @@ impl ViewState {
             Action::ReconnectAll => return Some(UiCommand::ReconnectAll),
             Action::StartFilter => {
                 self.editing_filter = true;
-                self.scroll = 0;
+                self.scroll_to_top();
             }
             Action::ClearFilter => {
                 self.filter.clear();
-                self.scroll = 0;
+                self.scroll_to_top();
             }
-            Action::FocusNext => self.focus = self.focus.next(),
-            Action::FocusPrev => self.focus = self.focus.prev(),
+            Action::FocusNext => self.focus = self.focus.along(has_tickers(self.shown(live)), 1),
+            Action::FocusPrev => self.focus = self.focus.along(has_tickers(self.shown(live)), -1),
+            Action::CycleSort => {
+                self.ticker_sort = self.ticker_sort.next();
+                self.ticker_scroll = 0;
+            }
             Action::ToggleHelp => self.show_help = !self.show_help,
             Action::Up => self.move_by(live, -1),
             Action::Down => self.move_by(live, 1),
@@ -148,12 +187,21 @@ impl ViewState {
             }
             _ => return,
         }
-        // The list under the cursor changed: start from the newest match.
+        // The lists under the cursor changed: start from the first match.
+        self.scroll_to_top();
+    }
+
+    fn scroll_to_top(&mut self) {
         self.scroll = 0;
+        self.ticker_scroll = 0;
     }
 
     fn max_scroll(&self, live: &Model) -> usize {
         filter::visible(self.shown(live), &self.filter).count().saturating_sub(1)
+    }
+
+    fn max_ticker_scroll(&self, live: &Model) -> usize {
+        ticker_list::visible(self.shown(live), &self.filter, self.ticker_sort).len().saturating_sub(1)
     }
 
     /// Moves the selection or scroll of the focused pane by `delta` rows,
@@ -165,6 +213,7 @@ impl ViewState {
                 self.selected_feed = step(self.selected_feed, delta, last);
             }
             Focus::StrikeOffs => self.scroll = step(self.scroll, delta, self.max_scroll(live)),
+            Focus::Tickers => self.ticker_scroll = step(self.ticker_scroll, delta, self.max_ticker_scroll(live)),
             // The log widget keeps its own scroll position and only pages;
             // "bottom" means following new lines again.
             Focus::Log => self.log.transition(match delta {
@@ -317,6 +366,48 @@ mod tests {
         let scroll = v.scroll;
         press(&mut v, &feeds, KeyCode::Char('j'));
         assert_eq!(v.scroll, scroll, "Connections focus does not scroll the list");
+    }
+
+    #[test]
+    fn tab_visits_tickers_only_with_quote_feeds() {
+        let m = crate::ui::test_support::quote_model();
+        let mut v = ViewState::new();
+        let mut seen = vec![v.focus];
+        for _ in 0..4 {
+            press(&mut v, &m, KeyCode::Tab);
+            seen.push(v.focus);
+        }
+        assert_eq!(seen, [Focus::StrikeOffs, Focus::Tickers, Focus::Log, Focus::Connections, Focus::StrikeOffs]);
+        press(&mut v, &m, KeyCode::BackTab);
+        assert_eq!(v.focus, Focus::Connections);
+        press(&mut v, &m, KeyCode::BackTab);
+        assert_eq!(v.focus, Focus::Log);
+        press(&mut v, &m, KeyCode::BackTab);
+        assert_eq!(v.focus, Focus::Tickers);
+    }
+
+    #[test]
+    fn ticker_scroll_is_bounded_and_reset() {
+        let m = crate::ui::test_support::quote_model();
+        let mut v = ViewState::new();
+        v.focus = Focus::Tickers;
+        for _ in 0..10 {
+            press(&mut v, &m, KeyCode::Char('j'));
+        }
+        assert_eq!((v.ticker_scroll, v.scroll), (3, 0), "four rows; the strike-offs do not move");
+        press(&mut v, &m, KeyCode::Char('k'));
+        assert_eq!(v.ticker_scroll, 2);
+        // A new sort starts from its first row.
+        press(&mut v, &m, KeyCode::Char('s'));
+        assert_eq!((v.ticker_sort, v.ticker_scroll), (TickerSort::ChangePercent, 0));
+        press(&mut v, &m, KeyCode::Char('G'));
+        assert_eq!(v.ticker_scroll, 3);
+        // Typing a filter starts from the first match; the bound is the filtered list.
+        chars(&mut v, &m, "/pkn");
+        press(&mut v, &m, KeyCode::Enter);
+        assert_eq!(v.ticker_scroll, 0);
+        press(&mut v, &m, KeyCode::Char('j'));
+        assert_eq!(v.ticker_scroll, 0, "one match");
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! One row per feed: its state and how fresh its data is. Columns that do not
-//! fit are dropped least-important first, so the last error keeps room.
+//! fit are dropped least-important first, so the last error keeps room. The
+//! ping round-trip column appears only when some feed measures one.
 
 use ratatui::layout::{Constraint, Rect};
 use ratatui::style::Style;
@@ -11,7 +12,7 @@ use super::block;
 use crate::feeds::ConnState;
 use crate::model::{FeedView, Model};
 use crate::time::short_duration;
-use crate::ui::fmt::{age, countdown, thousands, truncate};
+use crate::ui::fmt::{age, countdown, latency_ms, thousands, truncate};
 use crate::ui::theme::Theme;
 
 /// The last error column is never squeezed below this.
@@ -31,10 +32,11 @@ enum Col {
     Events,
     Gaps,
     Malformed,
+    Rtt,
 }
 
 /// Display order.
-const COLUMNS: [Col; 10] = [
+const COLUMNS: [Col; 11] = [
     Col::Feed,
     Col::State,
     Col::Since,
@@ -42,13 +44,14 @@ const COLUMNS: [Col; 10] = [
     Col::Retry,
     Col::LastByte,
     Col::LastEvent,
+    Col::Rtt,
     Col::Events,
     Col::Gaps,
     Col::Malformed,
 ];
 
 /// Dropped from the end of this list first when the pane is narrow.
-const IMPORTANCE: [Col; 10] = [
+const IMPORTANCE: [Col; 11] = [
     Col::Feed,
     Col::State,
     Col::Retry,
@@ -59,6 +62,7 @@ const IMPORTANCE: [Col; 10] = [
     Col::Reconnects,
     Col::Gaps,
     Col::Malformed,
+    Col::Rtt,
 ];
 
 impl Col {
@@ -74,6 +78,7 @@ impl Col {
             Col::Events => "events",
             Col::Gaps => "gaps",
             Col::Malformed => "bad",
+            Col::Rtt => "rtt",
         }
     }
 
@@ -90,6 +95,9 @@ impl Col {
             Col::Events => thousands(f.counts.events),
             Col::Gaps => thousands(f.counts.gaps),
             Col::Malformed => thousands(f.counts.malformed + f.counts.too_long),
+            Col::Rtt => {
+                f.rtt.map_or_else(|| "-".into(), |d| latency_ms(d.as_millis().min(u128::from(u64::MAX)) as u64))
+            }
         }
     }
 }
@@ -113,7 +121,8 @@ pub fn render(frame: &mut Frame, area: Rect, model: &Model, selected: usize, foc
         let cells = model.feeds.iter().map(|f| c.text(f, model).chars().count());
         cells.chain([c.header().len()]).max().unwrap_or(0).min(MAX_COLUMN_WIDTH) as u16
     };
-    let mut shown: Vec<Col> = IMPORTANCE.to_vec();
+    let any_rtt = model.feeds.iter().any(|f| f.rtt.is_some());
+    let mut shown: Vec<Col> = IMPORTANCE.into_iter().filter(|&c| c != Col::Rtt || any_rtt).collect();
     let used = |cols: &[Col]| cols.iter().map(|&c| width(c) + 1).sum::<u16>();
     while shown.len() > 2 && used(&shown) + MIN_ERROR_WIDTH > inner.width {
         shown.pop();

@@ -1,37 +1,156 @@
 //! Feed latency (received minus published) percentiles per feed over the
-//! model's sliding window.
+//! model's sliding window, one row per feed; a feed whose latency comes from
+//! naive server timestamps is marked `~`, and a feed's own ping round-trip
+//! gets a column when any feed has one.
 
+use chrono::TimeDelta;
 use ratatui::layout::{Constraint, Rect};
-use ratatui::text::Span;
-use ratatui::widgets::{Cell, Row, Table};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Cell, Paragraph, Row, Table};
 use ratatui::Frame;
 
 use super::block;
-use crate::model::Model;
+use crate::model::{FeedView, LatencySummary, Model};
 use crate::ui::fmt::{latency_ms, window};
 use crate::ui::theme::Theme;
 
+const LEGEND: &str = "~ estimate: naive server timestamps";
+/// `3h59m` and `850ms` are five wide.
+const NUMBER_WIDTH: u16 = 6;
+
+/// The percentiles, or why there are none.
+fn summary(f: &FeedView, model: &Model) -> Result<LatencySummary, &'static str> {
+    if let Some(s) = f.latency.summary(model.now) {
+        return Ok(s);
+    }
+    // Events inside the window but no latency: they carried no usable time.
+    let window = TimeDelta::from_std(f.latency.window()).unwrap_or(TimeDelta::MAX);
+    let recent = f.last_event_at.is_some_and(|t| model.now - t < window);
+    Err(if f.counts.events > 0 && recent { "no timestamps" } else { "no data" })
+}
+
+const PERCENTILES: [&str; 4] = ["p50", "p90", "p99", "max"];
+
+/// Which columns the table has.
+struct Shape {
+    name: u16,
+    marker: bool,
+    p50: u16,
+    /// How many of [`PERCENTILES`] are shown, from the left.
+    numbers: usize,
+    rtt: bool,
+}
+
+impl Shape {
+    fn of(model: &Model) -> Self {
+        let feeds = &model.feeds;
+        Self {
+            name: feeds.iter().map(|f| f.info.name.chars().count()).max().unwrap_or(4).clamp(4, 30) as u16,
+            marker: feeds.iter().any(|f| f.latency_estimated),
+            // "no data" is seven wide and starts in the p50 column.
+            p50: if feeds.iter().any(|f| summary(f, model).is_err()) { 7 } else { NUMBER_WIDTH },
+            numbers: PERCENTILES.len(),
+            rtt: feeds.iter().any(|f| f.rtt.is_some()),
+        }
+    }
+
+    fn widths(&self) -> Vec<u16> {
+        let mut w = vec![self.name];
+        if self.marker {
+            w.push(1);
+        }
+        w.push(self.p50);
+        w.extend(std::iter::repeat_n(NUMBER_WIDTH, self.numbers - 1));
+        if self.rtt {
+            w.push(NUMBER_WIDTH);
+        }
+        w
+    }
+
+    fn width(&self) -> u16 {
+        let w = self.widths();
+        w.iter().sum::<u16>() + w.len().saturating_sub(1) as u16
+    }
+
+    /// Drops the rtt column, then percentiles from the right, until the table
+    /// fits `width`: a squeezed table would cut names and numbers instead.
+    fn fit(mut self, width: u16) -> Self {
+        while self.width() > width {
+            if self.rtt {
+                self.rtt = false;
+            } else if self.numbers > 1 {
+                self.numbers -= 1;
+            } else {
+                break;
+            }
+        }
+        self
+    }
+}
+
+/// Columns the table needs to show every number whole.
+pub fn width(model: &Model) -> u16 {
+    Shape::of(model).width()
+}
+
+fn row<'a>(f: &'a FeedView, model: &Model, shape: &Shape, theme: &Theme) -> Row<'a> {
+    let mut cells = vec![Cell::from(f.info.name.as_str())];
+    if shape.marker {
+        cells.push(Cell::from(Span::styled(if f.latency_estimated { "~" } else { "" }, theme.warn)));
+    }
+    match summary(f, model) {
+        Ok(s) => {
+            let numbers = [s.p50, s.p90, s.p99, s.max].into_iter().take(shape.numbers);
+            cells.extend(numbers.map(|ms| Cell::from(latency_ms(ms))));
+        }
+        Err(why) => cells.push(Cell::from(Span::styled(why, theme.dim)).column_span(shape.numbers as u16)),
+    }
+    if let Some(rtt) = f.rtt.filter(|_| shape.rtt) {
+        cells.push(Cell::from(latency_ms(rtt.as_millis().min(u128::from(u64::MAX)) as u64)));
+    } else if shape.rtt {
+        cells.push(Cell::from(Span::styled("-", theme.dim)));
+    }
+    Row::new(cells)
+}
+
 pub fn render(frame: &mut Frame, area: Rect, model: &Model, theme: &Theme) {
+    let shape = Shape::of(model).fit(area.width);
     let win = model.feeds.first().map(|f| window(f.latency.window())).unwrap_or_default();
-    let blk = block(vec![Span::raw(format!("Latency · last {win}"))], false, theme);
+    let plain = format!("Latency · last {win}");
+    // The legend goes in the title when it fits, else on a row of its own
+    // when there is one to spare, else it is cut to the marker's meaning.
+    let mut legend_row = false;
+    let title = if !shape.marker {
+        plain
+    } else if let Some(t) = [format!("{plain} · {LEGEND}"), format!("Latency {win} · {LEGEND}")]
+        .into_iter()
+        .find(|t| t.chars().count() <= usize::from(area.width))
+    {
+        t
+    } else if usize::from(area.height) >= model.feeds.len() + 3 {
+        legend_row = true;
+        plain
+    } else {
+        format!("Latency {win} · ~ estimate")
+    };
+    let blk = block(vec![Span::raw(title)], false, theme);
     let inner = blk.inner(area);
     frame.render_widget(blk, area);
 
-    let name_width = model.feeds.iter().map(|f| f.info.name.chars().count()).max().unwrap_or(4).clamp(4, 30) as u16;
-    let header = Row::new(["feed", "p50", "p90", "p99", "max"]).style(theme.dim);
-    let rows = model.feeds.iter().map(|f| {
-        let name = Cell::from(f.info.name.as_str());
-        match f.latency.summary(model.now) {
-            Some(s) => {
-                Row::new([name].into_iter().chain([s.p50, s.p90, s.p99, s.max].map(|ms| Cell::from(latency_ms(ms)))))
-            }
-            None => Row::new([name, Cell::from(Span::styled("no data", theme.dim))]),
-        }
-    });
-    // `3h59m` and `850ms` are five wide; "no data" needs seven in the p50 column.
-    let any_empty = model.feeds.iter().any(|f| f.latency.summary(model.now).is_none());
-    let p50_width = if any_empty { 7 } else { 6 };
-    let widths =
-        [Constraint::Length(name_width), Constraint::Length(p50_width)].into_iter().chain([Constraint::Length(6); 3]);
+    let mut header = vec!["feed"];
+    if shape.marker {
+        header.push("");
+    }
+    header.extend(&PERCENTILES[..shape.numbers]);
+    if shape.rtt {
+        header.push("rtt");
+    }
+    let header = Row::new(header).style(theme.dim);
+    let rows = model.feeds.iter().map(|f| row(f, model, &shape, theme));
+    let widths = shape.widths().into_iter().map(Constraint::Length);
     frame.render_widget(Table::new(rows, widths).header(header).column_spacing(1), inner);
+    if legend_row {
+        let bottom = Rect { y: inner.bottom().saturating_sub(1), height: inner.height.min(1), ..inner };
+        frame.render_widget(Paragraph::new(Line::styled(LEGEND, theme.dim)), bottom);
+    }
 }

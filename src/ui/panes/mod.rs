@@ -9,6 +9,7 @@ pub mod latency;
 pub mod log;
 pub mod rate;
 pub mod strike_offs;
+pub mod tickers;
 
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders};

@@ -1,0 +1,149 @@
+//! Which ticker rows the tickers pane shows, in which order: the `/` filter
+//! and the sort the user picked. The pane and the scroll bounds both use
+//! [`visible`], so they always agree on the row count.
+
+use std::cmp::{Ordering, Reverse};
+
+use crate::model::{Model, TickerRow};
+
+/// The feed kind that carries no quotes.
+const COMPANIES_HOUSE: &str = "companies-house";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TickerSort {
+    /// A to Z.
+    #[default]
+    Symbol,
+    /// Biggest gainers first, biggest losers last; no figure at the end.
+    ChangePercent,
+    /// Most recently updated first.
+    Age,
+}
+
+impl TickerSort {
+    pub fn next(self) -> Self {
+        match self {
+            TickerSort::Symbol => TickerSort::ChangePercent,
+            TickerSort::ChangePercent => TickerSort::Age,
+            TickerSort::Age => TickerSort::Symbol,
+        }
+    }
+
+    pub fn label(self) -> &'static str {
+        match self {
+            TickerSort::Symbol => "symbol",
+            TickerSort::ChangePercent => "change %",
+            TickerSort::Age => "age",
+        }
+    }
+}
+
+/// Whether the model has anything for the tickers pane: a quote feed, or
+/// rows restored from an earlier run.
+pub fn has_tickers(model: &Model) -> bool {
+    !model.quotes.is_empty() || model.feeds.iter().any(|f| f.info.kind != COMPANIES_HOUSE)
+}
+
+/// The name of a row's feed; an id outside the feed list shows `?` rather than panicking.
+pub fn feed_name<'a>(model: &'a Model, row: &TickerRow) -> &'a str {
+    model.feeds.get(row.feed).map_or("?", |f| f.info.name.as_str())
+}
+
+/// Whether `row` matches `needle`, which must already be lower-case: a
+/// substring of the symbol, the feed name or the market status.
+pub fn matches(row: &TickerRow, feed: &str, needle: &str) -> bool {
+    if needle.is_empty() {
+        return true;
+    }
+    let fields = [Some(row.quote.symbol.as_str()), Some(feed), row.quote.market_status.as_deref()];
+    fields.into_iter().flatten().any(|f| f.to_lowercase().contains(needle))
+}
+
+/// Largest first, rows without a figure last.
+fn by_change(a: Option<f64>, b: Option<f64>) -> Ordering {
+    match (a.filter(|x| !x.is_nan()), b.filter(|x| !x.is_nan())) {
+        (Some(a), Some(b)) => b.total_cmp(&a),
+        (Some(_), None) => Ordering::Less,
+        (None, Some(_)) => Ordering::Greater,
+        (None, None) => Ordering::Equal,
+    }
+}
+
+/// The rows the pane shows, filtered and sorted; ties go by symbol, then feed.
+pub fn visible<'a>(model: &'a Model, filter: &str, sort: TickerSort) -> Vec<&'a TickerRow> {
+    let needle = filter.trim().to_lowercase();
+    let mut rows: Vec<&TickerRow> = model.quotes.rows().filter(|r| matches(r, feed_name(model, r), &needle)).collect();
+    // The book iterates by symbol and feed already, and the sort is stable.
+    match sort {
+        TickerSort::Symbol => {}
+        TickerSort::ChangePercent => rows.sort_by(|a, b| by_change(a.change_percent(), b.change_percent())),
+        TickerSort::Age => rows.sort_by_key(|r| Reverse(r.updated_at)),
+    }
+    rows
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::feeds::{FeedInfo, Quote};
+    use crate::ui::test_support::{secs, t0};
+    use std::time::Duration;
+
+    fn model() -> Model {
+        let feeds = [("ch/companies", "companies-house"), ("wig80", "ws/wig80"), ("carbon", "ws/carbon")];
+        let feeds = feeds.map(|(name, kind)| FeedInfo { name: name.into(), kind }).to_vec();
+        let mut m = Model::new(feeds, Duration::from_secs(300), t0());
+        let quote = |symbol: &str, pct: Option<f64>, status: Option<&str>| {
+            let mut q = Quote::new(symbol, 10.0);
+            q.change_percent = pct;
+            q.market_status = status.map(str::to_string);
+            q
+        };
+        m.quotes.apply(1, quote("PKN", Some(-0.5), Some("closed")), secs(3));
+        m.quotes.apply(1, quote("KGHM", Some(2.0), Some("open")), secs(1));
+        m.quotes.apply(2, quote("BRENT_CRUDE", None, None), secs(2));
+        m.quotes.apply(1, quote("CDR", Some(0.1), Some("open")), secs(0));
+        m
+    }
+
+    fn symbols(rows: Vec<&TickerRow>) -> Vec<&str> {
+        rows.into_iter().map(|r| r.quote.symbol.as_str()).collect()
+    }
+
+    #[test]
+    fn sorts() {
+        let m = model();
+        assert_eq!(symbols(visible(&m, "", TickerSort::Symbol)), ["BRENT_CRUDE", "CDR", "KGHM", "PKN"]);
+        assert_eq!(symbols(visible(&m, "", TickerSort::ChangePercent)), ["KGHM", "CDR", "PKN", "BRENT_CRUDE"]);
+        assert_eq!(symbols(visible(&m, "", TickerSort::Age)), ["PKN", "BRENT_CRUDE", "KGHM", "CDR"]);
+        let mut s = TickerSort::default();
+        let labels: Vec<&str> = (0..4)
+            .map(|_| {
+                let l = s.label();
+                s = s.next();
+                l
+            })
+            .collect();
+        assert_eq!(labels, ["symbol", "change %", "age", "symbol"]);
+    }
+
+    #[test]
+    fn filter_on_symbol_feed_and_status_ignoring_case() {
+        let m = model();
+        assert_eq!(symbols(visible(&m, "pkn", TickerSort::Symbol)), ["PKN"]);
+        assert_eq!(symbols(visible(&m, " CARBON ", TickerSort::Symbol)), ["BRENT_CRUDE"]);
+        assert_eq!(symbols(visible(&m, "open", TickerSort::Symbol)), ["CDR", "KGHM"]);
+        assert!(visible(&m, "zzz", TickerSort::Symbol).is_empty());
+    }
+
+    #[test]
+    fn tickers_exist_with_a_quote_feed_or_rows() {
+        let m = model();
+        assert!(has_tickers(&m));
+        let ch = FeedInfo { name: "companies".into(), kind: "companies-house" };
+        let mut only_ch = Model::new(vec![ch], Duration::from_secs(300), t0());
+        assert!(!has_tickers(&only_ch));
+        only_ch.quotes.apply(0, Quote::new("X", 1.0), t0());
+        assert!(has_tickers(&only_ch));
+    }
+}
