@@ -49,7 +49,7 @@ pub async fn run(mut pipeline: Pipeline, options: TuiOptions) -> anyhow::Result<
     let mut guard = TerminalGuard::new();
     let theme = Theme::new(options.color);
     let mut view = ViewState::new();
-    // STALE view.stale_after = options.stale_after;
+    view.stale_after = options.stale_after;
     let mut keys = EventStream::new();
     let mut tick = tokio::time::interval(Duration::from_secs(1) / options.fps.max(1));
     tick.set_missed_tick_behavior(MissedTickBehavior::Skip);

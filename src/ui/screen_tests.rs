@@ -173,14 +173,18 @@ fn demo_banner_and_store_error() {
     });
     let buf = render(&m, &ViewState::new(), &color(), 80, 24);
     let l = lines(&buf);
-    assert!(l[1].contains("DEMO — simulated feed on loopback."), "{}", screen(&buf));
-    assert!(l[2].contains("Watch the real stream: CH_STREAMING_API_KEY=<key> feedtop"), "{}", screen(&buf));
-    assert!(l[3].contains("store: disk full"), "{}", screen(&buf));
+    // At 80 columns the banner is one short line: every row counts there.
+    assert!(l[1].contains("DEMO (simulated). Real stream: CH_STREAMING_API_KEY=<key> feedtop"), "{}", screen(&buf));
+    assert!(l[2].contains("store: disk full"), "{}", screen(&buf));
+    // Narrower, it takes two lines rather than being cut.
+    let narrow = lines(&render(&m, &ViewState::new(), &color(), 62, 24));
+    assert!(narrow[1].contains("DEMO — simulated feeds on loopback."), "{narrow:?}");
+    assert!(narrow[2].contains("CH_STREAMING_API_KEY=<key> feedtop"), "{narrow:?}");
     let (x, y) = find(&buf, "store:").unwrap();
     assert_eq!(buf[(x, y)].fg, Color::Red);
     // Wide, the banner is one line.
     let wide = render(&m, &ViewState::new(), &color(), 200, 50);
-    let banner = "DEMO — simulated feed on loopback. Watch the real stream: CH_STREAMING_API_KEY=<key> feedtop";
+    let banner = "DEMO — simulated feeds on loopback. Watch the real stream: CH_STREAMING_API_KEY=<key> feedtop";
     assert!(lines(&wide)[1].contains(banner), "{}", screen(&wide));
 }
 

@@ -13,8 +13,10 @@ use crate::model::Model;
 use crate::ui::fmt::{thousands, truncate};
 use crate::ui::theme::Theme;
 
-const DEMO_HEAD: &str = "DEMO — simulated feed on loopback.";
+const DEMO_HEAD: &str = "DEMO — simulated feeds on loopback.";
 const DEMO_TAIL: &str = "Watch the real stream: CH_STREAMING_API_KEY=<key> feedtop";
+/// The same on one line for 80 columns: every row counts there.
+const DEMO_SHORT: &str = "DEMO (simulated). Real stream: CH_STREAMING_API_KEY=<key> feedtop";
 
 /// Rows the header needs at this width.
 pub fn height(model: &Model, width: u16) -> u16 {
@@ -28,6 +30,8 @@ fn demo_lines(model: &Model, width: u16) -> Vec<String> {
     let one = format!("{DEMO_HEAD} {DEMO_TAIL}");
     if one.chars().count() <= width as usize {
         vec![one]
+    } else if DEMO_SHORT.chars().count() <= width as usize {
+        vec![DEMO_SHORT.to_string()]
     } else {
         vec![DEMO_HEAD.to_string(), DEMO_TAIL.to_string()]
     }
