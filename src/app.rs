@@ -31,8 +31,9 @@ use crate::store::{self, StoreError, StoreHandle, WriterSettings};
 pub const FEED_QUEUE: usize = 4096;
 /// Feed messages applied per wake-up before yielding to input and render.
 const DRAIN: usize = 1024;
-/// Facts held while the store catches up before feeds are throttled.
-const MAX_PENDING: usize = 50_000;
+/// Facts held while the store catches up before feeds are throttled
+/// (about 25 MB of 2 KB events).
+const MAX_PENDING: usize = 10_000;
 
 /// One configured feed.
 #[derive(Debug, Clone)]
@@ -116,6 +117,7 @@ pub struct Pipeline {
     store: StoreHandle,
     reports: mpsc::Receiver<StoreReport>,
     pending: Vec<Fact>,
+    rss_sampled: Option<std::time::Instant>,
 }
 
 /// What happened at shutdown, for the exit message.
@@ -153,7 +155,7 @@ impl Pipeline {
         }
         let (report_tx, reports) = mpsc::channel(64);
         let store = StoreHandle::spawn(conn, config.db_path, report_tx, config.writer);
-        Ok(Self { model, feed_rx, controls, tasks, store, reports, pending: Vec::new() })
+        Ok(Self { model, feed_rx, controls, tasks, store, reports, pending: Vec::new(), rss_sampled: None })
     }
 
     /// Waits for the next thing to handle. Cancel-safe.
@@ -208,6 +210,19 @@ impl Pipeline {
         self.controls.len()
     }
 
+    /// Refreshes the self-metrics (queue depths every call, memory at most
+    /// once a second: reading /proc is cheap but not free).
+    pub fn sample(&mut self) {
+        let p = &mut self.model.process;
+        p.feed_queue = self.feed_rx.len();
+        p.store_queue = self.store.queued();
+        p.store_pending = self.pending.len();
+        if self.rss_sampled.is_none_or(|at| at.elapsed() >= Duration::from_secs(1)) {
+            self.rss_sampled = Some(std::time::Instant::now());
+            p.rss_bytes = resident_memory();
+        }
+    }
+
     /// Asks one feed to drop its connection and connect now.
     pub fn reconnect(&self, feed: FeedId) {
         if let Some(ctl) = self.controls.get(feed) {
@@ -244,6 +259,14 @@ impl Pipeline {
         writer.unwritten += unsent;
         (self.model, ShutdownSummary { writer })
     }
+}
+
+/// Resident set size from `/proc/self/status` (Linux); `None` elsewhere.
+pub fn resident_memory() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
 }
 
 /// Resolves on Ctrl-C (SIGINT) or SIGTERM: both end the run cleanly.

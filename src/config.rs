@@ -26,6 +26,7 @@ pub const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(90);
 pub const DEFAULT_BACKOFF_CAP: Duration = Duration::from_secs(60);
 pub const DEFAULT_STALE_AFTER: Duration = Duration::from_secs(60);
 pub const DEFAULT_QUOTE_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
+pub const DEFAULT_EVENT_RETENTION: Duration = Duration::from_secs(30 * 24 * 3600);
 
 /// The sample shipped with the project (and tested against the defaults).
 pub const SAMPLE: &str = include_str!("../assets/config.toml");
@@ -120,6 +121,8 @@ pub struct StorageFile {
     pub db: Option<PathBuf>,
     /// Quote history older than this is deleted.
     pub quote_retention: Option<HumanDuration>,
+    /// Raw stream events older than this are deleted.
+    pub event_retention: Option<HumanDuration>,
 }
 
 impl FileConfig {
@@ -209,6 +212,7 @@ pub struct Settings {
     pub quote_feeds: Vec<FeedSpec>,
     pub stale_after: Duration,
     pub quote_retention: Duration,
+    pub event_retention: Duration,
     /// Names of token variables that feeds want but the environment lacks.
     pub missing_tokens: Vec<String>,
 }
@@ -244,6 +248,7 @@ pub fn resolve(args: &RunArgs, file: &FileConfig, env: &dyn Fn(&str) -> Option<S
         quote_feeds: file.feeds.iter().map(|f| quote_feed(f, env)).collect(),
         stale_after: file.ui.stale_after.map_or(DEFAULT_STALE_AFTER, |d| d.0),
         quote_retention: file.storage.quote_retention.map_or(DEFAULT_QUOTE_RETENTION, |d| d.0),
+        event_retention: file.storage.event_retention.map_or(DEFAULT_EVENT_RETENTION, |d| d.0),
         missing_tokens: file
             .feeds
             .iter()

@@ -29,6 +29,16 @@ struct Report<'a> {
     /// Symbols with a quote, over all quote feeds.
     symbols: usize,
     store: StoreReport<'a>,
+    process: ProcessReport,
+}
+
+/// feedtop's own health, so a script can watch for growth.
+#[derive(Serialize)]
+struct ProcessReport {
+    rss_mb: Option<f64>,
+    feed_queue: usize,
+    store_queue: usize,
+    store_pending: usize,
 }
 
 #[derive(Serialize)]
@@ -102,6 +112,12 @@ pub fn report_line(model: &Model, is_final: bool) -> String {
         strike_off: model.tally.into(),
         symbols: model.quotes.len(),
         store: StoreReport { events_written: model.store.events_written, error: model.store.error.as_deref() },
+        process: ProcessReport {
+            rss_mb: model.process.rss_bytes.map(|b| (b as f64 / 1_048_576.0 * 10.0).round() / 10.0),
+            feed_queue: model.process.feed_queue,
+            store_queue: model.process.store_queue,
+            store_pending: model.process.store_pending,
+        },
     };
     serde_json::to_string(&report).expect("reports serialise")
 }
@@ -134,6 +150,7 @@ pub async fn run(
             _ = ticker.tick() => {
                 pipeline.model.tick(chrono::Utc::now());
                 pipeline.flush();
+                pipeline.sample();
                 if writeln!(out, "{}", report_line(&pipeline.model, false)).and_then(|_| out.flush()).is_err() {
                     // The reader went away (e.g. `| head`): stop cleanly.
                     break;
@@ -174,6 +191,8 @@ mod tests {
         assert!(f["latency_ms"].is_null());
         assert_eq!(v["strike_off"]["entered"], 0);
         assert!(v.get("final").is_none());
+        assert_eq!(v["process"]["feed_queue"], 0);
+        assert!(v["process"]["rss_mb"].is_null(), "not sampled in a pure model");
         let last: serde_json::Value = serde_json::from_str(&report_line(&m, true)).unwrap();
         assert_eq!(last["final"], true);
     }

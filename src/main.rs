@@ -99,7 +99,11 @@ fn pipeline_config(settings: &Settings) -> PipelineConfig {
         db_path: settings.db_path.clone(),
         latency_window: settings.latency_window,
         demo: settings.demo,
-        writer: WriterSettings { quote_retention: Some(settings.quote_retention), ..WriterSettings::default() },
+        writer: WriterSettings {
+            quote_retention: Some(settings.quote_retention),
+            event_retention: Some(settings.event_retention),
+            ..WriterSettings::default()
+        },
     }
 }
 

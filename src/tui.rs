@@ -81,6 +81,7 @@ pub async fn run(mut pipeline: Pipeline, options: TuiOptions) -> anyhow::Result<
                 let now = Utc::now();
                 pipeline.model.tick(now);
                 pipeline.flush();
+                pipeline.sample();
                 // Ages and countdowns move every second even with no traffic.
                 if now.timestamp() != shown_second {
                     shown_second = now.timestamp();

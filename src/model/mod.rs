@@ -95,6 +95,19 @@ pub struct StoreHealth {
     pub error: Option<String>,
 }
 
+/// feedtop's own health: queue depths and memory, sampled by the pipeline.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ProcessStats {
+    /// Feed messages waiting for the core loop.
+    pub feed_queue: usize,
+    /// Batches waiting for the store writer.
+    pub store_queue: usize,
+    /// Facts held by the core loop because the store queue was full.
+    pub store_pending: usize,
+    /// Resident memory, where the platform tells (Linux).
+    pub rss_bytes: Option<u64>,
+}
+
 /// A report from the store writer thread.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoreReport {
@@ -132,6 +145,7 @@ pub struct Model {
     pub tracker: StrikeOffTracker,
     pub quotes: QuoteBook,
     pub store: StoreHealth,
+    pub process: ProcessStats,
     /// Events received in this run over all feeds (used for "PAUSED — N new").
     pub events_total: u64,
     /// The time of the latest tick; what "now" means for ages and windows.
@@ -149,6 +163,7 @@ impl Model {
             tracker: StrikeOffTracker::default(),
             quotes: QuoteBook::default(),
             store: StoreHealth::default(),
+            process: ProcessStats::default(),
             events_total: 0,
             now,
             demo: false,

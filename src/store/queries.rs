@@ -228,6 +228,25 @@ mod tests {
     }
 
     #[test]
+    fn event_retention_deletes_only_old_raw_events() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        let mut conn = crate::store::open(&path).unwrap();
+        let facts = fixture_facts(&mut model());
+        write_batch(&mut conn, &facts).unwrap();
+        let received = Utc.with_ymd_and_hms(2025, 6, 10, 12, 0, 0).unwrap();
+        // Nothing is older than the receive time: nothing goes.
+        assert_eq!(crate::store::writer::prune_events(&conn, received).unwrap(), 0);
+        // Everything is: every raw event goes, the derived tables stay.
+        let later = received + chrono::TimeDelta::days(31);
+        assert_eq!(crate::store::writer::prune_events(&conn, later).unwrap(), 27);
+        let c = counts(&conn).unwrap();
+        assert_eq!((c.events, c.strike_offs), (0, 11));
+        assert!(c.companies > 0);
+        assert_eq!(cursor(&conn, "companies").unwrap(), Some(82417342));
+    }
+
+    #[test]
     fn since_filters_by_publication_time() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("t.db");

@@ -34,6 +34,9 @@ pub struct WriterSettings {
     /// Quote history older than this is deleted (checked once a minute);
     /// `None` keeps everything.
     pub quote_retention: Option<Duration>,
+    /// Raw stream events older than this are deleted; companies, strike-off
+    /// changes, gaps, cursors and the latest quotes are kept regardless.
+    pub event_retention: Option<Duration>,
 }
 
 impl Default for WriterSettings {
@@ -45,6 +48,7 @@ impl Default for WriterSettings {
             retry_cap: Duration::from_secs(5),
             shutdown_retries: 3,
             quote_retention: Some(Duration::from_secs(7 * 24 * 3600)),
+            event_retention: Some(Duration::from_secs(30 * 24 * 3600)),
         }
     }
 }
@@ -89,6 +93,11 @@ impl StoreHandle {
     /// Queues facts, waiting for room (backpressure towards the feeds).
     pub async fn send(&self, facts: Vec<Fact>) -> Result<(), Vec<Fact>> {
         self.tx.send(facts).await.map_err(|e| e.0)
+    }
+
+    /// Batches waiting in the queue.
+    pub fn queued(&self) -> usize {
+        self.tx.max_capacity() - self.tx.capacity()
     }
 
     /// Resolves when the queue has room for one batch. Cancel-safe.
@@ -179,14 +188,20 @@ impl Writer {
         WriterSummary { events_written: self.written, unwritten, last_error }
     }
 
-    /// Applies the quote retention. A failure here only delays pruning.
+    /// Applies the retention settings. A failure here only delays pruning.
     fn prune(&self) {
-        let Some(keep) = self.settings.quote_retention else { return };
-        let Ok(keep) = chrono::TimeDelta::from_std(keep) else { return };
-        match prune_quotes(&self.conn, Utc::now() - keep) {
-            Ok(0) => {}
-            Ok(n) => tracing::debug!("pruned {n} quotes older than the retention"),
-            Err(e) => tracing::warn!("pruning quote history failed: {e}"),
+        let cutoff =
+            |keep: Option<Duration>| keep.and_then(|k| chrono::TimeDelta::from_std(k).ok()).map(|k| Utc::now() - k);
+        let results = [
+            ("quotes", cutoff(self.settings.quote_retention).map(|c| prune_quotes(&self.conn, c))),
+            ("events", cutoff(self.settings.event_retention).map(|c| prune_events(&self.conn, c))),
+        ];
+        for (what, result) in results {
+            match result {
+                None | Some(Ok(0)) => {}
+                Some(Ok(n)) => tracing::debug!("pruned {n} {what} older than the retention"),
+                Some(Err(e)) => tracing::warn!("pruning old {what} failed: {e}"),
+            }
         }
     }
 
@@ -208,6 +223,18 @@ pub fn quote_time_text(time: Option<QuoteTime>) -> (Option<String>, bool) {
 /// Deletes quote history received before `before`. Returns the rows removed.
 pub fn prune_quotes(conn: &Connection, before: DateTime<Utc>) -> rusqlite::Result<usize> {
     conn.execute("DELETE FROM quote_history WHERE received_at < ?1", [ts(before)])
+}
+
+/// Deletes raw events received before `before`. Events are appended in
+/// time order, so everything below the first id at or after the cutoff goes;
+/// that walks the rowid from the oldest row and needs no extra index.
+pub fn prune_events(conn: &Connection, before: DateTime<Utc>) -> rusqlite::Result<usize> {
+    conn.execute(
+        "DELETE FROM events WHERE id < COALESCE(
+            (SELECT id FROM events WHERE received_at >= ?1 ORDER BY id LIMIT 1),
+            (SELECT max(id) + 1 FROM events))",
+        [ts(before)],
+    )
 }
 
 /// Writes one batch in one transaction. Returns the number of new events.

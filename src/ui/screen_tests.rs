@@ -291,3 +291,17 @@ fn log_pane_shows_tracing_events() {
     let hit = l.iter().position(|r| r.contains("reconnect requested by the user"));
     assert!(hit.is_some_and(|y| y > title), "{}", screen(&buf));
 }
+
+#[test]
+fn own_memory_and_store_backlog_are_in_the_header_when_wide() {
+    let mut m = live_model();
+    m.process.rss_bytes = Some(23 * 1_048_576);
+    let wide = render(&m, &ViewState::new(), &color(), 200, 50);
+    assert!(lines(&wide)[0].contains("mem 23 MB · "), "{}", screen(&wide));
+    m.process.store_pending = 1204;
+    let wide = render(&m, &ViewState::new(), &color(), 200, 50);
+    assert!(lines(&wide)[0].contains("store backlog 1,204 · mem 23 MB"), "{}", screen(&wide));
+    // At 80 columns the totals win; the clock still shows.
+    let narrow = render(&m, &ViewState::new(), &color(), 80, 24);
+    assert!(!lines(&narrow)[0].contains("mem"), "{}", screen(&narrow));
+}

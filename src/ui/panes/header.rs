@@ -37,6 +37,19 @@ fn demo_lines(model: &Model, width: u16) -> Vec<String> {
     }
 }
 
+/// Memory and, when the store lags, its backlog: `store backlog 1,204 · mem 23 MB · `.
+fn health(model: &Model) -> String {
+    let p = &model.process;
+    let mut text = String::new();
+    if p.store_pending > 0 || p.store_queue > 1 {
+        text.push_str(&format!("store backlog {} · ", thousands((p.store_pending + p.store_queue) as u64)));
+    }
+    if let Some(rss) = p.rss_bytes {
+        text.push_str(&format!("mem {} MB · ", rss / 1_048_576));
+    }
+    text
+}
+
 /// `paused` is the number of events that arrived since the snapshot shown.
 pub fn render(frame: &mut Frame, area: Rect, model: &Model, paused: Option<u64>, theme: &Theme) {
     let mut rows = area.rows();
@@ -59,15 +72,20 @@ pub fn render(frame: &mut Frame, area: Rect, model: &Model, paused: Option<u64>,
     spans.push(Span::styled(totals, theme.dim));
     let left = Line::from(spans);
 
-    // The clock goes right-aligned only if it does not cover the totals.
+    // Right-aligned: feedtop's own health, then the clock; each only if it
+    // does not cover the totals.
     let clock = model.now.with_timezone(&Local).format("%H:%M:%S").to_string();
-    let clock_width = clock.len() as u16;
-    if left.width() + usize::from(clock_width) < usize::from(top.width) {
-        let [text, time] = Layout::horizontal([Constraint::Fill(1), Constraint::Length(clock_width)]).areas(top);
-        frame.render_widget(Paragraph::new(left), text);
-        frame.render_widget(Paragraph::new(Span::styled(clock, theme.dim)), time);
-    } else {
-        frame.render_widget(Paragraph::new(left), top);
+    let with_health = format!("{}{clock}", health(model));
+    let right = [with_health, clock].into_iter().find(|r| left.width() + r.chars().count() < usize::from(top.width));
+    match right {
+        Some(right) => {
+            let width = right.chars().count() as u16;
+            let [text, corner] = Layout::horizontal([Constraint::Fill(1), Constraint::Length(width)]).areas(top);
+            frame.render_widget(Paragraph::new(left), text);
+            let style = if model.process.store_pending > 0 { theme.warn } else { theme.dim };
+            frame.render_widget(Paragraph::new(Span::styled(right, style)), corner);
+        }
+        None => frame.render_widget(Paragraph::new(left), top),
     }
 
     for text in demo_lines(model, area.width) {
