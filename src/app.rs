@@ -28,12 +28,12 @@ use crate::store::writer::WriterSummary;
 use crate::store::{self, StoreError, StoreHandle, WriterSettings};
 
 /// Messages that may wait between the feed tasks and the core loop.
-pub const FEED_QUEUE: usize = 4096;
+pub const FEED_QUEUE: usize = 1024;
 /// Feed messages applied per wake-up before yielding to input and render.
 const DRAIN: usize = 1024;
 /// Facts held while the store catches up before feeds are throttled
-/// (about 25 MB of 2 KB events).
-const MAX_PENDING: usize = 10_000;
+/// (about 4 MB of 2 KB events).
+const MAX_PENDING: usize = 2_000;
 
 /// One configured feed.
 #[derive(Debug, Clone)]

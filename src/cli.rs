@@ -32,6 +32,27 @@ pub struct Cli {
 pub enum Cmd {
     /// List the recorded strike-off changes from the database.
     StrikeOffs(StrikeOffsArgs),
+    /// Measure throughput, latency, render time, memory and idle cost on loopback.
+    Bench(BenchArgs),
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct BenchArgs {
+    /// render, startup, catch-up, steady, idle, or all.
+    #[arg(long, default_value = "all")]
+    pub scenario: String,
+    /// One JSON object per scenario instead of a readable line.
+    #[arg(long)]
+    pub json: bool,
+    /// Events for catch-up and for the start-up database.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub events: usize,
+    /// How long steady state and idle run.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "60s")]
+    pub duration: Duration,
+    /// Events per second in steady state.
+    #[arg(long, default_value_t = 1000.0)]
+    pub rate: f64,
 }
 
 /// Options for watching feeds (the default command).

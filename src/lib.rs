@@ -8,6 +8,7 @@
 //! the [`store`] writer thread. The UI and the headless printer only read the model.
 
 pub mod app;
+pub mod bench;
 pub mod cli;
 pub mod config;
 pub mod demo;

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::Parser;
 use feedtop::app::{FeedSpec, Pipeline, PipelineConfig};
-use feedtop::cli::{Cli, Cmd, RunArgs, StrikeOffsArgs};
+use feedtop::cli::{BenchArgs, Cli, Cmd, RunArgs, StrikeOffsArgs};
 use feedtop::config::{self, FileConfig, Paths, Settings};
 use feedtop::headless::{self, HeadlessOptions};
 use feedtop::store::WriterSettings;
@@ -19,6 +19,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Some(Cmd::StrikeOffs(args)) => strike_offs(args),
+        Some(Cmd::Bench(args)) => bench(args),
         None => watch(cli.run),
     };
     match result {
@@ -105,6 +106,22 @@ fn pipeline_config(settings: &Settings) -> PipelineConfig {
             ..WriterSettings::default()
         },
     }
+}
+
+fn bench(args: BenchArgs) -> anyhow::Result<()> {
+    let options = feedtop::bench::BenchOptions { events: args.events, duration: args.duration, rate: args.rate };
+    let names: Vec<&str> =
+        if args.scenario == "all" { feedtop::bench::SCENARIOS.to_vec() } else { vec![args.scenario.as_str()] };
+    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    for name in names {
+        let result = runtime.block_on(feedtop::bench::run(name, &options))?;
+        if args.json {
+            println!("{result}");
+        } else {
+            println!("{}", feedtop::bench::human(&result));
+        }
+    }
+    Ok(())
 }
 
 fn strike_offs(args: StrikeOffsArgs) -> anyhow::Result<()> {

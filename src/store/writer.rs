@@ -25,7 +25,9 @@ use crate::model::{Fact, StoreReport};
 pub struct WriterSettings {
     /// Facts per transaction at most.
     pub max_batch: usize,
-    /// Batches that may wait in the channel.
+    /// Batches that may wait in the channel. Small on purpose: a batch can
+    /// hold a thousand 2 KB events, and the core loop keeps its own bounded
+    /// backlog while the writer is busy.
     pub queue: usize,
     pub retry_base: Duration,
     pub retry_cap: Duration,
@@ -42,8 +44,8 @@ pub struct WriterSettings {
 impl Default for WriterSettings {
     fn default() -> Self {
         Self {
-            max_batch: 5_000,
-            queue: 256,
+            max_batch: 2_000,
+            queue: 4,
             retry_base: Duration::from_millis(100),
             retry_cap: Duration::from_secs(5),
             shutdown_retries: 3,

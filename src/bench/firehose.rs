@@ -1,0 +1,125 @@
+//! A Companies House-shaped server for benchmarks: it generates real-shaped
+//! company-profile events on the fly and writes them in large chunks, as fast
+//! as the client reads or at a fixed rate. Unlike `sim`, it keeps nothing in
+//! memory, so a million-event run costs no gigabytes.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinHandle;
+
+use crate::sim::company_gen::CompanyGen;
+
+#[derive(Debug, Clone, Copy)]
+pub struct FirehoseConfig {
+    /// Events per connection.
+    pub events: usize,
+    /// Events per second; `None` writes as fast as the client reads.
+    pub rate: Option<f64>,
+    pub seed: u64,
+}
+
+pub struct Firehose {
+    addr: SocketAddr,
+    bytes: Arc<AtomicU64>,
+    task: JoinHandle<()>,
+}
+
+impl Drop for Firehose {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl Firehose {
+    pub async fn start(config: FirehoseConfig) -> std::io::Result<Self> {
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let bytes = Arc::new(AtomicU64::new(0));
+        let counter = bytes.clone();
+        let task = tokio::spawn(async move {
+            while let Ok((socket, _)) = listener.accept().await {
+                tokio::spawn(serve(socket, config, counter.clone()));
+            }
+        });
+        Ok(Self { addr, bytes, task })
+    }
+
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Body bytes written so far (event lines, over all connections).
+    pub fn bytes(&self) -> u64 {
+        self.bytes.load(Ordering::Relaxed)
+    }
+}
+
+/// One generated line with a microsecond `published_at` (the parser reads
+/// both forms), so latency can be measured below a second.
+pub fn precise_line(generator: &mut CompanyGen) -> String {
+    let now = Utc::now();
+    let line = generator.next_event(now);
+    let coarse = format!("\"published_at\":\"{}\"", now.format("%Y-%m-%dT%H:%M:%S"));
+    let precise = format!("\"published_at\":\"{}\"", now.format("%Y-%m-%dT%H:%M:%S%.6fZ"));
+    line.replacen(&coarse, &precise, 1)
+}
+
+async fn serve(mut socket: TcpStream, config: FirehoseConfig, bytes: Arc<AtomicU64>) {
+    // The request itself does not matter; read its head and answer.
+    let mut head = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+        match socket.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => head.extend_from_slice(&buf[..n]),
+        }
+    }
+    let header = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n";
+    if socket.write_all(header.as_bytes()).await.is_err() {
+        return;
+    }
+    let mut generator = CompanyGen::new(Some(config.seed));
+    let started = tokio::time::Instant::now();
+    let mut body = Vec::with_capacity(96 * 1024);
+    let mut sent = 0;
+    while sent < config.events {
+        // Pace: by `rate`, release the events that are due (1 ms granularity).
+        let due = match config.rate {
+            Some(rate) => ((started.elapsed().as_secs_f64() * rate) as usize).min(config.events),
+            None => config.events,
+        };
+        if due <= sent {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+            continue;
+        }
+        while sent < due && body.len() < 64 * 1024 {
+            body.extend_from_slice(precise_line(&mut generator).as_bytes());
+            body.push(b'\n');
+            sent += 1;
+        }
+        bytes.fetch_add(body.len() as u64, Ordering::Relaxed);
+        if write_chunk(&mut socket, &body).await.is_err() {
+            return;
+        }
+        body.clear();
+    }
+    // Then stay open with heartbeats, like the real stream.
+    loop {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        if write_chunk(&mut socket, b"\n").await.is_err() {
+            return;
+        }
+    }
+}
+
+async fn write_chunk(socket: &mut TcpStream, data: &[u8]) -> std::io::Result<()> {
+    socket.write_all(format!("{:x}\r\n", data.len()).as_bytes()).await?;
+    socket.write_all(data).await?;
+    socket.write_all(b"\r\n").await
+}

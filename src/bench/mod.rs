@@ -1,0 +1,67 @@
+//! `feedtop bench`: end-to-end scenarios against loopback servers, each
+//! printed as one JSON object (with `--json`) or one readable line, with a
+//! baseline measured in the same run where the scenario has one.
+//!
+//! Benchmarks measure; tests assert behaviour. Nothing here runs in `cargo test`
+//! except a tiny smoke run that checks the harness itself works.
+
+pub mod firehose;
+mod scenarios;
+
+use std::time::Duration;
+
+use serde_json::Value;
+
+pub use scenarios::{catch_up, idle, render, startup, steady};
+
+/// The scenarios, in the order `--scenario all` runs them.
+pub const SCENARIOS: &[&str] = &["render", "startup", "catch-up", "steady", "idle"];
+
+#[derive(Debug, Clone)]
+pub struct BenchOptions {
+    /// Events for catch-up and for the start-up database.
+    pub events: usize,
+    /// How long steady state and idle run.
+    pub duration: Duration,
+    /// Events per second in steady state.
+    pub rate: f64,
+}
+
+/// Runs one scenario by name and returns its figures.
+pub async fn run(name: &str, options: &BenchOptions) -> anyhow::Result<Value> {
+    match name {
+        "catch-up" => catch_up(options.events).await,
+        "steady" => steady(options.rate, options.duration).await,
+        "render" => render(),
+        "idle" => idle(options.duration).await,
+        "startup" => startup(options.events).await,
+        other => anyhow::bail!("unknown scenario {other:?}; choose one of: {}, all", SCENARIOS.join(", ")),
+    }
+}
+
+/// `name: key=value key=value …` for people; `--json` prints the object.
+pub fn human(result: &Value) -> String {
+    let name = result["scenario"].as_str().unwrap_or("?");
+    let mut parts = Vec::new();
+    if let Some(map) = result.as_object() {
+        for (k, v) in map.iter().filter(|(k, _)| k.as_str() != "scenario") {
+            parts.push(format!("{k}={}", compact(v)));
+        }
+    }
+    format!("{name}: {}", parts.join("  "))
+}
+
+fn compact(v: &Value) -> String {
+    match v {
+        Value::Number(n) => match n.as_f64() {
+            Some(f) if f.fract() != 0.0 => format!("{f:.3}"),
+            _ => n.to_string(),
+        },
+        Value::String(s) => s.clone(),
+        Value::Object(map) => {
+            let inner: Vec<String> = map.iter().map(|(k, v)| format!("{k}:{}", compact(v))).collect();
+            format!("{{{}}}", inner.join(" "))
+        }
+        other => other.to_string(),
+    }
+}

@@ -1,0 +1,371 @@
+//! The benchmark scenarios. Each returns a JSON object of figures.
+
+use std::io::BufRead;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use futures_util::StreamExt;
+use ratatui::backend::TestBackend;
+use ratatui::Terminal;
+use serde_json::{json, Value};
+
+use super::firehose::{precise_line, Firehose, FirehoseConfig};
+use crate::app::{companies_house_feed_name, FeedSpec, Input, Pipeline, PipelineConfig};
+use crate::feeds::companies_house::{parse_event, ChSettings};
+use crate::feeds::{ConnState, FeedInfo, FeedMsg, FeedMsgKind, Quote};
+use crate::model::{metrics::LatencyWindow, Fact, Model};
+use crate::sim::company_gen::CompanyGen;
+use crate::store::{self, WriterSettings};
+use crate::ui::{self, theme::Theme, view::ViewState};
+
+const SEED: u64 = 42;
+
+fn per_sec(count: f64, elapsed: Duration) -> f64 {
+    (count / elapsed.as_secs_f64()).round()
+}
+
+/// 1. Catch-up: `n` events as fast as possible through the whole pipeline
+/// (a child `feedtop --headless`, so its memory is its own), against two
+/// baselines from the same run: the same server's bytes read and discarded
+/// (the loopback limit) and the same kind of lines parsed by serde_json alone.
+pub async fn catch_up(n: usize) -> anyhow::Result<Value> {
+    // Baseline A: serde_json alone, on 100,000 generated lines.
+    let sample: Vec<String> = {
+        let mut generator = CompanyGen::new(Some(SEED));
+        (0..n.min(100_000)).map(|_| precise_line(&mut generator)).collect()
+    };
+    let sample_bytes: usize = sample.iter().map(|l| l.len() + 1).sum();
+    let started = Instant::now();
+    for line in &sample {
+        std::hint::black_box(serde_json::from_str::<Value>(line)?);
+    }
+    let serde_rate = per_sec(sample.len() as f64, started.elapsed());
+    let started = Instant::now();
+    for line in &sample {
+        std::hint::black_box(parse_event(line.as_bytes().to_vec()).ok());
+    }
+    let decode_rate = per_sec(sample.len() as f64, started.elapsed());
+
+    // Baseline B: read the firehose and discard.
+    let hose = Firehose::start(FirehoseConfig { events: n, rate: None, seed: SEED }).await?;
+    let started = Instant::now();
+    let response = reqwest::Client::builder().no_proxy().build()?.get(format!("{}/companies", hose.base_url())).send().await?;
+    let mut body = response.bytes_stream();
+    let mut lines = 0usize;
+    while lines < n {
+        let chunk = body.next().await.ok_or_else(|| anyhow::anyhow!("firehose ended early"))??;
+        lines += memchr::memchr_iter(b'\n', &chunk).count();
+    }
+    let read_elapsed = started.elapsed();
+    drop(body);
+    let loopback_rate = per_sec(n as f64, read_elapsed);
+    drop(hose);
+
+    // The full pipeline in a child process.
+    let hose = Firehose::start(FirehoseConfig { events: n, rate: None, seed: SEED }).await?;
+    let dir = tempfile::tempdir()?;
+    let db = dir.path().join("bench.db");
+    let (elapsed, last, cpu) = run_child_until(&hose.base_url(), &db, move |v| v["store"]["events_written"].as_u64() >= Some(n as u64)).await?;
+    let bytes = hose.bytes() as f64;
+    let db_bytes = std::fs::metadata(&db).map(|m| m.len()).unwrap_or(0)
+        + std::fs::metadata(db.with_extension("db-wal")).map(|m| m.len()).unwrap_or(0);
+    let rate = per_sec(n as f64, elapsed);
+    Ok(json!({
+        "scenario": "catch-up",
+        "events": n,
+        "events_per_s": rate,
+        "mb_per_s": (bytes / 1_048_576.0 / elapsed.as_secs_f64() * 10.0).round() / 10.0,
+        "avg_event_bytes": (bytes / n as f64).round(),
+        "elapsed_s": elapsed.as_secs_f64(),
+        "cpu_s": cpu,
+        "rss_mb_after": last["process"]["rss_mb"],
+        "db_bytes_per_event": (db_bytes as f64 / n as f64).round(),
+        "baseline_loopback_events_per_s": loopback_rate,
+        "baseline_serde_value_events_per_s": serde_rate,
+        "feedtop_decode_events_per_s": decode_rate,
+        "ratio_to_loopback": (rate / loopback_rate * 1000.0).round() / 1000.0,
+        "ratio_to_serde": (rate / serde_rate * 1000.0).round() / 1000.0,
+        "sample_mb": (sample_bytes as f64 / 1_048_576.0).round(),
+    }))
+}
+
+/// Runs `feedtop --headless` against `url` until a report line satisfies
+/// `done`; returns the time it took, that line, and the child's CPU seconds.
+async fn run_child_until(
+    url: &str,
+    db: &std::path::Path,
+    done: impl Fn(&Value) -> bool + Send + 'static,
+) -> anyhow::Result<(Duration, Value, f64)> {
+    let mut child = feedtop_child(db)?
+        .args(["--interval", "100ms", "--ch-url", url])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()?;
+    let stdout = child.stdout.take().expect("piped");
+    let pid = child.id();
+    let started = Instant::now();
+    let found = tokio::task::spawn_blocking(move || {
+        for line in std::io::BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            let Ok(v) = serde_json::from_str::<Value>(&line) else { continue };
+            if done(&v) {
+                let cpu = child_cpu_seconds(pid);
+                return Some((started.elapsed(), v, cpu));
+            }
+        }
+        None
+    })
+    .await?;
+    let _ = Command::new("kill").args(["-TERM", &pid.to_string()]).status();
+    let _ = child.wait();
+    found.ok_or_else(|| anyhow::anyhow!("the child feedtop stopped before the scenario finished"))
+}
+
+/// `feedtop --headless --db DB` isolated from the user's key and config
+/// (an empty config file beside the database).
+fn feedtop_child(db: &std::path::Path) -> anyhow::Result<Command> {
+    let config = db.with_extension("toml");
+    std::fs::write(&config, "")?;
+    let mut cmd = Command::new(std::env::current_exe()?);
+    cmd.arg("--headless").arg("--db").arg(db).arg("--config").arg(config);
+    cmd.env_remove("CH_STREAMING_API_KEY").env_remove("FEEDTOP_DB").env_remove("FEEDTOP_CH_URL");
+    Ok(cmd)
+}
+
+/// User + system CPU of a process from /proc (Linux), in seconds.
+fn child_cpu_seconds(pid: u32) -> f64 {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { return f64::NAN };
+    let Some(after) = stat.rfind(')').map(|i| &stat[i + 2..]) else { return f64::NAN };
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    // After the command name: state is field 3, utime 14, stime 15 (1-based).
+    let ticks: f64 = fields.get(11).and_then(|u| u.parse().ok()).unwrap_or(f64::NAN)
+        + fields.get(12).and_then(|s| s.parse().ok()).unwrap_or(f64::NAN);
+    ticks / 100.0
+}
+
+fn process_cpu_seconds() -> f64 {
+    child_cpu_seconds(std::process::id())
+}
+
+fn ch_settings(url: &str) -> ChSettings {
+    ChSettings::new(url, "/companies", None)
+}
+
+/// 2. Steady state: `rate` events/s for `duration`, the model updating and
+/// the full screen drawn into a TestBackend at 10 fps. Latency is from the
+/// server writing an event (its microsecond `published_at`) to the core loop
+/// applying it; CPU is the whole process, the simulated server included.
+pub async fn steady(rate: f64, duration: Duration) -> anyhow::Result<Value> {
+    let events = (rate * duration.as_secs_f64()) as usize;
+    let hose = Firehose::start(FirehoseConfig { events, rate: Some(rate), seed: SEED }).await?;
+    let dir = tempfile::tempdir()?;
+    let mut p = Pipeline::start(PipelineConfig {
+        feeds: vec![FeedSpec::companies_house(companies_house_feed_name("/companies"), ch_settings(&hose.base_url()))],
+        db_path: dir.path().join("bench.db"),
+        latency_window: Duration::from_secs(3600),
+        demo: false,
+        writer: WriterSettings::default(),
+    })?;
+    let mut terminal = Terminal::new(TestBackend::new(200, 50))?;
+    let theme = Theme::new(true);
+    let view = ViewState::new();
+    let mut to_model = LatencyWindow::new(Duration::from_secs(3600));
+    let mut tick = tokio::time::interval(Duration::from_millis(100));
+    let cpu_before = process_cpu_seconds();
+    let started = Instant::now();
+    let deadline = tokio::time::Instant::now() + duration + Duration::from_secs(10);
+    let mut frames = 0u64;
+    while p.model.feeds[0].counts.events < events as u64 {
+        tokio::select! {
+            _ = tokio::time::sleep_until(deadline) => break,
+            _ = tick.tick() => {
+                p.model.tick(Utc::now());
+                p.flush();
+                terminal.draw(|f| ui::draw(f, &p.model, &view, &theme))?;
+                frames += 1;
+            }
+            input = p.next_input() => {
+                if let Input::Feed(FeedMsg { kind: FeedMsgKind::Event(ev), .. }) = &input {
+                    if let Some(published) = ev.published_at {
+                        let now = Utc::now();
+                        to_model.record(now, (now - published).num_microseconds().unwrap_or(i64::MAX) / 1000);
+                    }
+                }
+                p.handle(input);
+            }
+        }
+    }
+    let elapsed = started.elapsed();
+    let cpu = process_cpu_seconds() - cpu_before;
+    let received = p.model.feeds[0].counts.events;
+    let feed_latency = p.model.feeds[0].latency.summary(Utc::now());
+    let apply_latency = to_model.summary(Utc::now());
+    let rss = crate::app::resident_memory().map(|b| b / 1_048_576);
+    p.shutdown().await;
+    Ok(json!({
+        "scenario": "steady",
+        "rate": rate,
+        "duration_s": elapsed.as_secs_f64(),
+        "events": received,
+        "frames_drawn": frames,
+        "latency_write_to_model_ms": apply_latency,
+        "latency_write_to_feed_ms": feed_latency,
+        "cpu_s": cpu,
+        "cpu_us_per_event": (cpu * 1e6 / received.max(1) as f64).round(),
+        "rss_mb_process_incl_sim": rss,
+    }))
+}
+
+/// A model with every pane full: four feeds, 2,000 strike-off changes,
+/// 50 tickers with full sparklines, an hour of rates and latencies.
+pub fn full_model() -> Model {
+    let feeds = vec![
+        FeedInfo { name: "ch/companies".into(), kind: "companies-house" },
+        FeedInfo { name: "wig80".into(), kind: "ws/wig80" },
+        FeedInfo { name: "carbon".into(), kind: "ws/carbon" },
+        FeedInfo { name: "carbon-sse".into(), kind: "sse" },
+    ];
+    let start = Utc::now() - chrono::TimeDelta::hours(1);
+    let mut model = Model::new(feeds, Duration::from_secs(300), start);
+    let mut facts = Vec::new();
+    let mut generator = CompanyGen::new(Some(SEED));
+    let mut i = 0i64;
+    while model.strike_offs.len() < 2000 && i < 200_000 {
+        let at = start + chrono::TimeDelta::milliseconds(i * 50);
+        if let Ok(ev) = parse_event(generator.next_event(at).into_bytes()) {
+            model.apply(FeedMsg { feed: 0, at, kind: FeedMsgKind::Event(Box::new(ev)) }, &mut facts);
+        }
+        facts.clear();
+        i += 1;
+    }
+    for round in 0..60 {
+        let at = start + chrono::TimeDelta::seconds(round * 60);
+        for feed in 1..4 {
+            let quotes = (0..17)
+                .map(|s| {
+                    let mut q = Quote::new(format!("SYM{feed}{s:02}"), 100.0 + (round as f64 * 0.37 + s as f64).sin());
+                    q.change = Some(0.5 - (s % 3) as f64 * 0.5);
+                    q.change_percent = q.change;
+                    q.volume = Some(1_234_567.0);
+                    q
+                })
+                .collect();
+            model.apply(FeedMsg { feed, at, kind: FeedMsgKind::Quotes(quotes) }, &mut facts);
+            model.apply(FeedMsg { feed, at, kind: FeedMsgKind::State(ConnState::Live) }, &mut facts);
+        }
+    }
+    model.tick(start + chrono::TimeDelta::hours(1));
+    model
+}
+
+/// 4. Render: one full frame at 80×24 and 200×50 with every pane full.
+pub fn render() -> anyhow::Result<Value> {
+    let model = full_model();
+    let theme = Theme::new(true);
+    let view = ViewState::new();
+    let mut out = json!({ "scenario": "render", "strike_offs": model.strike_offs.len(), "tickers": model.quotes.len() });
+    for (w, h) in [(80u16, 24u16), (200, 50)] {
+        let mut terminal = Terminal::new(TestBackend::new(w, h))?;
+        let mut times = Vec::new();
+        for _ in 0..500 {
+            let started = Instant::now();
+            terminal.draw(|f| ui::draw(f, &model, &view, &theme))?;
+            times.push(started.elapsed().as_secs_f64() * 1000.0);
+        }
+        times.sort_by(|a, b| a.total_cmp(b));
+        out[format!("frame_ms_{w}x{h}")] = json!({
+            "p50": (times[times.len() / 2] * 1000.0).round() / 1000.0,
+            "p99": (times[times.len() * 99 / 100] * 1000.0).round() / 1000.0,
+        });
+    }
+    Ok(out)
+}
+
+/// 6. Idle: CPU of a headless feedtop connected to a live stream that sends
+/// only heartbeats, over `duration` (after a 2 s warm-up).
+pub async fn idle(duration: Duration) -> anyhow::Result<Value> {
+    let hose = Firehose::start(FirehoseConfig { events: 0, rate: None, seed: SEED }).await?;
+    let dir = tempfile::tempdir()?;
+    let mut child = feedtop_child(&dir.path().join("idle.db"))?
+        .args(["--interval", "10s", "--ch-url", &hose.base_url()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()?;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let before = child_cpu_seconds(child.id());
+    tokio::time::sleep(duration).await;
+    let cpu = child_cpu_seconds(child.id()) - before;
+    let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+    let _ = child.wait();
+    Ok(json!({
+        "scenario": "idle",
+        "mode": "headless",
+        "duration_s": duration.as_secs_f64(),
+        "cpu_s": cpu,
+        "cpu_percent_of_one_core": (cpu / duration.as_secs_f64() * 100.0 * 1000.0).round() / 1000.0,
+    }))
+}
+
+/// 7. Start-up: time to the first frame with a database of `n` events.
+pub async fn startup(n: usize) -> anyhow::Result<Value> {
+    let dir = tempfile::tempdir()?;
+    let db = dir.path().join("startup.db");
+    let feed = companies_house_feed_name("/companies");
+    let fill_started = Instant::now();
+    {
+        let mut conn = store::open(&db)?;
+        let mut generator = CompanyGen::new(Some(SEED));
+        let mut model = Model::new(vec![FeedInfo { name: feed.clone(), kind: "companies-house" }], Duration::from_secs(300), Utc::now());
+        let mut facts: Vec<Fact> = Vec::new();
+        for i in 0..n {
+            let ev = parse_event(generator.next_event(Utc::now()).into_bytes())?;
+            model.apply(FeedMsg { feed: 0, at: Utc::now(), kind: FeedMsgKind::Event(Box::new(ev)) }, &mut facts);
+            if facts.len() >= 10_000 || i + 1 == n {
+                store::writer::write_batch(&mut conn, &facts)?;
+                facts.clear();
+            }
+        }
+    }
+    let fill = fill_started.elapsed();
+    let started = Instant::now();
+    let p = Pipeline::start(PipelineConfig {
+        feeds: vec![FeedSpec::companies_house(feed, ch_settings("http://127.0.0.1:9"))],
+        db_path: db.clone(),
+        latency_window: Duration::from_secs(300),
+        demo: false,
+        writer: WriterSettings::default(),
+    })?;
+    let mut terminal = Terminal::new(TestBackend::new(200, 50))?;
+    terminal.draw(|f| ui::draw(f, &p.model, &ViewState::new(), &Theme::new(true)))?;
+    let first_frame = started.elapsed();
+    let shown = p.model.strike_offs.len();
+    p.shutdown().await;
+    let db_bytes = std::fs::metadata(&db)?.len();
+    Ok(json!({
+        "scenario": "startup",
+        "events_in_db": n,
+        "db_mb": db_bytes / 1_048_576,
+        "fill_s": fill.as_secs_f64(),
+        "first_frame_ms": (first_frame.as_secs_f64() * 1000.0 * 10.0).round() / 10.0,
+        "strike_offs_loaded": shown,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Not a benchmark: checks the harness itself runs end to end on a tiny load.
+    #[tokio::test]
+    async fn harness_smoke() {
+        let r = render().unwrap();
+        assert!(r["frame_ms_80x24"]["p50"].as_f64().unwrap() > 0.0);
+        assert!(r["strike_offs"].as_u64().unwrap() >= 2000);
+        let s = startup(2_000).await.unwrap();
+        assert!(s["strike_offs_loaded"].as_u64().unwrap() > 0, "{s}");
+        let st = steady(500.0, Duration::from_millis(600)).await.unwrap();
+        assert!(st["events"].as_u64().unwrap() > 0, "{st}");
+        assert!(!st["latency_write_to_model_ms"].is_null(), "{st}");
+    }
+}
