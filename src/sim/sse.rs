@@ -37,6 +37,9 @@ pub const SSE_PATH: &str = "/sse/stream";
 pub const SSE_TOPIC: &str = "served.market.latest_prices.v1";
 /// Events kept for `Last-Event-ID` replay; older ones are forgotten.
 const LOG_CAPACITY: usize = 2_000;
+/// Served events remembered for [`SseSim::served`]; older ones are forgotten
+/// so that a demo running for days stays small.
+pub const SERVED_KEPT: usize = 50_000;
 const MAX_HEAD: usize = 16 * 1024;
 const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
 const LINGER: Duration = Duration::from_secs(2);
@@ -160,7 +163,7 @@ impl SseSim {
             last_id: watch::Sender::new(0),
             plans: Mutex::new(VecDeque::new()),
             default_plan: Mutex::new(None),
-            served: Mutex::new(Vec::new()),
+            served: Mutex::new(VecDeque::new()),
             requests: Mutex::new(Vec::new()),
             request_count: watch::Sender::new(0),
             connections: AtomicUsize::new(0),
@@ -215,9 +218,10 @@ impl SseSim {
         *lock(&self.shared.default_plan) = plan;
     }
 
-    /// Every data event written to a client so far, in order.
+    /// The data events written to clients, in order: all of them, or the
+    /// last [`SERVED_KEPT`] in a long run (the demo).
     pub fn served(&self) -> Vec<ServedEvent> {
-        lock(&self.shared.served).clone()
+        lock(&self.shared.served).iter().cloned().collect()
     }
 
     /// Closes every open connection abruptly.
@@ -245,7 +249,7 @@ struct Shared {
     last_id: watch::Sender<u64>,
     plans: Mutex<VecDeque<SsePlan>>,
     default_plan: Mutex<Option<SsePlan>>,
-    served: Mutex<Vec<ServedEvent>>,
+    served: Mutex<VecDeque<ServedEvent>>,
     requests: Mutex<Vec<SseRequest>>,
     request_count: watch::Sender<usize>,
     connections: AtomicUsize,
@@ -492,7 +496,13 @@ async fn stream(mut socket: TcpStream, shared: &Shared, link: Link, mut cut_afte
             if write_flush(&mut writer, &chunk(&block)).await.is_err() {
                 return;
             }
-            lock(&shared.served).push(ServedEvent { conn, id, payload: payload.to_string() });
+            {
+                let mut served = lock(&shared.served);
+                served.push_back(ServedEvent { conn, id, payload: payload.to_string() });
+                if served.len() > SERVED_KEPT {
+                    served.pop_front();
+                }
+            }
             last_write = ttime::Instant::now();
             cut_after = cut_after.map(|left| left - 1);
         }
