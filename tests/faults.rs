@@ -351,6 +351,37 @@ async fn ch_connection_refused_while_the_server_is_down() {
     measured.report();
 }
 
+/// 416: the server no longer holds the resume point. The events it dropped
+/// are missed (a gap is counted and stored); everything it still has arrives
+/// once, live.
+#[tokio::test]
+async fn ch_416_timepoint_too_old_records_a_gap() {
+    let lines = generated_lines(N, 14);
+    let sim = sim_with(lines.clone(), None).await;
+    sim.push_plan(ConnPlan::CutAfter { events: N / 2, mid_line: false });
+    // The reconnect is held for a while: meanwhile the server trims its log.
+    sim.push_plan(ConnPlan::Delayed { delay: Duration::from_secs(1), then: Box::new(ConnPlan::Serve) });
+    let (_dir, db) = temp_db();
+    let mut p = start(ch_settings(&sim.base_url()), &db);
+    until(&mut p, "first half, then the cut", |m| {
+        m.feeds[0].last_timepoint == last_tp(&lines[..N / 2]) && m.feeds[0].state != ConnState::Live
+    })
+    .await;
+    const TRIMMED: usize = 10;
+    sim.trim_before(last_tp(&lines[..N / 2 + TRIMMED + 1]).unwrap());
+    let fault_over = until(&mut p, "416", |m| backing_off(&m.feeds[0]) && error_has(&m.feeds[0], "HTTP 416")).await;
+    let shown = p.model.feeds[0].clone();
+    assert_eq!(shown.counts.gaps, 1);
+    let measured = recovery(&mut p, "CH: HTTP 416 (timepoint too old)", shown, fault_over).await;
+    until(&mut p, "caught up", |m| m.feeds[0].last_timepoint == last_tp(&lines)).await;
+    assert_eq!(sim.requests().last().unwrap().timepoint, None, "after 416 it reconnects live");
+    // The server still had everything but the trimmed events: those once each.
+    let delivered: Vec<String> = lines[..N / 2].iter().chain(&lines[N / 2 + TRIMMED..]).cloned().collect();
+    finish_ch(p, &db, &delivered).await;
+    assert_eq!(db_counts(&db).gaps, 1, "the gap is stored");
+    measured.report();
+}
+
 /// 503 for every connection for 2 s: the reconnects in that window stay
 /// within what exponential backoff with full jitter allows.
 #[tokio::test]
@@ -702,9 +733,18 @@ async fn carbon_close_codes_and_abrupt_drop() {
         "connection failed".into(),
     ));
     plans.push(("carbon: a 10 MiB frame".into(), WsPlan::Huge { bytes: 10 * 1024 * 1024 }, "over the".into()));
+    plans.push(("carbon: stall > read-idle timeout (400 ms)".into(), WsPlan::Stall, "read-idle timeout".into()));
+    plans.push((
+        "carbon: upgrade never answered (connect timeout 2 s)".into(),
+        WsPlan::NoUpgrade,
+        "no WebSocket handshake".into(),
+    ));
     for (fault, plan, error) in plans {
         let sim = carbon_sim().await;
-        let feed = FeedSpec::websocket("carbon", ws_settings(sim.url(), Dialect::Carbon, Some(TOKEN)));
+        let mut settings = ws_settings(sim.url(), Dialect::Carbon, Some(TOKEN));
+        // Prices every 100 ms and pongs every 100 ms: 400 ms of silence is a stall.
+        settings.reconnect.read_timeout = IDLE;
+        let feed = FeedSpec::websocket("carbon", settings);
         let (mut p, measured, _dir, db) = ws_fault(&fault, feed, &|plan| sim.push_plan(plan), plan, &error).await;
         // Prices flow again and keep flowing.
         let target = p.model.feeds[0].counts.events + 10;
