@@ -287,6 +287,27 @@ async fn ch_429_without_retry_after_waits_the_rate_limit_wait() {
     ch_fault("CH: HTTP 429, no Retry-After", vec![plan], expect, |_| {}).await;
 }
 
+/// A Retry-After far beyond any date (about 3 million years) is honoured
+/// (the feed waits, showing when it retries) without crashing the feed task,
+/// and a reconnect asked for by the user (key `r`) cuts the wait short.
+#[tokio::test]
+async fn ch_429_with_an_absurd_retry_after_then_a_user_reconnect() {
+    let lines = generated_lines(N, 15);
+    let sim = sim_with(lines.clone(), None).await;
+    sim.push_plan(ConnPlan::CutAfter { events: N / 2, mid_line: false });
+    sim.push_plan(status(429, Some("99999999999999".into()), "", "text/plain"));
+    let (_dir, db) = temp_db();
+    let mut p = start(ch_settings(&sim.base_url()), &db);
+    until(&mut p, "429", |m| backing_off(&m.feeds[0]) && error_has(&m.feeds[0], "HTTP 429")).await;
+    let shown = p.model.feeds[0].clone();
+    assert!(announced_wait(&shown) > Duration::from_secs(365 * 24 * 3600), "waits: {:?}", shown.state);
+    p.reconnect(0);
+    let measured = recovery(&mut p, "CH: HTTP 429, Retry-After: 99999999999999, then r", shown, Instant::now()).await;
+    until(&mut p, "caught up", |m| m.feeds[0].last_timepoint == last_tp(&lines)).await;
+    finish_ch(p, &db, &lines).await;
+    measured.report();
+}
+
 #[tokio::test]
 async fn ch_500() {
     let plan = status(500, None, r#"{"error":"internal server error"}"#, "application/json");
