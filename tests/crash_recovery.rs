@@ -275,6 +275,7 @@ async fn kill_9_twice_loses_and_doubles_nothing() {
     // Strike-off changes: the same as a clean single run over the same lines.
     let changes = expected_changes(&lines);
     assert!(changes.len() > 100, "the backlog has strike-off storylines: {}", changes.len());
+    eprintln!("CH: {} events and {} strike-off changes, each stored once", stored.len(), changes.len());
     assert_eq!(stored_changes(&db), changes, "strike-off changes across two crashes");
     let requests = ch.requests();
     assert!(requests.iter().skip(1).all(|r| r.timepoint.is_some()), "every connection after the first resumed");
