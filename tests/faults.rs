@@ -30,11 +30,12 @@ use feedtop::sim::sse::{SseConfig, SsePlan, SseShape, SseSim};
 use feedtop::sim::wig80::{Wig80Config, Wig80Sim, WsPlan};
 
 /// Backoff settings of every test here: the first delay is drawn from
-/// [BASE/2, BASE], each next ceiling doubles up to CAP.
-const BASE: Duration = Duration::from_millis(50);
-const CAP: Duration = Duration::from_millis(400);
+/// [BASE/2, BASE], each next ceiling doubles up to CAP. The floor is long
+/// enough for a loaded test machine to see the `backoff` state it checks.
+const BASE: Duration = Duration::from_millis(200);
+const CAP: Duration = Duration::from_millis(800);
 /// Full jitter never waits less than this (`Backoff::new`: base / 2).
-const FLOOR: Duration = Duration::from_millis(25);
+const FLOOR: Duration = Duration::from_millis(100);
 /// A short read-idle timeout for the stall faults.
 const IDLE: Duration = Duration::from_millis(400);
 /// Recovery must happen well within this (a sanity bound, not a target).
@@ -596,7 +597,8 @@ async fn ch_slow_drip_one_byte_per_ms() {
     sim.push_plan(ConnPlan::Drip { events: 2, every: Duration::from_millis(1) });
     let (_dir, db) = temp_db();
     let mut settings = ch_settings(&sim.base_url());
-    settings.reconnect.read_timeout = IDLE;
+    // Far above the 1 ms between bytes, so only a stream treated as idle would reconnect.
+    settings.reconnect.read_timeout = Duration::from_secs(2);
     let mut p = start(settings, &db);
     until(&mut p, "dripped", |m| m.feeds[0].last_timepoint == last_tp(&lines)).await;
     let f = p.model.feeds[0].clone();
