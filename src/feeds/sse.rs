@@ -67,6 +67,15 @@ impl SseConnector {
         }
     }
 
+    /// Keeps what the stream told us for the next connection: the last event
+    /// id (sent back as `Last-Event-ID`) and the `retry:` delay.
+    fn remember(&mut self, parser: &SseParser) {
+        if let Some(id) = parser.last_event_id() {
+            self.last_event_id = Some(id.to_string());
+        }
+        self.retry = parser.retry().or(self.retry);
+    }
+
     fn retry_after_drop(&self) -> Retry {
         match self.retry {
             Some(r) => Retry::AtLeast(r.clamp(MIN_RETRY, self.settings.reconnect.backoff_cap)),
@@ -128,7 +137,11 @@ impl Connector for SseConnector {
         let end = loop {
             let next = tokio::select! {
                 next = tokio::time::timeout(read_timeout, body.next()) => next,
-                cmd = link.command() => return FeedLink::on_command(cmd),
+                cmd = link.command() => {
+                    // A reconnect asked for by the user resumes like any other.
+                    self.remember(&parser);
+                    return FeedLink::on_command(cmd);
+                }
             };
             match next {
                 Err(_) => {
@@ -154,10 +167,7 @@ impl Connector for SseConnector {
                 }
             }
         };
-        if let Some(id) = parser.last_event_id() {
-            self.last_event_id = Some(id.to_string());
-        }
-        self.retry = parser.retry().or(self.retry);
+        self.remember(&parser);
         let (error, retry) = session.ending(self.scrub(end));
         let retry = if retry == Retry::Backoff { self.retry_after_drop() } else { retry };
         Outcome::Dropped { error, live_for: live_since.elapsed(), retry }

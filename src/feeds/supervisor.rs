@@ -135,7 +135,12 @@ pub async fn supervise(mut link: FeedLink, timings: Reconnect, mut connector: im
             Retry::AtLeast(min) => (backoff.next_delay(&mut rng).max(min), false),
             Retry::Auth => (timings.auth_retry, true),
         };
-        let retry_at = Utc::now() + chrono::TimeDelta::from_std(wait).unwrap_or(chrono::TimeDelta::MAX);
+        // A server may ask for any wait (`Retry-After: 99999999999999`): past
+        // the last representable date, show that date rather than overflow.
+        let retry_at = chrono::TimeDelta::from_std(wait)
+            .ok()
+            .and_then(|wait| Utc::now().checked_add_signed(wait))
+            .unwrap_or(chrono::DateTime::<Utc>::MAX_UTC);
         let state = if auth { ConnState::AuthFailed { retry_at } } else { ConnState::Backoff { retry_at } };
         if !link.send(FeedMsgKind::State(state)).await {
             return;
@@ -225,6 +230,13 @@ mod tests {
         let seen = states(Retry::AtLeast(Duration::from_secs(30)), 3).await;
         let FeedMsgKind::State(ConnState::Backoff { retry_at }) = seen[2] else { panic!("{seen:?}") };
         assert!(retry_at - Utc::now() > chrono::TimeDelta::seconds(29));
+    }
+
+    #[tokio::test]
+    async fn a_wait_past_the_last_date_does_not_panic() {
+        let seen = states(Retry::AtLeast(Duration::from_secs(99_999_999_999_999)), 3).await;
+        let FeedMsgKind::State(ConnState::Backoff { retry_at }) = seen[2] else { panic!("{seen:?}") };
+        assert_eq!(retry_at, chrono::DateTime::<Utc>::MAX_UTC);
     }
 
     #[tokio::test]

@@ -167,6 +167,11 @@ impl CarbonSim {
         self.shared.ws.drop_all();
     }
 
+    /// The plan of every connection while the queue is empty (`None`: `Serve`).
+    pub fn set_default_plan(&self, plan: Option<WsPlan>) {
+        self.shared.ws.set_default_plan(plan);
+    }
+
     /// Records published so far (per instrument and topic, delivered or not).
     pub fn published(&self) -> u64 {
         self.shared.published.load(Ordering::SeqCst)

@@ -106,6 +106,25 @@ pub enum ConnPlan {
     Stall,
     /// Accept, then close at once without reading or answering.
     Refuse,
+    /// Read the request, then answer these bytes instead of HTTP (a TLS
+    /// alert, an SSH banner, line noise) and close.
+    Garbage(Vec<u8>),
+    /// Read the request, wait `delay`, then behave as `then` (a gateway that
+    /// times out: `Delayed { then: Status 504 }`). A nested `Refuse` closes
+    /// the socket unanswered after the wait.
+    Delayed { delay: Duration, then: Box<ConnPlan> },
+    /// 200, then the first `events` lines one byte per chunk, `every` apart
+    /// (a slow drip: bounded, so keep lines × bytes × `every` small); then as
+    /// `Serve`.
+    Drip { events: usize, every: Duration },
+    /// 200, `after` events, then `lines` written as they are (each as its own
+    /// chunk with a `\n` added: invalid UTF-8, 10 MiB, deep JSON, copies of
+    /// old events), then as `Serve`. Injected lines are not in the log: a
+    /// resume never replays them and [`ChSim::sent_events`] does not count them.
+    Inject { after: usize, lines: Vec<Vec<u8>> },
+    /// 200, then as `Serve` but waiting `every` before each event line (a
+    /// slow producer: a backlog takes a while).
+    Paced { every: Duration },
 }
 
 /// A fault the server can inject into a live stream (the demo's chaos).
@@ -147,7 +166,14 @@ pub struct ChSim {
 impl ChSim {
     /// Binds `127.0.0.1:0` and starts serving.
     pub async fn start(config: ChSimConfig) -> io::Result<ChSim> {
-        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        Self::start_on(SocketAddr::from(([127, 0, 0, 1], 0)), config).await
+    }
+
+    /// Binds `addr` (a loopback address; port 0 picks one) and starts
+    /// serving: a test restarts a simulator on the port of one it shut down,
+    /// so that the client saw "connection refused" in between.
+    pub async fn start_on(addr: SocketAddr, config: ChSimConfig) -> io::Result<ChSim> {
+        let listener = TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
         let mut log = EventLog::default();
         for line in config.backlog {
@@ -173,6 +199,13 @@ impl ChSim {
     /// empty, connections are served normally.
     pub fn push_plan(&self, plan: ConnPlan) {
         self.shared.push_plan(plan);
+    }
+
+    /// The behaviour of every connection while the queue of
+    /// [`ChSim::push_plan`] is empty (`None`: `Serve`). A fault that lasts:
+    /// set it, let the client retry for a while, clear it.
+    pub fn set_default_plan(&self, plan: Option<ConnPlan>) {
+        *lock(&self.shared.default_plan) = plan;
     }
 
     /// Every request read so far, in order.
@@ -339,6 +372,7 @@ struct Shared {
     /// The log's end sequence number: streams wake up when it moves.
     log_end: watch::Sender<u64>,
     plans: Mutex<VecDeque<ConnPlan>>,
+    default_plan: Mutex<Option<ConnPlan>>,
     requests: Mutex<Vec<RequestRecord>>,
     request_count: watch::Sender<usize>,
     sent: watch::Sender<usize>,
@@ -361,6 +395,7 @@ impl Shared {
             log: Mutex::new(log),
             log_end: watch::Sender::new(end),
             plans: Mutex::new(VecDeque::new()),
+            default_plan: Mutex::new(None),
             requests: Mutex::new(Vec::new()),
             request_count: watch::Sender::new(0),
             sent: watch::Sender::new(0),
@@ -376,7 +411,8 @@ impl Shared {
     }
 
     fn next_plan(&self) -> ConnPlan {
-        lock(&self.plans).pop_front().unwrap_or(ConnPlan::Serve)
+        let queued = lock(&self.plans).pop_front();
+        queued.or_else(|| lock(&self.default_plan).clone()).unwrap_or(ConnPlan::Serve)
     }
 
     fn append(&self, line: String) {
@@ -445,10 +481,15 @@ impl Shared {
             ConnPlan::Status { code, retry_after, body, content_type } => {
                 return Reply::Status(StatusReply { code, retry_after, body, content_type })
             }
-            // `Refuse` never gets this far (the socket is closed unread).
-            ConnPlan::Serve | ConnPlan::Refuse => Mode::Follow,
+            ConnPlan::Garbage(bytes) => return Reply::Raw(bytes),
+            // `Refuse` never gets this far (the socket is closed unread), nor
+            // does `Delayed` (unwrapped after the wait).
+            ConnPlan::Serve | ConnPlan::Refuse | ConnPlan::Delayed { .. } => Mode::Follow,
             ConnPlan::CutAfter { events, mid_line } => Mode::CutAfter { events, mid_line },
             ConnPlan::Stall => Mode::Stall,
+            ConnPlan::Drip { events, every } => Mode::Drip { events, every },
+            ConnPlan::Inject { after, lines } => Mode::Inject { after, lines },
+            ConnPlan::Paced { every } => Mode::Paced { every },
         };
         if request.method != "GET" {
             return Reply::Status(json_status(405, "only GET is supported"));
@@ -568,6 +609,8 @@ fn timepoint_param(query: &str) -> TimepointParam {
 enum Reply {
     Status(StatusReply),
     Stream(StreamPlan),
+    /// Not HTTP at all.
+    Raw(Vec<u8>),
 }
 
 struct StatusReply {
@@ -616,6 +659,9 @@ enum Mode {
     Follow,
     CutAfter { events: usize, mid_line: bool },
     Stall,
+    Drip { events: usize, every: Duration },
+    Inject { after: usize, lines: Vec<Vec<u8>> },
+    Paced { every: Duration },
 }
 
 /// What the accept loop does besides accepting: the demo's generator and chaos.
@@ -713,7 +759,7 @@ async fn run(listener: TcpListener, shared: Arc<Shared>, mut stop: watch::Receiv
     connections.shutdown().await;
 }
 
-async fn serve_connection(mut socket: TcpStream, shared: Arc<Shared>, plan: ConnPlan) {
+async fn serve_connection(mut socket: TcpStream, shared: Arc<Shared>, mut plan: ConnPlan) {
     if plan == ConnPlan::Refuse {
         return; // dropping the socket closes it without a word
     }
@@ -727,12 +773,27 @@ async fn serve_connection(mut socket: TcpStream, shared: Arc<Shared>, plan: Conn
     let Some(request) = parse_request(&head) else {
         return reply_status(&mut socket, &bad_request()).await;
     };
+    while let ConnPlan::Delayed { delay, then } = plan {
+        // The client may give up first: then there is nobody to answer.
+        if ttime::timeout(delay, wait_for_close(&mut socket)).await.is_ok() {
+            return;
+        }
+        plan = *then;
+    }
+    if plan == ConnPlan::Refuse {
+        return;
+    }
     let authorized = shared.authorized(request.authorization.as_deref());
     let reply = shared.decide(&request, authorized, plan);
     shared.record(&request, authorized);
     match reply {
         Reply::Status(status) => reply_status(&mut socket, &status).await,
         Reply::Stream(plan) => stream_events(socket, &shared, plan).await,
+        Reply::Raw(bytes) => {
+            if socket.write_all(&bytes).await.is_ok() {
+                linger(&mut socket).await;
+            }
+        }
     }
 }
 
@@ -847,6 +908,14 @@ struct Cutter {
     budget: Option<usize>,
     /// Whether the cut writes half of the next line first.
     mid_line: bool,
+    /// Events still to be written one byte per chunk, and the pause between bytes.
+    drip: (usize, Duration),
+    /// A pause before each event line.
+    pace: Option<Duration>,
+    /// Raw lines to write once `.0` events have gone out (taken when written).
+    inject: Option<(usize, Vec<Vec<u8>>)>,
+    /// Events written on this stream.
+    sent: usize,
 }
 
 enum Step {
@@ -856,10 +925,24 @@ enum Step {
 
 impl Cutter {
     fn new(mode: &Mode) -> Self {
-        match *mode {
-            Mode::CutAfter { events, mid_line } => Self { budget: Some(events), mid_line },
-            _ => Self { budget: None, mid_line: false },
+        let mut cutter =
+            Self { budget: None, mid_line: false, drip: (0, Duration::ZERO), pace: None, inject: None, sent: 0 };
+        match mode {
+            Mode::CutAfter { events, mid_line } => (cutter.budget, cutter.mid_line) = (Some(*events), *mid_line),
+            Mode::Drip { events, every } => cutter.drip = (*events, *every),
+            Mode::Inject { after, lines } => cutter.inject = Some((*after, lines.clone())),
+            Mode::Paced { every } => cutter.pace = Some(*every),
+            Mode::Follow | Mode::Stall => {}
         }
+        cutter
+    }
+
+    /// The injected lines, once their moment has come.
+    fn injection_due(&mut self) -> Option<Vec<Vec<u8>>> {
+        if self.inject.as_ref().is_some_and(|(after, _)| *after <= self.sent) {
+            return self.inject.take().map(|(_, lines)| lines);
+        }
+        None
     }
 
     /// A cut on a line boundary is due now (no next line is needed).
@@ -873,6 +956,7 @@ impl Cutter {
     }
 
     fn sent_one(&mut self) {
+        self.sent += 1;
         if let Some(left) = &mut self.budget {
             *left = left.saturating_sub(1);
         }
@@ -907,6 +991,9 @@ async fn follow(mut socket: TcpStream, shared: &Shared, plan: StreamPlan) {
             return;
         }
         if cutter.clean_cut_due() {
+            return;
+        }
+        if inject(&mut writer, &mut cutter).await.is_err() {
             return;
         }
         // Mark the log seen *before* reading it: an append after this point
@@ -946,15 +1033,41 @@ async fn send_entry<W: AsyncWrite + Unpin>(
         let _ = write_flush(writer, &chunk(half, false)).await;
         return Step::Stop;
     }
-    if write_flush(writer, &chunk(entry.line.as_bytes(), true)).await.is_err() {
+    if let Some(every) = cutter.pace {
+        ttime::sleep(every).await;
+    }
+    let written = if cutter.drip.0 > 0 {
+        cutter.drip.0 -= 1;
+        drip(writer, entry.line.as_bytes(), cutter.drip.1).await
+    } else {
+        write_flush(writer, &chunk(entry.line.as_bytes(), true)).await
+    };
+    if written.is_err() {
         return Step::Stop;
     }
     shared.sent.send_modify(|n| *n += 1);
     cutter.sent_one();
-    if cutter.clean_cut_due() {
+    if cutter.clean_cut_due() || inject(writer, cutter).await.is_err() {
         return Step::Stop;
     }
     Step::Continue
+}
+
+/// Writes a line and its `\n` one byte per chunk, `every` apart.
+async fn drip<W: AsyncWrite + Unpin>(writer: &mut W, line: &[u8], every: Duration) -> io::Result<()> {
+    for byte in line.iter().chain(b"\n") {
+        write_flush(writer, &chunk(std::slice::from_ref(byte), false)).await?;
+        ttime::sleep(every).await;
+    }
+    Ok(())
+}
+
+/// Writes the plan's injected lines if their moment has come.
+async fn inject<W: AsyncWrite + Unpin>(writer: &mut W, cutter: &mut Cutter) -> io::Result<()> {
+    for line in cutter.injection_due().unwrap_or_default() {
+        write_flush(writer, &chunk(&line, true)).await?;
+    }
+    Ok(())
 }
 
 /// One chunk of the chunked encoding: `{len:x}\r\n{payload}[\n]\r\n`.
@@ -1380,6 +1493,112 @@ mod tests {
         assert!(parse_request(b"GET /companies HTTP/2\r\n\r\n").is_none());
         assert!(parse_request(b"get /companies HTTP/1.1\r\n\r\n").is_none());
         assert_eq!(head_end(b"GET / HTTP/1.1\r\n\r\nrest"), Some(18));
+    }
+
+    #[tokio::test]
+    async fn garbage_answers_non_http_bytes() {
+        let sim = fixture_sim().await;
+        sim.push_plan(ConnPlan::Garbage(b"\x15\x03\x01\x00\x02\x02\x46SSH-2.0-nope\r\n".to_vec()));
+        let mut socket = raw_request(&sim, "GET /companies HTTP/1.1\r\n\r\n").await;
+        let mut reply = Vec::new();
+        ttime::timeout(WAIT, socket.read_to_end(&mut reply)).await.unwrap().unwrap();
+        assert!(reply.starts_with(b"\x15\x03\x01") && reply.ends_with(b"SSH-2.0-nope\r\n"), "{reply:?}");
+        assert_eq!(sim.requests().len(), 1, "the request was read first");
+        let url = format!("{}/companies", sim.base_url());
+        sim.push_plan(ConnPlan::Garbage(b"NOT HTTP AT ALL\r\n\r\n".to_vec()));
+        assert!(client().get(&url).send().await.is_err(), "a client cannot read that as HTTP");
+        assert_eq!(get(&sim, "/companies").await.status(), 200);
+    }
+
+    #[tokio::test]
+    async fn delayed_status_waits_before_answering() {
+        let sim = fixture_sim().await;
+        let then = ConnPlan::Status {
+            code: 504,
+            retry_after: None,
+            body: "<html>gateway timeout</html>".into(),
+            content_type: "text/html".into(),
+        };
+        sim.push_plan(ConnPlan::Delayed { delay: Duration::from_millis(200), then: Box::new(then) });
+        let started = Instant::now();
+        let resp = get(&sim, "/companies").await;
+        assert_eq!(resp.status(), 504);
+        assert!(started.elapsed() >= Duration::from_millis(200));
+        sim.push_plan(ConnPlan::Delayed { delay: Duration::from_millis(10), then: Box::new(ConnPlan::Refuse) });
+        let url = format!("{}/companies", sim.base_url());
+        assert!(client().get(&url).send().await.is_err(), "closed unanswered after the wait");
+        assert_eq!(sim.requests().len(), 1, "a delayed refusal is not recorded as a request");
+    }
+
+    #[tokio::test]
+    async fn drip_sends_one_byte_per_chunk_then_serves_normally() {
+        // The two shortest fixture lines (the malformed one and the unknown kind): a drip is slow.
+        let lines: Vec<String> = fixture_lines().into_iter().filter(|l| l.len() < 700).collect();
+        assert_eq!(lines.len(), 2);
+        let sim = ChSim::start(config(lines.clone(), true)).await.unwrap();
+        sim.push_plan(ConnPlan::Drip { events: 1, every: Duration::ZERO });
+        let mut socket = raw_request(&sim, "GET /companies HTTP/1.1\r\n\r\n").await;
+        let mut expected: Vec<u8> = Vec::new();
+        for byte in lines[0].as_bytes().iter().chain(b"\n") {
+            expected.extend_from_slice(&chunk(std::slice::from_ref(byte), false));
+        }
+        for line in &lines[1..] {
+            expected.extend_from_slice(&chunk(line.as_bytes(), true));
+        }
+        let received = raw_read_until(&mut socket, |r| r.ends_with(&expected)).await;
+        let body_at = received.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+        assert_eq!(&received[body_at..], expected.as_slice());
+        assert!(sim.wait_for_sent_events(2, WAIT).await);
+    }
+
+    #[tokio::test]
+    async fn inject_writes_raw_lines_that_are_not_in_the_log() {
+        let sim = fixture_sim().await;
+        let lines = fixture_lines();
+        let junk = vec![vec![0xff, 0xfe, b'{'], b"[[[[".to_vec()];
+        sim.push_plan(ConnPlan::Inject { after: 2, lines: junk });
+        let mut resp = get(&sim, "/companies").await;
+        let body = read_until(&mut resp, |b| data_lines(b).len() >= 6).await;
+        let mut expected = format!("{}\n{}\n", lines[0], lines[1]).into_bytes();
+        expected.extend_from_slice(b"\xff\xfe{\n[[[[\n");
+        expected.extend_from_slice(format!("{}\n{}\n", lines[2], lines[3]).as_bytes());
+        assert!(body.starts_with(&expected), "{:?}", String::from_utf8_lossy(&body));
+        assert!(sim.wait_for_sent_events(28, WAIT).await);
+        assert_eq!(sim.sent_events(), 28, "injected lines are not events");
+        // A resume does not see them.
+        let tp = timepoint_of(&lines[1]).unwrap();
+        let mut resp = get(&sim, &format!("/companies?timepoint={tp}")).await;
+        assert_eq!(read_lines(&mut resp, 2).await, [lines[1].clone(), lines[2].clone()]);
+    }
+
+    #[tokio::test]
+    async fn paced_and_default_plans() {
+        let sim = fixture_sim().await;
+        sim.set_default_plan(Some(ConnPlan::Paced { every: Duration::from_millis(20) }));
+        let started = Instant::now();
+        let mut resp = get(&sim, "/companies").await;
+        read_lines(&mut resp, 5).await;
+        assert!(started.elapsed() >= Duration::from_millis(100), "five lines 20 ms apart");
+        let unavailable =
+            ConnPlan::Status { code: 503, retry_after: None, body: String::new(), content_type: "text/plain".into() };
+        sim.set_default_plan(Some(unavailable));
+        sim.push_plan(ConnPlan::Serve);
+        assert_eq!(get(&sim, "/companies").await.status(), 200, "the queue comes first");
+        assert_eq!(get(&sim, "/companies").await.status(), 503);
+        assert_eq!(get(&sim, "/companies").await.status(), 503, "the default lasts");
+        sim.set_default_plan(None);
+        assert_eq!(get(&sim, "/companies").await.status(), 200);
+    }
+
+    #[tokio::test]
+    async fn restart_on_the_same_port() {
+        let sim = fixture_sim().await;
+        let addr = sim.addr();
+        sim.shutdown().await;
+        assert!(TcpStream::connect(addr).await.is_err(), "the port is closed: refused");
+        let sim = ChSim::start_on(addr, config(fixture_lines(), true)).await.unwrap();
+        assert_eq!(sim.addr(), addr);
+        assert_eq!(get(&sim, "/companies").await.status(), 200);
     }
 
     /// End to end with the real client: scripted cuts and errors cost no event

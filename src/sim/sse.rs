@@ -37,6 +37,9 @@ pub const SSE_PATH: &str = "/sse/stream";
 pub const SSE_TOPIC: &str = "served.market.latest_prices.v1";
 /// Events kept for `Last-Event-ID` replay; older ones are forgotten.
 const LOG_CAPACITY: usize = 2_000;
+/// Served events remembered for [`SseSim::served`]; older ones are forgotten
+/// so that a demo running for days stays small.
+pub const SERVED_KEPT: usize = 50_000;
 const MAX_HEAD: usize = 16 * 1024;
 const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
 const LINGER: Duration = Duration::from_secs(2);
@@ -106,6 +109,21 @@ pub enum SsePlan {
     Status { code: u16, body: String },
     /// 200 and the headers, then nothing at all while the socket stays open.
     Stall,
+    /// Start the stream with `retry: <retry_ms>` (whatever the config says),
+    /// send `events` data events, then cut as `CutAfter` does: a server asking
+    /// for an instant (0) or a ten-hour (36000000) reconnect.
+    RetryThenCut { retry_ms: u64, events: usize },
+}
+
+/// One data event written to a client, in the order written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServedEvent {
+    /// Which accepted connection (0 for the first) it went to.
+    pub conn: usize,
+    /// Its id in the server's log (sent as `id:` in the documented shape only).
+    pub id: u64,
+    /// The JSON after `data: `.
+    pub payload: String,
 }
 
 /// One request the server read.
@@ -144,6 +162,8 @@ impl SseSim {
             log: Mutex::new(VecDeque::new()),
             last_id: watch::Sender::new(0),
             plans: Mutex::new(VecDeque::new()),
+            default_plan: Mutex::new(None),
+            served: Mutex::new(VecDeque::new()),
             requests: Mutex::new(Vec::new()),
             request_count: watch::Sender::new(0),
             connections: AtomicUsize::new(0),
@@ -193,6 +213,17 @@ impl SseSim {
         lock(&self.shared.plans).push_back(plan);
     }
 
+    /// The plan of every connection while the queue is empty (`None`: `Serve`).
+    pub fn set_default_plan(&self, plan: Option<SsePlan>) {
+        *lock(&self.shared.default_plan) = plan;
+    }
+
+    /// The data events written to clients, in order: all of them, or the
+    /// last [`SERVED_KEPT`] in a long run (the demo).
+    pub fn served(&self) -> Vec<ServedEvent> {
+        lock(&self.shared.served).iter().cloned().collect()
+    }
+
     /// Closes every open connection abruptly.
     pub fn drop_all(&self) {
         self.shared.drops.send_modify(|generation| *generation += 1);
@@ -217,6 +248,8 @@ struct Shared {
     /// The last id in the log: streams wake up when it moves.
     last_id: watch::Sender<u64>,
     plans: Mutex<VecDeque<SsePlan>>,
+    default_plan: Mutex<Option<SsePlan>>,
+    served: Mutex<VecDeque<ServedEvent>>,
     requests: Mutex<Vec<SseRequest>>,
     request_count: watch::Sender<usize>,
     connections: AtomicUsize,
@@ -306,9 +339,10 @@ async fn run(
             _ = stopped(&mut stop) => break,
             accepted = listener.accept() => match accepted {
                 Ok((socket, _)) => {
-                    shared.connections.fetch_add(1, Ordering::SeqCst);
-                    let plan = lock(&shared.plans).pop_front().unwrap_or(SsePlan::Serve);
-                    connections.spawn(serve_connection(socket, shared.clone(), plan));
+                    let conn = shared.connections.fetch_add(1, Ordering::SeqCst);
+                    let queued = lock(&shared.plans).pop_front();
+                    let plan = queued.or_else(|| lock(&shared.default_plan).clone()).unwrap_or(SsePlan::Serve);
+                    connections.spawn(serve_connection(socket, shared.clone(), plan, conn));
                 }
                 Err(e) => {
                     tracing::debug!(target: "feedtop::sim", "sse sim: accept failed: {e}");
@@ -354,7 +388,7 @@ fn parse_head(head: &[u8]) -> Option<Head> {
     Some(Head { method: method.to_string(), path: path.to_string(), token, last_event_id })
 }
 
-async fn serve_connection(mut socket: TcpStream, shared: Arc<Shared>, plan: SsePlan) {
+async fn serve_connection(mut socket: TcpStream, shared: Arc<Shared>, plan: SsePlan, conn: usize) {
     let _ = socket.set_nodelay(true);
     let mut drops = shared.drops.subscribe();
     let head = tokio::select! {
@@ -371,10 +405,11 @@ async fn serve_connection(mut socket: TcpStream, shared: Arc<Shared>, plan: SseP
     let token = head.token.as_deref().filter(|t| !t.is_empty());
     let token_ok = token == Some(shared.token.as_str());
     shared.record(SseRequest { token_ok, last_event_id: head.last_event_id.clone(), at: Instant::now() });
-    let cut_after = match plan {
+    let (cut_after, retry) = match plan {
         SsePlan::Status { code, body } => return respond(&mut socket, code, &body).await,
-        SsePlan::Serve | SsePlan::Stall => None,
-        SsePlan::CutAfter { events } => Some(events),
+        SsePlan::Serve | SsePlan::Stall => (None, shared.retry),
+        SsePlan::CutAfter { events } => (Some(events), shared.retry),
+        SsePlan::RetryThenCut { retry_ms, events } => (Some(events), Some(retry_ms)),
     };
     if head.path != SSE_PATH {
         return respond(&mut socket, 404, r#"{"detail":"Not Found"}"#).await;
@@ -408,17 +443,21 @@ async fn serve_connection(mut socket: TcpStream, shared: Arc<Shared>, plan: SseP
         return;
     }
     let resume = head.last_event_id.as_deref().and_then(|id| id.trim().parse::<u64>().ok());
-    stream(socket, &shared, drops, cut_after, resume).await;
+    let link = Link { conn, drops, retry };
+    stream(socket, &shared, link, cut_after, resume).await;
+}
+
+/// What a stream knows about its connection.
+struct Link {
+    conn: usize,
+    drops: watch::Receiver<u64>,
+    /// `retry:` to send first, if any.
+    retry: Option<u64>,
 }
 
 /// Streams events until the client leaves, the cut is due, or `drop_all`.
-async fn stream(
-    mut socket: TcpStream,
-    shared: &Shared,
-    mut drops: watch::Receiver<u64>,
-    mut cut_after: Option<usize>,
-    resume: Option<u64>,
-) {
+async fn stream(mut socket: TcpStream, shared: &Shared, link: Link, mut cut_after: Option<usize>, resume: Option<u64>) {
+    let Link { conn, mut drops, retry } = link;
     let documented = shared.documented();
     let mut last_id = shared.last_id.subscribe();
     // Live from now, or (documented shape) replay after the client's last id.
@@ -427,7 +466,7 @@ async fn stream(
         cursor = id.min(cursor);
     }
     let mut preamble = String::new();
-    if let Some(retry) = shared.retry {
+    if let Some(retry) = retry {
         preamble.push_str(&format!("retry: {retry}\n\n"));
     }
     if documented {
@@ -456,6 +495,13 @@ async fn stream(
             };
             if write_flush(&mut writer, &chunk(&block)).await.is_err() {
                 return;
+            }
+            {
+                let mut served = lock(&shared.served);
+                served.push_back(ServedEvent { conn, id, payload: payload.to_string() });
+                if served.len() > SERVED_KEPT {
+                    served.pop_front();
+                }
             }
             last_write = ttime::Instant::now();
             cut_after = cut_after.map(|left| left - 1);
@@ -749,6 +795,39 @@ mod tests {
         // The next connection is served normally.
         let mut again = Blocks::new(get(&sim, "?token=secret", None).await);
         assert!(again.next().await.starts_with("data: "));
+    }
+
+    #[tokio::test]
+    async fn retry_then_cut_sends_its_own_retry_and_served_records_every_event() {
+        let sim = sim(SseConfig { retry: Some(1500), ..config(SseShape::Documented) }).await;
+        sim.push_plan(SsePlan::RetryThenCut { retry_ms: 0, events: 2 });
+        sim.push_plan(SsePlan::RetryThenCut { retry_ms: 36_000_000, events: 0 });
+        let rest = Blocks::new(get(&sim, "?token=secret", None).await).rest().await;
+        assert!(rest.starts_with("retry: 0\n\n"), "{rest:?}");
+        assert_eq!(rest.matches("event: data").count(), 2, "{rest:?}");
+        let rest = Blocks::new(get(&sim, "?token=secret", None).await).rest().await;
+        assert!(rest.starts_with("retry: 36000000\n\n") && !rest.contains("event: data"), "{rest:?}");
+        let mut blocks = Blocks::new(get(&sim, "?token=secret", None).await);
+        assert_eq!(blocks.next().await, "retry: 1500", "back to the configured retry");
+        blocks.next().await;
+        let third = fields(&blocks.next().await);
+        let served = sim.served();
+        assert!(served.len() >= 3, "{served:?}");
+        assert_eq!(served.iter().take(3).map(|s| s.conn).collect::<Vec<_>>(), [0, 0, 2]);
+        assert_eq!((served[2].id, served[2].payload.as_str()), (third.id.unwrap(), third.data.as_str()));
+        assert_eq!(served[1].id, served[0].id + 1);
+    }
+
+    #[tokio::test]
+    async fn a_default_plan_lasts_until_cleared() {
+        let sim = sim(config(SseShape::Actual)).await;
+        sim.set_default_plan(Some(SsePlan::Status { code: 503, body: "{}".into() }));
+        sim.push_plan(SsePlan::Serve);
+        assert_eq!(get(&sim, "?token=secret", None).await.status(), 200, "the queue comes first");
+        assert_eq!(get(&sim, "?token=secret", None).await.status(), 503);
+        assert_eq!(get(&sim, "?token=secret", None).await.status(), 503);
+        sim.set_default_plan(None);
+        assert_eq!(get(&sim, "?token=secret", None).await.status(), 200);
     }
 
     #[tokio::test]

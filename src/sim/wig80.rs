@@ -54,6 +54,10 @@ pub enum WsPlan {
     /// Send a binary frame, a 2 MiB text frame of junk and a frame of invalid
     /// JSON, then serve normally.
     Garbage,
+    /// Complete the upgrade, send one text frame of `bytes` bytes (a JSON
+    /// object padded with junk), then close the TCP connection without a
+    /// close frame (a client with a smaller frame limit gives up on it anyway).
+    Huge { bytes: usize },
 }
 
 /// How the wig80 simulator behaves.
@@ -149,6 +153,11 @@ impl Wig80Sim {
     /// Closes every open socket abruptly, without a close frame.
     pub fn drop_all(&self) {
         self.shared.ws.drop_all();
+    }
+
+    /// The plan of every connection while the queue is empty (`None`: `Serve`).
+    pub fn set_default_plan(&self, plan: Option<WsPlan>) {
+        self.shared.ws.set_default_plan(plan);
     }
 
     /// `stock_updates` frames written to sockets so far (one per socket per snapshot).
@@ -526,6 +535,7 @@ pub(crate) struct WsShared {
     received: Mutex<Vec<String>>,
     received_count: watch::Sender<usize>,
     plans: Mutex<VecDeque<WsPlan>>,
+    default_plan: Mutex<Option<WsPlan>>,
     /// Bumped by `drop_all`: every connection watching it ends abruptly.
     drops: watch::Sender<u64>,
 }
@@ -537,6 +547,7 @@ impl WsShared {
             received: Mutex::new(Vec::new()),
             received_count: watch::Sender::new(0),
             plans: Mutex::new(VecDeque::new()),
+            default_plan: Mutex::new(None),
             drops: watch::Sender::new(0),
         }
     }
@@ -544,7 +555,12 @@ impl WsShared {
     /// Counts an accepted TCP connection and hands out its plan.
     pub(crate) fn accepted(&self) -> WsPlan {
         self.connections.fetch_add(1, Ordering::SeqCst);
-        lock(&self.plans).pop_front().unwrap_or(WsPlan::Serve)
+        let queued = lock(&self.plans).pop_front();
+        queued.or(*lock(&self.default_plan)).unwrap_or(WsPlan::Serve)
+    }
+
+    pub(crate) fn set_default_plan(&self, plan: Option<WsPlan>) {
+        *lock(&self.default_plan) = plan;
     }
 
     pub(crate) fn connections(&self) -> usize {
@@ -718,6 +734,11 @@ pub(crate) async fn open(
             hold_raw(conn.ws.get_mut(), &mut conn.drops).await;
             return None;
         }
+        WsPlan::Huge { bytes } => {
+            let _ = conn.ws.send(Message::text(huge_frame(bytes))).await;
+            let _ = conn.ws.flush().await;
+            return None;
+        }
         WsPlan::Garbage => {
             let junk: String = "garbage! ".chars().cycle().take(JUNK_LEN).collect();
             let frames = [
@@ -737,6 +758,19 @@ pub(crate) async fn open(
         return None;
     }
     Some((conn, target))
+}
+
+/// `{"type": "stock_updates", "count": 0, "data": [], "pad": "xxx…"}`, `bytes`
+/// long (never shorter than the envelope).
+fn huge_frame(bytes: usize) -> String {
+    let head = r#"{"type": "stock_updates", "count": 0, "data": [], "pad": ""#;
+    let tail = r#""}"#;
+    let pad = bytes.saturating_sub(head.len() + tail.len());
+    let mut frame = String::with_capacity(bytes);
+    frame.push_str(head);
+    frame.extend(std::iter::repeat_n('x', pad));
+    frame.push_str(tail);
+    frame
 }
 
 /// Keeps a socket open without answering anything until the client leaves
@@ -1144,6 +1178,33 @@ pub(crate) mod tests {
         let attempt = ttime::timeout(QUIET, connect_async(sim.url())).await;
         assert!(attempt.is_err(), "the upgrade was answered: {:?}", attempt.map(|r| r.map(|(_, resp)| resp.status())));
         assert_eq!(sim.connections(), 1);
+    }
+
+    #[tokio::test]
+    async fn huge_sends_one_big_frame_then_drops() {
+        let sim = sim(config()).await;
+        sim.push_plan(WsPlan::Huge { bytes: 1024 * 1024 });
+        let mut client = connect(&sim.url()).await;
+        let big = next_text(&mut client).await;
+        assert_eq!(big.len(), 1024 * 1024);
+        let value: serde_json::Value = serde_json::from_str(&big).unwrap();
+        assert_eq!(value["type"], "stock_updates");
+        assert_eq!(ending(&mut client).await, None, "no close frame");
+    }
+
+    #[tokio::test]
+    async fn a_default_plan_lasts_until_cleared() {
+        let sim = sim(config()).await;
+        sim.set_default_plan(Some(WsPlan::CloseAfter { frames: 1, code: 1013 }));
+        for _ in 0..2 {
+            let mut client = connect(&sim.url()).await;
+            next_text(&mut client).await;
+            assert_eq!(ending(&mut client).await, Some(CloseCode::from(1013)));
+        }
+        sim.set_default_plan(None);
+        let mut client = connect(&sim.url()).await;
+        next_text(&mut client).await;
+        assert!(next_text(&mut client).await.contains("stock_updates"));
     }
 
     #[tokio::test]

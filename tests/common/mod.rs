@@ -102,3 +102,29 @@ pub fn db_counts(db: &Path) -> feedtop::store::queries::Counts {
 }
 
 pub const WAIT: Duration = Duration::from_secs(20);
+
+/// `(resource_id, timepoint)` of each event line that parses, in order.
+pub fn event_keys(lines: &[String]) -> Vec<(String, i64)> {
+    lines
+        .iter()
+        .filter_map(|l| feedtop::feeds::companies_house::parse_event(l.as_bytes().to_vec()).ok())
+        .map(|ev| (ev.resource_id, ev.timepoint))
+        .collect()
+}
+
+/// `(resource_id, timepoint)` of every stored event, ordered by timepoint.
+pub fn stored_event_keys(db: &Path) -> Vec<(String, i64)> {
+    let conn = rusqlite::Connection::open(db).unwrap();
+    let mut stmt = conn.prepare("SELECT resource_id, timepoint FROM events ORDER BY timepoint, resource_id").unwrap();
+    let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).unwrap();
+    rows.collect::<rusqlite::Result<_>>().unwrap()
+}
+
+/// Invented company events from a fixed seed, published one second apart
+/// from a fixed time: the same lines on every run.
+pub fn generated_lines(count: usize, seed: u64) -> Vec<String> {
+    use chrono::TimeZone;
+    let mut gen = feedtop::sim::company_gen::CompanyGen::new(Some(seed));
+    let start = chrono::Utc.with_ymd_and_hms(2025, 6, 10, 9, 0, 0).unwrap();
+    (0..count).map(|i| gen.next_event(start + chrono::TimeDelta::seconds(i as i64))).collect()
+}
