@@ -50,7 +50,8 @@ pub async fn catch_up(n: usize) -> anyhow::Result<Value> {
     // Baseline B: read the firehose and discard.
     let hose = Firehose::start(FirehoseConfig { events: n, rate: None, seed: SEED }).await?;
     let started = Instant::now();
-    let response = reqwest::Client::builder().no_proxy().build()?.get(format!("{}/companies", hose.base_url())).send().await?;
+    let response =
+        reqwest::Client::builder().no_proxy().build()?.get(format!("{}/companies", hose.base_url())).send().await?;
     let mut body = response.bytes_stream();
     let mut lines = 0usize;
     while lines < n {
@@ -66,7 +67,9 @@ pub async fn catch_up(n: usize) -> anyhow::Result<Value> {
     let hose = Firehose::start(FirehoseConfig { events: n, rate: None, seed: SEED }).await?;
     let dir = tempfile::tempdir()?;
     let db = dir.path().join("bench.db");
-    let (elapsed, last, cpu) = run_child_until(&hose.base_url(), &db, move |v| v["store"]["events_written"].as_u64() >= Some(n as u64)).await?;
+    let (elapsed, last, cpu) =
+        run_child_until(&hose.base_url(), &db, move |v| v["store"]["events_written"].as_u64() >= Some(n as u64))
+            .await?;
     let bytes = hose.bytes() as f64;
     let db_bytes = std::fs::metadata(&db).map(|m| m.len()).unwrap_or(0)
         + std::fs::metadata(db.with_extension("db-wal")).map(|m| m.len()).unwrap_or(0);
@@ -264,7 +267,8 @@ pub fn render() -> anyhow::Result<Value> {
     let model = full_model();
     let theme = Theme::new(true);
     let view = ViewState::new();
-    let mut out = json!({ "scenario": "render", "strike_offs": model.strike_offs.len(), "tickers": model.quotes.len() });
+    let mut out =
+        json!({ "scenario": "render", "strike_offs": model.strike_offs.len(), "tickers": model.quotes.len() });
     for (w, h) in [(80u16, 24u16), (200, 50)] {
         let mut terminal = Terminal::new(TestBackend::new(w, h))?;
         let mut times = Vec::new();
@@ -316,7 +320,11 @@ pub async fn startup(n: usize) -> anyhow::Result<Value> {
     {
         let mut conn = store::open(&db)?;
         let mut generator = CompanyGen::new(Some(SEED));
-        let mut model = Model::new(vec![FeedInfo { name: feed.clone(), kind: "companies-house" }], Duration::from_secs(300), Utc::now());
+        let mut model = Model::new(
+            vec![FeedInfo { name: feed.clone(), kind: "companies-house" }],
+            Duration::from_secs(300),
+            Utc::now(),
+        );
         let mut facts: Vec<Fact> = Vec::new();
         for i in 0..n {
             let ev = parse_event(generator.next_event(Utc::now()).into_bytes())?;
