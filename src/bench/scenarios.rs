@@ -25,7 +25,7 @@ fn per_sec(count: f64, elapsed: Duration) -> f64 {
     (count / elapsed.as_secs_f64()).round()
 }
 
-/// 1. Catch-up: `n` events as fast as possible through the whole pipeline
+/// Scenario 1 — Catch-up: `n` events as fast as possible through the whole pipeline
 /// (a child `feedtop --headless`, so its memory is its own), against two
 /// baselines from the same run: the same server's bytes read and discarded
 /// (the loopback limit) and the same kind of lines parsed by serde_json alone.
@@ -155,7 +155,7 @@ fn ch_settings(url: &str) -> ChSettings {
     ChSettings::new(url, "/companies", None)
 }
 
-/// 2. Steady state: `rate` events/s for `duration`, the model updating and
+/// Scenario 2 — Steady state: `rate` events/s for `duration`, the model updating and
 /// the full screen drawn into a TestBackend at 10 fps. Latency is from the
 /// server writing an event (its microsecond `published_at`) to the core loop
 /// applying it; CPU is the whole process, the simulated server included.
@@ -262,7 +262,7 @@ pub fn full_model() -> Model {
     model
 }
 
-/// 4. Render: one full frame at 80×24 and 200×50 with every pane full.
+/// Scenario 4 — Render: one full frame at 80×24 and 200×50 with every pane full.
 pub fn render() -> anyhow::Result<Value> {
     let model = full_model();
     let theme = Theme::new(true);
@@ -286,7 +286,7 @@ pub fn render() -> anyhow::Result<Value> {
     Ok(out)
 }
 
-/// 6. Idle: CPU of a headless feedtop connected to a live stream that sends
+/// Scenario 6 — Idle: CPU of a headless feedtop connected to a live stream that sends
 /// only heartbeats, over `duration` (after a 2 s warm-up).
 pub async fn idle(duration: Duration) -> anyhow::Result<Value> {
     let hose = Firehose::start(FirehoseConfig { events: 0, rate: None, seed: SEED }).await?;
@@ -311,7 +311,7 @@ pub async fn idle(duration: Duration) -> anyhow::Result<Value> {
     }))
 }
 
-/// 7. Start-up: time to the first frame with a database of `n` events.
+/// Scenario 7 — Start-up: time to the first frame with a database of `n` events.
 pub async fn startup(n: usize) -> anyhow::Result<Value> {
     let dir = tempfile::tempdir()?;
     let db = dir.path().join("startup.db");
