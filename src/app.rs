@@ -35,6 +35,13 @@ const DRAIN: usize = 1024;
 /// (about 4 MB of 2 KB events).
 const MAX_PENDING: usize = 2_000;
 
+/// Where a feed picks up after a restart, as stored.
+#[derive(Debug, Clone, Default)]
+struct Resume {
+    timepoint: Option<i64>,
+    event_id: Option<String>,
+}
+
 /// One configured feed.
 #[derive(Debug, Clone)]
 pub struct FeedSpec {
@@ -73,11 +80,11 @@ impl FeedSpec {
     }
 
     /// Starts the feed's task.
-    fn spawn(self, link: FeedLink, resume: Option<i64>) -> anyhow::Result<JoinHandle<()>> {
+    fn spawn(self, link: FeedLink, resume: Resume) -> anyhow::Result<JoinHandle<()>> {
         Ok(match self.kind {
             FeedKind::CompaniesHouse(settings) => {
                 let timings = settings.reconnect.clone();
-                tokio::spawn(supervise(link, timings, ChConnector::new(settings, resume)?))
+                tokio::spawn(supervise(link, timings, ChConnector::new(settings, resume.timepoint)?))
             }
             FeedKind::WebSocket(settings) => {
                 let timings = settings.reconnect.clone();
@@ -85,7 +92,7 @@ impl FeedSpec {
             }
             FeedKind::Sse(settings) => {
                 let timings = settings.reconnect.clone();
-                tokio::spawn(supervise(link, timings, SseConnector::new(settings)?))
+                tokio::spawn(supervise(link, timings, SseConnector::new(settings, resume.event_id)?))
             }
         })
     }
@@ -145,9 +152,16 @@ impl Pipeline {
         let mut tasks = Vec::new();
         for (id, spec) in config.feeds.into_iter().enumerate() {
             let (ctl_tx, ctl_rx) = mpsc::channel(8);
-            let resume = store::queries::cursor(&conn, &spec.info.name).map_err(sqlite)?;
-            if let Some(tp) = resume {
-                tracing::info!("{}: resuming from timepoint {tp}", spec.info.name);
+            let name = &spec.info.name;
+            let resume = Resume {
+                timepoint: store::queries::cursor(&conn, name).map_err(sqlite)?,
+                event_id: store::queries::resume_id(&conn, name).map_err(sqlite)?,
+            };
+            if let Some(tp) = resume.timepoint {
+                tracing::info!("{name}: resuming from timepoint {tp}");
+            }
+            if let Some(id) = &resume.event_id {
+                tracing::info!("{name}: resuming after event id {id}");
             }
             let task = spec.spawn(FeedLink::new(id, feed_tx.clone(), ctl_rx), resume)?;
             controls.push(ctl_tx);

@@ -216,3 +216,22 @@ async fn sse_data_only_frames_and_bad_token() {
     assert!(!error.contains("nope-token-3"));
     p.shutdown().await;
 }
+
+#[tokio::test]
+async fn sse_resumes_after_a_restart_from_the_stored_event_id() {
+    let sim = sse_sim(SseShape::Documented).await;
+    let (_dir, db) = temp_db();
+    let mut p = start_feeds(vec![FeedSpec::sse("carbon-sse", sse(sim.url(), TOKEN))], &db);
+    assert!(drive_until(&mut p, WAIT, |m| m.feeds[0].counts.events >= 10).await);
+    p.shutdown().await;
+    let stored: String = rusqlite::Connection::open(&db)
+        .unwrap()
+        .query_row("SELECT event_id FROM resume_ids WHERE feed = 'carbon-sse'", [], |r| r.get(0))
+        .expect("the resume point is stored with the quotes");
+
+    let mut p = start_feeds(vec![FeedSpec::sse("carbon-sse", sse(sim.url(), TOKEN))], &db);
+    assert!(drive_until(&mut p, WAIT, |m| m.feeds[0].counts.events >= 1).await);
+    assert!(sim.wait_for_requests(2, WAIT).await);
+    assert_eq!(sim.requests()[1].last_event_id.as_deref(), Some(stored.as_str()), "first request after the restart");
+    p.shutdown().await;
+}

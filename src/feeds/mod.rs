@@ -47,6 +47,10 @@ pub enum FeedMsgKind {
     Quotes(Vec<Quote>),
     /// Round-trip time of the feed's own application-level ping.
     Rtt(std::time::Duration),
+    /// A message that also moves the feed's resume point (an SSE event id,
+    /// sent as `Last-Event-ID` after a reconnect or a restart). One message,
+    /// so the id is stored in the same transaction as what it covers.
+    Resumable { event_id: String, inner: Box<FeedMsgKind> },
     /// Something worth a log line that changes no state (subscribed, server notices).
     Notice(String),
     /// An event at or before the resume point (the replayed event after a resume).

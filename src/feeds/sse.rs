@@ -55,9 +55,10 @@ pub struct SseConnector {
 }
 
 impl SseConnector {
-    pub fn new(settings: SseSettings) -> anyhow::Result<Self> {
+    /// `last_event_id`: the stored resume point, sent on the first connect.
+    pub fn new(settings: SseSettings, last_event_id: Option<String>) -> anyhow::Result<Self> {
         let client = http_client(&settings.url, settings.reconnect.connect_timeout)?;
-        Ok(Self { settings, client, last_event_id: None, retry: None })
+        Ok(Self { settings, client, last_event_id, retry: None })
     }
 
     fn scrub(&self, text: String) -> String {
@@ -155,10 +156,21 @@ impl Connector for SseConnector {
                         return Outcome::Shutdown;
                     }
                     for item in items.drain(..) {
-                        let kind = match item {
-                            SseItem::Event(event) => session.on_decoded(decode_event(&event)),
-                            SseItem::Comment => FeedMsgKind::KeepAlive,
-                            SseItem::TooLong => FeedMsgKind::TooLong,
+                        let (kind, resume) = match item {
+                            SseItem::Event(event) => {
+                                // The id goes to the store after the event's quotes.
+                                let moved = event.id.clone().filter(|id| Some(id) != self.last_event_id.as_ref());
+                                (session.on_decoded(decode_event(&event)), moved)
+                            }
+                            SseItem::Comment => (FeedMsgKind::KeepAlive, None),
+                            SseItem::TooLong => (FeedMsgKind::TooLong, None),
+                        };
+                        let kind = match resume {
+                            Some(event_id) => {
+                                self.last_event_id = Some(event_id.clone());
+                                FeedMsgKind::Resumable { event_id, inner: Box::new(kind) }
+                            }
+                            None => kind,
                         };
                         if !link.send(kind).await {
                             return Outcome::Shutdown;

@@ -28,6 +28,7 @@ pub enum Fact {
     StrikeOff(StrikeOffChange),
     Gap { feed: String, at: DateTime<Utc>, after_timepoint: Option<i64>, reason: String },
     Quote { feed: String, quote: Quote, received_at: DateTime<Utc> },
+    Resume { feed: String, event_id: String },
 }
 
 /// Per-feed counters.
@@ -197,6 +198,16 @@ impl Model {
 
     /// Folds in one feed message; durable facts are pushed onto `facts`.
     pub fn apply(&mut self, msg: FeedMsg, facts: &mut Vec<Fact>) {
+        let msg = match msg.kind {
+            FeedMsgKind::Resumable { event_id, inner } => {
+                self.apply(FeedMsg { feed: msg.feed, at: msg.at, kind: *inner }, facts);
+                if let Some(feed) = self.feeds.get(msg.feed) {
+                    facts.push(Fact::Resume { feed: feed.info.name.clone(), event_id });
+                }
+                return;
+            }
+            kind => FeedMsg { kind, ..msg },
+        };
         let Some(feed) = self.feeds.get_mut(msg.feed) else { return };
         let at = msg.at;
         match msg.kind {
@@ -228,6 +239,8 @@ impl Model {
                 feed.counts.too_long += 1;
             }
             FeedMsgKind::Error(e) => feed.last_error = Some(e),
+            // Unwrapped above; nothing nests deeper.
+            FeedMsgKind::Resumable { .. } => {}
             FeedMsgKind::Rtt(rtt) => {
                 feed.last_byte_at = Some(at);
                 feed.rtt = Some(rtt);
@@ -381,6 +394,20 @@ mod tests {
         assert!((1490..=1510).contains(&s.p50), "{s:?}");
         m.tick(t0() + TimeDelta::seconds(2));
         assert_eq!(m.per_minute(), 1);
+    }
+
+    #[test]
+    fn a_resumable_message_stores_its_id_after_what_it_covers() {
+        let mut m = Model::new(vec![info()], Duration::from_secs(300), t0());
+        let mut facts = Vec::new();
+        let quotes = vec![Quote::new("BRENT_CRUDE", 75.5), Quote::new("WTI_CRUDE", 71.0)];
+        let inner = Box::new(FeedMsgKind::Quotes(quotes));
+        m.apply(msg(t0(), FeedMsgKind::Resumable { event_id: "41".into(), inner }), &mut facts);
+        assert_eq!(m.feeds[0].counts.events, 2);
+        assert_eq!(m.quotes.len(), 2);
+        assert!(
+            matches!(facts[..], [Fact::Quote { .. }, Fact::Quote { .. }, Fact::Resume { ref event_id, .. }] if event_id == "41")
+        );
     }
 
     #[test]

@@ -14,6 +14,11 @@ pub fn cursor(conn: &Connection, feed: &str) -> rusqlite::Result<Option<i64>> {
     conn.query_row("SELECT timepoint FROM cursors WHERE feed = ?1", [feed], |r| r.get(0)).optional()
 }
 
+/// The stored SSE resume point of a feed.
+pub fn resume_id(conn: &Connection, feed: &str) -> rusqlite::Result<Option<String>> {
+    conn.query_row("SELECT event_id FROM resume_ids WHERE feed = ?1", [feed], |r| r.get(0)).optional()
+}
+
 /// What the model needs before the first frame.
 pub fn load_history(conn: &Connection, feeds: &[String]) -> rusqlite::Result<History> {
     let strike_offs = strike_offs(conn, None, Some(STRIKE_OFF_HISTORY))?;

@@ -99,8 +99,17 @@ CREATE INDEX quote_history_by_symbol ON quote_history (feed, symbol, id);
 CREATE INDEX quote_history_by_time ON quote_history (received_at);
 ";
 
+const V3: &str = "
+-- Where each SSE feed resumes: the last event id stored with its quotes.
+CREATE TABLE resume_ids (
+    feed       TEXT PRIMARY KEY,
+    event_id   TEXT NOT NULL,
+    updated_at TEXT NOT NULL
+);
+";
+
 /// Migration `i` takes the schema from version `i` to `i + 1`.
-pub const MIGRATIONS: &[&str] = &[V1, V2];
+pub const MIGRATIONS: &[&str] = &[V1, V2, V3];
 
 pub fn version(conn: &Connection) -> rusqlite::Result<i64> {
     conn.query_row("PRAGMA user_version", [], |r| r.get(0))
@@ -144,7 +153,7 @@ mod tests {
         migrate(&mut conn, &path).unwrap();
         let tables: i64 =
             conn.query_row("SELECT count(*) FROM sqlite_master WHERE type='table'", [], |r| r.get(0)).unwrap();
-        assert_eq!(tables, 7);
+        assert_eq!(tables, 8);
     }
 
     #[test]
@@ -156,7 +165,7 @@ mod tests {
         conn.pragma_update(None, "user_version", 1).unwrap();
         conn.execute("INSERT INTO cursors VALUES ('ch/companies', 7, 'x')", []).unwrap();
         migrate(&mut conn, &path).unwrap();
-        assert_eq!(version(&conn).unwrap(), 2);
+        assert_eq!(version(&conn).unwrap(), MIGRATIONS.len() as i64);
         let kept: i64 = conn.query_row("SELECT timepoint FROM cursors", [], |r| r.get(0)).unwrap();
         assert_eq!(kept, 7);
         conn.execute("INSERT INTO quote_history (feed, symbol, price, received_at) VALUES ('w', 'PKN', 1.0, 'x')", [])

@@ -286,6 +286,8 @@ pub fn write_batch(conn: &mut Connection, facts: &[Fact]) -> rusqlite::Result<u6
                 market_status, currency, quote_time, time_is_estimate, received_at)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
         )?;
+        let mut upsert_resume =
+            tx.prepare_cached("INSERT OR REPLACE INTO resume_ids (feed, event_id, updated_at) VALUES (?1, ?2, ?3)")?;
         let mut insert_quote = tx.prepare_cached(
             "INSERT INTO quote_history (feed, symbol, price, volume, quote_time, received_at)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
@@ -343,6 +345,9 @@ pub fn write_batch(conn: &mut Connection, facts: &[Fact]) -> rusqlite::Result<u6
                 }
                 Fact::Gap { feed, at, after_timepoint, reason } => {
                     insert_gap.execute(params![feed, ts(*at), after_timepoint, reason])?;
+                }
+                Fact::Resume { feed, event_id } => {
+                    upsert_resume.execute(params![feed, event_id, ts(Utc::now())])?;
                 }
                 Fact::Quote { feed, quote: q, received_at } => {
                     let (time, estimate) = quote_time_text(q.time);
