@@ -85,6 +85,13 @@ async fn serve(mut socket: TcpStream, config: FirehoseConfig, bytes: Arc<AtomicU
         return;
     }
     let mut generator = CompanyGen::new(Some(config.seed));
+    // Flat out, generating would make the server the bottleneck: cycle a
+    // pool of real-shaped lines instead, each with its own timepoint.
+    let pool: Vec<String> = match config.rate {
+        None if config.events > POOL => (0..POOL).map(|_| precise_line(&mut generator)).collect(),
+        _ => Vec::new(),
+    };
+    let first_timepoint = 90_000_000_i64;
     let started = tokio::time::Instant::now();
     let mut body = Vec::with_capacity(96 * 1024);
     let mut sent = 0;
@@ -99,7 +106,11 @@ async fn serve(mut socket: TcpStream, config: FirehoseConfig, bytes: Arc<AtomicU
             continue;
         }
         while sent < due && body.len() < 64 * 1024 {
-            body.extend_from_slice(precise_line(&mut generator).as_bytes());
+            if pool.is_empty() {
+                body.extend_from_slice(precise_line(&mut generator).as_bytes());
+            } else {
+                with_timepoint(&pool[sent % POOL], first_timepoint + sent as i64, &mut body);
+            }
             body.push(b'\n');
             sent += 1;
         }
@@ -115,6 +126,34 @@ async fn serve(mut socket: TcpStream, config: FirehoseConfig, bytes: Arc<AtomicU
         if write_chunk(&mut socket, b"\n").await.is_err() {
             return;
         }
+    }
+}
+
+/// Lines kept for flat-out serving.
+const POOL: usize = 20_000;
+
+/// Appends `line` with its `"timepoint":N` replaced by `timepoint`.
+fn with_timepoint(line: &str, timepoint: i64, out: &mut Vec<u8>) {
+    const KEY: &str = "\"timepoint\":";
+    let Some(start) = line.find(KEY).map(|i| i + KEY.len()) else {
+        out.extend_from_slice(line.as_bytes());
+        return;
+    };
+    let end = start + line[start..].bytes().take_while(u8::is_ascii_digit).count();
+    out.extend_from_slice(line[..start].as_bytes());
+    out.extend_from_slice(timepoint.to_string().as_bytes());
+    out.extend_from_slice(line[end..].as_bytes());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timepoint_is_replaced_in_place() {
+        let mut out = Vec::new();
+        with_timepoint(r#"{"event":{"timepoint":82417300,"type":"changed"}}"#, 90000123, &mut out);
+        assert_eq!(String::from_utf8(out).unwrap(), r#"{"event":{"timepoint":90000123,"type":"changed"}}"#);
     }
 }
 

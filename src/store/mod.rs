@@ -85,6 +85,10 @@ fn configure(conn: &Connection) -> rusqlite::Result<()> {
     }
     // NORMAL in WAL mode: a power cut may lose the last commits, never corrupt.
     conn.pragma_update(None, "synchronous", "NORMAL")?;
+    // Checkpoint every 8,192 pages (32 MB of WAL) instead of 1,000: each
+    // checkpoint ends in an fsync, and during a catch-up the writer was
+    // waiting on them. Measured: 58k → 95k events/s (PERFORMANCE.md).
+    conn.pragma_update(None, "wal_autocheckpoint", 8192)?;
     Ok(())
 }
 
