@@ -140,9 +140,10 @@ fn with_timepoint(line: &str, timepoint: i64, out: &mut Vec<u8>) {
         return;
     };
     let end = start + line[start..].bytes().take_while(u8::is_ascii_digit).count();
-    out.extend_from_slice(line[..start].as_bytes());
+    let bytes = line.as_bytes();
+    out.extend_from_slice(&bytes[..start]);
     out.extend_from_slice(timepoint.to_string().as_bytes());
-    out.extend_from_slice(line[end..].as_bytes());
+    out.extend_from_slice(&bytes[end..]);
 }
 
 #[cfg(test)]
