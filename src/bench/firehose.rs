@@ -146,6 +146,12 @@ fn with_timepoint(line: &str, timepoint: i64, out: &mut Vec<u8>) {
     out.extend_from_slice(&bytes[end..]);
 }
 
+async fn write_chunk(socket: &mut TcpStream, data: &[u8]) -> std::io::Result<()> {
+    socket.write_all(format!("{:x}\r\n", data.len()).as_bytes()).await?;
+    socket.write_all(data).await?;
+    socket.write_all(b"\r\n").await
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -156,10 +162,4 @@ mod tests {
         with_timepoint(r#"{"event":{"timepoint":82417300,"type":"changed"}}"#, 90000123, &mut out);
         assert_eq!(String::from_utf8(out).unwrap(), r#"{"event":{"timepoint":90000123,"type":"changed"}}"#);
     }
-}
-
-async fn write_chunk(socket: &mut TcpStream, data: &[u8]) -> std::io::Result<()> {
-    socket.write_all(format!("{:x}\r\n", data.len()).as_bytes()).await?;
-    socket.write_all(data).await?;
-    socket.write_all(b"\r\n").await
 }
