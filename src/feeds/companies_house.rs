@@ -10,14 +10,13 @@ use std::error::Error as StdError;
 use std::time::{Duration, SystemTime};
 
 use chrono::{DateTime, Utc};
-use futures_util::StreamExt;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use tokio::time::Instant;
 
 use super::backoff::parse_retry_after;
 use super::lines::{Line, LineSplitter};
-use super::supervisor::{Connector, FeedLink, Outcome, Reconnect, Retry};
+use super::supervisor::{read_chunk, Connector, FeedLink, Outcome, Read, Reconnect, Retry};
 use super::{ConnState, FeedMsgKind};
 use crate::time::parse_published_at;
 
@@ -247,17 +246,10 @@ impl ChConnector {
         let mut splitter = LineSplitter::new(self.settings.max_line);
         let mut lines = Vec::new();
         let end = loop {
-            let next = tokio::select! {
-                next = tokio::time::timeout(read_timeout, body.next()) => next,
-                cmd = link.command() => return FeedLink::on_command(cmd),
-            };
-            match next {
-                Err(_) => {
-                    break format!("no data for {}s (read-idle timeout); reconnecting", read_timeout.as_secs_f64())
-                }
-                Ok(None) => break "the server closed the stream".to_string(),
-                Ok(Some(Err(e))) => break format!("stream failed: {}", error_chain(&e)),
-                Ok(Some(Ok(chunk))) => {
+            match read_chunk(&mut body, link, read_timeout).await {
+                Read::Command(outcome) => return outcome,
+                Read::Ended(why) => break why,
+                Read::Chunk(chunk) => {
                     splitter.push(&chunk, &mut lines);
                     if lines.is_empty() && !link.send(FeedMsgKind::Bytes).await {
                         return Outcome::Shutdown;

@@ -9,14 +9,13 @@
 
 use std::time::Duration;
 
-use futures_util::StreamExt;
 use tokio::time::Instant;
 
 use super::companies_house::{body_snippet, error_chain, http_client};
 use super::decode::sse::{decode_event, SseItem, SseParser};
 use super::secret::{with_token, ApiKey};
 use super::session::QuoteSession;
-use super::supervisor::{Connector, FeedLink, Outcome, Reconnect, Retry};
+use super::supervisor::{read_chunk, Connector, FeedLink, Outcome, Read, Reconnect, Retry};
 use super::{ConnState, FeedMsgKind};
 
 /// The shortest wait a server's `retry:` may ask for.
@@ -136,21 +135,14 @@ impl Connector for SseConnector {
         let mut body = response.bytes_stream();
         let mut items = Vec::new();
         let end = loop {
-            let next = tokio::select! {
-                next = tokio::time::timeout(read_timeout, body.next()) => next,
-                cmd = link.command() => {
+            match read_chunk(&mut body, link, read_timeout).await {
+                Read::Command(outcome) => {
                     // A reconnect asked for by the user resumes like any other.
                     self.remember(&parser);
-                    return FeedLink::on_command(cmd);
+                    return outcome;
                 }
-            };
-            match next {
-                Err(_) => {
-                    break format!("no data for {}s (read-idle timeout); reconnecting", read_timeout.as_secs_f64())
-                }
-                Ok(None) => break "the server closed the stream".to_string(),
-                Ok(Some(Err(e))) => break format!("stream failed: {}", error_chain(&e)),
-                Ok(Some(Ok(chunk))) => {
+                Read::Ended(why) => break why,
+                Read::Chunk(chunk) => {
                     parser.push(&chunk, &mut items);
                     if items.is_empty() && !link.send(FeedMsgKind::Bytes).await {
                         return Outcome::Shutdown;

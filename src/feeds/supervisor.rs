@@ -106,6 +106,35 @@ impl FeedLink {
     }
 }
 
+/// What waiting for the next chunk of an HTTP stream gave.
+pub enum Read {
+    Chunk(bytes::Bytes),
+    /// The stream is over; why, for the connections pane.
+    Ended(String),
+    /// A command arrived: end the attempt with this outcome.
+    Command(Outcome),
+}
+
+/// The next chunk of a streaming HTTP body, or why there is none: the read-idle
+/// timeout (no byte for `read_timeout`, never a total timeout), the server's
+/// close, a failure, or a command from the user. Shared by every HTTP feed.
+pub async fn read_chunk(
+    body: &mut (impl futures_util::Stream<Item = reqwest::Result<bytes::Bytes>> + Unpin),
+    link: &mut FeedLink,
+    read_timeout: Duration,
+) -> Read {
+    use futures_util::StreamExt;
+    tokio::select! {
+        next = tokio::time::timeout(read_timeout, body.next()) => match next {
+            Err(_) => Read::Ended(format!("no data for {}s (read-idle timeout); reconnecting", read_timeout.as_secs_f64())),
+            Ok(None) => Read::Ended("the server closed the stream".to_string()),
+            Ok(Some(Err(e))) => Read::Ended(format!("stream failed: {}", super::companies_house::error_chain(&e))),
+            Ok(Some(Ok(chunk))) => Read::Chunk(chunk),
+        },
+        cmd = link.command() => Read::Command(FeedLink::on_command(cmd)),
+    }
+}
+
 /// One connection attempt of a feed kind.
 pub trait Connector: Send {
     fn attempt<'a>(&'a mut self, link: &'a mut FeedLink) -> impl Future<Output = Outcome> + Send + 'a;
