@@ -41,7 +41,14 @@ impl TerminalGuard {
 
 impl Drop for TerminalGuard {
     fn drop(&mut self) {
-        ratatui::restore();
+        // During a panic the hook has restored already, and the panic message
+        // is on the screen below the cursor. Leaving the alternate screen a
+        // second time would move the cursor back to where the TUI started
+        // (terminals restore the saved cursor even outside the alternate
+        // screen), so the shell prompt would overwrite the message.
+        if !std::thread::panicking() {
+            ratatui::restore();
+        }
     }
 }
 
