@@ -450,7 +450,8 @@ proptest! {
         prop_assert_eq!(&chunked, &whole);
         for item in &whole {
             if let SseItem::Event(event) = item {
-                prop_assert!(event.data.len() <= max);
+                // Each received byte decodes to at most three (U+FFFD).
+                prop_assert!(event.data.len() <= 3 * max);
                 let _ = decode_event(event);
             }
         }
@@ -458,7 +459,13 @@ proptest! {
 
     #[test]
     fn sse_events_with_json_ish_data_decode_without_panic(
-        name in prop_oneof![Just("message"), Just("error"), Just("heartbeat"), Just("connection_established"), Just("data")],
+        name in prop_oneof![
+            Just("message"),
+            Just("error"),
+            Just("heartbeat"),
+            Just("connection_established"),
+            Just("data"),
+        ],
         data in prop_oneof![json_ish(), any_json().prop_map(|v| v.to_string())],
     ) {
         let event = SseEvent { event: name.to_owned(), data, id: None };
@@ -493,6 +500,15 @@ fn sse_nasties() {
     }
     let items = sse(MAX, &[b"id: \0\ndata: \0\xff\xfe\n\nretry: 99999999999999999999999999999\n\n"]);
     assert_eq!(items.len(), 1);
+    // The limit counts received bytes; invalid UTF-8 decodes to U+FFFD, three
+    // bytes each (found by the sse_parser fuzz target).
+    let mut wire = b"data: ".to_vec();
+    wire.extend([0xff; 58]);
+    wire.extend(b"\n\n");
+    let items = sse(64, &[&wire]);
+    let [SseItem::Event(ev)] = items.as_slice() else { panic!("{items:?}") };
+    assert_eq!(ev.data, "\u{fffd}".repeat(58));
+    assert_eq!(ev.data.len(), 3 * 58);
 }
 
 // ------------------------------------------------------- quote decoders
@@ -796,8 +812,17 @@ proptest! {
     fn decoded_hostile_input_reaches_the_screen_without_panic(
         frames in proptest::collection::vec(screen_hostile_frame(), 1..6),
         events in proptest::collection::vec(
-            (any_json(), ".{0,30}", prop_oneof![Just("active".to_owned()), ".{0,8}".prop_map(|s| s)], any::<i64>(),
-             prop_oneof![Just("+262143-12-31T23:59:59Z".to_owned()), Just("1000-01-01T00:00:00".to_owned()), ".{0,20}"]),
+            (
+                any_json(),
+                ".{0,30}",
+                prop_oneof![Just("active".to_owned()), ".{0,8}"],
+                any::<i64>(),
+                prop_oneof![
+                    Just("+262143-12-31T23:59:59Z".to_owned()),
+                    Just("1000-01-01T00:00:00".to_owned()),
+                    ".{0,20}",
+                ],
+            ),
             0..6,
         ),
         keys in proptest::collection::vec(
@@ -819,7 +844,9 @@ proptest! {
         for frame in &frames {
             for (feed, decoded) in [(1, wig80::decode(frame)), (2, carbon::decode(frame))] {
                 match decoded {
-                    Ok(Decoded::Quotes(quotes)) if !quotes.is_empty() => apply(&mut model, feed, FeedMsgKind::Quotes(quotes)),
+                    Ok(Decoded::Quotes(quotes)) if !quotes.is_empty() => {
+                        apply(&mut model, feed, FeedMsgKind::Quotes(quotes))
+                    }
                     Ok(_) => {}
                     Err(e) => apply(&mut model, feed, FeedMsgKind::Malformed { reason: e.to_string() }),
                 }
@@ -837,7 +864,7 @@ proptest! {
                 Err(e) => apply(&mut model, 0, FeedMsgKind::Error(e.to_string())),
             }
         }
-        prop_assert!(model.quotes.len() > 0, "every generated frame has a symbol and a finite price");
+        prop_assert!(!model.quotes.is_empty(), "every generated frame has a symbol and a finite price");
         model.tick(now);
         let mut view = ViewState::new();
         let theme = Theme::new(true);

@@ -1,9 +1,10 @@
-//! Secrets never leak: the real binary, headless, at `RUST_LOG=trace`, against
-//! the loopback simulators of every feed kind that takes a secret (the
-//! Companies House key, a carbon WebSocket token, an SSE token), once with the
-//! right secrets and once with wrong ones. Neither the key nor a token (right
-//! or wrong) may appear on stdout, on stderr, in the database or in its WAL;
-//! a URL that carries `token=` is only ever shown as `token=***`.
+//! Secrets never leak: the real binary, headless, logging at trace level (see
+//! [`TRACE`] for the one known exception), against the loopback simulators of
+//! every feed kind that takes a secret (the Companies House key, a carbon
+//! WebSocket token, an SSE token), once with the right secrets and once with
+//! wrong ones. Neither the key nor a token (right or wrong) may appear on
+//! stdout, on stderr, in the database or in its WAL; a URL that carries
+//! `token=` is only ever shown as `token=***`.
 
 mod common;
 
