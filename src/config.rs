@@ -412,6 +412,73 @@ read_timeout = "2m"
         assert!(!format!("{s:?}").contains("jwt-abc"), "settings never print a token");
     }
 
+    /// A panic message or a `{:?}` in a log line prints settings with Debug:
+    /// neither the resolved settings nor any feed's own settings show a secret,
+    /// however they are printed.
+    #[test]
+    fn no_settings_debug_print_shows_a_secret() {
+        let text = r#"
+[companies_house]
+key_env = "MY_CH_KEY"
+
+[[feeds]]
+name = "carbon"
+kind = "ws"
+dialect = "carbon"
+url = "ws://localhost:8001/ws/stream"
+token_env = "WS_TOKEN"
+
+[[feeds]]
+name = "sse"
+kind = "sse"
+url = "http://localhost:8001/sse/stream"
+token_env = "SSE_TOKEN"
+"#;
+        let secrets = [("MY_CH_KEY", "ch-key-8d2f"), ("WS_TOKEN", "ws-tok-41aa"), ("SSE_TOKEN", "sse-tok-9c0e")];
+        let env = |name: &str| secrets.iter().find(|(n, _)| *n == name).map(|(_, v)| v.to_string());
+        let file = FileConfig::parse(text, Path::new("c.toml")).unwrap();
+        let s = resolve(
+            &RunArgs { ch_url: Some("http://127.0.0.1:9".into()), ..Default::default() },
+            &file,
+            &env,
+            &paths(),
+        );
+        assert!(!s.demo);
+        assert_eq!(s.ch.key, ApiKey::new("ch-key-8d2f"), "the key is there, only not printed");
+
+        let mut printed = vec![format!("{s:?}"), format!("{s:#?}"), format!("{:?}", s.ch), format!("{:#?}", s.ch)];
+        for feed in &s.quote_feeds {
+            printed.push(format!("{feed:?}"));
+            printed.push(format!("{feed:#?}"));
+            match &feed.kind {
+                crate::app::FeedKind::WebSocket(ws) => {
+                    assert_eq!(ws.token, ApiKey::new("ws-tok-41aa"));
+                    printed.push(format!("{ws:?}"));
+                }
+                crate::app::FeedKind::Sse(sse) => {
+                    assert_eq!(sse.token, ApiKey::new("sse-tok-9c0e"));
+                    printed.push(format!("{sse:?}"));
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        let pipeline = crate::app::PipelineConfig {
+            feeds: s.quote_feeds.clone(),
+            db_path: s.db_path.clone(),
+            latency_window: s.latency_window,
+            demo: false,
+            writer: Default::default(),
+        };
+        printed.push(format!("{pipeline:?}"));
+        for text in &printed {
+            for (_, secret) in secrets {
+                assert!(!text.contains(secret), "{secret} printed in {text}");
+            }
+            assert!(!text.contains("-8d2f") && !text.contains("-41aa") && !text.contains("-9c0e"), "{text}");
+        }
+        assert!(printed[0].contains("ApiKey(redacted)"), "the key is shown as present: {}", printed[0]);
+    }
+
     #[test]
     fn feed_mistakes_are_named() {
         let e = FileConfig::parse("[[feeds]]\nname = \"w\"\nkind = \"ws\"\nurl = \"ws://x\"\n", Path::new("c.toml"))

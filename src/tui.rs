@@ -41,11 +41,29 @@ impl TerminalGuard {
 
 impl Drop for TerminalGuard {
     fn drop(&mut self) {
-        ratatui::restore();
+        // During a panic the hook has restored already, and the panic message
+        // is on the screen below the cursor. Leaving the alternate screen a
+        // second time would move the cursor back to where the TUI started
+        // (terminals restore the saved cursor even outside the alternate
+        // screen), so the shell prompt would overwrite the message.
+        if !std::thread::panicking() {
+            ratatui::restore();
+        }
     }
 }
 
+/// TEST ONLY: `FEEDTOP_TEST_PANIC_AFTER_MS=N` makes the event loop panic about
+/// N ms after start, so that `tests/terminal.rs` can check that a panic gives
+/// the terminal back and shows the message. Not a user setting.
+const TEST_PANIC_VAR: &str = "FEEDTOP_TEST_PANIC_AFTER_MS";
+
+fn test_panic_at() -> Option<std::time::Instant> {
+    let ms: u64 = std::env::var(TEST_PANIC_VAR).ok()?.parse().ok()?;
+    Some(std::time::Instant::now() + Duration::from_millis(ms))
+}
+
 pub async fn run(mut pipeline: Pipeline, options: TuiOptions) -> anyhow::Result<(Model, ShutdownSummary)> {
+    let panic_at = test_panic_at();
     let mut guard = TerminalGuard::new();
     let theme = Theme::new(options.color);
     let mut view = ViewState::new();
@@ -78,6 +96,9 @@ pub async fn run(mut pipeline: Pipeline, options: TuiOptions) -> anyhow::Result<
                 None => break Ok(()),
             },
             _ = tick.tick() => {
+                if panic_at.is_some_and(|at| std::time::Instant::now() >= at) {
+                    panic!("{TEST_PANIC_VAR} is set: a deliberate panic for the terminal test");
+                }
                 let now = Utc::now();
                 pipeline.model.tick(now);
                 pipeline.flush();

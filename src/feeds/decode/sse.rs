@@ -69,7 +69,9 @@ pub struct SseParser {
 impl SseParser {
     /// `max_event_bytes` bounds one event: the bytes of its lines, comments
     /// excepted, without the line terminators. A single line (even a comment)
-    /// that would take the event over the limit drops the event.
+    /// that would take the event over the limit drops the event. The limit is
+    /// on bytes as received: invalid UTF-8 becomes U+FFFD (three bytes for
+    /// one), so an event's decoded `data` can be up to three times as long.
     pub fn new(max_event_bytes: usize) -> Self {
         Self {
             max_event_bytes,

@@ -1,0 +1,15 @@
+//! One wig80 WebSocket text frame. A decoded quote always has a symbol and a
+//! finite price.
+#![no_main]
+
+use feedtop::feeds::decode::wig80;
+use feedtop::feeds::quote::Decoded;
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|text: &str| {
+    if let Ok(Decoded::Quotes(quotes)) = wig80::decode(text) {
+        for q in quotes {
+            assert!(!q.symbol.is_empty() && q.price.is_finite());
+        }
+    }
+});
