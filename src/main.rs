@@ -151,6 +151,10 @@ fn strike_offs(args: StrikeOffsArgs) -> anyhow::Result<()> {
 /// to stdout, which carries data. `RUST_LOG` overrides the default filter.
 fn init_tracing(headless: bool) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn,feedtop=info"));
+    // tungstenite traces the handshake request line, which carries carbon's
+    // `?token=`: cap that one target whatever RUST_LOG asks for (a later
+    // directive for the same target wins).
+    let filter = filter.add_directive("tungstenite::handshake::client=debug".parse().expect("a valid directive"));
     if headless {
         tracing_subscriber::registry()
             .with(filter)

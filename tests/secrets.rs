@@ -24,12 +24,10 @@ const WRONG_KEY: &str = "wrongkey-Hh2Tn6";
 const WRONG_CARBON: &str = "wrongcarb-Ue5Ys1";
 const WRONG_SSE: &str = "wrongsse-Lc9Fw7";
 
-/// Every log line of feedtop and its libraries, except one: tungstenite's
-/// trace of the WebSocket handshake request, which holds the request line and
-/// so carbon's `?token=` in clear. That leak is real (any `RUST_LOG=trace`
-/// shows it) and is pinned down by the ignored test at the end of this file;
-/// once `init_tracing` caps that target, this can be plain `trace`.
-const TRACE: &str = "trace,tungstenite::handshake::client=debug";
+/// Every log line of feedtop and its libraries. (tungstenite's trace of the
+/// handshake request line would show carbon's `?token=`; `init_tracing`
+/// caps that one target, and the last test here proves it with plain trace.)
+const TRACE: &str = "trace";
 
 const CARBON_VAR: &str = "FEEDTOP_TEST_CARBON_TOKEN";
 const SSE_VAR: &str = "FEEDTOP_TEST_SSE_TOKEN";
@@ -245,14 +243,10 @@ async fn refused_secrets_leak_nowhere() {
     assert_nothing_leaks(&out, &db, &[WRONG_KEY, WRONG_CARBON, WRONG_SSE, KEY, CARBON_TOKEN, SSE_TOKEN]);
 }
 
-/// KNOWN LEAK, ignored until fixed: with plain `RUST_LOG=trace`, tungstenite
-/// (through the `log` bridge) traces the handshake request line, which holds
-/// carbon's `?token=`. Fix: in `main.rs` `init_tracing`, always add the
-/// directive `tungstenite::handshake::client=debug` after reading `RUST_LOG`
-/// (a directive for the same target replaces the user's), then un-ignore this
-/// and make [`TRACE`] plain `trace`.
+/// With plain `RUST_LOG=trace`, tungstenite (through the `log` bridge) would
+/// trace the handshake request line, which holds carbon's `?token=`;
+/// `init_tracing` caps that target whatever the user asks for.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "known leak: tungstenite's trace of the WebSocket request line shows ?token= (fix belongs in main.rs)"]
 async fn plain_trace_logging_leaks_no_websocket_token() {
     let sims = sims().await;
     let (out, _dir, db) = run_logging(&sims, KEY, CARBON_TOKEN, SSE_TOKEN, "trace").await;

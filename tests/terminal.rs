@@ -159,16 +159,12 @@ fn survives_a_tiny_window_and_redraws_the_full_screen() {
     quit_and_check_the_shell(&tmux);
 }
 
-/// KNOWN BUG, ignored until fixed: crossterm's default (mio) input source is
-/// edge-triggered and returns after the first event of a 1 KiB read without
-/// draining the tty, so the tail of a burst of input (a paste, a stuck key
-/// over SSH) stays unread until the next key press: here the program still
-/// shows the state from before the last ~kilobyte of keys and ignores the
-/// Escape and `?` sent after it. Enabling crossterm's `use-dev-tty` feature
-/// (a level-triggered `poll` source) fixes it: with it this test passes in
-/// about a second.
+/// crossterm's default (mio) input source is edge-triggered and returns after
+/// the first event of a 1 KiB read without draining the tty, so the tail of a
+/// burst of input (a paste, a stuck key over SSH) stayed unread until the next
+/// key press. feedtop enables crossterm's `use-dev-tty` (a level-triggered
+/// `poll` source); this test is what found it.
 #[test]
-#[ignore = "known bug: crossterm's mio input source leaves the tail of a key burst unread (fix: feature use-dev-tty)"]
 fn stays_responsive_after_a_burst_of_ten_thousand_keys() {
     let dir = tempfile::tempdir().unwrap();
     let Some(tmux) = Tmux::start("burst", 100, 30, &demo_command(&dir.path().join("demo.db"), "")) else {
