@@ -224,6 +224,29 @@ impl Pipeline {
         self.controls.len()
     }
 
+    /// A feed task that ended: they loop until shutdown, so that is a bug
+    /// (a panic). Returns a one-line report naming the feed; the front ends
+    /// stop on it rather than go on watching a feed that is silently dead.
+    pub fn stopped_feed(&mut self) -> Option<String> {
+        use futures_util::FutureExt;
+        let id = self.tasks.iter().position(|t| t.is_finished())?;
+        let name = self.model.feeds.get(id).map_or("?", |f| f.info.name.as_str()).to_string();
+        let why = match (&mut self.tasks[id]).now_or_never() {
+            Some(Err(e)) if e.is_panic() => {
+                let payload = e.into_panic();
+                payload
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| payload.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "a panic".to_string())
+            }
+            _ => "it ended".to_string(),
+        };
+        // Replace the handle so the report is made once.
+        self.tasks[id] = tokio::spawn(std::future::pending());
+        Some(format!("the {name} feed stopped unexpectedly ({why}); this is a bug, please report it"))
+    }
+
     /// Refreshes the self-metrics (queue depths every call, memory at most
     /// once a second: reading /proc is cheap but not free).
     pub fn sample(&mut self) {
@@ -321,5 +344,34 @@ fn log_message(model: &Model, msg: &FeedMsg) {
             tracing::warn!("{name}: gap after timepoint {after_timepoint:?}: {reason}")
         }
         _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_feed_task_that_dies_is_reported_once_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let settings = ChSettings::new("http://127.0.0.1:9", "/companies", None);
+        let mut p = Pipeline::start(PipelineConfig {
+            feeds: vec![FeedSpec::companies_house("ch/companies", settings)],
+            db_path: dir.path().join("t.db"),
+            latency_window: Duration::from_secs(300),
+            demo: false,
+            writer: WriterSettings::default(),
+        })
+        .unwrap();
+        assert_eq!(p.stopped_feed(), None, "a running feed is not reported");
+        p.tasks[0].abort();
+        p.tasks[0] = tokio::spawn(async { panic!("decoder exploded") });
+        while !p.tasks[0].is_finished() {
+            tokio::task::yield_now().await;
+        }
+        let report = p.stopped_feed().unwrap();
+        assert!(report.contains("ch/companies") && report.contains("decoder exploded"), "{report}");
+        assert_eq!(p.stopped_feed(), None, "reported once");
+        p.shutdown().await;
     }
 }

@@ -148,6 +148,10 @@ pub async fn run(
             _ = &mut shutdown => break,
             _ = &mut until_deadline => break,
             _ = ticker.tick() => {
+                if let Some(report) = pipeline.stopped_feed() {
+                    let (_, summary) = pipeline.shutdown().await;
+                    anyhow::bail!("{report} (everything received before it is stored: {} events)", summary.writer.events_written);
+                }
                 pipeline.model.tick(chrono::Utc::now());
                 pipeline.flush();
                 pipeline.sample();

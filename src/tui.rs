@@ -6,6 +6,7 @@
 //! Drawing happens only on a tick, only when something changed, so the frame
 //! rate is at most `fps` and an idle feed costs next to nothing.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use chrono::Utc;
@@ -33,20 +34,31 @@ struct TerminalGuard {
     terminal: ratatui::DefaultTerminal,
 }
 
+/// Set by the panic hook once it has given the terminal back: a panic on any
+/// thread (a feed task too) runs the hook, not only one on the UI thread.
+static RESTORED_BY_PANIC: AtomicBool = AtomicBool::new(false);
+
 impl TerminalGuard {
     fn new() -> Self {
-        Self { terminal: ratatui::init() }
+        let terminal = ratatui::init();
+        // ratatui's hook restores the terminal; remember that it did.
+        let restore_and_report = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            RESTORED_BY_PANIC.store(true, Ordering::SeqCst);
+            restore_and_report(info);
+        }));
+        Self { terminal }
     }
 }
 
 impl Drop for TerminalGuard {
     fn drop(&mut self) {
-        // During a panic the hook has restored already, and the panic message
+        // After a panic the hook has restored already, and the panic message
         // is on the screen below the cursor. Leaving the alternate screen a
         // second time would move the cursor back to where the TUI started
         // (terminals restore the saved cursor even outside the alternate
         // screen), so the shell prompt would overwrite the message.
-        if !std::thread::panicking() {
+        if !std::thread::panicking() && !RESTORED_BY_PANIC.load(Ordering::SeqCst) {
             ratatui::restore();
         }
     }
@@ -96,6 +108,9 @@ pub async fn run(mut pipeline: Pipeline, options: TuiOptions) -> anyhow::Result<
                 None => break Ok(()),
             },
             _ = tick.tick() => {
+                if let Some(report) = pipeline.stopped_feed() {
+                    break Err(anyhow::anyhow!(report));
+                }
                 if panic_at.is_some_and(|at| std::time::Instant::now() >= at) {
                     panic!("{TEST_PANIC_VAR} is set: a deliberate panic for the terminal test");
                 }
