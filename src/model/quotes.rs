@@ -13,6 +13,10 @@ use crate::feeds::{FeedId, Quote};
 /// Prices kept per row for the sparkline.
 pub const HISTORY: usize = 60;
 
+/// Rows kept at most: a broken or hostile server inventing symbols must not
+/// grow memory without bound. Quotes for symbols beyond it are counted, not shown.
+pub const MAX_ROWS: usize = 5_000;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Direction {
     Up,
@@ -48,6 +52,8 @@ impl TickerRow {
 #[derive(Debug, Clone, Default)]
 pub struct QuoteBook {
     rows: BTreeMap<(String, FeedId), TickerRow>,
+    /// Quotes not shown because the book was full.
+    pub overflow: u64,
 }
 
 impl QuoteBook {
@@ -70,6 +76,7 @@ impl QuoteBook {
     /// Folds in one quote received at `at`.
     pub fn apply(&mut self, feed: FeedId, quote: Quote, at: DateTime<Utc>) {
         let key = (quote.symbol.clone(), feed);
+        let full = self.rows.len() >= MAX_ROWS;
         match self.rows.get_mut(&key) {
             Some(row) => {
                 let previous = row.quote.price;
@@ -84,6 +91,7 @@ impl QuoteBook {
                 row.quote = quote;
                 row.updated_at = at;
             }
+            None if full => self.overflow += 1,
             None => {
                 let direction = match quote.change {
                     Some(c) if c > 0.0 => Direction::Up,
@@ -155,6 +163,18 @@ mod tests {
         let row = book.get("X", 0).unwrap();
         assert_eq!(row.history.len(), HISTORY);
         assert_eq!(row.history.back(), Some(&499.0));
+    }
+
+    #[test]
+    fn the_number_of_rows_is_bounded() {
+        let mut book = QuoteBook::default();
+        for i in 0..MAX_ROWS + 10 {
+            book.apply(0, Quote::new(format!("S{i}"), 1.0), t(0));
+        }
+        assert_eq!((book.len(), book.overflow), (MAX_ROWS, 10));
+        // Known symbols still update.
+        book.apply(0, Quote::new("S0", 2.0), t(1));
+        assert_eq!(book.get("S0", 0).unwrap().quote.price, 2.0);
     }
 
     #[test]
