@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-pub use scenarios::{catch_up, idle, render, startup, steady};
+pub use scenarios::{catch_up, full_model, idle, render, startup, steady};
 
 /// The scenarios, in the order `--scenario all` runs them.
 pub const SCENARIOS: &[&str] = &["render", "startup", "catch-up", "steady", "idle"];
