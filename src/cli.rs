@@ -53,6 +53,9 @@ pub struct BenchArgs {
     /// Events per second in steady state.
     #[arg(long, default_value_t = 1000.0)]
     pub rate: f64,
+    /// Catch-up: store only the fields that matter (`raw_events = "fields"`).
+    #[arg(long)]
+    pub fields_only: bool,
 }
 
 /// Options for watching feeds (the default command).

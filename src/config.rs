@@ -16,6 +16,7 @@ use crate::feeds::companies_house::{ApiKey, ChSettings};
 use crate::feeds::quote::Dialect;
 use crate::feeds::sse::SseSettings;
 use crate::feeds::websocket::WsSettings;
+use crate::store::writer::RawEvents;
 
 pub const DEFAULT_CH_URL: &str = "https://stream.companieshouse.gov.uk";
 pub const DEFAULT_STREAM: &str = "/companies";
@@ -123,6 +124,8 @@ pub struct StorageFile {
     pub quote_retention: Option<HumanDuration>,
     /// Raw stream events older than this are deleted.
     pub event_retention: Option<HumanDuration>,
+    /// `full` (the line as received) or `fields` (only what feedtop uses).
+    pub raw_events: Option<RawEvents>,
 }
 
 impl FileConfig {
@@ -213,6 +216,7 @@ pub struct Settings {
     pub stale_after: Duration,
     pub quote_retention: Duration,
     pub event_retention: Duration,
+    pub raw_events: RawEvents,
     /// Names of token variables that feeds want but the environment lacks.
     pub missing_tokens: Vec<String>,
 }
@@ -249,6 +253,7 @@ pub fn resolve(args: &RunArgs, file: &FileConfig, env: &dyn Fn(&str) -> Option<S
         stale_after: file.ui.stale_after.map_or(DEFAULT_STALE_AFTER, |d| d.0),
         quote_retention: file.storage.quote_retention.map_or(DEFAULT_QUOTE_RETENTION, |d| d.0),
         event_retention: file.storage.event_retention.map_or(DEFAULT_EVENT_RETENTION, |d| d.0),
+        raw_events: file.storage.raw_events.unwrap_or_default(),
         missing_tokens: file
             .feeds
             .iter()

@@ -103,13 +103,19 @@ fn pipeline_config(settings: &Settings) -> PipelineConfig {
         writer: WriterSettings {
             quote_retention: Some(settings.quote_retention),
             event_retention: Some(settings.event_retention),
+            raw_events: settings.raw_events,
             ..WriterSettings::default()
         },
     }
 }
 
 fn bench(args: BenchArgs) -> anyhow::Result<()> {
-    let options = feedtop::bench::BenchOptions { events: args.events, duration: args.duration, rate: args.rate };
+    let options = feedtop::bench::BenchOptions {
+        events: args.events,
+        duration: args.duration,
+        rate: args.rate,
+        fields_only: args.fields_only,
+    };
     let names: Vec<&str> =
         if args.scenario == "all" { feedtop::bench::SCENARIOS.to_vec() } else { vec![args.scenario.as_str()] };
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;

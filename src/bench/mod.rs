@@ -25,12 +25,14 @@ pub struct BenchOptions {
     pub duration: Duration,
     /// Events per second in steady state.
     pub rate: f64,
+    /// Catch-up stores only the fields that matter.
+    pub fields_only: bool,
 }
 
 /// Runs one scenario by name and returns its figures.
 pub async fn run(name: &str, options: &BenchOptions) -> anyhow::Result<Value> {
     match name {
-        "catch-up" => catch_up(options.events).await,
+        "catch-up" => catch_up(options.events, options.fields_only).await,
         "steady" => steady(options.rate, options.duration).await,
         "render" => render(),
         "idle" => idle(options.duration).await,

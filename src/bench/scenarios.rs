@@ -29,7 +29,7 @@ fn per_sec(count: f64, elapsed: Duration) -> f64 {
 /// (a child `feedtop --headless`, so its memory is its own), against two
 /// baselines from the same run: the same server's bytes read and discarded
 /// (the loopback limit) and the same kind of lines parsed by serde_json alone.
-pub async fn catch_up(n: usize) -> anyhow::Result<Value> {
+pub async fn catch_up(n: usize, fields_only: bool) -> anyhow::Result<Value> {
     // Baseline A: serde_json alone, on 100,000 generated lines.
     let sample: Vec<String> = {
         let mut generator = CompanyGen::new(Some(SEED));
@@ -67,9 +67,11 @@ pub async fn catch_up(n: usize) -> anyhow::Result<Value> {
     let hose = Firehose::start(FirehoseConfig { events: n, rate: None, seed: SEED }).await?;
     let dir = tempfile::tempdir()?;
     let db = dir.path().join("bench.db");
-    let (elapsed, last, cpu) =
-        run_child_until(&hose.base_url(), &db, move |v| v["store"]["events_written"].as_u64() >= Some(n as u64))
-            .await?;
+    let storage = if fields_only { "[storage]\nraw_events = \"fields\"\n" } else { "" };
+    let (elapsed, last, cpu) = run_child_until(&hose.base_url(), &db, storage, move |v| {
+        v["store"]["events_written"].as_u64() >= Some(n as u64)
+    })
+    .await?;
     let bytes = hose.bytes() as f64;
     let db_bytes = std::fs::metadata(&db).map(|m| m.len()).unwrap_or(0)
         + std::fs::metadata(db.with_extension("db-wal")).map(|m| m.len()).unwrap_or(0);
@@ -77,6 +79,7 @@ pub async fn catch_up(n: usize) -> anyhow::Result<Value> {
     Ok(json!({
         "scenario": "catch-up",
         "events": n,
+        "raw_events": if fields_only { "fields" } else { "full" },
         "events_per_s": rate,
         "mb_per_s": (bytes / 1_048_576.0 / elapsed.as_secs_f64() * 10.0).round() / 10.0,
         "avg_event_bytes": (bytes / n as f64).round(),
@@ -98,9 +101,10 @@ pub async fn catch_up(n: usize) -> anyhow::Result<Value> {
 async fn run_child_until(
     url: &str,
     db: &std::path::Path,
+    config: &str,
     done: impl Fn(&Value) -> bool + Send + 'static,
 ) -> anyhow::Result<(Duration, Value, f64)> {
-    let mut child = feedtop_child(db)?
+    let mut child = feedtop_child(db, config)?
         .args(["--interval", "100ms", "--ch-url", url])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -126,10 +130,10 @@ async fn run_child_until(
 }
 
 /// `feedtop --headless --db DB` isolated from the user's key and config
-/// (an empty config file beside the database).
-fn feedtop_child(db: &std::path::Path) -> anyhow::Result<Command> {
+/// (a config file of `config_text` beside the database).
+fn feedtop_child(db: &std::path::Path, config_text: &str) -> anyhow::Result<Command> {
     let config = db.with_extension("toml");
-    std::fs::write(&config, "")?;
+    std::fs::write(&config, config_text)?;
     let mut cmd = Command::new(std::env::current_exe()?);
     cmd.arg("--headless").arg("--db").arg(db).arg("--config").arg(config);
     cmd.env_remove("CH_STREAMING_API_KEY").env_remove("FEEDTOP_DB").env_remove("FEEDTOP_CH_URL");
@@ -291,7 +295,7 @@ pub fn render() -> anyhow::Result<Value> {
 pub async fn idle(duration: Duration) -> anyhow::Result<Value> {
     let hose = Firehose::start(FirehoseConfig { events: 0, rate: None, seed: SEED }).await?;
     let dir = tempfile::tempdir()?;
-    let mut child = feedtop_child(&dir.path().join("idle.db"))?
+    let mut child = feedtop_child(&dir.path().join("idle.db"), "")?
         .args(["--interval", "10s", "--ch-url", &hose.base_url()])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -330,7 +334,7 @@ pub async fn startup(n: usize) -> anyhow::Result<Value> {
             let ev = parse_event(generator.next_event(Utc::now()).into_bytes())?;
             model.apply(FeedMsg { feed: 0, at: Utc::now(), kind: FeedMsgKind::Event(Box::new(ev)) }, &mut facts);
             if facts.len() >= 10_000 || i + 1 == n {
-                store::writer::write_batch(&mut conn, &facts)?;
+                store::writer::write_batch(&mut conn, &facts, store::writer::RawEvents::Full)?;
                 facts.clear();
             }
         }

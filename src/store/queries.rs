@@ -138,7 +138,7 @@ mod tests {
     use crate::feeds::companies_house::parse_event;
     use crate::feeds::{FeedInfo, FeedMsg, FeedMsgKind};
     use crate::model::{Fact, Model, Tally};
-    use crate::store::writer::write_batch;
+    use crate::store::writer::{write_batch, RawEvents};
     use chrono::TimeZone;
     use std::time::Duration;
 
@@ -164,9 +164,9 @@ mod tests {
         let path = dir.path().join("t.db");
         let mut conn = crate::store::open(&path).unwrap();
         let facts = fixture_facts(&mut model());
-        assert_eq!(write_batch(&mut conn, &facts).unwrap(), 27);
+        assert_eq!(write_batch(&mut conn, &facts, RawEvents::Full).unwrap(), 27);
         // The same facts again (a replay) add nothing.
-        assert_eq!(write_batch(&mut conn, &facts).unwrap(), 0);
+        assert_eq!(write_batch(&mut conn, &facts, RawEvents::Full).unwrap(), 0);
         let c = counts(&conn).unwrap();
         assert_eq!((c.events, c.strike_offs), (27, 11));
         assert_eq!(cursor(&conn, "companies").unwrap(), Some(82417342));
@@ -192,7 +192,7 @@ mod tests {
         let path = dir.path().join("t.db");
         let mut conn = crate::store::open(&path).unwrap();
         let facts = fixture_facts(&mut model());
-        write_batch(&mut conn, &facts).unwrap();
+        write_batch(&mut conn, &facts, RawEvents::Full).unwrap();
         // SC612947 entered (line 4) with no prior state, left (16).
         let rows = strike_offs(&conn, None, None).unwrap();
         let entered: Vec<_> = rows.iter().filter(|c| c.company_number == "SC612947").collect();
@@ -219,7 +219,7 @@ mod tests {
                 Fact::Quote { feed: "wig80".into(), quote: q, received_at: t0 + chrono::TimeDelta::seconds(i.into()) }
             })
             .collect();
-        write_batch(&mut conn, &facts).unwrap();
+        write_batch(&mut conn, &facts, RawEvents::Full).unwrap();
         let stored = latest_quotes(&conn, &["wig80".to_string(), "other".to_string()]).unwrap();
         assert_eq!(stored.len(), 1);
         let s = &stored[0];
@@ -238,7 +238,7 @@ mod tests {
         let path = dir.path().join("t.db");
         let mut conn = crate::store::open(&path).unwrap();
         let facts = fixture_facts(&mut model());
-        write_batch(&mut conn, &facts).unwrap();
+        write_batch(&mut conn, &facts, RawEvents::Full).unwrap();
         let received = Utc.with_ymd_and_hms(2025, 6, 10, 12, 0, 0).unwrap();
         // Nothing is older than the receive time: nothing goes.
         assert_eq!(crate::store::writer::prune_events(&conn, received).unwrap(), 0);
@@ -252,11 +252,32 @@ mod tests {
     }
 
     #[test]
+    fn fields_only_storage_keeps_what_matters_in_a_fraction_of_the_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut conn = crate::store::open(&dir.path().join("t.db")).unwrap();
+        let facts = fixture_facts(&mut model());
+        assert_eq!(write_batch(&mut conn, &facts, RawEvents::Fields).unwrap(), 27);
+        let (raw, bytes): (String, i64) = conn
+            .query_row(
+                "SELECT raw, length(raw) FROM events WHERE resource_id = '14829301' ORDER BY timepoint",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap();
+        let v: serde_json::Value = serde_json::from_str(&raw).unwrap();
+        assert_eq!(v["company_status_detail"], "active-proposal-to-strike-off");
+        assert_eq!(v["timepoint"], 82417310);
+        assert!(bytes < 400, "{bytes} bytes");
+        // Everything derived is the same as with full storage.
+        assert_eq!(counts(&conn).unwrap().strike_offs, 11);
+    }
+
+    #[test]
     fn since_filters_by_publication_time() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("t.db");
         let mut conn = crate::store::open(&path).unwrap();
-        write_batch(&mut conn, &fixture_facts(&mut model())).unwrap();
+        write_batch(&mut conn, &fixture_facts(&mut model()), RawEvents::Full).unwrap();
         let all = strike_offs(&conn, None, None).unwrap();
         let cut = all[5].published_at.unwrap();
         let recent = strike_offs(&conn, Some(cut), None).unwrap();

@@ -18,7 +18,9 @@ use rusqlite::{params, Connection, TransactionBehavior};
 use tokio::sync::mpsc;
 
 use super::{ts, StoreError};
-use crate::feeds::{EventType, QuoteTime};
+use std::borrow::Cow;
+
+use crate::feeds::{ChEvent, EventType, QuoteTime};
 use crate::model::{Fact, StoreReport};
 
 #[derive(Debug, Clone)]
@@ -39,6 +41,21 @@ pub struct WriterSettings {
     /// Raw stream events older than this are deleted; companies, strike-off
     /// changes, gaps, cursors and the latest quotes are kept regardless.
     pub event_retention: Option<Duration>,
+    /// What `events.raw` holds: the line as received, or only the fields
+    /// feedtop uses (about a seventh of the bytes).
+    pub raw_events: RawEvents,
+}
+
+/// How much of each stream event to keep.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RawEvents {
+    /// The line exactly as received.
+    #[default]
+    Full,
+    /// A small JSON object of the fields that matter: kind, id, timepoint,
+    /// published_at, type, and the company's number, name, status and detail.
+    Fields,
 }
 
 impl Default for WriterSettings {
@@ -51,6 +68,7 @@ impl Default for WriterSettings {
             shutdown_retries: 3,
             quote_retention: Some(Duration::from_secs(7 * 24 * 3600)),
             event_retention: Some(Duration::from_secs(30 * 24 * 3600)),
+            raw_events: RawEvents::Full,
         }
     }
 }
@@ -148,7 +166,7 @@ impl Writer {
                     Err(_) => break,
                 }
             }
-            match write_batch(&mut self.conn, &pending) {
+            match write_batch(&mut self.conn, &pending, self.settings.raw_events) {
                 Ok(events) => {
                     self.written += events;
                     pending.clear();
@@ -213,6 +231,23 @@ impl Writer {
     }
 }
 
+/// The fields of an event feedtop uses, as a small JSON object.
+fn fields_only(event: &ChEvent) -> String {
+    let company = event.company.as_ref();
+    serde_json::json!({
+        "resource_kind": event.resource_kind,
+        "resource_id": event.resource_id,
+        "timepoint": event.timepoint,
+        "published_at": event.published_at.map(ts),
+        "type": event.event_type.as_str(),
+        "company_number": company.map(|c| &c.number),
+        "company_name": company.map(|c| &c.name),
+        "company_status": company.map(|c| &c.status),
+        "company_status_detail": company.and_then(|c| c.detail.as_ref()),
+    })
+    .to_string()
+}
+
 /// The stored form of a quote's own timestamp and whether it is an estimate.
 pub fn quote_time_text(time: Option<QuoteTime>) -> (Option<String>, bool) {
     match time {
@@ -240,7 +275,7 @@ pub fn prune_events(conn: &Connection, before: DateTime<Utc>) -> rusqlite::Resul
 }
 
 /// Writes one batch in one transaction. Returns the number of new events.
-pub fn write_batch(conn: &mut Connection, facts: &[Fact]) -> rusqlite::Result<u64> {
+pub fn write_batch(conn: &mut Connection, facts: &[Fact], raw_events: RawEvents) -> rusqlite::Result<u64> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let mut new_events = 0;
     let mut cursors: HashMap<&str, i64> = HashMap::new();
@@ -304,7 +339,10 @@ pub fn write_batch(conn: &mut Connection, facts: &[Fact]) -> rusqlite::Result<u6
                         event.event_type.as_str(),
                         event.published_at.map(ts),
                         ts(*received_at),
-                        event.raw,
+                        match raw_events {
+                            RawEvents::Full => Cow::Borrowed(event.raw.as_str()),
+                            RawEvents::Fields => Cow::Owned(fields_only(event)),
+                        },
                     ])?;
                     let cursor = cursors.entry(feed.as_str()).or_insert(event.timepoint);
                     *cursor = (*cursor).max(event.timepoint);
