@@ -12,7 +12,7 @@
 
 use serde_json::{Map, Value};
 
-use super::{echo, epoch_ms, iso_time, num, parse_object, string};
+use super::{echo, epoch_ms, iso_time, num, parse_object, quote_with_fields, string};
 use crate::feeds::quote::{DecodeError, Decoded, ErrorKind, Quote, QuoteTime};
 
 /// Decodes one server → client text frame (or an SSE event's JSON data).
@@ -186,18 +186,7 @@ fn quote(data: &Map<String, Value>, frame_time: Option<QuoteTime>) -> Option<Quo
         .find_map(|k| data.get(*k).and_then(Value::as_str).filter(|s| !s.is_empty()))?;
     let price = num(data.get("price"))?;
     let time = frame_time.or_else(|| data.get("timestamp").and_then(Value::as_str).and_then(iso_time));
-    Some(Quote {
-        change: num(data.get("change")),
-        change_percent: num(data.get("change_percent")),
-        volume: num(data.get("volume")),
-        high: num(data.get("high")),
-        low: num(data.get("low")),
-        open: num(data.get("open")),
-        market_status: string(data.get("market_status")),
-        currency: string(data.get("currency")),
-        time,
-        ..Quote::new(symbol, price)
-    })
+    Some(quote_with_fields(data, symbol, price, time))
 }
 
 #[cfg(test)]

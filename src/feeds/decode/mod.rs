@@ -18,7 +18,7 @@ pub mod wig80;
 use chrono::{DateTime, NaiveDateTime, Utc};
 use serde_json::{Map, Value};
 
-use super::quote::{DecodeError, Decoded, Dialect, QuoteTime};
+use super::quote::{DecodeError, Decoded, Dialect, Quote, QuoteTime};
 
 /// Decodes one WebSocket text frame of the given dialect.
 pub fn decode(dialect: Dialect, text: &str) -> Result<Decoded, DecodeError> {
@@ -58,6 +58,24 @@ pub(crate) fn clip(s: &str, max: usize) -> String {
 }
 
 /// A finite number, or `None` (missing, string, null, bool, ±inf).
+/// A quote whose optional fields carry the names both dialects use
+/// (`change`, `change_percent`, `volume`, `high`, `low`, `open`,
+/// `market_status`, `currency`); absent or unusable ones stay `None`.
+pub(crate) fn quote_with_fields(obj: &Map<String, Value>, symbol: &str, price: f64, time: Option<QuoteTime>) -> Quote {
+    Quote {
+        change: num(obj.get("change")),
+        change_percent: num(obj.get("change_percent")),
+        volume: num(obj.get("volume")),
+        high: num(obj.get("high")),
+        low: num(obj.get("low")),
+        open: num(obj.get("open")),
+        market_status: string(obj.get("market_status")),
+        currency: string(obj.get("currency")),
+        time,
+        ..Quote::new(symbol, price)
+    }
+}
+
 pub(crate) fn num(v: Option<&Value>) -> Option<f64> {
     v.and_then(Value::as_f64).filter(|f| f.is_finite())
 }

@@ -7,7 +7,7 @@
 
 use serde_json::{Map, Value};
 
-use super::{echo, iso_time, num, parse_object, string};
+use super::{echo, iso_time, num, parse_object, quote_with_fields, string};
 use crate::feeds::quote::{DecodeError, Decoded, ErrorKind, Quote, QuoteTime};
 
 /// Decodes one server → client text frame.
@@ -74,18 +74,7 @@ fn quote(item: &Value, frame_time: Option<QuoteTime>) -> Option<Quote> {
     let symbol = item.get("symbol").and_then(Value::as_str).filter(|s| !s.is_empty())?;
     let price = num(item.get("price"))?;
     let time = item.get("timestamp").and_then(Value::as_str).and_then(iso_time).or(frame_time);
-    Some(Quote {
-        change: num(item.get("change")),
-        change_percent: num(item.get("change_percent")),
-        volume: num(item.get("volume")),
-        high: num(item.get("high")),
-        low: num(item.get("low")),
-        open: num(item.get("open")),
-        market_status: string(item.get("market_status")),
-        currency: string(item.get("currency")),
-        time,
-        ..Quote::new(symbol, price)
-    })
+    Some(quote_with_fields(item, symbol, price, time))
 }
 
 #[cfg(test)]
