@@ -12,9 +12,10 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-pub use scenarios::{catch_up, full_model, idle, render, startup, steady};
+pub use scenarios::{catch_up, full_model, idle, render, soak, startup, steady};
 
-/// The scenarios, in the order `--scenario all` runs them.
+/// The scenarios, in the order `--scenario all` runs them. `soak` is run
+/// only by name: it is long by design.
 pub const SCENARIOS: &[&str] = &["render", "startup", "catch-up", "steady", "idle"];
 
 #[derive(Debug, Clone)]
@@ -37,7 +38,8 @@ pub async fn run(name: &str, options: &BenchOptions) -> anyhow::Result<Value> {
         "render" => render(),
         "idle" => idle(options.duration).await,
         "startup" => startup(options.events).await,
-        other => anyhow::bail!("unknown scenario {other:?}; choose one of: {}, all", SCENARIOS.join(", ")),
+        "soak" => soak(options.rate, options.duration).await,
+        other => anyhow::bail!("unknown scenario {other:?}; choose one of: {}, soak, all", SCENARIOS.join(", ")),
     }
 }
 

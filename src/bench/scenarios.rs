@@ -96,6 +96,44 @@ pub async fn catch_up(n: usize, fields_only: bool) -> anyhow::Result<Value> {
     }))
 }
 
+/// Soak: `rate` events/s for `duration` through a child `feedtop --headless`
+/// (issue "prove it survives"): memory at the start and end of the run, its
+/// peak, and that every event was stored. Not part of `cargo test`.
+pub async fn soak(rate: f64, duration: Duration) -> anyhow::Result<Value> {
+    let events = (rate * duration.as_secs_f64()) as u64;
+    let hose = Firehose::start(FirehoseConfig { events: events as usize, rate: Some(rate), seed: SEED }).await?;
+    let dir = tempfile::tempdir()?;
+    let db = dir.path().join("soak.db");
+    // (seconds into the run, RSS in MB) from every headless line.
+    let samples = std::sync::Arc::new(std::sync::Mutex::new(Vec::<(f64, f64)>::new()));
+    let record = samples.clone();
+    let started = Instant::now();
+    let (elapsed, last, cpu) = run_child_until(&hose.base_url(), &db, "", move |v| {
+        if let Some(rss) = v["process"]["rss_mb"].as_f64() {
+            record.lock().expect("not poisoned").push((started.elapsed().as_secs_f64(), rss));
+        }
+        v["store"]["events_written"].as_u64() >= Some(events)
+    })
+    .await?;
+    let samples = samples.lock().expect("not poisoned").clone();
+    // "Start" is after a 10 % warm-up: the first seconds allocate the queues.
+    let warm = samples.iter().find(|(t, _)| *t >= elapsed.as_secs_f64() * 0.1).map(|s| s.1);
+    let peak = samples.iter().map(|s| s.1).fold(f64::NAN, f64::max);
+    let stored: i64 = rusqlite::Connection::open(&db)?.query_row("SELECT count(*) FROM events", [], |r| r.get(0))?;
+    Ok(json!({
+        "scenario": "soak",
+        "rate": rate,
+        "duration_s": elapsed.as_secs_f64(),
+        "events_served": events,
+        "events_stored": stored,
+        "rss_mb_after_warmup": warm,
+        "rss_mb_end": last["process"]["rss_mb"],
+        "rss_mb_peak": peak,
+        "cpu_s": cpu,
+        "cpu_percent_of_one_core": (cpu / elapsed.as_secs_f64() * 1000.0).round() / 10.0,
+    }))
+}
+
 /// Runs `feedtop --headless` against `url` until a report line satisfies
 /// `done`; returns the time it took, that line, and the child's CPU seconds.
 async fn run_child_until(
