@@ -636,11 +636,17 @@ impl CompanyGen {
         let span = 9_292.0; // days from 2000-01-01 to 2025-06-10
         let days = (created - start).num_days() as f64;
         let base = at_2000 + (at_2025 - at_2000) * days / span;
+        let max: i64 = if register.prefix().is_empty() { 99_999_999 } else { 999_999 };
+        // Keep the whole ±5,000 window inside the register's range: dates past
+        // 2025 extrapolate beyond it, and a window clamped onto one number
+        // made this loop spin for ever once that number was taken (a demo
+        // running for days hung here; found by the soak benchmark).
+        let centre = (base as i64).clamp(5_001, max - 5_000);
         loop {
-            let serial = (base as i64 + self.rng.random_range(-5_000..5_000)).max(1);
+            let serial = centre + self.rng.random_range(-5_000..5_000);
             let number = match register.prefix() {
-                "" => format!("{:08}", serial.min(99_999_999)),
-                prefix => format!("{prefix}{:06}", serial.min(999_999)),
+                "" => format!("{serial:08}"),
+                prefix => format!("{prefix}{serial:06}"),
             };
             if self.numbers.insert(number.clone()) {
                 return number;
@@ -975,6 +981,19 @@ mod tests {
 
     fn start() -> DateTime<Utc> {
         DateTime::parse_from_rfc3339("2025-06-10T08:00:00Z").unwrap().with_timezone(&Utc)
+    }
+
+    #[test]
+    fn incorporations_long_after_2025_get_numbers_in_range() {
+        // Before the fix, the second Scottish/NI/LLP company incorporated
+        // after ~2030 looped for ever: every serial clamped to 999999.
+        let mut generator = CompanyGen::new(Some(5));
+        let later = NaiveDate::from_ymd_opt(2040, 1, 1).unwrap();
+        for _ in 0..3_000 {
+            let c = generator.invent_company(later);
+            let digits = c.number.trim_start_matches(|ch: char| ch.is_ascii_alphabetic());
+            assert!(c.number.len() == 8 && digits.chars().all(|d| d.is_ascii_digit()), "{}", c.number);
+        }
     }
 
     fn generate(seed: u64, count: usize) -> Vec<(DateTime<Utc>, String)> {
