@@ -6,18 +6,21 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-const ABOUT: &str = "top for live data feeds: watch the Companies House stream, store it, \
-and see companies enter and leave the proposal to strike off.";
+const ABOUT: &str = "top for live data feeds: the Companies House stream (companies entering and \
+leaving the proposal to strike off) and stock-quote feeds over WebSocket and SSE, stored in SQLite.";
 
 const AFTER_HELP: &str = "\
-With no stream key, feedtop runs a built-in demo feed on loopback.
+With no stream key, feedtop runs built-in demo feeds on loopback.
 Watch the real stream with a Companies House *stream* key (not a REST key):
 
   CH_STREAMING_API_KEY=<key> feedtop
 
+Quote feeds ([[feeds]] with kind ws or sse) and every other setting go in the
+config file; assets/config.toml in the source is a commented sample.
+
 When stdout is not a terminal, feedtop prints JSON lines (as with --headless).
 
-Keys in the TUI: q quit · p pause · r/R reconnect · / filter · Tab focus · ? help";
+Keys in the TUI: q quit · p pause · r/R reconnect · / filter · s sort · Tab focus · ? help";
 
 #[derive(Debug, Parser)]
 #[command(name = "feedtop", version, about = ABOUT, after_help = AFTER_HELP)]
@@ -62,7 +65,7 @@ pub struct BenchArgs {
 /// Options for watching feeds (the default command).
 #[derive(Debug, Args, Clone, Default)]
 pub struct RunArgs {
-    /// Watch the built-in simulated feed (the default when no stream key is set).
+    /// Watch the built-in simulated feeds (the default when no stream key is set).
     #[arg(long)]
     pub demo: bool,
 
