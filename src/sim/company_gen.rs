@@ -642,8 +642,11 @@ impl CompanyGen {
         // made this loop spin for ever once that number was taken (a demo
         // running for days hung here; found by the soak benchmark).
         let centre = (base as i64).clamp(5_001, max - 5_000);
-        loop {
-            let serial = centre + self.rng.random_range(-5_000..5_000);
+        for attempt in 0i64.. {
+            // A window crowded by a long run widens step by step,
+            // so a long run always finds a free one.
+            let spread = (5_000 * (1 + attempt / 50)).min(max / 2);
+            let serial = (centre + self.rng.random_range(-spread..spread)).clamp(1, max);
             let number = match register.prefix() {
                 "" => format!("{serial:08}"),
                 prefix => format!("{prefix}{serial:06}"),
@@ -652,6 +655,7 @@ impl CompanyGen {
                 return number;
             }
         }
+        unreachable!("the loop only ends by returning")
     }
 
     fn invent_name(&mut self, register: Register) -> String {
@@ -981,6 +985,18 @@ mod tests {
 
     fn start() -> DateTime<Utc> {
         DateTime::parse_from_rfc3339("2025-06-10T08:00:00Z").unwrap().with_timezone(&Utc)
+    }
+
+    #[test]
+    fn a_crowded_number_window_widens_instead_of_spinning() {
+        // 30,000 incorporations on one day: far more than the ±5,000 window
+        // of a prefixed register holds (a soak run hung here before).
+        let mut generator = CompanyGen::new(Some(9));
+        let day = NaiveDate::from_ymd_opt(2026, 11, 24).unwrap();
+        for _ in 0..30_000 {
+            generator.invent_company(day);
+        }
+        assert!(generator.numbers.len() >= 30_000);
     }
 
     #[test]
