@@ -192,21 +192,10 @@ fn quote(data: &Map<String, Value>, frame_time: Option<QuoteTime>) -> Option<Quo
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::feeds::decode::capture_lines;
     use chrono::DateTime;
 
     const CAPTURE: &str = include_str!("../../../tests/fixtures/captured-carbon.txt");
-
-    fn capture_lines(capture: &str) -> Vec<(&str, &str, &str)> {
-        capture
-            .lines()
-            .map(|line| {
-                let mut parts = line.splitn(3, ' ');
-                let dir = parts.next().unwrap();
-                let label = parts.next().expect("label");
-                (dir, label, parts.next().unwrap_or(""))
-            })
-            .collect()
-    }
 
     fn err(code: &str, kind: ErrorKind) -> impl Fn(&Decoded) -> bool + '_ {
         move |d| matches!(d, Decoded::ServerError { code: c, kind: k, .. } if c == code && *k == kind)

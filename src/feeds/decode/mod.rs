@@ -76,6 +76,21 @@ pub(crate) fn quote_with_fields(obj: &Map<String, Value>, symbol: &str, price: f
     }
 }
 
+/// `(dir, label, payload)` for each line of a capture file in
+/// `tests/fixtures/captured-*` (`<DIR> <LABEL> <PAYLOAD>`).
+#[cfg(test)]
+pub(crate) fn capture_lines(capture: &str) -> Vec<(&str, &str, &str)> {
+    capture
+        .lines()
+        .map(|line| {
+            let mut parts = line.splitn(3, ' ');
+            let dir = parts.next().unwrap();
+            let label = parts.next().expect("label");
+            (dir, label, parts.next().unwrap_or(""))
+        })
+        .collect()
+}
+
 pub(crate) fn num(v: Option<&Value>) -> Option<f64> {
     v.and_then(Value::as_f64).filter(|f| f.is_finite())
 }

@@ -80,6 +80,7 @@ fn quote(item: &Value, frame_time: Option<QuoteTime>) -> Option<Quote> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::feeds::decode::capture_lines;
 
     const CAPTURE: &str = include_str!("../../../tests/fixtures/captured-wig80.jsonl");
 
@@ -101,19 +102,6 @@ mod tests {
         "ASB",
         "CCC",
     ];
-
-    /// `(dir, label, payload)` for each line of a capture file.
-    fn capture_lines(capture: &str) -> Vec<(&str, &str, &str)> {
-        capture
-            .lines()
-            .map(|line| {
-                let mut parts = line.splitn(3, ' ');
-                let dir = parts.next().unwrap();
-                let label = parts.next().expect("label");
-                (dir, label, parts.next().unwrap_or(""))
-            })
-            .collect()
-    }
 
     fn is_json_payload(payload: &str) -> bool {
         payload.starts_with('{') || payload.starts_with('[')
