@@ -3,7 +3,21 @@
 
 mod common;
 
+use std::time::Instant;
+
 use common::*;
+use feedtop::app::Pipeline;
+
+/// One line for RELIABILITY.md: how long writing took to catch up once the
+/// fault was gone (`cargo test --test store_faults -- --nocapture`).
+fn report(shown: &str, fault: &str, p: &Pipeline, cleared: Instant) {
+    let written = p.model.store.events_written;
+    eprintln!("RELIABILITY store | {fault} | shown: {shown}");
+    eprintln!(
+        "RELIABILITY store | {fault} | all {written} events written {} ms after it cleared",
+        cleared.elapsed().as_millis()
+    );
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_locked_database_is_shown_and_writing_resumes_when_it_clears() {
@@ -26,15 +40,229 @@ async fn a_locked_database_is_shown_and_writing_resumes_when_it_clears() {
     })
     .await;
     assert!(ok, "store: {:?}, feed at {:?}", p.model.store.error, p.model.feeds[0].last_timepoint);
+    let shown = p.model.store.error.clone().unwrap_or_default();
     assert_eq!(p.model.tally.entered, 6, "strike-off detection goes on");
 
     // The lock goes away: the held batch is written, the message clears.
     locker.execute_batch("ROLLBACK").unwrap();
     drop(locker);
+    let cleared = Instant::now();
     let ok = drive_until(&mut p, WAIT, |m| m.store.error.is_none() && m.store.events_written == 27).await;
     assert!(ok, "store: {:?}, written {}", p.model.store.error, p.model.store.events_written);
+    report(&shown, "locked by another process", &p, cleared);
     let (_, summary) = p.shutdown().await;
     assert_eq!(summary.writer.unwritten, 0);
     let c = db_counts(&db);
     assert_eq!((c.events, c.strike_offs, c.gaps), (27, 11, 0), "nothing lost, nothing half-written");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_corrupt_database_is_shown_and_writing_resumes_once_repaired() {
+    let lines = fixture_lines();
+    let sim = sim_with(lines[..10].to_vec(), None).await;
+    let (_dir, db) = temp_db();
+    let mut p = start(fast_settings(&sim.base_url(), None), &db);
+    assert!(drive_until(&mut p, WAIT, |m| m.store.events_written >= 9).await, "first events stored");
+
+    // Another program damages the file: the events table now points at a
+    // page past the end of the database ("database disk image is malformed").
+    let vandal = rusqlite::Connection::open(&db).unwrap();
+    let root: i64 =
+        vandal.query_row("SELECT rootpage FROM sqlite_schema WHERE name = 'events'", [], |r| r.get(0)).unwrap();
+    set_root_page(&vandal, "events", 1 << 30);
+    for line in &lines[10..] {
+        sim.append(line.clone());
+    }
+    let ok = drive_until(&mut p, WAIT, |m| {
+        m.store.error.as_deref().is_some_and(|e| e.contains("is damaged") && e.contains("move it away"))
+            && m.feeds[0].last_timepoint == Some(LAST_TIMEPOINT)
+    })
+    .await;
+    assert!(ok, "store: {:?}, feed at {:?}", p.model.store.error, p.model.feeds[0].last_timepoint);
+    let shown = p.model.store.error.clone().unwrap_or_default();
+    assert_eq!(p.model.tally.entered, 6, "strike-off detection goes on");
+    assert!(p.model.store.events_written < 27, "nothing was written into the damaged table");
+
+    // Repaired (here: the pointer put back): the held events are written.
+    set_root_page(&vandal, "events", root);
+    drop(vandal);
+    let cleared = Instant::now();
+    let ok = drive_until(&mut p, WAIT, |m| m.store.error.is_none() && m.store.events_written == 27).await;
+    assert!(ok, "store: {:?}, written {}", p.model.store.error, p.model.store.events_written);
+    report(&shown, "corrupt (table points past the end of the file)", &p, cleared);
+    let (_, summary) = p.shutdown().await;
+    assert_eq!(summary.writer.unwritten, 0);
+    assert_intact(&db);
+    let c = db_counts(&db);
+    assert_eq!((c.events, c.strike_offs, c.gaps), (27, 11, 0), "nothing lost, nothing half-written");
+}
+
+/// Rewrites a table's root page in the schema, as a buggy or hostile program
+/// could, and bumps the schema cookie so other connections notice.
+fn set_root_page(conn: &rusqlite::Connection, table: &str, page: i64) {
+    let cookie: i64 = conn.query_row("PRAGMA schema_version", [], |r| r.get(0)).unwrap();
+    conn.execute_batch("PRAGMA writable_schema = ON").unwrap();
+    conn.execute("UPDATE sqlite_schema SET rootpage = ?1 WHERE name = ?2", rusqlite::params![page, table]).unwrap();
+    conn.execute_batch(&format!("PRAGMA schema_version = {}; PRAGMA writable_schema = OFF", cookie + 1)).unwrap();
+}
+
+fn assert_intact(db: &std::path::Path) {
+    let conn = rusqlite::Connection::open(db).unwrap();
+    let check: String = conn.query_row("PRAGMA integrity_check", [], |r| r.get(0)).unwrap();
+    assert_eq!(check, "ok");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_is_shown_and_writing_resumes_when_space_is_freed() {
+    let Some(disk) = privileged::SmallDisk::mount("640k") else { return };
+    let db = disk.path().join("feedtop.db");
+    let lines = generated_lines(600, 11);
+    let last = timepoint_of(lines.last().unwrap());
+    let sim = sim_with(lines.clone(), None).await;
+    let mut p = start(fast_settings(&sim.base_url(), None), &db);
+
+    // The disk fills up part way; the stream is still read to the end.
+    let ok = drive_until(&mut p, WAIT, |m| {
+        m.store.error.as_deref().is_some_and(|e| e.contains("is full; free some space"))
+            && m.feeds[0].last_timepoint == last
+    })
+    .await;
+    assert!(ok, "store: {:?}, feed at {:?}", p.model.store.error, p.model.feeds[0].last_timepoint);
+    let shown = p.model.store.error.clone().unwrap_or_default();
+    assert!(p.model.store.events_written < 600, "the disk was meant to fill up");
+
+    disk.grow("64m");
+    let cleared = Instant::now();
+    let ok = drive_until(&mut p, WAIT, |m| m.store.error.is_none() && m.store.events_written == 600).await;
+    assert!(ok, "store: {:?}, written {}", p.model.store.error, p.model.store.events_written);
+    report(&shown, "disk full", &p, cleared);
+    let (_, summary) = p.shutdown().await;
+    assert_eq!(summary.writer.unwritten, 0);
+    assert_intact(&db);
+    assert_eq!(stored_event_keys(&db), sorted(event_keys(&lines)), "each event exactly once");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_only_database_is_shown_and_writing_resumes_when_writable_again() {
+    let lines = fixture_lines();
+    let sim = sim_with(lines[..10].to_vec(), None).await;
+    let (_dir, db) = temp_db();
+    let mut p = start(fast_settings(&sim.base_url(), None), &db);
+    assert!(drive_until(&mut p, WAIT, |m| m.store.events_written >= 9).await, "first events stored");
+
+    // The files turn read-only under the running process (chattr +i: even
+    // root's open descriptors cannot write).
+    let Some(frozen) = privileged::Immutable::set(&[db.clone(), db.with_extension("db-wal")]) else { return };
+    for line in &lines[10..] {
+        sim.append(line.clone());
+    }
+    let ok = drive_until(&mut p, WAIT, |m| {
+        m.store.error.as_deref().is_some_and(|e| e.contains("read-only"))
+            && m.feeds[0].last_timepoint == Some(LAST_TIMEPOINT)
+    })
+    .await;
+    assert!(ok, "store: {:?}, feed at {:?}", p.model.store.error, p.model.feeds[0].last_timepoint);
+    let shown = p.model.store.error.clone().unwrap_or_default();
+
+    drop(frozen);
+    let cleared = Instant::now();
+    let ok = drive_until(&mut p, WAIT, |m| m.store.error.is_none() && m.store.events_written == 27).await;
+    assert!(ok, "store: {:?}, written {}", p.model.store.error, p.model.store.events_written);
+    report(&shown, "read-only (chattr +i)", &p, cleared);
+    let (_, summary) = p.shutdown().await;
+    assert_eq!(summary.writer.unwritten, 0);
+    assert_intact(&db);
+    let c = db_counts(&db);
+    assert_eq!((c.events, c.strike_offs, c.gaps), (27, 11, 0), "nothing lost, nothing half-written");
+}
+
+fn sorted(mut keys: Vec<(String, i64)>) -> Vec<(String, i64)> {
+    keys.sort_by(|a, b| (a.1, &a.0).cmp(&(b.1, &b.0)));
+    keys
+}
+
+/// Faults only root can make: a small file system that fills up, and files
+/// that even an open descriptor cannot write. Without the privilege the test
+/// says it was skipped, unless `FEEDTOP_REQUIRE_DISK_FAULTS` is set (CI sets
+/// it where it is root), in which case it fails.
+mod privileged {
+    use std::path::{Path, PathBuf};
+    use std::process::Command;
+
+    fn run(program: &str, args: &[&str]) -> Result<(), String> {
+        match Command::new(program).args(args).output() {
+            Ok(out) if out.status.success() => Ok(()),
+            Ok(out) => Err(format!("{program} {args:?}: {}", String::from_utf8_lossy(&out.stderr).trim())),
+            Err(e) => Err(format!("{program}: {e}")),
+        }
+    }
+
+    fn unavailable(what: &str, why: String) {
+        if std::env::var_os("FEEDTOP_REQUIRE_DISK_FAULTS").is_some() {
+            panic!("FEEDTOP_REQUIRE_DISK_FAULTS is set but {what} is not possible here: {why}");
+        }
+        eprintln!("skipped: {what} needs root ({why})");
+    }
+
+    /// A tmpfs of a given size, unmounted on drop.
+    pub struct SmallDisk {
+        dir: tempfile::TempDir,
+    }
+
+    impl SmallDisk {
+        pub fn mount(size: &str) -> Option<Self> {
+            let dir = tempfile::tempdir().unwrap();
+            let target = dir.path().to_str().unwrap();
+            match run("mount", &["-t", "tmpfs", "-o", &format!("size={size}"), "feedtop-test", target]) {
+                Ok(()) => Some(Self { dir }),
+                Err(why) => {
+                    unavailable("mounting a small file system", why);
+                    None
+                }
+            }
+        }
+
+        pub fn path(&self) -> &Path {
+            self.dir.path()
+        }
+
+        /// Frees space by resizing the file system in place.
+        pub fn grow(&self, size: &str) {
+            let target = self.dir.path().to_str().unwrap();
+            run("mount", &["-o", &format!("remount,size={size}"), target]).expect("resizing the tmpfs");
+        }
+    }
+
+    impl Drop for SmallDisk {
+        fn drop(&mut self) {
+            let _ = run("umount", &["--lazy", self.dir.path().to_str().unwrap()]);
+        }
+    }
+
+    /// Files with the immutable attribute set, cleared on drop.
+    pub struct Immutable {
+        files: Vec<PathBuf>,
+    }
+
+    impl Immutable {
+        pub fn set(files: &[PathBuf]) -> Option<Self> {
+            let files: Vec<PathBuf> = files.iter().filter(|f| f.exists()).cloned().collect();
+            let guard = Self { files };
+            for file in &guard.files {
+                if let Err(why) = run("chattr", &["+i", file.to_str().unwrap()]) {
+                    unavailable("making a file immutable", why);
+                    return None;
+                }
+            }
+            Some(guard)
+        }
+    }
+
+    impl Drop for Immutable {
+        fn drop(&mut self) {
+            for file in &self.files {
+                let _ = run("chattr", &["-i", file.to_str().unwrap()]);
+            }
+        }
+    }
 }

@@ -27,6 +27,10 @@ pub enum StoreError {
     ReadOnly { path: PathBuf },
     #[error("{path} is not a feedtop database (or it is corrupt); move it away or use --db PATH")]
     NotADatabase { path: PathBuf },
+    #[error("the database {path} is damaged (SQLite: {detail}); move it away and restart (a new one is made), or use --db PATH")]
+    Corrupt { path: PathBuf, detail: String },
+    #[error("the disk holding {path} is full; free some space or use --db PATH")]
+    DiskFull { path: PathBuf },
     #[error("the database {path} was written by a newer feedtop (schema {found}, this build knows {known}); upgrade feedtop or use --db PATH")]
     TooNew { path: PathBuf, found: i64, known: i64 },
     #[error("database {path}: {source}")]
@@ -41,11 +45,27 @@ impl StoreError {
         match e.sqlite_error_code() {
             Some(C::DatabaseBusy | C::DatabaseLocked) => StoreError::Locked { path },
             Some(C::ReadOnly) => StoreError::ReadOnly { path },
-            Some(C::NotADatabase | C::DatabaseCorrupt) => StoreError::NotADatabase { path },
+            Some(C::NotADatabase) => StoreError::NotADatabase { path },
+            Some(C::DatabaseCorrupt) => StoreError::Corrupt { path, detail: e.to_string() },
+            Some(C::DiskFull) => StoreError::DiskFull { path },
             Some(C::CannotOpen) if is_read_only_dir(&path) => StoreError::ReadOnly { path },
+            // SQLite reports a refused write (EROFS, EPERM on an immutable
+            // file) as a plain I/O error; asking the file system says which.
+            Some(C::SystemIoFailure) if !files_writable(&path) => StoreError::ReadOnly { path },
             _ => StoreError::Sqlite { path, source: e },
         }
     }
+}
+
+/// Whether the database and its WAL (if there is one) can be opened for writing now.
+fn files_writable(db: &Path) -> bool {
+    let mut wal = db.as_os_str().to_owned();
+    wal.push("-wal");
+    let writable = |file: &Path| match std::fs::OpenOptions::new().append(true).open(file) {
+        Ok(_) => true,
+        Err(e) => !matches!(e.kind(), std::io::ErrorKind::PermissionDenied | std::io::ErrorKind::ReadOnlyFilesystem),
+    };
+    writable(db) && writable(Path::new(&wal))
 }
 
 fn is_read_only_dir(path: &Path) -> bool {
