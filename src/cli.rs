@@ -69,6 +69,11 @@ pub struct RunArgs {
     #[arg(long)]
     pub demo: bool,
 
+    /// Demo feeds that fail at random every minute or so (cut streams, 429
+    /// and 503, WebSocket closes, stalls), to watch feedtop recover. Implies --demo.
+    #[arg(long)]
+    pub chaos: bool,
+
     /// Print one JSON object per line instead of drawing the TUI.
     #[arg(long)]
     pub headless: bool,

@@ -207,6 +207,8 @@ pub struct Settings {
     pub ch: ChSettings,
     /// True when running against the built-in simulator.
     pub demo: bool,
+    /// The simulators inject faults at random (`--chaos`).
+    pub chaos: bool,
     pub db_path: PathBuf,
     pub fps: u32,
     pub latency_window: Duration,
@@ -228,7 +230,7 @@ pub fn resolve(args: &RunArgs, file: &FileConfig, env: &dyn Fn(&str) -> Option<S
     let key = env(&key_env).and_then(ApiKey::new);
     let url = args.ch_url.clone().or_else(|| ch_file.url.clone());
     // No key and no custom URL: there is nothing real to watch, so show the demo.
-    let demo = args.demo || (key.is_none() && url.is_none());
+    let demo = args.demo || args.chaos || (key.is_none() && url.is_none());
     let url = url.unwrap_or_else(|| DEFAULT_CH_URL.to_string());
     let stream = args.stream.clone().or_else(|| ch_file.stream.clone()).unwrap_or_else(|| DEFAULT_STREAM.to_string());
 
@@ -245,6 +247,7 @@ pub fn resolve(args: &RunArgs, file: &FileConfig, env: &dyn Fn(&str) -> Option<S
     Settings {
         ch,
         demo,
+        chaos: args.chaos,
         db_path,
         fps: args.fps.or(file.ui.fps).unwrap_or(DEFAULT_FPS).clamp(1, 60),
         latency_window: args.latency_window.or(file.ui.latency_window.map(|d| d.0)).unwrap_or(DEFAULT_LATENCY_WINDOW),
@@ -328,6 +331,17 @@ mod tests {
         assert!(s.demo);
         assert_eq!(s.db_path, PathBuf::from("/data/demo.db"));
         assert!(s.ch.key.is_none());
+    }
+
+    #[test]
+    fn chaos_means_the_demo_even_with_a_key() {
+        let env = |name: &str| (name == "CH_STREAMING_API_KEY").then(|| "k-123".to_string());
+        let args = RunArgs { chaos: true, ..RunArgs::default() };
+        let s = resolve(&args, &FileConfig::default(), &env, &paths());
+        assert!(s.demo && s.chaos);
+        assert!(s.ch.key.is_none(), "the real key is never sent to a simulator");
+        assert_eq!(s.db_path, PathBuf::from("/data/demo.db"));
+        assert!(!resolve(&RunArgs::default(), &FileConfig::default(), &no_env, &paths()).chaos, "calm by default");
     }
 
     #[test]

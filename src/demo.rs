@@ -2,7 +2,8 @@
 //!
 //! Companies House starts with an hour of history (so every pane has
 //! something from the first frame), then publishes about one event a second
-//! with the occasional fault. Its timepoints continue after whatever the demo
+//! (with `--chaos`, every simulator also fails at random about once a
+//! minute, each in its own protocol's ways). Its timepoints continue after whatever the demo
 //! database already holds, so a second demo run resumes instead of seeing only
 //! "duplicates". Beside it run a wig80 WebSocket server (naive timestamps, as
 //! the real one), a carbon WebSocket server (token check, the frames the real
@@ -19,6 +20,7 @@ use crate::feeds::secret::ApiKey;
 use crate::feeds::sse::SseSettings;
 use crate::feeds::websocket::WsSettings;
 use crate::sim::carbon::{CarbonConfig, CarbonShape, CarbonSim};
+use crate::sim::chaos::Chaos;
 use crate::sim::companies_house::{ChSim, ChSimConfig};
 use crate::sim::company_gen::{CompanyGen, GeneratorConfig};
 use crate::sim::sse::{SseConfig, SseShape, SseSim};
@@ -56,7 +58,7 @@ pub async fn start(mut settings: Settings) -> anyhow::Result<(Settings, Demo)> {
         live_from_start: true,
         heartbeat: Duration::from_secs(30),
         generator: Some(GeneratorConfig { events_per_sec: 1.0, seed: None }),
-        chaos: true,
+        chaos: settings.chaos,
     })
     .await?;
     settings.ch.base_url = companies_house.base_url();
@@ -98,6 +100,14 @@ pub async fn start(mut settings: Settings) -> anyhow::Result<(Settings, Demo)> {
         FeedSpec::websocket("carbon", carbon_ws),
         FeedSpec::sse("carbon-sse", sse_settings),
     ];
+    if settings.chaos {
+        // Healthy frames before each connection's fault: about a minute at
+        // each simulator's pace, as measured in the demo (wig80 ~0.6 frames/s:
+        // a snapshot every 2 s and pongs; carbon ~6/s; SSE ~3 events/s).
+        wig80.set_chaos(Some(Chaos::new(25..55, None)));
+        carbon.set_chaos(Some(Chaos::new(250..550, None)));
+        sse.set_chaos(Some(Chaos::new(150..300, None)));
+    }
     settings.missing_tokens.clear();
     tracing::info!("demo: simulated feeds on 127.0.0.1 (Companies House at {})", companies_house.base_url());
     let demo = Demo { _companies_house: companies_house, _wig80: wig80, _carbon: carbon, _sse: sse };

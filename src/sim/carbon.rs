@@ -27,6 +27,7 @@ use tokio::sync::{broadcast, watch};
 use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::{self as ttime, MissedTickBehavior};
 
+use super::chaos::Chaos;
 use super::prices::{commodities, commodity_of, PriceWalk};
 use super::wig80::{lock, open, py_json, python_isoformat, stopped, Incoming, WsPlan, WsShared};
 
@@ -170,6 +171,11 @@ impl CarbonSim {
     /// The plan of every connection while the queue is empty (`None`: `Serve`).
     pub fn set_default_plan(&self, plan: Option<WsPlan>) {
         self.shared.ws.set_default_plan(plan);
+    }
+
+    /// Random faults for every connection while the queue is empty (`--chaos`).
+    pub fn set_chaos(&self, chaos: Option<Chaos>) {
+        self.shared.ws.set_chaos(chaos);
     }
 
     /// Records published so far (per instrument and topic, delivered or not).

@@ -6,6 +6,7 @@
 //! 416. Tests script those faults per connection; the demo injects them at random.
 
 pub mod carbon;
+pub mod chaos;
 pub mod companies_house;
 pub mod company_gen;
 pub mod prices;
@@ -13,6 +14,7 @@ pub mod sse;
 pub mod wig80;
 
 pub use carbon::{CarbonConfig, CarbonShape, CarbonSim};
+pub use chaos::Chaos;
 pub use companies_house::{ChSim, ChSimConfig, ConnPlan, Fault, RequestRecord};
 pub use company_gen::{CompanyGen, GeneratorConfig};
 pub use prices::{commodities, commodity_of, wig80_symbols, PriceWalk, Quote};

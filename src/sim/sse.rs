@@ -28,6 +28,7 @@ use tokio::task::{JoinHandle, JoinSet};
 use tokio::time as ttime;
 
 use super::carbon::{publish_round, uuid4, MonoClock, Record, TENANT_ID, USER_ID};
+use super::chaos::Chaos;
 use super::prices::{commodities, PriceWalk};
 use super::wig80::{lock, py_json, stopped};
 
@@ -163,6 +164,7 @@ impl SseSim {
             last_id: watch::Sender::new(0),
             plans: Mutex::new(VecDeque::new()),
             default_plan: Mutex::new(None),
+            chaos: Mutex::new(None),
             served: Mutex::new(VecDeque::new()),
             requests: Mutex::new(Vec::new()),
             request_count: watch::Sender::new(0),
@@ -218,6 +220,11 @@ impl SseSim {
         *lock(&self.shared.default_plan) = plan;
     }
 
+    /// Random faults for every connection while the queue is empty (`--chaos`).
+    pub fn set_chaos(&self, chaos: Option<Chaos>) {
+        *lock(&self.shared.chaos) = chaos;
+    }
+
     /// The data events written to clients, in order: all of them, or the
     /// last [`SERVED_KEPT`] in a long run (the demo).
     pub fn served(&self) -> Vec<ServedEvent> {
@@ -249,6 +256,7 @@ struct Shared {
     last_id: watch::Sender<u64>,
     plans: Mutex<VecDeque<SsePlan>>,
     default_plan: Mutex<Option<SsePlan>>,
+    chaos: Mutex<Option<Chaos>>,
     served: Mutex<VecDeque<ServedEvent>>,
     requests: Mutex<Vec<SseRequest>>,
     request_count: watch::Sender<usize>,
@@ -341,7 +349,11 @@ async fn run(
                 Ok((socket, _)) => {
                     let conn = shared.connections.fetch_add(1, Ordering::SeqCst);
                     let queued = lock(&shared.plans).pop_front();
-                    let plan = queued.or_else(|| lock(&shared.default_plan).clone()).unwrap_or(SsePlan::Serve);
+                    let drawn = || lock(&shared.chaos).as_ref().map(Chaos::sse_plan);
+                    let plan = queued
+                        .or_else(drawn)
+                        .or_else(|| lock(&shared.default_plan).clone())
+                        .unwrap_or(SsePlan::Serve);
                     connections.spawn(serve_connection(socket, shared.clone(), plan, conn));
                 }
                 Err(e) => {

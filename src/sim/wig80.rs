@@ -34,6 +34,7 @@ use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
 
+use super::chaos::Chaos;
 use super::prices::{wig80_symbols, PriceWalk, Quote};
 
 /// The behaviour of one future WebSocket connection (see `push_plan` on the
@@ -158,6 +159,11 @@ impl Wig80Sim {
     /// The plan of every connection while the queue is empty (`None`: `Serve`).
     pub fn set_default_plan(&self, plan: Option<WsPlan>) {
         self.shared.ws.set_default_plan(plan);
+    }
+
+    /// Random faults for every connection while the queue is empty (`--chaos`).
+    pub fn set_chaos(&self, chaos: Option<Chaos>) {
+        self.shared.ws.set_chaos(chaos);
     }
 
     /// `stock_updates` frames written to sockets so far (one per socket per snapshot).
@@ -536,6 +542,7 @@ pub(crate) struct WsShared {
     received_count: watch::Sender<usize>,
     plans: Mutex<VecDeque<WsPlan>>,
     default_plan: Mutex<Option<WsPlan>>,
+    chaos: Mutex<Option<Chaos>>,
     /// Bumped by `drop_all`: every connection watching it ends abruptly.
     drops: watch::Sender<u64>,
 }
@@ -548,15 +555,22 @@ impl WsShared {
             received_count: watch::Sender::new(0),
             plans: Mutex::new(VecDeque::new()),
             default_plan: Mutex::new(None),
+            chaos: Mutex::new(None),
             drops: watch::Sender::new(0),
         }
     }
 
-    /// Counts an accepted TCP connection and hands out its plan.
+    /// Counts an accepted TCP connection and hands out its plan: a scripted
+    /// one first, else a random fault under chaos, else the default.
     pub(crate) fn accepted(&self) -> WsPlan {
         self.connections.fetch_add(1, Ordering::SeqCst);
         let queued = lock(&self.plans).pop_front();
-        queued.or(*lock(&self.default_plan)).unwrap_or(WsPlan::Serve)
+        let drawn = || lock(&self.chaos).as_ref().map(Chaos::ws_plan);
+        queued.or_else(drawn).or(*lock(&self.default_plan)).unwrap_or(WsPlan::Serve)
+    }
+
+    pub(crate) fn set_chaos(&self, chaos: Option<Chaos>) {
+        *lock(&self.chaos) = chaos;
     }
 
     pub(crate) fn set_default_plan(&self, plan: Option<WsPlan>) {
