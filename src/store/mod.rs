@@ -5,6 +5,7 @@
 //! with the feed's resume cursor, so a crash at any point either keeps an
 //! event *and* its cursor or neither (and the event is fetched again).
 
+pub mod checkpoint;
 pub mod queries;
 pub mod schema;
 pub mod writer;
