@@ -41,8 +41,8 @@ pub enum Cmd {
 
 #[derive(Debug, Args, Clone)]
 pub struct BenchArgs {
-    /// render, startup, catch-up, steady, idle, all, or soak (long: e.g.
-    /// `--scenario soak --rate 5000 --duration 10m`).
+    /// render, startup, catch-up, steady, quotes, idle, all, or soak (long:
+    /// e.g. `--scenario soak --rate 5000 --duration 10m`).
     #[arg(long, default_value = "all")]
     pub scenario: String,
     /// One JSON object per scenario instead of a readable line.
@@ -51,12 +51,13 @@ pub struct BenchArgs {
     /// Events for catch-up and for the start-up database.
     #[arg(long, default_value_t = 1_000_000)]
     pub events: usize,
-    /// How long steady state, idle and soak run.
+    /// How long steady state, quotes, idle and soak run.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "60s")]
     pub duration: Duration,
-    /// Events per second in steady state and soak.
-    #[arg(long, default_value_t = 1000.0)]
-    pub rate: f64,
+    /// Events per second in steady state and soak [default: 1000]; quote
+    /// frames per second in quotes [default: 5000, 50 symbols × 100].
+    #[arg(long)]
+    pub rate: Option<f64>,
     /// Catch-up: store only the fields that matter (`raw_events = "fields"`).
     #[arg(long)]
     pub fields_only: bool,

@@ -6,26 +6,28 @@
 //! except a tiny smoke run that checks the harness itself works.
 
 pub mod firehose;
+pub mod quote_firehose;
 mod scenarios;
 
 use std::time::Duration;
 
 use serde_json::Value;
 
-pub use scenarios::{catch_up, full_model, idle, render, soak, startup, steady};
+pub use scenarios::{catch_up, full_model, idle, quotes, render, soak, startup, steady, QUOTE_SYMBOLS};
 
 /// The scenarios, in the order `--scenario all` runs them. `soak` is run
 /// only by name: it is long by design.
-pub const SCENARIOS: &[&str] = &["render", "startup", "catch-up", "steady", "idle"];
+pub const SCENARIOS: &[&str] = &["render", "startup", "catch-up", "steady", "quotes", "idle"];
 
 #[derive(Debug, Clone)]
 pub struct BenchOptions {
     /// Events for catch-up and for the start-up database.
     pub events: usize,
-    /// How long steady state and idle run.
+    /// How long steady state, quotes and idle run.
     pub duration: Duration,
-    /// Events per second in steady state.
-    pub rate: f64,
+    /// Events per second in steady state and soak (default 1,000); quote
+    /// frames per second in quotes (default 5,000: 50 symbols × 100).
+    pub rate: Option<f64>,
     /// Catch-up stores only the fields that matter.
     pub fields_only: bool,
 }
@@ -34,11 +36,12 @@ pub struct BenchOptions {
 pub async fn run(name: &str, options: &BenchOptions) -> anyhow::Result<Value> {
     match name {
         "catch-up" => catch_up(options.events, options.fields_only).await,
-        "steady" => steady(options.rate, options.duration).await,
+        "steady" => steady(options.rate.unwrap_or(1000.0), options.duration).await,
+        "quotes" => quotes(options.rate.unwrap_or(5000.0), options.duration).await,
         "render" => render(),
         "idle" => idle(options.duration).await,
         "startup" => startup(options.events).await,
-        "soak" => soak(options.rate, options.duration).await,
+        "soak" => soak(options.rate.unwrap_or(1000.0), options.duration).await,
         other => anyhow::bail!("unknown scenario {other:?}; choose one of: {}, soak, all", SCENARIOS.join(", ")),
     }
 }

@@ -4,16 +4,22 @@ use std::io::BufRead;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use futures_util::StreamExt;
+use hdrhistogram::Histogram;
 use ratatui::backend::TestBackend;
 use ratatui::Terminal;
 use serde_json::{json, Value};
+use tokio_tungstenite::tungstenite::Message;
 
 use super::firehose::{precise_line, Firehose, FirehoseConfig};
+use super::quote_firehose::{sent_at, QuoteFirehose, QuoteFirehoseConfig, QuoteFrames};
 use crate::app::{companies_house_feed_name, FeedSpec, Input, Pipeline, PipelineConfig};
 use crate::feeds::companies_house::{parse_event, ChSettings};
-use crate::feeds::{ConnState, FeedInfo, FeedMsg, FeedMsgKind, Quote};
+use crate::feeds::decode;
+use crate::feeds::quote::Dialect;
+use crate::feeds::websocket::WsSettings;
+use crate::feeds::{ConnState, FeedInfo, FeedMsg, FeedMsgKind, Quote, QuoteTime};
 use crate::model::{metrics::LatencyWindow, Fact, Model};
 use crate::sim::company_gen::CompanyGen;
 use crate::store::{self, WriterSettings};
@@ -212,35 +218,19 @@ pub async fn steady(rate: f64, duration: Duration) -> anyhow::Result<Value> {
         demo: false,
         writer: WriterSettings::default(),
     })?;
-    let mut terminal = Terminal::new(TestBackend::new(200, 50))?;
-    let theme = Theme::new(true);
-    let view = ViewState::new();
     let mut to_model = LatencyWindow::new(Duration::from_secs(3600));
-    let mut tick = tokio::time::interval(Duration::from_millis(100));
     let cpu_before = process_cpu_seconds();
     let started = Instant::now();
     let deadline = tokio::time::Instant::now() + duration + Duration::from_secs(10);
-    let mut frames = 0u64;
-    while p.model.feeds[0].counts.events < events as u64 {
-        tokio::select! {
-            _ = tokio::time::sleep_until(deadline) => break,
-            _ = tick.tick() => {
-                p.model.tick(Utc::now());
-                p.flush();
-                terminal.draw(|f| ui::draw(f, &p.model, &view, &theme))?;
-                frames += 1;
-            }
-            input = p.next_input() => {
-                if let Input::Feed(FeedMsg { kind: FeedMsgKind::Event(ev), .. }) = &input {
-                    if let Some(published) = ev.published_at {
-                        let now = Utc::now();
-                        to_model.record(now, (now - published).num_microseconds().unwrap_or(i64::MAX) / 1000);
-                    }
-                }
-                p.handle(input);
+    let frames = drive_with_ui(&mut p, deadline, events as u64, |input| {
+        if let Input::Feed(FeedMsg { kind: FeedMsgKind::Event(ev), .. }) = input {
+            if let Some(published) = ev.published_at {
+                let now = Utc::now();
+                to_model.record(now, (now - published).num_microseconds().unwrap_or(i64::MAX) / 1000);
             }
         }
-    }
+    })
+    .await?;
     let elapsed = started.elapsed();
     let cpu = process_cpu_seconds() - cpu_before;
     let received = p.model.feeds[0].counts.events;
@@ -260,6 +250,221 @@ pub async fn steady(rate: f64, duration: Duration) -> anyhow::Result<Value> {
         "cpu_us_per_event": (cpu * 1e6 / received.max(1) as f64).round(),
         "rss_mb_process_incl_sim": rss,
     }))
+}
+
+/// Symbols in the quotes scenario: 50 × 100 updates/s at the default rate.
+pub const QUOTE_SYMBOLS: usize = 50;
+
+/// Scenario 3 — Quotes: `rate` quote frames/s (one quote each) over
+/// [`QUOTE_SYMBOLS`] symbols for `duration`, from a paced loopback WebSocket
+/// server through feedtop's real WebSocket feed, wig80 decoder, model and
+/// store writer (a SQLite temp file), the full screen drawn at 10 fps. Two
+/// baselines from the same run and the same server: a bare tokio-tungstenite
+/// client that reads the frames and discards them, and the decoder alone on
+/// the same frames. Latency is from the server's microsecond stamp in each
+/// frame to the core loop applying the quote (or the bare client reading
+/// it); CPU is the whole process, the server included, in both runs.
+pub async fn quotes(rate: f64, duration: Duration) -> anyhow::Result<Value> {
+    let frames = (rate * duration.as_secs_f64()) as u64;
+    let config = QuoteFirehoseConfig { symbols: QUOTE_SYMBOLS, rate, frames, seed: SEED };
+    let hose = QuoteFirehose::start(config).await?;
+    let slack = Duration::from_secs(10);
+    let load_start = load_average();
+
+    // Baseline A: a bare client reads the same server's frames and discards them.
+    let cpu_before = process_cpu_seconds();
+    let (bare_frames, bare_latency) = bare_client(&hose.url(), frames, deadline_after(duration + slack)).await?;
+    let bare_cpu_us = (process_cpu_seconds() - cpu_before) * 1e6 / bare_frames.max(1) as f64;
+    let bare_sent = hose.wait_reports(1, slack).await.first().copied();
+
+    // feedtop: feed task, decoder, model, store writer, and the UI.
+    let dir = tempfile::tempdir()?;
+    let db = dir.path().join("quotes.db");
+    let rss_start = crate::app::resident_memory();
+    let mut p = Pipeline::start(PipelineConfig {
+        feeds: vec![FeedSpec::websocket("quotes", WsSettings::new(hose.url(), Dialect::Wig80))],
+        db_path: db.clone(),
+        latency_window: Duration::from_secs(3600),
+        demo: false,
+        writer: WriterSettings::default(),
+    })?;
+    let mut to_model = micros_histogram();
+    let cpu_before = process_cpu_seconds();
+    let started = Instant::now();
+    let drawn = drive_with_ui(&mut p, deadline_after(duration + slack), frames, |input| {
+        if let Input::Feed(FeedMsg { kind: FeedMsgKind::Quotes(quotes), .. }) = input {
+            let now = Utc::now();
+            for sent in quotes.iter().filter_map(|q| q.time.and_then(QuoteTime::as_utc)) {
+                record_latency(&mut to_model, now, sent);
+            }
+        }
+    })
+    .await?;
+    let elapsed = started.elapsed();
+    let cpu_us = (process_cpu_seconds() - cpu_before) * 1e6;
+    let rss_end = crate::app::resident_memory();
+    let feed = &p.model.feeds[0];
+    let (applied, malformed) = (feed.counts.events, feed.counts.malformed);
+    let feed_latency = feed.latency.summary(Utc::now());
+    let tickers = p.model.quotes.len();
+    let (_, summary) = p.shutdown().await;
+    let sent = hose.wait_reports(2, slack).await.get(1).copied();
+    let stored = rusqlite::Connection::open(&db)?;
+    let count = |table: &str| stored.query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get::<_, i64>(0));
+    let (history_rows, latest_rows) = (count("quote_history")?, count("quotes_latest")?);
+
+    // Baseline B (last, so that its frames are not in the RSS figures): the
+    // decoder alone, on the frames the server sends.
+    let sample: Vec<String> = {
+        let mut next = QuoteFrames::new(QUOTE_SYMBOLS, SEED);
+        (0..frames.clamp(1, 50_000)).map(|_| next.next_frame()).collect()
+    };
+    let started = Instant::now();
+    for frame in &sample {
+        std::hint::black_box(decode::wig80::decode(frame).ok());
+    }
+    let decode_us = started.elapsed().as_secs_f64() * 1e6 / sample.len() as f64;
+
+    let cpu_per_update = cpu_us / applied.max(1) as f64;
+    let ratio = |a: f64, b: f64| (a / b * 100.0).round() / 100.0;
+    let quantile = |h: &Histogram<u64>, q: f64| h.value_at_quantile(q) as f64;
+    let mb = |bytes: Option<u64>| bytes.map(|b| (b as f64 / 1_048_576.0 * 10.0).round() / 10.0);
+    Ok(json!({
+        "scenario": "quotes",
+        "symbols": QUOTE_SYMBOLS,
+        "rate": rate,
+        "updates_per_symbol_per_s": rate / QUOTE_SYMBOLS as f64,
+        "duration_s": elapsed.as_secs_f64(),
+        "frames_sent": sent.map(|s| s.frames),
+        "send_rate_achieved_per_s": sent.map(|s| s.frames_per_s().round()),
+        "send_max_lag_ms": sent.map(|s| round3(s.max_lag.as_secs_f64() * 1000.0)),
+        "frames_applied": applied,
+        "malformed": malformed,
+        "tickers": tickers,
+        "frames_drawn": drawn,
+        "latency_write_to_model_ms": latency_ms(&to_model),
+        "latency_write_to_feed_ms": feed_latency,
+        "cpu_s": round3(cpu_us / 1e6),
+        "cpu_us_per_update": cpu_per_update.round(),
+        "rss_mb_start": mb(rss_start),
+        "rss_mb_end": mb(rss_end),
+        "quote_history_rows": history_rows,
+        "quotes_latest_rows": latest_rows,
+        "unwritten": summary.writer.unwritten,
+        "baseline_bare_client": {
+            "frames": bare_frames,
+            "send_rate_achieved_per_s": bare_sent.map(|s| s.frames_per_s().round()),
+            "latency_ms": latency_ms(&bare_latency),
+            "cpu_us_per_frame": bare_cpu_us.round(),
+        },
+        "baseline_decode_us_per_frame": round3(decode_us),
+        "ratio_latency_p50_to_bare": ratio(quantile(&to_model, 0.5), quantile(&bare_latency, 0.5)),
+        "ratio_latency_p99_to_bare": ratio(quantile(&to_model, 0.99), quantile(&bare_latency, 0.99)),
+        "ratio_cpu_to_bare": ratio(cpu_per_update, bare_cpu_us),
+        "cpu_us_per_update_over_bare": (cpu_per_update - bare_cpu_us).round(),
+        "loadavg_1m": { "start": load_start, "end": load_average() },
+    }))
+}
+
+/// Reads `frames` quote frames from `url` with nothing but tokio-tungstenite,
+/// noting each one's latency from its stamp (found without parsing the JSON)
+/// and discarding it. Returns the frames read and their latencies.
+async fn bare_client(url: &str, frames: u64, deadline: tokio::time::Instant) -> anyhow::Result<(u64, Histogram<u64>)> {
+    let (mut ws, _) = tokio_tungstenite::connect_async(url).await?;
+    let mut latency = micros_histogram();
+    let mut read = 0u64;
+    while read < frames {
+        let next = tokio::select! {
+            _ = tokio::time::sleep_until(deadline) => break,
+            next = ws.next() => next,
+        };
+        match next {
+            Some(Ok(Message::Text(text))) if text.starts_with(r#"{"type": "stock_updates""#) => {
+                let now = Utc::now();
+                if let Some(sent) = sent_at(text.as_str()) {
+                    record_latency(&mut latency, now, sent);
+                }
+                read += 1;
+            }
+            Some(Ok(_)) => {}
+            Some(Err(e)) => anyhow::bail!("the bare client's connection failed: {e}"),
+            None => break,
+        }
+    }
+    Ok((read, latency))
+}
+
+fn deadline_after(d: Duration) -> tokio::time::Instant {
+    tokio::time::Instant::now() + d
+}
+
+/// Latencies in microseconds, up to ten minutes.
+fn micros_histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 600_000_000, 3).expect("static histogram bounds are valid")
+}
+
+/// Records `now - sent`; a stamp ahead of our clock counts as zero.
+fn record_latency(h: &mut Histogram<u64>, now: DateTime<Utc>, sent: DateTime<Utc>) {
+    h.saturating_record((now - sent).num_microseconds().unwrap_or(i64::MAX).max(0) as u64);
+}
+
+/// p50 / p99 / p99.9 / max in milliseconds (to the microsecond) and the sample count.
+fn latency_ms(h: &Histogram<u64>) -> Value {
+    if h.is_empty() {
+        return Value::Null;
+    }
+    let ms = |us: u64| round3(us as f64 / 1000.0);
+    json!({
+        "p50": ms(h.value_at_quantile(0.50)),
+        "p99": ms(h.value_at_quantile(0.99)),
+        "p999": ms(h.value_at_quantile(0.999)),
+        "max": ms(h.max()),
+        "samples": h.len(),
+    })
+}
+
+fn round3(x: f64) -> f64 {
+    (x * 1000.0).round() / 1000.0
+}
+
+/// The 1-minute load average, to judge how noisy a run was.
+fn load_average() -> Option<f64> {
+    std::fs::read_to_string("/proc/loadavg").ok()?.split_whitespace().next()?.parse().ok()
+}
+
+/// Runs the core loop the way the TUI does until the first feed has applied
+/// `events` events (or quotes) or `deadline` passes: input applied as it
+/// comes, the full screen drawn into a 200×50 `TestBackend` 10 times a
+/// second. `observe` sees each input that wakes the loop before it is
+/// applied (the messages drained with it are not shown to it). Returns the
+/// frames drawn.
+async fn drive_with_ui(
+    p: &mut Pipeline,
+    deadline: tokio::time::Instant,
+    events: u64,
+    mut observe: impl FnMut(&Input),
+) -> anyhow::Result<u64> {
+    let mut terminal = Terminal::new(TestBackend::new(200, 50))?;
+    let theme = Theme::new(true);
+    let view = ViewState::new();
+    let mut tick = tokio::time::interval(Duration::from_millis(100));
+    let mut frames = 0u64;
+    while p.model.feeds[0].counts.events < events {
+        tokio::select! {
+            _ = tokio::time::sleep_until(deadline) => break,
+            _ = tick.tick() => {
+                p.model.tick(Utc::now());
+                p.flush();
+                terminal.draw(|f| ui::draw(f, &p.model, &view, &theme))?;
+                frames += 1;
+            }
+            input = p.next_input() => {
+                observe(&input);
+                p.handle(input);
+            }
+        }
+    }
+    Ok(frames)
 }
 
 /// A model with every pane full: four feeds, 2,000 strike-off changes,
@@ -417,5 +622,21 @@ mod tests {
         let st = steady(500.0, Duration::from_millis(600)).await.unwrap();
         assert!(st["events"].as_u64().unwrap() > 0, "{st}");
         assert!(!st["latency_write_to_model_ms"].is_null(), "{st}");
+    }
+
+    /// Not a benchmark: a tiny quotes run goes through every stage and both baselines.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn quotes_smoke() {
+        let q = quotes(500.0, Duration::from_millis(600)).await.unwrap();
+        assert_eq!(q["frames_sent"], 300, "{q}");
+        assert_eq!(q["frames_applied"], 300, "{q}");
+        assert_eq!(q["malformed"], 0, "{q}");
+        assert_eq!(q["tickers"].as_u64(), Some(QUOTE_SYMBOLS as u64), "{q}");
+        assert_eq!(q["quote_history_rows"], 300, "stored every quote: {q}");
+        assert_eq!(q["quotes_latest_rows"].as_u64(), Some(QUOTE_SYMBOLS as u64), "{q}");
+        assert_eq!(q["baseline_bare_client"]["frames"], 300, "{q}");
+        assert!(q["latency_write_to_model_ms"]["samples"].as_u64().unwrap() > 0, "{q}");
+        assert!(!q["baseline_bare_client"]["latency_ms"].is_null(), "{q}");
+        assert!(q["baseline_decode_us_per_frame"].as_f64().unwrap() > 0.0, "{q}");
     }
 }

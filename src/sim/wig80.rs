@@ -357,7 +357,7 @@ struct ConnectionFrame<'a> {
     message: &'a str,
 }
 
-fn connection_frame(timestamp: &str) -> String {
+pub(crate) fn connection_frame(timestamp: &str) -> String {
     py_json(&ConnectionFrame {
         kind: "connection",
         status: "connected",
@@ -416,12 +416,18 @@ struct StockItem<'a> {
 }
 
 fn snapshot_frame(quotes: &[Quote], naive: bool) -> String {
+    stock_updates_frame(quotes, || timestamp(naive))
+}
+
+/// A `stock_updates` frame of `quotes`, with timestamps from `stamp` (the
+/// benchmark's quote server stamps in UTC with microseconds).
+pub(crate) fn stock_updates_frame(quotes: &[Quote], stamp: impl Fn() -> String) -> String {
     let status = market_status(Local::now().naive_local());
     // As on the real server, each item is stamped as it is built, the frame last.
     let data: Vec<StockItem<'_>> = quotes
         .iter()
         .map(|q| StockItem {
-            timestamp: timestamp(naive),
+            timestamp: stamp(),
             symbol: q.symbol,
             price: q.price,
             change: q.change,
@@ -434,7 +440,7 @@ fn snapshot_frame(quotes: &[Quote], naive: bool) -> String {
             data_source: "stooq.pl",
         })
         .collect();
-    py_json(&StockUpdates { kind: "stock_updates", timestamp: timestamp(naive), count: data.len(), data })
+    py_json(&StockUpdates { kind: "stock_updates", timestamp: stamp(), count: data.len(), data })
 }
 
 /// The Warsaw session, roughly, in the server's local time.
