@@ -3,6 +3,7 @@
 
 mod common;
 
+use std::path::Path;
 use std::time::Instant;
 
 use common::*;
@@ -19,82 +20,88 @@ fn report(shown: &str, fault: &str, p: &Pipeline, cleared: Instant) {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_locked_database_is_shown_and_writing_resumes_when_it_clears() {
+/// The fixture through a database fault: its first 10 events are stored,
+/// then `break_db` breaks the database (`None`: the machine cannot, skip),
+/// the other 17 arrive and must be read and shown while the store error
+/// contains `expect`; then `repair` undoes the fault and all 27 events,
+/// 11 strike-off changes and nothing else must be in an intact database.
+async fn fixture_through_a_fault<F>(
+    fault: &str,
+    expect: &[&str],
+    break_db: impl FnOnce(&Path) -> Option<F>,
+    repair: impl FnOnce(F),
+) {
     let lines = fixture_lines();
     let sim = sim_with(lines[..10].to_vec(), None).await;
     let (_dir, db) = temp_db();
     let mut p = start(fast_settings(&sim.base_url(), None), &db);
     assert!(drive_until(&mut p, WAIT, |m| m.store.events_written >= 9).await, "first events stored");
 
-    // Another process takes the write lock and keeps it.
-    let locker = rusqlite::Connection::open(&db).unwrap();
-    locker.execute_batch("BEGIN IMMEDIATE; INSERT INTO gaps (feed, at, reason) VALUES ('x', 'x', 'held');").unwrap();
+    let Some(broken) = break_db(&db) else { return };
     for line in &lines[10..] {
         sim.append(line.clone());
     }
     // The stream is still read and shown while nothing can be written.
     let ok = drive_until(&mut p, WAIT, |m| {
-        m.store.error.as_deref().is_some_and(|e| e.contains("locked"))
+        m.store.error.as_deref().is_some_and(|e| expect.iter().all(|x| e.contains(x)))
             && m.feeds[0].last_timepoint == Some(LAST_TIMEPOINT)
     })
     .await;
     assert!(ok, "store: {:?}, feed at {:?}", p.model.store.error, p.model.feeds[0].last_timepoint);
     let shown = p.model.store.error.clone().unwrap_or_default();
     assert_eq!(p.model.tally.entered, 6, "strike-off detection goes on");
+    assert!(p.model.store.events_written < 27, "nothing was written while broken");
 
-    // The lock goes away: the held batch is written, the message clears.
-    locker.execute_batch("ROLLBACK").unwrap();
-    drop(locker);
+    // The fault goes away: the held facts are written, the message clears.
+    repair(broken);
     let cleared = Instant::now();
     let ok = drive_until(&mut p, WAIT, |m| m.store.error.is_none() && m.store.events_written == 27).await;
     assert!(ok, "store: {:?}, written {}", p.model.store.error, p.model.store.events_written);
-    report(&shown, "locked by another process", &p, cleared);
-    let (_, summary) = p.shutdown().await;
-    assert_eq!(summary.writer.unwritten, 0);
-    let c = db_counts(&db);
-    assert_eq!((c.events, c.strike_offs, c.gaps), (27, 11, 0), "nothing lost, nothing half-written");
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_corrupt_database_is_shown_and_writing_resumes_once_repaired() {
-    let lines = fixture_lines();
-    let sim = sim_with(lines[..10].to_vec(), None).await;
-    let (_dir, db) = temp_db();
-    let mut p = start(fast_settings(&sim.base_url(), None), &db);
-    assert!(drive_until(&mut p, WAIT, |m| m.store.events_written >= 9).await, "first events stored");
-
-    // Another program damages the file: the events table now points at a
-    // page past the end of the database ("database disk image is malformed").
-    let vandal = rusqlite::Connection::open(&db).unwrap();
-    let root: i64 =
-        vandal.query_row("SELECT rootpage FROM sqlite_schema WHERE name = 'events'", [], |r| r.get(0)).unwrap();
-    set_root_page(&vandal, "events", 1 << 30);
-    for line in &lines[10..] {
-        sim.append(line.clone());
-    }
-    let ok = drive_until(&mut p, WAIT, |m| {
-        m.store.error.as_deref().is_some_and(|e| e.contains("is damaged") && e.contains("move it away"))
-            && m.feeds[0].last_timepoint == Some(LAST_TIMEPOINT)
-    })
-    .await;
-    assert!(ok, "store: {:?}, feed at {:?}", p.model.store.error, p.model.feeds[0].last_timepoint);
-    let shown = p.model.store.error.clone().unwrap_or_default();
-    assert_eq!(p.model.tally.entered, 6, "strike-off detection goes on");
-    assert!(p.model.store.events_written < 27, "nothing was written into the damaged table");
-
-    // Repaired (here: the pointer put back): the held events are written.
-    set_root_page(&vandal, "events", root);
-    drop(vandal);
-    let cleared = Instant::now();
-    let ok = drive_until(&mut p, WAIT, |m| m.store.error.is_none() && m.store.events_written == 27).await;
-    assert!(ok, "store: {:?}, written {}", p.model.store.error, p.model.store.events_written);
-    report(&shown, "corrupt (table points past the end of the file)", &p, cleared);
+    report(&shown, fault, &p, cleared);
     let (_, summary) = p.shutdown().await;
     assert_eq!(summary.writer.unwritten, 0);
     assert_intact(&db);
     let c = db_counts(&db);
     assert_eq!((c.events, c.strike_offs, c.gaps), (27, 11, 0), "nothing lost, nothing half-written");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_locked_database_is_shown_and_writing_resumes_when_it_clears() {
+    // Another process takes the write lock and keeps it.
+    let lock = |db: &Path| {
+        let locker = rusqlite::Connection::open(db).unwrap();
+        locker
+            .execute_batch("BEGIN IMMEDIATE; INSERT INTO gaps (feed, at, reason) VALUES ('x', 'x', 'held');")
+            .unwrap();
+        Some(locker)
+    };
+    let unlock = |locker: rusqlite::Connection| locker.execute_batch("ROLLBACK").unwrap();
+    fixture_through_a_fault("locked by another process", &["locked"], lock, unlock).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_corrupt_database_is_shown_and_writing_resumes_once_repaired() {
+    // Another program damages the file: the events table now points at a
+    // page past the end of the database ("database disk image is malformed").
+    let damage = |db: &Path| {
+        let vandal = rusqlite::Connection::open(db).unwrap();
+        let root: i64 =
+            vandal.query_row("SELECT rootpage FROM sqlite_schema WHERE name = 'events'", [], |r| r.get(0)).unwrap();
+        set_root_page(&vandal, "events", 1 << 30);
+        Some((vandal, root))
+    };
+    // Repaired (here: the pointer put back).
+    let repair = |(vandal, root): (rusqlite::Connection, i64)| set_root_page(&vandal, "events", root);
+    let fault = "corrupt (table points past the end of the file)";
+    fixture_through_a_fault(fault, &["is damaged", "move it away"], damage, repair).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_only_database_is_shown_and_writing_resumes_when_writable_again() {
+    // The files turn read-only under the running process (chattr +i: even
+    // root's open descriptors cannot write).
+    let freeze = |db: &Path| privileged::Immutable::set(&[db.to_path_buf(), db.with_extension("db-wal")]);
+    fixture_through_a_fault("read-only (chattr +i)", &["read-only"], freeze, drop).await;
 }
 
 /// Rewrites a table's root page in the schema, as a buggy or hostile program
@@ -106,7 +113,7 @@ fn set_root_page(conn: &rusqlite::Connection, table: &str, page: i64) {
     conn.execute_batch(&format!("PRAGMA schema_version = {}; PRAGMA writable_schema = OFF", cookie + 1)).unwrap();
 }
 
-fn assert_intact(db: &std::path::Path) {
+fn assert_intact(db: &Path) {
     let conn = rusqlite::Connection::open(db).unwrap();
     let check: String = conn.query_row("PRAGMA integrity_check", [], |r| r.get(0)).unwrap();
     assert_eq!(check, "ok");
@@ -140,40 +147,6 @@ async fn a_full_disk_is_shown_and_writing_resumes_when_space_is_freed() {
     assert_eq!(summary.writer.unwritten, 0);
     assert_intact(&db);
     assert_eq!(stored_event_keys(&db), sorted(event_keys(&lines)), "each event exactly once");
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_read_only_database_is_shown_and_writing_resumes_when_writable_again() {
-    let lines = fixture_lines();
-    let sim = sim_with(lines[..10].to_vec(), None).await;
-    let (_dir, db) = temp_db();
-    let mut p = start(fast_settings(&sim.base_url(), None), &db);
-    assert!(drive_until(&mut p, WAIT, |m| m.store.events_written >= 9).await, "first events stored");
-
-    // The files turn read-only under the running process (chattr +i: even
-    // root's open descriptors cannot write).
-    let Some(frozen) = privileged::Immutable::set(&[db.clone(), db.with_extension("db-wal")]) else { return };
-    for line in &lines[10..] {
-        sim.append(line.clone());
-    }
-    let ok = drive_until(&mut p, WAIT, |m| {
-        m.store.error.as_deref().is_some_and(|e| e.contains("read-only"))
-            && m.feeds[0].last_timepoint == Some(LAST_TIMEPOINT)
-    })
-    .await;
-    assert!(ok, "store: {:?}, feed at {:?}", p.model.store.error, p.model.feeds[0].last_timepoint);
-    let shown = p.model.store.error.clone().unwrap_or_default();
-
-    drop(frozen);
-    let cleared = Instant::now();
-    let ok = drive_until(&mut p, WAIT, |m| m.store.error.is_none() && m.store.events_written == 27).await;
-    assert!(ok, "store: {:?}, written {}", p.model.store.error, p.model.store.events_written);
-    report(&shown, "read-only (chattr +i)", &p, cleared);
-    let (_, summary) = p.shutdown().await;
-    assert_eq!(summary.writer.unwritten, 0);
-    assert_intact(&db);
-    let c = db_counts(&db);
-    assert_eq!((c.events, c.strike_offs, c.gaps), (27, 11, 0), "nothing lost, nothing half-written");
 }
 
 fn sorted(mut keys: Vec<(String, i64)>) -> Vec<(String, i64)> {

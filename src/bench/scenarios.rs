@@ -74,7 +74,10 @@ pub async fn catch_up(n: usize, fields_only: bool) -> anyhow::Result<Value> {
     let dir = tempfile::tempdir()?;
     let db = dir.path().join("bench.db");
     let storage = if fields_only { "[storage]\nraw_events = \"fields\"\n" } else { "" };
-    let (elapsed, last, cpu) = run_child_until(&hose.base_url(), &db, storage, move |v| {
+    // Headless lines every 20 ms: the clock stops at the first line that
+    // reports the target, so the interval is the figure's resolution.
+    let every = Duration::from_millis(20);
+    let (elapsed, last, cpu) = run_child_until(&hose.base_url(), &db, storage, every, move |v| {
         v["store"]["events_written"].as_u64() >= Some(n as u64)
     })
     .await?;
@@ -114,7 +117,8 @@ pub async fn soak(rate: f64, duration: Duration) -> anyhow::Result<Value> {
     let samples = std::sync::Arc::new(std::sync::Mutex::new(Vec::<(f64, f64)>::new()));
     let record = samples.clone();
     let started = Instant::now();
-    let (elapsed, last, cpu) = run_child_until(&hose.base_url(), &db, "", move |v| {
+    let every = Duration::from_millis(100);
+    let (elapsed, last, cpu) = run_child_until(&hose.base_url(), &db, "", every, move |v| {
         if let Some(rss) = v["process"]["rss_mb"].as_f64() {
             record.lock().expect("not poisoned").push((started.elapsed().as_secs_f64(), rss));
         }
@@ -126,8 +130,12 @@ pub async fn soak(rate: f64, duration: Duration) -> anyhow::Result<Value> {
     let warm = samples.iter().find(|(t, _)| *t >= elapsed.as_secs_f64() * 0.1).map(|s| s.1);
     let peak = samples.iter().map(|s| s.1).fold(f64::NAN, f64::max);
     let stored: i64 = rusqlite::Connection::open(&db)?.query_row("SELECT count(*) FROM events", [], |r| r.get(0))?;
+    let mb = |path: std::path::PathBuf| std::fs::metadata(path).map_or(0.0, |m| (m.len() as f64 / 1e5).round() / 10.0);
     Ok(json!({
         "scenario": "soak",
+        // The WAL's high-water mark: checkpoints keep it from growing with the run.
+        "wal_mb_end": mb(db.with_extension("db-wal")),
+        "db_mb_end": mb(db.clone()),
         "rate": rate,
         "duration_s": elapsed.as_secs_f64(),
         "events_served": events,
@@ -146,12 +154,13 @@ async fn run_child_until(
     url: &str,
     db: &std::path::Path,
     config: &str,
+    every: Duration,
     done: impl Fn(&Value) -> bool + Send + 'static,
 ) -> anyhow::Result<(Duration, Value, f64)> {
     let mut child = feedtop_child(db, config)?
-        // 20 ms: the clock stops at the first line reporting the target, so
-        // the interval is the resolution of the figure.
-        .args(["--interval", "20ms", "--ch-url", url])
+        .arg("--interval")
+        .arg(format!("{}ms", every.as_millis()))
+        .args(["--ch-url", url])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()?;

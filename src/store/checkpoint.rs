@@ -22,7 +22,8 @@ use std::thread::JoinHandle;
 
 use rusqlite::{Connection, OpenFlags};
 
-/// The checkpoint thread; dropping [`Checkpointer::stop`]s nothing, call it.
+/// The checkpoint thread. [`Checkpointer::stop`] waits for it to end;
+/// dropping the handle lets it end on its own once the current checkpoint is done.
 pub struct Checkpointer {
     kick: SyncSender<()>,
     thread: JoinHandle<()>,
