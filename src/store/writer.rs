@@ -246,7 +246,7 @@ impl Writer {
 }
 
 /// Committed data after which the checkpoint thread is kicked: 4 MB is an
-/// eighth of the writer's own autocheckpoint (8,192 pages), so the
+/// eighth of the writer's own autocheckpoint (32 MB of WAL), so the
 /// autocheckpoint finds little left to copy. A live feed of one event a
 /// second takes hours to get there; a catch-up, a fraction of a second.
 const CHECKPOINT_EVERY_BYTES: usize = 4 << 20;
