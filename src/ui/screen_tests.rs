@@ -189,6 +189,28 @@ fn demo_banner_and_store_error() {
 }
 
 #[test]
+fn a_long_store_error_keeps_what_to_do_on_screen() {
+    let mut m = live_model();
+    let path = std::path::PathBuf::from("/home/operator/.local/share/feedtop/feedtop.db");
+    let error = crate::store::StoreError::DiskFull { path }.to_string();
+    m.apply_store_report(StoreReport { events_written: 20, error: Some(error) });
+    let buf = render(&m, &ViewState::new(), &color(), 80, 24);
+    let l = lines(&buf);
+    assert!(
+        l[1].starts_with("store: the disk holding /home/operator/.local/share/feedtop/feedtop.db is full;"),
+        "{}",
+        screen(&buf)
+    );
+    assert!(l[2].starts_with("free some space or use --db PATH"), "{}", screen(&buf));
+    let (x, y) = find(&buf, "free some").unwrap();
+    assert_eq!(buf[(x, y)].fg, Color::Red);
+    // Wide enough, it is one row and the panes keep the other.
+    let wide = lines(&render(&m, &ViewState::new(), &color(), 200, 50));
+    assert!(wide[1].contains("is full; free some space or use --db PATH"), "{wide:?}");
+    assert!(!wide[2].contains("free some space"), "{wide:?}");
+}
+
+#[test]
 fn help_overlay_lists_every_key() {
     let mut view = ViewState::new();
     view.show_help = true;

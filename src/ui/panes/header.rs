@@ -20,7 +20,23 @@ const DEMO_SHORT: &str = "DEMO (simulated). Real stream: CH_STREAMING_API_KEY=<k
 
 /// Rows the header needs at this width.
 pub fn height(model: &Model, width: u16) -> u16 {
-    1 + demo_lines(model, width).len() as u16 + u16::from(model.store.error.is_some())
+    1 + demo_lines(model, width).len() as u16 + store_lines(model, width).len() as u16
+}
+
+/// The store problem on up to two rows, broken at a space: its second half
+/// says what to do, and one row cut at 80 columns would lose exactly that.
+fn store_lines(model: &Model, width: u16) -> Vec<String> {
+    let Some(err) = &model.store.error else { return Vec::new() };
+    let text = format!("store: {err}");
+    let width = usize::from(width).max(1);
+    if text.chars().count() <= width {
+        return vec![text];
+    }
+    let fits: String = text.chars().take(width).collect();
+    // `fits` is a prefix of `text`, so its byte offsets are `text`'s too.
+    let cut = fits.rfind(' ').filter(|&i| i > 0).unwrap_or(fits.len());
+    let (first, rest) = text.split_at(cut);
+    vec![first.to_string(), truncate(rest.trim_start(), width)]
 }
 
 fn demo_lines(model: &Model, width: u16) -> Vec<String> {
@@ -92,8 +108,8 @@ pub fn render(frame: &mut Frame, area: Rect, model: &Model, paused: Option<u64>,
         let Some(row) = rows.next() else { return };
         frame.render_widget(Paragraph::new(text).style(theme.banner), row);
     }
-    if let (Some(err), Some(row)) = (&model.store.error, rows.next()) {
-        let text = truncate(&format!("store: {err}"), row.width as usize);
+    for text in store_lines(model, area.width) {
+        let Some(row) = rows.next() else { return };
         frame.render_widget(Paragraph::new(Span::styled(text, theme.error)), row);
     }
 }
