@@ -1,10 +1,10 @@
 //! `feedtop bench`: end-to-end scenarios against loopback servers, each
-//! printed as one JSON object (with `--json`) or one readable line, each with
-//! a baseline measured in the same run and feedtop's ratio to it
+//! printed as one JSON object (with `--json`) or one readable line, each but
+//! soak with a baseline measured in the same run and feedtop's ratio to it
 //! (`baseline_…` and `ratio_…` keys; the bare clients are in `baseline.rs`).
 //!
 //! Benchmarks measure; tests assert behaviour. Nothing here runs in `cargo test`
-//! except a tiny smoke run that checks the harness itself works.
+//! except tiny smoke runs that check the harness and its baselines work.
 
 mod baseline;
 pub mod firehose;
