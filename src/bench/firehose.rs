@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
@@ -68,6 +68,12 @@ pub fn precise_line(generator: &mut CompanyGen) -> String {
     let coarse = format!("\"published_at\":\"{}\"", now.format("%Y-%m-%dT%H:%M:%S"));
     let precise = format!("\"published_at\":\"{}\"", now.format("%Y-%m-%dT%H:%M:%S%.6fZ"));
     line.replacen(&coarse, &precise, 1)
+}
+
+/// The `published_at` of a line [`precise_line`] made (or any company
+/// event), read without parsing the JSON, as a bare client would.
+pub fn published_at(line: &[u8]) -> Option<DateTime<Utc>> {
+    super::baseline::stamp_after_last(line, "\"published_at\":\"")
 }
 
 async fn serve(mut socket: TcpStream, config: FirehoseConfig, bytes: Arc<AtomicU64>) {
@@ -155,6 +161,13 @@ async fn write_chunk(socket: &mut TcpStream, data: &[u8]) -> std::io::Result<()>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn published_at_is_the_precise_stamp() {
+        let line = precise_line(&mut CompanyGen::new(Some(1)));
+        let stamp = published_at(line.as_bytes()).unwrap();
+        assert!(line.contains(&stamp.format("\"published_at\":\"%Y-%m-%dT%H:%M:%S%.6fZ\"").to_string()), "{line}");
+    }
 
     #[test]
     fn timepoint_is_replaced_in_place() {

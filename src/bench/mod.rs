@@ -1,10 +1,12 @@
 //! `feedtop bench`: end-to-end scenarios against loopback servers, each
-//! printed as one JSON object (with `--json`) or one readable line, with a
-//! baseline measured in the same run where the scenario has one.
+//! printed as one JSON object (with `--json`) or one readable line, each but
+//! soak with a baseline measured in the same run and feedtop's ratio to it
+//! (`baseline_…` and `ratio_…` keys; the bare clients are in `baseline.rs`).
 //!
 //! Benchmarks measure; tests assert behaviour. Nothing here runs in `cargo test`
-//! except a tiny smoke run that checks the harness itself works.
+//! except tiny smoke runs that check the harness and its baselines work.
 
+mod baseline;
 pub mod firehose;
 pub mod quote_firehose;
 mod scenarios;

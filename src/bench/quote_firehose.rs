@@ -213,10 +213,7 @@ pub fn stamp() -> String {
 /// which is also the one feedtop's decoder takes), read without parsing the
 /// JSON, as a bare client would.
 pub fn sent_at(frame: &str) -> Option<DateTime<Utc>> {
-    const KEY: &str = "\"timestamp\": \"";
-    let start = frame.rfind(KEY)? + KEY.len();
-    let end = start + frame[start..].find('"')?;
-    DateTime::parse_from_rfc3339(&frame[start..end]).ok().map(|t| t.with_timezone(&Utc))
+    super::baseline::stamp_after_last(frame.as_bytes(), "\"timestamp\": \"")
 }
 
 /// Names handed out so far; each is leaked once and reused, so memory stays

@@ -8,12 +8,13 @@ use chrono::{DateTime, Utc};
 use futures_util::StreamExt;
 use hdrhistogram::Histogram;
 use ratatui::backend::TestBackend;
-use ratatui::Terminal;
+use ratatui::widgets::Block;
+use ratatui::{Frame, Terminal};
 use serde_json::{json, Value};
-use tokio_tungstenite::tungstenite::Message;
 
+use super::baseline::{self, BareHolder, BareRun};
 use super::firehose::{precise_line, Firehose, FirehoseConfig};
-use super::quote_firehose::{sent_at, QuoteFirehose, QuoteFirehoseConfig, QuoteFrames};
+use super::quote_firehose::{QuoteFirehose, QuoteFirehoseConfig, QuoteFrames};
 use crate::app::{companies_house_feed_name, FeedSpec, Input, Pipeline, PipelineConfig};
 use crate::feeds::companies_house::{parse_event, ChSettings};
 use crate::feeds::decode;
@@ -77,7 +78,7 @@ pub async fn catch_up(n: usize, fields_only: bool) -> anyhow::Result<Value> {
     // Headless lines every 20 ms: the clock stops at the first line that
     // reports the target, so the interval is the figure's resolution.
     let every = Duration::from_millis(20);
-    let (elapsed, last, cpu) = run_child_until(&hose.base_url(), &db, storage, every, move |v| {
+    let ChildRun { elapsed, first, last, cpu } = run_child_until(&hose.base_url(), &db, storage, every, move |v| {
         v["store"]["events_written"].as_u64() >= Some(n as u64)
     })
     .await?;
@@ -85,6 +86,7 @@ pub async fn catch_up(n: usize, fields_only: bool) -> anyhow::Result<Value> {
     let db_bytes = std::fs::metadata(&db).map(|m| m.len()).unwrap_or(0)
         + std::fs::metadata(db.with_extension("db-wal")).map(|m| m.len()).unwrap_or(0);
     let rate = per_sec(n as f64, elapsed);
+    let rss = |line: &Value| line["process"]["rss_mb"].as_f64().unwrap_or(f64::NAN);
     Ok(json!({
         "scenario": "catch-up",
         "events": n,
@@ -95,6 +97,11 @@ pub async fn catch_up(n: usize, fields_only: bool) -> anyhow::Result<Value> {
         "elapsed_s": elapsed.as_secs_f64(),
         "cpu_s": cpu,
         "rss_mb_after": last["process"]["rss_mb"],
+        // Memory's baseline: the child's first line, one interval after it
+        // started (the events it had received by then beside it).
+        "rss_mb_at_start": first["process"]["rss_mb"],
+        "events_received_at_start": first["feeds"][0]["events"],
+        "rss_ratio_after_to_start": ratio(rss(&last), rss(&first)),
         "db_bytes_per_event": (db_bytes as f64 / n as f64).round(),
         "baseline_loopback_events_per_s": loopback_rate,
         "baseline_serde_value_events_per_s": serde_rate,
@@ -123,7 +130,7 @@ pub async fn soak(rate: f64, duration: Duration) -> anyhow::Result<Value> {
     let record_wal = wal_peak.clone();
     let started = Instant::now();
     let every = Duration::from_millis(100);
-    let (elapsed, last, cpu) = run_child_until(&hose.base_url(), &db, "", every, move |v| {
+    let ChildRun { elapsed, last, cpu, .. } = run_child_until(&hose.base_url(), &db, "", every, move |v| {
         if let Some(rss) = v["process"]["rss_mb"].as_f64() {
             record.lock().expect("not poisoned").push((started.elapsed().as_secs_f64(), rss));
         }
@@ -155,15 +162,26 @@ pub async fn soak(rate: f64, duration: Duration) -> anyhow::Result<Value> {
     }))
 }
 
-/// Runs `feedtop --headless` against `url` until a report line satisfies
-/// `done`; returns the time it took, that line, and the child's CPU seconds.
+/// How a child `feedtop --headless` went, up to the line that ended it.
+struct ChildRun {
+    /// From starting the child to that line.
+    elapsed: Duration,
+    /// Its first report line (one interval after it started).
+    first: Value,
+    /// The line that ended the run.
+    last: Value,
+    /// The child's CPU seconds at that line.
+    cpu: f64,
+}
+
+/// Runs `feedtop --headless` against `url` until a report line satisfies `done`.
 async fn run_child_until(
     url: &str,
     db: &std::path::Path,
     config: &str,
     every: Duration,
     done: impl Fn(&Value) -> bool + Send + 'static,
-) -> anyhow::Result<(Duration, Value, f64)> {
+) -> anyhow::Result<ChildRun> {
     let mut child = feedtop_child(db, config)?
         .arg("--interval")
         .arg(format!("{}ms", every.as_millis()))
@@ -175,12 +193,14 @@ async fn run_child_until(
     let pid = child.id();
     let started = Instant::now();
     let found = tokio::task::spawn_blocking(move || {
+        let mut first = None;
         for line in std::io::BufReader::new(stdout).lines() {
             let Ok(line) = line else { break };
             let Ok(v) = serde_json::from_str::<Value>(&line) else { continue };
+            let first = first.get_or_insert_with(|| v.clone());
             if done(&v) {
                 let cpu = child_cpu_seconds(pid);
-                return Some((started.elapsed(), v, cpu));
+                return Some(ChildRun { elapsed: started.elapsed(), first: first.clone(), last: v, cpu });
             }
         }
         None
@@ -213,7 +233,7 @@ fn child_cpu_seconds(pid: u32) -> f64 {
     ticks / 100.0
 }
 
-fn process_cpu_seconds() -> f64 {
+pub(super) fn process_cpu_seconds() -> f64 {
     child_cpu_seconds(std::process::id())
 }
 
@@ -225,9 +245,17 @@ fn ch_settings(url: &str) -> ChSettings {
 /// the full screen drawn into a TestBackend at 10 fps. Latency is from the
 /// server writing an event (its microsecond `published_at`) to the core loop
 /// applying it; CPU is the whole process, the simulated server included.
+/// Baseline from the same run and the same server, first: a bare reqwest
+/// client that splits the same paced stream into lines and reads each
+/// line's `published_at`, its CPU measured the same way.
 pub async fn steady(rate: f64, duration: Duration) -> anyhow::Result<Value> {
     let events = (rate * duration.as_secs_f64()) as usize;
     let hose = Firehose::start(FirehoseConfig { events, rate: Some(rate), seed: SEED }).await?;
+    let slack = Duration::from_secs(10);
+    let load_start = load_average();
+    let url = format!("{}/companies", hose.base_url());
+    let bare = BareRun::measure(baseline::line_client(&url, events as u64, deadline_after(duration + slack))).await?;
+
     let dir = tempfile::tempdir()?;
     let mut p = Pipeline::start(PipelineConfig {
         feeds: vec![FeedSpec::companies_house(companies_house_feed_name("/companies"), ch_settings(&hose.base_url()))],
@@ -237,14 +265,16 @@ pub async fn steady(rate: f64, duration: Duration) -> anyhow::Result<Value> {
         writer: WriterSettings::default(),
     })?;
     let mut to_model = LatencyWindow::new(Duration::from_secs(3600));
+    // The same latencies to the microsecond, to compare with the bare client's.
+    let mut to_model_us = micros_histogram();
     let cpu_before = process_cpu_seconds();
     let started = Instant::now();
-    let deadline = tokio::time::Instant::now() + duration + Duration::from_secs(10);
-    let frames = drive_with_ui(&mut p, deadline, events as u64, |input| {
+    let frames = drive_with_ui(&mut p, deadline_after(duration + slack), events as u64, |input| {
         if let Input::Feed(FeedMsg { kind: FeedMsgKind::Event(ev), .. }) = input {
             if let Some(published) = ev.published_at {
                 let now = Utc::now();
                 to_model.record(now, (now - published).num_microseconds().unwrap_or(i64::MAX) / 1000);
+                record_latency(&mut to_model_us, now, published);
             }
         }
     })
@@ -256,18 +286,25 @@ pub async fn steady(rate: f64, duration: Duration) -> anyhow::Result<Value> {
     let apply_latency = to_model.summary(Utc::now());
     let rss = crate::app::resident_memory().map(|b| b / 1_048_576);
     p.shutdown().await;
-    Ok(json!({
+    let cpu_per_event = cpu * 1e6 / received.max(1) as f64;
+    let mut out = json!({
         "scenario": "steady",
         "rate": rate,
         "duration_s": elapsed.as_secs_f64(),
         "events": received,
         "frames_drawn": frames,
         "latency_write_to_model_ms": apply_latency,
+        "latency_write_to_model_precise_ms": latency_ms(&to_model_us),
         "latency_write_to_feed_ms": feed_latency,
         "cpu_s": cpu,
-        "cpu_us_per_event": (cpu * 1e6 / received.max(1) as f64).round(),
+        "cpu_us_per_event": cpu_per_event.round(),
         "rss_mb_process_incl_sim": rss,
-    }))
+        "baseline_bare_client": bare.json("event"),
+        "cpu_us_per_event_over_bare": (cpu_per_event - bare.cpu_us_per_item).round(),
+        "loadavg_1m": { "start": load_start, "end": load_average() },
+    });
+    bare.add_ratios(&mut out, &to_model_us, cpu_per_event);
+    Ok(out)
 }
 
 /// Symbols in the quotes scenario: 50 × 100 updates/s at the default rate.
@@ -290,9 +327,8 @@ pub async fn quotes(rate: f64, duration: Duration) -> anyhow::Result<Value> {
     let load_start = load_average();
 
     // Baseline A: a bare client reads the same server's frames and discards them.
-    let cpu_before = process_cpu_seconds();
-    let (bare_frames, bare_latency) = bare_client(&hose.url(), frames, deadline_after(duration + slack)).await?;
-    let bare_cpu_us = (process_cpu_seconds() - cpu_before) * 1e6 / bare_frames.max(1) as f64;
+    let bare =
+        BareRun::measure(baseline::websocket_client(&hose.url(), frames, deadline_after(duration + slack))).await?;
     let bare_sent = hose.wait_reports(1, slack).await.first().copied();
 
     // feedtop: feed task, decoder, model, store writer, and the UI.
@@ -344,10 +380,10 @@ pub async fn quotes(rate: f64, duration: Duration) -> anyhow::Result<Value> {
     let decode_us = started.elapsed().as_secs_f64() * 1e6 / sample.len() as f64;
 
     let cpu_per_update = cpu_us / applied.max(1) as f64;
-    let ratio = |a: f64, b: f64| (a / b * 100.0).round() / 100.0;
-    let quantile = |h: &Histogram<u64>, q: f64| h.value_at_quantile(q) as f64;
     let mb = |bytes: Option<u64>| bytes.map(|b| (b as f64 / 1_048_576.0 * 10.0).round() / 10.0);
-    Ok(json!({
+    let mut baseline_bare_client = bare.json("frame");
+    baseline_bare_client["send_rate_achieved_per_s"] = json!(bare_sent.map(|s| s.frames_per_s().round()));
+    let mut out = json!({
         "scenario": "quotes",
         "symbols": QUOTE_SYMBOLS,
         "rate": rate,
@@ -369,47 +405,13 @@ pub async fn quotes(rate: f64, duration: Duration) -> anyhow::Result<Value> {
         "quote_history_rows": history_rows,
         "quotes_latest_rows": latest_rows,
         "unwritten": summary.writer.unwritten,
-        "baseline_bare_client": {
-            "frames": bare_frames,
-            "send_rate_achieved_per_s": bare_sent.map(|s| s.frames_per_s().round()),
-            "latency_ms": latency_ms(&bare_latency),
-            "cpu_us_per_frame": bare_cpu_us.round(),
-        },
+        "baseline_bare_client": baseline_bare_client,
         "baseline_decode_us_per_frame": round3(decode_us),
-        "ratio_latency_p50_to_bare": ratio(quantile(&to_model, 0.5), quantile(&bare_latency, 0.5)),
-        "ratio_latency_p99_to_bare": ratio(quantile(&to_model, 0.99), quantile(&bare_latency, 0.99)),
-        "ratio_cpu_to_bare": ratio(cpu_per_update, bare_cpu_us),
-        "cpu_us_per_update_over_bare": (cpu_per_update - bare_cpu_us).round(),
+        "cpu_us_per_update_over_bare": (cpu_per_update - bare.cpu_us_per_item).round(),
         "loadavg_1m": { "start": load_start, "end": load_average() },
-    }))
-}
-
-/// Reads `frames` quote frames from `url` with nothing but tokio-tungstenite,
-/// noting each one's latency from its stamp (found without parsing the JSON)
-/// and discarding it. Returns the frames read and their latencies.
-async fn bare_client(url: &str, frames: u64, deadline: tokio::time::Instant) -> anyhow::Result<(u64, Histogram<u64>)> {
-    let (mut ws, _) = tokio_tungstenite::connect_async(url).await?;
-    let mut latency = micros_histogram();
-    let mut read = 0u64;
-    while read < frames {
-        let next = tokio::select! {
-            _ = tokio::time::sleep_until(deadline) => break,
-            next = ws.next() => next,
-        };
-        match next {
-            Some(Ok(Message::Text(text))) if text.starts_with(r#"{"type": "stock_updates""#) => {
-                let now = Utc::now();
-                if let Some(sent) = sent_at(text.as_str()) {
-                    record_latency(&mut latency, now, sent);
-                }
-                read += 1;
-            }
-            Some(Ok(_)) => {}
-            Some(Err(e)) => anyhow::bail!("the bare client's connection failed: {e}"),
-            None => break,
-        }
-    }
-    Ok((read, latency))
+    });
+    bare.add_ratios(&mut out, &to_model, cpu_per_update);
+    Ok(out)
 }
 
 fn deadline_after(d: Duration) -> tokio::time::Instant {
@@ -417,17 +419,17 @@ fn deadline_after(d: Duration) -> tokio::time::Instant {
 }
 
 /// Latencies in microseconds, up to ten minutes.
-fn micros_histogram() -> Histogram<u64> {
+pub(super) fn micros_histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 600_000_000, 3).expect("static histogram bounds are valid")
 }
 
 /// Records `now - sent`; a stamp ahead of our clock counts as zero.
-fn record_latency(h: &mut Histogram<u64>, now: DateTime<Utc>, sent: DateTime<Utc>) {
+pub(super) fn record_latency(h: &mut Histogram<u64>, now: DateTime<Utc>, sent: DateTime<Utc>) {
     h.saturating_record((now - sent).num_microseconds().unwrap_or(i64::MAX).max(0) as u64);
 }
 
 /// p50 / p99 / p99.9 / max in milliseconds (to the microsecond) and the sample count.
-fn latency_ms(h: &Histogram<u64>) -> Value {
+pub(super) fn latency_ms(h: &Histogram<u64>) -> Value {
     if h.is_empty() {
         return Value::Null;
     }
@@ -443,6 +445,11 @@ fn latency_ms(h: &Histogram<u64>) -> Value {
 
 fn round3(x: f64) -> f64 {
     (x * 1000.0).round() / 1000.0
+}
+
+/// `a / b` to two decimals (null in JSON when `b` is zero).
+pub(super) fn ratio(a: f64, b: f64) -> f64 {
+    (a / b * 100.0).round() / 100.0
 }
 
 /// The 1-minute load average, to judge how noisy a run was.
@@ -527,102 +534,170 @@ pub fn full_model() -> Model {
     model
 }
 
-/// Scenario 4 — Render: one full frame at 80×24 and 200×50 with every pane full.
+/// Scenario 4 — Render: one full frame at 80×24 and 200×50 with every pane
+/// full, against ratatui's own floor from the same run: the same terminal
+/// drawing a frame of the same size with nothing in it (one empty `Block`).
 pub fn render() -> anyhow::Result<Value> {
     let model = full_model();
     let theme = Theme::new(true);
     let view = ViewState::new();
+    let load_start = load_average();
     let mut out =
         json!({ "scenario": "render", "strike_offs": model.strike_offs.len(), "tickers": model.quotes.len() });
     for (w, h) in [(80u16, 24u16), (200, 50)] {
-        let mut terminal = Terminal::new(TestBackend::new(w, h))?;
-        let mut times = Vec::new();
-        for _ in 0..500 {
-            let started = Instant::now();
-            terminal.draw(|f| ui::draw(f, &model, &view, &theme))?;
-            times.push(started.elapsed().as_secs_f64() * 1000.0);
-        }
-        times.sort_by(|a, b| a.total_cmp(b));
-        out[format!("frame_ms_{w}x{h}")] = json!({
-            "p50": (times[times.len() / 2] * 1000.0).round() / 1000.0,
-            "p99": (times[times.len() * 99 / 100] * 1000.0).round() / 1000.0,
-        });
+        let full = frame_times_ms(w, h, |f| ui::draw(f, &model, &view, &theme))?;
+        let empty = frame_times_ms(w, h, |f| f.render_widget(Block::new(), f.area()))?;
+        let p50 = |times: &[f64]| times[times.len() / 2];
+        let quantiles =
+            |times: &[f64]| json!({ "p50": round3(p50(times)), "p99": round3(times[times.len() * 99 / 100]) });
+        out[format!("frame_ms_{w}x{h}")] = quantiles(&full);
+        out[format!("baseline_empty_frame_ms_{w}x{h}")] = quantiles(&empty);
+        out[format!("ratio_p50_to_empty_{w}x{h}")] = json!(ratio(p50(&full), p50(&empty)));
     }
+    out["loadavg_1m"] = json!({ "start": load_start, "end": load_average() });
     Ok(out)
 }
 
+/// 500 frames of `w`×`h` drawn by `draw` into a `TestBackend`, each one's
+/// time in milliseconds, sorted.
+fn frame_times_ms(w: u16, h: u16, mut draw: impl FnMut(&mut Frame)) -> anyhow::Result<Vec<f64>> {
+    let mut terminal = Terminal::new(TestBackend::new(w, h))?;
+    let mut times = Vec::new();
+    for _ in 0..500 {
+        let started = Instant::now();
+        terminal.draw(&mut draw)?;
+        times.push(started.elapsed().as_secs_f64() * 1000.0);
+    }
+    times.sort_by(|a, b| a.total_cmp(b));
+    Ok(times)
+}
+
 /// Scenario 6 — Idle: CPU of a headless feedtop connected to a live stream that sends
-/// only heartbeats, over `duration` (after a 2 s warm-up).
+/// only heartbeats, over `duration` (after a 2 s warm-up). Baseline, side by
+/// side over the same window: a bare reqwest client on a thread of its own
+/// holding the same kind of connection to the same server. Both are also
+/// read from /proc schedstat to the nanosecond: at 10 ms a tick, a minute
+/// of idle feedtop is one or two ticks, and the bare client's is none.
 pub async fn idle(duration: Duration) -> anyhow::Result<Value> {
     let hose = Firehose::start(FirehoseConfig { events: 0, rate: None, seed: SEED }).await?;
+    let load_start = load_average();
+    let bare = BareHolder::connect(format!("{}/companies", hose.base_url())).await?;
     let dir = tempfile::tempdir()?;
     let mut child = feedtop_child(&dir.path().join("idle.db"), "")?
         .args(["--interval", "10s", "--ch-url", &hose.base_url()])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()?;
+    let pid = child.id();
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let before = child_cpu_seconds(child.id());
+    let (before, threads_before, bare_before) = (child_cpu_seconds(pid), baseline::threads_cpu_ns(pid), bare.cpu_ns());
     tokio::time::sleep(duration).await;
-    let cpu = child_cpu_seconds(child.id()) - before;
-    let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+    let cpu = child_cpu_seconds(pid) - before;
+    let threads_ns = baseline::cpu_ns_between(&threads_before, &baseline::threads_cpu_ns(pid)) as f64;
+    let bare_ns = bare.cpu_ns().zip(bare_before).map(|(after, before)| after.saturating_sub(before) as f64);
+    let _ = Command::new("kill").args(["-TERM", &pid.to_string()]).status();
     let _ = child.wait();
-    Ok(json!({
+    let bare_bytes = bare.finish().await?;
+    let window_ns = duration.as_secs_f64() * 1e9;
+    // Percent of one core, to the thousandth.
+    let percent = |ns: f64| (ns / window_ns * 100.0 * 1000.0).round() / 1000.0;
+    let mut out = json!({
         "scenario": "idle",
         "mode": "headless",
         "duration_s": duration.as_secs_f64(),
         "cpu_s": cpu,
-        "cpu_percent_of_one_core": (cpu / duration.as_secs_f64() * 100.0 * 1000.0).round() / 1000.0,
-    }))
+        "cpu_percent_of_one_core": percent(cpu * 1e9),
+        "cpu_ms_schedstat": round3(threads_ns / 1e6),
+        "cpu_percent_of_one_core_schedstat": percent(threads_ns),
+        "baseline_bare_client": {
+            "heartbeat_bytes": bare_bytes,
+            "cpu_ms_schedstat": bare_ns.map(|ns| round3(ns / 1e6)),
+            "cpu_percent_of_one_core": bare_ns.map(percent),
+        },
+        "ratio_cpu_to_bare": bare_ns.map(|ns| ratio(threads_ns, ns)),
+        "cpu_percent_over_bare": bare_ns.map(|ns| percent(threads_ns - ns)),
+        "loadavg_1m": { "start": load_start, "end": load_average() },
+    });
+    if bare_ns.is_some_and(|ns| ns < 1e6) {
+        out["ratio_note"] = json!(concat!(
+            "the bare client used under 1 ms of CPU in the window: a wake-up more or less ",
+            "moves the ratio a lot; cpu_percent_over_bare is the stable figure"
+        ));
+    }
+    Ok(out)
 }
 
-/// Scenario 7 — Start-up: time to the first frame with a database of `n` events.
+/// Scenario 7 — Start-up: time to the first frame with a database of `n`
+/// events, against the same start on an empty database in the same run
+/// (after it, so that anything done once per process is charged to the
+/// full database, not to the baseline).
 pub async fn startup(n: usize) -> anyhow::Result<Value> {
     let dir = tempfile::tempdir()?;
     let db = dir.path().join("startup.db");
-    let feed = companies_house_feed_name("/companies");
+    let load_start = load_average();
     let fill_started = Instant::now();
-    {
-        let mut conn = store::open(&db)?;
-        let mut generator = CompanyGen::new(Some(SEED));
-        let mut model = Model::new(
-            vec![FeedInfo { name: feed.clone(), kind: "companies-house" }],
-            Duration::from_secs(300),
-            Utc::now(),
-        );
-        let mut facts: Vec<Fact> = Vec::new();
-        for i in 0..n {
-            let ev = parse_event(generator.next_event(Utc::now()).into_bytes())?;
-            model.apply(FeedMsg { feed: 0, at: Utc::now(), kind: FeedMsgKind::Event(Box::new(ev)) }, &mut facts);
-            if facts.len() >= 10_000 || i + 1 == n {
-                store::writer::write_batch(&mut conn, &facts, store::writer::RawEvents::Full)?;
-                facts.clear();
-            }
+    fill_database(&db, n)?;
+    let fill = fill_started.elapsed();
+    let (first_frame, shown) = start_to_first_frame(&db).await?;
+    let db_bytes = std::fs::metadata(&db)?.len();
+    let empty = dir.path().join("empty.db");
+    fill_database(&empty, 0)?;
+    let (empty_first_frame, _) = start_to_first_frame(&empty).await?;
+    let ms = |d: Duration| (d.as_secs_f64() * 1000.0 * 10.0).round() / 10.0;
+    Ok(json!({
+        "scenario": "startup",
+        "events_in_db": n,
+        "db_mb": db_bytes / 1_048_576,
+        "fill_s": fill.as_secs_f64(),
+        "first_frame_ms": ms(first_frame),
+        "strike_offs_loaded": shown,
+        "baseline_empty_db_first_frame_ms": ms(empty_first_frame),
+        "ratio_to_empty_db": ratio(first_frame.as_secs_f64(), empty_first_frame.as_secs_f64()),
+        "loadavg_1m": { "start": load_start, "end": load_average() },
+    }))
+}
+
+/// A database at `db` with `n` events written through the real writer.
+fn fill_database(db: &std::path::Path, n: usize) -> anyhow::Result<()> {
+    let mut conn = store::open(db)?;
+    let mut generator = CompanyGen::new(Some(SEED));
+    let mut model = Model::new(
+        vec![FeedInfo { name: companies_house_feed_name("/companies"), kind: "companies-house" }],
+        Duration::from_secs(300),
+        Utc::now(),
+    );
+    let mut facts: Vec<Fact> = Vec::new();
+    for i in 0..n {
+        let ev = parse_event(generator.next_event(Utc::now()).into_bytes())?;
+        model.apply(FeedMsg { feed: 0, at: Utc::now(), kind: FeedMsgKind::Event(Box::new(ev)) }, &mut facts);
+        if facts.len() >= 10_000 || i + 1 == n {
+            store::writer::write_batch(&mut conn, &facts, store::writer::RawEvents::Full)?;
+            facts.clear();
         }
     }
-    let fill = fill_started.elapsed();
+    Ok(())
+}
+
+/// `Pipeline::start` on `db` (history, cursors, quotes) plus the first
+/// 200×50 frame: how long it took and the strike-offs it showed.
+async fn start_to_first_frame(db: &std::path::Path) -> anyhow::Result<(Duration, usize)> {
     let started = Instant::now();
     let p = Pipeline::start(PipelineConfig {
-        feeds: vec![FeedSpec::companies_house(feed, ch_settings("http://127.0.0.1:9"))],
-        db_path: db.clone(),
+        feeds: vec![FeedSpec::companies_house(
+            companies_house_feed_name("/companies"),
+            ch_settings("http://127.0.0.1:9"),
+        )],
+        db_path: db.to_path_buf(),
         latency_window: Duration::from_secs(300),
         demo: false,
         writer: WriterSettings::default(),
     })?;
     let mut terminal = Terminal::new(TestBackend::new(200, 50))?;
     terminal.draw(|f| ui::draw(f, &p.model, &ViewState::new(), &Theme::new(true)))?;
-    let first_frame = started.elapsed();
+    let elapsed = started.elapsed();
     let shown = p.model.strike_offs.len();
     p.shutdown().await;
-    let db_bytes = std::fs::metadata(&db)?.len();
-    Ok(json!({
-        "scenario": "startup",
-        "events_in_db": n,
-        "db_mb": db_bytes / 1_048_576,
-        "fill_s": fill.as_secs_f64(),
-        "first_frame_ms": (first_frame.as_secs_f64() * 1000.0 * 10.0).round() / 10.0,
-        "strike_offs_loaded": shown,
-    }))
+    Ok((elapsed, shown))
 }
 
 #[cfg(test)]
@@ -635,11 +710,29 @@ mod tests {
         let r = render().unwrap();
         assert!(r["frame_ms_80x24"]["p50"].as_f64().unwrap() > 0.0);
         assert!(r["strike_offs"].as_u64().unwrap() >= 2000);
+        for size in ["80x24", "200x50"] {
+            assert!(r[format!("baseline_empty_frame_ms_{size}")]["p50"].is_number(), "{r}");
+            assert!(r[format!("ratio_p50_to_empty_{size}")].as_f64().unwrap() > 0.0, "{r}");
+        }
         let s = startup(2_000).await.unwrap();
         assert!(s["strike_offs_loaded"].as_u64().unwrap() > 0, "{s}");
+        assert!(s["baseline_empty_db_first_frame_ms"].is_number(), "{s}");
+        assert!(s["ratio_to_empty_db"].as_f64().unwrap() > 0.0, "{s}");
+    }
+
+    /// Not a benchmark: a tiny steady run goes through the pipeline and the bare-client baseline.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn steady_smoke() {
         let st = steady(500.0, Duration::from_millis(600)).await.unwrap();
-        assert!(st["events"].as_u64().unwrap() > 0, "{st}");
+        assert_eq!(st["events"], 300, "{st}");
         assert!(!st["latency_write_to_model_ms"].is_null(), "{st}");
+        assert!(st["latency_write_to_model_precise_ms"]["samples"].as_u64().unwrap() > 0, "{st}");
+        let bare = &st["baseline_bare_client"];
+        assert_eq!(bare["events"], 300, "{st}");
+        assert_eq!(bare["latency_ms"]["samples"], 300, "the bare client read every stamp: {st}");
+        assert!(bare["cpu_us_per_event"].is_number(), "{st}");
+        assert!(st["ratio_latency_p99_to_bare"].as_f64().unwrap() > 0.0, "{st}");
+        assert!(st.get("ratio_cpu_to_bare").is_some(), "{st}");
     }
 
     /// Not a benchmark: a tiny quotes run goes through every stage and both baselines.
