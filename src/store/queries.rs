@@ -80,6 +80,16 @@ fn stored_quote_time(text: &str, estimate: bool) -> Option<QuoteTime> {
     }
 }
 
+/// Newest first, so that it reads `strike_offs_by_timepoint` backwards and
+/// stops at the limit instead of sorting the table.
+const STRIKE_OFFS: &str = "
+    SELECT change, company_number, company_name, from_status, from_detail, to_status, to_detail,
+           published_at, timepoint, received_at
+      FROM strike_offs
+     WHERE ?1 IS NULL OR COALESCE(published_at, received_at) >= ?1
+     ORDER BY timepoint DESC, id DESC
+     LIMIT ?2";
+
 /// Strike-off changes, newest first, optionally since a time (by publication
 /// time, or reception time where the event had none) and limited.
 pub fn strike_offs(
@@ -87,14 +97,7 @@ pub fn strike_offs(
     since: Option<DateTime<Utc>>,
     limit: Option<usize>,
 ) -> rusqlite::Result<Vec<StrikeOffChange>> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT change, company_number, company_name, from_status, from_detail, to_status, to_detail,
-                published_at, timepoint, received_at
-           FROM strike_offs
-          WHERE ?1 IS NULL OR COALESCE(published_at, received_at) >= ?1
-          ORDER BY timepoint DESC, id DESC
-          LIMIT ?2",
-    )?;
+    let mut stmt = conn.prepare_cached(STRIKE_OFFS)?;
     let limit = limit.map_or(-1, |l| l as i64);
     let rows = stmt.query_map(params![since.map(ts), limit], |r| {
         let change: String = r.get(0)?;
@@ -283,5 +286,20 @@ mod tests {
         let recent = strike_offs(&conn, Some(cut), None).unwrap();
         assert!(!recent.is_empty() && recent.len() < all.len());
         assert!(recent.iter().all(|c| c.published_at.unwrap() >= cut));
+    }
+
+    #[test]
+    fn the_newest_strike_offs_are_read_from_the_index_not_sorted() {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = crate::store::open(&dir.path().join("plan.db")).unwrap();
+        let plan: Vec<String> = conn
+            .prepare(&format!("EXPLAIN QUERY PLAN {STRIKE_OFFS}"))
+            .unwrap()
+            .query_map(params![None::<String>, 2000], |r| r.get::<_, String>(3))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        assert!(plan.iter().any(|step| step.contains("strike_offs_by_timepoint")), "{plan:?}");
+        assert!(!plan.iter().any(|step| step.contains("TEMP B-TREE")), "sorts the table: {plan:?}");
     }
 }

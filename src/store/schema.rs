@@ -108,8 +108,15 @@ CREATE TABLE resume_ids (
 );
 ";
 
+const V4: &str = "
+-- The start-up query for the newest strike-off changes walks this backwards
+-- and stops after 2,000 rows; without it SQLite sorted the whole table, and
+-- start-up grew with the database (25 of 32 ms at 300,000 events).
+CREATE INDEX strike_offs_by_timepoint ON strike_offs (timepoint, id);
+";
+
 /// Migration `i` takes the schema from version `i` to `i + 1`.
-pub const MIGRATIONS: &[&str] = &[V1, V2, V3];
+pub const MIGRATIONS: &[&str] = &[V1, V2, V3, V4];
 
 pub fn version(conn: &Connection) -> rusqlite::Result<i64> {
     conn.query_row("PRAGMA user_version", [], |r| r.get(0))
