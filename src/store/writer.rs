@@ -28,6 +28,11 @@ use crate::model::{Fact, StoreReport};
 pub struct WriterSettings {
     /// Facts per transaction at most.
     pub max_batch: usize,
+    /// Commits at most this often unless a batch is full: a feed of a few
+    /// events a second would otherwise commit each one, and every commit
+    /// writes whole 16 KB pages to the WAL. Also the longest an event waits
+    /// before it is stored.
+    pub commit_every: Duration,
     /// Batches that may wait in the channel. One: a batch can hold 2,000
     /// events of 2 KB, and the core loop keeps its own bounded backlog while
     /// the writer is busy, so more here only held memory (measured: 4 → 1
@@ -64,6 +69,7 @@ impl Default for WriterSettings {
     fn default() -> Self {
         Self {
             max_batch: 2_000,
+            commit_every: Duration::from_millis(50),
             queue: 1,
             retry_base: Duration::from_millis(100),
             retry_cap: Duration::from_secs(5),
@@ -156,6 +162,8 @@ impl Writer {
         let mut retries_after_close: u32 = 0;
         let mut last_error = None;
         let mut pruned_at = std::time::Instant::now();
+        // None until the first commit: the first facts are written at once.
+        let mut committed_at: Option<std::time::Instant> = None;
         self.prune();
         loop {
             if pending.is_empty() {
@@ -164,14 +172,17 @@ impl Writer {
                     None => break,
                 }
             }
-            while pending.len() < self.settings.max_batch {
-                match self.rx.try_recv() {
-                    Ok(more) => pending.extend(more),
-                    Err(_) => break,
-                }
+            self.take_queued(&mut pending);
+            // A part batch soon after the last commit waits for company
+            // (a full one, as in a catch-up, is written at once).
+            let since = committed_at.map_or(Duration::MAX, |t| t.elapsed());
+            if pending.len() < self.settings.max_batch && since < self.settings.commit_every {
+                std::thread::sleep(self.settings.commit_every - since);
+                self.take_queued(&mut pending);
             }
             match write_batch(&mut self.conn, &pending, self.settings.raw_events) {
                 Ok(events) => {
+                    committed_at = Some(std::time::Instant::now());
                     self.written += events;
                     uncheckpointed_bytes += pending.iter().map(approx_bytes).sum::<usize>();
                     if uncheckpointed_bytes >= CHECKPOINT_EVERY_BYTES {
@@ -220,6 +231,16 @@ impl Writer {
             unwritten += more.len();
         }
         WriterSummary { events_written: self.written, unwritten, last_error }
+    }
+
+    /// Adds whatever is queued to `pending`, up to a batch.
+    fn take_queued(&mut self, pending: &mut Vec<Fact>) {
+        while pending.len() < self.settings.max_batch {
+            match self.rx.try_recv() {
+                Ok(more) => pending.extend(more),
+                Err(_) => break,
+            }
+        }
     }
 
     /// Applies the retention settings. A failure here only delays pruning.
@@ -452,4 +473,40 @@ pub fn write_batch(conn: &mut Connection, facts: &[Fact], raw_events: RawEvents)
     }
     tx.commit()?;
     Ok(new_events)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::feeds::companies_house::parse_event;
+
+    fn event(line: &str) -> Fact {
+        let event = Box::new(parse_event(line.as_bytes().to_vec()).expect("fixture line parses"));
+        Fact::Event { feed: "companies".into(), event, received_at: Utc::now() }
+    }
+
+    #[tokio::test]
+    async fn facts_arriving_soon_after_a_commit_are_committed_together() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("w.db");
+        let conn = crate::store::open(&path).unwrap();
+        let (reports_tx, mut reports) = mpsc::channel(16);
+        let settings = WriterSettings { commit_every: Duration::from_millis(300), ..WriterSettings::default() };
+        let store = StoreHandle::spawn(conn, path, reports_tx, settings);
+        let lines: Vec<&str> = include_str!("../../tests/fixtures/ch-companies-sample.ndjson")
+            .lines()
+            .filter(|l| parse_event(l.as_bytes().to_vec()).is_ok())
+            .take(3)
+            .collect();
+
+        // The first event after a quiet spell is written at once.
+        store.send(vec![event(lines[0])]).await.unwrap();
+        assert_eq!(reports.recv().await.unwrap().events_written, 1);
+        // Two more right after that commit wait for each other.
+        store.send(vec![event(lines[1])]).await.unwrap();
+        store.send(vec![event(lines[2])]).await.unwrap();
+        assert_eq!(reports.recv().await.unwrap().events_written, 3, "one commit for both");
+        let summary = tokio::task::spawn_blocking(move || store.close()).await.unwrap();
+        assert_eq!((summary.events_written, summary.unwritten), (3, 0));
+    }
 }
