@@ -1,13 +1,13 @@
 //! The built-in demo: every protocol feedtop speaks, simulated on loopback.
 //!
 //! Companies House starts with an hour of history (so every pane has
-//! something from the first frame), then publishes about one event a second
-//! (with `--chaos`, every simulator also fails at random about once a
-//! minute, each in its own protocol's ways). Its timepoints continue after whatever the demo
-//! database already holds, so a second demo run resumes instead of seeing only
-//! "duplicates". Beside it run a wig80 WebSocket server (naive timestamps, as
-//! the real one), a carbon WebSocket server (token check, the frames the real
-//! code sends) and an SSE endpoint (documented framing with ids).
+//! something from the first frame), then publishes about one event a second.
+//! Its timepoints continue after whatever the demo database already holds, so
+//! a second demo run resumes instead of seeing only "duplicates". Beside it
+//! run a wig80 WebSocket server (naive timestamps, as the real one), a carbon
+//! WebSocket server (token check, the frames the real code sends) and an SSE
+//! endpoint (documented framing with ids). With `--chaos` every simulator
+//! also fails at random about once a minute, each in its own protocol's ways.
 
 use std::time::Duration;
 
