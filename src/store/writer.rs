@@ -1,8 +1,11 @@
 //! The writer thread: the only code that writes to the database.
 //!
 //! It takes batches of [`Fact`]s from a bounded channel, merges whatever else
-//! is already queued (up to `max_batch`), and commits them in one transaction
-//! with prepared statements. A failed commit (locked, disk full) is reported
+//! is already queued (up to `max_batch`, waiting up to `commit_every` after
+//! the previous commit for a part batch to fill), and commits them in one
+//! transaction with prepared statements. Every few megabytes it asks the
+//! checkpoint thread ([`super::checkpoint`]) to copy the WAL into the
+//! database. A failed commit (locked, disk full, read-only, damaged) is reported
 //! and retried with the same facts: the store never drops anything it was
 //! given while the process runs. At shutdown it retries a few times and then
 //! says how much could not be written; those events were never acknowledged
