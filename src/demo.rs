@@ -24,7 +24,7 @@ use crate::sim::chaos::Chaos;
 use crate::sim::companies_house::{ChSim, ChSimConfig};
 use crate::sim::company_gen::{CompanyGen, GeneratorConfig};
 use crate::sim::sse::{SseConfig, SseShape, SseSim};
-use crate::sim::wig80::{Wig80Config, Wig80Sim};
+use crate::sim::wig80::{Wig80Config, Wig80Sim, WsScript};
 use crate::store;
 
 /// Events of history served first.

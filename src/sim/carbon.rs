@@ -27,9 +27,8 @@ use tokio::sync::{broadcast, watch};
 use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::{self as ttime, MissedTickBehavior};
 
-use super::chaos::Chaos;
 use super::prices::{commodities, commodity_of, PriceWalk};
-use super::wig80::{lock, open, py_json, python_isoformat, stopped, Incoming, WsPlan, WsShared};
+use super::wig80::{lock, open, py_json, python_isoformat, stopped, Incoming, WsPlan, WsScript, WsShared};
 
 /// The topics `subscribe` accepts.
 pub const TOPICS: [&str; 3] = ["served.market.latest_prices.v1", "pricing.curve.updates.v1", "market.data.updates.v1"];
@@ -142,42 +141,6 @@ impl CarbonSim {
         format!("ws://{}{WS_PATH}", self.addr)
     }
 
-    /// TCP connections accepted so far.
-    pub fn connections(&self) -> usize {
-        self.shared.ws.connections()
-    }
-
-    /// Every text frame clients sent, in order.
-    pub fn received(&self) -> Vec<String> {
-        self.shared.ws.received()
-    }
-
-    /// Waits until `pred` holds for the frames received; false if `within` passed first.
-    pub async fn wait_for_received(&self, pred: impl Fn(&[String]) -> bool, within: Duration) -> bool {
-        self.shared.ws.wait_for_received(pred, within).await
-    }
-
-    /// Queues the behaviour of the next accepted connection (FIFO); with the
-    /// queue empty, connections are served normally.
-    pub fn push_plan(&self, plan: WsPlan) {
-        self.shared.ws.push_plan(plan);
-    }
-
-    /// Closes every open socket abruptly, without a close frame.
-    pub fn drop_all(&self) {
-        self.shared.ws.drop_all();
-    }
-
-    /// The plan of every connection while the queue is empty (`None`: `Serve`).
-    pub fn set_default_plan(&self, plan: Option<WsPlan>) {
-        self.shared.ws.set_default_plan(plan);
-    }
-
-    /// Random faults for every connection while the queue is empty (`--chaos`).
-    pub fn set_chaos(&self, chaos: Option<Chaos>) {
-        self.shared.ws.set_chaos(chaos);
-    }
-
     /// Records published so far (per instrument and topic, delivered or not).
     pub fn published(&self) -> u64 {
         self.shared.published.load(Ordering::SeqCst)
@@ -188,6 +151,12 @@ impl CarbonSim {
         let Self { stop, task, .. } = self;
         stop.send_replace(true);
         let _ = task.await;
+    }
+}
+
+impl WsScript for CarbonSim {
+    fn script(&self) -> &WsShared {
+        &self.shared.ws
     }
 }
 

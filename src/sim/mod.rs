@@ -19,4 +19,4 @@ pub use companies_house::{ChSim, ChSimConfig, ConnPlan, Fault, RequestRecord};
 pub use company_gen::{CompanyGen, GeneratorConfig};
 pub use prices::{commodities, commodity_of, wig80_symbols, PriceWalk, Quote};
 pub use sse::{SseConfig, SsePlan, SseRequest, SseShape, SseSim};
-pub use wig80::{Wig80Config, Wig80Sim, WsPlan};
+pub use wig80::{Wig80Config, Wig80Sim, WsPlan, WsScript};

@@ -130,42 +130,6 @@ impl Wig80Sim {
         format!("ws://{}", self.addr)
     }
 
-    /// TCP connections accepted so far.
-    pub fn connections(&self) -> usize {
-        self.shared.ws.connections()
-    }
-
-    /// Every text frame clients sent, in order.
-    pub fn received(&self) -> Vec<String> {
-        self.shared.ws.received()
-    }
-
-    /// Waits until `pred` holds for the frames received; false if `within` passed first.
-    pub async fn wait_for_received(&self, pred: impl Fn(&[String]) -> bool, within: Duration) -> bool {
-        self.shared.ws.wait_for_received(pred, within).await
-    }
-
-    /// Queues the behaviour of the next accepted connection (FIFO); with the
-    /// queue empty, connections are served normally.
-    pub fn push_plan(&self, plan: WsPlan) {
-        self.shared.ws.push_plan(plan);
-    }
-
-    /// Closes every open socket abruptly, without a close frame.
-    pub fn drop_all(&self) {
-        self.shared.ws.drop_all();
-    }
-
-    /// The plan of every connection while the queue is empty (`None`: `Serve`).
-    pub fn set_default_plan(&self, plan: Option<WsPlan>) {
-        self.shared.ws.set_default_plan(plan);
-    }
-
-    /// Random faults for every connection while the queue is empty (`--chaos`).
-    pub fn set_chaos(&self, chaos: Option<Chaos>) {
-        self.shared.ws.set_chaos(chaos);
-    }
-
     /// `stock_updates` frames written to sockets so far (one per socket per snapshot).
     pub fn snapshots_sent(&self) -> usize {
         self.shared.snapshots_sent.load(Ordering::SeqCst)
@@ -541,8 +505,60 @@ const JUNK_LEN: usize = 2 * 1024 * 1024;
 
 pub(crate) type Ws = WebSocketStream<TcpStream>;
 
+/// Scripting and inspecting either WebSocket simulator (wig80, carbon): both
+/// keep the same [`WsShared`] state, so these are written once, here.
+// The futures are awaited where they are made (tests, the demo), never
+// spawned, so the missing `Send` bound the lint warns about does not bite.
+#[allow(async_fn_in_trait)]
+pub trait WsScript {
+    /// The simulator's scripting state.
+    fn script(&self) -> &WsShared;
+
+    /// TCP connections accepted so far.
+    fn connections(&self) -> usize {
+        self.script().connections()
+    }
+
+    /// Every text frame clients sent, in order.
+    fn received(&self) -> Vec<String> {
+        self.script().received()
+    }
+
+    /// Waits until `pred` holds for the frames received; false if `within` passed first.
+    async fn wait_for_received(&self, pred: impl Fn(&[String]) -> bool, within: Duration) -> bool {
+        self.script().wait_for_received(pred, within).await
+    }
+
+    /// Queues the behaviour of the next accepted connection (FIFO); with the
+    /// queue empty, connections are served normally.
+    fn push_plan(&self, plan: WsPlan) {
+        self.script().push_plan(plan);
+    }
+
+    /// Closes every open socket abruptly, without a close frame.
+    fn drop_all(&self) {
+        self.script().drop_all();
+    }
+
+    /// The plan of every connection while the queue is empty (`None`: `Serve`).
+    fn set_default_plan(&self, plan: Option<WsPlan>) {
+        self.script().set_default_plan(plan);
+    }
+
+    /// Random faults for every connection while the queue is empty (`--chaos`).
+    fn set_chaos(&self, chaos: Option<Chaos>) {
+        self.script().set_chaos(chaos);
+    }
+}
+
+impl WsScript for Wig80Sim {
+    fn script(&self) -> &WsShared {
+        &self.shared.ws
+    }
+}
+
 /// State every WebSocket simulator keeps: plans, received frames, counters.
-pub(crate) struct WsShared {
+pub struct WsShared {
     connections: AtomicUsize,
     received: Mutex<Vec<String>>,
     received_count: watch::Sender<usize>,
