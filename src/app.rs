@@ -343,6 +343,10 @@ fn log_message(model: &Model, msg: &FeedMsg) {
         FeedMsgKind::Gap { after_timepoint, reason } => {
             tracing::warn!("{name}: gap after timepoint {after_timepoint:?}: {reason}")
         }
+        // Logged once per run; the counter shows how many followed.
+        FeedMsgKind::UnusableResumeId { reason } if feed.counts.unusable_resume_ids == 0 => {
+            tracing::warn!("{name}: the server sent an event id that is not kept as the resume point: {reason}")
+        }
         _ => {}
     }
 }

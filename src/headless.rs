@@ -59,6 +59,8 @@ struct FeedReport<'a> {
     gaps: u64,
     malformed: u64,
     duplicates: u64,
+    /// Resume ids the server sent that could not be sent back (not kept).
+    unusable_resume_ids: u64,
     last_timepoint: Option<i64>,
     last_error: Option<&'a str>,
 }
@@ -100,6 +102,7 @@ pub fn report_line(model: &Model, is_final: bool) -> String {
             gaps: f.counts.gaps,
             malformed: f.counts.malformed,
             duplicates: f.counts.duplicates,
+            unusable_resume_ids: f.counts.unusable_resume_ids,
             last_timepoint: f.last_timepoint,
             last_error: f.last_error.as_deref(),
         })

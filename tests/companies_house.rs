@@ -45,10 +45,12 @@ async fn cut_mid_line_reconnects_and_resumes_without_loss_or_duplicate() {
     assert_eq!(f.counts.events, 27, "every event exactly once");
     assert!(f.counts.duplicates >= 1, "the replayed resume event is dropped");
     assert!(f.last_error.as_deref().unwrap_or("").contains("partial line"), "{:?}", f.last_error);
-    // The second request resumed from the 5th line's timepoint.
+    // The second request resumed from the last confirmed resume point: the
+    // event before the 5th line's (feeds::resume_mark).
     let requests = sim.requests();
     assert_eq!(requests[0].timepoint, None);
-    assert_eq!(requests[1].timepoint, timepoint_of(&lines[4]));
+    let delivered = event_keys(&lines[..5]);
+    assert_eq!(requests[1].timepoint, Some(delivered[delivered.len() - 2].1));
     assert_eq!(p.model.tally, FIXTURE_TALLY);
     p.shutdown().await;
     assert_eq!(db_counts(&db).events, 27);
@@ -103,7 +105,8 @@ async fn timepoint_too_old_records_a_gap_and_goes_live() {
     let lines = fixture_lines();
     let sim = sim_with(lines.clone(), None).await;
     let (_dir, db) = temp_db();
-    // A first run stores a cursor at the 3rd event.
+    // A first run stores a cursor at the 2nd event (the 3rd, the newest, is
+    // confirmed as a resume point only by a later one: feeds::resume_mark).
     {
         let first = sim_with(lines[..3].to_vec(), None).await;
         let mut p = start(fast_settings(&first.base_url(), None), &db);
@@ -116,7 +119,7 @@ async fn timepoint_too_old_records_a_gap_and_goes_live() {
     let mut p = start(fast_settings(&sim.base_url(), None), &db);
     assert!(drive_until(&mut p, WAIT, |m| m.feeds[0].counts.gaps == 1 && m.feeds[0].state == ConnState::Live).await);
     let requests = sim.requests();
-    assert_eq!(requests[0].timepoint, timepoint_of(&lines[2]), "resumed from the stored cursor");
+    assert_eq!(requests[0].timepoint, timepoint_of(&lines[1]), "resumed from the stored cursor");
     assert_eq!(requests[1].timepoint, None, "after 416 the timepoint is dropped");
     assert!(p.model.feeds[0].last_error.as_deref().unwrap().contains("416"));
     p.shutdown().await;
@@ -201,8 +204,12 @@ async fn restart_resumes_from_the_stored_timepoint_without_duplicates() {
     // History is on screen before the first new event.
     assert!(!p.model.strike_offs.is_empty());
     assert!(drive_until(&mut p, WAIT, caught_up).await);
-    assert_eq!(sim.requests().last().unwrap().timepoint, tp15);
-    assert_eq!(p.model.feeds[0].counts.duplicates, 1);
+    // Resumed from the event before the 15th: the 15th was the newest, so no
+    // later event confirmed it (feeds::resume_mark). It comes once more; the
+    // database already has it.
+    let first_run = event_keys(&lines[..15]);
+    assert_eq!(sim.requests().last().unwrap().timepoint, Some(first_run[first_run.len() - 2].1));
+    assert_eq!(p.model.feeds[0].counts.duplicates, 1, "the inclusive replay");
     p.shutdown().await;
     let c = db_counts(&db);
     assert_eq!((c.events, c.strike_offs), (27, 11), "nothing lost, nothing doubled across the restart");

@@ -269,7 +269,9 @@ async fn kill_9_twice_loses_and_doubles_nothing() {
     let conn = rusqlite::Connection::open(&db).unwrap();
     let cursor: i64 =
         conn.query_row("SELECT timepoint FROM cursors WHERE feed = 'ch/companies'", [], |r| r.get(0)).unwrap();
-    assert_eq!(cursor, last);
+    // The newest event is confirmed as a resume point only by a later one
+    // (feeds::resume_mark), so the cursor is the one before it.
+    assert_eq!(cursor, tps[tps.len() - 2]);
     // Strike-off changes: the same as a clean single run over the same lines.
     let changes = expected_changes(&lines);
     assert!(changes.len() > 100, "the backlog has strike-off storylines: {}", changes.len());

@@ -270,7 +270,10 @@ pub async fn steady(rate: f64, duration: Duration) -> anyhow::Result<Value> {
     let cpu_before = process_cpu_seconds();
     let started = Instant::now();
     let frames = drive_with_ui(&mut p, deadline_after(duration + slack), events as u64, |input| {
-        if let Input::Feed(FeedMsg { kind: FeedMsgKind::Event(ev), .. }) = input {
+        if let Some(ev) = match input {
+            Input::Feed(msg) => msg.kind.event(),
+            _ => None,
+        } {
             if let Some(published) = ev.published_at {
                 let now = Utc::now();
                 to_model.record(now, (now - published).num_microseconds().unwrap_or(i64::MAX) / 1000);

@@ -16,8 +16,9 @@ use tokio::time::Instant;
 
 use super::backoff::parse_retry_after;
 use super::lines::{Line, LineSplitter};
+use super::resume_mark::{ResumeMark, Verdict};
 use super::supervisor::{read_chunk, Connector, FeedLink, Outcome, Read, Reconnect, Retry};
-use super::{ConnState, FeedMsgKind};
+use super::{ConnState, FeedMsgKind, ResumePoint};
 use crate::time::parse_published_at;
 
 /// The only resource kind on `/companies` that carries a company profile.
@@ -187,14 +188,14 @@ impl ChSettings {
 pub struct ChConnector {
     settings: ChSettings,
     client: reqwest::Client,
-    /// The last timepoint delivered to the core loop.
-    last_timepoint: Option<i64>,
+    /// Duplicates and the resume point (see [`ResumeMark`] for the rule).
+    resume: ResumeMark,
 }
 
 impl ChConnector {
     pub fn new(settings: ChSettings, resume_from: Option<i64>) -> anyhow::Result<Self> {
         let client = http_client(&settings.base_url, settings.reconnect.connect_timeout)?;
-        Ok(Self { settings, client, last_timepoint: resume_from })
+        Ok(Self { settings, client, resume: ResumeMark::resume_from(resume_from) })
     }
 
     /// Maps a non-200 answer to what happens next.
@@ -212,7 +213,7 @@ impl ChConnector {
                 Retry::Auth,
             ),
             416 => {
-                let after = self.last_timepoint.take();
+                let after = self.resume.forget();
                 let shown = after.map_or("?".to_string(), |t| t.to_string());
                 let gap = FeedMsgKind::Gap { after_timepoint: after, reason: "HTTP 416: timepoint invalid or too old".into() };
                 if !link.send(gap).await {
@@ -278,13 +279,14 @@ impl ChConnector {
             Line::TooLong => FeedMsgKind::TooLong,
             Line::Data(bytes) => match parse_event(bytes) {
                 Err(e) => FeedMsgKind::Malformed { reason: e.to_string() },
-                Ok(ev) => {
-                    if self.last_timepoint.is_some_and(|last| ev.timepoint <= last) {
-                        return FeedMsgKind::Duplicate { timepoint: ev.timepoint };
-                    }
-                    self.last_timepoint = Some(ev.timepoint);
-                    FeedMsgKind::Event(Box::new(ev))
-                }
+                Ok(ev) => match self.resume.observe(ev.timepoint) {
+                    Verdict::Duplicate => FeedMsgKind::Duplicate { timepoint: ev.timepoint },
+                    Verdict::New { mark_moved_to: None } => FeedMsgKind::Event(Box::new(ev)),
+                    Verdict::New { mark_moved_to: Some(timepoint) } => FeedMsgKind::Resumable {
+                        resume: ResumePoint::Timepoint(timepoint),
+                        inner: Box::new(FeedMsgKind::Event(Box::new(ev))),
+                    },
+                },
             },
         }
     }
@@ -292,18 +294,15 @@ impl ChConnector {
 
 impl Connector for ChConnector {
     async fn attempt(&mut self, link: &mut FeedLink) -> Outcome {
-        let url = self.settings.url(self.last_timepoint);
+        let url = self.settings.url(self.resume.mark());
         let mut request = self.client.get(&url);
         if let Some(key) = &self.settings.key {
             request = request.basic_auth(key.expose(), Some(""));
         }
-        let response = tokio::select! {
-            r = request.send() => r,
-            cmd = link.command() => return FeedLink::on_command(cmd),
-        };
-        let response = match response {
+        let response = match send_with_deadlines(request, &self.settings.reconnect, link).await {
             Ok(r) => r,
-            Err(e) => return Outcome::failed(format!("cannot connect: {}", error_chain(&e)), Retry::Backoff),
+            Err(SendFailed::Command(outcome)) => return outcome,
+            Err(SendFailed::Error(e)) => return Outcome::failed(e, Retry::Backoff),
         };
         let status = response.status();
         if status != reqwest::StatusCode::OK {
@@ -316,6 +315,45 @@ impl Connector for ChConnector {
             return self.refused(link, status, retry_after, body).await;
         }
         self.stream(link, response).await
+    }
+}
+
+/// Why a streaming request got no response.
+pub(crate) enum SendFailed {
+    /// A command arrived first: end the attempt with this outcome.
+    Command(Outcome),
+    /// The phase that failed or ran out of time, as one line.
+    Error(String),
+}
+
+/// Sends a streaming feed's request with a deadline on every phase before
+/// the body: the client's connect timeout covers TCP and TLS, and the
+/// response head must then be complete within `response_timeout` (a server
+/// that accepts and never answers, or trickles header bytes, cannot hold the
+/// feed in `connecting`). The body has its own read-idle deadline.
+pub(crate) async fn send_with_deadlines(
+    request: reqwest::RequestBuilder,
+    timings: &Reconnect,
+    link: &mut FeedLink,
+) -> Result<reqwest::Response, SendFailed> {
+    // The connect phase ends by its own timeout first, so running out of
+    // this limit means the connection was made and the head did not come.
+    let limit = timings.connect_timeout.saturating_add(timings.response_timeout);
+    let sent = tokio::select! {
+        sent = tokio::time::timeout(limit, request.send()) => sent,
+        cmd = link.command() => return Err(SendFailed::Command(FeedLink::on_command(cmd))),
+    };
+    match sent {
+        Ok(Ok(response)) => Ok(response),
+        Err(_) => Err(SendFailed::Error(format!(
+            "no response head within {} (the server took the connection but did not answer)",
+            humantime::format_duration(timings.response_timeout)
+        ))),
+        Ok(Err(e)) if e.is_connect() && e.is_timeout() => Err(SendFailed::Error(format!(
+            "no connection within {} (TCP/TLS connect timed out)",
+            humantime::format_duration(timings.connect_timeout)
+        ))),
+        Ok(Err(e)) => Err(SendFailed::Error(format!("cannot connect: {}", error_chain(&e)))),
     }
 }
 

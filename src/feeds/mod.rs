@@ -10,6 +10,7 @@ pub mod companies_house;
 pub mod decode;
 pub mod lines;
 pub mod quote;
+pub mod resume_mark;
 pub mod secret;
 pub mod session;
 pub mod sse;
@@ -20,6 +21,7 @@ use chrono::{DateTime, Utc};
 
 pub use companies_house::{ChEvent, CompanyState, EventType};
 pub use quote::{Decoded, Quote, QuoteTime};
+pub use resume_mark::ResumeMark;
 
 /// Index of a feed in the configured feed list.
 pub type FeedId = usize;
@@ -47,10 +49,11 @@ pub enum FeedMsgKind {
     Quotes(Vec<Quote>),
     /// Round-trip time of the feed's own application-level ping.
     Rtt(std::time::Duration),
-    /// A message that also moves the feed's resume point (an SSE event id,
-    /// sent as `Last-Event-ID` after a reconnect or a restart). One message,
-    /// so the id is stored in the same transaction as what it covers.
-    Resumable { event_id: String, inner: Box<FeedMsgKind> },
+    /// A message that also moves the feed's resume point (a Companies House
+    /// timepoint, or an SSE event id sent as `Last-Event-ID`) after a
+    /// reconnect or a restart. One message, so the point is stored in the
+    /// same transaction as what it covers.
+    Resumable { resume: ResumePoint, inner: Box<FeedMsgKind> },
     /// Something worth a log line that changes no state (subscribed, server notices).
     Notice(String),
     /// An event at or before the resume point (the replayed event after a resume).
@@ -59,10 +62,36 @@ pub enum FeedMsgKind {
     Malformed { reason: String },
     /// A line over the size limit, skipped.
     TooLong,
-    /// Events were missed (e.g. HTTP 416: the timepoint was too old).
+    /// Events were missed (HTTP 416: the timepoint was invalid or too old).
+    /// The stored resume point is dropped with it: asking for it again would
+    /// only get the same answer.
     Gap { after_timepoint: Option<i64>, reason: String },
+    /// The server sent a resume id that cannot be sent back (a control
+    /// character, or absurdly long): not kept, counted.
+    UnusableResumeId { reason: String },
     /// Why the last connection attempt or connection failed.
     Error(String),
+}
+
+impl FeedMsgKind {
+    /// The Companies House event this message carries, seen through a
+    /// [`FeedMsgKind::Resumable`] wrapper.
+    pub fn event(&self) -> Option<&ChEvent> {
+        match self {
+            FeedMsgKind::Event(ev) => Some(ev),
+            FeedMsgKind::Resumable { inner, .. } => inner.event(),
+            _ => None,
+        }
+    }
+}
+
+/// Where a feed picks up after a reconnect or a restart.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ResumePoint {
+    /// Companies House: `?timepoint=N` (inclusive).
+    Timepoint(i64),
+    /// SSE: the `Last-Event-ID` header.
+    EventId(String),
 }
 
 /// The connection state shown in the Connections pane.

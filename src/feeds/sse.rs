@@ -11,12 +11,12 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::companies_house::{body_snippet, error_chain, http_client};
+use super::companies_house::{body_snippet, http_client, send_with_deadlines, SendFailed};
 use super::decode::sse::{decode_event, SseItem, SseParser};
 use super::secret::{with_token, ApiKey};
 use super::session::QuoteSession;
 use super::supervisor::{read_chunk, Connector, FeedLink, Outcome, Read, Reconnect, Retry};
-use super::{ConnState, FeedMsgKind};
+use super::{ConnState, FeedMsgKind, ResumePoint};
 
 /// The shortest wait a server's `retry:` may ask for.
 const MIN_RETRY: Duration = Duration::from_millis(250);
@@ -57,6 +57,15 @@ impl SseConnector {
     /// `last_event_id`: the stored resume point, sent on the first connect.
     pub fn new(settings: SseSettings, last_event_id: Option<String>) -> anyhow::Result<Self> {
         let client = http_client(&settings.url, settings.reconnect.connect_timeout)?;
+        // A stored id that cannot be sent (written by an older feedtop) would
+        // stop every connection from being built: start without it.
+        let last_event_id = last_event_id.filter(|id| match unsendable(id) {
+            None => true,
+            Some(why) => {
+                tracing::warn!("the stored SSE resume id is not usable ({why}); connecting without it");
+                false
+            }
+        });
         Ok(Self { settings, client, last_event_id, retry: None })
     }
 
@@ -70,7 +79,7 @@ impl SseConnector {
     /// Keeps what the stream told us for the next connection: the last event
     /// id (sent back as `Last-Event-ID`) and the `retry:` delay.
     fn remember(&mut self, parser: &SseParser) {
-        if let Some(id) = parser.last_event_id() {
+        if let Some(id) = parser.last_event_id().filter(|id| unsendable(id).is_none()) {
             self.last_event_id = Some(id.to_string());
         }
         self.retry = parser.retry().or(self.retry);
@@ -81,6 +90,23 @@ impl SseConnector {
             Some(r) => Retry::AtLeast(r.clamp(MIN_RETRY, self.settings.reconnect.backoff_cap)),
             None => Retry::Backoff,
         }
+    }
+}
+
+/// The longest event id kept as a resume point. Ids are short tokens in
+/// practice; a longer one would be sent as a header on every reconnect.
+const MAX_EVENT_ID: usize = 1024;
+
+/// Why an event id cannot go back as `Last-Event-ID`, if it cannot: a header
+/// value carries no control characters, and an id a server can make a
+/// request fail with would stop the feed from ever connecting again.
+fn unsendable(id: &str) -> Option<&'static str> {
+    if id.len() > MAX_EVENT_ID {
+        Some("longer than 1 KiB")
+    } else if reqwest::header::HeaderValue::from_str(id).is_err() {
+        Some("it contains a control character or non-ASCII text, which cannot be sent as Last-Event-ID")
+    } else {
+        None
     }
 }
 
@@ -103,15 +129,10 @@ impl Connector for SseConnector {
         if let Some(id) = &self.last_event_id {
             request = request.header("Last-Event-ID", id);
         }
-        let response = tokio::select! {
-            r = request.send() => r,
-            cmd = link.command() => return FeedLink::on_command(cmd),
-        };
-        let response = match response {
+        let response = match send_with_deadlines(request, &self.settings.reconnect, link).await {
             Ok(r) => r,
-            Err(e) => {
-                return Outcome::failed(self.scrub(format!("cannot connect: {}", error_chain(&e))), Retry::Backoff)
-            }
+            Err(SendFailed::Command(outcome)) => return outcome,
+            Err(SendFailed::Error(e)) => return Outcome::failed(self.scrub(e), Retry::Backoff),
         };
         let status = response.status();
         if !status.is_success() {
@@ -158,10 +179,20 @@ impl Connector for SseConnector {
                             SseItem::TooLong => (FeedMsgKind::TooLong, None),
                         };
                         let kind = match resume {
-                            Some(event_id) => {
-                                self.last_event_id = Some(event_id.clone());
-                                FeedMsgKind::Resumable { event_id, inner: Box::new(kind) }
-                            }
+                            Some(event_id) => match unsendable(&event_id) {
+                                None => {
+                                    self.last_event_id = Some(event_id.clone());
+                                    let resume = ResumePoint::EventId(event_id);
+                                    FeedMsgKind::Resumable { resume, inner: Box::new(kind) }
+                                }
+                                Some(reason) => {
+                                    // The event itself is kept; only its id is not.
+                                    if !link.send(kind).await {
+                                        return Outcome::Shutdown;
+                                    }
+                                    FeedMsgKind::UnusableResumeId { reason: reason.to_string() }
+                                }
+                            },
                             None => kind,
                         };
                         if !link.send(kind).await {
@@ -181,6 +212,16 @@ impl Connector for SseConnector {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ids_that_cannot_be_sent_back_are_refused() {
+        assert_eq!(unsendable("41"), None);
+        assert_eq!(unsendable("evt-2026-11-30T12:00:00Z"), None);
+        assert!(unsendable("4\u{1}1").is_some());
+        assert!(unsendable("a\rb").is_some());
+        assert!(unsendable("\u{7f}").is_some());
+        assert!(unsendable(&"x".repeat(MAX_EVENT_ID + 1)).is_some());
+    }
 
     #[test]
     fn detail_of_a_401_body() {

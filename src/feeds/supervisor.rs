@@ -22,7 +22,12 @@ use super::{Command, ConnState, FeedId, FeedMsg, FeedMsgKind};
 /// Reconnect timings, the same knobs for every feed kind. Tests shrink them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reconnect {
+    /// TCP connect (and TLS, for HTTP feeds) must finish within this.
     pub connect_timeout: Duration,
+    /// Once connected, the response head (HTTP feeds) or the WebSocket
+    /// upgrade (TLS included) must be complete within this: a server that
+    /// accepts and never answers, or trickles header bytes, is given up on.
+    pub response_timeout: Duration,
     /// No byte for this long → reconnect. Never a total request timeout.
     pub read_timeout: Duration,
     pub backoff_base: Duration,
@@ -37,6 +42,7 @@ impl Default for Reconnect {
     fn default() -> Self {
         Self {
             connect_timeout: Duration::from_secs(30),
+            response_timeout: Duration::from_secs(30),
             read_timeout: Duration::from_secs(90),
             backoff_base: Duration::from_secs(1),
             backoff_cap: Duration::from_secs(60),

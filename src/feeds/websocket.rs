@@ -10,7 +10,9 @@ use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Map, Value};
+use tokio::net::TcpStream;
 use tokio::time::{interval_at, Instant, MissedTickBehavior};
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
@@ -81,6 +83,13 @@ impl WsSettings {
     }
 }
 
+/// Where to dial for a `ws://` or `wss://` URI (IPv6 literals without brackets).
+fn host_and_port(uri: &tokio_tungstenite::tungstenite::http::Uri) -> Option<(String, u16)> {
+    let host = uri.host()?.trim_start_matches('[').trim_end_matches(']').to_string();
+    let default = if uri.scheme_str() == Some("wss") { 443 } else { 80 };
+    Some((host, uri.port_u16().unwrap_or(default)))
+}
+
 pub struct WsConnector {
     settings: WsSettings,
 }
@@ -110,20 +119,43 @@ impl Connector for WsConnector {
         let s = &self.settings;
         let url = with_token(&s.url, s.token.as_ref());
         let config = WebSocketConfig::default().max_message_size(Some(s.max_frame)).max_frame_size(Some(s.max_frame));
-        let connect = tokio::time::timeout(
-            s.reconnect.connect_timeout,
-            tokio_tungstenite::connect_async_with_config(url, Some(config), true),
-        );
-        let connected = tokio::select! {
-            r = connect => r,
+        let request = match url.as_str().into_client_request() {
+            Ok(request) => request,
+            Err(e) => return self.handshake_failure(e),
+        };
+        let Some((host, port)) = host_and_port(request.uri()) else {
+            return Outcome::failed(format!("{} has no host to connect to", redact_url(&s.url)), Retry::Backoff);
+        };
+        // Each phase has its own deadline, so the error says which one hung.
+        let timings = &s.reconnect;
+        let tcp = tokio::select! {
+            r = tokio::time::timeout(timings.connect_timeout, TcpStream::connect((host.as_str(), port))) => r,
             cmd = link.command() => return FeedLink::on_command(cmd),
         };
-        let mut ws = match connected {
+        let tcp = match tcp {
             Err(_) => {
+                let within = humantime::format_duration(timings.connect_timeout);
+                return Outcome::failed(format!("no TCP connection to {host}:{port} within {within}"), Retry::Backoff);
+            }
+            Ok(Err(e)) => {
+                let shown = redact_url(&s.url);
+                return Outcome::failed(s.scrub(format!("cannot connect to {shown}: {e}")), Retry::Backoff);
+            }
+            Ok(Ok(tcp)) => tcp,
+        };
+        let _ = tcp.set_nodelay(true);
+        let upgrade = tokio_tungstenite::client_async_tls_with_config(request, tcp, Some(config), None);
+        let upgraded = tokio::select! {
+            r = tokio::time::timeout(timings.response_timeout, upgrade) => r,
+            cmd = link.command() => return FeedLink::on_command(cmd),
+        };
+        let mut ws = match upgraded {
+            Err(_) => {
+                let within = humantime::format_duration(timings.response_timeout);
                 return Outcome::failed(
-                    format!("no WebSocket handshake within {}s", s.reconnect.connect_timeout.as_secs()),
+                    format!("no WebSocket upgrade within {within} (the server took the connection but did not answer)"),
                     Retry::Backoff,
-                )
+                );
             }
             Ok(Err(e)) => return self.handshake_failure(e),
             Ok(Ok((ws, _response))) => ws,

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use crate::feeds::{ChEvent, ConnState, FeedInfo, FeedMsg, FeedMsgKind, Quote};
+use crate::feeds::{ChEvent, ConnState, FeedInfo, FeedMsg, FeedMsgKind, Quote, ResumePoint};
 pub use metrics::{LatencySummary, LatencyWindow, RateWindow};
 pub use quotes::{Direction, QuoteBook, TickerRow};
 pub use strike_off::{ChangeKind, StrikeOffChange, StrikeOffTracker, Tally};
@@ -24,11 +24,28 @@ pub const STRIKE_OFF_HISTORY: usize = 2000;
 /// A fact that must reach the database.
 #[derive(Debug, Clone)]
 pub enum Fact {
-    Event { feed: String, event: Box<ChEvent>, received_at: DateTime<Utc> },
+    Event {
+        feed: String,
+        event: Box<ChEvent>,
+        received_at: DateTime<Utc>,
+    },
     StrikeOff(StrikeOffChange),
-    Gap { feed: String, at: DateTime<Utc>, after_timepoint: Option<i64>, reason: String },
-    Quote { feed: String, quote: Quote, received_at: DateTime<Utc> },
-    Resume { feed: String, event_id: String },
+    Gap {
+        feed: String,
+        at: DateTime<Utc>,
+        after_timepoint: Option<i64>,
+        reason: String,
+    },
+    Quote {
+        feed: String,
+        quote: Quote,
+        received_at: DateTime<Utc>,
+    },
+    /// The feed's resume point moved (or, after a gap, was dropped).
+    Resume {
+        feed: String,
+        point: ResumePoint,
+    },
 }
 
 /// Per-feed counters.
@@ -41,6 +58,8 @@ pub struct FeedCounts {
     pub keepalives: u64,
     pub unknown_kinds: u64,
     pub gaps: u64,
+    /// Resume ids the server sent that could not be sent back, so not kept.
+    pub unusable_resume_ids: u64,
 }
 
 /// What the Connections pane shows for one feed.
@@ -199,10 +218,10 @@ impl Model {
     /// Folds in one feed message; durable facts are pushed onto `facts`.
     pub fn apply(&mut self, msg: FeedMsg, facts: &mut Vec<Fact>) {
         let msg = match msg.kind {
-            FeedMsgKind::Resumable { event_id, inner } => {
+            FeedMsgKind::Resumable { resume, inner } => {
                 self.apply(FeedMsg { feed: msg.feed, at: msg.at, kind: *inner }, facts);
                 if let Some(feed) = self.feeds.get(msg.feed) {
-                    facts.push(Fact::Resume { feed: feed.info.name.clone(), event_id });
+                    facts.push(Fact::Resume { feed: feed.info.name.clone(), point: resume });
                 }
                 return;
             }
@@ -239,6 +258,7 @@ impl Model {
                 feed.counts.too_long += 1;
             }
             FeedMsgKind::Error(e) => feed.last_error = Some(e),
+            FeedMsgKind::UnusableResumeId { .. } => feed.counts.unusable_resume_ids += 1,
             // Unwrapped above; nothing nests deeper.
             FeedMsgKind::Resumable { .. } => {}
             FeedMsgKind::Rtt(rtt) => {
@@ -402,11 +422,12 @@ mod tests {
         let mut facts = Vec::new();
         let quotes = vec![Quote::new("BRENT_CRUDE", 75.5), Quote::new("WTI_CRUDE", 71.0)];
         let inner = Box::new(FeedMsgKind::Quotes(quotes));
-        m.apply(msg(t0(), FeedMsgKind::Resumable { event_id: "41".into(), inner }), &mut facts);
+        let resume = ResumePoint::EventId("41".into());
+        m.apply(msg(t0(), FeedMsgKind::Resumable { resume, inner }), &mut facts);
         assert_eq!(m.feeds[0].counts.events, 2);
         assert_eq!(m.quotes.len(), 2);
         assert!(
-            matches!(facts[..], [Fact::Quote { .. }, Fact::Quote { .. }, Fact::Resume { ref event_id, .. }] if event_id == "41")
+            matches!(facts[..], [Fact::Quote { .. }, Fact::Quote { .. }, Fact::Resume { point: ResumePoint::EventId(ref id), .. }] if id == "41")
         );
     }
 

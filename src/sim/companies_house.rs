@@ -335,6 +335,9 @@ impl EventLog {
             None if whole_backlog => Some(self.first_seq),
             None => Some(self.end_seq()),
             Some(tp) if self.min_timepoint.is_some_and(|min| tp < min) => None,
+            // A timepoint never published is invalid, as for the real service
+            // (`?timepoint=9223372036854775807` is answered 416).
+            Some(tp) if self.last_timepoint().is_some_and(|last| tp > last) => None,
             Some(tp) => Some(self.first_seq + self.entries.partition_point(|e| e.key < tp) as u64),
         }
     }
@@ -1641,8 +1644,10 @@ mod tests {
         let mut duplicates = 0;
         while got.len() < expected.len() {
             let msg = ttime::timeout(WAIT, rx.recv()).await.expect("feed stalled").expect("feed ended");
+            if let Some(ev) = msg.kind.event() {
+                got.push(ev.timepoint);
+            }
             match msg.kind {
-                FeedMsgKind::Event(ev) => got.push(ev.timepoint),
                 FeedMsgKind::Duplicate { .. } => duplicates += 1,
                 FeedMsgKind::State(ConnState::AuthFailed { .. }) => panic!("the key was refused"),
                 _ => {}

@@ -114,6 +114,9 @@ pub enum SsePlan {
     /// send `events` data events, then cut as `CutAfter` does: a server asking
     /// for an instant (0) or a ten-hour (36000000) reconnect.
     RetryThenCut { retry_ms: u64, events: usize },
+    /// 200, then these bytes exactly as given (hostile framing: an `id:` with
+    /// a control character, …), then an abrupt end as `CutAfter`.
+    RawThenCut { raw: String },
 }
 
 /// One data event written to a client, in the order written.
@@ -419,7 +422,7 @@ async fn serve_connection(mut socket: TcpStream, shared: Arc<Shared>, plan: SseP
     shared.record(SseRequest { token_ok, last_event_id: head.last_event_id.clone(), at: Instant::now() });
     let (cut_after, retry) = match plan {
         SsePlan::Status { code, body } => return respond(&mut socket, code, &body).await,
-        SsePlan::Serve | SsePlan::Stall => (None, shared.retry),
+        SsePlan::Serve | SsePlan::Stall | SsePlan::RawThenCut { .. } => (None, shared.retry),
         SsePlan::CutAfter { events } => (Some(events), shared.retry),
         SsePlan::RetryThenCut { retry_ms, events } => (Some(events), Some(retry_ms)),
     };
@@ -443,6 +446,10 @@ async fn serve_connection(mut socket: TcpStream, shared: Arc<Shared>, plan: SseP
         httpdate::fmt_http_date(SystemTime::now())
     );
     if write_flush(&mut socket, stream_head.as_bytes()).await.is_err() {
+        return;
+    }
+    if let SsePlan::RawThenCut { raw } = &plan {
+        let _ = write_flush(&mut socket, &chunk(raw)).await;
         return;
     }
     if plan == SsePlan::Stall {

@@ -139,7 +139,7 @@ pub fn counts(conn: &Connection) -> rusqlite::Result<Counts> {
 mod tests {
     use super::*;
     use crate::feeds::companies_house::parse_event;
-    use crate::feeds::{FeedInfo, FeedMsg, FeedMsgKind};
+    use crate::feeds::{FeedInfo, FeedMsg, FeedMsgKind, ResumePoint};
     use crate::model::{Fact, Model, Tally};
     use crate::store::writer::{write_batch, RawEvents};
     use chrono::TimeZone;
@@ -150,7 +150,9 @@ mod tests {
         let mut facts = Vec::new();
         for line in include_str!("../../tests/fixtures/ch-companies-sample.ndjson").lines() {
             if let Ok(ev) = parse_event(line.as_bytes().to_vec()) {
-                model.apply(FeedMsg { feed: 0, at, kind: FeedMsgKind::Event(Box::new(ev)) }, &mut facts);
+                let resume = ResumePoint::Timepoint(ev.timepoint);
+                let kind = FeedMsgKind::Resumable { resume, inner: Box::new(FeedMsgKind::Event(Box::new(ev))) };
+                model.apply(FeedMsg { feed: 0, at, kind }, &mut facts);
             }
         }
         facts

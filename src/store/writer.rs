@@ -24,7 +24,7 @@ use super::checkpoint::Checkpointer;
 use super::{ts, StoreError};
 use std::borrow::Cow;
 
-use crate::feeds::{ChEvent, EventType, QuoteTime};
+use crate::feeds::{ChEvent, EventType, QuoteTime, ResumePoint};
 use crate::model::{Fact, StoreReport};
 
 #[derive(Debug, Clone)]
@@ -369,6 +369,7 @@ pub fn write_batch(conn: &mut Connection, facts: &[Fact], raw_events: RawEvents)
         )?;
         let mut insert_gap =
             tx.prepare_cached("INSERT INTO gaps (feed, at, after_timepoint, reason) VALUES (?1, ?2, ?3, ?4)")?;
+        let mut delete_cursor = tx.prepare_cached("DELETE FROM cursors WHERE feed = ?1")?;
         let mut upsert_quote = tx.prepare_cached(
             "INSERT OR REPLACE INTO quotes_latest
                (feed, symbol, price, change, change_percent, volume, high, low, open,
@@ -398,8 +399,6 @@ pub fn write_batch(conn: &mut Connection, facts: &[Fact], raw_events: RawEvents)
                             RawEvents::Fields => Cow::Owned(fields_only(event)),
                         },
                     ])?;
-                    let cursor = cursors.entry(feed.as_str()).or_insert(event.timepoint);
-                    *cursor = (*cursor).max(event.timepoint);
                     if inserted == 0 {
                         continue;
                     }
@@ -437,9 +436,19 @@ pub fn write_batch(conn: &mut Connection, facts: &[Fact], raw_events: RawEvents)
                 }
                 Fact::Gap { feed, at, after_timepoint, reason } => {
                     insert_gap.execute(params![feed, ts(*at), after_timepoint, reason])?;
+                    // The server refused the stored timepoint (416): asking for
+                    // it after a restart would only be refused again, and the
+                    // events from the live stream must be able to set a lower one.
+                    delete_cursor.execute([feed])?;
+                    cursors.remove(feed.as_str());
                 }
-                Fact::Resume { feed, event_id } => {
+                Fact::Resume { feed, point: ResumePoint::EventId(event_id) } => {
                     upsert_resume.execute(params![feed, event_id, ts(Utc::now())])?;
+                }
+                Fact::Resume { feed, point: ResumePoint::Timepoint(timepoint) } => {
+                    // The feed decides the resume point (see `ResumeMark`); the
+                    // last one in a batch is the one to keep, even if lower.
+                    cursors.insert(feed.as_str(), *timepoint);
                 }
                 Fact::Quote { feed, quote: q, received_at } => {
                     let (time, estimate) = quote_time_text(q.time);
@@ -464,11 +473,8 @@ pub fn write_batch(conn: &mut Connection, facts: &[Fact], raw_events: RawEvents)
                 }
             }
         }
-        let mut upsert_cursor = tx.prepare_cached(
-            "INSERT INTO cursors (feed, timepoint, updated_at) VALUES (?1, ?2, ?3)
-             ON CONFLICT (feed) DO UPDATE SET timepoint = excluded.timepoint, updated_at = excluded.updated_at
-             WHERE excluded.timepoint > cursors.timepoint",
-        )?;
+        let mut upsert_cursor =
+            tx.prepare_cached("INSERT OR REPLACE INTO cursors (feed, timepoint, updated_at) VALUES (?1, ?2, ?3)")?;
         let now = ts(Utc::now());
         for (feed, timepoint) in cursors {
             upsert_cursor.execute(params![feed, timepoint, now])?;

@@ -54,6 +54,7 @@ pub fn fast_reconnect() -> Reconnect {
     Reconnect {
         read_timeout: Duration::from_secs(5),
         connect_timeout: Duration::from_secs(2),
+        response_timeout: Duration::from_secs(2),
         backoff_base: Duration::from_millis(20),
         backoff_cap: Duration::from_millis(200),
         healthy_after: Duration::from_secs(1),
