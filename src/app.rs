@@ -79,6 +79,15 @@ impl FeedSpec {
         Self { info: FeedInfo { name: name.into(), kind: "sse" }, kind: FeedKind::Sse(settings) }
     }
 
+    /// The feed's reconnect timings.
+    pub fn reconnect(&self) -> &crate::feeds::supervisor::Reconnect {
+        match &self.kind {
+            FeedKind::CompaniesHouse(s) => &s.reconnect,
+            FeedKind::WebSocket(s) => &s.reconnect,
+            FeedKind::Sse(s) => &s.reconnect,
+        }
+    }
+
     /// Starts the feed's task.
     fn spawn(self, link: FeedLink, resume: Resume) -> anyhow::Result<JoinHandle<()>> {
         Ok(match self.kind {
@@ -125,6 +134,8 @@ pub struct Pipeline {
     reports: mpsc::Receiver<StoreReport>,
     pending: Vec<Fact>,
     rss_sampled: Option<std::time::Instant>,
+    /// Which feeds were last seen stalled, to log each change once.
+    stalled: Vec<bool>,
 }
 
 /// What happened at shutdown, for the exit message.
@@ -146,6 +157,9 @@ impl Pipeline {
             Model::new(config.feeds.iter().map(|f| f.info.clone()).collect(), config.latency_window, Utc::now());
         model.demo = config.demo;
         model.load_history(history);
+        for (view, spec) in model.feeds.iter_mut().zip(&config.feeds) {
+            view.stall_after = spec.reconnect().stall_after;
+        }
 
         let (feed_tx, feed_rx) = mpsc::channel(FEED_QUEUE);
         let mut controls = Vec::new();
@@ -169,7 +183,8 @@ impl Pipeline {
         }
         let (report_tx, reports) = mpsc::channel(64);
         let store = StoreHandle::spawn(conn, config.db_path, report_tx, config.writer);
-        Ok(Self { model, feed_rx, controls, tasks, store, reports, pending: Vec::new(), rss_sampled: None })
+        let stalled = vec![false; controls.len()];
+        Ok(Self { model, feed_rx, controls, tasks, store, reports, pending: Vec::new(), rss_sampled: None, stalled })
     }
 
     /// Waits for the next thing to handle. Cancel-safe.
@@ -257,6 +272,28 @@ impl Pipeline {
         if self.rss_sampled.is_none_or(|at| at.elapsed() >= Duration::from_secs(1)) {
             self.rss_sampled = Some(std::time::Instant::now());
             p.rss_bytes = resident_memory();
+        }
+        self.log_stalls();
+    }
+
+    /// A Log line when a feed goes quiet for longer than its quiet period,
+    /// and when it recovers (the state itself is derived in the model).
+    fn log_stalls(&mut self) {
+        let now = self.model.now;
+        for (feed, was) in self.model.feeds.iter().zip(self.stalled.iter_mut()) {
+            let is = feed.is_stalled(now);
+            if is && !*was {
+                let quiet = feed.quiet_for(now).and_then(|d| chrono::TimeDelta::from_std(d).ok()).unwrap_or_default();
+                let quiet = crate::time::short_duration(quiet);
+                tracing::warn!(
+                    "{}: stalled: nothing received for {quiet} (expected within {}); the read-idle timeout reconnects if it stays quiet",
+                    feed.info.name,
+                    humantime::format_duration(feed.stall_after)
+                );
+            } else if !is && *was && feed.state == crate::feeds::ConnState::Live {
+                tracing::info!("{}: receiving again", feed.info.name);
+            }
+            *was = is;
         }
     }
 

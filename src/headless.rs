@@ -55,6 +55,10 @@ struct FeedReport<'a> {
     /// Round-trip time of the feed's own ping.
     #[serde(skip_serializing_if = "Option::is_none")]
     rtt_ms: Option<u64>,
+    /// The round-trip time is old: the feed is not live and receiving, or
+    /// no pong came within the quiet period.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    rtt_stale: bool,
     reconnects: u64,
     gaps: u64,
     malformed: u64,
@@ -92,12 +96,13 @@ pub fn report_line(model: &Model, is_final: bool) -> String {
         .map(|f| FeedReport {
             id: &f.info.name,
             kind: f.info.kind,
-            state: f.state.label(),
+            state: f.state_label(model.now),
             events: f.counts.events,
             per_min: f.rate.per_minute(model.now),
             latency_ms: f.latency.summary(model.now),
             latency_estimated: f.latency_estimated,
             rtt_ms: f.rtt.map(|d| d.as_millis() as u64),
+            rtt_stale: f.rtt.is_some() && f.rtt_is_stale(model.now),
             reconnects: f.reconnects(),
             gaps: f.counts.gaps,
             malformed: f.counts.malformed,
@@ -202,5 +207,23 @@ mod tests {
         assert!(v["process"]["rss_mb"].is_null(), "not sampled in a pure model");
         let last: serde_json::Value = serde_json::from_str(&report_line(&m, true)).unwrap();
         assert_eq!(last["final"], true);
+    }
+
+    #[test]
+    fn a_quiet_live_feed_is_reported_stalled_with_its_rtt_stale() {
+        let t0 = Utc.with_ymd_and_hms(2025, 6, 10, 12, 0, 0).unwrap();
+        let info = FeedInfo { name: "wig80".into(), kind: "ws/wig80" };
+        let mut m = Model::new(vec![info], Duration::from_secs(300), t0);
+        m.feeds[0].stall_after = Duration::from_secs(30);
+        let mut facts = Vec::new();
+        m.apply(FeedMsg { feed: 0, at: t0, kind: FeedMsgKind::State(ConnState::Live) }, &mut facts);
+        m.apply(FeedMsg { feed: 0, at: t0, kind: FeedMsgKind::Rtt(Duration::from_millis(7)) }, &mut facts);
+        let feed =
+            |m: &Model| serde_json::from_str::<serde_json::Value>(&report_line(m, false)).unwrap()["feeds"][0].clone();
+        assert_eq!((feed(&m)["state"].clone(), feed(&m).get("rtt_stale").cloned()), ("live".into(), None));
+        m.tick(t0 + chrono::TimeDelta::seconds(31));
+        assert_eq!(feed(&m)["state"], "stalled");
+        assert_eq!(feed(&m)["rtt_ms"], 7);
+        assert_eq!(feed(&m)["rtt_stale"], true);
     }
 }

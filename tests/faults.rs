@@ -51,6 +51,7 @@ fn timings() -> Reconnect {
         connect_timeout: Duration::from_secs(2),
         response_timeout: Duration::from_secs(2),
         read_timeout: Duration::from_secs(5),
+        stall_after: Duration::from_secs(3),
         backoff_base: BASE,
         backoff_cap: CAP,
         healthy_after: Duration::from_secs(1),

@@ -37,7 +37,8 @@ impl SseSettings {
             url: url.into(),
             token: None,
             symbols: Vec::new(),
-            // The server's first heartbeat comes after 30 s of silence.
+            // The server's first heartbeat comes after 30 s of silence (45 s
+            // until shown as stalled, the default).
             reconnect: Reconnect { read_timeout: Duration::from_secs(75), ..Reconnect::default() },
             max_event: 4 * 1024 * 1024,
         }

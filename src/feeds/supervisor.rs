@@ -30,6 +30,10 @@ pub struct Reconnect {
     pub response_timeout: Duration,
     /// No byte for this long → reconnect. Never a total request timeout.
     pub read_timeout: Duration,
+    /// No byte for this long on a live connection → shown as `stalled`
+    /// (before the read-idle reconnect): the feed's heartbeat interval and a
+    /// margin. Shorter than `read_timeout`.
+    pub stall_after: Duration,
     pub backoff_base: Duration,
     pub backoff_cap: Duration,
     /// A connection must stay up this long before the backoff resets.
@@ -44,6 +48,8 @@ impl Default for Reconnect {
             connect_timeout: Duration::from_secs(30),
             response_timeout: Duration::from_secs(30),
             read_timeout: Duration::from_secs(90),
+            // Companies House sends a heartbeat every 30 s.
+            stall_after: Duration::from_secs(45),
             backoff_base: Duration::from_secs(1),
             backoff_cap: Duration::from_secs(60),
             healthy_after: Duration::from_secs(60),

@@ -55,7 +55,13 @@ impl WsSettings {
             ping_every: Duration::from_secs(12),
             // wig80 sends a snapshot every 30 s and our pings are answered
             // every 12 s, so a minute of silence means a dead connection.
-            reconnect: Reconnect { read_timeout: Duration::from_secs(60), ..Reconnect::default() },
+            // Our pings are answered every 12 s (and wig80 pings us every 20 s):
+            // 30 s of silence is already unusual.
+            reconnect: Reconnect {
+                read_timeout: Duration::from_secs(60),
+                stall_after: Duration::from_secs(30),
+                ..Reconnect::default()
+            },
             max_frame: MAX_FRAME,
         }
     }

@@ -18,6 +18,12 @@ pub use metrics::{LatencySummary, LatencyWindow, RateWindow};
 pub use quotes::{Direction, QuoteBook, TickerRow};
 pub use strike_off::{ChangeKind, StrikeOffChange, StrikeOffTracker, Tally};
 
+/// The derived state of a live feed that has gone quiet.
+pub const STALLED: &str = "stalled";
+
+/// The quiet period when a feed does not set one.
+pub const DEFAULT_STALL_AFTER: Duration = Duration::from_secs(45);
+
 /// How many strike-off changes the pane keeps in memory (the database has all).
 pub const STRIKE_OFF_HISTORY: usize = 2000;
 
@@ -81,6 +87,11 @@ pub struct FeedView {
     pub latency_estimated: bool,
     /// Round-trip time of the feed's own ping, where it has one.
     pub rtt: Option<Duration>,
+    /// When `rtt` was measured.
+    pub rtt_at: Option<DateTime<Utc>>,
+    /// A live connection with nothing received for longer than this is
+    /// shown as stalled (the feed's expected quiet period).
+    pub stall_after: Duration,
 }
 
 impl FeedView {
@@ -99,11 +110,47 @@ impl FeedView {
             latency: LatencyWindow::new(latency_window),
             latency_estimated: false,
             rtt: None,
+            rtt_at: None,
+            stall_after: DEFAULT_STALL_AFTER,
         }
     }
 
     pub fn reconnects(&self) -> u64 {
         self.attempts.saturating_sub(1)
+    }
+
+    /// Connected, but nothing has arrived for longer than the feed's quiet
+    /// period: not dead yet (the read-idle timeout decides that), not healthy.
+    pub fn is_stalled(&self, now: DateTime<Utc>) -> bool {
+        self.state == ConnState::Live && self.quiet_for(now).is_some_and(|quiet| quiet > self.stall_after)
+    }
+
+    /// How long nothing has arrived on the current connection.
+    pub fn quiet_for(&self, now: DateTime<Utc>) -> Option<Duration> {
+        let since = self.last_byte_at.max(self.state_since)?;
+        (now - since).to_std().ok()
+    }
+
+    /// The state as the operator should read it: `stalled` is derived here
+    /// from the feed's own `live`.
+    pub fn state_label(&self, now: DateTime<Utc>) -> &'static str {
+        if self.is_stalled(now) {
+            STALLED
+        } else {
+            self.state.label()
+        }
+    }
+
+    /// Live and receiving: what the header counts as live.
+    pub fn is_healthy(&self, now: DateTime<Utc>) -> bool {
+        self.state == ConnState::Live && !self.is_stalled(now)
+    }
+
+    /// The round-trip time no longer describes the connection: the feed is
+    /// not live and receiving, or the figure is older than the quiet period.
+    pub fn rtt_is_stale(&self, now: DateTime<Utc>) -> bool {
+        !self.is_healthy(now)
+            || self.rtt_at.is_none_or(|at| (now - at).to_std().is_ok_and(|age| age > self.stall_after))
     }
 }
 
@@ -264,6 +311,7 @@ impl Model {
             FeedMsgKind::Rtt(rtt) => {
                 feed.last_byte_at = Some(at);
                 feed.rtt = Some(rtt);
+                feed.rtt_at = Some(at);
             }
             FeedMsgKind::Notice(_) => feed.last_byte_at = Some(at),
             FeedMsgKind::Quotes(quotes) => {
@@ -389,6 +437,33 @@ mod tests {
         assert_eq!(f.reconnects(), 1);
         assert_eq!(f.last_error.as_deref(), Some("the server closed the stream"));
         assert!(facts.is_empty());
+    }
+
+    #[test]
+    fn a_quiet_live_feed_is_stalled_until_something_arrives() {
+        let mut m = Model::new(vec![info()], Duration::from_secs(300), t0());
+        m.feeds[0].stall_after = Duration::from_secs(30);
+        let mut facts = Vec::new();
+        let at = |s: i64| t0() + TimeDelta::seconds(s);
+        m.apply(msg(at(0), FeedMsgKind::State(ConnState::Live)), &mut facts);
+        m.apply(msg(at(5), FeedMsgKind::Rtt(Duration::from_millis(12))), &mut facts);
+        let f = |m: &Model| m.feeds[0].clone();
+        // (seconds after the start, state shown, rtt stale)
+        for (now, label, rtt_stale) in [(5, "live", false), (35, "live", false), (36, "stalled", true)] {
+            assert_eq!(f(&m).state_label(at(now)), label, "at {now} s");
+            assert_eq!(f(&m).rtt_is_stale(at(now)), rtt_stale, "rtt at {now} s");
+        }
+        m.apply(msg(at(40), FeedMsgKind::KeepAlive), &mut facts);
+        assert_eq!(f(&m).state_label(at(41)), "live", "a heartbeat ends the stall");
+        assert!(f(&m).rtt_is_stale(at(41)), "the rtt itself is still 36 s old");
+        // Only a live connection stalls: a backoff is shown as it is.
+        let retry_at = at(200);
+        m.apply(msg(at(50), FeedMsgKind::State(ConnState::Backoff { retry_at })), &mut facts);
+        assert_eq!(f(&m).state_label(at(150)), "backoff");
+        // A new connection counts its quiet time from when it went live.
+        m.apply(msg(at(300), FeedMsgKind::State(ConnState::Live)), &mut facts);
+        assert_eq!(f(&m).state_label(at(320)), "live");
+        assert_eq!(f(&m).state_label(at(331)), "stalled");
     }
 
     #[test]

@@ -63,6 +63,47 @@ fn backoff_model() -> crate::model::Model {
 }
 
 #[test]
+fn a_quiet_live_feed_is_shown_stalled_in_amber_and_the_header_says_so() {
+    let mut m = live_model();
+    // The last event came at 26 s (see live_model); the quiet period is 45 s.
+    m.tick(secs(26 + 46));
+    let buf = render(&m, &ViewState::new(), &color(), 80, 24);
+    let s = screen(&buf);
+    let row = row_with(&buf, "companies").unwrap_or_else(|| panic!("{s}"));
+    assert!(row.contains("stalled") && !row.contains("live"), "{row}");
+    let (x, y) = find_in_row(&buf, "companies", "stalled").unwrap();
+    assert_eq!(buf[(x, y)].fg, Color::Yellow);
+    // Not counted as live, and the count is yellow (stalled, not down).
+    let (x, y) = find(&buf, "0/1 live").unwrap_or_else(|| panic!("{s}"));
+    assert_eq!(buf[(x, y)].fg, Color::Yellow);
+    // Healthy, the count is plain; down, it is red.
+    m.tick(secs(30));
+    let healthy = render(&m, &ViewState::new(), &color(), 80, 24);
+    let (x, y) = find(&healthy, "1/1 live").unwrap();
+    assert_ne!(healthy[(x, y)].fg, Color::Yellow);
+    assert_ne!(healthy[(x, y)].fg, Color::Red);
+    let down = render(&backoff_model(), &ViewState::new(), &color(), 80, 24);
+    let (x, y) = find(&down, "0/1 live").unwrap();
+    assert_eq!(down[(x, y)].fg, Color::Red);
+}
+
+#[test]
+fn an_old_round_trip_time_is_shown_as_stale() {
+    let mut m = four_feeds();
+    let wig80 = m.feed_id("wig80").unwrap();
+    m.feeds[wig80].stall_after = std::time::Duration::from_secs(30);
+    apply_to(&mut m, wig80, secs(10), FeedMsgKind::State(ConnState::Live));
+    apply_to(&mut m, wig80, secs(10), FeedMsgKind::Rtt(std::time::Duration::from_millis(12)));
+    m.tick(secs(20));
+    let fresh = screen(&render(&m, &ViewState::new(), &color(), 200, 50));
+    assert!(fresh.contains("12ms") && !fresh.contains("(12ms)"), "{fresh}");
+    // Nothing since: past wig80's 30 s quiet period the figure is old.
+    m.tick(secs(41));
+    let old = screen(&render(&m, &ViewState::new(), &color(), 200, 50));
+    assert!(old.contains("(12ms)"), "{old}");
+}
+
+#[test]
 fn backoff_shows_countdown_and_error() {
     let m = backoff_model();
     let buf = render(&m, &ViewState::new(), &color(), 80, 24);

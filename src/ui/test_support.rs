@@ -173,6 +173,8 @@ pub fn quote_model() -> Model {
 
     let wig20 = Quote { volume: Some(45_600_000.0), ..quote("WIG20", 2_345.67, 12.5, 0.54) };
     apply_to(&mut m, SSE, secs(-90), FeedMsgKind::Quotes(vec![wig20]));
+    // Its heartbeat keeps the connection from looking stalled.
+    apply_to(&mut m, SSE, secs(25), FeedMsgKind::KeepAlive);
     m.tick(secs(30));
     m
 }

@@ -53,6 +53,7 @@ pub fn fast_settings(url: &str, key: Option<&str>) -> ChSettings {
 pub fn fast_reconnect() -> Reconnect {
     Reconnect {
         read_timeout: Duration::from_secs(5),
+        stall_after: Duration::from_secs(3),
         connect_timeout: Duration::from_secs(2),
         response_timeout: Duration::from_secs(2),
         backoff_base: Duration::from_millis(20),

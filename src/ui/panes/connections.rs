@@ -86,7 +86,7 @@ impl Col {
         let now = model.now;
         match self {
             Col::Feed => f.info.name.clone(),
-            Col::State => f.state.label().to_string(),
+            Col::State => f.state_label(now).to_string(),
             Col::Since => f.state_since.map_or_else(|| "-".into(), |t| short_duration(now - t)),
             Col::Reconnects => thousands(f.reconnects()),
             Col::Retry => countdown(f.state.retry_at(), now),
@@ -95,15 +95,30 @@ impl Col {
             Col::Events => thousands(f.counts.events),
             Col::Gaps => thousands(f.counts.gaps),
             Col::Malformed => thousands(f.counts.malformed + f.counts.too_long),
-            Col::Rtt => {
-                f.rtt.map_or_else(|| "-".into(), |d| latency_ms(d.as_millis().min(u128::from(u64::MAX)) as u64))
+            Col::Rtt => rtt_text(f, now),
+        }
+    }
+}
+
+/// The ping round-trip time; in brackets once it no longer describes the
+/// connection (stalled, not live, or older than the quiet period).
+pub fn rtt_text(f: &FeedView, now: chrono::DateTime<chrono::Utc>) -> String {
+    match f.rtt {
+        None => "-".into(),
+        Some(d) => {
+            let ms = latency_ms(d.as_millis().min(u128::from(u64::MAX)) as u64);
+            if f.rtt_is_stale(now) {
+                format!("({ms})")
+            } else {
+                ms
             }
         }
     }
 }
 
-fn state_style(state: &ConnState, theme: &Theme) -> Style {
-    match state {
+fn state_style(f: &FeedView, now: chrono::DateTime<chrono::Utc>, theme: &Theme) -> Style {
+    match &f.state {
+        ConnState::Live if f.is_stalled(now) => theme.warn,
         ConnState::Live => theme.ok,
         ConnState::Connecting | ConnState::Backoff { .. } => theme.warn,
         ConnState::AuthFailed { .. } => theme.error,
@@ -135,7 +150,11 @@ pub fn render(frame: &mut Frame, area: Rect, model: &Model, selected: usize, foc
         let mut cells: Vec<Cell> = cols
             .iter()
             .map(|&c| {
-                let style = if c == Col::State { state_style(&f.state, theme) } else { Style::new() };
+                let style = match c {
+                    Col::State => state_style(f, model.now, theme),
+                    Col::Rtt if f.rtt_is_stale(model.now) => theme.dim,
+                    _ => Style::new(),
+                };
                 Cell::from(Span::styled(c.text(f, model), style))
             })
             .collect();

@@ -71,16 +71,24 @@ pub fn render(frame: &mut Frame, area: Rect, model: &Model, paused: Option<u64>,
     let mut rows = area.rows();
     let Some(top) = rows.next() else { return };
 
-    let live = model.feeds.iter().filter(|f| f.state == ConnState::Live).count();
+    let live = model.feeds.iter().filter(|f| f.is_healthy(model.now)).count();
+    // Red when a feed is down, yellow when one is only stalled.
+    let live_style = if model.feeds.iter().any(|f| f.state != ConnState::Live) {
+        theme.error
+    } else if live < model.feeds.len() {
+        theme.warn
+    } else {
+        theme.dim
+    };
     let mut spans = vec![Span::styled("feedtop", theme.title), Span::raw("  ")];
     if let Some(n) = paused {
         let style = theme.warn.add_modifier(Modifier::REVERSED | Modifier::BOLD);
         spans.push(Span::styled(format!(" PAUSED — {} new ", thousands(n)), style));
         spans.push(Span::raw("  "));
     }
+    spans.push(Span::styled(format!("{live}/{} live", model.feeds.len()), live_style));
     let totals = format!(
-        "{live}/{} live · {} events · {} in proposal · {} stored",
-        model.feeds.len(),
+        " · {} events · {} in proposal · {} stored",
         thousands(model.events_total),
         thousands(model.tracker.in_proposal() as u64),
         thousands(model.store.events_written),

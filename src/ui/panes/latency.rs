@@ -5,6 +5,7 @@
 
 use chrono::TimeDelta;
 use ratatui::layout::{Constraint, Rect};
+use ratatui::style::Style;
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Cell, Paragraph, Row, Table};
 use ratatui::Frame;
@@ -105,8 +106,9 @@ fn row<'a>(f: &'a FeedView, model: &Model, shape: &Shape, theme: &Theme) -> Row<
         }
         Err(why) => cells.push(Cell::from(Span::styled(why, theme.dim)).column_span(shape.numbers as u16)),
     }
-    if let Some(rtt) = f.rtt.filter(|_| shape.rtt) {
-        cells.push(Cell::from(latency_ms(rtt.as_millis().min(u128::from(u64::MAX)) as u64)));
+    if f.rtt.is_some() && shape.rtt {
+        let style = if f.rtt_is_stale(model.now) { theme.dim } else { Style::new() };
+        cells.push(Cell::from(Span::styled(super::connections::rtt_text(f, model.now), style)));
     } else if shape.rtt {
         cells.push(Cell::from(Span::styled("-", theme.dim)));
     }
