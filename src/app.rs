@@ -24,8 +24,8 @@ use crate::feeds::supervisor::{supervise, FeedLink};
 use crate::feeds::websocket::{WsConnector, WsSettings};
 use crate::feeds::{Command, FeedId, FeedInfo, FeedMsg, FeedMsgKind};
 use crate::model::{Fact, Model, StoreReport};
-use crate::store::writer::WriterSummary;
 use crate::store::lock::DbLock;
+use crate::store::writer::WriterSummary;
 use crate::store::{self, StoreError, StoreHandle, WriterSettings};
 
 /// Messages that may wait between the feed tasks and the core loop.
@@ -330,7 +330,8 @@ impl Pipeline {
                 unsent = count;
             }
         }
-        let left = if stopped { Duration::ZERO } else { deadline.saturating_duration_since(tokio::time::Instant::now()) };
+        let left =
+            if stopped { Duration::ZERO } else { deadline.saturating_duration_since(tokio::time::Instant::now()) };
         let stop_now = async move {
             if !stopped {
                 stop_now.await;

@@ -282,10 +282,8 @@ impl Writer {
         // A timer for waiting on the channel with a timeout (the path check
         // runs even when nothing arrives) and for retry pauses that `close`
         // can cut short.
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_time()
-            .build()
-            .expect("a timer for the store thread");
+        let rt =
+            tokio::runtime::Builder::new_current_thread().enable_time().build().expect("a timer for the store thread");
         let mut checkpointer = Checkpointer::spawn(&self.path);
         let mut uncheckpointed_bytes = 0usize;
         let mut pending: Vec<Fact> = Vec::new();
@@ -365,7 +363,8 @@ impl Writer {
                     failures = failures.saturating_add(1);
                     self.report(Some(message.clone()));
                     last_error = Some(message);
-                    let exp = self.settings.retry_base.saturating_mul(1 << failures.min(16)).min(self.settings.retry_cap);
+                    let exp =
+                        self.settings.retry_base.saturating_mul(1 << failures.min(16)).min(self.settings.retry_cap);
                     let pause = match stop_by {
                         Some(by) if Instant::now() >= by => break,
                         Some(by) => exp.min(by.saturating_duration_since(Instant::now())),
@@ -483,7 +482,9 @@ impl Writer {
         match Connection::open_in_memory() {
             Ok(placeholder) => drop(std::mem::replace(&mut self.conn, placeholder)),
             Err(e) => {
-                self.set_lost(format!("the database {path} could not be switched to its new copy: {e}; restart feedtop"));
+                self.set_lost(format!(
+                    "the database {path} could not be switched to its new copy: {e}; restart feedtop"
+                ));
                 return;
             }
         }
@@ -810,5 +811,47 @@ mod tests {
         assert_eq!(reports.recv().await.unwrap().events_written, 3, "one commit for both");
         let summary = store.close(Duration::from_secs(5), std::future::pending()).await;
         assert_eq!((summary.events_written, summary.unwritten), (3, 0));
+    }
+
+    /// A writer that cannot commit (another connection holds the write lock),
+    /// with three facts handed over and the failure reported.
+    async fn stuck_writer(dir: &std::path::Path) -> (StoreHandle, Connection) {
+        let path = dir.join("w.db");
+        let conn = crate::store::open(&path).unwrap();
+        let locker = Connection::open(&path).unwrap();
+        locker.execute_batch("BEGIN IMMEDIATE; INSERT INTO gaps (feed, at, reason) VALUES ('x', 'x', 'held')").unwrap();
+        let (reports_tx, mut reports) = mpsc::channel(16);
+        let store = StoreHandle::spawn(conn, path, None, reports_tx, WriterSettings::default());
+        let lines: Vec<&str> = include_str!("../../tests/fixtures/ch-companies-sample.ndjson")
+            .lines()
+            .filter(|l| parse_event(l.as_bytes().to_vec()).is_ok())
+            .take(3)
+            .collect();
+        store.send(lines.iter().map(|l| event(l)).collect()).await.unwrap();
+        while reports.recv().await.unwrap().error.is_none() {}
+        (store, locker)
+    }
+
+    #[tokio::test]
+    async fn close_gives_up_at_its_deadline_and_counts_what_was_not_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _locker) = stuck_writer(dir.path()).await;
+        assert_eq!(store.in_flight(), 3);
+        let started = Instant::now();
+        let summary = store.close(Duration::from_millis(300), std::future::pending()).await;
+        // Before: three more attempts of SQLite's 2 s lock wait each, plus
+        // the retry pauses (over 6 s). Now the deadline bounds the attempts.
+        assert!(started.elapsed() < Duration::from_secs(2), "took {:?}", started.elapsed());
+        assert_eq!((summary.events_written, summary.unwritten), (0, 3));
+        assert!(summary.last_error.as_deref().is_some_and(|e| e.contains("locked")), "{summary:?}");
+    }
+
+    #[tokio::test]
+    async fn a_second_quit_stops_waiting_for_the_store_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _locker) = stuck_writer(dir.path()).await;
+        let summary = store.close(Duration::from_secs(60), std::future::ready(())).await;
+        assert_eq!(summary.unwritten, 3);
+        assert!(summary.last_error.as_deref().is_some_and(|e| e.contains("quit before")), "{summary:?}");
     }
 }
