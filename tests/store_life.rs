@@ -145,7 +145,7 @@ fn a_read_only_database_is_refused_at_start_with_one_line() {
     let mut perms = std::fs::metadata(&db).unwrap().permissions();
     perms.set_readonly(true);
     std::fs::set_permissions(&db, perms).unwrap();
-    let Some(_frozen) = privileged::Immutable::set(&[db.clone()]) else { return };
+    let Some(_frozen) = privileged::Immutable::set(std::slice::from_ref(&db)) else { return };
     let e = refused(&db);
     assert!(e.contains("read-only") && e.contains("--db"), "{e}");
 }
