@@ -104,6 +104,44 @@ async fn a_read_only_database_is_shown_and_writing_resumes_when_writable_again()
     fixture_through_a_fault("read-only (chattr +i)", &["read-only"], freeze, drop).await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_file_put_at_the_database_path_is_never_overwritten() {
+    let lines = fixture_lines();
+    let sim = sim_with(lines[..10].to_vec(), None).await;
+    let (dir, db) = temp_db();
+    let mut p = start(fast_settings(&sim.base_url(), None), &db);
+    assert!(drive_until(&mut p, WAIT, |m| m.store.events_written >= 9).await, "first events stored");
+
+    // Someone else's file takes the path (rename replaces it in one step).
+    let theirs = dir.path().join("theirs");
+    std::fs::write(&theirs, b"not feedtop's").unwrap();
+    std::fs::rename(&theirs, &db).unwrap();
+    for line in &lines[10..] {
+        sim.append(line.clone());
+    }
+    let ok = drive_until(&mut p, WAIT, |m| {
+        m.store.error.as_deref().is_some_and(|e| e.contains("replaced by another file"))
+            && m.feeds[0].last_timepoint == Some(LAST_TIMEPOINT)
+    })
+    .await;
+    assert!(ok, "store: {:?}, feed at {:?}", p.model.store.error, p.model.feeds[0].last_timepoint);
+    assert_eq!(p.model.store.events_written, 0, "nothing of this run is in the file at the path");
+    assert_eq!(std::fs::read(&db).unwrap(), b"not feedtop's", "never overwritten");
+
+    // Once it is moved away, the database is written back there, all of it.
+    std::fs::remove_file(&db).unwrap();
+    let ok = drive_until(&mut p, WAIT, |m| {
+        m.store.events_written == 27 && m.store.error.as_deref().is_some_and(|e| e.contains("recreated it there"))
+    })
+    .await;
+    assert!(ok, "store: {:?}, written {}", p.model.store.error, p.model.store.events_written);
+    let (_, summary) = p.shutdown().await;
+    assert_eq!((summary.writer.unwritten, summary.writer.events_written), (0, 27));
+    assert_intact(&db);
+    let c = db_counts(&db);
+    assert_eq!((c.events, c.strike_offs, c.gaps), (27, 11, 0), "nothing lost, nothing half-written");
+}
+
 /// Rewrites a table's root page in the schema, as a buggy or hostile program
 /// could, and bumps the schema cookie so other connections notice.
 fn set_root_page(conn: &rusqlite::Connection, table: &str, page: i64) {
