@@ -24,6 +24,7 @@ use crate::feeds::supervisor::{supervise, FeedLink};
 use crate::feeds::websocket::{WsConnector, WsSettings};
 use crate::feeds::{Command, FeedId, FeedInfo, FeedMsg, FeedMsgKind};
 use crate::model::{Fact, Model, StoreReport};
+use crate::store::lock::DbLock;
 use crate::store::writer::WriterSummary;
 use crate::store::{self, StoreError, StoreHandle, WriterSettings};
 
@@ -34,6 +35,12 @@ const DRAIN: usize = 1024;
 /// Facts held while the store catches up before feeds are throttled
 /// (about 4 MB of 2 KB events).
 const MAX_PENDING: usize = 2_000;
+/// How long shutdown waits for the store to commit what it holds. A healthy
+/// store needs a few milliseconds for the most it can hold (a few thousand
+/// facts); a read-only or locked one would otherwise keep the user waiting
+/// on retries. What is not written by then is fetched again from the resume
+/// point on the next start, and the exit message says how much it was.
+pub const STORE_SHUTDOWN: Duration = Duration::from_millis(1500);
 
 /// Where a feed picks up after a restart, as stored.
 #[derive(Debug, Clone, Default)]
@@ -147,8 +154,10 @@ pub struct ShutdownSummary {
 impl Pipeline {
     /// Opens the database, loads history and resume points, and starts every
     /// feed and the writer. Must run inside a tokio runtime. Database errors
-    /// are [`StoreError`]s (downcast to tell them apart).
+    /// are [`StoreError`]s (downcast to tell them apart); a database another
+    /// feedtop is using is refused before any feed connects.
     pub fn start(config: PipelineConfig) -> anyhow::Result<Self> {
+        let lock = DbLock::acquire(&config.db_path)?;
         let conn = store::open(&config.db_path)?;
         let sqlite = |e| StoreError::from_sqlite(&config.db_path, e);
         let names: Vec<String> = config.feeds.iter().map(|f| f.info.name.clone()).collect();
@@ -182,7 +191,7 @@ impl Pipeline {
             tasks.push(task);
         }
         let (report_tx, reports) = mpsc::channel(64);
-        let store = StoreHandle::spawn(conn, config.db_path, report_tx, config.writer);
+        let store = StoreHandle::spawn(conn, config.db_path, Some(lock), report_tx, config.writer);
         let stalled = vec![false; controls.len()];
         Ok(Self { model, feed_rx, controls, tasks, store, reports, pending: Vec::new(), rss_sampled: None, stalled })
     }
@@ -233,6 +242,11 @@ impl Pipeline {
     fn apply(&mut self, msg: FeedMsg) {
         log_message(&self.model, &msg);
         self.model.apply(msg, &mut self.pending);
+    }
+
+    /// Facts received and not committed yet (held here or by the writer).
+    pub fn unstored(&self) -> usize {
+        self.pending.len() + self.store.in_flight()
     }
 
     pub fn feed_count(&self) -> usize {
@@ -311,8 +325,27 @@ impl Pipeline {
     }
 
     /// Stops the feeds, applies what they already delivered, and waits for
-    /// the writer to commit everything (bounded: a dead disk cannot hang exit).
-    pub async fn shutdown(mut self) -> (Model, ShutdownSummary) {
+    /// the writer to commit everything, for [`STORE_SHUTDOWN`] at most (a dead
+    /// disk cannot hang the exit).
+    pub async fn shutdown(self) -> (Model, ShutdownSummary) {
+        self.shutdown_or(std::future::pending()).await
+    }
+
+    /// [`Pipeline::shutdown`], cut short when `stop_now` resolves (a second
+    /// `q` or Ctrl-C): whatever is not committed by then is counted as
+    /// unwritten, and is fetched again from the resume point next time.
+    pub async fn shutdown_or(self, stop_now: impl std::future::Future<Output = ()>) -> (Model, ShutdownSummary) {
+        self.shutdown_within(STORE_SHUTDOWN, stop_now).await
+    }
+
+    async fn shutdown_within(
+        mut self,
+        within: Duration,
+        stop_now: impl std::future::Future<Output = ()>,
+    ) -> (Model, ShutdownSummary) {
+        let deadline = tokio::time::Instant::now() + within;
+        tokio::pin!(stop_now);
+        let mut stopped = false;
         for task in &self.tasks {
             task.abort();
         }
@@ -323,14 +356,32 @@ impl Pipeline {
         let mut unsent = 0;
         if !pending.is_empty() {
             let count = pending.len();
-            match tokio::time::timeout(Duration::from_secs(10), self.store.send(pending)).await {
-                Ok(Ok(())) => {}
-                Ok(Err(_)) | Err(_) => unsent = count,
+            let sent = tokio::select! {
+                sent = tokio::time::timeout_at(deadline, self.store.send(pending)) => matches!(sent, Ok(Ok(()))),
+                _ = &mut stop_now => {
+                    stopped = true;
+                    false
+                }
+            };
+            if !sent {
+                unsent = count;
             }
         }
-        let store = self.store;
-        let mut writer = tokio::task::spawn_blocking(move || store.close()).await.unwrap_or_default();
+        let left =
+            if stopped { Duration::ZERO } else { deadline.saturating_duration_since(tokio::time::Instant::now()) };
+        let stop_now = async move {
+            if !stopped {
+                stop_now.await;
+            }
+        };
+        let mut writer = self.store.close(left, stop_now).await;
         writer.unwritten += unsent;
+        if writer.unwritten > 0 {
+            tracing::warn!(
+                "{} facts were not written; feeds with a resume point fetch them again from it on the next start",
+                writer.unwritten
+            );
+        }
         (self.model, ShutdownSummary { writer })
     }
 }
@@ -343,21 +394,26 @@ pub fn resident_memory() -> Option<u64> {
     Some(kib * 1024)
 }
 
-/// Resolves on Ctrl-C (SIGINT) or SIGTERM: both end the run cleanly.
+/// Resolves on Ctrl-C (SIGINT), SIGTERM or SIGHUP: each ends the run
+/// cleanly, with everything stored. SIGHUP is what an SSH session that drops
+/// sends; its default action would kill feedtop mid-write.
 pub async fn shutdown_signal() {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
+        // A signal that cannot be watched only leaves the others.
+        let watch = |kind: SignalKind| async move {
+            match signal(kind) {
+                Ok(mut s) => {
+                    s.recv().await;
                 }
+                Err(_) => std::future::pending().await,
             }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = watch(SignalKind::terminate()) => {}
+            _ = watch(SignalKind::hangup()) => {}
         }
     }
     #[cfg(not(unix))]

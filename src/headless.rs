@@ -171,9 +171,13 @@ pub async fn run(
             input = pipeline.next_input() => pipeline.handle(input),
         }
     }
-    let (mut model, summary) = pipeline.shutdown().await;
+    // A second Ctrl-C (or SIGTERM/SIGHUP) stops waiting for the store.
+    let (mut model, summary) = pipeline.shutdown_or(shutdown_signal()).await;
     model.tick(chrono::Utc::now());
     model.store.events_written = summary.writer.events_written;
+    if let Some(e) = &summary.writer.last_error {
+        model.store.error = Some(e.clone());
+    }
     let _ = writeln!(out, "{}", report_line(&model, true)).and_then(|_| out.flush());
     Ok(summary)
 }

@@ -25,10 +25,17 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("feedtop: {e:#}");
+            say(&format!("feedtop: {e:#}"));
             ExitCode::FAILURE
         }
     }
+}
+
+/// A line on stderr; a terminal that is gone (SIGHUP) is not a reason to
+/// panic, which `eprintln!` would.
+fn say(line: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "{line}");
 }
 
 fn load_file_config(explicit: Option<&std::path::Path>, paths: Option<&Paths>) -> anyhow::Result<FileConfig> {
@@ -78,14 +85,17 @@ fn watch(args: RunArgs) -> anyhow::Result<()> {
         let w = summary.writer;
         if w.unwritten > 0 {
             anyhow::bail!(
-                "{} facts could not be written to {} ({}); the feed resumes from the last stored timepoint next time",
+                "{} facts were not written to {} ({}); feeds with a resume point fetch them again from it on the next start",
                 w.unwritten,
                 db_path.display(),
                 w.last_error.unwrap_or_default()
             );
         }
+        if let Some(e) = w.last_error {
+            anyhow::bail!("{e}");
+        }
         if !headless {
-            eprintln!("feedtop: {} new events stored in {}", w.events_written, db_path.display());
+            say(&format!("feedtop: {} new events stored in {}", w.events_written, db_path.display()));
         }
         Ok(())
     })

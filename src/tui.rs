@@ -10,8 +10,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use chrono::Utc;
-use crossterm::event::{Event, EventStream, KeyEventKind};
+use crossterm::event::{Event, EventStream, KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 use futures_util::StreamExt;
+use ratatui::layout::{Constraint, Flex, Layout};
+use ratatui::widgets::{Block, Clear, Paragraph, Wrap};
 use tokio::time::MissedTickBehavior;
 
 use crate::app::{shutdown_signal, Pipeline, ShutdownSummary};
@@ -59,7 +61,9 @@ impl Drop for TerminalGuard {
         // (terminals restore the saved cursor even outside the alternate
         // screen), so the shell prompt would overwrite the message.
         if !std::thread::panicking() && !RESTORED_BY_PANIC.load(Ordering::SeqCst) {
-            ratatui::restore();
+            // Not `restore()`: it reports a failure with `eprintln!`, which
+            // panics when the terminal is gone (SIGHUP after an SSH drop).
+            let _ = ratatui::try_restore();
         }
     }
 }
@@ -136,7 +140,56 @@ pub async fn run(mut pipeline: Pipeline, options: TuiOptions) -> anyhow::Result<
             }
         }
     };
+    // The screen stays up while the store finishes (bounded), saying so;
+    // a second quit key or signal stops waiting.
+    if result.is_ok() {
+        let unstored = pipeline.unstored();
+        let _ = guard.terminal.draw(|frame| {
+            ui::draw(frame, &pipeline.model, &view, &theme);
+            draw_stopping(frame, unstored, &theme);
+        });
+    }
+    let quit_now = async {
+        let signal = shutdown_signal();
+        tokio::pin!(signal);
+        loop {
+            tokio::select! {
+                _ = &mut signal => return,
+                event = keys.next() => match event {
+                    Some(Ok(Event::Key(key))) if key.kind != KeyEventKind::Release && quits_now(key) => return,
+                    Some(Ok(_)) => {}
+                    // No terminal to read: only a signal can cut the wait short.
+                    Some(Err(_)) | None => break,
+                },
+            }
+        }
+        signal.await
+    };
+    let stopped = pipeline.shutdown_or(quit_now).await;
     drop(guard);
-    let stopped = pipeline.shutdown().await;
     result.map(|_| stopped)
+}
+
+/// Keys that stop waiting for the store at shutdown.
+fn quits_now(key: KeyEvent) -> bool {
+    matches!(key.code, KeyCode::Char('q' | 'Q') | KeyCode::Esc)
+        || (key.code == KeyCode::Char('c') && key.modifiers.contains(KeyModifiers::CONTROL))
+}
+
+/// A box over the last frame while shutdown waits for the store.
+fn draw_stopping(frame: &mut ratatui::Frame, unstored: usize, theme: &Theme) {
+    let text = if unstored == 0 {
+        "Stopping…".to_string()
+    } else {
+        format!(
+            "Stopping: writing {unstored} facts to the database (at most {:.1} s).\n\
+             Press q again to quit now: what is not written is fetched again from the resume point next time.",
+            crate::app::STORE_SHUTDOWN.as_secs_f32()
+        )
+    };
+    let [area] = Layout::vertical([Constraint::Length(5)]).flex(Flex::Center).areas(frame.area());
+    let [area] = Layout::horizontal([Constraint::Max(72)]).flex(Flex::Center).areas(area);
+    frame.render_widget(Clear, area);
+    let block = Block::bordered().title(" feedtop ").border_style(theme.warn);
+    frame.render_widget(Paragraph::new(text).wrap(Wrap { trim: true }).block(block), area);
 }

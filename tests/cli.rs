@@ -144,9 +144,14 @@ fn run_expecting_error(args: &[&str], db: &std::path::Path) -> String {
 #[test]
 fn locked_database_is_one_clear_line() {
     let (_dir, db) = temp_db();
+    // A feedtop database one migration behind, its write lock held by another process.
     let conn = rusqlite::Connection::open(&db).unwrap();
-    conn.execute_batch("PRAGMA journal_mode=WAL; CREATE TABLE hold(x); BEGIN EXCLUSIVE; INSERT INTO hold VALUES (1);")
-        .unwrap();
+    conn.execute_batch("PRAGMA journal_mode=WAL").unwrap();
+    conn.execute_batch(feedtop::store::schema::MIGRATIONS[0]).unwrap();
+    conn.execute_batch(
+        "PRAGMA user_version = 1; BEGIN EXCLUSIVE; INSERT INTO gaps (feed, at, reason) VALUES ('x', 'x', 'held');",
+    )
+    .unwrap();
     let e = run_expecting_error(&["--ch-url", "http://127.0.0.1:9"], &db);
     assert!(e.contains("locked") && e.contains("--db"), "{e}");
     drop(conn);

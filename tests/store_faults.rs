@@ -104,6 +104,44 @@ async fn a_read_only_database_is_shown_and_writing_resumes_when_writable_again()
     fixture_through_a_fault("read-only (chattr +i)", &["read-only"], freeze, drop).await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_file_put_at_the_database_path_is_never_overwritten() {
+    let lines = fixture_lines();
+    let sim = sim_with(lines[..10].to_vec(), None).await;
+    let (dir, db) = temp_db();
+    let mut p = start(fast_settings(&sim.base_url(), None), &db);
+    assert!(drive_until(&mut p, WAIT, |m| m.store.events_written >= 9).await, "first events stored");
+
+    // Someone else's file takes the path (rename replaces it in one step).
+    let theirs = dir.path().join("theirs");
+    std::fs::write(&theirs, b"not feedtop's").unwrap();
+    std::fs::rename(&theirs, &db).unwrap();
+    for line in &lines[10..] {
+        sim.append(line.clone());
+    }
+    let ok = drive_until(&mut p, WAIT, |m| {
+        m.store.error.as_deref().is_some_and(|e| e.contains("replaced by another file"))
+            && m.feeds[0].last_timepoint == Some(LAST_TIMEPOINT)
+    })
+    .await;
+    assert!(ok, "store: {:?}, feed at {:?}", p.model.store.error, p.model.feeds[0].last_timepoint);
+    assert_eq!(p.model.store.events_written, 0, "nothing of this run is in the file at the path");
+    assert_eq!(std::fs::read(&db).unwrap(), b"not feedtop's", "never overwritten");
+
+    // Once it is moved away, the database is written back there, all of it.
+    std::fs::remove_file(&db).unwrap();
+    let ok = drive_until(&mut p, WAIT, |m| {
+        m.store.events_written == 27 && m.store.error.as_deref().is_some_and(|e| e.contains("recreated it there"))
+    })
+    .await;
+    assert!(ok, "store: {:?}, written {}", p.model.store.error, p.model.store.events_written);
+    let (_, summary) = p.shutdown().await;
+    assert_eq!((summary.writer.unwritten, summary.writer.events_written), (0, 27));
+    assert_intact(&db);
+    let c = db_counts(&db);
+    assert_eq!((c.events, c.strike_offs, c.gaps), (27, 11, 0), "nothing lost, nothing half-written");
+}
+
 /// Rewrites a table's root page in the schema, as a buggy or hostile program
 /// could, and bumps the schema cookie so other connections notice.
 fn set_root_page(conn: &rusqlite::Connection, table: &str, page: i64) {
@@ -152,90 +190,4 @@ async fn a_full_disk_is_shown_and_writing_resumes_when_space_is_freed() {
 fn sorted(mut keys: Vec<(String, i64)>) -> Vec<(String, i64)> {
     keys.sort_by(|a, b| (a.1, &a.0).cmp(&(b.1, &b.0)));
     keys
-}
-
-/// Faults only root can make: a small file system that fills up, and files
-/// that even an open descriptor cannot write. Without the privilege the test
-/// says it was skipped, unless `FEEDTOP_REQUIRE_DISK_FAULTS` is set (CI sets
-/// it where it is root), in which case it fails.
-mod privileged {
-    use std::path::{Path, PathBuf};
-    use std::process::Command;
-
-    fn run(program: &str, args: &[&str]) -> Result<(), String> {
-        match Command::new(program).args(args).output() {
-            Ok(out) if out.status.success() => Ok(()),
-            Ok(out) => Err(format!("{program} {args:?}: {}", String::from_utf8_lossy(&out.stderr).trim())),
-            Err(e) => Err(format!("{program}: {e}")),
-        }
-    }
-
-    fn unavailable(what: &str, why: String) {
-        if std::env::var_os("FEEDTOP_REQUIRE_DISK_FAULTS").is_some() {
-            panic!("FEEDTOP_REQUIRE_DISK_FAULTS is set but {what} is not possible here: {why}");
-        }
-        eprintln!("skipped: {what} needs root ({why})");
-    }
-
-    /// A tmpfs of a given size, unmounted on drop.
-    pub struct SmallDisk {
-        dir: tempfile::TempDir,
-    }
-
-    impl SmallDisk {
-        pub fn mount(size: &str) -> Option<Self> {
-            let dir = tempfile::tempdir().unwrap();
-            let target = dir.path().to_str().unwrap();
-            match run("mount", &["-t", "tmpfs", "-o", &format!("size={size}"), "feedtop-test", target]) {
-                Ok(()) => Some(Self { dir }),
-                Err(why) => {
-                    unavailable("mounting a small file system", why);
-                    None
-                }
-            }
-        }
-
-        pub fn path(&self) -> &Path {
-            self.dir.path()
-        }
-
-        /// Frees space by resizing the file system in place.
-        pub fn grow(&self, size: &str) {
-            let target = self.dir.path().to_str().unwrap();
-            run("mount", &["-o", &format!("remount,size={size}"), target]).expect("resizing the tmpfs");
-        }
-    }
-
-    impl Drop for SmallDisk {
-        fn drop(&mut self) {
-            let _ = run("umount", &["--lazy", self.dir.path().to_str().unwrap()]);
-        }
-    }
-
-    /// Files with the immutable attribute set, cleared on drop.
-    pub struct Immutable {
-        files: Vec<PathBuf>,
-    }
-
-    impl Immutable {
-        pub fn set(files: &[PathBuf]) -> Option<Self> {
-            let files: Vec<PathBuf> = files.iter().filter(|f| f.exists()).cloned().collect();
-            let guard = Self { files };
-            for file in &guard.files {
-                if let Err(why) = run("chattr", &["+i", file.to_str().unwrap()]) {
-                    unavailable("making a file immutable", why);
-                    return None;
-                }
-            }
-            Some(guard)
-        }
-    }
-
-    impl Drop for Immutable {
-        fn drop(&mut self) {
-            for file in &self.files {
-                let _ = run("chattr", &["-i", file.to_str().unwrap()]);
-            }
-        }
-    }
 }

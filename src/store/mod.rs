@@ -6,6 +6,8 @@
 //! event *and* its cursor or neither (and the event is fetched again).
 
 pub mod checkpoint;
+pub mod identity;
+pub mod lock;
 pub mod queries;
 pub mod schema;
 pub mod writer;
@@ -28,6 +30,12 @@ pub enum StoreError {
     ReadOnly { path: PathBuf },
     #[error("{path} is not a feedtop database (or it is corrupt); move it away or use --db PATH")]
     NotADatabase { path: PathBuf },
+    #[error("{path} is another program's SQLite database ({tables} tables, none of them feedtop's); feedtop leaves it as it is: use --db PATH for feedtop's own file")]
+    Foreign { path: PathBuf, tables: i64 },
+    #[error("the database {path} is in use by another feedtop ({}); stop that one first, or use --db PATH for a separate database", .pid.map_or("pid unknown".to_string(), |p| format!("pid {p}")))]
+    InUse { path: PathBuf, pid: Option<u32> },
+    #[error("cannot use the lock file {path}: {source}; make its directory writable or use --db PATH")]
+    LockFile { path: PathBuf, source: std::io::Error },
     #[error("the database {path} is damaged (SQLite: {detail}); move it away and restart (a new one is made), or use --db PATH")]
     Corrupt { path: PathBuf, detail: String },
     #[error("the disk holding {path} is full; free some space or use --db PATH")]
@@ -76,13 +84,27 @@ fn is_read_only_dir(path: &Path) -> bool {
 }
 
 /// Opens (creating if needed) and migrates the database at `path`.
+///
+/// Refused before anything is written: a file feedtop cannot write (SQLite
+/// would quietly open it read-only, and every commit would then fail), and
+/// another program's database (the page size and WAL settings below would
+/// already rewrite its header).
 pub fn open(path: &Path) -> Result<Connection, StoreError> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(|source| StoreError::CreateDir { dir: dir.to_path_buf(), source })?;
     }
+    if !files_writable(path) {
+        return Err(StoreError::ReadOnly { path: path.to_path_buf() });
+    }
     let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
     let mut conn = Connection::open_with_flags(path, flags).map_err(|e| StoreError::from_sqlite(path, e))?;
-    configure(&conn).map_err(|e| StoreError::from_sqlite(path, e))?;
+    let sqlite = |e| StoreError::from_sqlite(path, e);
+    if conn.is_readonly(rusqlite::MAIN_DB).map_err(sqlite)? {
+        return Err(StoreError::ReadOnly { path: path.to_path_buf() });
+    }
+    conn.busy_timeout(std::time::Duration::from_secs(2)).map_err(sqlite)?;
+    schema::refuse_foreign(&conn, path)?;
+    configure(&conn).map_err(sqlite)?;
     schema::migrate(&mut conn, path)?;
     Ok(conn)
 }
@@ -163,8 +185,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("old.db");
         {
+            // A feedtop database from before the 16 KB pages: version 1, 4 KB.
             let old = Connection::open(&path).unwrap();
-            old.execute_batch("PRAGMA page_size = 4096; CREATE TABLE earlier (x);").unwrap();
+            old.execute_batch("PRAGMA page_size = 4096;").unwrap();
+            old.execute_batch(schema::MIGRATIONS[0]).unwrap();
+            old.pragma_update(None, "user_version", 1).unwrap();
         }
         let conn = open(&path).unwrap();
         assert_eq!(pragma(&conn, "page_size"), 4096);

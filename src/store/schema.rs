@@ -132,6 +132,40 @@ pub fn check_version(conn: &Connection, path: &Path) -> Result<i64, StoreError> 
     Ok(found)
 }
 
+/// The tables every feedtop database has had since version 1.
+const FEEDTOP_TABLES: &[&str] = &["events", "companies", "strike_offs", "gaps", "cursors"];
+
+/// Refuses another program's database instead of adding feedtop's tables to
+/// it. Only reads: a database is feedtop's when it is empty (new) or has a
+/// schema version and feedtop's version-1 tables. Migrations set the version
+/// in the same transaction as their tables, so a feedtop database is never
+/// at version 0 with tables in it.
+pub fn refuse_foreign(conn: &Connection, path: &Path) -> Result<(), StoreError> {
+    let err = |e| StoreError::from_sqlite(path, e);
+    let tables: i64 = conn
+        .query_row("SELECT count(*) FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite_%'", [], |r| {
+            r.get(0)
+        })
+        .map_err(err)?;
+    if tables == 0 {
+        return Ok(());
+    }
+    let ours: i64 = conn
+        .query_row(
+            &format!(
+                "SELECT count(*) FROM sqlite_schema WHERE type = 'table' AND name IN ({})",
+                FEEDTOP_TABLES.iter().map(|t| format!("'{t}'")).collect::<Vec<_>>().join(", ")
+            ),
+            [],
+            |r| r.get(0),
+        )
+        .map_err(err)?;
+    if version(conn).map_err(err)? == 0 || ours < FEEDTOP_TABLES.len() as i64 {
+        return Err(StoreError::Foreign { path: path.to_path_buf(), tables });
+    }
+    Ok(())
+}
+
 pub fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
     let err = |e| StoreError::from_sqlite(path, e);
     let current = check_version(conn, path)?;
@@ -177,6 +211,25 @@ mod tests {
         assert_eq!(kept, 7);
         conn.execute("INSERT INTO quote_history (feed, symbol, price, received_at) VALUES ('w', 'PKN', 1.0, 'x')", [])
             .unwrap();
+    }
+
+    #[test]
+    fn another_programs_database_is_refused_and_feedtops_own_are_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        let conn = Connection::open(&path).unwrap();
+        refuse_foreign(&conn, &path).expect("an empty file is a new database");
+        conn.execute_batch("CREATE TABLE notes (x); INSERT INTO notes VALUES ('mine');").unwrap();
+        let e = refuse_foreign(&conn, &path).unwrap_err();
+        assert!(matches!(e, StoreError::Foreign { tables: 1, .. }), "{e}");
+        // Another program that numbers its schema too.
+        conn.pragma_update(None, "user_version", 2).unwrap();
+        assert!(matches!(refuse_foreign(&conn, &path), Err(StoreError::Foreign { .. })));
+
+        let ours = dir.path().join("ours.db");
+        let mut conn = Connection::open(&ours).unwrap();
+        migrate(&mut conn, &ours).unwrap();
+        refuse_foreign(&conn, &ours).expect("feedtop's own database");
     }
 
     #[test]

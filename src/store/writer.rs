@@ -7,20 +7,31 @@
 //! checkpoint thread ([`super::checkpoint`]) to copy the WAL into the
 //! database. A failed commit (locked, disk full, read-only, damaged) is reported
 //! and retried with the same facts: the store never drops anything it was
-//! given while the process runs. At shutdown it retries a few times and then
-//! says how much could not be written; those events were never acknowledged
-//! by a cursor, so they are fetched again on the next start.
+//! given while the process runs.
+//!
+//! It also checks, at least once a second and after every commit, that the
+//! database path still names the file it writes ([`super::identity`]): a
+//! database deleted or moved under it is copied back to the path and writing
+//! goes on there; what it reports as written is always in the file at the path.
+//!
+//! Shutdown is bounded: [`StoreHandle::close`] gives the writer a deadline
+//! to commit what it holds; past it, it stops retrying and says how much could
+//! not be written. Those facts were never acknowledged by a cursor, so the
+//! feeds fetch them again from their resume point on the next start.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::thread::JoinHandle;
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use rusqlite::{params, Connection, TransactionBehavior};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot, Notify};
 
 use super::checkpoint::Checkpointer;
+use super::identity::{self, FileId, PathState};
+use super::lock::DbLock;
 use super::{ts, StoreError};
 use std::borrow::Cow;
 
@@ -43,8 +54,6 @@ pub struct WriterSettings {
     pub queue: usize,
     pub retry_base: Duration,
     pub retry_cap: Duration,
-    /// Attempts left for the last batch once the channel is closed.
-    pub shutdown_retries: u32,
     /// Quote history older than this is deleted (checked once a minute);
     /// `None` keeps everything.
     pub quote_retention: Option<Duration>,
@@ -76,7 +85,6 @@ impl Default for WriterSettings {
             queue: 1,
             retry_base: Duration::from_millis(100),
             retry_cap: Duration::from_secs(5),
-            shutdown_retries: 3,
             quote_retention: Some(Duration::from_secs(7 * 24 * 3600)),
             event_retention: Some(Duration::from_secs(30 * 24 * 3600)),
             raw_events: RawEvents::Full,
@@ -87,48 +95,136 @@ impl Default for WriterSettings {
 /// What the writer did, returned when it stops.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct WriterSummary {
+    /// New events of this run that are in the file at the database path.
     pub events_written: u64,
     /// Facts that could not be written before shutdown.
     pub unwritten: usize,
+    /// The problem still standing at the end (a failing write, a database
+    /// that is gone); `None` when everything handed over is stored.
     pub last_error: Option<String>,
+}
+
+/// How often the writer checks that the path still names its file.
+const CHECK_EVERY: Duration = Duration::from_secs(1);
+/// How long a recovered database stays shown as a store message, so that a
+/// headless reader or someone glancing at the header sees that it happened.
+const NOTICE_FOR: Duration = Duration::from_secs(60);
+/// SQLite's wait for another process's lock (see `store::configure`).
+const BUSY_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long `close` waits past its deadline for the writer's last attempt
+/// (which the writer itself bounds by the deadline) before it stops waiting.
+const CLOSE_GRACE: Duration = Duration::from_millis(300);
+
+/// What the writer has done so far, readable without waiting for it: the
+/// handle builds its summary from this when the writer cannot finish in time.
+#[derive(Default)]
+struct Shared {
+    /// Facts committed, of those handed over.
+    committed: AtomicU64,
+    /// New events of this run in the file at the path.
+    events_at_path: AtomicU64,
+    last_error: Mutex<Option<String>>,
+    /// Set by `close`: the writer stops retrying at this instant.
+    stop_by: Mutex<Option<Instant>>,
+    /// Wakes the writer from a retry pause when `close` is called.
+    wake: Notify,
+}
+
+impl Shared {
+    fn stop_by(&self) -> Option<Instant> {
+        *self.stop_by.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn set_last_error(&self, error: Option<String>) {
+        *self.last_error.lock().unwrap_or_else(|e| e.into_inner()) = error;
+    }
+
+    /// The summary when the writer did not finish: `sent` facts were handed over.
+    fn summary_so_far(&self, sent: u64, why: &str) -> WriterSummary {
+        let unwritten = sent.saturating_sub(self.committed.load(Ordering::SeqCst)) as usize;
+        let last_error = self.last_error.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let last_error = match (last_error, unwritten) {
+            (Some(e), _) => Some(format!("{e}; {why}")),
+            (None, 0) => None,
+            (None, _) => Some(why.to_string()),
+        };
+        WriterSummary { events_written: self.events_at_path.load(Ordering::SeqCst), unwritten, last_error }
+    }
 }
 
 /// The sending side of the writer, owned by the core loop.
 pub struct StoreHandle {
     tx: mpsc::Sender<Vec<Fact>>,
-    thread: JoinHandle<WriterSummary>,
+    shared: Arc<Shared>,
+    /// Facts handed to the writer.
+    sent: AtomicU64,
+    done: oneshot::Receiver<WriterSummary>,
 }
 
 impl StoreHandle {
+    /// Starts the writer on `conn`, opened at `path`. `lock` (the one-process
+    /// lock) is released when the writer has closed the database.
     pub fn spawn(
         conn: Connection,
         path: PathBuf,
+        lock: Option<DbLock>,
         reports: mpsc::Sender<StoreReport>,
         settings: WriterSettings,
     ) -> Self {
         let (tx, rx) = mpsc::channel(settings.queue.max(1));
-        let thread = std::thread::Builder::new()
+        let (done_tx, done) = oneshot::channel();
+        let shared = Arc::new(Shared::default());
+        let file = FileId::of(&path).ok().flatten();
+        let writer = Writer {
+            conn,
+            path,
+            file,
+            lost: None,
+            reopen: false,
+            notice: None,
+            _lock: lock,
+            rx,
+            reports,
+            settings,
+            written: 0,
+            shared: shared.clone(),
+        };
+        // The thread is not joined: `close` waits on `done`, with a deadline.
+        std::thread::Builder::new()
             .name("feedtop-store".into())
-            .spawn(move || Writer { conn, path, rx, reports, settings, written: 0 }.run())
+            .spawn(move || {
+                let _ = done_tx.send(writer.run());
+            })
             .expect("spawning the store thread");
-        Self { tx, thread }
+        Self { tx, shared, sent: AtomicU64::new(0), done }
     }
 
     /// Queues facts without waiting; gives them back when the queue is full.
     pub fn try_send(&self, facts: Vec<Fact>) -> Result<(), Vec<Fact>> {
+        let count = facts.len() as u64;
         self.tx.try_send(facts).map_err(|e| match e {
             mpsc::error::TrySendError::Full(f) | mpsc::error::TrySendError::Closed(f) => f,
-        })
+        })?;
+        self.sent.fetch_add(count, Ordering::SeqCst);
+        Ok(())
     }
 
     /// Queues facts, waiting for room (backpressure towards the feeds).
     pub async fn send(&self, facts: Vec<Fact>) -> Result<(), Vec<Fact>> {
-        self.tx.send(facts).await.map_err(|e| e.0)
+        let count = facts.len() as u64;
+        self.tx.send(facts).await.map_err(|e| e.0)?;
+        self.sent.fetch_add(count, Ordering::SeqCst);
+        Ok(())
     }
 
     /// Batches waiting in the queue.
     pub fn queued(&self) -> usize {
         self.tx.max_capacity() - self.tx.capacity()
+    }
+
+    /// Facts handed to the writer and not committed yet.
+    pub fn in_flight(&self) -> usize {
+        self.sent.load(Ordering::SeqCst).saturating_sub(self.shared.committed.load(Ordering::SeqCst)) as usize
     }
 
     /// Resolves when the queue has room for one batch. Cancel-safe.
@@ -137,42 +233,80 @@ impl StoreHandle {
         let _ = self.tx.reserve().await;
     }
 
-    /// Closes the queue and waits for the writer to finish. Blocking.
-    pub fn close(self) -> WriterSummary {
+    /// Closes the queue and waits for the writer to commit what it holds,
+    /// for `within` at most (a dead disk cannot hang the exit), or until
+    /// `stop_now` resolves (a second `q`). Past either, the summary counts
+    /// what was handed over and not committed as unwritten; the thread is
+    /// left to end with the process.
+    pub async fn close(self, within: Duration, stop_now: impl std::future::Future<Output = ()>) -> WriterSummary {
+        let deadline = Instant::now() + within;
+        *self.shared.stop_by.lock().unwrap_or_else(|e| e.into_inner()) = Some(deadline);
+        self.shared.wake.notify_one();
         drop(self.tx);
-        self.thread.join().unwrap_or_else(|_| WriterSummary {
-            last_error: Some("the store thread panicked".into()),
-            ..Default::default()
-        })
+        let sent = self.sent.load(Ordering::SeqCst);
+        let wait = tokio::time::Instant::from_std(deadline + CLOSE_GRACE);
+        tokio::select! {
+            biased;
+            done = self.done => done.unwrap_or_else(|_| self.shared.summary_so_far(sent, "the store thread panicked")),
+            _ = tokio::time::sleep_until(wait) => {
+                let why = format!("the store did not finish within {} s", within.as_secs_f32());
+                self.shared.summary_so_far(sent, &why)
+            }
+            _ = stop_now => self.shared.summary_so_far(sent, "quit before the store had finished"),
+        }
     }
 }
 
 struct Writer {
     conn: Connection,
     path: PathBuf,
+    /// The file `conn` has open; `None` when it could not be examined.
+    file: Option<FileId>,
+    /// Why nothing can be written at the path now (the database is gone
+    /// and could not be put back); writing waits while it is set.
+    lost: Option<String>,
+    /// The database was copied back to the path but opening it failed.
+    reopen: bool,
+    /// A recovery to keep showing for a while: when, and what.
+    notice: Option<(Instant, String)>,
+    _lock: Option<DbLock>,
     rx: mpsc::Receiver<Vec<Fact>>,
     reports: mpsc::Sender<StoreReport>,
     settings: WriterSettings,
     written: u64,
+    shared: Arc<Shared>,
 }
 
 impl Writer {
     fn run(mut self) -> WriterSummary {
-        let checkpointer = Checkpointer::spawn(&self.path);
+        // A timer for waiting on the channel with a timeout (the path check
+        // runs even when nothing arrives) and for retry pauses that `close`
+        // can cut short.
+        let rt =
+            tokio::runtime::Builder::new_current_thread().enable_time().build().expect("a timer for the store thread");
+        let mut checkpointer = Checkpointer::spawn(&self.path);
         let mut uncheckpointed_bytes = 0usize;
         let mut pending: Vec<Fact> = Vec::new();
         let mut failures: u32 = 0;
-        let mut retries_after_close: u32 = 0;
         let mut last_error = None;
-        let mut pruned_at = std::time::Instant::now();
+        let mut pruned_at = Instant::now();
+        let mut checked_at = Instant::now();
         // None until the first commit: the first facts are written at once.
-        let mut committed_at: Option<std::time::Instant> = None;
+        let mut committed_at: Option<Instant> = None;
         self.prune();
         loop {
+            if checked_at.elapsed() >= CHECK_EVERY {
+                checked_at = Instant::now();
+                self.verify(&mut checkpointer);
+            }
             if pending.is_empty() {
-                match self.rx.blocking_recv() {
-                    Some(batch) => pending = batch,
-                    None => break,
+                let wait = CHECK_EVERY.saturating_sub(checked_at.elapsed());
+                // The timer is made inside the runtime: it needs its context.
+                let rx = &mut self.rx;
+                match rt.block_on(async { tokio::time::timeout(wait, rx.recv()).await }) {
+                    Ok(Some(batch)) => pending = batch,
+                    Ok(None) => break,
+                    Err(_) => continue,
                 }
             }
             self.take_queued(&mut pending);
@@ -183,10 +317,23 @@ impl Writer {
                 std::thread::sleep(self.settings.commit_every - since);
                 self.take_queued(&mut pending);
             }
-            match write_batch(&mut self.conn, &pending, self.settings.raw_events) {
+            let stop_by = self.stop_by();
+            if let Some(by) = stop_by {
+                // A lock held elsewhere must not keep SQLite waiting past the deadline.
+                let left = by.saturating_duration_since(Instant::now()).max(Duration::from_millis(1));
+                let _ = self.conn.busy_timeout(left.min(BUSY_TIMEOUT));
+            }
+            let result = match &self.lost {
+                // Commits into a file no one can see would be claimed and lost.
+                Some(why) => Err(why.clone()),
+                None => write_batch(&mut self.conn, &pending, self.settings.raw_events)
+                    .map_err(|e| StoreError::from_sqlite(&self.path, e).to_string()),
+            };
+            match result {
                 Ok(events) => {
-                    committed_at = Some(std::time::Instant::now());
+                    committed_at = Some(Instant::now());
                     self.written += events;
+                    self.shared.committed.fetch_add(pending.len() as u64, Ordering::SeqCst);
                     uncheckpointed_bytes += pending.iter().map(approx_bytes).sum::<usize>();
                     if uncheckpointed_bytes >= CHECKPOINT_EVERY_BYTES {
                         uncheckpointed_bytes = 0;
@@ -195,37 +342,45 @@ impl Writer {
                         }
                     }
                     pending.clear();
-                    if failures > 0 {
+                    // Before reporting it: the commit must be in the file at the path.
+                    checked_at = Instant::now();
+                    self.verify(&mut checkpointer);
+                    if failures > 0 && self.lost.is_none() {
                         tracing::info!("database writable again; writing resumed");
                     }
                     failures = 0;
-                    last_error = None;
-                    self.report(None);
+                    last_error = self.lost.clone();
+                    self.report(self.lost.clone());
                     if pruned_at.elapsed() >= Duration::from_secs(60) {
-                        pruned_at = std::time::Instant::now();
+                        pruned_at = Instant::now();
                         self.prune();
                     }
                 }
-                Err(e) => {
-                    let message = StoreError::from_sqlite(&self.path, e).to_string();
-                    if failures == 0 {
+                Err(message) => {
+                    if failures == 0 && self.lost.is_none() {
                         tracing::error!("cannot write: {message}; retrying, nothing is dropped");
                     }
                     failures = failures.saturating_add(1);
                     self.report(Some(message.clone()));
                     last_error = Some(message);
-                    if self.rx.is_closed() {
-                        retries_after_close += 1;
-                        if retries_after_close > self.settings.shutdown_retries {
-                            break;
-                        }
+                    let exp =
+                        self.settings.retry_base.saturating_mul(1 << failures.min(16)).min(self.settings.retry_cap);
+                    let pause = match stop_by {
+                        Some(by) if Instant::now() >= by => break,
+                        Some(by) => exp.min(by.saturating_duration_since(Instant::now())),
+                        None => exp,
+                    };
+                    self.pause(&rt, pause);
+                    if self.lost.is_some() {
+                        // Try to put the database back before the next attempt.
+                        checked_at = Instant::now();
+                        self.verify(&mut checkpointer);
                     }
-                    let exp = self.settings.retry_base.saturating_mul(1 << failures.min(16));
-                    // A dedicated thread: waiting here blocks nothing else.
-                    std::thread::sleep(exp.min(self.settings.retry_cap));
                 }
             }
         }
+        // The summary must not claim what is not at the path.
+        self.verify(&mut checkpointer);
         if let Some(c) = checkpointer {
             c.stop();
         }
@@ -233,7 +388,145 @@ impl Writer {
         while let Ok(more) = self.rx.try_recv() {
             unwritten += more.len();
         }
-        WriterSummary { events_written: self.written, unwritten, last_error }
+        if self.lost.is_some() {
+            last_error = self.lost.clone();
+        } else if unwritten == 0 {
+            last_error = None;
+        }
+        self.shared.set_last_error(last_error.clone());
+        WriterSummary { events_written: self.events_at_path(), unwritten, last_error }
+    }
+
+    /// The deadline `close` set; a queue closed without `close` (the handle
+    /// dropped) gets the default one.
+    fn stop_by(&self) -> Option<Instant> {
+        if let Some(by) = self.shared.stop_by() {
+            return Some(by);
+        }
+        if self.rx.is_closed() {
+            let by = Instant::now() + Duration::from_secs(2);
+            *self.shared.stop_by.lock().unwrap_or_else(|e| e.into_inner()) = Some(by);
+            return Some(by);
+        }
+        None
+    }
+
+    /// Waits `pause`, or less when `close` is called meanwhile.
+    fn pause(&self, rt: &tokio::runtime::Runtime, pause: Duration) {
+        rt.block_on(async {
+            let _ = tokio::time::timeout(pause, self.shared.wake.notified()).await;
+        });
+    }
+
+    /// New events of this run in the file at the path: none while the
+    /// database is gone from it.
+    fn events_at_path(&self) -> u64 {
+        if self.lost.is_some() {
+            0
+        } else {
+            self.written
+        }
+    }
+
+    /// Makes sure the path names the file being written; copies the
+    /// database back to the path when it was deleted or moved.
+    fn verify(&mut self, checkpointer: &mut Option<Checkpointer>) {
+        if self.reopen {
+            self.reopen(checkpointer);
+            return;
+        }
+        let Some(file) = self.file else { return };
+        match file.check(&self.path) {
+            PathState::Same => {
+                if self.lost.take().is_some() {
+                    tracing::info!("{} names the database again; writing resumed", self.path.display());
+                }
+            }
+            PathState::Missing => self.recover(checkpointer),
+            PathState::Replaced => self.set_lost(format!(
+                "the database {} was replaced by another file while feedtop was running; nothing more is \
+                 written and the {} events of this run are not in that file: move it away (feedtop then \
+                 recreates the database there) or restart feedtop",
+                self.path.display(),
+                self.written
+            )),
+        }
+    }
+
+    /// The path is empty: write a complete copy of the open (unlinked or
+    /// renamed) database there and carry on in it.
+    fn recover(&mut self, checkpointer: &mut Option<Checkpointer>) {
+        let path = self.path.display().to_string();
+        if self.lost.is_none() {
+            tracing::warn!("the database {path} was deleted or moved while feedtop was running; recreating it there");
+            // Shown at once (copying a large database takes a while), and
+            // nothing is claimed as written until the copy is there.
+            let shown = format!(
+                "the database {path} was deleted or moved while feedtop was running; recreating it from the open file"
+            );
+            self.lost = Some(shown.clone());
+            self.report(Some(shown));
+        }
+        if let Err(why) = identity::recreate(&self.conn, &self.path) {
+            self.set_lost(format!(
+                "the database {path} was deleted or moved while feedtop was running and cannot be recreated \
+                 there ({why}); nothing is written until it can: restore the directory or restart feedtop"
+            ));
+            return;
+        }
+        // Close the old file before opening the new one: closing it removes
+        // its -wal and -shm by name, which must not be the new file's.
+        if let Some(c) = checkpointer.take() {
+            c.stop();
+        }
+        match Connection::open_in_memory() {
+            Ok(placeholder) => drop(std::mem::replace(&mut self.conn, placeholder)),
+            Err(e) => {
+                self.set_lost(format!(
+                    "the database {path} could not be switched to its new copy: {e}; restart feedtop"
+                ));
+                return;
+            }
+        }
+        self.reopen(checkpointer);
+    }
+
+    /// Opens the copy at the path and makes it the database written.
+    fn reopen(&mut self, checkpointer: &mut Option<Checkpointer>) {
+        let path = self.path.display().to_string();
+        match super::open(&self.path) {
+            Ok(conn) => {
+                self.conn = conn;
+                self.file = FileId::of(&self.path).ok().flatten();
+                self.reopen = false;
+                self.lost = None;
+                *checkpointer = Checkpointer::spawn(&self.path);
+                let message = format!(
+                    "the database {path} was deleted or moved while feedtop was running; feedtop recreated it \
+                     there with everything stored ({} events this run) and goes on writing (to remove it, stop \
+                     feedtop first)",
+                    self.written
+                );
+                tracing::warn!("{message}");
+                self.notice = Some((Instant::now(), message));
+                self.report(None);
+            }
+            Err(e) => {
+                self.reopen = true;
+                self.set_lost(format!(
+                    "the database {path} was deleted or moved while feedtop was running; it was recreated \
+                     there but cannot be opened: {e}"
+                ));
+            }
+        }
+    }
+
+    fn set_lost(&mut self, why: String) {
+        if self.lost.as_deref() != Some(why.as_str()) {
+            tracing::error!("{why}");
+            self.lost = Some(why.clone());
+        }
+        self.report(Some(why));
     }
 
     /// Adds whatever is queued to `pending`, up to a batch.
@@ -263,9 +556,16 @@ impl Writer {
         }
     }
 
-    fn report(&self, error: Option<String>) {
+    fn report(&mut self, error: Option<String>) {
+        let events_written = self.events_at_path();
+        self.shared.events_at_path.store(events_written, Ordering::SeqCst);
+        self.shared.set_last_error(error.clone());
+        if self.notice.as_ref().is_some_and(|(at, _)| at.elapsed() >= NOTICE_FOR) {
+            self.notice = None;
+        }
+        let error = error.or_else(|| self.notice.as_ref().map(|(_, n)| n.clone()));
         // Reports carry totals, so a dropped one is made good by the next.
-        let _ = self.reports.try_send(StoreReport { events_written: self.written, error });
+        let _ = self.reports.try_send(StoreReport { events_written, error });
     }
 }
 
@@ -501,7 +801,7 @@ mod tests {
         let conn = crate::store::open(&path).unwrap();
         let (reports_tx, mut reports) = mpsc::channel(16);
         let settings = WriterSettings { commit_every: Duration::from_millis(300), ..WriterSettings::default() };
-        let store = StoreHandle::spawn(conn, path, reports_tx, settings);
+        let store = StoreHandle::spawn(conn, path, None, reports_tx, settings);
         let lines: Vec<&str> = include_str!("../../tests/fixtures/ch-companies-sample.ndjson")
             .lines()
             .filter(|l| parse_event(l.as_bytes().to_vec()).is_ok())
@@ -515,7 +815,49 @@ mod tests {
         store.send(vec![event(lines[1])]).await.unwrap();
         store.send(vec![event(lines[2])]).await.unwrap();
         assert_eq!(reports.recv().await.unwrap().events_written, 3, "one commit for both");
-        let summary = tokio::task::spawn_blocking(move || store.close()).await.unwrap();
+        let summary = store.close(Duration::from_secs(5), std::future::pending()).await;
         assert_eq!((summary.events_written, summary.unwritten), (3, 0));
+    }
+
+    /// A writer that cannot commit (another connection holds the write lock),
+    /// with three facts handed over and the failure reported.
+    async fn stuck_writer(dir: &std::path::Path) -> (StoreHandle, Connection) {
+        let path = dir.join("w.db");
+        let conn = crate::store::open(&path).unwrap();
+        let locker = Connection::open(&path).unwrap();
+        locker.execute_batch("BEGIN IMMEDIATE; INSERT INTO gaps (feed, at, reason) VALUES ('x', 'x', 'held')").unwrap();
+        let (reports_tx, mut reports) = mpsc::channel(16);
+        let store = StoreHandle::spawn(conn, path, None, reports_tx, WriterSettings::default());
+        let lines: Vec<&str> = include_str!("../../tests/fixtures/ch-companies-sample.ndjson")
+            .lines()
+            .filter(|l| parse_event(l.as_bytes().to_vec()).is_ok())
+            .take(3)
+            .collect();
+        store.send(lines.iter().map(|l| event(l)).collect()).await.unwrap();
+        while reports.recv().await.unwrap().error.is_none() {}
+        (store, locker)
+    }
+
+    #[tokio::test]
+    async fn close_gives_up_at_its_deadline_and_counts_what_was_not_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _locker) = stuck_writer(dir.path()).await;
+        assert_eq!(store.in_flight(), 3);
+        let started = Instant::now();
+        let summary = store.close(Duration::from_millis(300), std::future::pending()).await;
+        // Before: three more attempts of SQLite's 2 s lock wait each, plus
+        // the retry pauses (over 6 s). Now the deadline bounds the attempts.
+        assert!(started.elapsed() < Duration::from_secs(2), "took {:?}", started.elapsed());
+        assert_eq!((summary.events_written, summary.unwritten), (0, 3));
+        assert!(summary.last_error.as_deref().is_some_and(|e| e.contains("locked")), "{summary:?}");
+    }
+
+    #[tokio::test]
+    async fn a_second_quit_stops_waiting_for_the_store_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _locker) = stuck_writer(dir.path()).await;
+        let summary = store.close(Duration::from_secs(60), std::future::ready(())).await;
+        assert_eq!(summary.unwritten, 3);
+        assert!(summary.last_error.as_deref().is_some_and(|e| e.contains("quit before")), "{summary:?}");
     }
 }

@@ -3,6 +3,8 @@
 //! passes (never a fixed sleep).
 #![allow(dead_code)]
 
+pub mod privileged;
+
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
