@@ -21,8 +21,6 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
-        // `feedtop strike-offs | head -1`: the reader has what it wanted.
-        Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
             // Errors quote feed text (a server's error body, a close reason).
             eprintln!("feedtop: {}", feedtop::sanitize::for_terminal(&format!("{e:#}")));
@@ -165,6 +163,9 @@ fn strike_offs(args: StrikeOffsArgs) -> anyhow::Result<()> {
         .transpose()
         .map_err(anyhow::Error::msg)?;
     let options = export::Options { format: args.format, since, csv_raw: args.csv_raw };
-    export::run(&db, options, &mut std::io::stdout().lock())?;
-    Ok(())
+    match export::run(&db, options, &mut std::io::stdout().lock()) {
+        // `feedtop strike-offs | head -1`: the reader has what it wanted.
+        Err(e) if is_broken_pipe(&e) => Ok(()),
+        result => result.map(drop),
+    }
 }
