@@ -143,6 +143,14 @@ pub struct StrikeOffsArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Table)]
     pub format: Format,
+
+    /// CSV: write cells exactly as stored. By default a cell a spreadsheet
+    /// would run as a formula (starting with = + - @, TAB or CR) gets a
+    /// leading ' and control characters are shown as U+FFFD; with this flag
+    /// neither is done, so only open the file in a spreadsheet you trust
+    /// with whatever the feed sent.
+    #[arg(long)]
+    pub csv_raw: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -34,8 +34,10 @@ pub const SAMPLE: &str = include_str!("../assets/config.toml");
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("cannot read config file {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    // `cause`, not `source`: the message says it, and a `source` would be
+    // said again by `{:#}` (anyhow's chain).
+    #[error("cannot read config file {path}: {cause}")]
+    Read { path: PathBuf, cause: std::io::Error },
     #[error("config file {path}: {message}")]
     Parse { path: PathBuf, message: String },
     #[error("cannot find a home directory for the default config and database paths; pass --db PATH")]
@@ -167,7 +169,7 @@ impl FileConfig {
         match std::fs::read_to_string(path) {
             Ok(text) => Self::parse(&text, path),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound && !explicit => Ok(Self::default()),
-            Err(source) => Err(ConfigError::Read { path: path.to_path_buf(), source }),
+            Err(cause) => Err(ConfigError::Read { path: path.to_path_buf(), cause }),
         }
     }
 }

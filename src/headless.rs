@@ -127,7 +127,8 @@ pub fn report_line(model: &Model, is_final: bool) -> String {
             store_pending: model.process.store_pending,
         },
     };
-    serde_json::to_string(&report).expect("reports serialise")
+    // Feed text (errors, ids) is in it: C1, DEL and bidi overrides escaped too.
+    crate::sanitize::json_line(&report).expect("reports serialise")
 }
 
 /// Runs until the duration ends or SIGINT/SIGTERM, printing a line every
@@ -229,5 +230,19 @@ mod tests {
         assert_eq!(feed(&m)["state"], "stalled");
         assert_eq!(feed(&m)["rtt_ms"], 7);
         assert_eq!(feed(&m)["rtt_stale"], true);
+    }
+
+    #[test]
+    fn feed_text_in_a_report_is_escaped_not_raw() {
+        let t0 = Utc.with_ymd_and_hms(2025, 6, 10, 12, 0, 0).unwrap();
+        let info = FeedInfo { name: "carbon".into(), kind: "ws/carbon" };
+        let mut m = Model::new(vec![info], Duration::from_secs(300), t0);
+        let hostile = "closed: \x1b]0;pwned\x07 \u{9b}2J \x7f \u{202E}gnp.exe";
+        m.apply(FeedMsg { feed: 0, at: t0, kind: FeedMsgKind::Error(hostile.into()) }, &mut Vec::new());
+        let line = report_line(&m, false);
+        assert!(!line.chars().any(crate::sanitize::is_unsafe), "{line:?}");
+        assert!(line.contains("\\u009b") && line.contains("\\u007f") && line.contains("\\u202e"), "{line}");
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(v["feeds"][0]["last_error"], hostile, "lossless");
     }
 }

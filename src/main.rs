@@ -11,9 +11,6 @@ use feedtop::config::{self, FileConfig, Paths, Settings};
 use feedtop::headless::{self, HeadlessOptions};
 use feedtop::store::WriterSettings;
 use feedtop::{demo, export, tui};
-use tracing_subscriber::layer::SubscriberExt;
-use tracing_subscriber::util::SubscriberInitExt;
-use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -25,7 +22,8 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            say(&format!("feedtop: {e:#}"));
+            // Errors quote feed text (a server's error body, a close reason).
+            say(&format!("feedtop: {}", feedtop::sanitize::for_terminal(&format!("{e:#}"))));
             ExitCode::FAILURE
         }
     }
@@ -36,6 +34,21 @@ fn main() -> ExitCode {
 fn say(line: &str) {
     use std::io::Write;
     let _ = writeln!(std::io::stderr(), "{line}");
+}
+
+/// Whether the error is stdout's reader having gone away (csv and serde_json
+/// wrap the I/O error without exposing it as a source).
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    use std::io::ErrorKind::BrokenPipe;
+    e.chain().any(|cause| {
+        let csv_io = cause.downcast_ref::<csv::Error>().and_then(|e| match e.kind() {
+            csv::ErrorKind::Io(io) => Some(io.kind()),
+            _ => None,
+        });
+        let json_io = cause.downcast_ref::<serde_json::Error>().and_then(serde_json::Error::io_error_kind);
+        let io = cause.downcast_ref::<std::io::Error>().map(std::io::Error::kind);
+        [io, csv_io, json_io].contains(&Some(BrokenPipe))
+    })
 }
 
 fn load_file_config(explicit: Option<&std::path::Path>, paths: Option<&Paths>) -> anyhow::Result<FileConfig> {
@@ -59,7 +72,7 @@ fn watch(args: RunArgs) -> anyhow::Result<()> {
     };
     let settings = config::resolve(&args, &file, &|name| std::env::var(name).ok(), &paths);
     let headless = args.headless || !std::io::stdout().is_terminal();
-    init_tracing(headless);
+    feedtop::logging::init(headless, feedtop::ui::theme::color_enabled(args.no_color));
 
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     runtime.block_on(async move {
@@ -159,25 +172,10 @@ fn strike_offs(args: StrikeOffsArgs) -> anyhow::Result<()> {
         .map(|s| export::parse_since(s, chrono::Utc::now()))
         .transpose()
         .map_err(anyhow::Error::msg)?;
-    export::run(&db, since, args.format, &mut std::io::stdout().lock())?;
-    Ok(())
-}
-
-/// Diagnostics go to the log pane in the TUI and to stderr headless; never
-/// to stdout, which carries data. `RUST_LOG` overrides the default filter.
-fn init_tracing(headless: bool) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn,feedtop=info"));
-    // tungstenite traces the handshake request line, which carries carbon's
-    // `?token=`: cap that one target whatever RUST_LOG asks for (a later
-    // directive for the same target wins).
-    let filter = filter.add_directive("tungstenite::handshake::client=debug".parse().expect("a valid directive"));
-    if headless {
-        tracing_subscriber::registry()
-            .with(filter)
-            .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_target(false))
-            .init();
-    } else {
-        tracing_subscriber::registry().with(filter).with(tui_logger::TuiTracingSubscriberLayer).init();
-        let _ = tui_logger::init_logger(tui_logger::LevelFilter::Trace);
+    let options = export::Options { format: args.format, since, csv_raw: args.csv_raw };
+    match export::run(&db, options, &mut std::io::stdout().lock()) {
+        // `feedtop strike-offs | head -1`: the reader has what it wanted.
+        Err(e) if is_broken_pipe(&e) => Ok(()),
+        result => result.map(drop),
     }
 }

@@ -25,7 +25,7 @@ const WRONG_CARBON: &str = "wrongcarb-Ue5Ys1";
 const WRONG_SSE: &str = "wrongsse-Lc9Fw7";
 
 /// Every log line of feedtop and its libraries. (tungstenite's trace of the
-/// handshake request line would show carbon's `?token=`; `init_tracing`
+/// handshake request line would show carbon's `?token=`; `logging::init`
 /// caps that one target, and the last test here proves it with plain trace.)
 const TRACE: &str = "trace";
 
@@ -245,7 +245,7 @@ async fn refused_secrets_leak_nowhere() {
 
 /// With plain `RUST_LOG=trace`, tungstenite (through the `log` bridge) would
 /// trace the handshake request line, which holds carbon's `?token=`;
-/// `init_tracing` caps that target whatever the user asks for.
+/// `logging::init` caps that library at warnings whatever the user asks for.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn plain_trace_logging_leaks_no_websocket_token() {
     let sims = sims().await;

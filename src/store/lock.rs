@@ -38,7 +38,7 @@ impl DbLock {
     /// Takes the lock for `db`, or says which process holds it.
     pub fn acquire(db: &Path) -> Result<Self, StoreError> {
         if let Some(dir) = db.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|source| StoreError::CreateDir { dir: dir.to_path_buf(), source })?;
+            std::fs::create_dir_all(dir).map_err(|cause| StoreError::CreateDir { dir: dir.to_path_buf(), cause })?;
         }
         let path = lock_path(db);
         let mut file = std::fs::OpenOptions::new()

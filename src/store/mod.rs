@@ -22,8 +22,10 @@ pub use writer::{StoreHandle, WriterSettings};
 /// What can go wrong opening or using the database, phrased for the user.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("cannot create the database directory {dir}: {source}; choose another place with --db PATH")]
-    CreateDir { dir: PathBuf, source: std::io::Error },
+    // The causes below are named `cause`, not `source`: the message already
+    // says it, and a `source` would be said again by `{:#}` (anyhow's chain).
+    #[error("cannot create the database directory {dir}: {cause}; choose another place with --db PATH")]
+    CreateDir { dir: PathBuf, cause: std::io::Error },
     #[error("the database {path} is locked by another process (another feedtop?); stop it or use --db PATH")]
     Locked { path: PathBuf },
     #[error("the database {path} is read-only; make it writable or use --db PATH")]
@@ -42,8 +44,8 @@ pub enum StoreError {
     DiskFull { path: PathBuf },
     #[error("the database {path} was written by a newer feedtop (schema {found}, this build knows {known}); upgrade feedtop or use --db PATH")]
     TooNew { path: PathBuf, found: i64, known: i64 },
-    #[error("database {path}: {source}")]
-    Sqlite { path: PathBuf, source: rusqlite::Error },
+    #[error("database {path}: {cause}")]
+    Sqlite { path: PathBuf, cause: rusqlite::Error },
 }
 
 impl StoreError {
@@ -61,7 +63,7 @@ impl StoreError {
             // SQLite reports a refused write (EROFS, EPERM on an immutable
             // file) as a plain I/O error; asking the file system says which.
             Some(C::SystemIoFailure) if !files_writable(&path) => StoreError::ReadOnly { path },
-            _ => StoreError::Sqlite { path, source: e },
+            _ => StoreError::Sqlite { path, cause: e },
         }
     }
 }
@@ -91,7 +93,7 @@ fn is_read_only_dir(path: &Path) -> bool {
 /// already rewrite its header).
 pub fn open(path: &Path) -> Result<Connection, StoreError> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(|source| StoreError::CreateDir { dir: dir.to_path_buf(), source })?;
+        std::fs::create_dir_all(dir).map_err(|cause| StoreError::CreateDir { dir: dir.to_path_buf(), cause })?;
     }
     if !files_writable(path) {
         return Err(StoreError::ReadOnly { path: path.to_path_buf() });

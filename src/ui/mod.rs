@@ -16,6 +16,8 @@ pub mod ticker_list;
 pub mod view;
 
 #[cfg(test)]
+mod hostile_text_tests;
+#[cfg(test)]
 mod screen_tests;
 #[cfg(test)]
 mod test_support;

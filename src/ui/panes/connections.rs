@@ -11,6 +11,7 @@ use ratatui::Frame;
 use super::block;
 use crate::feeds::ConnState;
 use crate::model::{FeedView, Model};
+use crate::sanitize::for_terminal;
 use crate::time::short_duration;
 use crate::ui::fmt::{age, countdown, latency_ms, thousands, truncate};
 use crate::ui::theme::Theme;
@@ -158,7 +159,8 @@ pub fn render(frame: &mut Frame, area: Rect, model: &Model, selected: usize, foc
                 Cell::from(Span::styled(c.text(f, model), style))
             })
             .collect();
-        let err = f.last_error.as_deref().map(|e| truncate(e, error_width as usize)).unwrap_or_default();
+        // A server's text (error bodies, close reasons), so through the sanitiser.
+        let err = f.last_error.as_deref().map(|e| truncate(&for_terminal(e), error_width as usize)).unwrap_or_default();
         // An error from before the current live connection is history, not an alarm.
         let err_style = if f.state == ConnState::Live { theme.dim } else { theme.error };
         cells.push(Cell::from(Line::from(Span::styled(err, err_style))));

@@ -11,6 +11,7 @@ use ratatui::Frame;
 use super::block;
 use crate::model::strike_off::PROPOSAL;
 use crate::model::{ChangeKind, Model, StrikeOffChange};
+use crate::sanitize::for_terminal;
 use crate::ui::filter;
 use crate::ui::fmt::{thousands, truncate};
 use crate::ui::theme::Theme;
@@ -75,10 +76,12 @@ fn when(c: &StrikeOffChange, now: DateTime<Utc>) -> String {
 fn row<'a>(c: &'a StrikeOffChange, time: String, theme: &Theme, transition_width: usize) -> Row<'a> {
     Row::new([
         Cell::from(Span::styled(time, theme.dim)),
-        Cell::from(c.company_number.as_str()),
-        Cell::from(c.company_name.as_str()),
+        // Feed text, so through the sanitiser (one marker per character
+        // replaced: the widths computed on the raw text still hold).
+        Cell::from(for_terminal(&c.company_number)),
+        Cell::from(for_terminal(&c.company_name)),
         Cell::from(Span::styled(c.kind.as_str(), kind_style(c.kind, theme))),
-        Cell::from(transition(c, transition_width)),
+        Cell::from(for_terminal(&transition(c, transition_width)).into_owned()),
     ])
 }
 

@@ -14,6 +14,7 @@ use ratatui::Frame;
 
 use super::block;
 use crate::model::{Direction, Model, TickerRow};
+use crate::sanitize::for_terminal;
 use crate::ui::fmt::{age, thousands};
 use crate::ui::quote_fmt::{compact, maybe_price, percent, price, signed, sparkline};
 use crate::ui::theme::Theme;
@@ -154,7 +155,8 @@ fn shown(row: &TickerRow, model: &Model, stale_after: Duration) -> Shown {
         age.push_str(" stale");
     }
     let cells = COLUMNS.map(|c| match c {
-        Col::Symbol => q.symbol.clone(),
+        // Feed text, so through the sanitiser.
+        Col::Symbol => for_terminal(&q.symbol).into_owned(),
         Col::Price => price(q.price),
         Col::Change => q.change.map_or_else(|| "-".to_string(), signed),
         Col::ChangePct => change_pct.clone(),
@@ -163,7 +165,7 @@ fn shown(row: &TickerRow, model: &Model, stale_after: Duration) -> Shown {
         Col::Low => maybe_price(q.low),
         Col::Trend => sparkline(row.history.iter().copied(), TREND_WIDTH),
         Col::Feed => feed_name(model, row).to_string(),
-        Col::Status => q.market_status.clone().unwrap_or_default(),
+        Col::Status => q.market_status.as_deref().map(|s| for_terminal(s).into_owned()).unwrap_or_default(),
         Col::Age => age.clone(),
     });
     Shown { cells, trend, ticked, stale }

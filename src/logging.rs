@@ -1,0 +1,237 @@
+//! Diagnostics: `tracing` to the log pane in the TUI and to stderr headless,
+//! never to stdout, which carries data. `RUST_LOG` overrides the default filter.
+//!
+//! Log messages quote feed text (error bodies, close reasons, notices), so
+//! every event's fields are written through [`crate::sanitize::for_terminal`]
+//! on both paths ([`event_text`]); the formatter's own colours, which are not
+//! feed text, survive on a terminal.
+
+use std::fmt::{self, Write as _};
+
+use tracing::field::{Field, Visit};
+use tracing::{Level, Metadata, Subscriber};
+use tracing_subscriber::field::RecordFields;
+use tracing_subscriber::fmt::format::Writer;
+use tracing_subscriber::fmt::FormatFields;
+use tracing_subscriber::layer::{Context, SubscriberExt};
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Layer};
+
+use crate::sanitize;
+
+/// Installs the global subscriber. `color`: colours wanted (no `--no-color`,
+/// no `NO_COLOR`); stderr gets them only when it is also a terminal.
+pub fn init(headless: bool, color: bool) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn,feedtop=info"));
+    let quiet = tracing_subscriber::filter::filter_fn(quiet_dependencies);
+    if headless {
+        use std::io::IsTerminal;
+        let ansi = color && std::io::stderr().is_terminal();
+        let stderr = tracing_subscriber::fmt::layer()
+            .with_writer(std::io::stderr)
+            .with_target(false)
+            .with_ansi(ansi)
+            .fmt_fields(SafeFields);
+        tracing_subscriber::registry().with(filter).with(quiet).with(stderr).init();
+    } else {
+        tracing_subscriber::registry().with(filter).with(quiet).with(TuiLog).init();
+        // Starts the thread that moves records into the pane's buffer. (It
+        // cannot also become the `log` crate's logger: `init` above made the
+        // `log` bridge that, and [`TuiLog`] hands records over directly.)
+        let _ = tui_logger::init_logger(tui_logger::LevelFilter::Trace);
+    }
+}
+
+/// The WebSocket library logs (through the `log` bridge) every handshake at
+/// DEBUG with its source path, and traces the request line, which carries
+/// carbon's `?token=`. Only its warnings and errors are let through, whatever
+/// `RUST_LOG` asks for: a filter layer of its own, because an `EnvFilter`
+/// directive can be out-ranked by a more specific one from `RUST_LOG`.
+pub fn quiet_dependencies(meta: &Metadata<'_>) -> bool {
+    let target = meta.target();
+    let noisy = ["tungstenite", "tokio_tungstenite"]
+        .iter()
+        .any(|t| target.strip_prefix(t).is_some_and(|rest| rest.is_empty() || rest.starts_with("::")));
+    !noisy || *meta.level() <= Level::WARN
+}
+
+/// An event's fields as one line of text safe for a terminal: the message as
+/// written, other fields as `name=value`; the `log` bridge's own metadata
+/// fields (`log.file` and so on) are left out.
+pub fn event_text(fields: impl RecordFields) -> String {
+    let mut text = String::new();
+    fields.record(&mut FieldText(&mut text));
+    match sanitize::for_terminal(&text) {
+        std::borrow::Cow::Borrowed(_) => text,
+        std::borrow::Cow::Owned(safe) => safe,
+    }
+}
+
+struct FieldText<'a>(&'a mut String);
+
+impl Visit for FieldText<'_> {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        if field.name() == "message" {
+            self.record_debug(field, &format_args!("{value}"));
+        } else {
+            self.record_debug(field, &value);
+        }
+    }
+
+    fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
+        self.record_debug(field, &format_args!("{value}"));
+    }
+
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        let name = field.name();
+        if name.starts_with("log.") {
+            return;
+        }
+        if !self.0.is_empty() {
+            self.0.push(' ');
+        }
+        let _ = if name == "message" { write!(self.0, "{value:?}") } else { write!(self.0, "{name}={value:?}") };
+    }
+}
+
+/// Field formatting for the stderr layer: [`event_text`].
+pub struct SafeFields;
+
+impl<'w> FormatFields<'w> for SafeFields {
+    fn format_fields<R: RecordFields>(&self, mut writer: Writer<'w>, fields: R) -> fmt::Result {
+        writer.write_str(&event_text(fields))
+    }
+}
+
+/// The log pane's layer: tui-logger's own would pass the text through as
+/// is, with the `log` bridge's metadata (a build machine's source paths)
+/// in the message.
+pub struct TuiLog;
+
+impl<S: Subscriber> Layer<S> for TuiLog {
+    fn on_event(&self, event: &tracing::Event<'_>, _ctx: Context<'_, S>) {
+        let meta = event.metadata();
+        let level = match *meta.level() {
+            Level::ERROR => log::Level::Error,
+            Level::WARN => log::Level::Warn,
+            Level::INFO => log::Level::Info,
+            Level::DEBUG => log::Level::Debug,
+            Level::TRACE => log::Level::Trace,
+        };
+        let text = event_text(event);
+        tui_logger::Drain::new()
+            .log(&log::Record::builder().args(format_args!("{text}")).level(level).target(meta.target()).build());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tracing_subscriber::fmt::MakeWriter;
+
+    /// A `MakeWriter` that keeps what is written.
+    #[derive(Clone, Default)]
+    struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl<'a> MakeWriter<'a> for Captured {
+        type Writer = Self;
+        fn make_writer(&'a self) -> Self {
+            self.clone()
+        }
+    }
+
+    const HOSTILE: &str = "HTTP 503: \x1b]0;pwned\x07\x1b[2J\u{9b}1m\r\x08\x7f\u{202E}\nWARN forged line";
+
+    fn stderr_layer_output(ansi: bool) -> String {
+        let out = Captured::default();
+        let layer = tracing_subscriber::fmt::layer()
+            .with_writer(out.clone())
+            .with_ansi(ansi)
+            .with_target(false)
+            .fmt_fields(SafeFields);
+        let subscriber = tracing_subscriber::registry().with(layer);
+        tracing::subscriber::with_default(subscriber, || {
+            tracing::warn!("ch/companies: {HOSTILE}");
+            tracing::warn!(error = HOSTILE, "with a field");
+        });
+        let bytes = out.0.lock().unwrap().clone();
+        String::from_utf8(bytes).unwrap()
+    }
+
+    #[test]
+    fn stderr_lines_carry_no_feed_controls_and_one_line_per_event() {
+        let text = stderr_layer_output(false);
+        assert_eq!(text.lines().count(), 2, "a newline in feed text does not forge a line: {text:?}");
+        assert!(!text.chars().any(|c| c != '\n' && sanitize::is_unsafe(c)), "{text:?}");
+        assert!(text.contains("HTTP 503: \u{FFFD}]0;pwned\u{FFFD}"), "{text:?}");
+        assert!(text.contains("error="), "{text:?}");
+    }
+
+    #[test]
+    fn colours_survive_on_a_terminal_but_feed_escapes_do_not() {
+        let text = stderr_layer_output(true);
+        assert!(text.contains("\x1b["), "the level is coloured: {text:?}");
+        assert!(!text.contains("\x1b]") && !text.contains("\x1b[2J"), "{text:?}");
+        assert!(!text.chars().any(|c| c == '\u{9b}' || c == '\x7f' || c == '\u{202E}' || c == '\r'), "{text:?}");
+    }
+
+    #[test]
+    fn tungstenite_is_capped_at_warn() {
+        use tracing::callsite::{Callsite, Identifier};
+        use tracing::metadata::Kind;
+        struct Cs;
+        impl Callsite for Cs {
+            fn set_interest(&self, _: tracing::subscriber::Interest) {}
+            fn metadata(&self) -> &Metadata<'_> {
+                unreachable!()
+            }
+        }
+        static CS: Cs = Cs;
+        let meta = |target: &'static str, level: Level| {
+            Metadata::new(
+                "e",
+                target,
+                level,
+                None,
+                None,
+                None,
+                tracing::field::FieldSet::new(&[], Identifier(&CS)),
+                Kind::EVENT,
+            )
+        };
+        assert!(!quiet_dependencies(&meta("tungstenite::handshake::client", Level::DEBUG)));
+        assert!(!quiet_dependencies(&meta("tungstenite::handshake::client", Level::TRACE)));
+        assert!(!quiet_dependencies(&meta("tokio_tungstenite", Level::INFO)));
+        assert!(quiet_dependencies(&meta("tungstenite::protocol", Level::WARN)));
+        assert!(quiet_dependencies(&meta("feedtop::app", Level::TRACE)));
+        assert!(quiet_dependencies(&meta("tungstenitelike", Level::DEBUG)), "a prefix of a name is not the crate");
+    }
+
+    #[test]
+    fn the_log_pane_gets_safe_text() {
+        use ratatui::backend::TestBackend;
+        use ratatui::Terminal;
+        let subscriber = tracing_subscriber::registry().with(TuiLog);
+        tracing::subscriber::with_default(subscriber, || tracing::error!("carbon: closed: {HOSTILE}"));
+        tui_logger::move_events();
+        let state = tui_logger::TuiWidgetState::new();
+        let theme = crate::ui::Theme::new(false);
+        let mut terminal = Terminal::new(TestBackend::new(120, 8)).unwrap();
+        terminal.draw(|f| crate::ui::panes::log::render(f, f.area(), &state, false, &theme)).unwrap();
+        let buf = terminal.backend().buffer();
+        let text: String = buf.content().iter().map(|c| c.symbol()).collect();
+        assert!(text.contains("carbon: closed: HTTP 503: \u{FFFD}]0;pwned\u{FFFD}"), "{text}");
+        assert!(text.contains("\u{FFFD}WARN forged line"), "no second log line: {text}");
+        assert!(!text.chars().any(sanitize::is_unsafe), "{text:?}");
+    }
+}
