@@ -81,7 +81,11 @@ mod within {
 
     type Field<T, E> = Result<Option<T>, E>;
 
-    fn duration<'de, D: Deserializer<'de>>(d: D, key: &str, range: &Bounds<Duration>) -> Field<HumanDuration, D::Error> {
+    fn duration<'de, D: Deserializer<'de>>(
+        d: D,
+        key: &str,
+        range: &Bounds<Duration>,
+    ) -> Field<HumanDuration, D::Error> {
         let HumanDuration(value) = HumanDuration::deserialize(d)?;
         range.check(value).map(|v| Some(HumanDuration(v))).map_err(|e| D::Error::custom(format!("{key} {e}")))
     }
@@ -630,9 +634,14 @@ token_env = "SSE_TOKEN"
     #[test]
     fn every_key_out_of_range_names_its_line_key_and_range() {
         let feed = |extra: &str| format!("[[feeds]]\nname = \"q\"\nkind = \"sse\"\nurl = \"http://h/s\"\n{extra}\n");
-        let ws_feed = |url: &str| format!("[[feeds]]\nname = \"w\"\nkind = \"ws\"\ndialect = \"wig80\"\nurl = \"{url}\"\n");
+        let ws_feed =
+            |url: &str| format!("[[feeds]]\nname = \"w\"\nkind = \"ws\"\ndialect = \"wig80\"\nurl = \"{url}\"\n");
         let cases = [
-            ("[companies_house]\nbackoff_cap = \"0s\"\n".to_string(), 2, "backoff_cap must be between 1s and 1h (got 0s)"),
+            (
+                "[companies_house]\nbackoff_cap = \"0s\"\n".to_string(),
+                2,
+                "backoff_cap must be between 1s and 1h (got 0s)",
+            ),
             ("[companies_house]\nread_timeout = \"0s\"\n".into(), 2, "read_timeout must be between 1s and 1h"),
             ("[companies_house]\nread_timeout = \"2h\"\n".into(), 2, "read_timeout must be between 1s and 1h (got 2h)"),
             ("[companies_house]\nurl = \"ftp://x\"\n".into(), 2, "url has the scheme ftp:, not http:// or https://"),
@@ -653,7 +662,11 @@ token_env = "SSE_TOKEN"
             (ws_feed("not a url"), 5, "feed \"w\": url is not a URL"),
             (ws_feed("http://h/x"), 5, "feed \"w\": url has the scheme http:, not ws:// or wss://"),
             (ws_feed("javascript:"), 5, "url has the scheme javascript:"),
-            (feed("").replace("http://h/s", "ws://h/s"), 4, "feed \"q\": url has the scheme ws:, not http:// or https://"),
+            (
+                feed("").replace("http://h/s", "ws://h/s"),
+                4,
+                "feed \"q\": url has the scheme ws:, not http:// or https://",
+            ),
         ];
         for (text, line, why) in cases {
             let e = FileConfig::parse(&text, Path::new("c.toml")).unwrap_err().to_string();

@@ -233,7 +233,10 @@ fn nonsense_in_the_config_file_is_refused_with_one_line() {
     let (dir, db) = temp_db();
     let config = dir.path().join("config.toml");
     let cases = [
-        ("[companies_house]\nbackoff_cap = \"0s\"\n", "line 2 (`backoff_cap = \"0s\"`): backoff_cap must be between 1s and 1h"),
+        (
+            "[companies_house]\nbackoff_cap = \"0s\"\n",
+            "line 2 (`backoff_cap = \"0s\"`): backoff_cap must be between 1s and 1h",
+        ),
         ("[companies_house]\nurl = \"ftp://x\"\n", "line 2 (`url = \"ftp://x\"`): url has the scheme ftp:"),
         ("[companies_house]\nstream = \"companies\"\n", "line 2 (`stream = \"companies\"`): stream"),
         ("[ui]\nfps = 0\n", "line 2 (`fps = 0`): fps must be between 1 and 60"),

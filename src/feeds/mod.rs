@@ -10,6 +10,7 @@ pub mod companies_house;
 pub mod decode;
 pub mod lines;
 pub mod quote;
+pub mod redirect;
 pub mod secret;
 pub mod session;
 pub mod sse;

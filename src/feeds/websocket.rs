@@ -16,6 +16,7 @@ use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
 use super::decode::{self, carbon, wig80};
 use super::quote::Dialect;
+use super::redirect::MAX_REDIRECTS;
 use super::secret::{redact_url, with_token, ApiKey};
 use super::session::QuoteSession;
 use super::supervisor::{Connector, FeedLink, Outcome, Reconnect, Retry};
@@ -90,9 +91,19 @@ impl WsConnector {
         Self { settings }
     }
 
-    fn handshake_failure(&self, e: WsError) -> Outcome {
+    /// Why the upgrade of `target` (the URL last asked, token included)
+    /// failed, fit to show.
+    fn handshake_failure(&self, e: WsError, target: &str) -> Outcome {
         let shown = redact_url(&self.settings.url);
         match e {
+            WsError::Http(response) if response.status().is_redirection() => {
+                let location = response.headers().get("location").and_then(|v| v.to_str().ok());
+                let error = match url::Url::parse(target) {
+                    Ok(from) => super::redirect::moved(response.status().as_u16(), location, &from),
+                    Err(_) => format!("HTTP {} from {shown} instead of a WebSocket upgrade", response.status()),
+                };
+                Outcome::failed(self.settings.scrub(error), Retry::Backoff)
+            }
             WsError::Http(response) => {
                 let status = response.status();
                 let retry = if matches!(status.as_u16(), 401 | 403) { Retry::Auth } else { Retry::Backoff };
@@ -108,15 +119,30 @@ impl WsConnector {
 impl Connector for WsConnector {
     async fn attempt(&mut self, link: &mut FeedLink) -> Outcome {
         let s = &self.settings;
-        let url = with_token(&s.url, s.token.as_ref());
+        let mut target = with_token(&s.url, s.token.as_ref());
         let config = WebSocketConfig::default().max_message_size(Some(s.max_frame)).max_frame_size(Some(s.max_frame));
-        let connect = tokio::time::timeout(
-            s.reconnect.connect_timeout,
-            tokio_tungstenite::connect_async_with_config(url, Some(config), true),
-        );
-        let connected = tokio::select! {
-            r = connect => r,
-            cmd = link.command() => return FeedLink::on_command(cmd),
+        // A 3xx to the same origin is followed (a few times); any other is
+        // refused by `handshake_failure`, naming where it pointed.
+        let mut hops = 0;
+        let connected = loop {
+            let connect = tokio::time::timeout(
+                s.reconnect.connect_timeout,
+                tokio_tungstenite::connect_async_with_config(target.as_str(), Some(config), true),
+            );
+            let connected = tokio::select! {
+                r = connect => r,
+                cmd = link.command() => return FeedLink::on_command(cmd),
+            };
+            if let Ok(Err(WsError::Http(response))) = &connected {
+                let location = response.headers().get("location").and_then(|v| v.to_str().ok());
+                let next = url::Url::parse(&target).ok().and_then(|from| super::redirect::next_hop(&from, location));
+                if let (true, Some(next)) = (response.status().is_redirection() && hops < MAX_REDIRECTS, next) {
+                    hops += 1;
+                    target = next.into();
+                    continue;
+                }
+            }
+            break connected;
         };
         let mut ws = match connected {
             Err(_) => {
@@ -125,7 +151,7 @@ impl Connector for WsConnector {
                     Retry::Backoff,
                 )
             }
-            Ok(Err(e)) => return self.handshake_failure(e),
+            Ok(Err(e)) => return self.handshake_failure(e, &target),
             Ok(Ok((ws, _response))) => ws,
         };
         let s = &self.settings;
