@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::bounds;
+
 const ABOUT: &str = "top for live data feeds: the Companies House stream (companies entering and \
 leaving the proposal to strike off) and stock-quote feeds over WebSocket and SSE, stored in SQLite.";
 
@@ -48,15 +50,15 @@ pub struct BenchArgs {
     /// One JSON object per scenario instead of a readable line.
     #[arg(long)]
     pub json: bool,
-    /// Events for catch-up and for the start-up database.
-    #[arg(long, default_value_t = 1_000_000)]
+    /// Events for catch-up and for the start-up database (1 to 100000000).
+    #[arg(long, value_parser = |s: &str| bounds::BENCH_EVENTS.parse(s), default_value = "1000000")]
     pub events: usize,
-    /// How long steady state, quotes, idle and soak run.
-    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "60s")]
+    /// How long steady state, quotes, idle and soak run (100ms to 7d).
+    #[arg(long, value_name = "DURATION", value_parser = |s: &str| bounds::BENCH_DURATION.parse(s), default_value = "60s")]
     pub duration: Duration,
     /// Events per second in steady state and soak [default: 1000]; quote
-    /// frames per second in quotes [default: 5000, 50 symbols × 100].
-    #[arg(long)]
+    /// frames per second in quotes [default: 5000, 50 symbols × 100]. 1 to 1000000.
+    #[arg(long, value_parser = |s: &str| bounds::BENCH_RATE.parse(s))]
     pub rate: Option<f64>,
     /// Catch-up: store only the fields that matter (`raw_events = "fields"`).
     #[arg(long)]
@@ -79,12 +81,13 @@ pub struct RunArgs {
     #[arg(long)]
     pub headless: bool,
 
-    /// Headless: stop after this long (e.g. 30s, 5m); default: run until interrupted.
-    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    /// Headless: stop after this long (e.g. 30s, 5m; 100ms to 366d); default:
+    /// run until interrupted.
+    #[arg(long, value_name = "DURATION", value_parser = |s: &str| bounds::RUN_FOR.parse(s))]
     pub duration: Option<Duration>,
 
-    /// Headless: print a line this often.
-    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "1s")]
+    /// Headless: print a line this often (10ms to 1h).
+    #[arg(long, value_name = "DURATION", value_parser = |s: &str| bounds::INTERVAL.parse(s), default_value = "1s")]
     pub interval: Duration,
 
     /// SQLite database file [default: feedtop.db in the user data directory;
@@ -96,28 +99,29 @@ pub struct RunArgs {
     #[arg(long, value_name = "PATH", env = "FEEDTOP_CONFIG")]
     pub config: Option<PathBuf>,
 
-    /// Companies House streaming base URL [default: https://stream.companieshouse.gov.uk].
-    #[arg(long, value_name = "URL", env = "FEEDTOP_CH_URL")]
+    /// Companies House streaming base URL, http:// or https:// [default:
+    /// https://stream.companieshouse.gov.uk].
+    #[arg(long, value_name = "URL", env = "FEEDTOP_CH_URL", value_parser = ch_url)]
     pub ch_url: Option<String>,
 
-    /// Companies House stream path [default: /companies].
-    #[arg(long, value_name = "PATH")]
+    /// Companies House stream path, starting with / [default: /companies].
+    #[arg(long, value_name = "PATH", value_parser = stream_path)]
     pub stream: Option<String>,
 
-    /// Reconnect when no byte arrives for this long [default: 90s].
-    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    /// Reconnect when no byte arrives for this long [default: 90s; 1s to 1h].
+    #[arg(long, value_name = "DURATION", value_parser = |s: &str| bounds::READ_TIMEOUT.parse(s))]
     pub read_timeout: Option<Duration>,
 
-    /// Longest wait between reconnect attempts [default: 60s].
-    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    /// Longest wait between reconnect attempts [default: 60s; 1s to 1h].
+    #[arg(long, value_name = "DURATION", value_parser = |s: &str| bounds::BACKOFF_CAP.parse(s))]
     pub backoff_cap: Option<Duration>,
 
-    /// Latency percentiles cover this sliding window [default: 5m].
-    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    /// Latency percentiles cover this sliding window [default: 5m; 10s to 1d].
+    #[arg(long, value_name = "DURATION", value_parser = |s: &str| bounds::LATENCY_WINDOW.parse(s))]
     pub latency_window: Option<Duration>,
 
-    /// Redraw at most this many times a second [default: 10].
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=60))]
+    /// Redraw at most this many times a second [default: 10; 1 to 60].
+    #[arg(long, value_name = "N", value_parser = |s: &str| bounds::FPS.parse(s))]
     pub fps: Option<u32>,
 
     /// No colours (also when NO_COLOR is set).
@@ -165,7 +169,15 @@ pub enum Format {
 
 /// `30s`, `5m`, `1h30m`, `2d`: humantime's format.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    humantime::parse_duration(s).map_err(|e| format!("{e} (examples: 30s, 5m, 1h30m)"))
+    bounds::parse_duration(s)
+}
+
+fn ch_url(s: &str) -> Result<String, String> {
+    bounds::base_url(s).map(|_| s.trim().to_string()).map_err(|e| e.to_string())
+}
+
+fn stream_path(s: &str) -> Result<String, String> {
+    bounds::stream_path(s).map(|()| s.to_string())
 }
 
 #[cfg(test)]
@@ -208,5 +220,68 @@ mod tests {
     fn fps_is_bounded() {
         assert!(Cli::try_parse_from(["feedtop", "--fps", "0"]).is_err());
         assert!(Cli::try_parse_from(["feedtop", "--fps", "30"]).is_ok());
+    }
+
+    /// Every bounded flag refuses a zero (the values that hammered a server,
+    /// looped or panicked) with clap's usage error, naming the flag and range.
+    #[test]
+    fn every_bounded_flag_refuses_nonsense() {
+        let cases: &[&[&str]] = &[
+            &["--backoff-cap", "0s"],
+            &["--read-timeout", "0s"],
+            &["--interval", "0s"],
+            &["--duration", "0s"],
+            &["--latency-window", "0s"],
+            &["--fps", "61"],
+            &["--read-timeout", "1000d"],
+            &["bench", "--duration", "0s"],
+            &["bench", "--events", "0"],
+            &["bench", "--rate", "0"],
+            &["bench", "--rate", "NaN"],
+        ];
+        for args in cases {
+            let e = Cli::try_parse_from(std::iter::once("feedtop").chain(args.iter().copied())).unwrap_err();
+            assert_eq!(e.kind(), clap::error::ErrorKind::ValueValidation, "{args:?}");
+            let flag = args.iter().find(|a| a.starts_with("--")).unwrap();
+            let text = e.to_string();
+            assert!(text.contains(flag) && text.contains("must be between"), "{args:?}: {text}");
+        }
+    }
+
+    #[test]
+    fn urls_and_paths_are_checked() {
+        for url in ["ftp://x", "http://[::1", "", "javascript:", "http://x:99999", "not a url"] {
+            let e = Cli::try_parse_from(["feedtop", "--ch-url", url]).unwrap_err();
+            assert_eq!(e.kind(), clap::error::ErrorKind::ValueValidation, "{url:?}");
+            assert!(e.to_string().contains("--ch-url"), "{e}");
+        }
+        let e = Cli::try_parse_from(["feedtop", "--stream", "companies"]).unwrap_err().to_string();
+        assert!(e.contains("--stream") && e.contains("must start with /"), "{e}");
+        let cli = Cli::try_parse_from(["feedtop", "--ch-url", "http://127.0.0.1:9", "--stream", "/filings"]).unwrap();
+        assert_eq!(cli.run.ch_url.as_deref(), Some("http://127.0.0.1:9"));
+    }
+
+    /// The ranges in `--help` are the ones enforced.
+    #[test]
+    fn help_states_the_enforced_ranges() {
+        let help = Cli::command().render_long_help().to_string();
+        let ranges = [
+            bounds::READ_TIMEOUT.describe(),
+            bounds::BACKOFF_CAP.describe(),
+            bounds::LATENCY_WINDOW.describe(),
+            bounds::INTERVAL.describe(),
+            bounds::RUN_FOR.describe(),
+            bounds::FPS.describe(),
+        ];
+        for range in ranges {
+            assert!(help.contains(&range), "{range} missing from --help");
+        }
+        let mut cmd = Cli::command();
+        let bench = cmd.find_subcommand_mut("bench").unwrap().render_long_help().to_string();
+        for range in [bounds::BENCH_DURATION.describe(), "1 to 100000000".into(), "1 to 1000000".into()] {
+            assert!(bench.contains(&range), "{range} missing from bench --help");
+        }
+        assert_eq!(bounds::BENCH_EVENTS.describe(), "1 to 100000000");
+        assert_eq!(bounds::BENCH_RATE.describe(), "1 to 1000000");
     }
 }

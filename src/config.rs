@@ -9,8 +9,10 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
+use toml::Spanned;
 
 use crate::app::FeedSpec;
+use crate::bounds;
 use crate::cli::RunArgs;
 use crate::feeds::companies_house::{ApiKey, ChSettings};
 use crate::feeds::quote::Dialect;
@@ -32,6 +34,8 @@ pub const DEFAULT_EVENT_RETENTION: Duration = Duration::from_secs(30 * 24 * 3600
 /// The sample shipped with the project (and tested against the defaults).
 pub const SAMPLE: &str = include_str!("../assets/config.toml");
 
+/// A mistake in the settings (exit status 2, like a command-line usage error),
+/// or no home directory to find them in.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     // `cause`, not `source`: the message says it, and a `source` would be
@@ -44,6 +48,14 @@ pub enum ConfigError {
     NoHome,
 }
 
+impl ConfigError {
+    /// The user's settings are wrong (the file named cannot be read, or says
+    /// something invalid): the process exits with 2, as for a bad flag.
+    pub fn is_usage(&self) -> bool {
+        matches!(self, ConfigError::Read { .. } | ConfigError::Parse { .. })
+    }
+}
+
 /// A duration written as text in the file (`"90s"`, `"5m"`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HumanDuration(pub Duration);
@@ -54,6 +66,81 @@ impl<'de> Deserialize<'de> for HumanDuration {
         humantime::parse_duration(&s)
             .map(HumanDuration)
             .map_err(|e| serde::de::Error::custom(format!("{e} (examples: \"30s\", \"5m\")")))
+    }
+}
+
+/// `deserialize_with` helpers: each key is checked against its range (or
+/// form) while the file is read, so toml reports the error with the line of
+/// the value. One line per key; the ranges live in [`bounds`].
+mod within {
+    use std::time::Duration;
+
+    use serde::de::Error as _;
+    use serde::{Deserialize, Deserializer};
+
+    use super::HumanDuration;
+    use crate::bounds::{self, Bounds};
+
+    type Field<T, E> = Result<Option<T>, E>;
+
+    fn duration<'de, D: Deserializer<'de>>(
+        d: D,
+        key: &str,
+        range: &Bounds<Duration>,
+    ) -> Field<HumanDuration, D::Error> {
+        let HumanDuration(value) = HumanDuration::deserialize(d)?;
+        range.check(value).map(|v| Some(HumanDuration(v))).map_err(|e| D::Error::custom(format!("{key} {e}")))
+    }
+
+    pub fn read_timeout<'de, D: Deserializer<'de>>(d: D) -> Field<HumanDuration, D::Error> {
+        duration(d, "read_timeout", &bounds::READ_TIMEOUT)
+    }
+    pub fn backoff_cap<'de, D: Deserializer<'de>>(d: D) -> Field<HumanDuration, D::Error> {
+        duration(d, "backoff_cap", &bounds::BACKOFF_CAP)
+    }
+    pub fn latency_window<'de, D: Deserializer<'de>>(d: D) -> Field<HumanDuration, D::Error> {
+        duration(d, "latency_window", &bounds::LATENCY_WINDOW)
+    }
+    pub fn stale_after<'de, D: Deserializer<'de>>(d: D) -> Field<HumanDuration, D::Error> {
+        duration(d, "stale_after", &bounds::STALE_AFTER)
+    }
+    pub fn quote_retention<'de, D: Deserializer<'de>>(d: D) -> Field<HumanDuration, D::Error> {
+        duration(d, "quote_retention", &bounds::RETENTION)
+    }
+    pub fn event_retention<'de, D: Deserializer<'de>>(d: D) -> Field<HumanDuration, D::Error> {
+        duration(d, "event_retention", &bounds::RETENTION)
+    }
+    pub fn ping_every<'de, D: Deserializer<'de>>(d: D) -> Field<HumanDuration, D::Error> {
+        duration(d, "ping_every", &bounds::PING_EVERY)
+    }
+
+    pub fn fps<'de, D: Deserializer<'de>>(d: D) -> Field<u32, D::Error> {
+        let value = u32::deserialize(d)?;
+        bounds::FPS.check(value).map(Some).map_err(|e| D::Error::custom(format!("fps {e}")))
+    }
+
+    pub fn ch_url<'de, D: Deserializer<'de>>(d: D) -> Field<String, D::Error> {
+        let text = String::deserialize(d)?;
+        match bounds::base_url(&text) {
+            Ok(_) => Ok(Some(text.trim().to_string())),
+            Err(e) => Err(D::Error::custom(format!("url {e}"))),
+        }
+    }
+
+    pub fn stream<'de, D: Deserializer<'de>>(d: D) -> Field<String, D::Error> {
+        let text = String::deserialize(d)?;
+        bounds::stream_path(&text).map(|()| Some(text)).map_err(|e| D::Error::custom(format!("stream {e}")))
+    }
+
+    fn env_name<'de, D: Deserializer<'de>>(d: D, key: &str) -> Field<String, D::Error> {
+        let text = String::deserialize(d)?;
+        bounds::env_name(&text).map(|()| Some(text)).map_err(|e| D::Error::custom(format!("{key}: {e}")))
+    }
+    pub fn key_env<'de, D: Deserializer<'de>>(d: D) -> Field<String, D::Error> {
+        env_name(d, "key_env")
+    }
+    pub fn token_env<'de, D: Deserializer<'de>>(d: D) -> Field<String, D::Error> {
+        env_name(d, "token_env")
     }
 }
 
@@ -81,7 +168,9 @@ pub struct FeedFile {
     /// Shown in the UI and the key for stored quotes.
     pub name: String,
     pub kind: FeedFileKind,
-    pub url: String,
+    /// Checked against `kind` after parsing (ws/wss or http/https); the span
+    /// gives the line of a bad one.
+    pub url: Spanned<String>,
     /// `ws` only: `wig80` or `carbon`.
     pub dialect: Option<Dialect>,
     /// carbon: topics to subscribe to.
@@ -93,28 +182,39 @@ pub struct FeedFile {
     #[serde(default)]
     pub symbols: Vec<String>,
     /// The NAME of the environment variable holding the token.
+    #[serde(default, deserialize_with = "within::token_env")]
     pub token_env: Option<String>,
+    #[serde(default, deserialize_with = "within::read_timeout")]
     pub read_timeout: Option<HumanDuration>,
+    #[serde(default, deserialize_with = "within::ping_every")]
     pub ping_every: Option<HumanDuration>,
 }
 
 #[derive(Debug, Default, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct CompaniesHouseFile {
+    #[serde(deserialize_with = "within::ch_url")]
     pub url: Option<String>,
+    #[serde(deserialize_with = "within::stream")]
     pub stream: Option<String>,
     /// The name of the environment variable holding the stream key.
+    #[serde(deserialize_with = "within::key_env")]
     pub key_env: Option<String>,
+    #[serde(deserialize_with = "within::read_timeout")]
     pub read_timeout: Option<HumanDuration>,
+    #[serde(deserialize_with = "within::backoff_cap")]
     pub backoff_cap: Option<HumanDuration>,
 }
 
 #[derive(Debug, Default, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct UiFile {
+    #[serde(deserialize_with = "within::fps")]
     pub fps: Option<u32>,
+    #[serde(deserialize_with = "within::latency_window")]
     pub latency_window: Option<HumanDuration>,
     /// Ticker rows not updated for this long are dimmed.
+    #[serde(deserialize_with = "within::stale_after")]
     pub stale_after: Option<HumanDuration>,
 }
 
@@ -123,8 +223,10 @@ pub struct UiFile {
 pub struct StorageFile {
     pub db: Option<PathBuf>,
     /// Quote history older than this is deleted.
+    #[serde(deserialize_with = "within::quote_retention")]
     pub quote_retention: Option<HumanDuration>,
     /// Raw stream events older than this are deleted.
+    #[serde(deserialize_with = "within::event_retention")]
     pub event_retention: Option<HumanDuration>,
     /// `full` (the line as received) or `fields` (only what feedtop uses).
     pub raw_events: Option<RawEvents>,
@@ -134,31 +236,46 @@ impl FileConfig {
     pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
         let config: Self = toml::from_str(text)
             .map_err(|e| ConfigError::Parse { path: path.to_path_buf(), message: one_line(&e, text) })?;
-        config.check_feeds().map_err(|(name, why)| {
-            let line = text.lines().position(|l| l.contains(&format!("\"{name}\""))).map_or(0, |i| i + 1);
-            ConfigError::Parse { path: path.to_path_buf(), message: format!("line {line}: feed \"{name}\": {why}") }
+        config.check_feeds().map_err(|(name, why, span)| {
+            let line = match &span {
+                Some(span) => text.as_bytes()[..span.start.min(text.len())].iter().filter(|&&b| b == b'\n').count() + 1,
+                None => text.lines().position(|l| l.contains(&format!("\"{name}\""))).map_or(0, |i| i + 1),
+            };
+            let line_text = text.lines().nth(line.saturating_sub(1)).unwrap_or("").trim();
+            let at = if span.is_some() { format!("line {line} (`{line_text}`)") } else { format!("line {line}") };
+            ConfigError::Parse { path: path.to_path_buf(), message: format!("{at}: feed \"{name}\": {why}") }
         })?;
         Ok(config)
     }
 
-    /// What TOML cannot say: names unique, a dialect for every `ws` feed.
-    fn check_feeds(&self) -> Result<(), (String, String)> {
+    /// What TOML cannot say: names unique, a dialect for every `ws` feed, a
+    /// URL of the feed's kind. An error carries the span of the bad value
+    /// when there is one.
+    #[allow(clippy::type_complexity)]
+    fn check_feeds(&self) -> Result<(), (String, String, Option<std::ops::Range<usize>>)> {
         let mut seen = std::collections::HashSet::new();
         for f in &self.feeds {
             if f.name.trim().is_empty() {
-                return Err((f.name.clone(), "name must not be empty".into()));
+                return Err((f.name.clone(), "name must not be empty".into(), None));
             }
             if !seen.insert(f.name.as_str()) || f.name.starts_with("ch/") {
-                return Err((f.name.clone(), "name is used twice (or starts with the reserved ch/)".into()));
+                return Err((f.name.clone(), "name is used twice (or starts with the reserved ch/)".into(), None));
             }
             match (f.kind, f.dialect) {
                 (FeedFileKind::Ws, None) => {
-                    return Err((f.name.clone(), "kind = \"ws\" needs dialect = \"wig80\" or \"carbon\"".into()))
+                    return Err((f.name.clone(), "kind = \"ws\" needs dialect = \"wig80\" or \"carbon\"".into(), None))
                 }
                 (FeedFileKind::Sse, Some(_)) => {
-                    return Err((f.name.clone(), "dialect applies to kind = \"ws\" only".into()))
+                    return Err((f.name.clone(), "dialect applies to kind = \"ws\" only".into(), None))
                 }
                 _ => {}
+            }
+            let schemes = match f.kind {
+                FeedFileKind::Ws => bounds::WS,
+                FeedFileKind::Sse => bounds::HTTP,
+            };
+            if let Err(e) = bounds::url(f.url.get_ref(), schemes) {
+                return Err((f.name.clone(), format!("url {e}"), Some(f.url.span())));
             }
         }
         Ok(())
@@ -251,7 +368,7 @@ pub fn resolve(args: &RunArgs, file: &FileConfig, env: &dyn Fn(&str) -> Option<S
         demo,
         chaos: args.chaos,
         db_path,
-        fps: args.fps.or(file.ui.fps).unwrap_or(DEFAULT_FPS).clamp(1, 60),
+        fps: args.fps.or(file.ui.fps).unwrap_or(DEFAULT_FPS),
         latency_window: args.latency_window.or(file.ui.latency_window.map(|d| d.0)).unwrap_or(DEFAULT_LATENCY_WINDOW),
         key_env,
         quote_feeds: file.feeds.iter().map(|f| quote_feed(f, env)).collect(),
@@ -274,7 +391,7 @@ fn quote_feed(f: &FeedFile, env: &dyn Fn(&str) -> Option<String>) -> FeedSpec {
     match (f.kind, f.dialect) {
         (FeedFileKind::Ws, dialect) => {
             // check_feeds guarantees a dialect for ws feeds.
-            let mut ws = WsSettings::new(&f.url, dialect.unwrap_or(Dialect::Wig80));
+            let mut ws = WsSettings::new(f.url.get_ref(), dialect.unwrap_or(Dialect::Wig80));
             ws.token = token;
             if !f.topics.is_empty() {
                 ws.topics = f.topics.clone();
@@ -290,7 +407,7 @@ fn quote_feed(f: &FeedFile, env: &dyn Fn(&str) -> Option<String>) -> FeedSpec {
             FeedSpec::websocket(f.name.clone(), ws)
         }
         (FeedFileKind::Sse, _) => {
-            let mut sse = SseSettings::new(&f.url);
+            let mut sse = SseSettings::new(f.url.get_ref());
             sse.token = token;
             sse.symbols = f.symbols.clone();
             if let Some(d) = f.read_timeout {
@@ -512,6 +629,63 @@ token_env = "SSE_TOKEN"
             .unwrap_err()
             .to_string();
         assert!(e.contains("line 3") && e.contains("mqtt"), "{e}");
+    }
+
+    /// Every bounded key refuses a value out of its range, and every URL a
+    /// wrong scheme, with the file, the line, the key and what is allowed.
+    #[test]
+    fn every_key_out_of_range_names_its_line_key_and_range() {
+        let feed = |extra: &str| format!("[[feeds]]\nname = \"q\"\nkind = \"sse\"\nurl = \"http://h/s\"\n{extra}\n");
+        let ws_feed =
+            |url: &str| format!("[[feeds]]\nname = \"w\"\nkind = \"ws\"\ndialect = \"wig80\"\nurl = \"{url}\"\n");
+        let cases = [
+            (
+                "[companies_house]\nbackoff_cap = \"0s\"\n".to_string(),
+                2,
+                "backoff_cap must be between 1s and 1h (got 0s)",
+            ),
+            ("[companies_house]\nread_timeout = \"0s\"\n".into(), 2, "read_timeout must be between 1s and 1h"),
+            ("[companies_house]\nread_timeout = \"2h\"\n".into(), 2, "read_timeout must be between 1s and 1h (got 2h)"),
+            ("[companies_house]\nurl = \"ftp://x\"\n".into(), 2, "url has the scheme ftp:, not http:// or https://"),
+            ("[companies_house]\nurl = \"http://[::1\"\n".into(), 2, "url is not a URL"),
+            ("[companies_house]\nurl = \"\"\n".into(), 2, "url is empty"),
+            ("[companies_house]\nurl = \"http://x:99999\"\n".into(), 2, "invalid port"),
+            ("[companies_house]\nstream = \"companies\"\n".into(), 2, "stream \"companies\" must start with /"),
+            ("[companies_house]\nkey_env = \"\"\n".into(), 2, "key_env: \"\" is not an environment variable name"),
+            ("[ui]\nfps = 0\n".into(), 2, "fps must be between 1 and 60 (got 0)"),
+            ("[ui]\n\nfps = 61\n".into(), 3, "fps must be between 1 and 60 (got 61)"),
+            ("[ui]\nlatency_window = \"1s\"\n".into(), 2, "latency_window must be between 10s and 1d"),
+            ("[ui]\nstale_after = \"0s\"\n".into(), 2, "stale_after must be between 1s and 7d"),
+            ("[storage]\nquote_retention = \"1m\"\n".into(), 2, "quote_retention must be between 1h and 3650d"),
+            ("[storage]\nevent_retention = \"100000d\"\n".into(), 2, "event_retention must be between 1h and 3650d"),
+            (feed("read_timeout = \"0s\""), 5, "read_timeout must be between 1s and 1h"),
+            (feed("ping_every = \"0s\""), 5, "ping_every must be between 1s and 1h"),
+            (feed("token_env = \"A=B\""), 5, "token_env"),
+            (ws_feed("not a url"), 5, "feed \"w\": url is not a URL"),
+            (ws_feed("http://h/x"), 5, "feed \"w\": url has the scheme http:, not ws:// or wss://"),
+            (ws_feed("javascript:"), 5, "url has the scheme javascript:"),
+            (
+                feed("").replace("http://h/s", "ws://h/s"),
+                4,
+                "feed \"q\": url has the scheme ws:, not http:// or https://",
+            ),
+        ];
+        for (text, line, why) in cases {
+            let e = FileConfig::parse(&text, Path::new("c.toml")).unwrap_err().to_string();
+            assert!(e.starts_with("config file c.toml: "), "{e}");
+            assert!(e.contains(&format!("line {line} (`")) && e.contains(why), "{text}\n→ {e}");
+            assert_eq!(e.lines().count(), 1, "{e}");
+        }
+    }
+
+    #[test]
+    fn values_at_the_ends_of_their_ranges_are_taken_as_given() {
+        let text = "[companies_house]\nbackoff_cap = \"1s\"\nread_timeout = \"1h\"\n[ui]\nfps = 60\n";
+        let file = FileConfig::parse(text, Path::new("c.toml")).unwrap();
+        let s = resolve(&RunArgs::default(), &file, &no_env, &paths());
+        assert_eq!(s.ch.reconnect.backoff_cap, Duration::from_secs(1));
+        assert_eq!(s.ch.reconnect.read_timeout, Duration::from_secs(3600));
+        assert_eq!(s.fps, 60);
     }
 
     #[test]

@@ -9,6 +9,7 @@
 
 pub mod app;
 pub mod bench;
+pub mod bounds;
 pub mod cli;
 pub mod config;
 pub mod demo;

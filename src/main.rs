@@ -12,8 +12,22 @@ use feedtop::headless::{self, HeadlessOptions};
 use feedtop::store::WriterSettings;
 use feedtop::{demo, export, tui};
 
+/// Exit status of a settings mistake (a flag or the config file), as clap
+/// uses for its own usage errors; failures at run time exit with 1.
+const USAGE: u8 = 2;
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        // A value out of its range (or an unusable URL) is one line naming
+        // the flag and what it accepts; clap's blank line and tip add nothing.
+        Err(e) if e.kind() == clap::error::ErrorKind::ValueValidation => {
+            let text = e.to_string();
+            eprintln!("{}", text.lines().next().unwrap_or_default());
+            return ExitCode::from(USAGE);
+        }
+        Err(e) => e.exit(),
+    };
     let result = match cli.command {
         Some(Cmd::StrikeOffs(args)) => strike_offs(args),
         Some(Cmd::Bench(args)) => bench(args),
@@ -24,7 +38,12 @@ fn main() -> ExitCode {
         Err(e) => {
             // Errors quote feed text (a server's error body, a close reason).
             say(&format!("feedtop: {}", feedtop::sanitize::for_terminal(&format!("{e:#}"))));
-            ExitCode::FAILURE
+            let usage = e.downcast_ref::<config::ConfigError>().is_some_and(config::ConfigError::is_usage);
+            if usage {
+                ExitCode::from(USAGE)
+            } else {
+                ExitCode::FAILURE
+            }
         }
     }
 }

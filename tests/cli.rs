@@ -133,9 +133,18 @@ async fn unreachable_server_is_shown_as_backoff_not_a_crash() {
     assert!(feed["last_error"].as_str().unwrap().contains("cannot connect"), "{feed}");
 }
 
+/// Exit status of a run-time failure (a locked database, …).
+const FAILURE: i32 = 1;
+/// Exit status of a settings mistake: a flag or a config file key (as clap's own usage errors).
+const USAGE: i32 = 2;
+
 fn run_expecting_error(args: &[&str], db: &std::path::Path) -> String {
+    run_expecting(FAILURE, args, db)
+}
+
+fn run_expecting(code: i32, args: &[&str], db: &std::path::Path) -> String {
     let out = feedtop().args(["--headless", "--duration", "1s"]).args(args).arg("--db").arg(db).output().unwrap();
-    assert_eq!(out.status.code(), Some(1), "stdout: {}", String::from_utf8_lossy(&out.stdout));
+    assert_eq!(out.status.code(), Some(code), "stdout: {}", String::from_utf8_lossy(&out.stdout));
     let stderr = String::from_utf8_lossy(&out.stderr).to_string();
     assert_eq!(stderr.trim().lines().count(), 1, "one clear line: {stderr}");
     stderr
@@ -179,8 +188,74 @@ fn bad_config_names_the_line_and_key() {
     let (dir, db) = temp_db();
     let config = dir.path().join("config.toml");
     std::fs::write(&config, "[ui]\nfps = 10\nfsp = 5\n").unwrap();
-    let e = run_expecting_error(&["--config", config.to_str().unwrap()], &db);
+    let e = run_expecting(USAGE, &["--config", config.to_str().unwrap()], &db);
     assert!(e.contains("line 3") && e.contains("fsp"), "{e}");
+}
+
+/// Each value that once hammered a server, looped, panicked or was retried
+/// for ever is refused at start: exit 2 and one line naming the flag and
+/// what it accepts. Nothing is connected to, nothing is written.
+#[test]
+fn nonsense_flags_are_refused_with_one_line() {
+    let (dir, db) = temp_db();
+    let cases: &[(&[&str], &str)] = &[
+        (&["--backoff-cap", "0s"], "must be between 1s and 1h"),
+        (&["--read-timeout", "0s"], "must be between 1s and 1h"),
+        (&["--interval", "0s"], "must be between 10ms and 1h"),
+        (&["--fps", "0"], "must be between 1 and 60"),
+        (&["--latency-window", "0s"], "must be between 10s and 1d"),
+        (&["--ch-url", "ftp://x"], "not http:// or https://"),
+        (&["--ch-url", "http://[::1"], "not a URL"),
+        (&["--ch-url", ""], "empty"),
+        (&["--ch-url", "javascript:"], "scheme javascript:"),
+        (&["--ch-url", "http://127.0.0.1:99999"], "invalid port"),
+        (&["--stream", "companies"], "must start with /"),
+    ];
+    for (args, why) in cases {
+        let e = run_expecting(USAGE, args, &db);
+        assert!(e.contains(args[0]) && e.contains(why), "{args:?}: {e}");
+    }
+    // The same from the environment variable behind --ch-url.
+    let out = feedtop().env("FEEDTOP_CH_URL", "not a url").args(["--headless", "--db"]).arg(&db).output().unwrap();
+    assert_eq!(out.status.code(), Some(USAGE));
+    let e = String::from_utf8_lossy(&out.stderr);
+    assert!(e.trim().lines().count() == 1 && e.contains("--ch-url") && e.contains("not a URL"), "{e}");
+    // And the bench subcommand's numbers.
+    for (args, why) in [(["bench", "--rate", "0"], "--rate"), (["bench", "--events", "0"], "--events")] {
+        let out = feedtop().args(args).output().unwrap();
+        assert_eq!(out.status.code(), Some(USAGE), "{args:?}");
+        let e = String::from_utf8_lossy(&out.stderr);
+        assert!(e.trim().lines().count() == 1 && e.contains(why) && e.contains("must be between"), "{e}");
+    }
+    assert!(!db.exists(), "nothing was started");
+    drop(dir);
+}
+
+/// The same values in the config file: exit 2, one line with the file, the
+/// line, the key and the range.
+#[test]
+fn nonsense_in_the_config_file_is_refused_with_one_line() {
+    let (dir, db) = temp_db();
+    let config = dir.path().join("config.toml");
+    let cases = [
+        (
+            "[companies_house]\nbackoff_cap = \"0s\"\n",
+            "line 2 (`backoff_cap = \"0s\"`): backoff_cap must be between 1s and 1h",
+        ),
+        ("[companies_house]\nurl = \"ftp://x\"\n", "line 2 (`url = \"ftp://x\"`): url has the scheme ftp:"),
+        ("[companies_house]\nstream = \"companies\"\n", "line 2 (`stream = \"companies\"`): stream"),
+        ("[ui]\nfps = 0\n", "line 2 (`fps = 0`): fps must be between 1 and 60"),
+        (
+            "[[feeds]]\nname = \"x\"\nkind = \"sse\"\nurl = \"not a url\"\n",
+            "line 4 (`url = \"not a url\"`): feed \"x\": url is not a URL",
+        ),
+    ];
+    for (text, why) in cases {
+        std::fs::write(&config, text).unwrap();
+        let e = run_expecting(USAGE, &["--config", config.to_str().unwrap()], &db);
+        assert!(e.contains(config.to_str().unwrap()) && e.contains(why), "{text}\n→ {e}");
+    }
+    assert!(!db.exists(), "nothing was started");
 }
 
 #[test]

@@ -305,6 +305,11 @@ impl Connector for ChConnector {
             Err(SendFailed::Error(e)) => return Outcome::failed(e, Retry::Backoff),
         };
         let status = response.status();
+        if status.is_redirection() {
+            let location = header_text(&response, reqwest::header::LOCATION);
+            let error = super::redirect::moved(status.as_u16(), location.as_deref(), response.url());
+            return Outcome::failed(error, Retry::Backoff);
+        }
         if status != reqwest::StatusCode::OK {
             let retry_after = response
                 .headers()
@@ -358,11 +363,13 @@ pub(crate) async fn send_with_deadlines(
 }
 
 /// An HTTP client for a streaming feed: a connect timeout but no total
-/// timeout (streams last hours), and no proxy for loopback addresses (a proxy
-/// from the environment cannot reach our own simulator).
+/// timeout (streams last hours), redirects followed only within the origin
+/// (`redirect.rs`), and no proxy for loopback addresses (a proxy from the
+/// environment cannot reach our own simulator).
 pub fn http_client(base_url: &str, connect_timeout: Duration) -> anyhow::Result<reqwest::Client> {
     let mut client = reqwest::Client::builder()
         .connect_timeout(connect_timeout)
+        .redirect(super::redirect::policy())
         .user_agent(concat!("feedtop/", env!("CARGO_PKG_VERSION")));
     if is_loopback(base_url) {
         client = client.no_proxy();
@@ -378,6 +385,11 @@ fn is_loopback(url: &str) -> bool {
         Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
         None => false,
     }
+}
+
+/// A response header as text, if it is there and is text.
+pub(crate) fn header_text(response: &reqwest::Response, name: reqwest::header::HeaderName) -> Option<String> {
+    response.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_string)
 }
 
 /// The start of an error body as one short line; HTML pages are reduced to nothing

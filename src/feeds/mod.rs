@@ -10,6 +10,7 @@ pub mod companies_house;
 pub mod decode;
 pub mod lines;
 pub mod quote;
+pub mod redirect;
 pub mod resume_mark;
 pub mod secret;
 pub mod session;

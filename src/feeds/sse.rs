@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::companies_house::{body_snippet, http_client, send_with_deadlines, SendFailed};
+use super::companies_house::{body_snippet, header_text, http_client, send_with_deadlines, SendFailed};
 use super::decode::sse::{decode_event, SseItem, SseParser};
 use super::secret::{with_token, ApiKey};
 use super::session::QuoteSession;
@@ -136,6 +136,11 @@ impl Connector for SseConnector {
             Err(SendFailed::Error(e)) => return Outcome::failed(self.scrub(e), Retry::Backoff),
         };
         let status = response.status();
+        if status.is_redirection() {
+            let location = header_text(&response, reqwest::header::LOCATION);
+            let error = super::redirect::moved(status.as_u16(), location.as_deref(), response.url());
+            return Outcome::failed(self.scrub(error), Retry::Backoff);
+        }
         if !status.is_success() {
             let body = body_snippet(response).await;
             let shown = detail_text(&body).unwrap_or(body);

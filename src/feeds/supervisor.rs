@@ -58,6 +58,13 @@ impl Default for Reconnect {
     }
 }
 
+/// The shortest wait between two attempts, whatever the settings or the
+/// server say. The settings are bounded where they are read (`bounds`); this
+/// is the second line of defence, so that a zero backoff (`Reconnect` built
+/// in code, a zero `auth_retry`, `Retry-After: 0`) can never turn the loop
+/// into a flood of requests: at most ten attempts a second.
+pub const MIN_WAIT: Duration = Duration::from_millis(100);
+
 /// What decides the wait after an attempt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Retry {
@@ -176,6 +183,7 @@ pub async fn supervise(mut link: FeedLink, timings: Reconnect, mut connector: im
             Retry::AtLeast(min) => (backoff.next_delay(&mut rng).max(min), false),
             Retry::Auth => (timings.auth_retry, true),
         };
+        let wait = wait.max(MIN_WAIT);
         // A server may ask for any wait (`Retry-After: 99999999999999`): past
         // the last representable date, show that date rather than overflow.
         let retry_at = chrono::TimeDelta::from_std(wait)
@@ -278,6 +286,49 @@ mod tests {
         let seen = states(Retry::AtLeast(Duration::from_secs(99_999_999_999_999)), 3).await;
         let FeedMsgKind::State(ConnState::Backoff { retry_at }) = seen[2] else { panic!("{seen:?}") };
         assert_eq!(retry_at, chrono::DateTime::<Utc>::MAX_UTC);
+    }
+
+    /// Counts attempts where the test can read them while the task runs.
+    struct CountedFailures(std::sync::Arc<std::sync::atomic::AtomicUsize>);
+
+    impl Connector for CountedFailures {
+        async fn attempt(&mut self, _link: &mut FeedLink) -> Outcome {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            Outcome::failed("HTTP 503", Retry::Backoff)
+        }
+    }
+
+    /// A zero cap (and zero everything) reaching the loop must not make it
+    /// hammer: each attempt after the first waits at least MIN_WAIT, so by
+    /// any moment the count is at most 1 + elapsed / MIN_WAIT. (On the old
+    /// code this connector was called thousands of times in milliseconds.)
+    #[tokio::test]
+    async fn zero_backoff_never_hammers() {
+        use std::sync::atomic::Ordering;
+        let zero = Reconnect {
+            backoff_base: Duration::ZERO,
+            backoff_cap: Duration::ZERO,
+            auth_retry: Duration::ZERO,
+            ..Reconnect::default()
+        };
+        let attempts = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (tx, mut rx) = mpsc::channel(64);
+        let (_ctl_tx, ctl_rx) = mpsc::channel(1);
+        let started = std::time::Instant::now();
+        let task = tokio::spawn(supervise(FeedLink::new(0, tx, ctl_rx), zero, CountedFailures(attempts.clone())));
+        let drain = tokio::spawn(async move { while rx.recv().await.is_some() {} });
+        // It keeps retrying: wait (with a deadline) for a few attempts.
+        let deadline = started + Duration::from_secs(10);
+        while attempts.load(Ordering::SeqCst) < 4 && std::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let seen = attempts.load(Ordering::SeqCst);
+        let elapsed = started.elapsed();
+        task.abort();
+        drain.abort();
+        assert!(seen >= 4, "it retries: {seen} attempts in {elapsed:?}");
+        let allowed = 1 + (elapsed.as_millis() / MIN_WAIT.as_millis()) as usize;
+        assert!(seen <= allowed, "{seen} attempts in {elapsed:?}: more than one per {MIN_WAIT:?}");
     }
 
     #[tokio::test]

@@ -15,9 +15,11 @@ use tokio::time::{interval_at, Instant, MissedTickBehavior};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 use super::decode::{self, carbon, wig80};
 use super::quote::Dialect;
+use super::redirect::MAX_REDIRECTS;
 use super::secret::{redact_url, with_token, ApiKey};
 use super::session::QuoteSession;
 use super::supervisor::{Connector, FeedLink, Outcome, Reconnect, Retry};
@@ -105,9 +107,19 @@ impl WsConnector {
         Self { settings }
     }
 
-    fn handshake_failure(&self, e: WsError) -> Outcome {
+    /// Why the upgrade of `target` (the URL last asked, token included)
+    /// failed, fit to show.
+    fn handshake_failure(&self, e: WsError, target: &str) -> Outcome {
         let shown = redact_url(&self.settings.url);
         match e {
+            WsError::Http(response) if response.status().is_redirection() => {
+                let location = response.headers().get("location").and_then(|v| v.to_str().ok());
+                let error = match url::Url::parse(target) {
+                    Ok(from) => super::redirect::moved(response.status().as_u16(), location, &from),
+                    Err(_) => format!("HTTP {} from {shown} instead of a WebSocket upgrade", response.status()),
+                };
+                Outcome::failed(self.settings.scrub(error), Retry::Backoff)
+            }
             WsError::Http(response) => {
                 let status = response.status();
                 let retry = if matches!(status.as_u16(), 401 | 403) { Retry::Auth } else { Retry::Backoff };
@@ -120,32 +132,44 @@ impl WsConnector {
     }
 }
 
-impl Connector for WsConnector {
-    async fn attempt(&mut self, link: &mut FeedLink) -> Outcome {
+/// What one connection and upgrade attempt gave.
+enum Dialed {
+    Open(Box<WebSocketStream<MaybeTlsStream<TcpStream>>>),
+    /// The server answered, but not with an upgrade (or the URL is unusable).
+    Refused(WsError),
+    /// A phase ran out of time or the socket failed; or a command arrived.
+    Failed(Outcome),
+}
+
+impl WsConnector {
+    /// Connects to `target` and upgrades, each phase under its own deadline
+    /// so that the error says which one hung.
+    async fn dial(&self, target: &str, config: WebSocketConfig, link: &mut FeedLink) -> Dialed {
         let s = &self.settings;
-        let url = with_token(&s.url, s.token.as_ref());
-        let config = WebSocketConfig::default().max_message_size(Some(s.max_frame)).max_frame_size(Some(s.max_frame));
-        let request = match url.as_str().into_client_request() {
+        let request = match target.into_client_request() {
             Ok(request) => request,
-            Err(e) => return self.handshake_failure(e),
+            Err(e) => return Dialed::Refused(e),
         };
         let Some((host, port)) = host_and_port(request.uri()) else {
-            return Outcome::failed(format!("{} has no host to connect to", redact_url(&s.url)), Retry::Backoff);
+            return Dialed::Failed(Outcome::failed(
+                format!("{} has no host to connect to", redact_url(&s.url)),
+                Retry::Backoff,
+            ));
         };
-        // Each phase has its own deadline, so the error says which one hung.
         let timings = &s.reconnect;
         let tcp = tokio::select! {
             r = tokio::time::timeout(timings.connect_timeout, TcpStream::connect((host.as_str(), port))) => r,
-            cmd = link.command() => return FeedLink::on_command(cmd),
+            cmd = link.command() => return Dialed::Failed(FeedLink::on_command(cmd)),
         };
         let tcp = match tcp {
             Err(_) => {
                 let within = humantime::format_duration(timings.connect_timeout);
-                return Outcome::failed(format!("no TCP connection to {host}:{port} within {within}"), Retry::Backoff);
+                let error = format!("no TCP connection to {host}:{port} within {within}");
+                return Dialed::Failed(Outcome::failed(error, Retry::Backoff));
             }
             Ok(Err(e)) => {
-                let shown = redact_url(&s.url);
-                return Outcome::failed(s.scrub(format!("cannot connect to {shown}: {e}")), Retry::Backoff);
+                let error = s.scrub(format!("cannot connect to {}: {e}", redact_url(&s.url)));
+                return Dialed::Failed(Outcome::failed(error, Retry::Backoff));
             }
             Ok(Ok(tcp)) => tcp,
         };
@@ -153,18 +177,45 @@ impl Connector for WsConnector {
         let upgrade = tokio_tungstenite::client_async_tls_with_config(request, tcp, Some(config), None);
         let upgraded = tokio::select! {
             r = tokio::time::timeout(timings.response_timeout, upgrade) => r,
-            cmd = link.command() => return FeedLink::on_command(cmd),
+            cmd = link.command() => return Dialed::Failed(FeedLink::on_command(cmd)),
         };
-        let mut ws = match upgraded {
+        match upgraded {
             Err(_) => {
                 let within = humantime::format_duration(timings.response_timeout);
-                return Outcome::failed(
-                    format!("no WebSocket upgrade within {within} (the server took the connection but did not answer)"),
-                    Retry::Backoff,
-                );
+                let error =
+                    format!("no WebSocket upgrade within {within} (the server took the connection but did not answer)");
+                Dialed::Failed(Outcome::failed(error, Retry::Backoff))
             }
-            Ok(Err(e)) => return self.handshake_failure(e),
-            Ok(Ok((ws, _response))) => ws,
+            Ok(Err(e)) => Dialed::Refused(e),
+            Ok(Ok((ws, _response))) => Dialed::Open(Box::new(ws)),
+        }
+    }
+}
+
+impl Connector for WsConnector {
+    async fn attempt(&mut self, link: &mut FeedLink) -> Outcome {
+        let s = &self.settings;
+        let mut target = with_token(&s.url, s.token.as_ref());
+        let config = WebSocketConfig::default().max_message_size(Some(s.max_frame)).max_frame_size(Some(s.max_frame));
+        // A 3xx to the same origin is followed (a few times); any other is
+        // refused by `handshake_failure`, naming where it pointed.
+        let mut hops = 0;
+        let mut ws = loop {
+            let e = match self.dial(&target, config, link).await {
+                Dialed::Open(ws) => break *ws,
+                Dialed::Failed(outcome) => return outcome,
+                Dialed::Refused(e) => e,
+            };
+            if let WsError::Http(response) = &e {
+                let location = response.headers().get("location").and_then(|v| v.to_str().ok());
+                let next = url::Url::parse(&target).ok().and_then(|from| super::redirect::next_hop(&from, location));
+                if let (true, Some(next)) = (response.status().is_redirection() && hops < MAX_REDIRECTS, next) {
+                    hops += 1;
+                    target = next.into();
+                    continue;
+                }
+            }
+            return self.handshake_failure(e, &target);
         };
         let s = &self.settings;
         if !link.send(FeedMsgKind::State(ConnState::Live)).await {

@@ -125,6 +125,9 @@ pub enum ConnPlan {
     /// 200, then as `Serve` but waiting `every` before each event line (a
     /// slow producer: a backlog takes a while).
     Paced { every: Duration },
+    /// Answer `code` (301, 302, 307, 308) with this `Location`, whatever the
+    /// request: a stream that moved, to this server or another.
+    Redirect { code: u16, location: String },
 }
 
 /// A fault the server can inject into a live stream (the demo's chaos).
@@ -482,9 +485,14 @@ impl Shared {
     fn decide(&self, request: &Request, authorized: bool, plan: ConnPlan) -> Reply {
         let mode = match plan {
             ConnPlan::Status { code, retry_after, body, content_type } => {
-                return Reply::Status(StatusReply { code, retry_after, body, content_type })
+                return Reply::Status(StatusReply { code, retry_after, body, content_type, location: None })
             }
             ConnPlan::Garbage(bytes) => return Reply::Raw(bytes),
+            ConnPlan::Redirect { code, location } => {
+                let mut reply = json_status(code, "moved");
+                reply.location = Some(location);
+                return Reply::Status(reply);
+            }
             // `Refuse` never gets this far (the socket is closed unread), nor
             // does `Delayed` (unwrapped after the wait).
             ConnPlan::Serve | ConnPlan::Refuse | ConnPlan::Delayed { .. } => Mode::Follow,
@@ -621,6 +629,7 @@ struct StatusReply {
     retry_after: Option<String>,
     body: String,
     content_type: String,
+    location: Option<String>,
 }
 
 fn json_status(code: u16, message: &str) -> StatusReply {
@@ -629,12 +638,17 @@ fn json_status(code: u16, message: &str) -> StatusReply {
         retry_after: None,
         body: serde_json::json!({ "error": message }).to_string(),
         content_type: "application/json".into(),
+        location: None,
     }
 }
 
 fn reason(code: u16) -> &'static str {
     match code {
         200 => "OK",
+        301 => "Moved Permanently",
+        302 => "Found",
+        307 => "Temporary Redirect",
+        308 => "Permanent Redirect",
         400 => "Bad Request",
         401 => "Unauthorized",
         403 => "Forbidden",
@@ -801,7 +815,13 @@ async fn serve_connection(mut socket: TcpStream, shared: Arc<Shared>, mut plan: 
 }
 
 fn bad_request() -> StatusReply {
-    StatusReply { code: 400, retry_after: None, body: "bad request\n".into(), content_type: "text/plain".into() }
+    StatusReply {
+        code: 400,
+        retry_after: None,
+        body: "bad request\n".into(),
+        content_type: "text/plain".into(),
+        location: None,
+    }
 }
 
 enum Head {
@@ -850,6 +870,9 @@ async fn reply_status(socket: &mut TcpStream, reply: &StatusReply) {
     );
     if let Some(retry_after) = &reply.retry_after {
         response.push_str(&format!("Retry-After: {retry_after}\r\n"));
+    }
+    if let Some(location) = &reply.location {
+        response.push_str(&format!("Location: {location}\r\n"));
     }
     response.push_str("\r\n");
     response.push_str(&reply.body);

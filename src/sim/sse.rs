@@ -117,6 +117,9 @@ pub enum SsePlan {
     /// 200, then these bytes exactly as given (hostile framing: an `id:` with
     /// a control character, …), then an abrupt end as `CutAfter`.
     RawThenCut { raw: String },
+    /// Answer `code` (301, 302, 307, 308) with this `Location`, whatever the
+    /// request: a stream that moved, to this server or another.
+    Redirect { code: u16, location: String },
 }
 
 /// One data event written to a client, in the order written.
@@ -422,6 +425,10 @@ async fn serve_connection(mut socket: TcpStream, shared: Arc<Shared>, plan: SseP
     shared.record(SseRequest { token_ok, last_event_id: head.last_event_id.clone(), at: Instant::now() });
     let (cut_after, retry) = match plan {
         SsePlan::Status { code, body } => return respond(&mut socket, code, &body).await,
+        SsePlan::Redirect { code, location } => {
+            let header = format!("location: {location}\r\n");
+            return respond_with(&mut socket, code, &header, r#"{"detail":"moved"}"#).await;
+        }
         SsePlan::Serve | SsePlan::Stall | SsePlan::RawThenCut { .. } => (None, shared.retry),
         SsePlan::CutAfter { events } => (Some(events), shared.retry),
         SsePlan::RetryThenCut { retry_ms, events } => (Some(events), Some(retry_ms)),
@@ -559,6 +566,10 @@ async fn write_flush<W: AsyncWrite + Unpin>(writer: &mut W, bytes: &[u8]) -> io:
 fn reason(code: u16) -> &'static str {
     match code {
         200 => "OK",
+        301 => "Moved Permanently",
+        302 => "Found",
+        307 => "Temporary Redirect",
+        308 => "Permanent Redirect",
         400 => "Bad Request",
         401 => "Unauthorized",
         403 => "Forbidden",
@@ -575,9 +586,14 @@ fn reason(code: u16) -> &'static str {
 
 /// A complete JSON response, then a polite close.
 async fn respond(socket: &mut TcpStream, code: u16, body: &str) {
+    respond_with(socket, code, "", body).await;
+}
+
+/// As [`respond`], with `headers` (complete `name: value\r\n` lines) added.
+async fn respond_with(socket: &mut TcpStream, code: u16, headers: &str, body: &str) {
     let response = format!(
         "HTTP/1.1 {code} {}\r\ndate: {}\r\nserver: uvicorn\r\ncontent-length: {}\r\ncontent-type: application/json\r\n\
-         connection: close\r\n\r\n{body}",
+         {headers}connection: close\r\n\r\n{body}",
         reason(code),
         httpdate::fmt_http_date(SystemTime::now()),
         body.len()

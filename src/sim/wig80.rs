@@ -28,7 +28,8 @@ use tokio::sync::{broadcast, watch};
 use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::{self as ttime, MissedTickBehavior};
 use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
-use tokio_tungstenite::tungstenite::http::StatusCode;
+use tokio_tungstenite::tungstenite::http::header::LOCATION;
+use tokio_tungstenite::tungstenite::http::{HeaderValue, StatusCode};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::Message;
@@ -59,6 +60,9 @@ pub enum WsPlan {
     /// object padded with junk), then close the TCP connection without a
     /// close frame (a client with a smaller frame limit gives up on it anyway).
     Huge { bytes: usize },
+    /// Answer the upgrade request with `code` (301, 302, 307, 308) and
+    /// `Location: ws://{to}{path}`: a feed that moved, to this server or another.
+    Redirect { code: u16, to: SocketAddr, path: &'static str },
 }
 
 /// How the wig80 simulator behaves.
@@ -746,6 +750,14 @@ pub(crate) async fn open(
     #[allow(clippy::result_large_err)]
     let callback = |request: &Request, response: Response| -> Result<Response, ErrorResponse> {
         target = request.uri().to_string();
+        if let WsPlan::Redirect { code, to, path } = plan {
+            let mut moved = ErrorResponse::new(None);
+            *moved.status_mut() = StatusCode::from_u16(code).unwrap_or(StatusCode::FOUND);
+            if let Ok(location) = HeaderValue::from_str(&format!("ws://{to}{path}")) {
+                moved.headers_mut().insert(LOCATION, location);
+            }
+            return Err(moved);
+        }
         match path {
             Some(path) if request.uri().path() != path => {
                 let mut refusal = ErrorResponse::new(Some("Not Found".into()));
