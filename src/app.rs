@@ -28,6 +28,9 @@ use crate::store::lock::DbLock;
 use crate::store::writer::WriterSummary;
 use crate::store::{self, StoreError, StoreHandle, WriterSettings};
 
+/// How long the feeds get at shutdown to close their connections politely.
+const FEED_STOP: Duration = Duration::from_millis(250);
+
 /// Messages that may wait between the feed tasks and the core loop.
 pub const FEED_QUEUE: usize = 1024;
 /// Feed messages applied per wake-up before yielding to input and render.
@@ -338,17 +341,35 @@ impl Pipeline {
         self.shutdown_within(STORE_SHUTDOWN, stop_now).await
     }
 
+    /// Asks every feed to close its connection politely (a WebSocket sends
+    /// close 1001 "going away"), applies what they deliver meanwhile, and
+    /// aborts whatever has not ended after [`FEED_STOP`].
+    async fn stop_feeds(&mut self) {
+        for control in &self.controls {
+            let _ = control.try_send(Command::Shutdown);
+        }
+        let deadline = tokio::time::Instant::now() + FEED_STOP;
+        while !self.tasks.iter().all(JoinHandle::is_finished) {
+            // `None` once every task has ended and dropped its sender.
+            match tokio::time::timeout_at(deadline, self.feed_rx.recv()).await {
+                Ok(Some(msg)) => self.apply(msg),
+                Ok(None) | Err(_) => break,
+            }
+        }
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+
     async fn shutdown_within(
         mut self,
         within: Duration,
         stop_now: impl std::future::Future<Output = ()>,
     ) -> (Model, ShutdownSummary) {
+        self.stop_feeds().await;
         let deadline = tokio::time::Instant::now() + within;
         tokio::pin!(stop_now);
         let mut stopped = false;
-        for task in &self.tasks {
-            task.abort();
-        }
         while let Ok(msg) = self.feed_rx.try_recv() {
             self.apply(msg);
         }

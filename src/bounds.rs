@@ -38,6 +38,14 @@ pub const READ_TIMEOUT: Bounds<Duration> = Bounds::new(secs(1), secs(HOUR));
 /// Longest wait between reconnect attempts (`--backoff-cap`, `backoff_cap`):
 /// the floor is what keeps a failing server from being hammered.
 pub const BACKOFF_CAP: Bounds<Duration> = Bounds::new(secs(1), secs(HOUR));
+/// TCP (and TLS) connect of any feed (`--connect-timeout`, `connect_timeout`).
+pub const CONNECT_TIMEOUT: Bounds<Duration> = Bounds::new(secs(1), secs(5 * MINUTE));
+/// Once connected, the response head or WebSocket upgrade
+/// (`--response-timeout`, `response_timeout`).
+pub const RESPONSE_TIMEOUT: Bounds<Duration> = Bounds::new(secs(1), secs(5 * MINUTE));
+/// A live feed quiet for this long is shown stalled (`stall_after`); it must
+/// also be shorter than the feed's read timeout, checked where both are known.
+pub const STALL_AFTER: Bounds<Duration> = Bounds::new(secs(1), secs(HOUR));
 /// Latency percentile window (`--latency-window`, `[ui] latency_window`).
 pub const LATENCY_WINDOW: Bounds<Duration> = Bounds::new(secs(10), secs(DAY));
 /// Ticker rows are dimmed after this long without an update (`[ui] stale_after`).

@@ -116,6 +116,16 @@ pub struct RunArgs {
     #[arg(long, value_name = "DURATION", value_parser = |s: &str| bounds::BACKOFF_CAP.parse(s))]
     pub backoff_cap: Option<Duration>,
 
+    /// Every feed: give up on a TCP/TLS connect after this long [default:
+    /// 30s; 1s to 5m].
+    #[arg(long, value_name = "DURATION", value_parser = |s: &str| bounds::CONNECT_TIMEOUT.parse(s))]
+    pub connect_timeout: Option<Duration>,
+
+    /// Every feed: once connected, give up when the response head (or the
+    /// WebSocket upgrade) is not complete after this long [default: 30s; 1s to 5m].
+    #[arg(long, value_name = "DURATION", value_parser = |s: &str| bounds::RESPONSE_TIMEOUT.parse(s))]
+    pub response_timeout: Option<Duration>,
+
     /// Latency percentiles cover this sliding window [default: 5m; 10s to 1d].
     #[arg(long, value_name = "DURATION", value_parser = |s: &str| bounds::LATENCY_WINDOW.parse(s))]
     pub latency_window: Option<Duration>,

@@ -17,6 +17,7 @@ use crate::cli::RunArgs;
 use crate::feeds::companies_house::{ApiKey, ChSettings};
 use crate::feeds::quote::Dialect;
 use crate::feeds::sse::SseSettings;
+use crate::feeds::supervisor::Reconnect;
 use crate::feeds::websocket::WsSettings;
 use crate::store::writer::RawEvents;
 
@@ -97,6 +98,15 @@ mod within {
     }
     pub fn backoff_cap<'de, D: Deserializer<'de>>(d: D) -> Field<HumanDuration, D::Error> {
         duration(d, "backoff_cap", &bounds::BACKOFF_CAP)
+    }
+    pub fn connect_timeout<'de, D: Deserializer<'de>>(d: D) -> Field<HumanDuration, D::Error> {
+        duration(d, "connect_timeout", &bounds::CONNECT_TIMEOUT)
+    }
+    pub fn response_timeout<'de, D: Deserializer<'de>>(d: D) -> Field<HumanDuration, D::Error> {
+        duration(d, "response_timeout", &bounds::RESPONSE_TIMEOUT)
+    }
+    pub fn stall_after<'de, D: Deserializer<'de>>(d: D) -> Field<HumanDuration, D::Error> {
+        duration(d, "stall_after", &bounds::STALL_AFTER)
     }
     pub fn latency_window<'de, D: Deserializer<'de>>(d: D) -> Field<HumanDuration, D::Error> {
         duration(d, "latency_window", &bounds::LATENCY_WINDOW)
@@ -188,6 +198,61 @@ pub struct FeedFile {
     pub read_timeout: Option<HumanDuration>,
     #[serde(default, deserialize_with = "within::ping_every")]
     pub ping_every: Option<HumanDuration>,
+    #[serde(default, deserialize_with = "within::connect_timeout")]
+    pub connect_timeout: Option<HumanDuration>,
+    #[serde(default, deserialize_with = "within::response_timeout")]
+    pub response_timeout: Option<HumanDuration>,
+    /// Nothing received for this long on a live connection → `stalled`.
+    #[serde(default, deserialize_with = "within::stall_after")]
+    pub stall_after: Option<HumanDuration>,
+}
+
+impl FeedFile {
+    pub fn deadlines(&self) -> Deadlines {
+        Deadlines { connect: self.connect_timeout, response: self.response_timeout, stall_after: self.stall_after }
+    }
+}
+
+/// The connection-phase deadlines and the quiet period: the same keys in
+/// `[companies_house]` and every `[[feeds]]` table.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Deadlines {
+    pub connect: Option<HumanDuration>,
+    pub response: Option<HumanDuration>,
+    pub stall_after: Option<HumanDuration>,
+}
+
+impl Deadlines {
+    /// Applies these (flags first, then the file) to a feed's timings. The
+    /// quiet period must end before the read-idle timeout does, or `stalled`
+    /// could never be seen: a default that is not shorter becomes half the
+    /// read timeout; a configured one that is not shorter was refused at load.
+    fn apply(&self, args: &RunArgs, reconnect: &mut Reconnect) {
+        if let Some(d) = args.connect_timeout.or(self.connect.map(|d| d.0)) {
+            reconnect.connect_timeout = d;
+        }
+        if let Some(d) = args.response_timeout.or(self.response.map(|d| d.0)) {
+            reconnect.response_timeout = d;
+        }
+        if let Some(d) = self.stall_after {
+            reconnect.stall_after = d.0;
+        }
+        if reconnect.stall_after >= reconnect.read_timeout {
+            reconnect.stall_after = reconnect.read_timeout / 2;
+        }
+    }
+
+    /// `stall_after` against the read timeout it must be shorter than.
+    fn check(&self, read_timeout: Duration) -> Result<(), String> {
+        match self.stall_after {
+            Some(stall) if stall.0 >= read_timeout => Err(format!(
+                "stall_after ({}) must be shorter than read_timeout ({}): a feed is shown stalled before it is reconnected",
+                humantime::format_duration(stall.0),
+                humantime::format_duration(read_timeout)
+            )),
+            _ => Ok(()),
+        }
+    }
 }
 
 #[derive(Debug, Default, Deserialize, PartialEq)]
@@ -204,6 +269,19 @@ pub struct CompaniesHouseFile {
     pub read_timeout: Option<HumanDuration>,
     #[serde(deserialize_with = "within::backoff_cap")]
     pub backoff_cap: Option<HumanDuration>,
+    #[serde(default, deserialize_with = "within::connect_timeout")]
+    pub connect_timeout: Option<HumanDuration>,
+    #[serde(default, deserialize_with = "within::response_timeout")]
+    pub response_timeout: Option<HumanDuration>,
+    /// Nothing received for this long on a live connection → `stalled`.
+    #[serde(default, deserialize_with = "within::stall_after")]
+    pub stall_after: Option<HumanDuration>,
+}
+
+impl CompaniesHouseFile {
+    pub fn deadlines(&self) -> Deadlines {
+        Deadlines { connect: self.connect_timeout, response: self.response_timeout, stall_after: self.stall_after }
+    }
 }
 
 #[derive(Debug, Default, Deserialize, PartialEq)]
@@ -245,6 +323,11 @@ impl FileConfig {
             let at = if span.is_some() { format!("line {line} (`{line_text}`)") } else { format!("line {line}") };
             ConfigError::Parse { path: path.to_path_buf(), message: format!("{at}: feed \"{name}\": {why}") }
         })?;
+        let ch = &config.companies_house;
+        ch.deadlines().check(ch.read_timeout.map_or(DEFAULT_READ_TIMEOUT, |d| d.0)).map_err(|why| {
+            let line = text.lines().position(|l| l.trim_start().starts_with("stall_after")).map_or(0, |i| i + 1);
+            ConfigError::Parse { path: path.to_path_buf(), message: format!("line {line}: [companies_house] {why}") }
+        })?;
         Ok(config)
     }
 
@@ -276,6 +359,16 @@ impl FileConfig {
             };
             if let Err(e) = bounds::url(f.url.get_ref(), schemes) {
                 return Err((f.name.clone(), format!("url {e}"), Some(f.url.span())));
+            }
+            let read_timeout = f.read_timeout.map_or_else(
+                || match f.kind {
+                    FeedFileKind::Ws => WsSettings::new("", Dialect::Wig80).reconnect.read_timeout,
+                    FeedFileKind::Sse => SseSettings::new("").reconnect.read_timeout,
+                },
+                |d| d.0,
+            );
+            if let Err(e) = f.deadlines().check(read_timeout) {
+                return Err((f.name.clone(), e, None));
             }
         }
         Ok(())
@@ -356,6 +449,7 @@ pub fn resolve(args: &RunArgs, file: &FileConfig, env: &dyn Fn(&str) -> Option<S
     let mut ch = ChSettings::new(url, stream, if demo { None } else { key });
     ch.reconnect.read_timeout = args.read_timeout.or(ch_file.read_timeout.map(|d| d.0)).unwrap_or(DEFAULT_READ_TIMEOUT);
     ch.reconnect.backoff_cap = args.backoff_cap.or(ch_file.backoff_cap.map(|d| d.0)).unwrap_or(DEFAULT_BACKOFF_CAP);
+    ch_file.deadlines().apply(args, &mut ch.reconnect);
 
     let db_name = if demo { "demo.db" } else { "feedtop.db" };
     let db_path = args
@@ -371,7 +465,7 @@ pub fn resolve(args: &RunArgs, file: &FileConfig, env: &dyn Fn(&str) -> Option<S
         fps: args.fps.or(file.ui.fps).unwrap_or(DEFAULT_FPS),
         latency_window: args.latency_window.or(file.ui.latency_window.map(|d| d.0)).unwrap_or(DEFAULT_LATENCY_WINDOW),
         key_env,
-        quote_feeds: file.feeds.iter().map(|f| quote_feed(f, env)).collect(),
+        quote_feeds: file.feeds.iter().map(|f| quote_feed(f, args, env)).collect(),
         stale_after: file.ui.stale_after.map_or(DEFAULT_STALE_AFTER, |d| d.0),
         quote_retention: file.storage.quote_retention.map_or(DEFAULT_QUOTE_RETENTION, |d| d.0),
         event_retention: file.storage.event_retention.map_or(DEFAULT_EVENT_RETENTION, |d| d.0),
@@ -386,7 +480,7 @@ pub fn resolve(args: &RunArgs, file: &FileConfig, env: &dyn Fn(&str) -> Option<S
 }
 
 /// A `[[feeds]]` table as a feed to run.
-fn quote_feed(f: &FeedFile, env: &dyn Fn(&str) -> Option<String>) -> FeedSpec {
+fn quote_feed(f: &FeedFile, args: &RunArgs, env: &dyn Fn(&str) -> Option<String>) -> FeedSpec {
     let token = f.token_env.as_deref().and_then(env).and_then(ApiKey::new);
     match (f.kind, f.dialect) {
         (FeedFileKind::Ws, dialect) => {
@@ -404,6 +498,7 @@ fn quote_feed(f: &FeedFile, env: &dyn Fn(&str) -> Option<String>) -> FeedSpec {
             if let Some(d) = f.ping_every {
                 ws.ping_every = d.0;
             }
+            f.deadlines().apply(args, &mut ws.reconnect);
             FeedSpec::websocket(f.name.clone(), ws)
         }
         (FeedFileKind::Sse, _) => {
@@ -413,6 +508,7 @@ fn quote_feed(f: &FeedFile, env: &dyn Fn(&str) -> Option<String>) -> FeedSpec {
             if let Some(d) = f.read_timeout {
                 sse.reconnect.read_timeout = d.0;
             }
+            f.deadlines().apply(args, &mut sse.reconnect);
             FeedSpec::sse(f.name.clone(), sse)
         }
     }
@@ -615,6 +711,53 @@ token_env = "SSE_TOKEN"
             assert!(!text.contains("-8d2f") && !text.contains("-41aa") && !text.contains("-9c0e"), "{text}");
         }
         assert!(printed[0].contains("ApiKey(redacted)"), "the key is shown as present: {}", printed[0]);
+    }
+
+    #[test]
+    fn deadlines_and_quiet_periods_reach_every_feed() {
+        let text = r#"
+[companies_house]
+response_timeout = "10s"
+stall_after = "20s"
+
+[[feeds]]
+name = "w"
+kind = "ws"
+dialect = "wig80"
+url = "ws://localhost:8765"
+connect_timeout = "5s"
+
+[[feeds]]
+name = "s"
+kind = "sse"
+url = "http://localhost:8001/sse/stream"
+read_timeout = "20s"
+"#;
+        let file = FileConfig::parse(text, Path::new("c.toml")).unwrap();
+        let args = RunArgs { response_timeout: Some(Duration::from_secs(7)), ..RunArgs::default() };
+        let s = resolve(&args, &file, &no_env, &paths());
+        let secs = Duration::from_secs;
+        // The flag beats the file for every feed.
+        assert_eq!((s.ch.reconnect.response_timeout, s.ch.reconnect.stall_after), (secs(7), secs(20)));
+        let timings: Vec<_> = s.quote_feeds.iter().map(|f| f.reconnect().clone()).collect();
+        assert_eq!((timings[0].connect_timeout, timings[0].response_timeout), (secs(5), secs(7)));
+        assert_eq!(timings[0].stall_after, secs(30), "the ws default");
+        assert_eq!(timings[1].stall_after, secs(10), "half a read timeout shorter than the default quiet period");
+    }
+
+    #[test]
+    fn a_quiet_period_not_shorter_than_the_read_timeout_is_refused() {
+        let ch = "[companies_house]\nread_timeout = \"30s\"\nstall_after = \"30s\"\n";
+        let e = FileConfig::parse(ch, Path::new("c.toml")).unwrap_err().to_string();
+        assert!(e.contains("line 3") && e.contains("stall_after (30s) must be shorter than read_timeout (30s)"), "{e}");
+        let feed =
+            "[[feeds]]\nname = \"w\"\nkind = \"ws\"\ndialect = \"wig80\"\nurl = \"ws://x\"\nstall_after = \"90s\"\n";
+        let e = FileConfig::parse(feed, Path::new("c.toml")).unwrap_err().to_string();
+        assert!(e.contains("feed \"w\"") && e.contains("shorter than read_timeout (1m)"), "{e}");
+        let e = FileConfig::parse("[companies_house]\nresponse_timeout = \"0s\"\n", Path::new("c.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("response_timeout must be between 1s and 5m"), "{e}");
     }
 
     #[test]

@@ -133,6 +133,8 @@ impl ConnState {
 pub enum Command {
     /// Drop the current connection (or skip the wait) and connect now.
     Reconnect,
+    /// feedtop is stopping: close the connection politely and end the task.
+    Shutdown,
 }
 
 /// Static description of a feed, shown in the UI and used as its storage key.

@@ -74,7 +74,9 @@ impl QuoteSession {
         match &self.server_error {
             Some((ErrorKind::Auth, text)) => (format!("{text}; then {end}: check the token"), Retry::Auth),
             Some((ErrorKind::Server, text)) => (format!("{text}; then {end}"), Retry::AtLeast(SERVER_ERROR_WAIT)),
-            _ => (end, Retry::Backoff),
+            // The code stays in the error: it is the only clue to the close.
+            Some((ErrorKind::Request, text)) => (format!("{text}; then {end}"), Retry::Backoff),
+            None => (end, Retry::Backoff),
         }
     }
 }
@@ -120,6 +122,23 @@ mod tests {
             kind: ErrorKind::Auth,
         }));
         assert_eq!(s.ending("closed".into()).1, Retry::Auth);
+    }
+
+    #[test]
+    fn an_auth_service_failure_then_close_waits_and_keeps_its_code() {
+        for code in ["AUTH_ERROR", "AUTH_SERVICE_TIMEOUT"] {
+            let mut s = QuoteSession::new(&[]);
+            let kind = crate::feeds::decode::carbon::error_kind(code);
+            s.on_decoded(Ok(Decoded::ServerError { code: code.into(), message: "auth down".into(), kind }));
+            let (text, retry) = s.ending("closed by the server (code 1000)".into());
+            assert_eq!(retry, Retry::AtLeast(SERVER_ERROR_WAIT), "{code}");
+            assert!(text.contains(code), "{text}");
+        }
+        // Any other error before a close is named too.
+        let mut s = QuoteSession::new(&[]);
+        let kind = ErrorKind::Request;
+        s.on_decoded(Ok(Decoded::ServerError { code: "INVALID_FORMAT".into(), message: "x".into(), kind }));
+        assert!(s.ending("closed".into()).0.contains("INVALID_FORMAT"));
     }
 
     #[test]

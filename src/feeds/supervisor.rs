@@ -120,7 +120,7 @@ impl FeedLink {
     pub fn on_command(command: Option<Command>) -> Outcome {
         match command {
             Some(Command::Reconnect) => Outcome::ReconnectRequested,
-            None => Outcome::Shutdown,
+            Some(Command::Shutdown) | None => Outcome::Shutdown,
         }
     }
 }
@@ -197,7 +197,7 @@ pub async fn supervise(mut link: FeedLink, timings: Reconnect, mut connector: im
         // The control channel closes with the core loop, so this also ends the task then.
         let go_on = tokio::select! {
             _ = tokio::time::sleep(wait) => true,
-            cmd = link.command() => cmd.is_some(),
+            cmd = link.command() => cmd == Some(Command::Reconnect),
         };
         if !go_on {
             return;

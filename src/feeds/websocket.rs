@@ -13,6 +13,8 @@ use serde_json::{Map, Value};
 use tokio::net::TcpStream;
 use tokio::time::{interval_at, Instant, MissedTickBehavior};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
@@ -23,7 +25,7 @@ use super::redirect::MAX_REDIRECTS;
 use super::secret::{redact_url, with_token, ApiKey};
 use super::session::QuoteSession;
 use super::supervisor::{Connector, FeedLink, Outcome, Reconnect, Retry};
-use super::{ConnState, FeedMsgKind};
+use super::{Command, ConnState, FeedMsgKind};
 
 /// Frames larger than this end the connection (counted) instead of memory.
 pub const MAX_FRAME: usize = 4 * 1024 * 1024;
@@ -237,7 +239,13 @@ impl Connector for WsConnector {
             loop {
                 let next = tokio::select! {
                     cmd = link.command() => {
-                        let _ = tokio::time::timeout(Duration::from_secs(1), ws.close(None)).await;
+                        // Servers log a close without a code as 1005/1006.
+                        let (code, reason) = match cmd {
+                            Some(Command::Reconnect) => (CloseCode::Normal, "reconnecting"),
+                            _ => (CloseCode::Away, "feedtop is stopping"),
+                        };
+                        let frame = CloseFrame { code, reason: reason.into() };
+                        let _ = tokio::time::timeout(Duration::from_secs(1), ws.close(Some(frame))).await;
                         return FeedLink::on_command(cmd);
                     }
                     _ = ping.tick() => {

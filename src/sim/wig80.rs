@@ -528,6 +528,11 @@ pub trait WsScript {
         self.script().received()
     }
 
+    /// The close code of every close frame clients sent, in order.
+    fn client_closes(&self) -> Vec<Option<u16>> {
+        self.script().client_closes()
+    }
+
     /// Waits until `pred` holds for the frames received; false if `within` passed first.
     async fn wait_for_received(&self, pred: impl Fn(&[String]) -> bool, within: Duration) -> bool {
         self.script().wait_for_received(pred, within).await
@@ -571,6 +576,8 @@ pub struct WsShared {
     chaos: Mutex<Option<Chaos>>,
     /// Bumped by `drop_all`: every connection watching it ends abruptly.
     drops: watch::Sender<u64>,
+    /// The code of every close frame a client sent (`None`: a frame without one).
+    client_closes: Arc<Mutex<Vec<Option<u16>>>>,
 }
 
 impl WsShared {
@@ -583,6 +590,7 @@ impl WsShared {
             default_plan: Mutex::new(None),
             chaos: Mutex::new(None),
             drops: watch::Sender::new(0),
+            client_closes: Arc::default(),
         }
     }
 
@@ -626,6 +634,10 @@ impl WsShared {
 
     pub(crate) fn received(&self) -> Vec<String> {
         lock(&self.received).clone()
+    }
+
+    pub(crate) fn client_closes(&self) -> Vec<Option<u16>> {
+        lock(&self.client_closes).clone()
     }
 
     pub(crate) async fn wait_for_received(&self, pred: impl Fn(&[String]) -> bool, within: Duration) -> bool {
@@ -672,6 +684,7 @@ pub(crate) struct Conn {
     budget: Budget,
     sent: usize,
     drops: watch::Receiver<u64>,
+    client_closes: Arc<Mutex<Vec<Option<u16>>>>,
 }
 
 impl Conn {
@@ -721,6 +734,10 @@ impl Conn {
             message = self.ws.next() => match message {
                 Some(Ok(Message::Text(text))) => Incoming::Text(text.to_string()),
                 Some(Ok(Message::Binary(bytes))) => Incoming::Binary(bytes.to_vec()),
+                Some(Ok(Message::Close(frame))) => {
+                    lock(&self.client_closes).push(frame.map(|f| u16::from(f.code)));
+                    Incoming::Other
+                }
                 Some(Ok(_)) => Incoming::Other,
                 Some(Err(_)) | None => Incoming::Gone,
             },
@@ -776,7 +793,7 @@ pub(crate) async fn open(
         WsPlan::Drop { after_frames } => Budget::Drop { after_frames },
         _ => Budget::Unlimited,
     };
-    let mut conn = Conn { ws, budget, sent: 0, drops };
+    let mut conn = Conn { ws, budget, sent: 0, drops, client_closes: shared.client_closes.clone() };
     match plan {
         WsPlan::Stall => {
             hold_raw(conn.ws.get_mut(), &mut conn.drops).await;

@@ -91,7 +91,9 @@ pub fn error_kind(code: &str) -> ErrorKind {
     let code = code.trim().to_ascii_uppercase();
     if AUTH.contains(&code.as_str()) {
         ErrorKind::Auth
-    } else if code.starts_with("KAFKA_") || SERVER.contains(&code.as_str()) {
+    } else if code.starts_with("KAFKA_") || code.starts_with("AUTH_") || SERVER.contains(&code.as_str()) {
+        // AUTH_ERROR, AUTH_SERVICE_TIMEOUT, …: the server's auth service
+        // failed, not our token; waiting is what helps.
         ErrorKind::Server
     } else {
         ErrorKind::Request
@@ -348,6 +350,8 @@ mod tests {
             "KAFKA_PRODUCER_NOT_STARTED",
             "KAFKA_ANYTHING",
             "AUTH_SERVICE_ERROR",
+            "AUTH_ERROR",
+            "AUTH_SERVICE_TIMEOUT",
             "INTERNAL_ERROR",
             "SERVICE_UNAVAILABLE",
         ] {
