@@ -93,35 +93,27 @@ mod within {
         range.check(value).map(|v| Some(HumanDuration(v))).map_err(|e| D::Error::custom(format!("{key} {e}")))
     }
 
-    pub fn read_timeout<'de, D: Deserializer<'de>>(d: D) -> Field<HumanDuration, D::Error> {
-        duration(d, "read_timeout", &bounds::READ_TIMEOUT)
+    /// One checked reader per duration key: `name(d)` reads the key `name`
+    /// and refuses a value outside `bounds::RANGE`.
+    macro_rules! duration_keys {
+        ($($name:ident => $range:ident),* $(,)?) => {$(
+            pub fn $name<'de, D: Deserializer<'de>>(d: D) -> Field<HumanDuration, D::Error> {
+                duration(d, stringify!($name), &bounds::$range)
+            }
+        )*};
     }
-    pub fn backoff_cap<'de, D: Deserializer<'de>>(d: D) -> Field<HumanDuration, D::Error> {
-        duration(d, "backoff_cap", &bounds::BACKOFF_CAP)
-    }
-    pub fn connect_timeout<'de, D: Deserializer<'de>>(d: D) -> Field<HumanDuration, D::Error> {
-        duration(d, "connect_timeout", &bounds::CONNECT_TIMEOUT)
-    }
-    pub fn response_timeout<'de, D: Deserializer<'de>>(d: D) -> Field<HumanDuration, D::Error> {
-        duration(d, "response_timeout", &bounds::RESPONSE_TIMEOUT)
-    }
-    pub fn stall_after<'de, D: Deserializer<'de>>(d: D) -> Field<HumanDuration, D::Error> {
-        duration(d, "stall_after", &bounds::STALL_AFTER)
-    }
-    pub fn latency_window<'de, D: Deserializer<'de>>(d: D) -> Field<HumanDuration, D::Error> {
-        duration(d, "latency_window", &bounds::LATENCY_WINDOW)
-    }
-    pub fn stale_after<'de, D: Deserializer<'de>>(d: D) -> Field<HumanDuration, D::Error> {
-        duration(d, "stale_after", &bounds::STALE_AFTER)
-    }
-    pub fn quote_retention<'de, D: Deserializer<'de>>(d: D) -> Field<HumanDuration, D::Error> {
-        duration(d, "quote_retention", &bounds::RETENTION)
-    }
-    pub fn event_retention<'de, D: Deserializer<'de>>(d: D) -> Field<HumanDuration, D::Error> {
-        duration(d, "event_retention", &bounds::RETENTION)
-    }
-    pub fn ping_every<'de, D: Deserializer<'de>>(d: D) -> Field<HumanDuration, D::Error> {
-        duration(d, "ping_every", &bounds::PING_EVERY)
+
+    duration_keys! {
+        read_timeout => READ_TIMEOUT,
+        backoff_cap => BACKOFF_CAP,
+        connect_timeout => CONNECT_TIMEOUT,
+        response_timeout => RESPONSE_TIMEOUT,
+        stall_after => STALL_AFTER,
+        latency_window => LATENCY_WINDOW,
+        stale_after => STALE_AFTER,
+        quote_retention => RETENTION,
+        event_retention => RETENTION,
+        ping_every => PING_EVERY,
     }
 
     pub fn fps<'de, D: Deserializer<'de>>(d: D) -> Field<u32, D::Error> {

@@ -8,7 +8,6 @@
 mod common;
 
 use std::collections::{HashMap, HashSet};
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -74,17 +73,7 @@ impl Run {
             .stderr(std::fs::OpenOptions::new().create(true).append(true).open(stderr).unwrap())
             .spawn()
             .expect("feedtop starts");
-        let stdout = child.stdout.take().unwrap();
-        let (tx, lines) = mpsc::channel(1024);
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                let value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
-                if tx.blocking_send(value).is_err() {
-                    break;
-                }
-            }
-        });
+        let lines = json_lines(child.stdout.take().unwrap(), 1024);
         Run { child, lines }
     }
 

@@ -132,3 +132,23 @@ pub fn generated_lines(count: usize, seed: u64) -> Vec<String> {
     let start = chrono::Utc.with_ymd_and_hms(2025, 6, 10, 9, 0, 0).unwrap();
     (0..count).map(|i| gen.next_event(start + chrono::TimeDelta::seconds(i as i64))).collect()
 }
+
+/// Reads a child's stdout as JSON lines on a thread of its own, into a
+/// channel (a line that is not JSON fails the test).
+pub fn json_lines(
+    stdout: std::process::ChildStdout,
+    capacity: usize,
+) -> tokio::sync::mpsc::Receiver<serde_json::Value> {
+    use std::io::{BufRead, BufReader};
+    let (tx, lines) = tokio::sync::mpsc::channel(capacity);
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            let value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+            if tx.blocking_send(value).is_err() {
+                break;
+            }
+        }
+    });
+    lines
+}
