@@ -152,13 +152,15 @@ fn errors_say_the_os_error_once() {
     let file = dir.path().join("a-file");
     std::fs::write(&file, b"x").unwrap();
     let under_a_file = file.join("y.db");
-    let cases: [&[&str]; 2] = [
-        &["--config", "/nonexistent/feedtop.toml", "--db", file.to_str().unwrap()],
-        &["--db", under_a_file.to_str().unwrap()],
+    // A config file that cannot be read is a settings mistake (2); a
+    // database that cannot be made is a failure at run time (1).
+    let cases: [(&[&str], i32); 2] = [
+        (&["--config", "/nonexistent/feedtop.toml", "--db", file.to_str().unwrap()], 2),
+        (&["--db", under_a_file.to_str().unwrap()], 1),
     ];
-    for args in cases {
+    for (args, code) in cases {
         let out = feedtop().args(["--headless", "--duration", "1s"]).args(args).output().unwrap();
-        assert_eq!(out.status.code(), Some(1));
+        assert_eq!(out.status.code(), Some(code), "{args:?}");
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(stderr.matches("os error").count(), 1, "{args:?}: {stderr}");
     }
