@@ -206,7 +206,9 @@ impl FeedFile {
 }
 
 /// The connection-phase deadlines and the quiet period: the same keys in
-/// `[companies_house]` and every `[[feeds]]` table.
+/// `[companies_house]` and every `[[feeds]]` table. The keys are listed in
+/// both tables rather than `#[serde(flatten)]`ed in: flatten turns off
+/// `deny_unknown_fields`, and a mistyped key must still be refused.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct Deadlines {
     pub connect: Option<HumanDuration>,
