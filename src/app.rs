@@ -23,7 +23,9 @@ use crate::feeds::sse::{SseConnector, SseSettings};
 use crate::feeds::supervisor::{supervise, FeedLink};
 use crate::feeds::websocket::{WsConnector, WsSettings};
 use crate::feeds::{Command, FeedId, FeedInfo, FeedMsg, FeedMsgKind};
-use crate::model::{Fact, Model, StoreReport};
+use crate::model::proposals::SharedStore;
+use crate::model::{Fact, Model, StoreReport, StrikeOffTracker};
+use crate::store::proposals::SqliteProposals;
 use crate::store::writer::WriterSummary;
 use crate::store::{self, StoreError, StoreHandle, WriterSettings};
 
@@ -34,6 +36,29 @@ const DRAIN: usize = 1024;
 /// Facts held while the store catches up before feeds are throttled
 /// (about 4 MB of 2 KB events).
 const MAX_PENDING: usize = 2_000;
+/// Companies the strike-off tracker keeps in memory at least (about 100
+/// bytes each); the rest are asked of the database.
+const TRACKER_CACHE: usize = 32_768;
+
+/// The most company events the model can have applied that the store has
+/// not committed yet. Each feed message carries at most one company event.
+/// - The core's backlog: it reads feeds only while it holds fewer than
+///   `MAX_PENDING` facts, and then applies at most `DRAIN + 1` messages.
+/// - The writer's queue: `queue` batches, each a whole backlog.
+/// - The writer's open batch: a backlog, topped up with queued backlogs
+///   while it holds fewer than `max_batch` facts.
+pub fn max_uncommitted_events(writer: &WriterSettings) -> usize {
+    let backlog = MAX_PENDING + DRAIN;
+    let writing = backlog.max(writer.max_batch.saturating_sub(1) + backlog);
+    backlog + writer.queue.max(1) * backlog + writing
+}
+
+/// The tracker's cache: it must outlast every uncommitted event (the
+/// invariant in `model::proposals`), with room to spare.
+pub fn tracker_capacity(writer: &WriterSettings) -> std::num::NonZeroUsize {
+    let needed = max_uncommitted_events(writer).saturating_mul(2).max(TRACKER_CACHE);
+    std::num::NonZeroUsize::new(needed).unwrap_or(std::num::NonZeroUsize::MIN)
+}
 
 /// Where a feed picks up after a restart, as stored.
 #[derive(Debug, Clone, Default)]
@@ -146,6 +171,10 @@ impl Pipeline {
             Model::new(config.feeds.iter().map(|f| f.info.clone()).collect(), config.latency_window, Utc::now());
         model.demo = config.demo;
         model.load_history(history);
+        let proposals: SharedStore =
+            std::sync::Arc::new(std::sync::Mutex::new(SqliteProposals::open(&config.db_path)?));
+        model.tracker = StrikeOffTracker::with_store(proposals, tracker_capacity(&config.writer))
+            .map_err(|e| anyhow::anyhow!("database {}: {e}", config.db_path.display()))?;
 
         let (feed_tx, feed_rx) = mpsc::channel(FEED_QUEUE);
         let mut controls = Vec::new();
@@ -350,6 +379,17 @@ fn log_message(model: &Model, msg: &FeedMsg) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The invariant the strike-off tracker's correctness rests on
+    /// (model::proposals): its cache outlasts every uncommitted event.
+    #[test]
+    fn the_tracker_cache_outlasts_every_uncommitted_event() {
+        let defaults = WriterSettings::default();
+        assert_eq!(max_uncommitted_events(&defaults), 11_071);
+        assert!(tracker_capacity(&defaults).get() >= 2 * max_uncommitted_events(&defaults));
+        let big = WriterSettings { max_batch: 100_000, queue: 8, ..WriterSettings::default() };
+        assert!(tracker_capacity(&big).get() >= 2 * max_uncommitted_events(&big), "follows the settings");
+    }
 
     #[tokio::test]
     async fn a_feed_task_that_dies_is_reported_once_by_name() {
