@@ -32,7 +32,7 @@ use std::sync::{Arc, Mutex};
 
 use lru::LruCache;
 
-use super::proposal_filter::{ProposalFilter, DESIGN_LOAD};
+use super::proposal_filter::ProposalFilter;
 
 /// The store could not answer (the database is gone, locked, damaged).
 #[derive(Debug, Clone, thiserror::Error)]
@@ -97,7 +97,7 @@ impl Proposals {
     pub fn with_store(store: SharedStore, capacity: NonZeroUsize) -> Result<Self, LookupError> {
         let mut me = Self {
             cache: LruCache::new(capacity),
-            backing: Some(Backing { store, filter: ProposalFilter::new(), rebuild_at: DESIGN_LOAD }),
+            backing: Some(Backing { store, filter: ProposalFilter::for_load(0), rebuild_at: 0 }),
             count: 0,
             lookup_errors: 0,
             failing: false,
@@ -186,24 +186,33 @@ impl Proposals {
     }
 
     /// Refills the filter from the store and the cache (which holds every
-    /// change not yet committed). Returns the companies the store has in
-    /// the proposal.
+    /// change not yet committed), sized for twice the companies in the
+    /// proposal. Returns the companies the store has in the proposal.
     fn rebuild_filter(&mut self) -> Result<u64, LookupError> {
         let Some(backing) = &mut self.backing else { return Ok(self.count) };
-        let mut filter = ProposalFilter::new();
-        let mut stored = 0u64;
-        lock(&backing.store).for_each_in_proposal(&mut |company| {
-            filter.insert(company);
-            stored += 1;
-        })?;
-        for (company, _) in self.cache.iter().filter(|(_, in_proposal)| **in_proposal) {
-            filter.insert(company);
+        let mut expected = self.count;
+        loop {
+            let mut filter = ProposalFilter::for_load(expected.saturating_mul(2));
+            let mut stored = 0u64;
+            lock(&backing.store).for_each_in_proposal(&mut |company| {
+                filter.insert(company);
+                stored += 1;
+            })?;
+            for (company, _) in self.cache.iter().filter(|(_, in_proposal)| **in_proposal) {
+                filter.insert(company);
+            }
+            // At start-up the count is not known yet: a register larger than
+            // the guess is read again into a filter of the right size.
+            if filter.added() > filter.design_load() / 2 && !filter.is_largest() {
+                expected = filter.added();
+                continue;
+            }
+            // The largest filter past its load would rebuild on every
+            // entry: wait for as many entries again.
+            backing.rebuild_at = filter.design_load().max(filter.added().saturating_mul(2));
+            backing.filter = filter;
+            return Ok(stored);
         }
-        // A register with more companies in the proposal than the design
-        // load would rebuild on every entry: wait for as many again.
-        backing.rebuild_at = DESIGN_LOAD.max(filter.added().saturating_mul(2));
-        backing.filter = filter;
-        Ok(stored)
     }
 }
 
