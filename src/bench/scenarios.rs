@@ -274,7 +274,13 @@ async fn run_child_until(
 fn feedtop_child(db: &std::path::Path, config_text: &str) -> anyhow::Result<Command> {
     let config = db.with_extension("toml");
     std::fs::write(&config, config_text)?;
-    let mut cmd = Command::new(std::env::current_exe()?);
+    // Another build as the child (`FEEDTOP_BENCH_CHILD=/path/to/feedtop`),
+    // to compare two binaries under the same harness.
+    let exe = match std::env::var_os("FEEDTOP_BENCH_CHILD") {
+        Some(path) => std::path::PathBuf::from(path),
+        None => std::env::current_exe()?,
+    };
+    let mut cmd = Command::new(exe);
     cmd.arg("--headless").arg("--db").arg(db).arg("--config").arg(config);
     cmd.env_remove("CH_STREAMING_API_KEY").env_remove("FEEDTOP_DB").env_remove("FEEDTOP_CH_URL");
     Ok(cmd)
