@@ -391,6 +391,27 @@ mod tests {
         assert!(tracker_capacity(&big).get() >= 2 * max_uncommitted_events(&big), "follows the settings");
     }
 
+    /// The tracker's reader connection must not keep the WAL alive: the
+    /// last connection to close deletes it, and a read-only one could not.
+    #[tokio::test]
+    async fn a_clean_stop_leaves_no_wal_beside_the_database() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("t.db");
+        let settings = ChSettings::new("http://127.0.0.1:9", "/companies", None);
+        let p = Pipeline::start(PipelineConfig {
+            feeds: vec![FeedSpec::companies_house("ch/companies", settings)],
+            db_path: db.clone(),
+            latency_window: Duration::from_secs(300),
+            demo: false,
+            writer: WriterSettings::default(),
+        })
+        .unwrap();
+        let (model, _) = p.shutdown().await;
+        drop(model);
+        let wal = dir.path().join("t.db-wal");
+        assert!(!wal.exists(), "{} left behind", wal.display());
+    }
+
     #[tokio::test]
     async fn a_feed_task_that_dies_is_reported_once_by_name() {
         let dir = tempfile::tempdir().unwrap();
