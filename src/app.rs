@@ -23,8 +23,10 @@ use crate::feeds::sse::{SseConnector, SseSettings};
 use crate::feeds::supervisor::{supervise, FeedLink};
 use crate::feeds::websocket::{WsConnector, WsSettings};
 use crate::feeds::{Command, FeedId, FeedInfo, FeedMsg, FeedMsgKind};
-use crate::model::{Fact, Model, StoreReport};
+use crate::model::proposals::SharedStore;
+use crate::model::{Fact, Model, StoreReport, StrikeOffTracker};
 use crate::store::lock::DbLock;
+use crate::store::proposals::SqliteProposals;
 use crate::store::writer::WriterSummary;
 use crate::store::{self, StoreError, StoreHandle, WriterSettings};
 
@@ -44,6 +46,30 @@ const MAX_PENDING: usize = 2_000;
 /// on retries. What is not written by then is fetched again from the resume
 /// point on the next start, and the exit message says how much it was.
 pub const STORE_SHUTDOWN: Duration = Duration::from_millis(1500);
+
+/// Companies the strike-off tracker keeps in memory at least (about 100
+/// bytes each); the rest are asked of the database.
+const TRACKER_CACHE: usize = 32_768;
+
+/// The most company events the model can have applied that the store has
+/// not committed yet. Each feed message carries at most one company event.
+/// - The core's backlog: it reads feeds only while it holds fewer than
+///   `MAX_PENDING` facts, and then applies at most `DRAIN + 1` messages.
+/// - The writer's queue: `queue` batches, each a whole backlog.
+/// - The writer's open batch: a backlog, topped up with queued backlogs
+///   while it holds fewer than `max_batch` facts.
+pub fn max_uncommitted_events(writer: &WriterSettings) -> usize {
+    let backlog = MAX_PENDING + DRAIN;
+    let writing = backlog.max(writer.max_batch.saturating_sub(1) + backlog);
+    backlog + writer.queue.max(1) * backlog + writing
+}
+
+/// The tracker's cache: it must outlast every uncommitted event (the
+/// invariant in `model::proposals`), with room to spare.
+pub fn tracker_capacity(writer: &WriterSettings) -> std::num::NonZeroUsize {
+    let needed = max_uncommitted_events(writer).saturating_mul(2).max(TRACKER_CACHE);
+    std::num::NonZeroUsize::new(needed).unwrap_or(std::num::NonZeroUsize::MIN)
+}
 
 /// Where a feed picks up after a restart, as stored.
 #[derive(Debug, Clone, Default)]
@@ -172,6 +198,10 @@ impl Pipeline {
         for (view, spec) in model.feeds.iter_mut().zip(&config.feeds) {
             view.stall_after = spec.reconnect().stall_after;
         }
+        let proposals: SharedStore =
+            std::sync::Arc::new(std::sync::Mutex::new(SqliteProposals::open(&config.db_path)?));
+        model.tracker = StrikeOffTracker::with_store(proposals, tracker_capacity(&config.writer))
+            .map_err(|e| anyhow::anyhow!("database {}: {e}", config.db_path.display()))?;
 
         let (feed_tx, feed_rx) = mpsc::channel(FEED_QUEUE);
         let mut controls = Vec::new();
@@ -468,6 +498,38 @@ fn log_message(model: &Model, msg: &FeedMsg) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The invariant the strike-off tracker's correctness rests on
+    /// (model::proposals): its cache outlasts every uncommitted event.
+    #[test]
+    fn the_tracker_cache_outlasts_every_uncommitted_event() {
+        let defaults = WriterSettings::default();
+        assert_eq!(max_uncommitted_events(&defaults), 11_071);
+        assert!(tracker_capacity(&defaults).get() >= 2 * max_uncommitted_events(&defaults));
+        let big = WriterSettings { max_batch: 100_000, queue: 8, ..WriterSettings::default() };
+        assert!(tracker_capacity(&big).get() >= 2 * max_uncommitted_events(&big), "follows the settings");
+    }
+
+    /// The tracker's reader connection must not keep the WAL alive: the
+    /// last connection to close deletes it, and a read-only one could not.
+    #[tokio::test]
+    async fn a_clean_stop_leaves_no_wal_beside_the_database() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("t.db");
+        let settings = ChSettings::new("http://127.0.0.1:9", "/companies", None);
+        let p = Pipeline::start(PipelineConfig {
+            feeds: vec![FeedSpec::companies_house("ch/companies", settings)],
+            db_path: db.clone(),
+            latency_window: Duration::from_secs(300),
+            demo: false,
+            writer: WriterSettings::default(),
+        })
+        .unwrap();
+        let (model, _) = p.shutdown().await;
+        drop(model);
+        let wal = dir.path().join("t.db-wal");
+        assert!(!wal.exists(), "{} left behind", wal.display());
+    }
 
     #[tokio::test]
     async fn a_feed_task_that_dies_is_reported_once_by_name() {

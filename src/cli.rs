@@ -44,7 +44,8 @@ pub enum Cmd {
 #[derive(Debug, Args, Clone)]
 pub struct BenchArgs {
     /// render, startup, catch-up, steady, quotes, idle, all, or soak (long:
-    /// e.g. `--scenario soak --rate 5000 --duration 10m`).
+    /// e.g. `--scenario soak --rate 5000 --duration 10m`), or flood (`--events`
+    /// distinct companies entering the proposal, e.g. `--events 2000000`).
     #[arg(long, default_value = "all")]
     pub scenario: String,
     /// One JSON object per scenario instead of a readable line.

@@ -29,6 +29,10 @@ use crate::store;
 
 /// Events of history served first.
 const HISTORY: usize = 240;
+/// Lines the Companies House simulator keeps for replay: an hour at the
+/// demo's one event a second (~1.5 KB each, ~5 MB), plenty for a client that
+/// reconnects within seconds. The default (200,000, ~300 MB) is for tests.
+const REPLAY_LINES: usize = 3_600;
 /// The demo's carbon/SSE token (the simulators accept only this one).
 const DEMO_TOKEN: &str = "demo-token";
 
@@ -59,6 +63,7 @@ pub async fn start(mut settings: Settings) -> anyhow::Result<(Settings, Demo)> {
         heartbeat: Duration::from_secs(30),
         generator: Some(GeneratorConfig { events_per_sec: 1.0, seed: None }),
         chaos: settings.chaos,
+        max_log_lines: REPLAY_LINES,
     })
     .await?;
     settings.ch.base_url = companies_house.base_url();

@@ -74,6 +74,8 @@ struct TallyReport {
     entered: u64,
     withdrawn: u64,
     struck_off: u64,
+    /// Companies in the proposal now (from the database, not this run).
+    in_proposal: u64,
 }
 
 #[derive(Serialize)]
@@ -84,7 +86,7 @@ struct StoreReport<'a> {
 
 impl From<Tally> for TallyReport {
     fn from(t: Tally) -> Self {
-        Self { entered: t.entered, withdrawn: t.withdrawn, struck_off: t.struck_off }
+        Self { entered: t.entered, withdrawn: t.withdrawn, struck_off: t.struck_off, in_proposal: 0 }
     }
 }
 
@@ -117,7 +119,7 @@ pub fn report_line(model: &Model, is_final: bool) -> String {
         demo: model.demo,
         r#final: is_final,
         feeds,
-        strike_off: model.tally.into(),
+        strike_off: TallyReport { in_proposal: model.tracker.in_proposal() as u64, ..model.tally.into() },
         symbols: model.quotes.len(),
         store: StoreReport { events_written: model.store.events_written, error: model.store.error.as_deref() },
         process: ProcessReport {

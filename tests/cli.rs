@@ -49,7 +49,10 @@ async fn headless_prints_json_lines_and_the_key_never_leaks() {
     assert!(lines.len() >= 3, "a line per interval plus the final one: {}", lines.len());
     let last = lines.last().unwrap();
     assert_eq!(last["final"], true);
-    assert_eq!(last["strike_off"], serde_json::json!({"entered": 6, "withdrawn": 3, "struck_off": 2}));
+    assert_eq!(
+        last["strike_off"],
+        serde_json::json!({"entered": 6, "withdrawn": 3, "struck_off": 2, "in_proposal": 1})
+    );
     let feed = &last["feeds"][0];
     assert_eq!(feed["state"], "live");
     assert_eq!(feed["events"], 27);

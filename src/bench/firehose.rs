@@ -36,15 +36,35 @@ impl Drop for Firehose {
     }
 }
 
+/// What the lines say.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Source {
+    /// Real-shaped company-profile changes ([`CompanyGen`]).
+    Companies,
+    /// Every line a new company entering the proposal to strike off
+    /// ([`flood_line`]): the `flood` scenario.
+    Flood,
+}
+
 impl Firehose {
     pub async fn start(config: FirehoseConfig) -> std::io::Result<Self> {
+        Self::start_with(config, Source::Companies).await
+    }
+
+    /// `events` lines as fast as the client reads, each a distinct company
+    /// entering the proposal to strike off.
+    pub async fn flood(events: usize) -> std::io::Result<Self> {
+        Self::start_with(FirehoseConfig { events, rate: None, seed: 0 }, Source::Flood).await
+    }
+
+    async fn start_with(config: FirehoseConfig, source: Source) -> std::io::Result<Self> {
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
         let bytes = Arc::new(AtomicU64::new(0));
         let counter = bytes.clone();
         let task = tokio::spawn(async move {
             while let Ok((socket, _)) = listener.accept().await {
-                tokio::spawn(serve(socket, config, counter.clone()));
+                tokio::spawn(serve(socket, config, source, counter.clone()));
             }
         });
         Ok(Self { addr, bytes, task })
@@ -76,7 +96,24 @@ pub fn published_at(line: &[u8]) -> Option<DateTime<Utc>> {
     super::baseline::stamp_after_last(line, "\"published_at\":\"")
 }
 
-async fn serve(mut socket: TcpStream, config: FirehoseConfig, bytes: Arc<AtomicU64>) {
+/// Line `i` of the flood: company `F` + 7 digits (distinct up to ten
+/// million) entering the proposal, with the fields feedtop reads.
+pub fn flood_line(i: usize, timepoint: i64, published_at: &str) -> String {
+    format!(
+        concat!(
+            r#"{{"resource_kind":"company-profile","resource_uri":"/company/F{i:07}","resource_id":"F{i:07}","#,
+            r#""data":{{"company_name":"FLOOD {i} LIMITED","company_number":"F{i:07}","company_status":"active","#,
+            r#""company_status_detail":"active-proposal-to-strike-off","type":"ltd","#,
+            r#""links":{{"self":"/company/F{i:07}"}}}},"#,
+            r#""event":{{"timepoint":{tp},"published_at":"{published}","type":"changed"}}}}"#
+        ),
+        i = i,
+        tp = timepoint,
+        published = published_at
+    )
+}
+
+async fn serve(mut socket: TcpStream, config: FirehoseConfig, source: Source, bytes: Arc<AtomicU64>) {
     // The request itself does not matter; read its head and answer.
     let mut head = Vec::new();
     let mut buf = [0u8; 1024];
@@ -94,13 +131,16 @@ async fn serve(mut socket: TcpStream, config: FirehoseConfig, bytes: Arc<AtomicU
     // Flat out, generating would make the server the bottleneck: cycle a
     // pool of real-shaped lines instead, each with its own timepoint.
     let pool: Vec<String> = match config.rate {
-        None if config.events > POOL => (0..POOL).map(|_| precise_line(&mut generator)).collect(),
+        None if config.events > POOL && source == Source::Companies => {
+            (0..POOL).map(|_| precise_line(&mut generator)).collect()
+        }
         _ => Vec::new(),
     };
     let first_timepoint = 90_000_000_i64;
     let started = tokio::time::Instant::now();
     let mut body = Vec::with_capacity(96 * 1024);
     let mut sent = 0;
+    let stamp = Utc::now().format("%Y-%m-%dT%H:%M:%S").to_string();
     while sent < config.events {
         // Pace: by `rate`, release the events that are due (1 ms granularity).
         let due = match config.rate {
@@ -112,7 +152,9 @@ async fn serve(mut socket: TcpStream, config: FirehoseConfig, bytes: Arc<AtomicU
             continue;
         }
         while sent < due && body.len() < 64 * 1024 {
-            if pool.is_empty() {
+            if source == Source::Flood {
+                body.extend_from_slice(flood_line(sent, first_timepoint + sent as i64, &stamp).as_bytes());
+            } else if pool.is_empty() {
                 body.extend_from_slice(precise_line(&mut generator).as_bytes());
             } else {
                 with_timepoint(&pool[sent % POOL], first_timepoint + sent as i64, &mut body);
@@ -167,6 +209,15 @@ mod tests {
         let line = precise_line(&mut CompanyGen::new(Some(1)));
         let stamp = published_at(line.as_bytes()).unwrap();
         assert!(line.contains(&stamp.format("\"published_at\":\"%Y-%m-%dT%H:%M:%S%.6fZ\"").to_string()), "{line}");
+    }
+
+    #[test]
+    fn a_flood_line_is_a_distinct_company_entering_the_proposal() {
+        use crate::feeds::companies_house::parse_event;
+        let ev = parse_event(flood_line(1_234_567, 90_000_001, "2025-06-10T12:00:00").into_bytes()).unwrap();
+        let company = ev.company.unwrap();
+        assert_eq!((company.number.as_str(), ev.timepoint), ("F1234567", 90_000_001));
+        assert_eq!(company.detail.as_deref(), Some(crate::model::strike_off::PROPOSAL));
     }
 
     #[test]

@@ -15,15 +15,15 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-pub use scenarios::{catch_up, full_model, idle, quotes, render, soak, startup, steady, QUOTE_SYMBOLS};
+pub use scenarios::{catch_up, flood, full_model, idle, quotes, render, soak, startup, steady, QUOTE_SYMBOLS};
 
-/// The scenarios, in the order `--scenario all` runs them. `soak` is run
-/// only by name: it is long by design.
+/// The scenarios, in the order `--scenario all` runs them. `soak` and
+/// `flood` are run only by name: they are long by design.
 pub const SCENARIOS: &[&str] = &["render", "startup", "catch-up", "steady", "quotes", "idle"];
 
 #[derive(Debug, Clone)]
 pub struct BenchOptions {
-    /// Events for catch-up and for the start-up database.
+    /// Events for catch-up, flood and the start-up database.
     pub events: usize,
     /// How long steady state, quotes and idle run.
     pub duration: Duration,
@@ -44,7 +44,8 @@ pub async fn run(name: &str, options: &BenchOptions) -> anyhow::Result<Value> {
         "idle" => idle(options.duration).await,
         "startup" => startup(options.events).await,
         "soak" => soak(options.rate.unwrap_or(1000.0), options.duration).await,
-        other => anyhow::bail!("unknown scenario {other:?}; choose one of: {}, soak, all", SCENARIOS.join(", ")),
+        "flood" => flood(options.events).await,
+        other => anyhow::bail!("unknown scenario {other:?}; choose one of: {}, soak, flood, all", SCENARIOS.join(", ")),
     }
 }
 

@@ -162,6 +162,64 @@ pub async fn soak(rate: f64, duration: Duration) -> anyhow::Result<Value> {
     }))
 }
 
+/// Flood: `n` distinct companies entering the proposal to strike off, as
+/// fast as the child `feedtop --headless` takes them (issue 10: the set of
+/// companies in the proposal used to live in memory, ~100 B each). RSS at
+/// every tenth of the events stored; the baseline is the same run's RSS at
+/// the first tenth (queues and caches warm, 10 % of the companies in): a
+/// tracker that holds every company grows about linearly after it.
+pub async fn flood(n: usize) -> anyhow::Result<Value> {
+    let hose = Firehose::flood(n).await?;
+    let dir = tempfile::tempdir()?;
+    let db = dir.path().join("flood.db");
+    // (seconds, events stored, RSS MB) from every headless line.
+    let samples = std::sync::Arc::new(std::sync::Mutex::new(Vec::<(f64, u64, f64)>::new()));
+    let record = samples.clone();
+    let started = Instant::now();
+    let every = Duration::from_millis(100);
+    let ChildRun { elapsed, first, last, cpu } = run_child_until(&hose.base_url(), &db, "", every, move |v| {
+        let written = v["store"]["events_written"].as_u64().unwrap_or(0);
+        if let Some(rss) = v["process"]["rss_mb"].as_f64() {
+            record.lock().expect("not poisoned").push((started.elapsed().as_secs_f64(), written, rss));
+        }
+        written >= n as u64
+    })
+    .await?;
+    let samples = samples.lock().expect("not poisoned").clone();
+    // The first sample at or past each tenth of the events.
+    let tenths: Vec<Value> = (1..=10)
+        .filter_map(|k| {
+            let target = (n as u64 * k).div_ceil(10);
+            samples.iter().find(|s| s.1 >= target).map(|&(t, written, rss)| {
+                json!({ "percent": k * 10, "events_stored": written, "s": round3(t), "rss_mb": rss })
+            })
+        })
+        .collect();
+    let rss_at = |percent: u64| tenths.iter().find(|t| t["percent"] == percent).and_then(|t| t["rss_mb"].as_f64());
+    let peak = samples.iter().map(|s| s.2).fold(f64::NAN, f64::max);
+    let in_db: i64 = rusqlite::Connection::open(&db)?.query_row(
+        "SELECT count(*) FROM companies WHERE company_status_detail = ?1",
+        [crate::model::strike_off::PROPOSAL],
+        |r| r.get(0),
+    )?;
+    Ok(json!({
+        "scenario": "flood",
+        "events": n,
+        "events_per_s": per_sec(n as f64, elapsed),
+        "elapsed_s": elapsed.as_secs_f64(),
+        "cpu_s": cpu,
+        "rss_mb_at_start": first["process"]["rss_mb"],
+        "rss_mb_by_tenth": tenths,
+        "rss_mb_peak": peak,
+        "rss_mb_end": last["process"]["rss_mb"],
+        "baseline_rss_mb_at_10_percent": rss_at(10),
+        "rss_mb_growth_after_10_percent": rss_at(100).zip(rss_at(10)).map(|(end, base)| round3(end - base)),
+        "entered": last["strike_off"]["entered"],
+        "in_proposal": last["strike_off"]["in_proposal"],
+        "in_proposal_in_db": in_db,
+    }))
+}
+
 /// How a child `feedtop --headless` went, up to the line that ended it.
 struct ChildRun {
     /// From starting the child to that line.
@@ -216,7 +274,13 @@ async fn run_child_until(
 fn feedtop_child(db: &std::path::Path, config_text: &str) -> anyhow::Result<Command> {
     let config = db.with_extension("toml");
     std::fs::write(&config, config_text)?;
-    let mut cmd = Command::new(std::env::current_exe()?);
+    // Another build as the child (`FEEDTOP_BENCH_CHILD=/path/to/feedtop`),
+    // to compare two binaries under the same harness.
+    let exe = match std::env::var_os("FEEDTOP_BENCH_CHILD") {
+        Some(path) => std::path::PathBuf::from(path),
+        None => std::env::current_exe()?,
+    };
+    let mut cmd = Command::new(exe);
     cmd.arg("--headless").arg("--db").arg(db).arg("--config").arg(config);
     cmd.env_remove("CH_STREAMING_API_KEY").env_remove("FEEDTOP_DB").env_remove("FEEDTOP_CH_URL");
     Ok(cmd)

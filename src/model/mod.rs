@@ -5,6 +5,8 @@
 //! clock or does I/O, so scenario tests with explicit times are exact.
 
 pub mod metrics;
+pub mod proposal_filter;
+pub mod proposals;
 pub mod quotes;
 pub mod strike_off;
 
@@ -187,7 +189,6 @@ pub struct StoreReport {
 pub struct History {
     /// Newest first.
     pub strike_offs: Vec<StrikeOffChange>,
-    pub in_proposal: Vec<String>,
     /// Gaps recorded per feed name.
     pub gaps: Vec<(String, u64)>,
     pub quotes: Vec<StoredQuote>,
@@ -237,10 +238,11 @@ impl Model {
         }
     }
 
-    /// Seeds the model with what earlier runs stored.
+    /// Seeds the model with what earlier runs stored. Which companies are in
+    /// the proposal is not loaded: the pipeline gives the tracker the store
+    /// to ask ([`StrikeOffTracker::with_store`]).
     pub fn load_history(&mut self, history: History) {
         self.strike_offs = history.strike_offs.into_iter().take(STRIKE_OFF_HISTORY).collect();
-        self.tracker = StrikeOffTracker::from_companies(history.in_proposal);
         for (name, gaps) in history.gaps {
             if let Some(f) = self.feeds.iter_mut().find(|f| f.info.name == name) {
                 f.counts.gaps = gaps;

@@ -29,6 +29,7 @@ use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::{self as ttime, MissedTickBehavior};
 
 use super::company_gen::{CompanyGen, GeneratorConfig};
+use super::{Recent, RECENT_KEPT};
 
 /// The one stream this simulator serves.
 pub const STREAM_PATH: &str = "/companies";
@@ -41,9 +42,10 @@ const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
 const LINGER: Duration = Duration::from_secs(2);
 /// Lines copied out of the log per lock, so a big backlog never holds the lock long.
 const BATCH: usize = 256;
-/// The demo generates forever: beyond this many lines the oldest are trimmed
-/// (and become "too old", as on the real service).
-const MAX_LOG_LINES: usize = 200_000;
+/// The log's default length (tests): beyond this many lines the oldest are
+/// trimmed (and become "too old", as on the real service). The demo, which
+/// generates forever, keeps far fewer ([`ChSimConfig::max_log_lines`]).
+pub const MAX_LOG_LINES: usize = 200_000;
 /// The demo's chaos picks a fault this often (uniformly in the range).
 const CHAOS_EVERY: (Duration, Duration) = (Duration::from_secs(45), Duration::from_secs(90));
 
@@ -63,6 +65,9 @@ pub struct ChSimConfig {
     pub generator: Option<GeneratorConfig>,
     /// The demo: every 45–90 s, cut a stream (mid-line, or before a 429 or 503).
     pub chaos: bool,
+    /// Lines kept for replay; older ones are trimmed (a resume before them
+    /// is a 416). Each line is about 1.5 KB.
+    pub max_log_lines: usize,
 }
 
 /// Like the client's `ApiKey`, the key never appears in a debug print.
@@ -75,6 +80,7 @@ impl std::fmt::Debug for ChSimConfig {
             .field("heartbeat", &self.heartbeat)
             .field("generator", &self.generator)
             .field("chaos", &self.chaos)
+            .field("max_log_lines", &self.max_log_lines)
             .finish()
     }
 }
@@ -88,6 +94,7 @@ impl Default for ChSimConfig {
             heartbeat: Duration::from_secs(30),
             generator: None,
             chaos: false,
+            max_log_lines: MAX_LOG_LINES,
         }
     }
 }
@@ -178,7 +185,7 @@ impl ChSim {
     pub async fn start_on(addr: SocketAddr, config: ChSimConfig) -> io::Result<ChSim> {
         let listener = TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
-        let mut log = EventLog::default();
+        let mut log = EventLog::new(config.max_log_lines);
         for line in config.backlog {
             log.push(line);
         }
@@ -213,7 +220,7 @@ impl ChSim {
 
     /// Every request read so far, in order.
     pub fn requests(&self) -> Vec<RequestRecord> {
-        lock(&self.shared.requests).clone()
+        lock(&self.shared.requests).to_vec()
     }
 
     /// TCP connections accepted so far, including refused ones.
@@ -280,9 +287,11 @@ struct Entry {
     line: Arc<str>,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct EventLog {
     entries: VecDeque<Entry>,
+    /// Lines kept at most.
+    cap: usize,
     /// Sequence number of `entries[0]`. Connections keep a sequence number as
     /// their cursor, so trimming the front does not move anyone.
     first_seq: u64,
@@ -291,6 +300,10 @@ struct EventLog {
 }
 
 impl EventLog {
+    fn new(cap: usize) -> Self {
+        Self { entries: VecDeque::new(), cap: cap.max(1), first_seq: 0, min_timepoint: None }
+    }
+
     fn end_seq(&self) -> u64 {
         self.first_seq + self.entries.len() as u64
     }
@@ -312,7 +325,7 @@ impl EventLog {
             (None, last) => last.unwrap_or(i64::MIN),
         };
         self.entries.push_back(Entry { key, line: line.into() });
-        if self.entries.len() > MAX_LOG_LINES {
+        if self.entries.len() > self.cap {
             self.drop_oldest();
         }
         true
@@ -379,7 +392,7 @@ struct Shared {
     log_end: watch::Sender<u64>,
     plans: Mutex<VecDeque<ConnPlan>>,
     default_plan: Mutex<Option<ConnPlan>>,
-    requests: Mutex<Vec<RequestRecord>>,
+    requests: Mutex<Recent<RequestRecord>>,
     request_count: watch::Sender<usize>,
     sent: watch::Sender<usize>,
     connections: AtomicUsize,
@@ -402,7 +415,7 @@ impl Shared {
             log_end: watch::Sender::new(end),
             plans: Mutex::new(VecDeque::new()),
             default_plan: Mutex::new(None),
-            requests: Mutex::new(Vec::new()),
+            requests: Mutex::new(Recent::new(RECENT_KEPT)),
             request_count: watch::Sender::new(0),
             sent: watch::Sender::new(0),
             connections: AtomicUsize::new(0),
@@ -441,11 +454,7 @@ impl Shared {
             authorized,
             at: Instant::now(),
         };
-        let count = {
-            let mut requests = lock(&self.requests);
-            requests.push(record);
-            requests.len()
-        };
+        let count = lock(&self.requests).push(record);
         self.request_count.send_replace(count);
     }
 
@@ -1148,6 +1157,40 @@ mod tests {
 
     async fn fixture_sim() -> ChSim {
         ChSim::start(config(fixture_lines(), true)).await.unwrap()
+    }
+
+    /// The demo appends forever: the log keeps at most its cap, and a resume
+    /// before what it kept is "too old" (416), as on the real service.
+    #[test]
+    fn the_log_never_exceeds_its_cap() {
+        let mut log = EventLog::new(100);
+        for tp in 1..=1_000 {
+            log.push(format!(r#"{{"event":{{"timepoint":{tp}}}}}"#));
+            assert!(log.entries.len() <= 100, "{} lines after {tp}", log.entries.len());
+        }
+        assert_eq!(log.entries.len(), 100);
+        assert_eq!(log.start(Some(900), false), None, "trimmed: 416");
+        assert_eq!(log.start(Some(901), false), Some(900), "the oldest line kept");
+        assert_eq!(log.last_timepoint(), Some(1_000));
+    }
+
+    #[tokio::test]
+    async fn requests_remembered_are_bounded_but_all_counted() {
+        let sim = ChSim::start(ChSimConfig { max_log_lines: 5, ..config(fixture_lines(), true) }).await.unwrap();
+        let total = super::RECENT_KEPT + 20;
+        for _ in 0..total {
+            let request = Request {
+                method: "GET".into(),
+                target: "/companies".into(),
+                path: "/companies".into(),
+                timepoint: TimepointParam::Absent,
+                authorization: None,
+            };
+            sim.shared.record(&request, true);
+        }
+        assert!(sim.wait_for_requests(total, WAIT).await, "every request counted");
+        assert_eq!(sim.requests().len(), super::RECENT_KEPT);
+        assert_eq!(lock(&sim.shared.log).entries.len(), 5, "the backlog is trimmed to the cap too");
     }
 
     fn client() -> reqwest::Client {

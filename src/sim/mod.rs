@@ -22,3 +22,61 @@ pub use mute::{Mute, MuteServer};
 pub use prices::{commodities, commodity_of, wig80_symbols, PriceWalk, Quote};
 pub use sse::{SseConfig, SsePlan, SseRequest, SseShape, SseSim};
 pub use wig80::{Wig80Config, Wig80Sim, WsPlan, WsScript};
+
+use std::collections::VecDeque;
+
+/// Requests and frames a simulator remembers for tests to inspect: the most
+/// recent ones. Tests see a few dozen; the demo runs for days.
+pub(crate) const RECENT_KEPT: usize = 1_000;
+
+/// The last `cap` items pushed, and how many were pushed in all. What a
+/// simulator remembers for tests lives in one of these, so that nothing it
+/// keeps grows with the time it runs.
+#[derive(Debug, Clone)]
+pub(crate) struct Recent<T> {
+    items: VecDeque<T>,
+    total: usize,
+    cap: usize,
+}
+
+impl<T> Recent<T> {
+    pub(crate) fn new(cap: usize) -> Self {
+        Self { items: VecDeque::new(), total: 0, cap: cap.max(1) }
+    }
+
+    /// Adds an item, forgetting the oldest past the cap; returns the total pushed.
+    pub(crate) fn push(&mut self, item: T) -> usize {
+        if self.items.len() == self.cap {
+            self.items.pop_front();
+        }
+        self.items.push_back(item);
+        self.total += 1;
+        self.total
+    }
+
+    /// The items kept, oldest first.
+    pub(crate) fn as_slice(&mut self) -> &[T] {
+        self.items.make_contiguous()
+    }
+
+    pub(crate) fn to_vec(&self) -> Vec<T>
+    where
+        T: Clone,
+    {
+        self.items.iter().cloned().collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recent_keeps_the_last_cap_items_and_counts_them_all() {
+        let mut r = Recent::new(3);
+        let totals: Vec<usize> = (0..10).map(|i| r.push(i)).collect();
+        assert_eq!(totals, (1..=10).collect::<Vec<_>>());
+        assert_eq!(r.as_slice(), [7, 8, 9]);
+        assert_eq!(r.to_vec(), [7, 8, 9]);
+    }
+}

@@ -31,6 +31,7 @@ use super::carbon::{publish_round, uuid4, MonoClock, Record, TENANT_ID, USER_ID}
 use super::chaos::Chaos;
 use super::prices::{commodities, PriceWalk};
 use super::wig80::{lock, py_json, stopped};
+use super::{Recent, RECENT_KEPT};
 
 /// The stream's path.
 pub const SSE_PATH: &str = "/sse/stream";
@@ -39,8 +40,9 @@ pub const SSE_TOPIC: &str = "served.market.latest_prices.v1";
 /// Events kept for `Last-Event-ID` replay; older ones are forgotten.
 const LOG_CAPACITY: usize = 2_000;
 /// Served events remembered for [`SseSim::served`]; older ones are forgotten
-/// so that a demo running for days stays small.
-pub const SERVED_KEPT: usize = 50_000;
+/// so that a demo running for days stays small (at the demo's 3 s pace,
+/// 50,000 took two days to fill and held ~20 MB).
+pub const SERVED_KEPT: usize = 5_000;
 const MAX_HEAD: usize = 16 * 1024;
 const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
 const LINGER: Duration = Duration::from_secs(2);
@@ -172,7 +174,7 @@ impl SseSim {
             default_plan: Mutex::new(None),
             chaos: Mutex::new(None),
             served: Mutex::new(VecDeque::new()),
-            requests: Mutex::new(Vec::new()),
+            requests: Mutex::new(Recent::new(RECENT_KEPT)),
             request_count: watch::Sender::new(0),
             connections: AtomicUsize::new(0),
             drops: watch::Sender::new(0),
@@ -195,7 +197,7 @@ impl SseSim {
 
     /// Every request read so far, in order.
     pub fn requests(&self) -> Vec<SseRequest> {
-        lock(&self.shared.requests).clone()
+        lock(&self.shared.requests).to_vec()
     }
 
     /// Waits until `n` requests have been read; false if `within` passed first.
@@ -264,7 +266,7 @@ struct Shared {
     default_plan: Mutex<Option<SsePlan>>,
     chaos: Mutex<Option<Chaos>>,
     served: Mutex<VecDeque<ServedEvent>>,
-    requests: Mutex<Vec<SseRequest>>,
+    requests: Mutex<Recent<SseRequest>>,
     request_count: watch::Sender<usize>,
     connections: AtomicUsize,
     drops: watch::Sender<u64>,
@@ -306,11 +308,7 @@ impl Shared {
     }
 
     fn record(&self, request: SseRequest) {
-        let count = {
-            let mut requests = lock(&self.requests);
-            requests.push(request);
-            requests.len()
-        };
+        let count = lock(&self.requests).push(request);
         self.request_count.send_replace(count);
     }
 }

@@ -37,6 +37,7 @@ use tokio_tungstenite::WebSocketStream;
 
 use super::chaos::Chaos;
 use super::prices::{wig80_symbols, PriceWalk, Quote};
+use super::{Recent, RECENT_KEPT};
 
 /// The behaviour of one future WebSocket connection (see `push_plan` on the
 /// simulators). "Frames" are the server's text and binary frames, never
@@ -569,7 +570,7 @@ impl WsScript for Wig80Sim {
 /// State every WebSocket simulator keeps: plans, received frames, counters.
 pub struct WsShared {
     connections: AtomicUsize,
-    received: Mutex<Vec<String>>,
+    received: Mutex<Recent<String>>,
     received_count: watch::Sender<usize>,
     plans: Mutex<VecDeque<WsPlan>>,
     default_plan: Mutex<Option<WsPlan>>,
@@ -584,7 +585,7 @@ impl WsShared {
     pub(crate) fn new() -> Self {
         Self {
             connections: AtomicUsize::new(0),
-            received: Mutex::new(Vec::new()),
+            received: Mutex::new(Recent::new(RECENT_KEPT)),
             received_count: watch::Sender::new(0),
             plans: Mutex::new(VecDeque::new()),
             default_plan: Mutex::new(None),
@@ -624,16 +625,12 @@ impl WsShared {
     }
 
     pub(crate) fn record(&self, text: &str) {
-        let count = {
-            let mut received = lock(&self.received);
-            received.push(text.to_string());
-            received.len()
-        };
+        let count = lock(&self.received).push(text.to_string());
         self.received_count.send_replace(count);
     }
 
     pub(crate) fn received(&self) -> Vec<String> {
-        lock(&self.received).clone()
+        lock(&self.received).to_vec()
     }
 
     pub(crate) fn client_closes(&self) -> Vec<Option<u16>> {
@@ -646,7 +643,7 @@ impl WsShared {
             loop {
                 // Seen before checking: a frame recorded after this wakes `changed()`.
                 count.borrow_and_update();
-                if pred(&lock(&self.received)) {
+                if pred(lock(&self.received).as_slice()) {
                     return true;
                 }
                 if count.changed().await.is_err() {

@@ -8,6 +8,7 @@
 pub mod checkpoint;
 pub mod identity;
 pub mod lock;
+pub mod proposals;
 pub mod queries;
 pub mod schema;
 pub mod writer;

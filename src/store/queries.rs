@@ -6,7 +6,6 @@ use rusqlite::{params, Connection, OptionalExtension};
 use super::{parse_ts, ts};
 use crate::feeds::{Quote, QuoteTime};
 use crate::model::quotes::HISTORY;
-use crate::model::strike_off::PROPOSAL;
 use crate::model::{ChangeKind, History, StoredQuote, StrikeOffChange, STRIKE_OFF_HISTORY};
 
 /// The stored resume point of a feed.
@@ -22,15 +21,13 @@ pub fn resume_id(conn: &Connection, feed: &str) -> rusqlite::Result<Option<Strin
 /// What the model needs before the first frame.
 pub fn load_history(conn: &Connection, feeds: &[String]) -> rusqlite::Result<History> {
     let strike_offs = strike_offs(conn, None, Some(STRIKE_OFF_HISTORY))?;
-    let mut stmt = conn.prepare("SELECT company_number FROM companies WHERE company_status_detail = ?1")?;
-    let in_proposal = stmt.query_map([PROPOSAL], |r| r.get(0))?.collect::<rusqlite::Result<Vec<String>>>()?;
     let mut gaps = Vec::new();
     for feed in feeds {
         let n: i64 = conn.query_row("SELECT count(*) FROM gaps WHERE feed = ?1", [feed], |r| r.get(0))?;
         gaps.push((feed.clone(), n as u64));
     }
     let quotes = latest_quotes(conn, feeds)?;
-    Ok(History { strike_offs, in_proposal, gaps, quotes })
+    Ok(History { strike_offs, gaps, quotes })
 }
 
 /// The latest quote of every symbol of the given feeds, with recent prices.
@@ -140,6 +137,7 @@ mod tests {
     use super::*;
     use crate::feeds::companies_house::parse_event;
     use crate::feeds::{FeedInfo, FeedMsg, FeedMsgKind, ResumePoint};
+    use crate::model::strike_off::PROPOSAL;
     use crate::model::{Fact, Model, Tally};
     use crate::store::writer::{write_batch, RawEvents};
     use chrono::TimeZone;
@@ -182,12 +180,9 @@ mod tests {
         assert_eq!(tally, Tally { entered: 6, withdrawn: 3, struck_off: 2 });
         assert_eq!(all[0].company_number, "12007733");
 
-        // After a "restart", the loaded history knows who is in the proposal:
-        // 15338660 entered (line 24) and never left; 14829301 and 12007733 were struck off.
+        // After a "restart" the history has every change (who is in the
+        // proposal is asked of the store: store::proposals).
         let history = load_history(&conn, &["companies".to_string()]).unwrap();
-        let mut in_proposal = history.in_proposal.clone();
-        in_proposal.sort();
-        assert_eq!(in_proposal, ["15338660"]);
         assert_eq!(history.strike_offs.len(), 11);
     }
 

@@ -37,8 +37,7 @@ pub async fn sim_with(backlog: Vec<String>, key: Option<&str>) -> ChSim {
         backlog,
         live_from_start: true,
         heartbeat: Duration::from_secs(30),
-        generator: None,
-        chaos: false,
+        ..ChSimConfig::default()
     })
     .await
     .expect("sim starts on loopback")

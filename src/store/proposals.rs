@@ -1,0 +1,101 @@
+//! The tracker's view of the database: which companies are in the proposal
+//! to strike off, read on a connection of its own (WAL mode lets it read
+//! while the writer writes), so the model need not hold them all.
+
+use std::path::Path;
+
+use rusqlite::{Connection, OpenFlags, OptionalExtension};
+
+use super::StoreError;
+use crate::model::proposals::{LookupError, ProposalStore};
+use crate::model::strike_off::PROPOSAL;
+
+pub struct SqliteProposals {
+    conn: Connection,
+}
+
+impl SqliteProposals {
+    /// A connection that only reads, to the database at `path`, which must
+    /// exist (the pipeline opens it for writing first). Opened read-write
+    /// with `query_only` rather than read-only: the last connection to close
+    /// checkpoints the WAL and deletes it, and a read-only one cannot, so
+    /// a 30 MB WAL was left beside the database after every clean exit.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        let err = |e| StoreError::from_sqlite(path, e);
+        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let conn = Connection::open_with_flags(path, flags).map_err(err)?;
+        conn.busy_timeout(std::time::Duration::from_secs(2)).map_err(err)?;
+        conn.pragma_update(None, "query_only", true).map_err(err)?;
+        // A point query touches a few pages of one index: SQLite's default
+        // 2 MB page cache is more than it needs.
+        conn.pragma_update(None, "cache_size", -1024).map_err(err)?;
+        super::schema::check_version(&conn, path)?;
+        Ok(Self { conn })
+    }
+}
+
+fn lookup_error(e: rusqlite::Error) -> LookupError {
+    LookupError(e.to_string())
+}
+
+impl ProposalStore for SqliteProposals {
+    fn in_proposal(&mut self, company: &str) -> Result<bool, LookupError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT company_status_detail = ?2 FROM companies WHERE company_number = ?1")
+            .map_err(lookup_error)?;
+        let detail: Option<Option<bool>> =
+            stmt.query_row([company, PROPOSAL], |r| r.get(0)).optional().map_err(lookup_error)?;
+        Ok(detail.flatten() == Some(true))
+    }
+
+    fn for_each_in_proposal(&mut self, each: &mut dyn FnMut(&str)) -> Result<(), LookupError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT company_number FROM companies WHERE company_status_detail = ?1")
+            .map_err(lookup_error)?;
+        let mut rows = stmt.query([PROPOSAL]).map_err(lookup_error)?;
+        while let Some(row) = rows.next().map_err(lookup_error)? {
+            each(row.get_ref(0).map_err(lookup_error)?.as_str().map_err(|e| LookupError(e.to_string()))?);
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::feeds::FeedInfo;
+    use crate::model::Model;
+    use crate::store::writer::{write_batch, RawEvents};
+
+    #[test]
+    fn reads_what_the_writer_committed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        let mut conn = crate::store::open(&path).unwrap();
+        let mut model = Model::new(
+            vec![FeedInfo { name: "companies".into(), kind: "companies-house" }],
+            Default::default(),
+            chrono::Utc::now(),
+        );
+        let mut facts = Vec::new();
+        let at = chrono::Utc::now();
+        for line in include_str!("../../tests/fixtures/ch-companies-sample.ndjson").lines() {
+            if let Ok(ev) = crate::feeds::companies_house::parse_event(line.as_bytes().to_vec()) {
+                let kind = crate::feeds::FeedMsgKind::Event(Box::new(ev));
+                model.apply(crate::feeds::FeedMsg { feed: 0, at, kind }, &mut facts);
+            }
+        }
+        write_batch(&mut conn, &facts, RawEvents::Full).unwrap();
+        let mut store = SqliteProposals::open(&path).unwrap();
+        // 15338660 entered (line 24) and never left; 14829301 was struck off.
+        assert!(store.in_proposal("15338660").unwrap());
+        assert!(!store.in_proposal("14829301").unwrap());
+        assert!(!store.in_proposal("NEVER-SEEN").unwrap());
+        let mut all = Vec::new();
+        store.for_each_in_proposal(&mut |c| all.push(c.to_string())).unwrap();
+        assert_eq!(all, ["15338660"]);
+        assert!(store.conn.execute("DELETE FROM companies", []).is_err(), "it never writes");
+    }
+}
