@@ -31,7 +31,7 @@ use crate::store::writer::WriterSummary;
 use crate::store::{self, StoreError, StoreHandle, WriterSettings};
 
 /// How long the feeds get at shutdown to close their connections politely.
-const FEED_STOP: Duration = Duration::from_millis(250);
+const FEED_STOP: Duration = Duration::from_millis(400);
 
 /// Messages that may wait between the feed tasks and the core loop.
 pub const FEED_QUEUE: usize = 1024;
@@ -396,8 +396,10 @@ impl Pipeline {
         within: Duration,
         stop_now: impl std::future::Future<Output = ()>,
     ) -> (Model, ShutdownSummary) {
-        self.stop_feeds().await;
+        // One deadline for both steps: the feeds' polite close comes out of
+        // the store's time, so the whole stop stays within `within`.
         let deadline = tokio::time::Instant::now() + within;
+        self.stop_feeds().await;
         tokio::pin!(stop_now);
         let mut stopped = false;
         while let Ok(msg) = self.feed_rx.try_recv() {

@@ -10,6 +10,7 @@ use common::*;
 use feedtop::app::FeedSpec;
 use feedtop::feeds::quote::Dialect;
 use feedtop::feeds::websocket::WsSettings;
+use feedtop::feeds::ConnState;
 use feedtop::sim::{Wig80Config, Wig80Sim, WsScript};
 
 /// Polls the simulator until a client close with `code` is recorded.
@@ -42,7 +43,13 @@ async fn reconnect_closes_with_1000_and_stopping_with_1001() {
     assert!(drive_until(&mut p, WAIT, |m| m.feeds[0].counts.events >= 16).await);
 
     p.reconnect(0);
-    let reconnected = drive_until(&mut p, WAIT, |m| m.feeds[0].attempts >= 2 && m.feeds[0].counts.events >= 32).await;
+    let before = p.model.feeds[0].counts.events;
+    // Stopped only once the new connection is live and delivering.
+    let reconnected = drive_until(&mut p, WAIT, |m| {
+        let f = &m.feeds[0];
+        f.attempts >= 2 && f.state == ConnState::Live && f.counts.events >= before + 16
+    })
+    .await;
     assert!(reconnected);
     assert!(close_seen(&sim, 1000).await, "reconnect: {:?}", sim.client_closes());
 

@@ -245,7 +245,19 @@ impl Connector for WsConnector {
                             _ => (CloseCode::Away, "feedtop is stopping"),
                         };
                         let frame = CloseFrame { code, reason: reason.into() };
-                        let _ = tokio::time::timeout(Duration::from_secs(1), ws.close(Some(frame))).await;
+                        // The closing handshake: send ours, then read until the
+                        // server's close (or the socket's end), so the server
+                        // reads ours before the socket goes.
+                        let handshake = async {
+                            if ws.close(Some(frame)).await.is_ok() {
+                                while let Some(Ok(message)) = ws.next().await {
+                                    if message.is_close() {
+                                        break;
+                                    }
+                                }
+                            }
+                        };
+                        let _ = tokio::time::timeout(Duration::from_secs(1), handshake).await;
                         return FeedLink::on_command(cmd);
                     }
                     _ = ping.tick() => {

@@ -2,16 +2,21 @@
 //! to strike off, read on a connection of its own (WAL mode lets it read
 //! while the writer writes), so the model need not hold them all.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension};
 
+use super::identity::{FileId, PathState};
 use super::StoreError;
 use crate::model::proposals::{LookupError, ProposalStore};
 use crate::model::strike_off::PROPOSAL;
 
 pub struct SqliteProposals {
     conn: Connection,
+    path: PathBuf,
+    /// The file `conn` reads, to notice when the writer has recreated the
+    /// database at the path (after it was deleted or moved: `identity`).
+    file: Option<FileId>,
 }
 
 impl SqliteProposals {
@@ -30,7 +35,25 @@ impl SqliteProposals {
         // 2 MB page cache is more than it needs.
         conn.pragma_update(None, "cache_size", -1024).map_err(err)?;
         super::schema::check_version(&conn, path)?;
-        Ok(Self { conn })
+        let file = FileId::of(path).ok().flatten();
+        Ok(Self { conn, path: path.to_path_buf(), file })
+    }
+
+    /// Follows the database to a new file at the path. Until the writer has
+    /// copied it back, the old (deleted or moved) file is still the truth and
+    /// is read on; once another file is there, it is the writer's copy.
+    /// Lookups are rare (only companies the filter cannot rule out), so one
+    /// `stat` each costs nothing worth saving.
+    fn follow_the_path(&mut self) {
+        let Some(file) = self.file else { return };
+        if file.check(&self.path) != PathState::Replaced {
+            return;
+        }
+        match Self::open(&self.path) {
+            Ok(reopened) => *self = reopened,
+            // Someone else's file (the writer will not write to it either): read on.
+            Err(e) => tracing::debug!("strike-off lookups stay on the open file: {e}"),
+        }
     }
 }
 
@@ -40,6 +63,7 @@ fn lookup_error(e: rusqlite::Error) -> LookupError {
 
 impl ProposalStore for SqliteProposals {
     fn in_proposal(&mut self, company: &str) -> Result<bool, LookupError> {
+        self.follow_the_path();
         let mut stmt = self
             .conn
             .prepare_cached("SELECT company_status_detail = ?2 FROM companies WHERE company_number = ?1")
@@ -50,6 +74,7 @@ impl ProposalStore for SqliteProposals {
     }
 
     fn for_each_in_proposal(&mut self, each: &mut dyn FnMut(&str)) -> Result<(), LookupError> {
+        self.follow_the_path();
         let mut stmt = self
             .conn
             .prepare_cached("SELECT company_number FROM companies WHERE company_status_detail = ?1")
@@ -97,5 +122,28 @@ mod tests {
         store.for_each_in_proposal(&mut |c| all.push(c.to_string())).unwrap();
         assert_eq!(all, ["15338660"]);
         assert!(store.conn.execute("DELETE FROM companies", []).is_err(), "it never writes");
+    }
+
+    /// After the database was deleted and the writer made it again at the
+    /// path, lookups read the new file, not the unlinked one they had open.
+    #[test]
+    fn follows_the_database_to_a_new_file_at_its_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        drop(crate::store::open(&path).unwrap());
+        let mut store = SqliteProposals::open(&path).unwrap();
+        assert!(!store.in_proposal("15338660").unwrap());
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+        }
+        let fresh = crate::store::open(&path).unwrap();
+        fresh
+            .execute(
+                "INSERT INTO companies (company_number, company_name, company_status, company_status_detail, timepoint, updated_at)
+                 VALUES ('15338660', 'X LTD', 'active', ?1, 1, '2025-06-10T09:00:00.000Z')",
+                [PROPOSAL],
+            )
+            .unwrap();
+        assert!(store.in_proposal("15338660").unwrap(), "read from the file now at the path");
     }
 }
