@@ -319,8 +319,9 @@ mod tests {
         let drain = tokio::spawn(async move { while rx.recv().await.is_some() {} });
         // It keeps retrying: wait (with a deadline) for a few attempts.
         let deadline = started + Duration::from_secs(10);
+        let mut poll = tokio::time::interval(Duration::from_millis(10));
         while attempts.load(Ordering::SeqCst) < 4 && std::time::Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(10)).await;
+            poll.tick().await;
         }
         let seen = attempts.load(Ordering::SeqCst);
         let elapsed = started.elapsed();
