@@ -9,7 +9,7 @@ use chrono::Utc;
 use divan::{black_box, Bencher};
 use feedtop::feeds::companies_house::parse_event;
 use feedtop::feeds::lines::{Line, LineSplitter, DEFAULT_MAX_LINE};
-use feedtop::feeds::{FeedInfo, FeedMsg, FeedMsgKind};
+use feedtop::feeds::{FeedInfo, FeedKind, FeedMsg, FeedMsgKind};
 use feedtop::model::Model;
 use feedtop::sim::company_gen::CompanyGen;
 
@@ -49,7 +49,7 @@ fn split_64k_reads(bencher: Bencher) {
 #[divan::bench]
 fn model_apply_event(bencher: Bencher) {
     let events: Vec<_> = lines(1000).into_iter().filter_map(|l| parse_event(l.into_bytes()).ok()).collect();
-    let info = FeedInfo { name: "ch/companies".into(), kind: "companies-house" };
+    let info = FeedInfo { name: "ch/companies".into(), kind: FeedKind::CompaniesHouse };
     let mut model = Model::new(vec![info], Duration::from_secs(300), Utc::now());
     let mut facts = Vec::new();
     let mut i = 0;

@@ -18,11 +18,10 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use crate::feeds::companies_house::{ChConnector, ChSettings};
-use crate::feeds::quote::Dialect;
 use crate::feeds::sse::{SseConnector, SseSettings};
 use crate::feeds::supervisor::{supervise, FeedLink};
 use crate::feeds::websocket::{WsConnector, WsSettings};
-use crate::feeds::{Command, FeedId, FeedInfo, FeedMsg, FeedMsgKind};
+use crate::feeds::{Command, FeedId, FeedInfo, FeedKind, FeedMsg, FeedMsgKind};
 use crate::model::proposals::SharedStore;
 use crate::model::{Fact, Model, StoreReport, StrikeOffTracker};
 use crate::store::lock::DbLock;
@@ -82,11 +81,11 @@ struct Resume {
 #[derive(Debug, Clone)]
 pub struct FeedSpec {
     pub info: FeedInfo,
-    pub kind: FeedKind,
+    pub settings: FeedSettings,
 }
 
 #[derive(Debug, Clone)]
-pub enum FeedKind {
+pub enum FeedSettings {
     CompaniesHouse(ChSettings),
     WebSocket(WsSettings),
     Sse(SseSettings),
@@ -100,42 +99,39 @@ pub fn companies_house_feed_name(stream: &str) -> String {
 
 impl FeedSpec {
     pub fn companies_house(name: impl Into<String>, settings: ChSettings) -> Self {
-        Self { info: FeedInfo { name: name.into(), kind: "companies-house" }, kind: FeedKind::CompaniesHouse(settings) }
+        Self { info: FeedInfo::new(name, FeedKind::CompaniesHouse), settings: FeedSettings::CompaniesHouse(settings) }
     }
 
     pub fn websocket(name: impl Into<String>, settings: WsSettings) -> Self {
-        let kind = match settings.dialect {
-            Dialect::Wig80 => "ws/wig80",
-            Dialect::Carbon => "ws/carbon",
-        };
-        Self { info: FeedInfo { name: name.into(), kind }, kind: FeedKind::WebSocket(settings) }
+        let kind = FeedKind::WebSocket(settings.dialect);
+        Self { info: FeedInfo::new(name, kind), settings: FeedSettings::WebSocket(settings) }
     }
 
     pub fn sse(name: impl Into<String>, settings: SseSettings) -> Self {
-        Self { info: FeedInfo { name: name.into(), kind: "sse" }, kind: FeedKind::Sse(settings) }
+        Self { info: FeedInfo::new(name, FeedKind::Sse), settings: FeedSettings::Sse(settings) }
     }
 
     /// The feed's reconnect timings.
     pub fn reconnect(&self) -> &crate::feeds::supervisor::Reconnect {
-        match &self.kind {
-            FeedKind::CompaniesHouse(s) => &s.reconnect,
-            FeedKind::WebSocket(s) => &s.reconnect,
-            FeedKind::Sse(s) => &s.reconnect,
+        match &self.settings {
+            FeedSettings::CompaniesHouse(s) => &s.reconnect,
+            FeedSettings::WebSocket(s) => &s.reconnect,
+            FeedSettings::Sse(s) => &s.reconnect,
         }
     }
 
     /// Starts the feed's task.
     fn spawn(self, link: FeedLink, resume: Resume) -> anyhow::Result<JoinHandle<()>> {
-        Ok(match self.kind {
-            FeedKind::CompaniesHouse(settings) => {
+        Ok(match self.settings {
+            FeedSettings::CompaniesHouse(settings) => {
                 let timings = settings.reconnect.clone();
                 tokio::spawn(supervise(link, timings, ChConnector::new(settings, resume.timepoint)?))
             }
-            FeedKind::WebSocket(settings) => {
+            FeedSettings::WebSocket(settings) => {
                 let timings = settings.reconnect.clone();
                 tokio::spawn(supervise(link, timings, WsConnector::new(settings)))
             }
-            FeedKind::Sse(settings) => {
+            FeedSettings::Sse(settings) => {
                 let timings = settings.reconnect.clone();
                 tokio::spawn(supervise(link, timings, SseConnector::new(settings, resume.event_id)?))
             }

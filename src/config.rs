@@ -623,17 +623,17 @@ read_timeout = "2m"
         let env = |name: &str| (name == "CARBON_TOKEN").then(|| "jwt-abc".to_string());
         let s = resolve(&RunArgs::default(), &file, &env, &paths());
         assert_eq!(s.quote_feeds.len(), 3);
-        assert_eq!(s.quote_feeds[0].info.kind, "ws/wig80");
-        assert_eq!(s.quote_feeds[2].info.kind, "sse");
-        match &s.quote_feeds[1].kind {
-            crate::app::FeedKind::WebSocket(ws) => {
+        assert_eq!(s.quote_feeds[0].info.kind.label(), "ws/wig80");
+        assert_eq!(s.quote_feeds[2].info.kind.label(), "sse");
+        match &s.quote_feeds[1].settings {
+            crate::app::FeedSettings::WebSocket(ws) => {
                 assert_eq!(ws.token, ApiKey::new("jwt-abc"));
                 assert_eq!(ws.filters.as_ref().unwrap()["commodity"], "oil");
             }
             other => panic!("{other:?}"),
         }
-        match &s.quote_feeds[2].kind {
-            crate::app::FeedKind::Sse(sse) => assert_eq!(sse.reconnect.read_timeout, Duration::from_secs(120)),
+        match &s.quote_feeds[2].settings {
+            crate::app::FeedSettings::Sse(sse) => assert_eq!(sse.reconnect.read_timeout, Duration::from_secs(120)),
             other => panic!("{other:?}"),
         }
         assert_eq!(s.missing_tokens, ["MISSING_TOKEN_VAR"]);
@@ -678,12 +678,12 @@ token_env = "SSE_TOKEN"
         for feed in &s.quote_feeds {
             printed.push(format!("{feed:?}"));
             printed.push(format!("{feed:#?}"));
-            match &feed.kind {
-                crate::app::FeedKind::WebSocket(ws) => {
+            match &feed.settings {
+                crate::app::FeedSettings::WebSocket(ws) => {
                     assert_eq!(ws.token, ApiKey::new("ws-tok-41aa"));
                     printed.push(format!("{ws:?}"));
                 }
-                crate::app::FeedKind::Sse(sse) => {
+                crate::app::FeedSettings::Sse(sse) => {
                     assert_eq!(sse.token, ApiKey::new("sse-tok-9c0e"));
                     printed.push(format!("{sse:?}"));
                 }

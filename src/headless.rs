@@ -97,7 +97,7 @@ pub fn report_line(model: &Model, is_final: bool) -> String {
         .iter()
         .map(|f| FeedReport {
             id: &f.info.name,
-            kind: f.info.kind,
+            kind: f.info.kind.label(),
             state: f.state_label(model.now),
             events: f.counts.events,
             per_min: f.rate.per_minute(model.now),
@@ -189,12 +189,13 @@ pub async fn run(
 mod tests {
     use super::*;
     use crate::feeds::{ConnState, FeedInfo, FeedMsg, FeedMsgKind};
+    use crate::feeds::{Dialect, FeedKind};
     use chrono::{TimeZone, Utc};
 
     #[test]
     fn report_has_the_documented_shape() {
         let t0 = Utc.with_ymd_and_hms(2025, 6, 10, 12, 0, 0).unwrap();
-        let info = FeedInfo { name: "companies".into(), kind: "companies-house" };
+        let info = FeedInfo { name: "companies".into(), kind: FeedKind::CompaniesHouse };
         let mut m = Model::new(vec![info], Duration::from_secs(300), t0);
         let mut facts = Vec::new();
         m.apply(FeedMsg { feed: 0, at: t0, kind: FeedMsgKind::State(ConnState::Live) }, &mut facts);
@@ -219,7 +220,7 @@ mod tests {
     #[test]
     fn a_quiet_live_feed_is_reported_stalled_with_its_rtt_stale() {
         let t0 = Utc.with_ymd_and_hms(2025, 6, 10, 12, 0, 0).unwrap();
-        let info = FeedInfo { name: "wig80".into(), kind: "ws/wig80" };
+        let info = FeedInfo { name: "wig80".into(), kind: FeedKind::WebSocket(Dialect::Wig80) };
         let mut m = Model::new(vec![info], Duration::from_secs(300), t0);
         m.feeds[0].stall_after = Duration::from_secs(30);
         let mut facts = Vec::new();
@@ -237,7 +238,7 @@ mod tests {
     #[test]
     fn feed_text_in_a_report_is_escaped_not_raw() {
         let t0 = Utc.with_ymd_and_hms(2025, 6, 10, 12, 0, 0).unwrap();
-        let info = FeedInfo { name: "carbon".into(), kind: "ws/carbon" };
+        let info = FeedInfo { name: "carbon".into(), kind: FeedKind::WebSocket(Dialect::Carbon) };
         let mut m = Model::new(vec![info], Duration::from_secs(300), t0);
         let hostile = "closed: \x1b]0;pwned\x07 \u{9b}2J \x7f \u{202E}gnp.exe";
         m.apply(FeedMsg { feed: 0, at: t0, kind: FeedMsgKind::Error(hostile.into()) }, &mut Vec::new());

@@ -830,13 +830,13 @@ proptest! {
             0..8,
         ),
     ) {
-        use feedtop::feeds::{FeedInfo, FeedMsg, FeedMsgKind};
+        use feedtop::feeds::{Dialect, FeedInfo, FeedKind, FeedMsg, FeedMsgKind};
         use feedtop::model::Model;
         use feedtop::ui::{draw, Theme, ViewState};
         use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 
         let now = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
-        let feeds = [("ch/companies", "companies-house"), ("wig80", "ws/wig80"), ("carbon", "ws/carbon")];
+        let feeds = [("ch/companies", FeedKind::CompaniesHouse), ("wig80", FeedKind::WebSocket(Dialect::Wig80)), ("carbon", FeedKind::WebSocket(Dialect::Carbon))];
         let feeds = feeds.map(|(name, kind)| FeedInfo { name: name.into(), kind }).to_vec();
         let mut model = Model::new(feeds, std::time::Duration::from_secs(300), now);
         let mut facts = Vec::new();

@@ -20,6 +20,7 @@ use crate::feeds::companies_house::{parse_event, ChSettings};
 use crate::feeds::decode;
 use crate::feeds::quote::Dialect;
 use crate::feeds::websocket::WsSettings;
+use crate::feeds::FeedKind;
 use crate::feeds::{ConnState, FeedInfo, FeedMsg, FeedMsgKind, Quote, QuoteTime};
 use crate::model::{metrics::LatencyWindow, Fact, Model};
 use crate::sim::company_gen::CompanyGen;
@@ -563,10 +564,10 @@ async fn drive_with_ui(
 /// 50 tickers with full sparklines, an hour of rates and latencies.
 pub fn full_model() -> Model {
     let feeds = vec![
-        FeedInfo { name: "ch/companies".into(), kind: "companies-house" },
-        FeedInfo { name: "wig80".into(), kind: "ws/wig80" },
-        FeedInfo { name: "carbon".into(), kind: "ws/carbon" },
-        FeedInfo { name: "carbon-sse".into(), kind: "sse" },
+        FeedInfo { name: "ch/companies".into(), kind: FeedKind::CompaniesHouse },
+        FeedInfo { name: "wig80".into(), kind: FeedKind::WebSocket(Dialect::Wig80) },
+        FeedInfo { name: "carbon".into(), kind: FeedKind::WebSocket(Dialect::Carbon) },
+        FeedInfo { name: "carbon-sse".into(), kind: FeedKind::Sse },
     ];
     let start = Utc::now() - chrono::TimeDelta::hours(1);
     let mut model = Model::new(feeds, Duration::from_secs(300), start);
@@ -729,7 +730,7 @@ fn fill_database(db: &std::path::Path, n: usize) -> anyhow::Result<()> {
     let mut conn = store::open(db)?;
     let mut generator = CompanyGen::new(Some(SEED));
     let mut model = Model::new(
-        vec![FeedInfo { name: companies_house_feed_name("/companies"), kind: "companies-house" }],
+        vec![FeedInfo { name: companies_house_feed_name("/companies"), kind: FeedKind::CompaniesHouse }],
         Duration::from_secs(300),
         Utc::now(),
     );

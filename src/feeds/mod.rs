@@ -21,7 +21,7 @@ pub mod websocket;
 use chrono::{DateTime, Utc};
 
 pub use companies_house::{ChEvent, CompanyState, EventType};
-pub use quote::{Decoded, Quote, QuoteTime};
+pub use quote::{Decoded, Dialect, Quote, QuoteTime};
 pub use resume_mark::ResumeMark;
 
 /// Index of a feed in the configured feed list.
@@ -137,11 +137,49 @@ pub enum Command {
     Shutdown,
 }
 
+/// Which protocol a feed speaks: shown in the Connections pane and headless
+/// lines (as [`FeedKind::label`]), and what the UI asks instead of comparing
+/// strings (a Companies House feed has no tickers).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FeedKind {
+    CompaniesHouse,
+    WebSocket(quote::Dialect),
+    Sse,
+}
+
+impl FeedKind {
+    /// The kind as the config file and the headless lines spell it.
+    pub fn label(self) -> &'static str {
+        match self {
+            FeedKind::CompaniesHouse => "companies-house",
+            FeedKind::WebSocket(quote::Dialect::Wig80) => "ws/wig80",
+            FeedKind::WebSocket(quote::Dialect::Carbon) => "ws/carbon",
+            FeedKind::Sse => "sse",
+        }
+    }
+
+    /// Whether the feed carries stock quotes (everything but Companies House).
+    pub fn carries_quotes(self) -> bool {
+        !matches!(self, FeedKind::CompaniesHouse)
+    }
+}
+
+impl std::fmt::Display for FeedKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.label())
+    }
+}
+
 /// Static description of a feed, shown in the UI and used as its storage key.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FeedInfo {
     /// Stable name: the resume cursor and stored events are keyed by it.
     pub name: String,
-    /// `companies-house`, `ws`, `sse`.
-    pub kind: &'static str,
+    pub kind: FeedKind,
+}
+
+impl FeedInfo {
+    pub fn new(name: impl Into<String>, kind: FeedKind) -> Self {
+        Self { name: name.into(), kind }
+    }
 }

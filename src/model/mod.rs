@@ -378,10 +378,11 @@ impl Model {
 mod tests {
     use super::*;
     use crate::feeds::companies_house::parse_event;
+    use crate::feeds::FeedKind;
     use chrono::{TimeDelta, TimeZone};
 
     fn info() -> FeedInfo {
-        FeedInfo { name: "companies".into(), kind: "companies-house" }
+        FeedInfo { name: "companies".into(), kind: FeedKind::CompaniesHouse }
     }
 
     fn t0() -> DateTime<Utc> {

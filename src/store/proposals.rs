@@ -91,6 +91,7 @@ impl ProposalStore for SqliteProposals {
 mod tests {
     use super::*;
     use crate::feeds::FeedInfo;
+    use crate::feeds::FeedKind;
     use crate::model::Model;
     use crate::store::writer::{write_batch, RawEvents};
 
@@ -100,7 +101,7 @@ mod tests {
         let path = dir.path().join("t.db");
         let mut conn = crate::store::open(&path).unwrap();
         let mut model = Model::new(
-            vec![FeedInfo { name: "companies".into(), kind: "companies-house" }],
+            vec![FeedInfo { name: "companies".into(), kind: FeedKind::CompaniesHouse }],
             Default::default(),
             chrono::Utc::now(),
         );

@@ -136,6 +136,7 @@ pub fn counts(conn: &Connection) -> rusqlite::Result<Counts> {
 mod tests {
     use super::*;
     use crate::feeds::companies_house::parse_event;
+    use crate::feeds::FeedKind;
     use crate::feeds::{FeedInfo, FeedMsg, FeedMsgKind, ResumePoint};
     use crate::model::strike_off::PROPOSAL;
     use crate::model::{Fact, Model, Tally};
@@ -157,7 +158,7 @@ mod tests {
     }
 
     fn model() -> Model {
-        let info = FeedInfo { name: "companies".into(), kind: "companies-house" };
+        let info = FeedInfo { name: "companies".into(), kind: FeedKind::CompaniesHouse };
         Model::new(vec![info], Duration::from_secs(300), Utc::now())
     }
 

@@ -13,6 +13,7 @@ use crate::feeds::companies_house::parse_event;
 use crate::feeds::{
     ChEvent, CompanyState, ConnState, EventType, FeedId, FeedInfo, FeedMsg, FeedMsgKind, Quote, QuoteTime,
 };
+use crate::feeds::{Dialect, FeedKind};
 use crate::model::Model;
 
 pub fn t0() -> DateTime<Utc> {
@@ -24,7 +25,7 @@ pub fn secs(s: i64) -> DateTime<Utc> {
 }
 
 pub fn empty_model() -> Model {
-    let info = FeedInfo { name: "companies".into(), kind: "companies-house" };
+    let info = FeedInfo { name: "companies".into(), kind: FeedKind::CompaniesHouse };
     Model::new(vec![info], Duration::from_secs(300), t0())
 }
 
@@ -112,7 +113,12 @@ pub fn find_in_row(buf: &Buffer, row: &str, needle: &str) -> Option<(u16, u16)> 
 
 /// Companies House and the three quote feeds, in that order.
 pub fn four_feeds() -> Model {
-    let feeds = [("ch/companies", "companies-house"), ("wig80", "ws/wig80"), ("carbon", "ws/carbon"), ("sse", "sse")];
+    let feeds = [
+        ("ch/companies", FeedKind::CompaniesHouse),
+        ("wig80", FeedKind::WebSocket(Dialect::Wig80)),
+        ("carbon", FeedKind::WebSocket(Dialect::Carbon)),
+        ("sse", FeedKind::Sse),
+    ];
     let feeds = feeds.map(|(name, kind)| FeedInfo { name: name.into(), kind }).to_vec();
     Model::new(feeds, Duration::from_secs(300), t0())
 }

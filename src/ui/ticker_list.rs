@@ -7,7 +7,6 @@ use std::cmp::{Ordering, Reverse};
 use crate::model::{Model, TickerRow};
 
 /// The feed kind that carries no quotes.
-const COMPANIES_HOUSE: &str = "companies-house";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum TickerSort {
@@ -41,7 +40,7 @@ impl TickerSort {
 /// Whether the model has anything for the tickers pane: a quote feed, or
 /// rows restored from an earlier run.
 pub fn has_tickers(model: &Model) -> bool {
-    !model.quotes.is_empty() || model.feeds.iter().any(|f| f.info.kind != COMPANIES_HOUSE)
+    !model.quotes.is_empty() || model.feeds.iter().any(|f| f.info.kind.carries_quotes())
 }
 
 /// The name of a row's feed; an id outside the feed list shows `?` rather than panicking.
@@ -85,12 +84,17 @@ pub fn visible<'a>(model: &'a Model, filter: &str, sort: TickerSort) -> Vec<&'a 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::feeds::{Dialect, FeedKind};
     use crate::feeds::{FeedInfo, Quote};
     use crate::ui::test_support::{secs, t0};
     use std::time::Duration;
 
     fn model() -> Model {
-        let feeds = [("ch/companies", "companies-house"), ("wig80", "ws/wig80"), ("carbon", "ws/carbon")];
+        let feeds = [
+            ("ch/companies", FeedKind::CompaniesHouse),
+            ("wig80", FeedKind::WebSocket(Dialect::Wig80)),
+            ("carbon", FeedKind::WebSocket(Dialect::Carbon)),
+        ];
         let feeds = feeds.map(|(name, kind)| FeedInfo { name: name.into(), kind }).to_vec();
         let mut m = Model::new(feeds, Duration::from_secs(300), t0());
         let quote = |symbol: &str, pct: Option<f64>, status: Option<&str>| {
@@ -140,7 +144,7 @@ mod tests {
     fn tickers_exist_with_a_quote_feed_or_rows() {
         let m = model();
         assert!(has_tickers(&m));
-        let ch = FeedInfo { name: "companies".into(), kind: "companies-house" };
+        let ch = FeedInfo { name: "companies".into(), kind: FeedKind::CompaniesHouse };
         let mut only_ch = Model::new(vec![ch], Duration::from_secs(300), t0());
         assert!(!has_tickers(&only_ch));
         only_ch.quotes.apply(0, Quote::new("X", 1.0), t0());

@@ -232,6 +232,7 @@ fn step(at: usize, delta: isize, last: usize) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::feeds::FeedKind;
     use crate::feeds::{FeedInfo, FeedMsgKind};
     use crate::ui::test_support::{apply, empty_model, live_model, secs};
 
@@ -246,7 +247,7 @@ mod tests {
     }
 
     fn two_feeds() -> Model {
-        let feeds = ["companies", "officers"].map(|n| FeedInfo { name: n.into(), kind: "companies-house" });
+        let feeds = ["companies", "officers"].map(|n| FeedInfo { name: n.into(), kind: FeedKind::CompaniesHouse });
         Model::new(feeds.to_vec(), std::time::Duration::from_secs(60), secs(0))
     }
 
