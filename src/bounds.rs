@@ -238,6 +238,23 @@ pub fn stream_path(text: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// A feed's name: its storage key, its id in headless lines, and (later) a
+/// token of the relay's subject names, so it stays short and plain: 1 to 64
+/// letters, digits, `-`, `_` or `/` (`ch/companies`, `wig80`).
+pub fn feed_name(text: &str) -> Result<(), String> {
+    let valid = !text.is_empty()
+        && text.len() <= 64
+        && text.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '/'));
+    if valid {
+        Ok(())
+    } else {
+        Err(format!(
+            "name {:?} must be 1 to 64 letters, digits, -, _ or / (e.g. \"wig80\", \"ch/companies\")",
+            text.chars().take(80).collect::<String>()
+        ))
+    }
+}
+
 /// The name of an environment variable (`key_env`, `token_env`): letters,
 /// digits and `_`, not starting with a digit. (An empty name or one with `=`
 /// cannot be looked up at all.)

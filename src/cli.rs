@@ -12,13 +12,14 @@ const ABOUT: &str = "top for live data feeds: the Companies House stream (compan
 leaving the proposal to strike off) and stock-quote feeds over WebSocket and SSE, stored in SQLite.";
 
 const AFTER_HELP: &str = "\
-With no stream key, feedtop runs built-in demo feeds on loopback.
-Watch the real stream with a Companies House *stream* key (not a REST key):
+Which feeds run: the [[feeds]] the config file lists (any mix of kinds
+companies-house, ws, sse), exactly those. With none listed, the Companies
+House /companies stream when a *stream* key (not a REST key) is set:
 
   CH_STREAMING_API_KEY=<key> feedtop
 
-Quote feeds ([[feeds]] with kind ws or sse) and every other setting go in the
-config file; assets/config.toml in the source is a commented sample.
+With nothing to watch, or with --demo, built-in simulated feeds on loopback.
+assets/config.toml in the source is a commented sample of every setting.
 
 When stdout is not a terminal, feedtop prints JSON lines (as with --headless).
 
@@ -69,7 +70,8 @@ pub struct BenchArgs {
 /// Options for watching feeds (the default command).
 #[derive(Debug, Args, Clone, Default)]
 pub struct RunArgs {
-    /// Watch the built-in simulated feeds (the default when no stream key is set).
+    /// Watch the built-in simulated feeds alone, whatever the config file
+    /// lists (the default when there is nothing else to watch).
     #[arg(long)]
     pub demo: bool,
 
@@ -100,20 +102,23 @@ pub struct RunArgs {
     #[arg(long, value_name = "PATH", env = "FEEDTOP_CONFIG")]
     pub config: Option<PathBuf>,
 
-    /// Companies House streaming base URL, http:// or https:// [default:
-    /// https://stream.companieshouse.gov.uk].
+    /// Watch the default Companies House feed (ch/companies) at this base
+    /// URL, http:// or https://, beside any feeds the config file lists
+    /// [default: https://stream.companieshouse.gov.uk].
     #[arg(long, value_name = "URL", env = "FEEDTOP_CH_URL", value_parser = ch_url)]
     pub ch_url: Option<String>,
 
-    /// Companies House stream path, starting with / [default: /companies].
+    /// The default Companies House feed's stream path, starting with /
+    /// [default: /companies]; like --ch-url, adds that feed.
     #[arg(long, value_name = "PATH", value_parser = stream_path)]
     pub stream: Option<String>,
 
-    /// Reconnect when no byte arrives for this long [default: 90s; 1s to 1h].
+    /// Every feed: reconnect when no byte arrives for this long [default:
+    /// 90s Companies House, 60s ws, 75s sse; 1s to 1h].
     #[arg(long, value_name = "DURATION", value_parser = |s: &str| bounds::READ_TIMEOUT.parse(s))]
     pub read_timeout: Option<Duration>,
 
-    /// Longest wait between reconnect attempts [default: 60s; 1s to 1h].
+    /// Every feed: longest wait between reconnect attempts [default: 60s; 1s to 1h].
     #[arg(long, value_name = "DURATION", value_parser = |s: &str| bounds::BACKOFF_CAP.parse(s))]
     pub backoff_cap: Option<Duration>,
 

@@ -47,13 +47,16 @@ pub enum ConfigError {
     Parse { path: PathBuf, message: String },
     #[error("cannot find a home directory for the default config and database paths; pass --db PATH")]
     NoHome,
+    /// Flags that contradict the file.
+    #[error("{0}")]
+    Usage(String),
 }
 
 impl ConfigError {
     /// The user's settings are wrong (the file named cannot be read, or says
     /// something invalid): the process exits with 2, as for a bad flag.
     pub fn is_usage(&self) -> bool {
-        matches!(self, ConfigError::Read { .. } | ConfigError::Parse { .. })
+        matches!(self, ConfigError::Read { .. } | ConfigError::Parse { .. } | ConfigError::Usage(_))
     }
 }
 
@@ -149,30 +152,50 @@ mod within {
 #[derive(Debug, Default, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct FileConfig {
-    pub companies_house: CompaniesHouseFile,
+    /// The default Companies House feed's settings (the form from before
+    /// `[[feeds]]` took every kind); only valid when no `[[feeds]]` are listed.
+    pub companies_house: Option<CompaniesHouseFile>,
     pub ui: UiFile,
     pub storage: StorageFile,
-    /// Quote feeds (`[[feeds]]` tables).
+    /// The feeds to watch (`[[feeds]]` tables), every kind.
     pub feeds: Vec<FeedFile>,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "kebab-case")]
 pub enum FeedFileKind {
+    CompaniesHouse,
     Ws,
     Sse,
+}
+
+impl FeedFileKind {
+    fn label(self) -> &'static str {
+        match self {
+            FeedFileKind::CompaniesHouse => "companies-house",
+            FeedFileKind::Ws => "ws",
+            FeedFileKind::Sse => "sse",
+        }
+    }
 }
 
 /// One `[[feeds]]` table.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct FeedFile {
-    /// Shown in the UI and the key for stored quotes.
+    /// The feed's id: shown in the UI and headless lines, and the key of its
+    /// stored events, quotes and resume point.
     pub name: String,
     pub kind: FeedFileKind,
     /// Checked against `kind` after parsing (ws/wss or http/https); the span
-    /// gives the line of a bad one.
-    pub url: Spanned<String>,
+    /// gives the line of a bad one. Companies House has a default.
+    pub url: Option<Spanned<String>>,
+    /// companies-house: the stream path (`/companies`, `/filings`, …).
+    #[serde(default, deserialize_with = "within::stream")]
+    pub stream: Option<String>,
+    /// companies-house: the NAME of the environment variable holding the key.
+    #[serde(default, deserialize_with = "within::key_env")]
+    pub key_env: Option<String>,
     /// `ws` only: `wig80` or `carbon`.
     pub dialect: Option<Dialect>,
     /// carbon: topics to subscribe to.
@@ -188,6 +211,8 @@ pub struct FeedFile {
     pub token_env: Option<String>,
     #[serde(default, deserialize_with = "within::read_timeout")]
     pub read_timeout: Option<HumanDuration>,
+    #[serde(default, deserialize_with = "within::backoff_cap")]
+    pub backoff_cap: Option<HumanDuration>,
     #[serde(default, deserialize_with = "within::ping_every")]
     pub ping_every: Option<HumanDuration>,
     #[serde(default, deserialize_with = "within::connect_timeout")]
@@ -200,6 +225,22 @@ pub struct FeedFile {
 }
 
 impl FeedFile {
+    /// The first key given that means nothing to this feed's kind.
+    fn misplaced_key(&self) -> Option<&'static str> {
+        use FeedFileKind::{CompaniesHouse, Sse, Ws};
+        let given: [(&str, bool, &[FeedFileKind]); 8] = [
+            ("stream", self.stream.is_some(), &[CompaniesHouse]),
+            ("key_env", self.key_env.is_some(), &[CompaniesHouse]),
+            ("dialect", self.dialect.is_some(), &[Ws]),
+            ("topics", !self.topics.is_empty(), &[Ws, Sse]),
+            ("filters", self.filters.is_some(), &[Ws, Sse]),
+            ("symbols", !self.symbols.is_empty(), &[Ws, Sse]),
+            ("token_env", self.token_env.is_some(), &[Ws, Sse]),
+            ("ping_every", self.ping_every.is_some(), &[Ws]),
+        ];
+        given.iter().find(|(_, set, kinds)| *set && !kinds.contains(&self.kind)).map(|(key, ..)| *key)
+    }
+
     pub fn deadlines(&self) -> Deadlines {
         Deadlines { connect: self.connect_timeout, response: self.response_timeout, stall_after: self.stall_after }
     }
@@ -308,61 +349,75 @@ impl FileConfig {
     pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
         let config: Self = toml::from_str(text)
             .map_err(|e| ConfigError::Parse { path: path.to_path_buf(), message: one_line(&e, text) })?;
-        config.check_feeds().map_err(|(name, why, span)| {
+        config.check_feeds().map_err(|(index, why, span)| {
+            let name = &config.feeds[index].name;
             let line = match &span {
                 Some(span) => text.as_bytes()[..span.start.min(text.len())].iter().filter(|&&b| b == b'\n').count() + 1,
-                None => text.lines().position(|l| l.contains(&format!("\"{name}\""))).map_or(0, |i| i + 1),
+                None => name_line(text, index),
             };
             let line_text = text.lines().nth(line.saturating_sub(1)).unwrap_or("").trim();
             let at = if span.is_some() { format!("line {line} (`{line_text}`)") } else { format!("line {line}") };
             ConfigError::Parse { path: path.to_path_buf(), message: format!("{at}: feed \"{name}\": {why}") }
         })?;
-        let ch = &config.companies_house;
-        ch.deadlines().check(ch.read_timeout.map_or(DEFAULT_READ_TIMEOUT, |d| d.0)).map_err(|why| {
-            let line = text.lines().position(|l| l.trim_start().starts_with("stall_after")).map_or(0, |i| i + 1);
-            ConfigError::Parse { path: path.to_path_buf(), message: format!("line {line}: [companies_house] {why}") }
-        })?;
+        if let Some(ch) = &config.companies_house {
+            let at = |key: &str| text.lines().position(|l| l.trim_start().starts_with(key)).map_or(0, |i| i + 1);
+            let parse_error = |line: usize, why: String| ConfigError::Parse {
+                path: path.to_path_buf(),
+                message: format!("line {line}: [companies_house] {why}"),
+            };
+            if !config.feeds.is_empty() {
+                return Err(parse_error(
+                    at("[companies_house]"),
+                    "describes the default feed, which does not run when [[feeds]] are listed: move its keys into a [[feeds]] entry with kind = \"companies-house\" (name it \"ch/companies\" to keep its resume point)".into(),
+                ));
+            }
+            let read_timeout =
+                ch.read_timeout.map_or(default_reconnect(FeedFileKind::CompaniesHouse).read_timeout, |d| d.0);
+            ch.deadlines().check(read_timeout).map_err(|why| parse_error(at("stall_after"), why))?;
+        }
         Ok(config)
     }
 
-    /// What TOML cannot say: names unique, a dialect for every `ws` feed, a
+    /// What TOML cannot say: names plain and unique, a dialect for every
+    /// `ws` feed, each key used only by the kinds it means something to, a
     /// URL of the feed's kind. An error carries the span of the bad value
     /// when there is one.
     #[allow(clippy::type_complexity)]
-    fn check_feeds(&self) -> Result<(), (String, String, Option<std::ops::Range<usize>>)> {
+    fn check_feeds(&self) -> Result<(), (usize, String, Option<std::ops::Range<usize>>)> {
         let mut seen = std::collections::HashSet::new();
-        for f in &self.feeds {
-            if f.name.trim().is_empty() {
-                return Err((f.name.clone(), "name must not be empty".into(), None));
+        for (index, f) in self.feeds.iter().enumerate() {
+            let fail = |why: String| Err((index, why, None));
+            if let Err(e) = bounds::feed_name(&f.name) {
+                return fail(e);
             }
-            if !seen.insert(f.name.as_str()) || f.name.starts_with("ch/") {
-                return Err((f.name.clone(), "name is used twice (or starts with the reserved ch/)".into(), None));
+            if !seen.insert(f.name.as_str()) {
+                return fail("name is used by another feed; each feed needs its own".into());
             }
-            match (f.kind, f.dialect) {
-                (FeedFileKind::Ws, None) => {
-                    return Err((f.name.clone(), "kind = \"ws\" needs dialect = \"wig80\" or \"carbon\"".into(), None))
-                }
-                (FeedFileKind::Sse, Some(_)) => {
-                    return Err((f.name.clone(), "dialect applies to kind = \"ws\" only".into(), None))
-                }
-                _ => {}
+            if let Some(key) = f.misplaced_key() {
+                return fail(format!("{key} does not apply to kind = \"{}\"", f.kind.label()));
             }
-            let schemes = match f.kind {
-                FeedFileKind::Ws => bounds::WS,
-                FeedFileKind::Sse => bounds::HTTP,
+            if f.kind == FeedFileKind::Ws && f.dialect.is_none() {
+                return fail("kind = \"ws\" needs dialect = \"wig80\" or \"carbon\"".into());
+            }
+            let url_check = match f.kind {
+                FeedFileKind::CompaniesHouse => bounds::base_url,
+                FeedFileKind::Ws => |u: &str| bounds::url(u, bounds::WS),
+                FeedFileKind::Sse => |u: &str| bounds::url(u, bounds::HTTP),
             };
-            if let Err(e) = bounds::url(f.url.get_ref(), schemes) {
-                return Err((f.name.clone(), format!("url {e}"), Some(f.url.span())));
+            match &f.url {
+                Some(url) => {
+                    if let Err(e) = url_check(url.get_ref()) {
+                        return Err((index, format!("url {e}"), Some(url.span())));
+                    }
+                }
+                None if f.kind != FeedFileKind::CompaniesHouse => {
+                    return fail(format!("kind = \"{}\" needs a url", f.kind.label()))
+                }
+                None => {}
             }
-            let read_timeout = f.read_timeout.map_or_else(
-                || match f.kind {
-                    FeedFileKind::Ws => WsSettings::new("", Dialect::Wig80).reconnect.read_timeout,
-                    FeedFileKind::Sse => SseSettings::new("").reconnect.read_timeout,
-                },
-                |d| d.0,
-            );
+            let read_timeout = f.read_timeout.map_or(default_reconnect(f.kind).read_timeout, |d| d.0);
             if let Err(e) = f.deadlines().check(read_timeout) {
-                return Err((f.name.clone(), e, None));
+                return fail(e);
             }
         }
         Ok(())
@@ -376,6 +431,19 @@ impl FileConfig {
             Err(cause) => Err(ConfigError::Read { path: path.to_path_buf(), cause }),
         }
     }
+}
+
+/// The line (1-based) of the `name` key of the `index`-th `[[feeds]]` table,
+/// or of the table's header when the name is not on a line of its own.
+fn name_line(text: &str, index: usize) -> usize {
+    let lines: Vec<&str> = text.lines().collect();
+    let Some(header) = lines.iter().enumerate().filter(|(_, l)| l.trim() == "[[feeds]]").nth(index).map(|(i, _)| i)
+    else {
+        return 0;
+    };
+    let table = lines[header + 1..].iter().take_while(|l| !l.trim_start().starts_with('['));
+    let name = table.enumerate().find(|(_, l)| l.trim_start().starts_with("name")).map(|(i, _)| header + 1 + i);
+    name.unwrap_or(header) + 1
 }
 
 /// toml's messages span several lines with a source excerpt; keep one line:
@@ -410,99 +478,187 @@ impl Paths {
 /// Everything the run needs, resolved.
 #[derive(Debug, Clone)]
 pub struct Settings {
-    pub ch: ChSettings,
-    /// True when running against the built-in simulator.
+    /// The feeds to run, in the order shown (empty for the demo until
+    /// [`crate::demo::start`] fills in its simulated ones).
+    pub feeds: Vec<FeedSpec>,
+    /// True when running against the built-in simulators.
     pub demo: bool,
     /// The simulators inject faults at random (`--chaos`).
     pub chaos: bool,
+    /// Feeds the config file lists that `--demo` does not run.
+    pub set_aside: Vec<String>,
     pub db_path: PathBuf,
     pub fps: u32,
     pub latency_window: Duration,
-    pub key_env: String,
-    /// Quote feeds from the config file (replaced by the simulators in the demo).
-    pub quote_feeds: Vec<FeedSpec>,
     pub stale_after: Duration,
     pub quote_retention: Duration,
     pub event_retention: Duration,
     pub raw_events: RawEvents,
-    /// Names of token variables that feeds want but the environment lacks.
+    /// Names of key and token variables that feeds want but the environment lacks.
     pub missing_tokens: Vec<String>,
 }
 
 /// Merges defaults, the file, the environment (through `env`) and the flags.
-pub fn resolve(args: &RunArgs, file: &FileConfig, env: &dyn Fn(&str) -> Option<String>, paths: &Paths) -> Settings {
-    let ch_file = &file.companies_house;
-    let key_env = ch_file.key_env.clone().unwrap_or_else(|| DEFAULT_KEY_ENV.to_string());
-    let key = env(&key_env).and_then(ApiKey::new);
-    let url = args.ch_url.clone().or_else(|| ch_file.url.clone());
-    // No key and no custom URL: there is nothing real to watch, so show the demo.
-    let demo = args.demo || args.chaos || (key.is_none() && url.is_none());
-    let url = url.unwrap_or_else(|| DEFAULT_CH_URL.to_string());
-    let stream = args.stream.clone().or_else(|| ch_file.stream.clone()).unwrap_or_else(|| DEFAULT_STREAM.to_string());
-
-    let mut ch = ChSettings::new(url, stream, if demo { None } else { key });
-    ch.reconnect.read_timeout = args.read_timeout.or(ch_file.read_timeout.map(|d| d.0)).unwrap_or(DEFAULT_READ_TIMEOUT);
-    ch.reconnect.backoff_cap = args.backoff_cap.or(ch_file.backoff_cap.map(|d| d.0)).unwrap_or(DEFAULT_BACKOFF_CAP);
-    ch_file.deadlines().apply(args, &mut ch.reconnect);
-
-    let db_name = if demo { "demo.db" } else { "feedtop.db" };
-    let db_path = args
-        .db
-        .clone()
-        .or_else(|| if demo { None } else { file.storage.db.clone() })
-        .unwrap_or_else(|| paths.data_dir.join(db_name));
-    Settings {
-        ch,
+///
+/// Which feeds run:
+/// - `--demo` or `--chaos`: the simulated ones alone, whatever the file lists;
+/// - otherwise the file's `[[feeds]]`, exactly;
+/// - with none listed, the default Companies House feed (`ch/companies`,
+///   from `[companies_house]`, `--ch-url`, `--stream`), when its key is set
+///   or a URL for it is given;
+/// - `--ch-url` or `--stream` ask for that feed by name: it runs beside the
+///   listed ones;
+/// - with nothing at all to watch, the demo.
+pub fn resolve(
+    args: &RunArgs,
+    file: &FileConfig,
+    env: &dyn Fn(&str) -> Option<String>,
+    paths: &Paths,
+) -> Result<Settings, ConfigError> {
+    let demo_asked = args.demo || args.chaos;
+    let mut feeds: Vec<FeedSpec> = file.feeds.iter().map(|f| feed_spec(f, args, env)).collect();
+    let flags_ask = args.ch_url.is_some() || args.stream.is_some();
+    if file.feeds.is_empty() || flags_ask {
+        if let Some(ch) = default_companies_house(args, file.companies_house.as_ref(), env) {
+            if feeds.iter().any(|f| f.info.name == ch.info.name) && !demo_asked {
+                return Err(ConfigError::Usage(format!(
+                    "--ch-url (FEEDTOP_CH_URL) and --stream add the Companies House feed {}, and the config file lists a feed of that name: set its url and stream in the file instead",
+                    ch.info.name
+                )));
+            }
+            feeds.insert(0, ch);
+        }
+    }
+    let demo = demo_asked || feeds.is_empty();
+    let set_aside = if demo { file.feeds.iter().map(|f| f.name.clone()).collect() } else { Vec::new() };
+    let missing_tokens = if demo {
+        // The simulators take no real key or token: none is looked up or sent.
+        feeds.clear();
+        Vec::new()
+    } else {
+        file.feeds
+            .iter()
+            .filter_map(|f| f.token_env.clone().or_else(|| f.key_env.clone()).or_else(|| default_key_env(f)))
+            .filter(|name| env(name).and_then(ApiKey::new).is_none())
+            .collect()
+    };
+    Ok(Settings {
+        feeds,
         demo,
         chaos: args.chaos,
-        db_path,
+        set_aside,
+        db_path: db_path(args.db.as_deref(), file, demo, paths),
         fps: args.fps.or(file.ui.fps).unwrap_or(DEFAULT_FPS),
         latency_window: args.latency_window.or(file.ui.latency_window.map(|d| d.0)).unwrap_or(DEFAULT_LATENCY_WINDOW),
-        key_env,
-        quote_feeds: file.feeds.iter().map(|f| quote_feed(f, args, env)).collect(),
         stale_after: file.ui.stale_after.map_or(DEFAULT_STALE_AFTER, |d| d.0),
         quote_retention: file.storage.quote_retention.map_or(DEFAULT_QUOTE_RETENTION, |d| d.0),
         event_retention: file.storage.event_retention.map_or(DEFAULT_EVENT_RETENTION, |d| d.0),
         raw_events: file.storage.raw_events.unwrap_or_default(),
-        missing_tokens: file
-            .feeds
-            .iter()
-            .filter_map(|f| f.token_env.clone())
-            .filter(|name| env(name).and_then(ApiKey::new).is_none())
-            .collect(),
+        missing_tokens,
+    })
+}
+
+/// The database: `--db` (or `FEEDTOP_DB`), else the file's `[storage] db`
+/// (not for the demo, which keeps its invented data apart), else
+/// `feedtop.db` or `demo.db` in the data directory. The one place this is
+/// decided, for watching and for `strike-offs` alike.
+pub fn db_path(explicit: Option<&Path>, file: &FileConfig, demo: bool, paths: &Paths) -> PathBuf {
+    let configured = if demo { None } else { file.storage.db.clone() };
+    let default = || paths.data_dir.join(if demo { "demo.db" } else { "feedtop.db" });
+    explicit.map(Path::to_path_buf).or(configured).unwrap_or_else(default)
+}
+
+/// A kind's reconnect timings before any setting: the feed modules' own
+/// defaults, so there is one source for each.
+fn default_reconnect(kind: FeedFileKind) -> Reconnect {
+    match kind {
+        FeedFileKind::CompaniesHouse => ChSettings::new("", "", None).reconnect,
+        FeedFileKind::Ws => WsSettings::new("", Dialect::Wig80).reconnect,
+        FeedFileKind::Sse => SseSettings::new("").reconnect,
     }
 }
 
+/// The key variable a Companies House entry uses when it names none.
+fn default_key_env(f: &FeedFile) -> Option<String> {
+    (f.kind == FeedFileKind::CompaniesHouse).then(|| DEFAULT_KEY_ENV.to_string())
+}
+
+/// Read and backoff timings: a flag for every feed beats the feed's own
+/// key, which beats the kind's default; then the deadlines.
+fn timings(
+    kind: FeedFileKind,
+    read_timeout: Option<HumanDuration>,
+    backoff_cap: Option<HumanDuration>,
+    deadlines: Deadlines,
+    args: &RunArgs,
+) -> Reconnect {
+    let mut reconnect = default_reconnect(kind);
+    if let Some(d) = args.read_timeout.or(read_timeout.map(|d| d.0)) {
+        reconnect.read_timeout = d;
+    }
+    if let Some(d) = args.backoff_cap.or(backoff_cap.map(|d| d.0)) {
+        reconnect.backoff_cap = d;
+    }
+    deadlines.apply(args, &mut reconnect);
+    reconnect
+}
+
+/// The Companies House feed of a run whose file lists no feeds: from
+/// `[companies_house]` and the flags, when there is something real to watch
+/// (a key, or a URL given for it).
+fn default_companies_house(
+    args: &RunArgs,
+    file: Option<&CompaniesHouseFile>,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Option<FeedSpec> {
+    let empty = CompaniesHouseFile::default();
+    let ch_file = file.unwrap_or(&empty);
+    let key_env = ch_file.key_env.as_deref().unwrap_or(DEFAULT_KEY_ENV);
+    let key = env(key_env).and_then(ApiKey::new);
+    let url = args.ch_url.clone().or_else(|| ch_file.url.clone());
+    if key.is_none() && url.is_none() {
+        return None;
+    }
+    let stream = args.stream.clone().or_else(|| ch_file.stream.clone()).unwrap_or_else(|| DEFAULT_STREAM.to_string());
+    let mut ch = ChSettings::new(url.unwrap_or_else(|| DEFAULT_CH_URL.to_string()), stream, key);
+    let kind = FeedFileKind::CompaniesHouse;
+    ch.reconnect = timings(kind, ch_file.read_timeout, ch_file.backoff_cap, ch_file.deadlines(), args);
+    Some(FeedSpec::companies_house(crate::app::companies_house_feed_name(&ch.stream), ch))
+}
+
 /// A `[[feeds]]` table as a feed to run.
-fn quote_feed(f: &FeedFile, args: &RunArgs, env: &dyn Fn(&str) -> Option<String>) -> FeedSpec {
-    let token = f.token_env.as_deref().and_then(env).and_then(ApiKey::new);
-    match (f.kind, f.dialect) {
-        (FeedFileKind::Ws, dialect) => {
-            // check_feeds guarantees a dialect for ws feeds.
-            let mut ws = WsSettings::new(f.url.get_ref(), dialect.unwrap_or(Dialect::Wig80));
-            ws.token = token;
+fn feed_spec(f: &FeedFile, args: &RunArgs, env: &dyn Fn(&str) -> Option<String>) -> FeedSpec {
+    let secret = f.token_env.clone().or_else(|| f.key_env.clone()).or_else(|| default_key_env(f));
+    let secret = secret.as_deref().and_then(env).and_then(ApiKey::new);
+    let reconnect = timings(f.kind, f.read_timeout, f.backoff_cap, f.deadlines(), args);
+    let url = f.url.as_ref().map(|u| u.get_ref().trim().to_string());
+    match f.kind {
+        FeedFileKind::CompaniesHouse => {
+            let stream = f.stream.clone().unwrap_or_else(|| DEFAULT_STREAM.to_string());
+            let mut ch = ChSettings::new(url.unwrap_or_else(|| DEFAULT_CH_URL.to_string()), stream, secret);
+            ch.reconnect = reconnect;
+            FeedSpec::companies_house(f.name.clone(), ch)
+        }
+        FeedFileKind::Ws => {
+            // check_feeds guarantees a dialect and a URL for ws feeds.
+            let mut ws = WsSettings::new(url.unwrap_or_default(), f.dialect.unwrap_or(Dialect::Wig80));
+            ws.token = secret;
             if !f.topics.is_empty() {
                 ws.topics = f.topics.clone();
             }
             ws.filters = f.filters.as_ref().map(|t| toml_to_json(t.clone()));
             ws.symbols = f.symbols.clone();
-            if let Some(d) = f.read_timeout {
-                ws.reconnect.read_timeout = d.0;
-            }
             if let Some(d) = f.ping_every {
                 ws.ping_every = d.0;
             }
-            f.deadlines().apply(args, &mut ws.reconnect);
+            ws.reconnect = reconnect;
             FeedSpec::websocket(f.name.clone(), ws)
         }
-        (FeedFileKind::Sse, _) => {
-            let mut sse = SseSettings::new(f.url.get_ref());
-            sse.token = token;
+        FeedFileKind::Sse => {
+            let mut sse = SseSettings::new(url.unwrap_or_default());
+            sse.token = secret;
             sse.symbols = f.symbols.clone();
-            if let Some(d) = f.read_timeout {
-                sse.reconnect.read_timeout = d.0;
-            }
-            f.deadlines().apply(args, &mut sse.reconnect);
+            sse.reconnect = reconnect;
             FeedSpec::sse(f.name.clone(), sse)
         }
     }
@@ -524,42 +680,100 @@ mod tests {
         None
     }
 
+    /// The settings of the run's Companies House feed (there must be one).
+    fn ch(s: &Settings) -> &ChSettings {
+        s.feeds
+            .iter()
+            .find_map(|f| match &f.settings {
+                crate::app::FeedSettings::CompaniesHouse(ch) => Some(ch),
+                _ => None,
+            })
+            .expect("a Companies House feed")
+    }
+
     #[test]
     fn shipped_sample_parses_and_equals_the_defaults() {
         let sample = FileConfig::parse(SAMPLE, Path::new("assets/config.toml")).unwrap();
-        let from_sample = resolve(&RunArgs::default(), &sample, &no_env, &paths());
-        let from_nothing = resolve(&RunArgs::default(), &FileConfig::default(), &no_env, &paths());
+        // With a key, so that the default Companies House feed (whose
+        // settings the sample spells out) runs and is compared too.
+        let env = |name: &str| (name == DEFAULT_KEY_ENV).then(|| "k-123".to_string());
+        let from_sample = resolve(&RunArgs::default(), &sample, &env, &paths()).unwrap();
+        let from_nothing = resolve(&RunArgs::default(), &FileConfig::default(), &env, &paths()).unwrap();
         assert_eq!(format!("{from_sample:?}"), format!("{from_nothing:?}"));
-        assert_eq!(from_sample.ch.reconnect.read_timeout, DEFAULT_READ_TIMEOUT);
+        assert_eq!(ch(&from_sample).reconnect.read_timeout, DEFAULT_READ_TIMEOUT);
         assert_eq!(from_sample.fps, DEFAULT_FPS);
+        let no_key = resolve(&RunArgs::default(), &sample, &no_env, &paths()).unwrap();
+        assert!(no_key.demo, "the sample as shipped, without a key, is the demo");
+    }
+
+    /// The sample's commented-out settings with the `# ` taken off the
+    /// setting lines between `from` and `to`.
+    fn sample_with_uncommented(from: &str, to: &str) -> String {
+        let setting = regex_lite_setting;
+        let (start, end) = (SAMPLE.find(from).unwrap(), SAMPLE.find(to).unwrap_or(SAMPLE.len()));
+        let middle: Vec<&str> = SAMPLE[start..end].lines().map(|l| if setting(l) { &l[2..] } else { l }).collect();
+        format!("{}{}\n{}", &SAMPLE[..start], middle.join("\n"), &SAMPLE[end..])
+    }
+
+    /// `# key = value`, `# [table]` or `# [[feeds]]`: a line of the sample that
+    /// is a setting shown commented out, not prose.
+    fn regex_lite_setting(line: &str) -> bool {
+        let Some(rest) = line.strip_prefix("# ") else { return false };
+        let key: String = rest.chars().take_while(|c| c.is_ascii_lowercase() || *c == '_').collect();
+        rest.starts_with('[') || (!key.is_empty() && rest[key.len()..].starts_with(" = "))
+    }
+
+    /// The commented-out [companies_house] table shows the default feed's
+    /// defaults, and every [[feeds]] example parses as written.
+    #[test]
+    fn the_samples_commented_settings_are_the_defaults_and_parse() {
+        let env = |name: &str| (name == DEFAULT_KEY_ENV).then(|| "k-123".to_string());
+        let ch_text = sample_with_uncommented("# [companies_house]", "# Feeds. None by default");
+        let ch_file = FileConfig::parse(&ch_text, Path::new("sample")).unwrap();
+        assert!(ch_file.companies_house.is_some());
+        let from_sample = resolve(&RunArgs::default(), &ch_file, &env, &paths()).unwrap();
+        let from_nothing = resolve(&RunArgs::default(), &FileConfig::default(), &env, &paths()).unwrap();
+        assert_eq!(format!("{from_sample:?}"), format!("{from_nothing:?}"));
+
+        let feeds_text = sample_with_uncommented("# Feeds. None by default", "\u{0}");
+        let feeds_file = FileConfig::parse(&feeds_text, Path::new("sample")).unwrap();
+        let kinds: Vec<_> = feeds_file.feeds.iter().map(|f| f.kind.label()).collect();
+        assert_eq!(kinds, ["companies-house", "ws", "ws", "sse"]);
+        let s = resolve(&RunArgs::default(), &feeds_file, &env, &paths()).unwrap();
+        assert_eq!(ch(&s).reconnect.read_timeout, DEFAULT_READ_TIMEOUT);
+        assert_eq!(ch(&s).stream, DEFAULT_STREAM);
     }
 
     #[test]
     fn no_key_means_demo_with_its_own_database() {
-        let s = resolve(&RunArgs::default(), &FileConfig::default(), &no_env, &paths());
+        let s = resolve(&RunArgs::default(), &FileConfig::default(), &no_env, &paths()).unwrap();
         assert!(s.demo);
         assert_eq!(s.db_path, PathBuf::from("/data/demo.db"));
-        assert!(s.ch.key.is_none());
+        assert!(s.feeds.is_empty(), "the demo's simulated feeds are added when they start");
     }
 
     #[test]
     fn chaos_means_the_demo_even_with_a_key() {
         let env = |name: &str| (name == "CH_STREAMING_API_KEY").then(|| "k-123".to_string());
         let args = RunArgs { chaos: true, ..RunArgs::default() };
-        let s = resolve(&args, &FileConfig::default(), &env, &paths());
+        let s = resolve(&args, &FileConfig::default(), &env, &paths()).unwrap();
         assert!(s.demo && s.chaos);
-        assert!(s.ch.key.is_none(), "the real key is never sent to a simulator");
+        assert!(s.feeds.is_empty(), "the real key is never sent to a simulator");
+        assert!(s.missing_tokens.is_empty());
         assert_eq!(s.db_path, PathBuf::from("/data/demo.db"));
-        assert!(!resolve(&RunArgs::default(), &FileConfig::default(), &no_env, &paths()).chaos, "calm by default");
+        assert!(
+            !resolve(&RunArgs::default(), &FileConfig::default(), &no_env, &paths()).unwrap().chaos,
+            "calm by default"
+        );
     }
 
     #[test]
     fn key_from_the_environment_means_live() {
         let env = |name: &str| (name == "CH_STREAMING_API_KEY").then(|| "k-123".to_string());
-        let s = resolve(&RunArgs::default(), &FileConfig::default(), &env, &paths());
+        let s = resolve(&RunArgs::default(), &FileConfig::default(), &env, &paths()).unwrap();
         assert!(!s.demo);
-        assert_eq!(s.ch.key, ApiKey::new("k-123"));
-        assert_eq!(s.ch.base_url, DEFAULT_CH_URL);
+        assert_eq!(ch(&s).key, ApiKey::new("k-123"));
+        assert_eq!(ch(&s).base_url, DEFAULT_CH_URL);
         assert_eq!(s.db_path, PathBuf::from("/data/feedtop.db"));
     }
 
@@ -567,8 +781,8 @@ mod tests {
     fn key_env_name_comes_from_the_file() {
         let file = FileConfig::parse("[companies_house]\nkey_env = \"MY_KEY\"\n", Path::new("c.toml")).unwrap();
         let env = |name: &str| (name == "MY_KEY").then(|| "abc".to_string());
-        let s = resolve(&RunArgs::default(), &file, &env, &paths());
-        assert_eq!(s.ch.key, ApiKey::new("abc"));
+        let s = resolve(&RunArgs::default(), &file, &env, &paths()).unwrap();
+        assert_eq!(ch(&s).key, ApiKey::new("abc"));
     }
 
     #[test]
@@ -584,9 +798,9 @@ mod tests {
             db: Some("/tmp/x.db".into()),
             ..Default::default()
         };
-        let s = resolve(&args, &file, &no_env, &paths());
-        assert_eq!(s.ch.base_url, "http://flag");
-        assert_eq!(s.ch.reconnect.read_timeout, Duration::from_secs(10));
+        let s = resolve(&args, &file, &no_env, &paths()).unwrap();
+        assert_eq!(ch(&s).base_url, "http://flag");
+        assert_eq!(ch(&s).reconnect.read_timeout, Duration::from_secs(10));
         assert_eq!(s.fps, 20);
         assert_eq!(s.db_path, PathBuf::from("/tmp/x.db"));
         // A custom URL without a key is watched as it is, not replaced by the demo.
@@ -621,18 +835,18 @@ read_timeout = "2m"
 "#;
         let file = FileConfig::parse(text, Path::new("c.toml")).unwrap();
         let env = |name: &str| (name == "CARBON_TOKEN").then(|| "jwt-abc".to_string());
-        let s = resolve(&RunArgs::default(), &file, &env, &paths());
-        assert_eq!(s.quote_feeds.len(), 3);
-        assert_eq!(s.quote_feeds[0].info.kind.label(), "ws/wig80");
-        assert_eq!(s.quote_feeds[2].info.kind.label(), "sse");
-        match &s.quote_feeds[1].settings {
+        let s = resolve(&RunArgs::default(), &file, &env, &paths()).unwrap();
+        assert_eq!(s.feeds.len(), 3);
+        assert_eq!(s.feeds[0].info.kind.label(), "ws/wig80");
+        assert_eq!(s.feeds[2].info.kind.label(), "sse");
+        match &s.feeds[1].settings {
             crate::app::FeedSettings::WebSocket(ws) => {
                 assert_eq!(ws.token, ApiKey::new("jwt-abc"));
                 assert_eq!(ws.filters.as_ref().unwrap()["commodity"], "oil");
             }
             other => panic!("{other:?}"),
         }
-        match &s.quote_feeds[2].settings {
+        match &s.feeds[2].settings {
             crate::app::FeedSettings::Sse(sse) => assert_eq!(sse.reconnect.read_timeout, Duration::from_secs(120)),
             other => panic!("{other:?}"),
         }
@@ -646,7 +860,10 @@ read_timeout = "2m"
     #[test]
     fn no_settings_debug_print_shows_a_secret() {
         let text = r#"
-[companies_house]
+[[feeds]]
+name = "companies"
+kind = "companies-house"
+url = "http://127.0.0.1:9"
 key_env = "MY_CH_KEY"
 
 [[feeds]]
@@ -665,20 +882,16 @@ token_env = "SSE_TOKEN"
         let secrets = [("MY_CH_KEY", "ch-key-8d2f"), ("WS_TOKEN", "ws-tok-41aa"), ("SSE_TOKEN", "sse-tok-9c0e")];
         let env = |name: &str| secrets.iter().find(|(n, _)| *n == name).map(|(_, v)| v.to_string());
         let file = FileConfig::parse(text, Path::new("c.toml")).unwrap();
-        let s = resolve(
-            &RunArgs { ch_url: Some("http://127.0.0.1:9".into()), ..Default::default() },
-            &file,
-            &env,
-            &paths(),
-        );
+        let s = resolve(&RunArgs::default(), &file, &env, &paths()).unwrap();
         assert!(!s.demo);
-        assert_eq!(s.ch.key, ApiKey::new("ch-key-8d2f"), "the key is there, only not printed");
+        assert_eq!(ch(&s).key, ApiKey::new("ch-key-8d2f"), "the key is there, only not printed");
 
-        let mut printed = vec![format!("{s:?}"), format!("{s:#?}"), format!("{:?}", s.ch), format!("{:#?}", s.ch)];
-        for feed in &s.quote_feeds {
+        let mut printed = vec![format!("{s:?}"), format!("{s:#?}")];
+        for feed in &s.feeds {
             printed.push(format!("{feed:?}"));
             printed.push(format!("{feed:#?}"));
             match &feed.settings {
+                crate::app::FeedSettings::CompaniesHouse(ch) => printed.push(format!("{ch:?}")),
                 crate::app::FeedSettings::WebSocket(ws) => {
                     assert_eq!(ws.token, ApiKey::new("ws-tok-41aa"));
                     printed.push(format!("{ws:?}"));
@@ -687,11 +900,10 @@ token_env = "SSE_TOKEN"
                     assert_eq!(sse.token, ApiKey::new("sse-tok-9c0e"));
                     printed.push(format!("{sse:?}"));
                 }
-                other => panic!("{other:?}"),
             }
         }
         let pipeline = crate::app::PipelineConfig {
-            feeds: s.quote_feeds.clone(),
+            feeds: s.feeds.clone(),
             db_path: s.db_path.clone(),
             latency_window: s.latency_window,
             demo: false,
@@ -710,7 +922,9 @@ token_env = "SSE_TOKEN"
     #[test]
     fn deadlines_and_quiet_periods_reach_every_feed() {
         let text = r#"
-[companies_house]
+[[feeds]]
+name = "c"
+kind = "companies-house"
 response_timeout = "10s"
 stall_after = "20s"
 
@@ -729,14 +943,14 @@ read_timeout = "20s"
 "#;
         let file = FileConfig::parse(text, Path::new("c.toml")).unwrap();
         let args = RunArgs { response_timeout: Some(Duration::from_secs(7)), ..RunArgs::default() };
-        let s = resolve(&args, &file, &no_env, &paths());
+        let s = resolve(&args, &file, &no_env, &paths()).unwrap();
         let secs = Duration::from_secs;
         // The flag beats the file for every feed.
-        assert_eq!((s.ch.reconnect.response_timeout, s.ch.reconnect.stall_after), (secs(7), secs(20)));
-        let timings: Vec<_> = s.quote_feeds.iter().map(|f| f.reconnect().clone()).collect();
-        assert_eq!((timings[0].connect_timeout, timings[0].response_timeout), (secs(5), secs(7)));
-        assert_eq!(timings[0].stall_after, secs(30), "the ws default");
-        assert_eq!(timings[1].stall_after, secs(10), "half a read timeout shorter than the default quiet period");
+        assert_eq!((ch(&s).reconnect.response_timeout, ch(&s).reconnect.stall_after), (secs(7), secs(20)));
+        let timings: Vec<_> = s.feeds.iter().map(|f| f.reconnect().clone()).collect();
+        assert_eq!((timings[1].connect_timeout, timings[1].response_timeout), (secs(5), secs(7)));
+        assert_eq!(timings[1].stall_after, secs(30), "the ws default");
+        assert_eq!(timings[2].stall_after, secs(10), "half a read timeout shorter than the default quiet period");
     }
 
     #[test]
@@ -761,7 +975,32 @@ read_timeout = "20s"
             .to_string();
         assert!(e.contains("line 2") && e.contains("needs dialect"), "{e}");
         let twice = "[[feeds]]\nname = \"a\"\nkind = \"sse\"\nurl = \"http://x\"\n[[feeds]]\nname = \"a\"\nkind = \"sse\"\nurl = \"http://y\"\n";
-        assert!(FileConfig::parse(twice, Path::new("c.toml")).unwrap_err().to_string().contains("used twice"));
+        let e = FileConfig::parse(twice, Path::new("c.toml")).unwrap_err().to_string();
+        assert!(e.contains("line 6") && e.contains("name is used by another feed"), "{e}");
+        let misplaced = [
+            (
+                "name = \"c\"\nkind = \"companies-house\"\ndialect = \"wig80\"",
+                "dialect does not apply to kind = \"companies-house\"",
+            ),
+            (
+                "name = \"s\"\nkind = \"sse\"\nurl = \"http://x\"\nstream = \"/filings\"",
+                "stream does not apply to kind = \"sse\"",
+            ),
+            (
+                "name = \"w\"\nkind = \"ws\"\ndialect = \"wig80\"\nurl = \"ws://x\"\nkey_env = \"K\"",
+                "key_env does not apply to kind = \"ws\"",
+            ),
+            ("name = \"c\"\nkind = \"companies-house\"\nsymbols = [\"PKN\"]", "symbols does not apply"),
+            ("name = \"s\"\nkind = \"sse\"", "kind = \"sse\" needs a url"),
+            ("name = \"bad name\"\nkind = \"sse\"\nurl = \"http://x\"", "name \"bad name\" must be 1 to 64 letters"),
+            ("name = \"\"\nkind = \"sse\"\nurl = \"http://x\"", "must be 1 to 64"),
+            ("name = \"c\"\nkind = \"companies-house\"\nurl = \"ws://x\"", "url has the scheme ws:"),
+            ("name = \"c\"\nkind = \"companies-house\"\nurl = \"http://x/?q=1\"", "url has a query"),
+        ];
+        for (entry, why) in misplaced {
+            let e = FileConfig::parse(&format!("[[feeds]]\n{entry}\n"), Path::new("c.toml")).unwrap_err().to_string();
+            assert!(e.contains(why) && e.contains("line "), "{entry}\n→ {e}");
+        }
         let e = FileConfig::parse("[[feeds]]\nname = \"a\"\nkind = \"mqtt\"\nurl = \"x\"\n", Path::new("c.toml"))
             .unwrap_err()
             .to_string();
@@ -817,12 +1056,131 @@ read_timeout = "20s"
 
     #[test]
     fn values_at_the_ends_of_their_ranges_are_taken_as_given() {
-        let text = "[companies_house]\nbackoff_cap = \"1s\"\nread_timeout = \"1h\"\n[ui]\nfps = 60\n";
+        let text =
+            "[companies_house]\nurl = \"http://h\"\nbackoff_cap = \"1s\"\nread_timeout = \"1h\"\n[ui]\nfps = 60\n";
         let file = FileConfig::parse(text, Path::new("c.toml")).unwrap();
-        let s = resolve(&RunArgs::default(), &file, &no_env, &paths());
-        assert_eq!(s.ch.reconnect.backoff_cap, Duration::from_secs(1));
-        assert_eq!(s.ch.reconnect.read_timeout, Duration::from_secs(3600));
+        let s = resolve(&RunArgs::default(), &file, &no_env, &paths()).unwrap();
+        assert_eq!(ch(&s).reconnect.backoff_cap, Duration::from_secs(1));
+        assert_eq!(ch(&s).reconnect.read_timeout, Duration::from_secs(3600));
         assert_eq!(s.fps, 60);
+    }
+
+    const QUOTES_ONLY: &str =
+        "[[feeds]]\nname = \"wig80\"\nkind = \"ws\"\ndialect = \"wig80\"\nurl = \"ws://localhost:8765\"\n";
+
+    fn with_key(name: &str) -> Option<String> {
+        (name == DEFAULT_KEY_ENV).then(|| "k-123".to_string())
+    }
+
+    /// A config that lists feeds runs exactly those: no Companies House feed
+    /// because a key happens to be set, and never the demo.
+    #[test]
+    fn listed_feeds_run_exactly_as_listed() {
+        let file = FileConfig::parse(QUOTES_ONLY, Path::new("q.toml")).unwrap();
+        for env in [&no_env as &dyn Fn(&str) -> Option<String>, &with_key] {
+            let s = resolve(&RunArgs::default(), &file, env, &paths()).unwrap();
+            assert!(!s.demo);
+            let names: Vec<_> = s.feeds.iter().map(|f| f.info.name.as_str()).collect();
+            assert_eq!(names, ["wig80"]);
+            assert_eq!(s.db_path, PathBuf::from("/data/feedtop.db"));
+        }
+    }
+
+    #[test]
+    fn two_companies_house_streams_each_with_its_own_name_stream_and_key() {
+        let text = r#"
+[[feeds]]
+name = "companies"
+kind = "companies-house"
+
+[[feeds]]
+name = "filings"
+kind = "companies-house"
+url = "http://127.0.0.1:9"
+stream = "/filings"
+key_env = "OTHER_KEY"
+read_timeout = "2m"
+"#;
+        let file = FileConfig::parse(text, Path::new("c.toml")).unwrap();
+        let s = resolve(&RunArgs::default(), &file, &with_key, &paths()).unwrap();
+        let chs: Vec<_> = s
+            .feeds
+            .iter()
+            .map(|f| match &f.settings {
+                crate::app::FeedSettings::CompaniesHouse(ch) => (f.info.name.as_str(), ch),
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(chs[0].0, "companies");
+        assert_eq!((chs[0].1.base_url.as_str(), chs[0].1.stream.as_str()), (DEFAULT_CH_URL, DEFAULT_STREAM));
+        assert_eq!(chs[0].1.key, ApiKey::new("k-123"), "the default key variable");
+        assert_eq!(chs[1].0, "filings");
+        assert_eq!((chs[1].1.base_url.as_str(), chs[1].1.stream.as_str()), ("http://127.0.0.1:9", "/filings"));
+        assert_eq!(chs[1].1.key, None);
+        assert_eq!(chs[1].1.reconnect.read_timeout, Duration::from_secs(120));
+        assert_eq!(s.missing_tokens, ["OTHER_KEY"], "said at start, not silently sent without a key");
+    }
+
+    /// `--demo` runs the simulators alone and keeps the names of the file's
+    /// feeds it does not run, to say so.
+    #[test]
+    fn demo_sets_the_files_feeds_aside() {
+        let file = FileConfig::parse(QUOTES_ONLY, Path::new("q.toml")).unwrap();
+        let s = resolve(&RunArgs { demo: true, ..RunArgs::default() }, &file, &with_key, &paths()).unwrap();
+        assert!(s.demo && s.feeds.is_empty());
+        assert_eq!(s.set_aside, ["wig80"]);
+        assert_eq!(s.db_path, PathBuf::from("/data/demo.db"));
+    }
+
+    /// The default Companies House feed's settings cannot sit beside a list
+    /// that would not run it: said at start, with what to write instead.
+    #[test]
+    fn the_default_feeds_settings_beside_a_feed_list_are_refused() {
+        let text = format!("[companies_house]\nstream = \"/filings\"\n\n{QUOTES_ONLY}");
+        let e = FileConfig::parse(&text, Path::new("c.toml")).unwrap_err();
+        assert!(e.is_usage());
+        let e = e.to_string();
+        assert!(e.contains("line 1") && e.contains("kind = \"companies-house\""), "{e}");
+    }
+
+    /// `--ch-url` asks for the default Companies House feed by name: it runs
+    /// first, beside the listed feeds (unless one has its name).
+    #[test]
+    fn the_ch_url_flag_adds_the_default_feed_to_the_list() {
+        let file = FileConfig::parse(QUOTES_ONLY, Path::new("q.toml")).unwrap();
+        let args = RunArgs { ch_url: Some("http://127.0.0.1:9".into()), ..RunArgs::default() };
+        let s = resolve(&args, &file, &no_env, &paths()).unwrap();
+        let names: Vec<_> = s.feeds.iter().map(|f| f.info.name.as_str()).collect();
+        assert_eq!(names, ["ch/companies", "wig80"]);
+        assert_eq!(ch(&s).base_url, "http://127.0.0.1:9");
+        let clash = QUOTES_ONLY.replace("wig80\"\nkind", "ch/companies\"\nkind");
+        let file = FileConfig::parse(&clash, Path::new("q.toml")).unwrap();
+        let e = resolve(&args, &file, &no_env, &paths()).unwrap_err();
+        assert!(e.is_usage() && e.to_string().contains("lists a feed of that name"), "{e}");
+    }
+
+    #[test]
+    fn read_and_backoff_flags_reach_every_feed() {
+        let file = FileConfig::parse(QUOTES_ONLY, Path::new("q.toml")).unwrap();
+        let args = RunArgs {
+            read_timeout: Some(Duration::from_secs(20)),
+            backoff_cap: Some(Duration::from_secs(5)),
+            ..RunArgs::default()
+        };
+        let s = resolve(&args, &file, &no_env, &paths()).unwrap();
+        let r = s.feeds[0].reconnect();
+        assert_eq!((r.read_timeout, r.backoff_cap), (Duration::from_secs(20), Duration::from_secs(5)));
+    }
+
+    /// `strike-offs` and the watcher read the same file for the same settings.
+    #[test]
+    fn the_database_path_is_decided_in_one_place() {
+        let file = FileConfig::parse("[storage]\ndb = \"/srv/f.db\"\n", Path::new("c.toml")).unwrap();
+        assert_eq!(db_path(None, &file, false, &paths()), PathBuf::from("/srv/f.db"));
+        assert_eq!(db_path(None, &file, true, &paths()), PathBuf::from("/data/demo.db"));
+        assert_eq!(db_path(Some(Path::new("/x.db")), &file, true, &paths()), PathBuf::from("/x.db"));
+        let s = resolve(&RunArgs::default(), &file, &with_key, &paths()).unwrap();
+        assert_eq!(s.db_path, db_path(None, &file, false, &paths()));
     }
 
     #[test]

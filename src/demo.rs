@@ -15,6 +15,7 @@ use chrono::{TimeDelta, Utc};
 
 use crate::app::FeedSpec;
 use crate::config::Settings;
+use crate::feeds::companies_house::ChSettings;
 use crate::feeds::quote::Dialect;
 use crate::feeds::secret::ApiKey;
 use crate::feeds::sse::SseSettings;
@@ -33,6 +34,8 @@ const HISTORY: usize = 240;
 /// demo's one event a second (~1.5 KB each, ~5 MB), plenty for a client that
 /// reconnects within seconds. The default (200,000, ~300 MB) is for tests.
 const REPLAY_LINES: usize = 3_600;
+/// The stream the demo's Companies House feed watches.
+const DEMO_STREAM: &str = "/companies";
 /// The demo's carbon/SSE token (the simulators accept only this one).
 const DEMO_TOKEN: &str = "demo-token";
 
@@ -46,7 +49,7 @@ pub struct Demo {
 
 /// Starts the simulators and points every feed at them.
 pub async fn start(mut settings: Settings) -> anyhow::Result<(Settings, Demo)> {
-    let feed = crate::app::companies_house_feed_name(&settings.ch.stream);
+    let feed = crate::app::companies_house_feed_name(DEMO_STREAM);
     let resume_after = {
         let conn = store::open(&settings.db_path)?;
         store::queries::cursor(&conn, &feed).map_err(|e| store::StoreError::from_sqlite(&settings.db_path, e))?
@@ -66,8 +69,7 @@ pub async fn start(mut settings: Settings) -> anyhow::Result<(Settings, Demo)> {
         max_log_lines: REPLAY_LINES,
     })
     .await?;
-    settings.ch.base_url = companies_house.base_url();
-    settings.ch.key = None;
+    let companies = ChSettings::new(companies_house.base_url(), DEMO_STREAM, None);
 
     let wig80 = Wig80Sim::start(Wig80Config {
         snapshot_every: Duration::from_secs(2),
@@ -100,7 +102,8 @@ pub async fn start(mut settings: Settings) -> anyhow::Result<(Settings, Demo)> {
     carbon_ws.token = token.clone();
     let mut sse_settings = SseSettings::new(sse.url());
     sse_settings.token = token;
-    settings.quote_feeds = vec![
+    settings.feeds = vec![
+        FeedSpec::companies_house(feed, companies),
         FeedSpec::websocket("wig80", WsSettings::new(wig80.url(), Dialect::Wig80)),
         FeedSpec::websocket("carbon", carbon_ws),
         FeedSpec::sse("carbon-sse", sse_settings),
@@ -114,6 +117,12 @@ pub async fn start(mut settings: Settings) -> anyhow::Result<(Settings, Demo)> {
         sse.set_chaos(Some(Chaos::new(150..300, None)));
     }
     settings.missing_tokens.clear();
+    if !settings.set_aside.is_empty() {
+        tracing::info!(
+            "demo: the config file's feeds are not run ({}); run without --demo to watch them",
+            settings.set_aside.join(", ")
+        );
+    }
     tracing::info!("demo: simulated feeds on 127.0.0.1 (Companies House at {})", companies_house.base_url());
     let demo = Demo { _companies_house: companies_house, _wig80: wig80, _carbon: carbon, _sse: sse };
     Ok((settings, demo))

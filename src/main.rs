@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Parser;
-use feedtop::app::{FeedSpec, Pipeline, PipelineConfig};
+use feedtop::app::{Pipeline, PipelineConfig};
 use feedtop::cli::{BenchArgs, Cli, Cmd, RunArgs, StrikeOffsArgs};
 use feedtop::config::{self, FileConfig, Paths, Settings};
 use feedtop::headless::{self, HeadlessOptions};
@@ -89,7 +89,7 @@ fn watch(args: RunArgs) -> anyhow::Result<()> {
         }
         (Err(e), None) => return Err(e.into()),
     };
-    let settings = config::resolve(&args, &file, &|name| std::env::var(name).ok(), &paths);
+    let settings = config::resolve(&args, &file, &|name| std::env::var(name).ok(), &paths)?;
     let headless = args.headless || !std::io::stdout().is_terminal();
     feedtop::logging::init(headless, feedtop::ui::theme::color_enabled(args.no_color));
 
@@ -102,7 +102,7 @@ fn watch(args: RunArgs) -> anyhow::Result<()> {
             (settings, None)
         };
         for name in &settings.missing_tokens {
-            tracing::warn!("{name} is not set: the feed that names it in the config connects without a token");
+            tracing::warn!("{name} is not set: the feed that uses it connects without a key or token");
         }
         let pipeline = Pipeline::start(pipeline_config(&settings))?;
         let db_path = settings.db_path.clone();
@@ -134,11 +134,8 @@ fn watch(args: RunArgs) -> anyhow::Result<()> {
 }
 
 fn pipeline_config(settings: &Settings) -> PipelineConfig {
-    let name = feedtop::app::companies_house_feed_name(&settings.ch.stream);
-    let mut feeds = vec![FeedSpec::companies_house(name, settings.ch.clone())];
-    feeds.extend(settings.quote_feeds.iter().cloned());
     PipelineConfig {
-        feeds,
+        feeds: settings.feeds.clone(),
         db_path: settings.db_path.clone(),
         latency_window: settings.latency_window,
         demo: settings.demo,
@@ -178,11 +175,7 @@ fn strike_offs(args: StrikeOffsArgs) -> anyhow::Result<()> {
         None => {
             let paths = Paths::from_system()?;
             let file = load_file_config(None, Some(&paths))?;
-            match (args.demo, file.storage.db) {
-                (false, Some(db)) => db,
-                (false, None) => paths.data_dir.join("feedtop.db"),
-                (true, _) => paths.data_dir.join("demo.db"),
-            }
+            config::db_path(None, &file, args.demo, &paths)
         }
     };
     let since = args

@@ -55,9 +55,9 @@ struct Run {
 }
 
 impl Run {
-    fn start(ch_url: &str, config: &Path, db: &Path, stderr: &Path) -> Run {
+    fn start(config: &Path, db: &Path, stderr: &Path) -> Run {
         let mut child = Command::new(env!("CARGO_BIN_EXE_feedtop"))
-            .args(["--headless", "--interval", "100ms", "--backoff-cap", "1s", "--ch-url", ch_url])
+            .args(["--headless", "--interval", "100ms", "--backoff-cap", "1s"])
             .arg("--db")
             .arg(db)
             .arg("--config")
@@ -161,10 +161,11 @@ fn stored_quote_keys(db: &Path, feed: &str) -> Vec<QuoteKey> {
     rows.collect::<rusqlite::Result<_>>().unwrap()
 }
 
-fn config_file(dir: &Path, sse_url: &str) -> PathBuf {
+/// The Companies House simulator's stream first (feeds[0] in the lines), then the SSE one.
+fn config_file(dir: &Path, ch_url: &str, sse_url: &str) -> PathBuf {
     let path = dir.join("config.toml");
     let text = format!(
-        "[[feeds]]\nname = \"sse\"\nkind = \"sse\"\nurl = \"{sse_url}\"\ntoken_env = \"{SSE_TOKEN_ENV}\"\nread_timeout = \"10s\"\n"
+        "[[feeds]]\nname = \"ch/companies\"\nkind = \"companies-house\"\nurl = \"{ch_url}\"\n\n[[feeds]]\nname = \"sse\"\nkind = \"sse\"\nurl = \"{sse_url}\"\ntoken_env = \"{SSE_TOKEN_ENV}\"\nread_timeout = \"10s\"\n"
     );
     std::fs::write(&path, text).unwrap();
     path
@@ -223,10 +224,10 @@ async fn kill_9_twice_loses_and_doubles_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("feedtop.db");
     let stderr = dir.path().join("stderr.log");
-    let config = config_file(dir.path(), &sse.url());
+    let config = config_file(dir.path(), &ch.base_url(), &sse.url());
 
     // Run 1: killed once it is streaming the paced backlog.
-    let mut run = Run::start(&ch.base_url(), &config, &db, &stderr);
+    let mut run = Run::start(&config, &db, &stderr);
     let seen = run
         .until("run 1 mid-stream", &stderr, |l| l["feeds"][0]["state"] == "live" && tp(l) >= tps[1_500] && tp(l) < last)
         .await;
@@ -235,7 +236,7 @@ async fn kill_9_twice_loses_and_doubles_nothing() {
     eprintln!("kill -9 #1 at timepoint {} (event {} of {TOTAL})", tp(&seen), tps.partition_point(|t| *t <= tp(&seen)));
 
     // Run 2: the same database; killed again further on.
-    let mut run = Run::start(&ch.base_url(), &config, &db, &stderr);
+    let mut run = Run::start(&config, &db, &stderr);
     let seen = run
         .until("run 2 mid-stream", &stderr, |l| l["feeds"][0]["state"] == "live" && tp(l) >= tps[3_200] && tp(l) < last)
         .await;
@@ -243,7 +244,7 @@ async fn kill_9_twice_loses_and_doubles_nothing() {
     eprintln!("kill -9 #2 at timepoint {} (event {} of {TOTAL})", tp(&seen), tps.partition_point(|t| *t <= tp(&seen)));
 
     // Run 3: to the end, then SIGTERM.
-    let mut run = Run::start(&ch.base_url(), &config, &db, &stderr);
+    let mut run = Run::start(&config, &db, &stderr);
     run.until("run 3 caught up", &stderr, |l| tp(l) == last && l["feeds"][1]["events"].as_u64().unwrap_or(0) >= 100)
         .await;
     let final_line = run.terminate(&stderr).await;
