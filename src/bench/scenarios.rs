@@ -606,6 +606,14 @@ pub fn full_model() -> Model {
 /// full, against ratatui's own floor from the same run: the same terminal
 /// drawing a frame of the same size with nothing in it (one empty `Block`).
 pub fn render() -> anyhow::Result<Value> {
+    render_frames(RENDER_FRAMES)
+}
+
+/// Frames drawn per size and kind in the render scenario.
+const RENDER_FRAMES: usize = 500;
+
+/// The render scenario with `frames` frames of each size and kind.
+fn render_frames(frames: usize) -> anyhow::Result<Value> {
     let model = full_model();
     let theme = Theme::new(true);
     let view = ViewState::new();
@@ -613,8 +621,8 @@ pub fn render() -> anyhow::Result<Value> {
     let mut out =
         json!({ "scenario": "render", "strike_offs": model.strike_offs.len(), "tickers": model.quotes.len() });
     for (w, h) in [(80u16, 24u16), (200, 50)] {
-        let full = frame_times_ms(w, h, |f| ui::draw(f, &model, &view, &theme))?;
-        let empty = frame_times_ms(w, h, |f| f.render_widget(Block::new(), f.area()))?;
+        let full = frame_times_ms(w, h, frames, |f| ui::draw(f, &model, &view, &theme))?;
+        let empty = frame_times_ms(w, h, frames, |f| f.render_widget(Block::new(), f.area()))?;
         let p50 = |times: &[f64]| times[times.len() / 2];
         let quantiles =
             |times: &[f64]| json!({ "p50": round3(p50(times)), "p99": round3(times[times.len() * 99 / 100]) });
@@ -626,12 +634,12 @@ pub fn render() -> anyhow::Result<Value> {
     Ok(out)
 }
 
-/// 500 frames of `w`×`h` drawn by `draw` into a `TestBackend`, each one's
-/// time in milliseconds, sorted.
-fn frame_times_ms(w: u16, h: u16, mut draw: impl FnMut(&mut Frame)) -> anyhow::Result<Vec<f64>> {
+/// `frames` frames of `w`×`h` drawn by `draw` into a `TestBackend`, each
+/// one's time in milliseconds, sorted.
+fn frame_times_ms(w: u16, h: u16, frames: usize, mut draw: impl FnMut(&mut Frame)) -> anyhow::Result<Vec<f64>> {
     let mut terminal = Terminal::new(TestBackend::new(w, h))?;
     let mut times = Vec::new();
-    for _ in 0..500 {
+    for _ in 0..frames {
         let started = Instant::now();
         terminal.draw(&mut draw)?;
         times.push(started.elapsed().as_secs_f64() * 1000.0);
@@ -775,7 +783,7 @@ mod tests {
     /// Not a benchmark: checks the harness itself runs end to end on a tiny load.
     #[tokio::test]
     async fn harness_smoke() {
-        let r = render().unwrap();
+        let r = render_frames(5).unwrap();
         assert!(r["frame_ms_80x24"]["p50"].as_f64().unwrap() > 0.0);
         assert!(r["strike_offs"].as_u64().unwrap() >= 2000);
         for size in ["80x24", "200x50"] {

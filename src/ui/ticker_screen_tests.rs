@@ -345,20 +345,31 @@ fn no_colour_tickers_still_read() {
 #[test]
 fn tiny_terminals_with_four_feeds_do_not_panic() {
     let m = quote_model();
-    let mut view = ViewState::new();
+    let view = ViewState::new();
     let s = screen(&render(&m, &view, &color(), 20, 5));
     assert!(s.contains("too small"), "{s}");
     render(&m, &view, &color(), 1, 1);
     render(&m, &view, &color(), 30_000, 60);
-    view.focus = Focus::Tickers;
-    view.ticker_scroll = 2;
-    for (help, filter) in [(false, ""), (true, ""), (false, "k")] {
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig { cases: 96, ..Default::default() })]
+    /// Any size, with four feeds, the tickers focused and scrolled, with the
+    /// overlay or a filter: never a panic.
+    #[test]
+    fn any_terminal_size_draws_the_tickers(
+        w in 0u16..=240,
+        h in 0u16..=70,
+        help: bool,
+        filter in proptest::sample::select(vec!["", "k", "zzz"]),
+        scroll in 0usize..8,
+    ) {
+        let m = quote_model();
+        let mut view = ViewState::new();
+        view.focus = Focus::Tickers;
+        view.ticker_scroll = scroll;
         view.show_help = help;
         view.filter = filter.into();
-        for w in (0..=210).step_by(7) {
-            for h in 0..=50 {
-                render(&m, &view, &color(), w, h);
-            }
-        }
+        render(&m, &view, &color(), w, h);
     }
 }
