@@ -1,4 +1,4 @@
-//! The Companies House Streaming API feed (protocols.md §1).
+//! The Companies House Streaming API feed (docs/protocols.md §1).
 //!
 //! One long-lived `GET` per stream with Basic auth (`key:`), newline-delimited
 //! JSON, blank-line heartbeats, and `?timepoint=N` to resume (inclusive, so the

@@ -1,4 +1,4 @@
-//! Server-Sent Events quote feeds (protocols.md §4).
+//! Server-Sent Events quote feeds (docs/protocols.md §4).
 //!
 //! A long `GET` with `Accept: text/event-stream`. The parser follows the full
 //! SSE rules but feedtop never depends on them: the real server sends only

@@ -1,4 +1,4 @@
-//! A loopback SSE endpoint of the carbon access layer (protocols.md §4):
+//! A loopback SSE endpoint of the carbon access layer (docs/protocols.md §4):
 //! `GET /sse/stream?token=…`, answered by a hand-written HTTP/1.1 responder
 //! so it can misbehave (cut a stream, stall after the headers, answer any status).
 //!
@@ -52,7 +52,7 @@ const MAX_HEAD: usize = 16 * 1024;
 const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
 const LINGER: Duration = Duration::from_secs(2);
 
-/// Which framing the stream uses (protocols.md §4).
+/// Which framing the stream uses (docs/protocols.md §4.2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SseShape {
     /// What the real server sends: `data: <json>\n\n` blocks only.
