@@ -480,6 +480,8 @@ fn log_message(model: &Model, msg: &FeedMsg) {
             tracing::info!("{name}: {}", state.label());
         }
         FeedMsgKind::Error(e) => tracing::warn!("{name}: {e}"),
+        // Subscribed, connected: rare, and what a user checks first when data does not come.
+        FeedMsgKind::Notice(text) => tracing::info!("{name}: {text}"),
         FeedMsgKind::Malformed { reason } => tracing::warn!("{name}: skipped a malformed line: {reason}"),
         FeedMsgKind::TooLong => tracing::warn!("{name}: skipped a line over the size limit"),
         FeedMsgKind::Gap { after_timepoint, reason } => {

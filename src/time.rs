@@ -2,7 +2,7 @@
 //!
 //! Companies House `/companies` sends `YYYY-MM-DDTHH:MM:SS` (UTC, no zone);
 //! older events and other streams add a fraction and `Z` or an offset. A zoneless
-//! value is read as UTC (protocols.md §1).
+//! value is read as UTC (docs/protocols.md §1.5).
 
 use chrono::{DateTime, NaiveDateTime, Utc};
 

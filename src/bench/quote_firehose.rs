@@ -1,6 +1,6 @@
 //! A paced quote server for the `quotes` benchmark: `symbols` instruments and
 //! `rate` frames per second in all, one quote per frame, in the wig80 dialect
-//! (protocols.md §2) so that feedtop's real WebSocket feed and decoder read it.
+//! (docs/protocols.md §2.2) so that feedtop's real WebSocket feed and decoder read it.
 //!
 //! Unlike `sim::wig80` it has no snapshot timer, plans or replies. Each
 //! connection gets its own stream of `frames` frames on an absolute schedule

@@ -1,4 +1,4 @@
-//! The Companies House Streaming API feed (protocols.md §1).
+//! The Companies House Streaming API feed (docs/protocols.md §1).
 //!
 //! One long-lived `GET` per stream with Basic auth (`key:`), newline-delimited
 //! JSON, blank-line heartbeats, and `?timepoint=N` to resume (inclusive, so the
@@ -341,24 +341,33 @@ pub(crate) async fn send_with_deadlines(
     timings: &Reconnect,
     link: &mut FeedLink,
 ) -> Result<reqwest::Response, SendFailed> {
+    tokio::select! {
+        sent = send_within(request, timings) => sent.map_err(SendFailed::Error),
+        cmd = link.command() => Err(SendFailed::Command(FeedLink::on_command(cmd))),
+    }
+}
+
+/// [`send_with_deadlines`] without the control channel, for a request that
+/// runs beside a stream (an SSE subscribe): the same deadlines and the same
+/// one-line reasons.
+pub(crate) async fn send_within(
+    request: reqwest::RequestBuilder,
+    timings: &Reconnect,
+) -> Result<reqwest::Response, String> {
     // The connect phase ends by its own timeout first, so running out of
     // this limit means the connection was made and the head did not come.
     let limit = timings.connect_timeout.saturating_add(timings.response_timeout);
-    let sent = tokio::select! {
-        sent = tokio::time::timeout(limit, request.send()) => sent,
-        cmd = link.command() => return Err(SendFailed::Command(FeedLink::on_command(cmd))),
-    };
-    match sent {
+    match tokio::time::timeout(limit, request.send()).await {
         Ok(Ok(response)) => Ok(response),
-        Err(_) => Err(SendFailed::Error(format!(
+        Err(_) => Err(format!(
             "no response head within {} (the server took the connection but did not answer)",
             humantime::format_duration(timings.response_timeout)
-        ))),
-        Ok(Err(e)) if e.is_connect() && e.is_timeout() => Err(SendFailed::Error(format!(
+        )),
+        Ok(Err(e)) if e.is_connect() && e.is_timeout() => Err(format!(
             "no connection within {} (TCP/TLS connect timed out)",
             humantime::format_duration(timings.connect_timeout)
-        ))),
-        Ok(Err(e)) => Err(SendFailed::Error(format!("cannot connect: {}", error_chain(&e)))),
+        )),
+        Ok(Err(e)) => Err(format!("cannot connect: {}", error_chain(&e))),
     }
 }
 

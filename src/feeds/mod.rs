@@ -15,6 +15,7 @@ pub mod resume_mark;
 pub mod secret;
 pub mod session;
 pub mod sse;
+pub mod sse_subscribe;
 pub mod supervisor;
 pub mod websocket;
 

@@ -1,4 +1,4 @@
-//! Server-Sent Events quote feeds (protocols.md §4).
+//! Server-Sent Events quote feeds (docs/protocols.md §4).
 //!
 //! A long `GET` with `Accept: text/event-stream`. The parser follows the full
 //! SSE rules but feedtop never depends on them: the real server sends only
@@ -6,16 +6,23 @@
 //! must be longer than that. When the server sends `id:` lines, the last one
 //! goes back as `Last-Event-ID` on reconnect; a `retry:` sets the minimum wait
 //! (clamped, so neither 0 nor 10 hours is taken literally).
+//!
+//! With `topics`, each connection also runs the documented subscription flow
+//! beside the stream (`sse_subscribe.rs`): subscribe once the server says its
+//! connection id, or say that it never did.
 
+use std::sync::Arc;
 use std::time::Duration;
 
+use serde_json::{Map, Value};
 use tokio::time::Instant;
 
 use super::companies_house::{body_snippet, header_text, http_client, send_with_deadlines, SendFailed};
 use super::decode::sse::{decode_event, SseItem, SseParser};
 use super::secret::{with_token, ApiKey};
 use super::session::QuoteSession;
-use super::supervisor::{read_chunk, Connector, FeedLink, Outcome, Read, Reconnect, Retry};
+use super::sse_subscribe::{next_step, Step, SubscribeSettings, Subscriber};
+use super::supervisor::{read_chunk_since, Connector, FeedLink, Outcome, Read, Reconnect, Retry};
 use super::{ConnState, FeedMsgKind, ResumePoint};
 
 /// The shortest wait a server's `retry:` may ask for.
@@ -29,6 +36,15 @@ pub struct SseSettings {
     pub symbols: Vec<String>,
     pub reconnect: Reconnect,
     pub max_event: usize,
+    /// Topics to subscribe to with `POST /sse/subscribe` once the stream says
+    /// its connection id (the documented flow). Empty: no subscriptions.
+    pub topics: Vec<String>,
+    /// Filters sent with every subscribe, e.g. `{"commodity": "oil"}` (`{}` when `None`).
+    pub filters: Option<Map<String, Value>>,
+    /// With topics: how long a connection waits for any event before saying
+    /// that no connection id came (the documented server sends it first, at
+    /// once; the real one sends nothing for 30 s). Not a config key.
+    pub id_wait: Duration,
 }
 
 impl SseSettings {
@@ -41,6 +57,9 @@ impl SseSettings {
             // until shown as stalled, the default).
             reconnect: Reconnect { read_timeout: Duration::from_secs(75), ..Reconnect::default() },
             max_event: 4 * 1024 * 1024,
+            topics: Vec::new(),
+            filters: None,
+            id_wait: Duration::from_secs(10),
         }
     }
 }
@@ -52,6 +71,8 @@ pub struct SseConnector {
     last_event_id: Option<String>,
     /// The last `retry:` the server sent.
     retry: Option<Duration>,
+    /// With topics: how each connection subscribes.
+    subscriber: Option<Arc<Subscriber>>,
 }
 
 impl SseConnector {
@@ -67,7 +88,19 @@ impl SseConnector {
                 false
             }
         });
-        Ok(Self { settings, client, last_event_id, retry: None })
+        let subscriber = Subscriber::new(
+            client.clone(),
+            SubscribeSettings {
+                stream_url: &settings.url,
+                token: settings.token.as_ref(),
+                topics: &settings.topics,
+                filters: settings.filters.as_ref(),
+                timings: &settings.reconnect,
+                id_wait: settings.id_wait,
+            },
+        )
+        .map(Arc::new);
+        Ok(Self { settings, client, last_event_id, retry: None, subscriber })
     }
 
     fn scrub(&self, text: String) -> String {
@@ -161,8 +194,29 @@ impl Connector for SseConnector {
         let mut parser = SseParser::new(self.settings.max_event);
         let mut body = response.bytes_stream();
         let mut items = Vec::new();
+        // This connection's subscriptions: dropped with it, in flight or not.
+        let mut subs = self.subscriber.as_ref().map(Subscriber::connection);
+        let mut idle_since = Instant::now();
         let end = loop {
-            match read_chunk(&mut body, link, read_timeout).await {
+            let read = tokio::select! {
+                read = read_chunk_since(&mut body, link, idle_since, read_timeout) => read,
+                step = next_step(&mut subs) => {
+                    let kind = match step {
+                        Step::Subscribed(topic) => FeedMsgKind::Notice(format!("subscribed to {topic}")),
+                        Step::NoId(text) => FeedMsgKind::Error(text),
+                        Step::Refused(refused) => {
+                            self.remember(&parser);
+                            let live_for = live_since.elapsed();
+                            return Outcome::Dropped { error: refused.error, live_for, retry: refused.retry };
+                        }
+                    };
+                    if !link.send(kind).await {
+                        return Outcome::Shutdown;
+                    }
+                    continue;
+                }
+            };
+            match read {
                 Read::Command(outcome) => {
                     // A reconnect asked for by the user resumes like any other.
                     self.remember(&parser);
@@ -170,13 +224,16 @@ impl Connector for SseConnector {
                 }
                 Read::Ended(why) => break why,
                 Read::Chunk(chunk) => {
+                    idle_since = Instant::now();
                     parser.push(&chunk, &mut items);
                     if items.is_empty() && !link.send(FeedMsgKind::Bytes).await {
                         return Outcome::Shutdown;
                     }
                     for item in items.drain(..) {
+                        let mut subscription = None;
                         let (kind, resume) = match item {
                             SseItem::Event(event) => {
+                                subscription = subs.as_mut().and_then(|s| s.on_event(&event));
                                 // The id goes to the store after the event's quotes.
                                 let moved = event.id.clone().filter(|id| Some(id) != self.last_event_id.as_ref());
                                 (session.on_decoded(decode_event(&event)), moved)
@@ -203,6 +260,11 @@ impl Connector for SseConnector {
                         };
                         if !link.send(kind).await {
                             return Outcome::Shutdown;
+                        }
+                        if let Some(kind) = subscription {
+                            if !link.send(kind).await {
+                                return Outcome::Shutdown;
+                            }
                         }
                     }
                 }

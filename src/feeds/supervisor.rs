@@ -142,9 +142,21 @@ pub async fn read_chunk(
     link: &mut FeedLink,
     read_timeout: Duration,
 ) -> Read {
+    read_chunk_since(body, link, tokio::time::Instant::now(), read_timeout).await
+}
+
+/// As [`read_chunk`], for a read that sits in a `select!` beside other work
+/// and so is started again after that work: the read-idle deadline counts
+/// from `idle_since` (the last chunk), not from this call.
+pub async fn read_chunk_since(
+    body: &mut (impl futures_util::Stream<Item = reqwest::Result<bytes::Bytes>> + Unpin),
+    link: &mut FeedLink,
+    idle_since: tokio::time::Instant,
+    read_timeout: Duration,
+) -> Read {
     use futures_util::StreamExt;
     tokio::select! {
-        next = tokio::time::timeout(read_timeout, body.next()) => match next {
+        next = tokio::time::timeout_at(idle_since + read_timeout, body.next()) => match next {
             Err(_) => Read::Ended(format!("no data for {}s (read-idle timeout); reconnecting", read_timeout.as_secs_f64())),
             Ok(None) => Read::Ended("the server closed the stream".to_string()),
             Ok(Some(Err(e))) => Read::Ended(format!("stream failed: {}", super::companies_house::error_chain(&e))),

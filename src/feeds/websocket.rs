@@ -1,4 +1,4 @@
-//! WebSocket quote feeds (protocols.md §2 and §3).
+//! WebSocket quote feeds (docs/protocols.md §2 and §3).
 //!
 //! One connection per feed: connect (with the token in the query for carbon),
 //! subscribe, ping every `ping_every` (carbon drops a client that stays quiet

@@ -79,6 +79,11 @@ pub struct FeedView {
     /// Connection attempts so far; the first is not a reconnect.
     pub attempts: u64,
     pub last_error: Option<String>,
+    /// The last error came on the current live connection (no SSE
+    /// subscription, a server's error event), so it is a present condition;
+    /// otherwise an error shown beside `live` is history. Cleared by the next
+    /// state change.
+    pub error_while_live: bool,
     pub last_byte_at: Option<DateTime<Utc>>,
     pub last_event_at: Option<DateTime<Utc>>,
     pub last_timepoint: Option<i64>,
@@ -104,6 +109,7 @@ impl FeedView {
             state_since: None,
             attempts: 0,
             last_error: None,
+            error_while_live: false,
             last_byte_at: None,
             last_event_at: None,
             last_timepoint: None,
@@ -288,6 +294,7 @@ impl Model {
                 }
                 feed.state = state;
                 feed.state_since = Some(at);
+                feed.error_while_live = false;
             }
             FeedMsgKind::Bytes => feed.last_byte_at = Some(at),
             FeedMsgKind::KeepAlive => {
@@ -306,7 +313,10 @@ impl Model {
                 feed.last_byte_at = Some(at);
                 feed.counts.too_long += 1;
             }
-            FeedMsgKind::Error(e) => feed.last_error = Some(e),
+            FeedMsgKind::Error(e) => {
+                feed.error_while_live = feed.state == ConnState::Live;
+                feed.last_error = Some(e);
+            }
             FeedMsgKind::UnusableResumeId { .. } => feed.counts.unusable_resume_ids += 1,
             // Unwrapped above; nothing nests deeper.
             FeedMsgKind::Resumable { .. } => {}
@@ -440,6 +450,23 @@ mod tests {
         assert_eq!(f.reconnects(), 1);
         assert_eq!(f.last_error.as_deref(), Some("the server closed the stream"));
         assert!(facts.is_empty());
+    }
+
+    #[test]
+    fn an_error_while_live_is_current_until_the_state_changes() {
+        let mut m = Model::new(vec![info()], Duration::from_secs(300), t0());
+        let mut facts = Vec::new();
+        m.apply(msg(t0(), FeedMsgKind::State(ConnState::Live)), &mut facts);
+        m.apply(msg(t0(), FeedMsgKind::Error("no subscription".into())), &mut facts);
+        let f = &m.feeds[0];
+        assert_eq!(
+            (f.state.clone(), f.last_error.as_deref(), f.error_while_live),
+            (ConnState::Live, Some("no subscription"), true)
+        );
+        m.apply(msg(t0(), FeedMsgKind::State(ConnState::Connecting)), &mut facts);
+        assert!(!m.feeds[0].error_while_live);
+        m.apply(msg(t0(), FeedMsgKind::Error("refused".into())), &mut facts);
+        assert!(!m.feeds[0].error_while_live, "not live when it came");
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! The strike-off state machine (protocols.md §1, "Strike-off").
+//! The strike-off state machine (docs/protocols.md §1.6).
 //!
 //! `active-proposal-to-strike-off` appears only in `company_status_detail`.
 //! Detection compares each company-profile event with the company's last known

@@ -1,4 +1,4 @@
-//! A loopback carbon access layer (protocols.md §3): `ws://…/ws/stream?token=…`.
+//! A loopback carbon access layer (docs/protocols.md §3): `ws://…/ws/stream?token=…`.
 //!
 //! Like the real FastAPI server it accepts the socket *before* it checks the
 //! token, so a bad token is an error frame and a normal close (1000), and it
@@ -42,7 +42,7 @@ const ACTIONS: [&str; 5] = ["subscribe", "unsubscribe", "ping", "list_topics", "
 pub(crate) const USER_ID: &str = "u1";
 pub(crate) const TENANT_ID: &str = "t1";
 
-/// Which wire shapes the server uses (protocols.md §3).
+/// Which wire shapes the server uses (docs/protocols.md §3.3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CarbonShape {
     /// What the real code sends: data frames with no `type`, `{"action": "pong", …}`,

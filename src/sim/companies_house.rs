@@ -1,4 +1,4 @@
-//! A loopback Companies House Streaming API (protocols.md §1).
+//! A loopback Companies House Streaming API (docs/protocols.md §1).
 //!
 //! `GET /companies[?timepoint=N]` with Basic auth (`key:`), answered with a
 //! chunked `application/json` stream: one event line per chunk, flushed at once,

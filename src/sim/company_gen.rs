@@ -1,4 +1,4 @@
-//! Invented company-profile events in the real `/companies` shape (protocols.md §1).
+//! Invented company-profile events in the real `/companies` shape (docs/protocols.md §1.5).
 //!
 //! A population of a few hundred made-up companies lives through small
 //! storylines: most events are plain changes, some companies enter the proposal

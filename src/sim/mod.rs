@@ -12,6 +12,7 @@ pub mod company_gen;
 pub mod mute;
 pub mod prices;
 pub mod sse;
+pub mod sse_subscribe;
 pub mod wig80;
 
 pub use carbon::{CarbonConfig, CarbonShape, CarbonSim};
@@ -21,6 +22,7 @@ pub use company_gen::{CompanyGen, GeneratorConfig};
 pub use mute::{Mute, MuteServer};
 pub use prices::{commodities, commodity_of, wig80_symbols, PriceWalk, Quote};
 pub use sse::{SseConfig, SsePlan, SseRequest, SseShape, SseSim};
+pub use sse_subscribe::{SseSubscribeConfig, SubscribeRequest};
 pub use wig80::{Wig80Config, Wig80Sim, WsPlan, WsScript};
 
 use std::collections::VecDeque;

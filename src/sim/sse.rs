@@ -1,4 +1,4 @@
-//! A loopback SSE endpoint of the carbon access layer (protocols.md §4):
+//! A loopback SSE endpoint of the carbon access layer (docs/protocols.md §4):
 //! `GET /sse/stream?token=…`, answered by a hand-written HTTP/1.1 responder
 //! so it can misbehave (cut a stream, stall after the headers, answer any status).
 //!
@@ -10,6 +10,10 @@
 //! after that id from a bounded in-memory log. A heartbeat
 //! `data: {"type": "heartbeat", "timestamp": <monotonic ms>}` is sent after
 //! `heartbeat_after` of silence.
+//!
+//! `POST /sse/subscribe` (`sse_subscribe.rs`) subscribes an open connection
+//! to a topic; with [`SseSubscribeConfig::required`] a connection gets only
+//! the topics it subscribed to. Plans and chaos apply to stream requests only.
 
 use std::collections::VecDeque;
 use std::io;
@@ -30,6 +34,7 @@ use tokio::time as ttime;
 use super::carbon::{publish_round, uuid4, MonoClock, Record, TENANT_ID, USER_ID};
 use super::chaos::Chaos;
 use super::prices::{commodities, PriceWalk};
+use super::sse_subscribe::{Registry, SseSubscribeConfig, SubscribeRequest, Token, SUBSCRIBE_PATH};
 use super::wig80::{lock, py_json, stopped};
 use super::{Recent, RECENT_KEPT};
 
@@ -47,7 +52,7 @@ const MAX_HEAD: usize = 16 * 1024;
 const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
 const LINGER: Duration = Duration::from_secs(2);
 
-/// Which framing the stream uses (protocols.md §4).
+/// Which framing the stream uses (docs/protocols.md §4.2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SseShape {
     /// What the real server sends: `data: <json>\n\n` blocks only.
@@ -155,8 +160,13 @@ pub struct SseSim {
 }
 
 impl SseSim {
-    /// Binds `127.0.0.1:0` and starts serving.
+    /// Binds `127.0.0.1:0` and starts serving, subscriptions optional.
     pub async fn start(config: SseConfig) -> io::Result<Self> {
+        Self::start_with(config, SseSubscribeConfig::default()).await
+    }
+
+    /// As [`SseSim::start`], with the subscribe endpoint configured.
+    pub async fn start_with(config: SseConfig, subscribe: SseSubscribeConfig) -> io::Result<Self> {
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
         let mut rng = config.seed.map_or_else(StdRng::from_os_rng, StdRng::seed_from_u64);
@@ -179,6 +189,7 @@ impl SseSim {
             connections: AtomicUsize::new(0),
             drops: watch::Sender::new(0),
             rng: Mutex::new(rng),
+            subscriptions: Registry::new(subscribe),
         });
         let (stop, stop_rx) = watch::channel(false);
         let every = config.publish_every.max(Duration::from_millis(1));
@@ -205,6 +216,24 @@ impl SseSim {
         let mut count = self.shared.request_count.subscribe();
         let reached = ttime::timeout(within, count.wait_for(|count| *count >= n)).await;
         reached.is_ok_and(|r| r.is_ok())
+    }
+
+    /// Every subscribe request read so far, in order.
+    pub fn subscribe_requests(&self) -> Vec<SubscribeRequest> {
+        self.shared.subscriptions.requests()
+    }
+
+    /// Waits until `n` subscribe requests have been read; false if `within` passed first.
+    pub async fn wait_for_subscribes(&self, n: usize, within: Duration) -> bool {
+        let mut count = self.shared.subscriptions.count();
+        let reached = ttime::timeout(within, count.wait_for(|count| *count >= n)).await;
+        reached.is_ok_and(|r| r.is_ok())
+    }
+
+    /// The id of every stream served so far, in order (sent to the client in
+    /// the documented shape only).
+    pub fn connection_ids(&self) -> Vec<String> {
+        self.shared.subscriptions.ids()
     }
 
     /// TCP connections accepted so far.
@@ -258,8 +287,8 @@ struct Shared {
     heartbeat_after: Duration,
     retry: Option<u64>,
     clock: MonoClock,
-    /// `(id, JSON payload)` of recent data events, oldest first.
-    log: Mutex<VecDeque<(u64, Arc<str>)>>,
+    /// `(id, topic, JSON payload)` of recent data events, oldest first.
+    log: Mutex<VecDeque<LogEntry>>,
     /// The last id in the log: streams wake up when it moves.
     last_id: watch::Sender<u64>,
     plans: Mutex<VecDeque<SsePlan>>,
@@ -271,6 +300,7 @@ struct Shared {
     connections: AtomicUsize,
     drops: watch::Sender<u64>,
     rng: Mutex<StdRng>,
+    subscriptions: Registry,
 }
 
 impl Shared {
@@ -289,7 +319,7 @@ impl Shared {
                     data: record.body(self.documented()),
                     timestamp: record.timestamp,
                 });
-                log.push_back((last, payload.into()));
+                log.push_back((last, record.topic, payload.into()));
                 if log.len() > LOG_CAPACITY {
                     log.pop_front();
                 }
@@ -299,12 +329,19 @@ impl Shared {
     }
 
     /// Events after `cursor`, and the new cursor.
-    fn events_after(&self, cursor: u64) -> (u64, Vec<(u64, Arc<str>)>) {
+    fn events_after(&self, cursor: u64) -> (u64, Vec<LogEntry>) {
         let log = lock(&self.log);
-        let start = log.partition_point(|(id, _)| *id <= cursor);
+        let start = log.partition_point(|(id, _, _)| *id <= cursor);
         let events: Vec<_> = log.range(start..).cloned().collect();
-        let next = events.last().map_or(cursor, |(id, _)| *id);
+        let next = events.last().map_or(cursor, |(id, _, _)| *id);
         (next, events)
+    }
+
+    /// The plan of a stream request: queued, else chaos, else the default.
+    fn next_plan(&self) -> SsePlan {
+        let queued = lock(&self.plans).pop_front();
+        let drawn = || lock(&self.chaos).as_ref().map(Chaos::sse_plan);
+        queued.or_else(drawn).or_else(|| lock(&self.default_plan).clone()).unwrap_or(SsePlan::Serve)
     }
 
     fn record(&self, request: SseRequest) {
@@ -312,6 +349,9 @@ impl Shared {
         self.request_count.send_replace(count);
     }
 }
+
+/// One published event: `(id, topic, JSON payload)`.
+type LogEntry = (u64, &'static str, Arc<str>);
 
 #[derive(Serialize)]
 struct SseData<'a> {
@@ -344,7 +384,8 @@ async fn run(
     let mut connections = JoinSet::new();
     let mut timer = ttime::interval_at(ttime::Instant::now() + every, every);
     timer.set_missed_tick_behavior(ttime::MissedTickBehavior::Delay);
-    let mut offsets = [0u64];
+    let topics = shared.subscriptions.published_topics();
+    let mut offsets = vec![0u64; topics.len()];
     let mut round = 0;
     loop {
         tokio::select! {
@@ -352,13 +393,7 @@ async fn run(
             accepted = listener.accept() => match accepted {
                 Ok((socket, _)) => {
                     let conn = shared.connections.fetch_add(1, Ordering::SeqCst);
-                    let queued = lock(&shared.plans).pop_front();
-                    let drawn = || lock(&shared.chaos).as_ref().map(Chaos::sse_plan);
-                    let plan = queued
-                        .or_else(drawn)
-                        .or_else(|| lock(&shared.default_plan).clone())
-                        .unwrap_or(SsePlan::Serve);
-                    connections.spawn(serve_connection(socket, shared.clone(), plan, conn));
+                    connections.spawn(serve_connection(socket, shared.clone(), conn));
                 }
                 Err(e) => {
                     tracing::debug!(target: "feedtop::sim", "sse sim: accept failed: {e}");
@@ -367,7 +402,7 @@ async fn run(
             },
             Some(_) = connections.join_next(), if !connections.is_empty() => {}
             _ = timer.tick() => {
-                shared.publish(publish_round(&mut walk, round, &[SSE_TOPIC], &mut offsets, &shared.clock));
+                shared.publish(publish_round(&mut walk, round, &topics, &mut offsets, &shared.clock));
                 round += 1;
             }
         }
@@ -382,6 +417,7 @@ struct Head {
     path: String,
     token: Option<String>,
     last_event_id: Option<String>,
+    content_length: Option<usize>,
 }
 
 fn parse_head(head: &[u8]) -> Option<Head> {
@@ -393,25 +429,28 @@ fn parse_head(head: &[u8]) -> Option<Head> {
         return None;
     }
     let mut last_event_id = None;
+    let mut content_length = None;
     for line in lines.take_while(|l| !l.is_empty()) {
         let (name, value) = line.split_once(':')?;
         if name.trim().eq_ignore_ascii_case("last-event-id") {
             last_event_id = Some(value.trim().to_string());
+        } else if name.trim().eq_ignore_ascii_case("content-length") {
+            content_length = Some(value.trim().parse().ok()?);
         }
     }
     let (path, query) = target.split_once('?').unwrap_or((target, ""));
     let token = url::form_urlencoded::parse(query.as_bytes()).find(|(k, _)| k == "token").map(|(_, v)| v.into_owned());
-    Some(Head { method: method.to_string(), path: path.to_string(), token, last_event_id })
+    Some(Head { method: method.to_string(), path: path.to_string(), token, last_event_id, content_length })
 }
 
-async fn serve_connection(mut socket: TcpStream, shared: Arc<Shared>, plan: SsePlan, conn: usize) {
+async fn serve_connection(mut socket: TcpStream, shared: Arc<Shared>, conn: usize) {
     let _ = socket.set_nodelay(true);
     let mut drops = shared.drops.subscribe();
     let head = tokio::select! {
         head = ttime::timeout(HEAD_TIMEOUT, read_head(&mut socket)) => head,
         _ = drops.changed() => return,
     };
-    let Ok(Some(head)) = head else {
+    let Ok(Some((head, body_start))) = head else {
         return;
     };
     let Some(head) = parse_head(&head) else {
@@ -420,6 +459,19 @@ async fn serve_connection(mut socket: TcpStream, shared: Arc<Shared>, plan: SseP
     // FastAPI's `if not token`: an empty token is a missing one.
     let token = head.token.as_deref().filter(|t| !t.is_empty());
     let token_ok = token == Some(shared.token.as_str());
+    if head.path == SUBSCRIBE_PATH {
+        let Some(body) = read_body(&mut socket, body_start, head.content_length).await else {
+            return respond(&mut socket, 400, r#"{"detail":"Bad Request"}"#).await;
+        };
+        let token = match token {
+            None => Token::Missing,
+            Some(_) if !token_ok => Token::Invalid,
+            Some(_) => Token::Ok,
+        };
+        let answer = shared.subscriptions.handle(&head.method, token, &body);
+        return respond_with(&mut socket, answer.code, &answer.headers, &answer.body).await;
+    }
+    let plan = shared.next_plan();
     shared.record(SseRequest { token_ok, last_event_id: head.last_event_id.clone(), at: Instant::now() });
     let (cut_after, retry) = match plan {
         SsePlan::Status { code, body } => return respond(&mut socket, code, &body).await,
@@ -483,6 +535,9 @@ struct Link {
 async fn stream(mut socket: TcpStream, shared: &Shared, link: Link, mut cut_after: Option<usize>, resume: Option<u64>) {
     let Link { conn, mut drops, retry } = link;
     let documented = shared.documented();
+    // Every stream has an id (the real server keeps one too); only the
+    // documented shape tells the client.
+    let open = shared.subscriptions.open(uuid4(&mut lock(&shared.rng)));
     let mut last_id = shared.last_id.subscribe();
     // Live from now, or (documented shape) replay after the client's last id.
     let mut cursor = *last_id.borrow_and_update();
@@ -494,8 +549,7 @@ async fn stream(mut socket: TcpStream, shared: &Shared, link: Link, mut cut_afte
         preamble.push_str(&format!("retry: {retry}\n\n"));
     }
     if documented {
-        let id = uuid4(&mut lock(&shared.rng));
-        let hello = py_json(&Established { connection_id: &id, user_id: USER_ID, tenant_id: TENANT_ID });
+        let hello = py_json(&Established { connection_id: &open.id, user_id: USER_ID, tenant_id: TENANT_ID });
         preamble.push_str(&format!("event: connection_established\ndata: {hello}\n\n"));
     }
     if !preamble.is_empty() && write_flush(&mut socket, &chunk(&preamble)).await.is_err() {
@@ -508,9 +562,12 @@ async fn stream(mut socket: TcpStream, shared: &Shared, link: Link, mut cut_afte
         last_id.borrow_and_update();
         let (next, events) = shared.events_after(cursor);
         cursor = next;
-        for (id, payload) in events {
+        for (id, topic, payload) in events {
             if cut_after == Some(0) {
                 return;
+            }
+            if !shared.subscriptions.delivers(&open.id, topic) {
+                continue;
             }
             let block = if documented {
                 format!("event: data\nid: {id}\ndata: {payload}\n\n")
@@ -606,14 +663,15 @@ async fn respond_with(socket: &mut TcpStream, code: u16, headers: &str, body: &s
     }
 }
 
-/// The request head up to its blank line; `None` if the client left or sent too much.
-async fn read_head<R: AsyncRead + Unpin>(reader: &mut R) -> Option<Vec<u8>> {
+/// The request head up to its blank line, and the bytes read after it (the
+/// start of a body); `None` if the client left or sent too much.
+async fn read_head<R: AsyncRead + Unpin>(reader: &mut R) -> Option<(Vec<u8>, Vec<u8>)> {
     let mut buf = Vec::new();
     let mut chunk = [0u8; 2048];
     loop {
         if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            buf.truncate(end + 4);
-            return Some(buf);
+            let rest = buf.split_off(end + 4);
+            return Some((buf, rest));
         }
         if buf.len() > MAX_HEAD {
             return None;
@@ -623,6 +681,27 @@ async fn read_head<R: AsyncRead + Unpin>(reader: &mut R) -> Option<Vec<u8>> {
             Ok(n) => buf.extend_from_slice(&chunk[..n]),
         }
     }
+}
+
+/// The longest request body read (a subscribe form is a few hundred bytes).
+const MAX_BODY: usize = 16 * 1024;
+
+/// A request body of `length` bytes, `start` of it already read; `None`
+/// without a length, past [`MAX_BODY`], or when the client does not send it in time.
+async fn read_body<R: AsyncRead + Unpin>(reader: &mut R, mut start: Vec<u8>, length: Option<usize>) -> Option<Vec<u8>> {
+    let length = length.filter(|l| *l <= MAX_BODY)?;
+    let read = async {
+        let mut chunk = [0u8; 2048];
+        while start.len() < length {
+            match reader.read(&mut chunk).await {
+                Ok(0) | Err(_) => return None,
+                Ok(n) => start.extend_from_slice(&chunk[..n]),
+            }
+        }
+        start.truncate(length);
+        Some(start)
+    };
+    ttime::timeout(HEAD_TIMEOUT, read).await.ok().flatten()
 }
 
 #[cfg(test)]

@@ -1,4 +1,4 @@
-//! A loopback wig80 quote server (protocols.md §2), and the WebSocket plumbing
+//! A loopback wig80 quote server (docs/protocols.md §2), and the WebSocket plumbing
 //! the carbon simulator shares with it: [`WsPlan`], scripted per connection,
 //! and frames serialised the way Python's `json.dumps` does (`": "`, `", "`).
 //!

@@ -120,6 +120,24 @@ fn backoff_shows_countdown_and_error() {
 }
 
 #[test]
+fn an_error_on_the_live_connection_is_a_warning_until_the_next_connection() {
+    let mut m = live_model();
+    let text = "no subscription: the server sent no connection id";
+    apply(&mut m, secs(30), FeedMsgKind::Error(text.into()));
+    let buf = render(&m, &ViewState::new(), &color(), 200, 50);
+    let row = row_with(&buf, "companies").unwrap_or_else(|| panic!("{}", screen(&buf)));
+    assert!(row.contains("live") && row.contains(text), "shown while connected: {row}");
+    let (x, y) = find_in_row(&buf, "companies", "no subscription").unwrap();
+    assert_eq!(buf[(x, y)].fg, Color::Yellow, "a present condition, not dimmed history");
+    // After a reconnect the same text is history.
+    apply(&mut m, secs(31), FeedMsgKind::State(ConnState::Connecting));
+    apply(&mut m, secs(31), FeedMsgKind::State(ConnState::Live));
+    let buf = render(&m, &ViewState::new(), &color(), 200, 50);
+    let (x, y) = find_in_row(&buf, "companies", "no subscription").unwrap();
+    assert_ne!(buf[(x, y)].fg, Color::Yellow);
+}
+
+#[test]
 fn auth_failure_is_red() {
     let mut m = live_model();
     apply(&mut m, secs(30), FeedMsgKind::Error("401 Unauthorized: check CH_STREAMING_API_KEY".into()));

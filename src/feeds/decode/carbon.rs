@@ -1,5 +1,5 @@
 //! Dialect `carbon`: the FastAPI access layer in front of Kafka
-//! (protocols.md §3).
+//! (docs/protocols.md §3.3).
 //!
 //! The real server breaks its own docs: data frames have no `type`, control
 //! replies use `action`, errors are a bare `{"error":…}`. Frames are therefore

@@ -7,12 +7,15 @@
 //!   the `type` its docs promise.
 //! - [`sse`]: an incremental Server-Sent Events parser (WHATWG rules) for the
 //!   access layer's `/sse/stream`, whose event data is carbon JSON.
+//! - [`sse_subscribe`]: the documented `/sse/subscribe` flow (connection id,
+//!   form body, answer).
 //!
 //! Decoders never panic: anything they cannot understand is a [`DecodeError`],
 //! which the connection tasks count as malformed and skip.
 
 pub mod carbon;
 pub mod sse;
+pub mod sse_subscribe;
 pub mod wig80;
 
 use chrono::{DateTime, NaiveDateTime, Utc};

@@ -1,6 +1,6 @@
-//! Server-Sent Events (protocols.md §4): an incremental `text/event-stream`
-//! parser following the WHATWG rules, and the decoder for the access layer's
-//! events (carbon JSON in `data`).
+//! Server-Sent Events (docs/protocols.md §4.2): an incremental
+//! `text/event-stream` parser following the WHATWG rules, and the decoder for
+//! the access layer's events (carbon JSON in `data`).
 //!
 //! The real server sends only `data: <json>\n\n` (and a heartbeat after 30 s
 //! of silence), but the parser implements the whole format: CRLF/LF/CR line

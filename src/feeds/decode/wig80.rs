@@ -1,4 +1,4 @@
-//! Dialect `wig80`: the Python `websockets` quote server (protocols.md §2).
+//! Dialect `wig80`: the Python `websockets` quote server (docs/protocols.md §2).
 //!
 //! Every server frame is a JSON object with a `type`. Timestamps are the
 //! server's `datetime.now().isoformat()`: naive local time, so latency from

@@ -161,8 +161,13 @@ pub fn render(frame: &mut Frame, area: Rect, model: &Model, selected: usize, foc
             .collect();
         // A server's text (error bodies, close reasons), so through the sanitiser.
         let err = f.last_error.as_deref().map(|e| truncate(&for_terminal(e), error_width as usize)).unwrap_or_default();
-        // An error from before the current live connection is history, not an alarm.
-        let err_style = if f.state == ConnState::Live { theme.dim } else { theme.error };
+        // An error from before the current live connection is history, not an
+        // alarm; one that came on it (no subscription possible) is a warning.
+        let err_style = match f.state {
+            ConnState::Live if f.error_while_live => theme.warn,
+            ConnState::Live => theme.dim,
+            _ => theme.error,
+        };
         cells.push(Cell::from(Line::from(Span::styled(err, err_style))));
         let row = Row::new(cells);
         if focused && i == selected.min(model.feeds.len().saturating_sub(1)) {
