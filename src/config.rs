@@ -198,7 +198,7 @@ pub struct FeedFile {
     pub key_env: Option<String>,
     /// `ws` only: `wig80` or `carbon`.
     pub dialect: Option<Dialect>,
-    /// carbon: topics to subscribe to.
+    /// carbon (ws) and sse: topics to subscribe to.
     #[serde(default)]
     pub topics: Vec<String>,
     /// carbon: subscription filters, e.g. `{ commodity = "oil" }`.
@@ -658,6 +658,10 @@ fn feed_spec(f: &FeedFile, args: &RunArgs, env: &dyn Fn(&str) -> Option<String>)
             let mut sse = SseSettings::new(url.unwrap_or_default());
             sse.token = secret;
             sse.symbols = f.symbols.clone();
+            // With topics, the feed subscribes to each once the stream says
+            // its connection id (docs/protocols.md §4).
+            sse.topics = f.topics.clone();
+            sse.filters = f.filters.as_ref().map(|t| toml_to_json(t.clone()));
             sse.reconnect = reconnect;
             FeedSpec::sse(f.name.clone(), sse)
         }
@@ -738,7 +742,7 @@ mod tests {
         let feeds_text = sample_with_uncommented("# Feeds. None by default", "\u{0}");
         let feeds_file = FileConfig::parse(&feeds_text, Path::new("sample")).unwrap();
         let kinds: Vec<_> = feeds_file.feeds.iter().map(|f| f.kind.label()).collect();
-        assert_eq!(kinds, ["companies-house", "ws", "ws", "sse"]);
+        assert_eq!(kinds, ["companies-house", "ws", "ws", "sse", "sse"]);
         let s = resolve(&RunArgs::default(), &feeds_file, &env, &paths()).unwrap();
         assert_eq!(ch(&s).reconnect.read_timeout, DEFAULT_READ_TIMEOUT);
         assert_eq!(ch(&s).stream, DEFAULT_STREAM);

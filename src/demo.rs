@@ -24,7 +24,8 @@ use crate::sim::carbon::{CarbonConfig, CarbonShape, CarbonSim};
 use crate::sim::chaos::Chaos;
 use crate::sim::companies_house::{ChSim, ChSimConfig};
 use crate::sim::company_gen::{CompanyGen, GeneratorConfig};
-use crate::sim::sse::{SseConfig, SseShape, SseSim};
+use crate::sim::sse::{SseConfig, SseShape, SseSim, SSE_TOPIC};
+use crate::sim::sse_subscribe::SseSubscribeConfig;
 use crate::sim::wig80::{Wig80Config, Wig80Sim, WsScript};
 use crate::store;
 
@@ -87,14 +88,20 @@ pub async fn start(mut settings: Settings) -> anyhow::Result<(Settings, Demo)> {
         seed: None,
     })
     .await?;
-    let sse = SseSim::start(SseConfig {
-        token: DEMO_TOKEN.into(),
-        shape: SseShape::Documented,
-        publish_every: Duration::from_secs(3),
-        heartbeat_after: Duration::from_secs(30),
-        retry: Some(2000),
-        seed: None,
-    })
+    // The documented 254Carbon server: a connection gets only the topics it
+    // subscribed to, so the demo's feed goes through the subscription flow.
+    let subscribe = SseSubscribeConfig { required: true, ..SseSubscribeConfig::default() };
+    let sse = SseSim::start_with(
+        SseConfig {
+            token: DEMO_TOKEN.into(),
+            shape: SseShape::Documented,
+            publish_every: Duration::from_secs(3),
+            heartbeat_after: Duration::from_secs(30),
+            retry: Some(2000),
+            seed: None,
+        },
+        subscribe,
+    )
     .await?;
 
     let token = ApiKey::new(DEMO_TOKEN);
@@ -102,6 +109,7 @@ pub async fn start(mut settings: Settings) -> anyhow::Result<(Settings, Demo)> {
     carbon_ws.token = token.clone();
     let mut sse_settings = SseSettings::new(sse.url());
     sse_settings.token = token;
+    sse_settings.topics = vec![SSE_TOPIC.to_string()];
     settings.feeds = vec![
         FeedSpec::companies_house(feed, companies),
         FeedSpec::websocket("wig80", WsSettings::new(wig80.url(), Dialect::Wig80)),
