@@ -7,12 +7,15 @@
 //!   the `type` its docs promise.
 //! - [`sse`]: an incremental Server-Sent Events parser (WHATWG rules) for the
 //!   access layer's `/sse/stream`, whose event data is carbon JSON.
+//! - [`stooq`]: the light-quote CSV of a polled feed: a whole response body
+//!   in, a snapshot of quotes and no-data symbols out.
 //!
 //! Decoders never panic: anything they cannot understand is a [`DecodeError`],
 //! which the connection tasks count as malformed and skip.
 
 pub mod carbon;
 pub mod sse;
+pub mod stooq;
 pub mod wig80;
 
 use chrono::{DateTime, NaiveDateTime, Utc};
