@@ -48,8 +48,14 @@ pub enum FeedMsgKind {
     Event(Box<ChEvent>),
     /// Price updates from a quote feed (one frame may carry many symbols).
     Quotes(Vec<Quote>),
-    /// Round-trip time of the feed's own application-level ping.
+    /// Round-trip time of the feed's own application-level ping (a polled
+    /// feed: of its request, from sending it to the end of the body).
     Rtt(std::time::Duration),
+    /// The source answered that it has no data for these symbols (stooq
+    /// `N/D`: unknown, or no trade yet): not an error, not malformed. A
+    /// polled feed sends it with every good answer; it replaces the last
+    /// list (empty: every symbol had data).
+    NoData(Vec<String>),
     /// A message that also moves the feed's resume point (a Companies House
     /// timepoint, or an SSE event id sent as `Last-Event-ID`) after a
     /// reconnect or a restart. One message, so the point is stored in the
@@ -142,6 +148,6 @@ pub enum Command {
 pub struct FeedInfo {
     /// Stable name: the resume cursor and stored events are keyed by it.
     pub name: String,
-    /// `companies-house`, `ws`, `sse`.
+    /// `companies-house`, `ws/wig80`, `ws/carbon`, `sse`, `poll/stooq`.
     pub kind: &'static str,
 }

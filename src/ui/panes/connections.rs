@@ -159,8 +159,16 @@ pub fn render(frame: &mut Frame, area: Rect, model: &Model, selected: usize, foc
                 Cell::from(Span::styled(c.text(f, model), style))
             })
             .collect();
+        // A live feed whose source has no data for some symbols says so
+        // here: that is what the user needs, not an error from before.
+        let no_data =
+            (f.state == ConnState::Live && !f.no_data.is_empty()).then(|| format!("no data: {}", f.no_data.join(", ")));
         // A server's text (error bodies, close reasons), so through the sanitiser.
-        let err = f.last_error.as_deref().map(|e| truncate(&for_terminal(e), error_width as usize)).unwrap_or_default();
+        let err = no_data
+            .as_deref()
+            .or(f.last_error.as_deref())
+            .map(|e| truncate(&for_terminal(e), error_width as usize))
+            .unwrap_or_default();
         // An error from before the current live connection is history, not an alarm.
         let err_style = if f.state == ConnState::Live { theme.dim } else { theme.error };
         cells.push(Cell::from(Line::from(Span::styled(err, err_style))));
