@@ -18,7 +18,8 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use crate::feeds::companies_house::{ChConnector, ChSettings};
-use crate::feeds::quote::Dialect;
+use crate::feeds::poll::{PollConnector, PollSettings};
+use crate::feeds::quote::{Dialect, PollFormat};
 use crate::feeds::sse::{SseConnector, SseSettings};
 use crate::feeds::supervisor::{supervise, FeedLink};
 use crate::feeds::websocket::{WsConnector, WsSettings};
@@ -90,6 +91,7 @@ pub enum FeedKind {
     CompaniesHouse(ChSettings),
     WebSocket(WsSettings),
     Sse(SseSettings),
+    Poll(PollSettings),
 }
 
 /// The stable name of a Companies House feed (its storage key), e.g.
@@ -115,12 +117,20 @@ impl FeedSpec {
         Self { info: FeedInfo { name: name.into(), kind: "sse" }, kind: FeedKind::Sse(settings) }
     }
 
+    pub fn poll(name: impl Into<String>, settings: PollSettings) -> Self {
+        let kind = match settings.format {
+            PollFormat::Stooq => "poll/stooq",
+        };
+        Self { info: FeedInfo { name: name.into(), kind }, kind: FeedKind::Poll(settings) }
+    }
+
     /// The feed's reconnect timings.
     pub fn reconnect(&self) -> &crate::feeds::supervisor::Reconnect {
         match &self.kind {
             FeedKind::CompaniesHouse(s) => &s.reconnect,
             FeedKind::WebSocket(s) => &s.reconnect,
             FeedKind::Sse(s) => &s.reconnect,
+            FeedKind::Poll(s) => &s.reconnect,
         }
     }
 
@@ -138,6 +148,10 @@ impl FeedSpec {
             FeedKind::Sse(settings) => {
                 let timings = settings.reconnect.clone();
                 tokio::spawn(supervise(link, timings, SseConnector::new(settings, resume.event_id)?))
+            }
+            FeedKind::Poll(settings) => {
+                let timings = settings.reconnect.clone();
+                tokio::spawn(supervise(link, timings, PollConnector::new(settings)?))
             }
         })
     }
@@ -484,6 +498,10 @@ fn log_message(model: &Model, msg: &FeedMsg) {
             tracing::info!("{name}: {}", state.label());
         }
         FeedMsgKind::Error(e) => tracing::warn!("{name}: {e}"),
+        // Said when the list changes, not on every poll.
+        FeedMsgKind::NoData(symbols) if *symbols != feed.no_data && !symbols.is_empty() => {
+            tracing::info!("{name}: no data for {}", symbols.join(", "))
+        }
         FeedMsgKind::Malformed { reason } => tracing::warn!("{name}: skipped a malformed line: {reason}"),
         FeedMsgKind::TooLong => tracing::warn!("{name}: skipped a line over the size limit"),
         FeedMsgKind::Gap { after_timepoint, reason } => {

@@ -9,6 +9,7 @@ pub mod backoff;
 pub mod companies_house;
 pub mod decode;
 pub mod lines;
+pub mod poll;
 pub mod quote;
 pub mod redirect;
 pub mod resume_mark;
@@ -21,7 +22,7 @@ pub mod websocket;
 use chrono::{DateTime, Utc};
 
 pub use companies_house::{ChEvent, CompanyState, EventType};
-pub use quote::{Decoded, Quote, QuoteTime};
+pub use quote::{Decoded, PollFormat, Quote, QuoteTime};
 pub use resume_mark::ResumeMark;
 
 /// Index of a feed in the configured feed list.

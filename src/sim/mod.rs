@@ -9,9 +9,11 @@ pub mod carbon;
 pub mod chaos;
 pub mod companies_house;
 pub mod company_gen;
+pub mod http;
 pub mod mute;
 pub mod prices;
 pub mod sse;
+pub mod stooq;
 pub mod wig80;
 
 pub use carbon::{CarbonConfig, CarbonShape, CarbonSim};
@@ -21,6 +23,7 @@ pub use company_gen::{CompanyGen, GeneratorConfig};
 pub use mute::{Mute, MuteServer};
 pub use prices::{commodities, commodity_of, wig80_symbols, PriceWalk, Quote};
 pub use sse::{SseConfig, SsePlan, SseRequest, SseShape, SseSim};
+pub use stooq::{StooqConfig, StooqPlan, StooqRequest, StooqSim};
 pub use wig80::{Wig80Config, Wig80Sim, WsPlan, WsScript};
 
 use std::collections::VecDeque;
