@@ -345,7 +345,7 @@ mod tests {
         );
         let moved = Quote { price: 75.0, ..pkn.clone() };
         let second = c.messages(answer(vec![moved.clone(), cdr.clone()], &[]), rtt);
-        assert!(matches!(&second[1], FeedMsgKind::Quotes(q) if q == &[moved.clone()]), "{second:?}");
+        assert!(matches!(&second[1], FeedMsgKind::Quotes(q) if q[..] == [moved.clone()]), "{second:?}");
         assert!(matches!(&second[2], FeedMsgKind::NoData(n) if n.is_empty()), "{second:?}");
         let same = c.messages(answer(vec![moved, cdr], &[]), rtt);
         assert!(!same.iter().any(|m| matches!(m, FeedMsgKind::Quotes(_))), "{same:?}");
