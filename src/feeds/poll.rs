@@ -24,7 +24,7 @@ use futures_util::StreamExt;
 use tokio::time::Instant;
 
 use super::backoff::parse_retry_after;
-use super::companies_house::{body_snippet, error_chain, header_text, http_client, send_with_deadlines, SendFailed};
+use super::companies_house::{error_chain, header_text, http_client, send_with_deadlines, SendFailed};
 use super::decode::stooq::{self, Snapshot};
 use super::quote::{PollFormat, Quote};
 use super::supervisor::{Connector, FeedLink, Outcome, Reconnect, Retry, MIN_WAIT};
@@ -118,6 +118,23 @@ pub fn rate_limited_wait(retry_after: Option<Duration>, settings: &PollSettings)
     retry_after.unwrap_or(settings.rate_limit_wait).min(RETRY_AFTER_CEILING).max(settings.every)
 }
 
+/// An error answer as one line: the status, and the page's title or the
+/// body's first line, short.
+fn refusal(status: reqwest::StatusCode, body: &[u8]) -> String {
+    let text = String::from_utf8_lossy(&body[..body.len().min(1024)]);
+    let text = text.trim_start_matches('\u{feff}').trim();
+    let shown = if text.starts_with('<') {
+        stooq::html_title(body).unwrap_or_default()
+    } else {
+        text.lines().next().unwrap_or("").chars().take(160).collect()
+    };
+    if shown.is_empty() {
+        format!("HTTP {status}")
+    } else {
+        format!("HTTP {status}: {shown}")
+    }
+}
+
 /// What one poll gave.
 enum Polled {
     Answer { snapshot: Snapshot, rtt: Duration },
@@ -180,9 +197,14 @@ impl PollConnector {
             return Polled::Failed { error, retry: Retry::AtLeast(wait) };
         }
         if !status.is_success() {
-            let body = body_snippet(response).await;
-            let error = if body.is_empty() { format!("HTTP {status}") } else { format!("HTTP {status}: {body}") };
-            return self.failed(error);
+            // The body says why (a page title, a line of text), if it comes
+            // within the same limits as an answer; else the status alone.
+            let body = match self.read_body(response, link).await {
+                Ok(body) => body,
+                Err(Polled::Command(outcome)) => return Polled::Command(outcome),
+                Err(_) => Vec::new(),
+            };
+            return self.failed(refusal(status, &body));
         }
         let body = match self.read_body(response, link).await {
             Ok(body) => body,
@@ -320,6 +342,17 @@ mod tests {
         assert_eq!(rate_limited_wait(None, &s), RATE_LIMIT_WAIT);
         let slow = settings(3600);
         assert_eq!(rate_limited_wait(Some(Duration::from_secs(5)), &slow), Duration::from_secs(3600));
+    }
+
+    #[test]
+    fn an_error_answer_is_named_by_its_status_and_its_text() {
+        let status = reqwest::StatusCode::SERVICE_UNAVAILABLE;
+        assert_eq!(refusal(status, b""), "HTTP 503 Service Unavailable");
+        assert_eq!(refusal(status, b"overloaded\nretry later"), "HTTP 503 Service Unavailable: overloaded");
+        let page = b"<html><head><title>Just a moment...</title></head><body><script>x</script></body></html>";
+        assert_eq!(refusal(status, page), "HTTP 503 Service Unavailable: Just a moment...");
+        assert_eq!(refusal(status, b"<html><body>x</body></html>"), "HTTP 503 Service Unavailable");
+        assert!(refusal(status, &[b'x'; 10_000]).len() < 200);
     }
 
     #[test]

@@ -221,7 +221,7 @@ pub fn warsaw_instant(local: NaiveDateTime) -> Option<DateTime<Utc>> {
 }
 
 /// The text of an HTML page's `<title>`, short and on one line.
-fn html_title(body: &[u8]) -> Option<String> {
+pub fn html_title(body: &[u8]) -> Option<String> {
     let head = String::from_utf8_lossy(&body[..body.len().min(64 * 1024)]);
     let lower = head.to_ascii_lowercase();
     let open = lower.find("<title")?;
