@@ -18,6 +18,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use crate::feeds::companies_house::{ChConnector, ChSettings};
+use crate::feeds::poll::{PollConnector, PollSettings};
 use crate::feeds::sse::{SseConnector, SseSettings};
 use crate::feeds::supervisor::{supervise, FeedLink};
 use crate::feeds::websocket::{WsConnector, WsSettings};
@@ -89,6 +90,7 @@ pub enum FeedSettings {
     CompaniesHouse(ChSettings),
     WebSocket(WsSettings),
     Sse(SseSettings),
+    Poll(PollSettings),
 }
 
 /// The stable name of a Companies House feed (its storage key), e.g.
@@ -111,12 +113,18 @@ impl FeedSpec {
         Self { info: FeedInfo::new(name, FeedKind::Sse), settings: FeedSettings::Sse(settings) }
     }
 
+    pub fn poll(name: impl Into<String>, settings: PollSettings) -> Self {
+        let kind = FeedKind::Poll(settings.format);
+        Self { info: FeedInfo::new(name, kind), settings: FeedSettings::Poll(settings) }
+    }
+
     /// The feed's reconnect timings.
     pub fn reconnect(&self) -> &crate::feeds::supervisor::Reconnect {
         match &self.settings {
             FeedSettings::CompaniesHouse(s) => &s.reconnect,
             FeedSettings::WebSocket(s) => &s.reconnect,
             FeedSettings::Sse(s) => &s.reconnect,
+            FeedSettings::Poll(s) => &s.reconnect,
         }
     }
 
@@ -134,6 +142,10 @@ impl FeedSpec {
             FeedSettings::Sse(settings) => {
                 let timings = settings.reconnect.clone();
                 tokio::spawn(supervise(link, timings, SseConnector::new(settings, resume.event_id)?))
+            }
+            FeedSettings::Poll(settings) => {
+                let timings = settings.reconnect.clone();
+                tokio::spawn(supervise(link, timings, PollConnector::new(settings)?))
             }
         })
     }
@@ -482,6 +494,10 @@ fn log_message(model: &Model, msg: &FeedMsg) {
         FeedMsgKind::Error(e) => tracing::warn!("{name}: {e}"),
         // Subscribed, connected: rare, and what a user checks first when data does not come.
         FeedMsgKind::Notice(text) => tracing::info!("{name}: {text}"),
+        // Said when the list changes, not on every poll.
+        FeedMsgKind::NoData(symbols) if *symbols != feed.no_data && !symbols.is_empty() => {
+            tracing::info!("{name}: no data for {}", symbols.join(", "))
+        }
         FeedMsgKind::Malformed { reason } => tracing::warn!("{name}: skipped a malformed line: {reason}"),
         FeedMsgKind::TooLong => tracing::warn!("{name}: skipped a line over the size limit"),
         FeedMsgKind::Gap { after_timepoint, reason } => {

@@ -54,6 +54,10 @@ pub const STALE_AFTER: Bounds<Duration> = Bounds::new(secs(1), secs(7 * DAY));
 pub const RETENTION: Bounds<Duration> = Bounds::new(secs(HOUR), secs(3650 * DAY));
 /// A WebSocket feed's own ping (`[[feeds]] ping_every`).
 pub const PING_EVERY: Bounds<Duration> = Bounds::new(secs(1), secs(HOUR));
+/// A polled feed's interval (`[[feeds]] every`, `kind = "poll"`): the floor
+/// is the provider's own request (stooq asks to be polled every 15 s at the
+/// most); a day between polls is the most that still watches anything.
+pub const POLL_EVERY: Bounds<Duration> = Bounds::new(secs(15), secs(DAY));
 /// Redraws per second (`--fps`, `[ui] fps`).
 pub const FPS: Bounds<u32> = Bounds::new(1, 60);
 /// Headless: a line this often (`--interval`). The catch-up benchmark reads
@@ -255,6 +259,30 @@ pub fn feed_name(text: &str) -> Result<(), String> {
     }
 }
 
+/// The most symbols one poll asks for: one request carries them all, and
+/// the stooq decoder reads at most 1,000 rows.
+pub const MAX_POLL_SYMBOLS: usize = 200;
+
+/// A poll feed's symbols: 1 to [`MAX_POLL_SYMBOLS`], each 1 to 32 visible
+/// characters (they go into the request's query, URL-encoded).
+pub fn poll_symbols(symbols: &[String]) -> Result<(), String> {
+    if symbols.is_empty() {
+        return Err("kind = \"poll\" needs symbols, e.g. symbols = [\"pkn\", \"cdr\"]".into());
+    }
+    if symbols.len() > MAX_POLL_SYMBOLS {
+        return Err(format!("symbols lists {}; at most {MAX_POLL_SYMBOLS} in one poll", symbols.len()));
+    }
+    match symbols
+        .iter()
+        .find(|s| s.is_empty() || s.chars().count() > 32 || s.chars().any(|c| c.is_whitespace() || c.is_control()))
+    {
+        Some(bad) => {
+            Err(format!("symbol {:?} must be 1 to 32 visible characters", bad.chars().take(40).collect::<String>()))
+        }
+        None => Ok(()),
+    }
+}
+
 /// The name of an environment variable (`key_env`, `token_env`): letters,
 /// digits and `_`, not starting with a digit. (An empty name or one with `=`
 /// cannot be looked up at all.)
@@ -283,6 +311,7 @@ mod tests {
             STALE_AFTER,
             RETENTION,
             PING_EVERY,
+            POLL_EVERY,
             INTERVAL,
             RUN_FOR,
             BENCH_DURATION,
@@ -307,6 +336,8 @@ mod tests {
         assert_eq!(e, "must be between 1s and 1h (got 0s)");
         assert_eq!(RETENTION.describe(), "1h to 3650d");
         assert_eq!(INTERVAL.describe(), "10ms to 1h");
+        assert_eq!(POLL_EVERY.parse("14s").unwrap_err(), "must be between 15s and 1d (got 14s)");
+        assert_eq!(POLL_EVERY.parse("30s"), Ok(secs(30)));
         assert!(READ_TIMEOUT.parse("soon").unwrap_err().contains("examples: 30s"));
     }
 

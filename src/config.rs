@@ -15,7 +15,8 @@ use crate::app::FeedSpec;
 use crate::bounds;
 use crate::cli::RunArgs;
 use crate::feeds::companies_house::{ApiKey, ChSettings};
-use crate::feeds::quote::Dialect;
+use crate::feeds::poll::{self, PollSettings};
+use crate::feeds::quote::{Dialect, PollFormat};
 use crate::feeds::sse::SseSettings;
 use crate::feeds::supervisor::Reconnect;
 use crate::feeds::websocket::WsSettings;
@@ -24,6 +25,8 @@ use crate::store::writer::RawEvents;
 pub const DEFAULT_CH_URL: &str = "https://stream.companieshouse.gov.uk";
 pub const DEFAULT_STREAM: &str = "/companies";
 pub const DEFAULT_KEY_ENV: &str = "CH_STREAMING_API_KEY";
+/// stooq's English site: the light-quote CSV with `N/D` (docs/protocols.md §5).
+pub const DEFAULT_STOOQ_URL: &str = "https://stooq.com";
 pub const DEFAULT_FPS: u32 = 10;
 pub const DEFAULT_LATENCY_WINDOW: Duration = Duration::from_secs(300);
 pub const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(90);
@@ -117,6 +120,7 @@ mod within {
         quote_retention => RETENTION,
         event_retention => RETENTION,
         ping_every => PING_EVERY,
+        every => POLL_EVERY,
     }
 
     pub fn fps<'de, D: Deserializer<'de>>(d: D) -> Field<u32, D::Error> {
@@ -167,6 +171,7 @@ pub enum FeedFileKind {
     CompaniesHouse,
     Ws,
     Sse,
+    Poll,
 }
 
 impl FeedFileKind {
@@ -175,6 +180,7 @@ impl FeedFileKind {
             FeedFileKind::CompaniesHouse => "companies-house",
             FeedFileKind::Ws => "ws",
             FeedFileKind::Sse => "sse",
+            FeedFileKind::Poll => "poll",
         }
     }
 }
@@ -196,6 +202,11 @@ pub struct FeedFile {
     /// companies-house: the NAME of the environment variable holding the key.
     #[serde(default, deserialize_with = "within::key_env")]
     pub key_env: Option<String>,
+    /// poll: what the answer is (`stooq`).
+    pub format: Option<PollFormat>,
+    /// poll: from one request to the next.
+    #[serde(default, deserialize_with = "within::every")]
+    pub every: Option<HumanDuration>,
     /// `ws` only: `wig80` or `carbon`.
     pub dialect: Option<Dialect>,
     /// carbon (ws) and sse: topics to subscribe to.
@@ -227,16 +238,22 @@ pub struct FeedFile {
 impl FeedFile {
     /// The first key given that means nothing to this feed's kind.
     fn misplaced_key(&self) -> Option<&'static str> {
-        use FeedFileKind::{CompaniesHouse, Sse, Ws};
-        let given: [(&str, bool, &[FeedFileKind]); 8] = [
+        use FeedFileKind::{CompaniesHouse, Poll, Sse, Ws};
+        // A poll feed is quiet between polls by design: its read and quiet
+        // periods follow `every` (feeds::poll), so neither is set by hand.
+        let given: [(&str, bool, &[FeedFileKind]); 12] = [
             ("stream", self.stream.is_some(), &[CompaniesHouse]),
             ("key_env", self.key_env.is_some(), &[CompaniesHouse]),
             ("dialect", self.dialect.is_some(), &[Ws]),
             ("topics", !self.topics.is_empty(), &[Ws, Sse]),
             ("filters", self.filters.is_some(), &[Ws, Sse]),
-            ("symbols", !self.symbols.is_empty(), &[Ws, Sse]),
+            ("symbols", !self.symbols.is_empty(), &[Ws, Sse, Poll]),
             ("token_env", self.token_env.is_some(), &[Ws, Sse]),
             ("ping_every", self.ping_every.is_some(), &[Ws]),
+            ("format", self.format.is_some(), &[Poll]),
+            ("every", self.every.is_some(), &[Poll]),
+            ("read_timeout", self.read_timeout.is_some(), &[CompaniesHouse, Ws, Sse]),
+            ("stall_after", self.stall_after.is_some(), &[CompaniesHouse, Ws, Sse]),
         ];
         given.iter().find(|(_, set, kinds)| *set && !kinds.contains(&self.kind)).map(|(key, ..)| *key)
     }
@@ -399,8 +416,16 @@ impl FileConfig {
             if f.kind == FeedFileKind::Ws && f.dialect.is_none() {
                 return fail("kind = \"ws\" needs dialect = \"wig80\" or \"carbon\"".into());
             }
+            if f.kind == FeedFileKind::Poll {
+                if f.format.is_none() {
+                    return fail("kind = \"poll\" needs format = \"stooq\"".into());
+                }
+                if let Err(e) = bounds::poll_symbols(&f.symbols) {
+                    return fail(e);
+                }
+            }
             let url_check = match f.kind {
-                FeedFileKind::CompaniesHouse => bounds::base_url,
+                FeedFileKind::CompaniesHouse | FeedFileKind::Poll => bounds::base_url,
                 FeedFileKind::Ws => |u: &str| bounds::url(u, bounds::WS),
                 FeedFileKind::Sse => |u: &str| bounds::url(u, bounds::HTTP),
             };
@@ -410,7 +435,7 @@ impl FileConfig {
                         return Err((index, format!("url {e}"), Some(url.span())));
                     }
                 }
-                None if f.kind != FeedFileKind::CompaniesHouse => {
+                None if !matches!(f.kind, FeedFileKind::CompaniesHouse | FeedFileKind::Poll) => {
                     return fail(format!("kind = \"{}\" needs a url", f.kind.label()))
                 }
                 None => {}
@@ -575,6 +600,7 @@ fn default_reconnect(kind: FeedFileKind) -> Reconnect {
         FeedFileKind::CompaniesHouse => ChSettings::new("", "", None).reconnect,
         FeedFileKind::Ws => WsSettings::new("", Dialect::Wig80).reconnect,
         FeedFileKind::Sse => SseSettings::new("").reconnect,
+        FeedFileKind::Poll => PollSettings::new(PollFormat::Stooq, "", Vec::new(), poll::DEFAULT_EVERY).reconnect,
     }
 }
 
@@ -665,6 +691,16 @@ fn feed_spec(f: &FeedFile, args: &RunArgs, env: &dyn Fn(&str) -> Option<String>)
             sse.reconnect = reconnect;
             FeedSpec::sse(f.name.clone(), sse)
         }
+        FeedFileKind::Poll => {
+            // check_feeds guarantees a format and symbols for poll feeds.
+            let format = f.format.unwrap_or(PollFormat::Stooq);
+            let base = url.unwrap_or_else(|| DEFAULT_STOOQ_URL.to_string());
+            let every = f.every.map_or(poll::DEFAULT_EVERY, |d| d.0);
+            let mut poll = PollSettings::new(format, base, f.symbols.clone(), every);
+            poll.reconnect = reconnect;
+            poll.fit_quiet_period();
+            FeedSpec::poll(f.name.clone(), poll)
+        }
     }
 }
 
@@ -742,7 +778,7 @@ mod tests {
         let feeds_text = sample_with_uncommented("# Feeds. None by default", "\u{0}");
         let feeds_file = FileConfig::parse(&feeds_text, Path::new("sample")).unwrap();
         let kinds: Vec<_> = feeds_file.feeds.iter().map(|f| f.kind.label()).collect();
-        assert_eq!(kinds, ["companies-house", "ws", "ws", "sse", "sse"]);
+        assert_eq!(kinds, ["companies-house", "ws", "ws", "sse", "sse", "poll"]);
         let s = resolve(&RunArgs::default(), &feeds_file, &env, &paths()).unwrap();
         assert_eq!(ch(&s).reconnect.read_timeout, DEFAULT_READ_TIMEOUT);
         assert_eq!(ch(&s).stream, DEFAULT_STREAM);
@@ -895,6 +931,7 @@ token_env = "SSE_TOKEN"
             printed.push(format!("{feed:?}"));
             printed.push(format!("{feed:#?}"));
             match &feed.settings {
+                crate::app::FeedSettings::Poll(poll) => panic!("{poll:?}"),
                 crate::app::FeedSettings::CompaniesHouse(ch) => printed.push(format!("{ch:?}")),
                 crate::app::FeedSettings::WebSocket(ws) => {
                     assert_eq!(ws.token, ApiKey::new("ws-tok-41aa"));
@@ -1123,6 +1160,40 @@ read_timeout = "2m"
         assert_eq!(chs[1].1.key, None);
         assert_eq!(chs[1].1.reconnect.read_timeout, Duration::from_secs(120));
         assert_eq!(s.missing_tokens, ["OTHER_KEY"], "said at start, not silently sent without a key");
+    }
+
+    #[test]
+    fn a_stooq_poll_feed_from_the_file() {
+        let text = "[[feeds]]\nname = \"stooq\"\nkind = \"poll\"\nformat = \"stooq\"\nsymbols = [\"pkn\", \"pko\", \"cdr\"]\nevery = \"45s\"\n";
+        let file = FileConfig::parse(text, Path::new("c.toml")).unwrap();
+        let s = resolve(&RunArgs::default(), &file, &no_env, &paths()).unwrap();
+        assert!(!s.demo);
+        assert_eq!(s.feeds[0].info.kind.label(), "poll/stooq");
+        let crate::app::FeedSettings::Poll(poll) = &s.feeds[0].settings else { panic!("{:?}", s.feeds[0]) };
+        assert_eq!((poll.base_url.as_str(), poll.every), (DEFAULT_STOOQ_URL, Duration::from_secs(45)));
+        assert_eq!(poll.symbols, ["pkn", "pko", "cdr"]);
+        assert!(poll.reconnect.stall_after > poll.every, "quiet between polls is not a stall");
+
+        let poll = |extra: &str| format!("[[feeds]]\nname = \"p\"\nkind = \"poll\"\n{extra}\n");
+        let refused = [
+            (poll("symbols = [\"pkn\"]"), "needs format = \"stooq\""),
+            (poll("format = \"stooq\""), "needs symbols"),
+            (poll("format = \"csv\"\nsymbols = [\"pkn\"]"), "unknown variant `csv`"),
+            (poll("format = \"stooq\"\nsymbols = [\"pkn\"]\nevery = \"5s\""), "every must be between 15s and 1d"),
+            (poll("format = \"stooq\"\nsymbols = [\"a b\"]"), "must be 1 to 32 visible characters"),
+            (poll("format = \"stooq\"\nsymbols = [\"pkn\"]\nstall_after = \"1m\""), "stall_after does not apply"),
+            (poll("format = \"stooq\"\nsymbols = [\"pkn\"]\nurl = \"ftp://x\""), "url has the scheme ftp:"),
+        ];
+        for (text, why) in refused {
+            let e = FileConfig::parse(&text, Path::new("c.toml")).unwrap_err().to_string();
+            assert!(e.contains(why) && e.contains("line "), "{text}\n→ {e}");
+        }
+        let many: Vec<String> = (0..=crate::bounds::MAX_POLL_SYMBOLS).map(|i| format!("\"s{i}\"")).collect();
+        let e =
+            FileConfig::parse(&poll(&format!("format = \"stooq\"\nsymbols = [{}]", many.join(","))), Path::new("c"))
+                .unwrap_err()
+                .to_string();
+        assert!(e.contains("at most 200"), "{e}");
     }
 
     /// `--demo` runs the simulators alone and keeps the names of the file's

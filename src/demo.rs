@@ -6,8 +6,10 @@
 //! a second demo run resumes instead of seeing only "duplicates". Beside it
 //! run a wig80 WebSocket server (naive timestamps, as the real one), a carbon
 //! WebSocket server (token check, the frames the real code sends) and an SSE
-//! endpoint (documented framing with ids). With `--chaos` every simulator
-//! also fails at random about once a minute, each in its own protocol's ways.
+//! endpoint (documented framing with ids and the subscription flow), and a
+//! stooq CSV quote server polled every few seconds. With `--chaos` the
+//! streaming simulators also fail at random about once a minute, each in its
+//! own protocol's ways.
 
 use std::time::Duration;
 
@@ -16,7 +18,8 @@ use chrono::{TimeDelta, Utc};
 use crate::app::FeedSpec;
 use crate::config::Settings;
 use crate::feeds::companies_house::ChSettings;
-use crate::feeds::quote::Dialect;
+use crate::feeds::poll::PollSettings;
+use crate::feeds::quote::{Dialect, PollFormat};
 use crate::feeds::secret::ApiKey;
 use crate::feeds::sse::SseSettings;
 use crate::feeds::websocket::WsSettings;
@@ -26,6 +29,7 @@ use crate::sim::companies_house::{ChSim, ChSimConfig};
 use crate::sim::company_gen::{CompanyGen, GeneratorConfig};
 use crate::sim::sse::{SseConfig, SseShape, SseSim, SSE_TOPIC};
 use crate::sim::sse_subscribe::SseSubscribeConfig;
+use crate::sim::stooq::{StooqConfig, StooqSim};
 use crate::sim::wig80::{Wig80Config, Wig80Sim, WsScript};
 use crate::store;
 
@@ -37,6 +41,9 @@ const HISTORY: usize = 240;
 const REPLAY_LINES: usize = 3_600;
 /// The stream the demo's Companies House feed watches.
 const DEMO_STREAM: &str = "/companies";
+/// The demo's stooq poll interval: faster than a real feed may poll (the
+/// config's floor is 15 s), so the demo moves; it is our own loopback server.
+const STOOQ_EVERY: Duration = Duration::from_secs(5);
 /// The demo's carbon/SSE token (the simulators accept only this one).
 const DEMO_TOKEN: &str = "demo-token";
 
@@ -46,6 +53,7 @@ pub struct Demo {
     _wig80: Wig80Sim,
     _carbon: CarbonSim,
     _sse: SseSim,
+    _stooq: StooqSim,
 }
 
 /// Starts the simulators and points every feed at them.
@@ -104,6 +112,11 @@ pub async fn start(mut settings: Settings) -> anyhow::Result<(Settings, Demo)> {
     )
     .await?;
 
+    let stooq = StooqSim::start(StooqConfig::default()).await?;
+    // `xyz` is a symbol the provider does not know: shown as "no data".
+    let symbols = ["pkn", "pko", "cdr", "kgh", "xyz"].map(String::from).to_vec();
+    let stooq_feed = PollSettings::new(PollFormat::Stooq, stooq.url(), symbols, STOOQ_EVERY);
+
     let token = ApiKey::new(DEMO_TOKEN);
     let mut carbon_ws = WsSettings::new(carbon.url(), Dialect::Carbon);
     carbon_ws.token = token.clone();
@@ -115,6 +128,7 @@ pub async fn start(mut settings: Settings) -> anyhow::Result<(Settings, Demo)> {
         FeedSpec::websocket("wig80", WsSettings::new(wig80.url(), Dialect::Wig80)),
         FeedSpec::websocket("carbon", carbon_ws),
         FeedSpec::sse("carbon-sse", sse_settings),
+        FeedSpec::poll("stooq", stooq_feed),
     ];
     if settings.chaos {
         // Healthy frames before each connection's fault: about a minute at
@@ -132,6 +146,6 @@ pub async fn start(mut settings: Settings) -> anyhow::Result<(Settings, Demo)> {
         );
     }
     tracing::info!("demo: simulated feeds on 127.0.0.1 (Companies House at {})", companies_house.base_url());
-    let demo = Demo { _companies_house: companies_house, _wig80: wig80, _carbon: carbon, _sse: sse };
+    let demo = Demo { _companies_house: companies_house, _wig80: wig80, _carbon: carbon, _sse: sse, _stooq: stooq };
     Ok((settings, demo))
 }

@@ -59,6 +59,9 @@ struct FeedReport<'a> {
     /// no pong came within the quiet period.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     rtt_stale: bool,
+    /// Symbols the source has no data for (stooq `N/D`).
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    no_data: &'a [String],
     reconnects: u64,
     gaps: u64,
     malformed: u64,
@@ -105,6 +108,7 @@ pub fn report_line(model: &Model, is_final: bool) -> String {
             latency_estimated: f.latency_estimated,
             rtt_ms: f.rtt.map(|d| d.as_millis() as u64),
             rtt_stale: f.rtt.is_some() && f.rtt_is_stale(model.now),
+            no_data: &f.no_data,
             reconnects: f.reconnects(),
             gaps: f.counts.gaps,
             malformed: f.counts.malformed,
@@ -233,6 +237,21 @@ mod tests {
         assert_eq!(feed(&m)["state"], "stalled");
         assert_eq!(feed(&m)["rtt_ms"], 7);
         assert_eq!(feed(&m)["rtt_stale"], true);
+    }
+
+    #[test]
+    fn no_data_symbols_are_listed_only_when_there_are_some() {
+        let t0 = Utc.with_ymd_and_hms(2025, 6, 10, 12, 0, 0).unwrap();
+        let info = FeedInfo { name: "stooq".into(), kind: FeedKind::Poll(crate::feeds::PollFormat::Stooq) };
+        let mut m = Model::new(vec![info], Duration::from_secs(300), t0);
+        let feed =
+            |m: &Model| serde_json::from_str::<serde_json::Value>(&report_line(m, false)).unwrap()["feeds"][0].clone();
+        assert_eq!(feed(&m).get("no_data"), None);
+        let no_data = FeedMsgKind::NoData(vec!["XYZ".into()]);
+        m.apply(FeedMsg { feed: 0, at: t0, kind: no_data }, &mut Vec::new());
+        assert_eq!(feed(&m)["no_data"], serde_json::json!(["XYZ"]));
+        assert_eq!(feed(&m)["malformed"], 0);
+        assert!(feed(&m)["last_error"].is_null());
     }
 
     #[test]

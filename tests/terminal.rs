@@ -82,7 +82,7 @@ fn demo_tui_draws_pauses_helps_and_restores_the_terminal() {
         return;
     };
     let screen = tmux.wait_for("the live demo with strike-off changes", |s| {
-        s.contains("4/4 live") && s.contains("Strike-off changes — entered") && !s.contains("entered 0 ")
+        s.contains("5/5 live") && s.contains("Strike-off changes — entered") && !s.contains("entered 0 ")
     });
     assert!(screen.contains("DEMO"), "{screen}");
     assert!(screen.contains("Strike-off changes"), "{screen}");
@@ -147,7 +147,7 @@ fn survives_a_tiny_window_and_redraws_the_full_screen() {
         eprintln!("note: tmux is not installed; the real-terminal test did not run");
         return;
     };
-    tmux.wait_for("the live demo", |s| full_screen(s) && s.contains("4/4 live"));
+    tmux.wait_for("the live demo", |s| full_screen(s) && s.contains("5/5 live"));
     // Down to 20×5: the program says it is too small instead of drawing panes.
     tmux.resize(20, 5);
     let small = tmux.wait_for("the too-small notice", |s| s.contains("too small"));
@@ -171,7 +171,7 @@ fn stays_responsive_after_a_burst_of_ten_thousand_keys() {
         eprintln!("note: tmux is not installed; the real-terminal test did not run");
         return;
     };
-    tmux.wait_for("the live demo", |s| full_screen(s) && s.contains("4/4 live"));
+    tmux.wait_for("the live demo", |s| full_screen(s) && s.contains("5/5 live"));
     // 10,000 keys in five bursts: scrolling, focus, sort, filter typing and
     // clearing. Never q, p, r or R.
     let pattern = ["j", "k", "Tab", "s", "/", "a", "Escape"];

@@ -9,6 +9,7 @@ pub mod backoff;
 pub mod companies_house;
 pub mod decode;
 pub mod lines;
+pub mod poll;
 pub mod quote;
 pub mod redirect;
 pub mod resume_mark;
@@ -22,7 +23,7 @@ pub mod websocket;
 use chrono::{DateTime, Utc};
 
 pub use companies_house::{ChEvent, CompanyState, EventType};
-pub use quote::{Decoded, Dialect, Quote, QuoteTime};
+pub use quote::{Decoded, Dialect, PollFormat, Quote, QuoteTime};
 pub use resume_mark::ResumeMark;
 
 /// Index of a feed in the configured feed list.
@@ -49,8 +50,14 @@ pub enum FeedMsgKind {
     Event(Box<ChEvent>),
     /// Price updates from a quote feed (one frame may carry many symbols).
     Quotes(Vec<Quote>),
-    /// Round-trip time of the feed's own application-level ping.
+    /// Round-trip time of the feed's own application-level ping (a polled
+    /// feed: of its request, from sending it to the end of the body).
     Rtt(std::time::Duration),
+    /// The source answered that it has no data for these symbols (stooq
+    /// `N/D`: unknown, or no trade yet): not an error, not malformed. A
+    /// polled feed sends it with every good answer; it replaces the last
+    /// list (empty: every symbol had data).
+    NoData(Vec<String>),
     /// A message that also moves the feed's resume point (a Companies House
     /// timepoint, or an SSE event id sent as `Last-Event-ID`) after a
     /// reconnect or a restart. One message, so the point is stored in the
@@ -146,6 +153,8 @@ pub enum FeedKind {
     CompaniesHouse,
     WebSocket(quote::Dialect),
     Sse,
+    /// Polled over HTTP at an interval.
+    Poll(quote::PollFormat),
 }
 
 impl FeedKind {
@@ -156,6 +165,7 @@ impl FeedKind {
             FeedKind::WebSocket(quote::Dialect::Wig80) => "ws/wig80",
             FeedKind::WebSocket(quote::Dialect::Carbon) => "ws/carbon",
             FeedKind::Sse => "sse",
+            FeedKind::Poll(quote::PollFormat::Stooq) => "poll/stooq",
         }
     }
 

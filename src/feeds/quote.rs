@@ -14,19 +14,24 @@ pub enum QuoteTime {
     /// `datetime.now().isoformat()`): read in our local zone, so any latency
     /// from it is an estimate.
     Naive(NaiveDateTime),
+    /// A zone-less exchange time turned into an instant by that exchange's
+    /// zone rules (stooq: Warsaw, DST included). The instant is right when
+    /// the zone is, but the source rounds to the second, may delay its data
+    /// and never says which zone it meant: latency from it is an estimate.
+    Estimated(DateTime<Utc>),
 }
 
 impl QuoteTime {
     /// The instant this stands for; a naive time is taken as our local time.
     pub fn as_utc(self) -> Option<DateTime<Utc>> {
         match self {
-            QuoteTime::Absolute(t) => Some(t),
+            QuoteTime::Absolute(t) | QuoteTime::Estimated(t) => Some(t),
             QuoteTime::Naive(t) => Local.from_local_datetime(&t).earliest().map(|t| t.with_timezone(&Utc)),
         }
     }
 
     pub fn is_estimate(self) -> bool {
-        matches!(self, QuoteTime::Naive(_))
+        matches!(self, QuoteTime::Naive(_) | QuoteTime::Estimated(_))
     }
 }
 
@@ -117,6 +122,14 @@ pub enum DecodeError {
     UnknownType(String),
     #[error("bad field: {0}")]
     BadField(String),
+}
+
+/// The body format of a polled feed (`kind = "poll"`, `format = …`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PollFormat {
+    /// stooq's light-quote CSV (`decode::stooq`).
+    Stooq,
 }
 
 /// The protocol dialect of a WebSocket feed.

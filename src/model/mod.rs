@@ -92,6 +92,8 @@ pub struct FeedView {
     pub latency: LatencyWindow,
     /// True once a latency came from a naive (server-local) timestamp.
     pub latency_estimated: bool,
+    /// Symbols the source last said it has no data for (stooq `N/D`).
+    pub no_data: Vec<String>,
     /// Round-trip time of the feed's own ping, where it has one.
     pub rtt: Option<Duration>,
     /// When `rtt` was measured.
@@ -117,6 +119,7 @@ impl FeedView {
             rate: RateWindow::default(),
             latency: LatencyWindow::new(latency_window),
             latency_estimated: false,
+            no_data: Vec::new(),
             rtt: None,
             rtt_at: None,
             stall_after: DEFAULT_STALL_AFTER,
@@ -326,6 +329,10 @@ impl Model {
                 feed.rtt_at = Some(at);
             }
             FeedMsgKind::Notice(_) => feed.last_byte_at = Some(at),
+            FeedMsgKind::NoData(symbols) => {
+                feed.last_byte_at = Some(at);
+                feed.no_data = symbols;
+            }
             FeedMsgKind::Quotes(quotes) => {
                 feed.last_byte_at = Some(at);
                 feed.last_event_at = Some(at);
@@ -534,6 +541,21 @@ mod tests {
         assert!(
             matches!(facts[..], [Fact::Quote { .. }, Fact::Quote { .. }, Fact::Resume { point: ResumePoint::EventId(ref id), .. }] if id == "41")
         );
+    }
+
+    #[test]
+    fn no_data_symbols_are_shown_not_counted_as_errors() {
+        let mut m = Model::new(vec![info()], Duration::from_secs(300), t0());
+        let mut facts = Vec::new();
+        m.apply(msg(t0(), FeedMsgKind::NoData(vec!["XYZ".into(), "NEW".into()])), &mut facts);
+        let f = &m.feeds[0];
+        assert_eq!(f.no_data, ["XYZ", "NEW"]);
+        assert_eq!((f.counts.malformed, f.counts.events, f.last_error.as_ref()), (0, 0, None));
+        assert_eq!(f.last_byte_at, Some(t0()), "an answer, so the feed is not quiet");
+        assert!(facts.is_empty(), "nothing to store");
+        // The next answer replaces the list.
+        m.apply(msg(t0(), FeedMsgKind::NoData(vec![])), &mut facts);
+        assert!(m.feeds[0].no_data.is_empty());
     }
 
     #[test]

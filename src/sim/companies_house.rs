@@ -22,24 +22,19 @@ use chrono::Utc;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde::Deserialize;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Notify};
 use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::{self as ttime, MissedTickBehavior};
 
 use super::company_gen::{CompanyGen, GeneratorConfig};
+use super::http::{linger, parse_request_line, read_head, reason, wait_for_close, Head, HEAD_TIMEOUT};
 use super::{Recent, RECENT_KEPT};
 
 /// The one stream this simulator serves.
 pub const STREAM_PATH: &str = "/companies";
 
-/// Request heads larger than this are refused (400): a real client sends < 1 KiB.
-const MAX_HEAD: usize = 16 * 1024;
-/// A client that connects and sends no complete request head is dropped.
-const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long an error response waits for the client to close (see [`linger`]).
-const LINGER: Duration = Duration::from_secs(2);
 /// Lines copied out of the log per lock, so a big backlog never holds the lock long.
 const BATCH: usize = 256;
 /// The log's default length (tests): beyond this many lines the oldest are
@@ -606,17 +601,6 @@ fn parse_request(head: &[u8]) -> Option<Request> {
     })
 }
 
-fn parse_request_line(line: &str) -> Option<(&str, &str)> {
-    let mut parts = line.split(' ');
-    let (method, target, version) = (parts.next()?, parts.next()?, parts.next()?);
-    let valid = parts.next().is_none()
-        && !method.is_empty()
-        && method.bytes().all(|b| b.is_ascii_uppercase())
-        && target.starts_with('/')
-        && matches!(version, "HTTP/1.1" | "HTTP/1.0");
-    valid.then_some((method, target))
-}
-
 fn timepoint_param(query: &str) -> TimepointParam {
     let value = query.split('&').find_map(|pair| pair.strip_prefix("timepoint="));
     match value {
@@ -648,28 +632,6 @@ fn json_status(code: u16, message: &str) -> StatusReply {
         body: serde_json::json!({ "error": message }).to_string(),
         content_type: "application/json".into(),
         location: None,
-    }
-}
-
-fn reason(code: u16) -> &'static str {
-    match code {
-        200 => "OK",
-        301 => "Moved Permanently",
-        302 => "Found",
-        307 => "Temporary Redirect",
-        308 => "Permanent Redirect",
-        400 => "Bad Request",
-        401 => "Unauthorized",
-        403 => "Forbidden",
-        404 => "Not Found",
-        405 => "Method Not Allowed",
-        416 => "Requested Range Not Satisfiable",
-        429 => "Too Many Requests",
-        500 => "Internal Server Error",
-        502 => "Bad Gateway",
-        503 => "Service Unavailable",
-        504 => "Gateway Timeout",
-        _ => "Unknown",
     }
 }
 
@@ -833,42 +795,6 @@ fn bad_request() -> StatusReply {
     }
 }
 
-enum Head {
-    Complete(Vec<u8>),
-    Invalid,
-    /// The client left before sending anything.
-    Gone,
-}
-
-async fn read_head<R: AsyncRead + Unpin>(reader: &mut R) -> Head {
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 2048];
-    loop {
-        if let Some(end) = head_end(&buf) {
-            buf.truncate(end);
-            return Head::Complete(buf);
-        }
-        if buf.len() > MAX_HEAD {
-            return Head::Invalid;
-        }
-        match reader.read(&mut chunk).await {
-            Ok(0) | Err(_) if buf.is_empty() => return Head::Gone,
-            Ok(0) | Err(_) => return Head::Invalid,
-            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-        }
-    }
-}
-
-/// End of the head: the first empty line (CRLF or, leniently, bare LF).
-fn head_end(buf: &[u8]) -> Option<usize> {
-    let crlf = buf.windows(4).position(|w| w == b"\r\n\r\n").map(|p| p + 4);
-    let lf = buf.windows(2).position(|w| w == b"\n\n").map(|p| p + 2);
-    match (crlf, lf) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, b) => a.or(b),
-    }
-}
-
 async fn reply_status(socket: &mut TcpStream, reply: &StatusReply) {
     let mut response = format!(
         "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\nConnection: close\r\n",
@@ -888,16 +814,6 @@ async fn reply_status(socket: &mut TcpStream, reply: &StatusReply) {
     if socket.write_all(response.as_bytes()).await.is_ok() {
         linger(socket).await;
     }
-}
-
-/// Closing a socket that still has unread input makes the kernel send a reset,
-/// which can destroy the response before the client reads it. So: half-close,
-/// then drain until the client closes (or briefly).
-async fn linger(socket: &mut TcpStream) {
-    let _ = socket.shutdown().await;
-    let mut sink = [0u8; 1024];
-    let drain = async { while matches!(socket.read(&mut sink).await, Ok(n) if n > 0) {} };
-    let _ = ttime::timeout(LINGER, drain).await;
 }
 
 const STREAM_HEAD: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n";
@@ -930,11 +846,6 @@ impl Drop for StreamingGuard<'_> {
     fn drop(&mut self) {
         self.0.streaming.fetch_sub(1, Ordering::SeqCst);
     }
-}
-
-async fn wait_for_close(socket: &mut TcpStream) {
-    let mut sink = [0u8; 256];
-    while matches!(socket.read(&mut sink).await, Ok(n) if n > 0) {}
 }
 
 /// Per-stream bookkeeping for cuts (scripted or injected).
@@ -1136,6 +1047,7 @@ mod tests {
     use crate::feeds::companies_house::{parse_event, ApiKey, ChConnector, ChSettings};
     use crate::feeds::supervisor::{supervise, FeedLink};
     use crate::feeds::{ConnState, FeedMsgKind};
+    use crate::sim::http::head_end;
 
     const FIXTURE: &str = include_str!("../../tests/fixtures/ch-companies-sample.ndjson");
     /// Generous: only reached when a test is failing.

@@ -9,10 +9,12 @@ pub mod carbon;
 pub mod chaos;
 pub mod companies_house;
 pub mod company_gen;
+pub mod http;
 pub mod mute;
 pub mod prices;
 pub mod sse;
 pub mod sse_subscribe;
+pub mod stooq;
 pub mod wig80;
 
 pub use carbon::{CarbonConfig, CarbonShape, CarbonSim};
@@ -23,6 +25,7 @@ pub use mute::{Mute, MuteServer};
 pub use prices::{commodities, commodity_of, wig80_symbols, PriceWalk, Quote};
 pub use sse::{SseConfig, SsePlan, SseRequest, SseShape, SseSim};
 pub use sse_subscribe::{SseSubscribeConfig, SubscribeRequest};
+pub use stooq::{StooqConfig, StooqPlan, StooqRequest, StooqSim};
 pub use wig80::{Wig80Config, Wig80Sim, WsPlan, WsScript};
 
 use std::collections::VecDeque;

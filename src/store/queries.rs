@@ -71,7 +71,12 @@ pub fn latest_quotes(conn: &Connection, feeds: &[String]) -> rusqlite::Result<Ve
 
 fn stored_quote_time(text: &str, estimate: bool) -> Option<QuoteTime> {
     if estimate {
-        chrono::NaiveDateTime::parse_from_str(text, "%Y-%m-%dT%H:%M:%S%.f").ok().map(QuoteTime::Naive)
+        // An estimate with a zone was converted by the exchange's rules
+        // (`QuoteTime::Estimated`); without one it is a naive server time.
+        chrono::NaiveDateTime::parse_from_str(text, "%Y-%m-%dT%H:%M:%S%.f")
+            .ok()
+            .map(QuoteTime::Naive)
+            .or_else(|| parse_ts(text).map(QuoteTime::Estimated))
     } else {
         parse_ts(text).map(QuoteTime::Absolute)
     }
@@ -231,6 +236,30 @@ mod tests {
         assert_eq!(*s.history.last().unwrap(), 139.0, "oldest first, newest last");
         let removed = crate::store::writer::prune_quotes(&conn, t0 + chrono::TimeDelta::seconds(70)).unwrap();
         assert_eq!(removed, 70);
+    }
+
+    /// Each kind of quote time comes back as itself, the estimate flag with it
+    /// (a stooq time converted from Warsaw time must not come back absolute,
+    /// nor be lost because it carries a zone).
+    #[test]
+    fn every_kind_of_quote_time_round_trips() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut conn = crate::store::open(&dir.path().join("t.db")).unwrap();
+        let t0 = Utc.with_ymd_and_hms(2026, 11, 24, 16, 4, 59).unwrap();
+        let naive = chrono::NaiveDate::from_ymd_opt(2026, 11, 24).unwrap().and_hms_opt(17, 4, 59).unwrap();
+        let times = [QuoteTime::Absolute(t0), QuoteTime::Naive(naive), QuoteTime::Estimated(t0)];
+        let facts: Vec<Fact> = times
+            .iter()
+            .enumerate()
+            .map(|(i, t)| {
+                let quote = Quote { time: Some(*t), ..Quote::new(format!("S{i}"), 1.0) };
+                Fact::Quote { feed: "f".into(), quote, received_at: t0 }
+            })
+            .collect();
+        write_batch(&mut conn, &facts, RawEvents::Full).unwrap();
+        let stored = latest_quotes(&conn, &["f".to_string()]).unwrap();
+        let back: Vec<Option<QuoteTime>> = stored.iter().map(|s| s.quote.time).collect();
+        assert_eq!(back, times.map(Some));
     }
 
     #[test]

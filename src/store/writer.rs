@@ -608,6 +608,8 @@ pub fn quote_time_text(time: Option<QuoteTime>) -> (Option<String>, bool) {
         None => (None, false),
         Some(QuoteTime::Absolute(t)) => (Some(ts(t)), false),
         Some(QuoteTime::Naive(t)) => (Some(t.format("%Y-%m-%dT%H:%M:%S%.f").to_string()), true),
+        // Zoned text with the estimate flag: read back as `Estimated`.
+        Some(QuoteTime::Estimated(t)) => (Some(ts(t)), true),
     }
 }
 

@@ -138,6 +138,22 @@ fn an_error_on_the_live_connection_is_a_warning_until_the_next_connection() {
 }
 
 #[test]
+fn a_live_feed_names_its_no_data_symbols_where_an_old_error_would_be() {
+    let mut m = backoff_model();
+    apply(&mut m, secs(36), FeedMsgKind::State(ConnState::Live));
+    apply(&mut m, secs(36), FeedMsgKind::NoData(vec!["XYZ".into(), "NEW".into()]));
+    m.tick(secs(37));
+    let buf = render(&m, &ViewState::new(), &color(), 200, 50);
+    let row = row_with(&buf, "companies").unwrap_or_else(|| panic!("{}", screen(&buf)));
+    assert!(row.contains("no data: XYZ, NEW") && !row.contains("the server closed"), "{row}");
+    // Down again, the error is what matters.
+    apply(&mut m, secs(40), FeedMsgKind::State(ConnState::Backoff { retry_at: secs(45) }));
+    let buf = render(&m, &ViewState::new(), &color(), 200, 50);
+    let row = row_with(&buf, "companies").unwrap();
+    assert!(row.contains("the server closed") && !row.contains("no data"), "{row}");
+}
+
+#[test]
 fn auth_failure_is_red() {
     let mut m = live_model();
     apply(&mut m, secs(30), FeedMsgKind::Error("401 Unauthorized: check CH_STREAMING_API_KEY".into()));

@@ -13,7 +13,7 @@ use super::test_support::*;
 use super::{Focus, Theme, TickerSort, ViewState};
 use crate::feeds::FeedMsgKind;
 
-const LEGEND: &str = "~ estimate: naive server timestamps";
+const LEGEND: &str = "~ estimate: server-local timestamps";
 
 fn color() -> Theme {
     Theme::new(true)

@@ -9,6 +9,8 @@
 //!   access layer's `/sse/stream`, whose event data is carbon JSON.
 //! - [`sse_subscribe`]: the documented `/sse/subscribe` flow (connection id,
 //!   form body, answer).
+//! - [`stooq`]: the light-quote CSV of a polled feed: a whole response body
+//!   in, a snapshot of quotes and no-data symbols out.
 //!
 //! Decoders never panic: anything they cannot understand is a [`DecodeError`],
 //! which the connection tasks count as malformed and skip.
@@ -16,6 +18,7 @@
 pub mod carbon;
 pub mod sse;
 pub mod sse_subscribe;
+pub mod stooq;
 pub mod wig80;
 
 use chrono::{DateTime, NaiveDateTime, Utc};

@@ -159,15 +159,20 @@ pub fn render(frame: &mut Frame, area: Rect, model: &Model, selected: usize, foc
                 Cell::from(Span::styled(c.text(f, model), style))
             })
             .collect();
+        // A live feed whose source has no data for some symbols says so
+        // here: that is what the user needs, not an error from before.
+        let no_data =
+            (f.state == ConnState::Live && !f.no_data.is_empty()).then(|| format!("no data: {}", f.no_data.join(", ")));
         // A server's text (error bodies, close reasons), so through the sanitiser.
-        let err = f.last_error.as_deref().map(|e| truncate(&for_terminal(e), error_width as usize)).unwrap_or_default();
-        // An error from before the current live connection is history, not an
-        // alarm; one that came on it (no subscription possible) is a warning.
-        let err_style = match f.state {
-            ConnState::Live if f.error_while_live => theme.warn,
-            ConnState::Live => theme.dim,
-            _ => theme.error,
+        // An error that came on the live connection (no subscription possible)
+        // is a warning; on a live feed otherwise, the symbols its source has
+        // no data for, or an error from before the connection (history, dimmed).
+        let (text, err_style) = match f.state {
+            ConnState::Live if f.error_while_live => (f.last_error.as_deref(), theme.warn),
+            ConnState::Live => (no_data.as_deref().or(f.last_error.as_deref()), theme.dim),
+            _ => (f.last_error.as_deref(), theme.error),
         };
+        let err = text.map(|e| truncate(&for_terminal(e), error_width as usize)).unwrap_or_default();
         cells.push(Cell::from(Line::from(Span::styled(err, err_style))));
         let row = Row::new(cells);
         if focused && i == selected.min(model.feeds.len().saturating_sub(1)) {

@@ -1,6 +1,6 @@
 //! Feed latency (received minus published) percentiles per feed over the
 //! model's sliding window, one row per feed; a feed whose latency comes from
-//! naive server timestamps is marked `~`, and a feed's own ping round-trip
+//! server-local timestamps (no zone, or a zone guessed) is marked `~`, and a feed's own ping round-trip
 //! gets a column when any feed has one.
 
 use chrono::TimeDelta;
@@ -15,7 +15,7 @@ use crate::model::{FeedView, LatencySummary, Model};
 use crate::ui::fmt::{latency_ms, window};
 use crate::ui::theme::Theme;
 
-const LEGEND: &str = "~ estimate: naive server timestamps";
+const LEGEND: &str = "~ estimate: server-local timestamps";
 /// `3h59m` and `850ms` are five wide.
 const NUMBER_WIDTH: u16 = 6;
 
