@@ -192,9 +192,9 @@ pub async fn run(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::feeds::{ConnState, FeedInfo, FeedMsg, FeedMsgKind};
-    use crate::feeds::{Dialect, FeedKind};
     use chrono::{TimeZone, Utc};
+    use feedtop_proto::{ConnState, FeedInfo, FeedMsg, FeedMsgKind};
+    use feedtop_proto::{Dialect, FeedKind};
 
     #[test]
     fn report_has_the_documented_shape() {
@@ -242,7 +242,7 @@ mod tests {
     #[test]
     fn no_data_symbols_are_listed_only_when_there_are_some() {
         let t0 = Utc.with_ymd_and_hms(2025, 6, 10, 12, 0, 0).unwrap();
-        let info = FeedInfo { name: "stooq".into(), kind: FeedKind::Poll(crate::feeds::PollFormat::Stooq) };
+        let info = FeedInfo { name: "stooq".into(), kind: FeedKind::Poll(feedtop_proto::PollFormat::Stooq) };
         let mut m = Model::new(vec![info], Duration::from_secs(300), t0);
         let feed =
             |m: &Model| serde_json::from_str::<serde_json::Value>(&report_line(m, false)).unwrap()["feeds"][0].clone();

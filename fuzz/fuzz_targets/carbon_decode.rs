@@ -2,8 +2,8 @@
 //! always has a symbol and a finite price.
 #![no_main]
 
-use feedtop::feeds::decode::carbon;
-use feedtop::feeds::quote::Decoded;
+use feedtop_proto::decode::carbon;
+use feedtop_proto::quote::Decoded;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|text: &str| {

@@ -4,8 +4,8 @@
 //! never above the limit, and the same lines however the bytes are cut.
 #![no_main]
 
-use feedtop::feeds::companies_house::parse_event;
-use feedtop::feeds::lines::{Line, LineSplitter, DEFAULT_MAX_LINE};
+use feedtop_proto::ch::parse_event;
+use feedtop_proto::lines::{Line, LineSplitter, DEFAULT_MAX_LINE};
 use libfuzzer_sys::fuzz_target;
 
 fn split(max: usize, chunks: &[&[u8]]) -> Vec<Line> {

@@ -4,7 +4,7 @@
 #![no_main]
 
 use chrono::Datelike;
-use feedtop::time::parse_published_at;
+use feedtop_proto::time::parse_published_at;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|text: &str| {

@@ -4,7 +4,7 @@
 //! are cut, and event data within the limit (times three: U+FFFD).
 #![no_main]
 
-use feedtop::feeds::decode::sse::{decode_event, SseItem, SseParser};
+use feedtop_proto::decode::sse::{decode_event, SseItem, SseParser};
 use libfuzzer_sys::fuzz_target;
 
 fn parse(max: usize, chunks: &[&[u8]]) -> Vec<SseItem> {

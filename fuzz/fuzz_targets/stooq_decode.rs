@@ -2,7 +2,7 @@
 //! finite price, and no more rows come back than the decoder reads.
 #![no_main]
 
-use feedtop::feeds::decode::stooq;
+use feedtop_proto::decode::stooq;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|body: &[u8]| {

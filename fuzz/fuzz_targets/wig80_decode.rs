@@ -2,8 +2,8 @@
 //! finite price.
 #![no_main]
 
-use feedtop::feeds::decode::wig80;
-use feedtop::feeds::quote::Decoded;
+use feedtop_proto::decode::wig80;
+use feedtop_proto::quote::Decoded;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|text: &str| {

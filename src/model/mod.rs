@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use crate::feeds::{ChEvent, ConnState, FeedInfo, FeedMsg, FeedMsgKind, Quote, ResumePoint};
+use feedtop_proto::{ChEvent, ConnState, FeedInfo, FeedMsg, FeedMsgKind, Quote, ResumePoint};
 pub use metrics::{LatencySummary, LatencyWindow, RateWindow};
 pub use quotes::{Direction, QuoteBook, TickerRow};
 pub use strike_off::{ChangeKind, StrikeOffChange, StrikeOffTracker, Tally};
@@ -394,9 +394,9 @@ impl Model {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::feeds::companies_house::parse_event;
-    use crate::feeds::FeedKind;
     use chrono::{TimeDelta, TimeZone};
+    use feedtop_proto::ch::parse_event;
+    use feedtop_proto::FeedKind;
 
     fn info() -> FeedInfo {
         FeedInfo { name: "companies".into(), kind: FeedKind::CompaniesHouse }

@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, VecDeque};
 
 use chrono::{DateTime, Utc};
 
-use crate::feeds::{FeedId, Quote};
+use feedtop_proto::{FeedId, Quote};
 
 /// Prices kept per row for the sparkline.
 pub const HISTORY: usize = 60;

@@ -13,10 +13,9 @@ use chrono::{DateTime, Utc};
 
 use super::proposals::{LookupError, Proposals, SharedStore};
 
-use crate::feeds::{ChEvent, EventType};
+use feedtop_proto::{ChEvent, EventType};
 
-pub const PROPOSAL: &str = "active-proposal-to-strike-off";
-pub const DISSOLVED: &str = "dissolved";
+pub use feedtop_proto::ch::{DISSOLVED, PROPOSAL};
 
 /// What changed for one company.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -152,8 +151,8 @@ impl StrikeOffTracker {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::feeds::companies_house::parse_event;
-    use crate::feeds::CompanyState;
+    use feedtop_proto::ch::parse_event;
+    use feedtop_proto::CompanyState;
 
     fn event(tp: i64, number: &str, status: &str, detail: Option<&str>, kind: EventType) -> ChEvent {
         ChEvent {

@@ -90,10 +90,10 @@ impl ProposalStore for SqliteProposals {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::feeds::FeedInfo;
-    use crate::feeds::FeedKind;
     use crate::model::Model;
     use crate::store::writer::{write_batch, RawEvents};
+    use feedtop_proto::FeedInfo;
+    use feedtop_proto::FeedKind;
 
     #[test]
     fn reads_what_the_writer_committed() {
@@ -108,9 +108,9 @@ mod tests {
         let mut facts = Vec::new();
         let at = chrono::Utc::now();
         for line in include_str!("../../tests/fixtures/ch-companies-sample.ndjson").lines() {
-            if let Ok(ev) = crate::feeds::companies_house::parse_event(line.as_bytes().to_vec()) {
-                let kind = crate::feeds::FeedMsgKind::Event(Box::new(ev));
-                model.apply(crate::feeds::FeedMsg { feed: 0, at, kind }, &mut facts);
+            if let Ok(ev) = feedtop_proto::ch::parse_event(line.as_bytes().to_vec()) {
+                let kind = feedtop_proto::FeedMsgKind::Event(Box::new(ev));
+                model.apply(feedtop_proto::FeedMsg { feed: 0, at, kind }, &mut facts);
             }
         }
         write_batch(&mut conn, &facts, RawEvents::Full).unwrap();

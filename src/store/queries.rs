@@ -4,9 +4,9 @@ use chrono::{DateTime, Utc};
 use rusqlite::{params, Connection, OptionalExtension};
 
 use super::{parse_ts, ts};
-use crate::feeds::{Quote, QuoteTime};
 use crate::model::quotes::HISTORY;
 use crate::model::{ChangeKind, History, StoredQuote, StrikeOffChange, STRIKE_OFF_HISTORY};
+use feedtop_proto::{Quote, QuoteTime};
 
 /// The stored resume point of a feed.
 pub fn cursor(conn: &Connection, feed: &str) -> rusqlite::Result<Option<i64>> {
@@ -140,13 +140,13 @@ pub fn counts(conn: &Connection) -> rusqlite::Result<Counts> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::feeds::companies_house::parse_event;
-    use crate::feeds::FeedKind;
-    use crate::feeds::{FeedInfo, FeedMsg, FeedMsgKind, ResumePoint};
     use crate::model::strike_off::PROPOSAL;
     use crate::model::{Fact, Model, Tally};
     use crate::store::writer::{write_batch, RawEvents};
     use chrono::TimeZone;
+    use feedtop_proto::ch::parse_event;
+    use feedtop_proto::FeedKind;
+    use feedtop_proto::{FeedInfo, FeedMsg, FeedMsgKind, ResumePoint};
     use std::time::Duration;
 
     fn fixture_facts(model: &mut Model) -> Vec<Fact> {

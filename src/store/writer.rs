@@ -35,8 +35,8 @@ use super::lock::DbLock;
 use super::{ts, StoreError};
 use std::borrow::Cow;
 
-use crate::feeds::{ChEvent, EventType, QuoteTime, ResumePoint};
 use crate::model::{Fact, StoreReport};
+use feedtop_proto::{ChEvent, EventType, QuoteTime, ResumePoint};
 
 #[derive(Debug, Clone)]
 pub struct WriterSettings {
@@ -789,7 +789,7 @@ pub fn write_batch(conn: &mut Connection, facts: &[Fact], raw_events: RawEvents)
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::feeds::companies_house::parse_event;
+    use feedtop_proto::ch::parse_event;
 
     fn event(line: &str) -> Fact {
         let event = Box::new(parse_event(line.as_bytes().to_vec()).expect("fixture line parses"));

@@ -4,8 +4,8 @@
 
 use super::test_support::*;
 use super::{Theme, ViewState};
-use crate::feeds::{ConnState, FeedMsgKind, Quote};
 use crate::sanitize::{is_unsafe, MARKER};
+use feedtop_proto::{ConnState, FeedMsgKind, Quote};
 
 /// Retitles the terminal, clears it, a C1 CSI, CR, BS, DEL, a right-to-left override.
 const NAME: &str = "EVIL\x1b]0;pwned\x07LTD\x1b[2J\u{9b}2J\r\x08\x7f\u{202E}DTL";

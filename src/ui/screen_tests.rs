@@ -7,8 +7,8 @@ use ratatui::style::Color;
 use super::keys::BINDINGS;
 use super::test_support::*;
 use super::{Focus, Theme, ViewState};
-use crate::feeds::{ConnState, FeedMsgKind};
 use crate::model::StoreReport;
+use feedtop_proto::{ConnState, FeedMsgKind};
 
 fn color() -> Theme {
     Theme::new(true)

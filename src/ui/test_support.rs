@@ -9,12 +9,12 @@ use ratatui::buffer::Buffer;
 use ratatui::Terminal;
 
 use super::{draw, Theme, ViewState};
-use crate::feeds::companies_house::parse_event;
-use crate::feeds::{
+use crate::model::Model;
+use feedtop_proto::ch::parse_event;
+use feedtop_proto::{
     ChEvent, CompanyState, ConnState, EventType, FeedId, FeedInfo, FeedMsg, FeedMsgKind, Quote, QuoteTime,
 };
-use crate::feeds::{Dialect, FeedKind};
-use crate::model::Model;
+use feedtop_proto::{Dialect, FeedKind};
 
 pub fn t0() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2025, 6, 10, 12, 0, 0).unwrap()

@@ -84,9 +84,9 @@ pub fn visible<'a>(model: &'a Model, filter: &str, sort: TickerSort) -> Vec<&'a 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::feeds::{Dialect, FeedKind};
-    use crate::feeds::{FeedInfo, Quote};
     use crate::ui::test_support::{secs, t0};
+    use feedtop_proto::{Dialect, FeedKind};
+    use feedtop_proto::{FeedInfo, Quote};
     use std::time::Duration;
 
     fn model() -> Model {

@@ -11,7 +11,7 @@ use ratatui::style::{Color, Modifier};
 
 use super::test_support::*;
 use super::{Focus, Theme, TickerSort, ViewState};
-use crate::feeds::FeedMsgKind;
+use feedtop_proto::FeedMsgKind;
 
 const LEGEND: &str = "~ estimate: server-local timestamps";
 
@@ -103,7 +103,7 @@ fn narrow_drops_high_and_low_together() {
 fn sparkline_follows_the_price_history() {
     let mut m = quote_model();
     for (i, p) in [75.0, 76.0, 77.0, 78.0].into_iter().enumerate() {
-        let q = crate::feeds::Quote::new("BRENT_CRUDE", p);
+        let q = feedtop_proto::Quote::new("BRENT_CRUDE", p);
         apply_to(&mut m, CARBON, secs(31 + i as i64), FeedMsgKind::Quotes(vec![q]));
     }
     m.tick(secs(40));
@@ -323,7 +323,7 @@ fn pause_freezes_the_tickers() {
     let mut live = quote_model();
     let mut view = ViewState::new();
     press(&mut view, &live, 'p');
-    let pkn = crate::feeds::Quote::new("PKN", 80.01);
+    let pkn = feedtop_proto::Quote::new("PKN", 80.01);
     apply_to(&mut live, WIG80, secs(31), FeedMsgKind::Quotes(vec![pkn]));
     let s = screen(&render(&live, &view, &color(), 200, 50));
     assert!(s.contains("PAUSED — 1 new") && s.contains("74.62") && !s.contains("80.01"), "{s}");

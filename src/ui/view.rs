@@ -12,8 +12,8 @@ use super::filter;
 use super::keys::{action_for, Action};
 pub use super::ticker_list::TickerSort;
 use super::ticker_list::{self, has_tickers};
-use crate::feeds::FeedId;
 use crate::model::Model;
+use feedtop_proto::FeedId;
 
 /// Rows a page key moves: the view does not know the pane height, and a
 /// fixed step keeps key handling a pure function of the state.
@@ -232,9 +232,9 @@ fn step(at: usize, delta: isize, last: usize) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::feeds::FeedKind;
-    use crate::feeds::{FeedInfo, FeedMsgKind};
     use crate::ui::test_support::{apply, empty_model, live_model, secs};
+    use feedtop_proto::FeedKind;
+    use feedtop_proto::{FeedInfo, FeedMsgKind};
 
     fn press(view: &mut ViewState, live: &Model, code: KeyCode) -> Option<UiCommand> {
         view.handle_key(KeyEvent::new(code, KeyModifiers::NONE), live)

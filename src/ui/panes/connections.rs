@@ -9,12 +9,12 @@ use ratatui::widgets::{Cell, Row, Table};
 use ratatui::Frame;
 
 use super::block;
-use crate::feeds::ConnState;
 use crate::model::{FeedView, Model};
 use crate::sanitize::for_terminal;
 use crate::time::short_duration;
 use crate::ui::fmt::{age, countdown, latency_ms, thousands, truncate};
 use crate::ui::theme::Theme;
+use feedtop_proto::ConnState;
 
 /// The last error column is never squeezed below this.
 const MIN_ERROR_WIDTH: u16 = 20;

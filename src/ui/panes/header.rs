@@ -8,10 +8,10 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::Paragraph;
 use ratatui::Frame;
 
-use crate::feeds::ConnState;
 use crate::model::Model;
 use crate::ui::fmt::{thousands, truncate};
 use crate::ui::theme::Theme;
+use feedtop_proto::ConnState;
 
 const DEMO_HEAD: &str = "DEMO — simulated feeds on loopback.";
 const DEMO_TAIL: &str = "Watch the real stream: CH_STREAMING_API_KEY=<key> feedtop";

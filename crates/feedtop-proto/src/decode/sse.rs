@@ -13,7 +13,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 use super::{carbon, clip, parse_object, string};
-use crate::feeds::quote::{DecodeError, Decoded, ErrorKind};
+use crate::quote::{DecodeError, Decoded, ErrorKind};
 
 /// One dispatched event.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -304,10 +304,10 @@ fn error_event(data: &str) -> Decoded {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::feeds::quote::{Quote, QuoteTime};
+    use crate::quote::{Quote, QuoteTime};
     use proptest::prelude::*;
 
-    const CAPTURE: &str = include_str!("../../../tests/fixtures/captured-carbon.txt");
+    const CAPTURE: &str = include_str!("../../../../tests/fixtures/captured-carbon.txt");
     const MAX: usize = 1 << 20;
 
     fn parse_with(max: usize, chunks: &[&[u8]]) -> Vec<SseItem> {

@@ -143,7 +143,7 @@ pub(crate) fn epoch_ms(v: &Value) -> Option<DateTime<Utc>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::feeds::quote::Quote;
+    use crate::quote::Quote;
 
     #[test]
     fn decode_dispatches_on_dialect() {

@@ -28,7 +28,7 @@ use chrono::{DateTime, LocalResult, NaiveDate, NaiveDateTime, NaiveTime, TimeDel
 use chrono_tz::Europe::Warsaw;
 
 use super::clip;
-use crate::feeds::quote::{Quote, QuoteTime};
+use crate::quote::{Quote, QuoteTime};
 
 /// The largest body decoded. A few hundred symbols take a few tens of KiB;
 /// anything near this is not a quote list.

@@ -8,7 +8,7 @@
 use serde_json::{Map, Value};
 
 use super::{echo, iso_time, num, parse_object, quote_with_fields, string};
-use crate::feeds::quote::{DecodeError, Decoded, ErrorKind, Quote, QuoteTime};
+use crate::quote::{DecodeError, Decoded, ErrorKind, Quote, QuoteTime};
 
 /// Decodes one server → client text frame.
 pub fn decode(text: &str) -> Result<Decoded, DecodeError> {
@@ -80,9 +80,9 @@ fn quote(item: &Value, frame_time: Option<QuoteTime>) -> Option<Quote> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::feeds::decode::capture_lines;
+    use crate::decode::capture_lines;
 
-    const CAPTURE: &str = include_str!("../../../tests/fixtures/captured-wig80.jsonl");
+    const CAPTURE: &str = include_str!("../../../../tests/fixtures/captured-wig80.jsonl");
 
     const SYMBOLS: [&str; 16] = [
         "PKN",

@@ -13,7 +13,7 @@
 use serde_json::{Map, Value};
 
 use super::{echo, epoch_ms, iso_time, num, parse_object, quote_with_fields, string};
-use crate::feeds::quote::{DecodeError, Decoded, ErrorKind, Quote, QuoteTime};
+use crate::quote::{DecodeError, Decoded, ErrorKind, Quote, QuoteTime};
 
 /// Decodes one server → client text frame (or an SSE event's JSON data).
 pub fn decode(text: &str) -> Result<Decoded, DecodeError> {
@@ -194,10 +194,10 @@ fn quote(data: &Map<String, Value>, frame_time: Option<QuoteTime>) -> Option<Quo
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::feeds::decode::capture_lines;
+    use crate::decode::capture_lines;
     use chrono::DateTime;
 
-    const CAPTURE: &str = include_str!("../../../tests/fixtures/captured-carbon.txt");
+    const CAPTURE: &str = include_str!("../../../../tests/fixtures/captured-carbon.txt");
 
     fn err(code: &str, kind: ErrorKind) -> impl Fn(&Decoded) -> bool + '_ {
         move |d| matches!(d, Decoded::ServerError { code: c, kind: k, .. } if c == code && *k == kind)

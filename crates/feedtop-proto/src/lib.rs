@@ -1,0 +1,28 @@
+//! feedtop's shared vocabulary: what every part of feedtop says to every
+//! other, and what will cross process boundaries (the relay over NATS, the
+//! recordings).
+//!
+//! - [`msg`]: the messages a feed sends ([`msg::FeedMsg`]), connection
+//!   states, commands, and feed kinds and ids;
+//! - [`ch`]: Companies House stream events and their decoder;
+//! - [`quote`]: price updates and the quote decoders' common types;
+//! - [`decode`]: the pure wire decoders (wig80, carbon, SSE framing, the SSE
+//!   subscription answers, stooq CSV);
+//! - [`lines`]: the bounded newline splitter under the HTTP streams;
+//! - [`resume_mark`]: when a timepoint may become the resume point;
+//! - [`time`]: the timestamp forms the servers send.
+//!
+//! Nothing here does I/O or depends on tokio, reqwest or ratatui; every
+//! decoder takes bytes and returns values or an error, never panics.
+
+pub mod ch;
+pub mod decode;
+pub mod lines;
+pub mod msg;
+pub mod quote;
+pub mod resume_mark;
+pub mod time;
+
+pub use ch::{ChEvent, CompanyState, EventType};
+pub use msg::{Command, ConnState, FeedId, FeedInfo, FeedKind, FeedMsg, FeedMsgKind, ResumePoint};
+pub use quote::{Decoded, Dialect, PollFormat, Quote, QuoteTime};
