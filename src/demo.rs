@@ -30,7 +30,8 @@ use crate::sim::company_gen::{CompanyGen, GeneratorConfig};
 use crate::sim::sse::{SseConfig, SseShape, SseSim, SSE_TOPIC};
 use crate::sim::sse_subscribe::SseSubscribeConfig;
 use crate::sim::stooq::{StooqConfig, StooqSim};
-use crate::sim::wig80::{Wig80Config, Wig80Sim, WsScript};
+use crate::sim::wig80::{Wig80Config, Wig80Sim};
+use crate::sim::ws::WsScript;
 use crate::store;
 
 /// Events of history served first.

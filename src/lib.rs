@@ -19,7 +19,9 @@ pub mod headless;
 pub mod logging;
 pub mod model;
 pub mod sanitize;
-pub mod sim;
+/// The loopback simulators (crates/feedtop-sim), under the path the demo,
+/// the benchmarks and the tests have always used.
+pub use feedtop_sim as sim;
 pub mod store;
 pub mod time;
 pub mod tui;

@@ -27,7 +27,8 @@ use feedtop::model::{FeedView, Model};
 use feedtop::sim::carbon::{CarbonConfig, CarbonShape, CarbonSim};
 use feedtop::sim::companies_house::{ChSim, ChSimConfig, ConnPlan};
 use feedtop::sim::sse::{SseConfig, SsePlan, SseShape, SseSim};
-use feedtop::sim::wig80::{Wig80Config, Wig80Sim, WsPlan, WsScript};
+use feedtop::sim::wig80::{Wig80Config, Wig80Sim};
+use feedtop::sim::ws::{WsPlan, WsScript};
 
 /// Backoff settings of every test here: the first delay is drawn from
 /// [BASE/2, BASE], each next ceiling doubles up to CAP. The floor is long

@@ -16,7 +16,8 @@ use feedtop::feeds::ConnState;
 use feedtop::model::Model;
 use feedtop::sim::carbon::{CarbonConfig, CarbonShape, CarbonSim};
 use feedtop::sim::sse::{SseConfig, SseShape, SseSim};
-use feedtop::sim::wig80::{Wig80Config, Wig80Sim, WsPlan, WsScript};
+use feedtop::sim::wig80::{Wig80Config, Wig80Sim};
+use feedtop::sim::ws::{WsPlan, WsScript};
 
 const TOKEN: &str = "test-token-5b1e";
 

@@ -18,7 +18,8 @@ use feedtop::feeds::ConnState;
 use feedtop::model::Model;
 use feedtop::sim::companies_house::{ConnPlan, STREAM_PATH};
 use feedtop::sim::sse::{SseConfig, SsePlan, SseShape, SseSim, SSE_PATH};
-use feedtop::sim::wig80::{Wig80Config, Wig80Sim, WsPlan, WsScript};
+use feedtop::sim::wig80::{Wig80Config, Wig80Sim};
+use feedtop::sim::ws::{WsPlan, WsScript};
 
 const CODES: [u16; 4] = [301, 302, 307, 308];
 const TOKEN: &str = "redirect-token-3c9d";

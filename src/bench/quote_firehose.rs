@@ -22,8 +22,10 @@ use tokio::sync::watch;
 use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::Instant;
 
+use crate::sim::lock;
 use crate::sim::prices::PriceWalk;
-use crate::sim::wig80::{connection_frame, lock, open, stock_updates_frame, Conn, Incoming, WsShared};
+use crate::sim::wig80::{connection_frame, stock_updates_frame};
+use crate::sim::ws::{open, Conn, Incoming, WsShared};
 use crate::sim::WsPlan;
 
 #[derive(Debug, Clone, Copy)]

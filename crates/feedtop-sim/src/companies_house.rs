@@ -14,7 +14,7 @@ use std::collections::VecDeque;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
@@ -31,6 +31,7 @@ use tokio::time::{self as ttime, MissedTickBehavior};
 use super::company_gen::{CompanyGen, GeneratorConfig};
 use super::http::{linger, parse_request_line, read_head, reason, wait_for_close, Head, HEAD_TIMEOUT};
 use super::{Recent, RECENT_KEPT};
+use crate::{lock, stopped};
 
 /// The one stream this simulator serves.
 pub const STREAM_PATH: &str = "/companies";
@@ -267,11 +268,6 @@ async fn wait_for_count(counter: &watch::Sender<usize>, n: usize, deadline: Dura
     let mut rx = counter.subscribe();
     let reached = ttime::timeout(deadline, rx.wait_for(|count| *count >= n)).await;
     reached.is_ok_and(|r| r.is_ok())
-}
-
-/// A poisoned lock only means a test panicked elsewhere; the data is still fine.
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// One line of the log. `key` orders it: its timepoint, or for a line without
@@ -698,12 +694,6 @@ impl Background {
     }
 }
 
-/// Returns when asked to stop, or when the `ChSim` handle is dropped (the
-/// sender is gone).
-async fn stopped(stop: &mut watch::Receiver<bool>) {
-    let _ = stop.wait_for(|stop| *stop).await;
-}
-
 async fn sleep_until(deadline: Option<ttime::Instant>) {
     match deadline {
         Some(at) => ttime::sleep_until(at).await,
@@ -754,7 +744,7 @@ async fn serve_connection(mut socket: TcpStream, shared: Arc<Shared>, mut plan: 
     // Each chunk must leave at once: Nagle would hold back small heartbeats.
     let _ = socket.set_nodelay(true);
     let head = match ttime::timeout(HEAD_TIMEOUT, read_head(&mut socket)).await {
-        Ok(Head::Complete(head)) => head,
+        Ok(Head::Complete(head, _)) => head,
         Ok(Head::Invalid) => return reply_status(&mut socket, &bad_request()).await,
         Ok(Head::Gone) | Err(_) => return,
     };
@@ -1040,16 +1030,13 @@ mod tests {
 
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::TcpStream;
-    use tokio::sync::mpsc;
     use tokio::time::{self as ttime, Instant};
 
     use super::*;
-    use crate::feeds::companies_house::{parse_event, ApiKey, ChConnector, ChSettings};
-    use crate::feeds::supervisor::{supervise, FeedLink};
-    use crate::feeds::{ConnState, FeedMsgKind};
-    use crate::sim::http::head_end;
+    use crate::http::head_end;
+    use feedtop_proto::ch::parse_event;
 
-    const FIXTURE: &str = include_str!("../../tests/fixtures/ch-companies-sample.ndjson");
+    const FIXTURE: &str = include_str!("../../../tests/fixtures/ch-companies-sample.ndjson");
     /// Generous: only reached when a test is failing.
     const WAIT: Duration = Duration::from_secs(10);
     const HOUR: Duration = Duration::from_secs(3600);
@@ -1580,60 +1567,5 @@ mod tests {
         let sim = ChSim::start_on(addr, config(fixture_lines(), true)).await.unwrap();
         assert_eq!(sim.addr(), addr);
         assert_eq!(get(&sim, "/companies").await.status(), 200);
-    }
-
-    /// End to end with the real client: scripted cuts and errors cost no event
-    /// and deliver none twice.
-    #[tokio::test]
-    async fn the_feed_client_survives_scripted_faults() {
-        let sim = ChSim::start(ChSimConfig { expected_key: Some("k".into()), ..config(fixture_lines(), true) })
-            .await
-            .unwrap();
-        for plan in [
-            ConnPlan::CutAfter { events: 5, mid_line: true },
-            ConnPlan::Status {
-                code: 503,
-                retry_after: None,
-                body: "<html></html>".into(),
-                content_type: "text/html".into(),
-            },
-            ConnPlan::CutAfter { events: 9, mid_line: false },
-            ConnPlan::Refuse,
-            ConnPlan::Status {
-                code: 429,
-                retry_after: Some("0".into()),
-                body: String::new(),
-                content_type: "text/plain".into(),
-            },
-        ] {
-            sim.push_plan(plan);
-        }
-        let mut settings = ChSettings::new(sim.base_url(), "/companies", ApiKey::new("k"));
-        settings.reconnect.backoff_base = Duration::from_millis(10);
-        settings.reconnect.backoff_cap = Duration::from_millis(40);
-        settings.reconnect.read_timeout = WAIT;
-        let (tx, mut rx) = mpsc::channel(64);
-        let (_control_tx, control_rx) = mpsc::channel(1);
-        let timings = settings.reconnect.clone();
-        let connector = ChConnector::new(settings, None).unwrap();
-        tokio::spawn(supervise(FeedLink::new(0, tx, control_rx), timings, connector));
-        let expected = fixture_timepoints();
-        let mut got = Vec::new();
-        let mut duplicates = 0;
-        while got.len() < expected.len() {
-            let msg = ttime::timeout(WAIT, rx.recv()).await.expect("feed stalled").expect("feed ended");
-            if let Some(ev) = msg.kind.event() {
-                got.push(ev.timepoint);
-            }
-            match msg.kind {
-                FeedMsgKind::Duplicate { .. } => duplicates += 1,
-                FeedMsgKind::State(ConnState::AuthFailed { .. }) => panic!("the key was refused"),
-                _ => {}
-            }
-        }
-        assert_eq!(got, expected, "every event exactly once, in order");
-        assert!(duplicates >= 2, "each resume replays the last event: {duplicates}");
-        assert!(sim.requests().iter().skip(1).all(|r| r.timepoint.is_some()), "reconnects resume");
-        assert_eq!(sim.connections(), 6);
     }
 }

@@ -12,10 +12,12 @@ pub mod company_gen;
 pub mod http;
 pub mod mute;
 pub mod prices;
+pub mod py;
 pub mod sse;
 pub mod sse_subscribe;
 pub mod stooq;
 pub mod wig80;
+pub mod ws;
 
 pub use carbon::{CarbonConfig, CarbonShape, CarbonSim};
 pub use chaos::Chaos;
@@ -26,9 +28,14 @@ pub use prices::{commodities, commodity_of, wig80_symbols, PriceWalk, Quote};
 pub use sse::{SseConfig, SsePlan, SseRequest, SseShape, SseSim};
 pub use sse_subscribe::{SseSubscribeConfig, SubscribeRequest};
 pub use stooq::{StooqConfig, StooqPlan, StooqRequest, StooqSim};
-pub use wig80::{Wig80Config, Wig80Sim, WsPlan, WsScript};
+pub use wig80::{Wig80Config, Wig80Sim};
+pub use ws::{WsPlan, WsScript};
 
 use std::collections::VecDeque;
+use std::sync::{Mutex, MutexGuard};
+
+use tokio::sync::watch;
+use tokio::time as ttime;
 
 /// Requests and frames a simulator remembers for tests to inspect: the most
 /// recent ones. Tests see a few dozen; the demo runs for days.
@@ -69,6 +76,26 @@ impl<T> Recent<T> {
         T: Clone,
     {
         self.items.iter().cloned().collect()
+    }
+}
+
+/// A poisoned lock only means a test panicked elsewhere; the data is still fine.
+pub fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Returns when asked to stop, or when the simulator handle is dropped.
+pub(crate) async fn stopped(stop: &mut watch::Receiver<bool>) {
+    let _ = stop.wait_for(|stop| *stop).await;
+}
+
+/// Ticks an optional timer; never completes without one.
+pub(crate) async fn tick(timer: &mut Option<ttime::Interval>) {
+    match timer {
+        Some(timer) => {
+            timer.tick().await;
+        }
+        None => std::future::pending().await,
     }
 }
 

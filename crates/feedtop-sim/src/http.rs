@@ -2,9 +2,7 @@
 //! request head with a size limit, its request line, status reasons, and
 //! answering then closing without losing the answer.
 //!
-//! Taken out of `companies_house.rs` for the stooq simulator; `sse.rs` still
-//! has its own copy of the head reader (see issue 11: the simulators' shared
-//! plumbing gets a crate of its own).
+//! Every HTTP simulator (Companies House, SSE, stooq) reads requests with it.
 
 use std::time::Duration;
 
@@ -21,20 +19,22 @@ const LINGER: Duration = Duration::from_secs(2);
 
 /// What reading a request head gave.
 pub(crate) enum Head {
-    Complete(Vec<u8>),
+    /// The head up to its blank line, and the bytes read after it (the
+    /// start of a body, for a POST).
+    Complete(Vec<u8>, Vec<u8>),
     Invalid,
     /// The client left before sending anything.
     Gone,
 }
 
-/// The request head up to and including its blank line.
+/// The request head up to and including its blank line, and what followed it.
 pub(crate) async fn read_head<R: AsyncRead + Unpin>(reader: &mut R) -> Head {
     let mut buf = Vec::new();
     let mut chunk = [0u8; 2048];
     loop {
         if let Some(end) = head_end(&buf) {
-            buf.truncate(end);
-            return Head::Complete(buf);
+            let rest = buf.split_off(end);
+            return Head::Complete(buf, rest);
         }
         if buf.len() > MAX_HEAD {
             return Head::Invalid;

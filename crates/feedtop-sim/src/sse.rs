@@ -33,10 +33,12 @@ use tokio::time as ttime;
 
 use super::carbon::{publish_round, uuid4, MonoClock, Record, TENANT_ID, USER_ID};
 use super::chaos::Chaos;
+use super::http::{self, read_head, reason, HEAD_TIMEOUT};
 use super::prices::{commodities, PriceWalk};
 use super::sse_subscribe::{Registry, SseSubscribeConfig, SubscribeRequest, Token, SUBSCRIBE_PATH};
-use super::wig80::{lock, py_json, stopped};
 use super::{Recent, RECENT_KEPT};
+use crate::py::py_json;
+use crate::{lock, stopped};
 
 /// The stream's path.
 pub const SSE_PATH: &str = "/sse/stream";
@@ -48,8 +50,6 @@ const LOG_CAPACITY: usize = 2_000;
 /// so that a demo running for days stays small (at the demo's 3 s pace,
 /// 50,000 took two days to fill and held ~20 MB).
 pub const SERVED_KEPT: usize = 5_000;
-const MAX_HEAD: usize = 16 * 1024;
-const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
 const LINGER: Duration = Duration::from_secs(2);
 
 /// Which framing the stream uses (docs/protocols.md §4.2).
@@ -450,8 +450,10 @@ async fn serve_connection(mut socket: TcpStream, shared: Arc<Shared>, conn: usiz
         head = ttime::timeout(HEAD_TIMEOUT, read_head(&mut socket)) => head,
         _ = drops.changed() => return,
     };
-    let Ok(Some((head, body_start))) = head else {
-        return;
+    let (head, body_start) = match head {
+        Ok(http::Head::Complete(head, rest)) => (head, rest),
+        Ok(http::Head::Invalid) => return respond(&mut socket, 400, r#"{"detail":"Bad Request"}"#).await,
+        Ok(http::Head::Gone) | Err(_) => return,
     };
     let Some(head) = parse_head(&head) else {
         return respond(&mut socket, 400, r#"{"detail":"Bad Request"}"#).await;
@@ -618,27 +620,6 @@ async fn write_flush<W: AsyncWrite + Unpin>(writer: &mut W, bytes: &[u8]) -> io:
     writer.flush().await
 }
 
-fn reason(code: u16) -> &'static str {
-    match code {
-        200 => "OK",
-        301 => "Moved Permanently",
-        302 => "Found",
-        307 => "Temporary Redirect",
-        308 => "Permanent Redirect",
-        400 => "Bad Request",
-        401 => "Unauthorized",
-        403 => "Forbidden",
-        404 => "Not Found",
-        405 => "Method Not Allowed",
-        429 => "Too Many Requests",
-        500 => "Internal Server Error",
-        502 => "Bad Gateway",
-        503 => "Service Unavailable",
-        504 => "Gateway Timeout",
-        _ => "Unknown",
-    }
-}
-
 /// A complete JSON response, then a polite close.
 async fn respond(socket: &mut TcpStream, code: u16, body: &str) {
     respond_with(socket, code, "", body).await;
@@ -660,26 +641,6 @@ async fn respond_with(socket: &mut TcpStream, code: u16, headers: &str, body: &s
         let mut sink = [0u8; 1024];
         let drain = async { while matches!(socket.read(&mut sink).await, Ok(n) if n > 0) {} };
         let _ = ttime::timeout(LINGER, drain).await;
-    }
-}
-
-/// The request head up to its blank line, and the bytes read after it (the
-/// start of a body); `None` if the client left or sent too much.
-async fn read_head<R: AsyncRead + Unpin>(reader: &mut R) -> Option<(Vec<u8>, Vec<u8>)> {
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 2048];
-    loop {
-        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            let rest = buf.split_off(end + 4);
-            return Some((buf, rest));
-        }
-        if buf.len() > MAX_HEAD {
-            return None;
-        }
-        match reader.read(&mut chunk).await {
-            Ok(0) | Err(_) => return None,
-            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-        }
     }
 }
 
@@ -711,11 +672,11 @@ mod tests {
     use tokio::time::{self as ttime, Instant};
 
     use super::*;
-    use crate::sim::wig80::tests::{json, key_order, QUIET, WAIT};
+    use crate::wig80::tests::{json, key_order, QUIET, WAIT};
 
     const HOUR: Duration = Duration::from_secs(3600);
     const FAST: Duration = Duration::from_millis(30);
-    const CAPTURE: &str = include_str!("../../tests/fixtures/captured-carbon.txt");
+    const CAPTURE: &str = include_str!("../../../tests/fixtures/captured-carbon.txt");
 
     fn config(shape: SseShape) -> SseConfig {
         SseConfig {

@@ -28,7 +28,9 @@ use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::{self as ttime, MissedTickBehavior};
 
 use super::prices::{commodities, commodity_of, PriceWalk};
-use super::wig80::{lock, open, py_json, python_isoformat, stopped, Incoming, WsPlan, WsScript, WsShared};
+use crate::py::{py_json, python_isoformat};
+use crate::ws::{open, Incoming, WsPlan, WsScript, WsShared};
+use crate::{lock, stopped};
 
 /// The topics `subscribe` accepts.
 pub const TOPICS: [&str; 3] = ["served.market.latest_prices.v1", "pricing.curve.updates.v1", "market.data.updates.v1"];
@@ -819,11 +821,11 @@ mod tests {
     use tokio_tungstenite::tungstenite::Message;
 
     use super::*;
-    use crate::sim::wig80::tests::{
+    use crate::wig80::tests::{
         connect, ending, json, key_order, next_frame, next_text, skeleton, text_until, Client, QUIET, WAIT,
     };
 
-    const CAPTURE: &str = include_str!("../../tests/fixtures/captured-carbon.txt");
+    const CAPTURE: &str = include_str!("../../../tests/fixtures/captured-carbon.txt");
     const HOUR: Duration = Duration::from_secs(3600);
     const FAST: Duration = Duration::from_millis(30);
     const LATEST: &str = "served.market.latest_prices.v1";

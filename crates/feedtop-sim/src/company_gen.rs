@@ -20,7 +20,7 @@ use rand::seq::IndexedRandom;
 use rand::{Rng, SeedableRng};
 use serde::Serialize;
 
-use crate::model::strike_off::{DISSOLVED, PROPOSAL};
+use feedtop_proto::ch::{DISSOLVED, PROPOSAL};
 
 /// How the demo server generates live events.
 #[derive(Debug, Clone, PartialEq)]
@@ -979,9 +979,8 @@ mod tests {
     use serde::Deserialize;
 
     use super::*;
-    use crate::feeds::companies_house::parse_event;
-    use crate::feeds::EventType;
-    use crate::model::{StrikeOffTracker, Tally};
+    use feedtop_proto::ch::parse_event;
+    use feedtop_proto::EventType;
 
     fn start() -> DateTime<Utc> {
         DateTime::parse_from_rfc3339("2025-06-10T08:00:00Z").unwrap().with_timezone(&Utc)
@@ -1134,23 +1133,6 @@ mod tests {
         }
         let first = parse_event(events[0].1.clone().into_bytes()).unwrap().timepoint;
         assert!((FIRST_TIMEPOINT..FIRST_TIMEPOINT + 100).contains(&first), "{first}");
-    }
-
-    #[test]
-    fn storylines_produce_every_strike_off_transition() {
-        let events = generate(11, 2_000);
-        let mut tracker = StrikeOffTracker::default();
-        let mut tally = Tally::default();
-        for (now, line) in &events {
-            let ev = parse_event(line.clone().into_bytes()).unwrap();
-            if let Some(change) = tracker.observe(&ev, *now) {
-                tally.add(change.kind);
-            }
-        }
-        assert!(tally.entered > 0 && tally.withdrawn > 0 && tally.struck_off > 0, "{tally:?}");
-        // About 10 % of events are strike-off transitions: the demo pane fills up.
-        let transitions = tally.entered + tally.withdrawn + tally.struck_off;
-        assert!((100..=300).contains(&transitions), "{transitions} transitions in 2000 events");
     }
 
     #[test]

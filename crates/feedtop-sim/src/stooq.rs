@@ -25,8 +25,8 @@ use tokio::time as ttime;
 
 use super::http::{parse_request_line, read_head, respond, wait_for_close, Head, HEAD_TIMEOUT};
 use super::prices::PriceWalk;
-use super::wig80::lock;
 use super::{Recent, RECENT_KEPT};
+use crate::lock;
 
 /// The light-quote path.
 pub const QUOTE_PATH: &str = "/q/l/";
@@ -201,7 +201,7 @@ fn symbols_param(query: &str) -> (String, Vec<String>) {
 
 async fn serve_connection(mut socket: TcpStream, shared: Arc<Shared>) {
     let head = match ttime::timeout(HEAD_TIMEOUT, read_head(&mut socket)).await {
-        Ok(Head::Complete(head)) => head,
+        Ok(Head::Complete(head, _)) => head,
         Ok(Head::Invalid) => return respond(&mut socket, 400, "text/plain", "", b"bad request\n").await,
         Ok(Head::Gone) | Err(_) => return,
     };
@@ -277,7 +277,7 @@ fn quote_csv(walk: &PriceWalk, symbols: &[String], polish: bool) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::feeds::decode::stooq;
+    use feedtop_proto::decode::stooq;
 
     #[test]
     fn symbols_are_read_however_they_are_joined() {

@@ -21,8 +21,9 @@ use serde_json::{Map, Value};
 use tokio::sync::watch;
 
 use super::carbon::TOPICS;
-use super::wig80::{lock, py_json};
 use super::{Recent, RECENT_KEPT};
+use crate::lock;
+use crate::py::py_json;
 
 /// The subscribe endpoint's path.
 pub const SUBSCRIBE_PATH: &str = "/sse/subscribe";
