@@ -13,7 +13,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
@@ -170,7 +170,9 @@ pub enum Input {
 }
 
 pub struct Pipeline {
-    pub model: Model,
+    /// Written only here (feed messages, store reports, the tick); the
+    /// front ends read it through [`Pipeline::model`].
+    model: Model,
     feed_rx: mpsc::Receiver<FeedMsg>,
     controls: Vec<mpsc::Sender<Command>>,
     tasks: Vec<JoinHandle<()>>,
@@ -181,6 +183,11 @@ pub struct Pipeline {
     /// Which feeds were last seen stalled, to log each change once.
     stalled: Vec<bool>,
 }
+
+/// A feed task ended before shutdown: a bug, reported by name.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct FeedStopped(pub String);
 
 /// What happened at shutdown, for the exit message.
 #[derive(Debug, Clone, Default)]
@@ -270,8 +277,29 @@ impl Pipeline {
         self.flush();
     }
 
+    /// The model as the feeds and the store have made it.
+    pub fn model(&self) -> &Model {
+        &self.model
+    }
+
+    /// One beat of the pipeline, the same for every front end (TUI,
+    /// headless, the benchmarks, the tests): a feed task that died is
+    /// reported (a bug: the front ends stop on it rather than watch a feed
+    /// that is silently dead); then the model's clock moves to `now` (rates,
+    /// ages, stalls), pending facts go to the store if it has room, and the
+    /// self-metrics and stall log lines are refreshed.
+    pub fn tick(&mut self, now: DateTime<Utc>) -> Result<(), FeedStopped> {
+        if let Some(report) = self.stopped_feed() {
+            return Err(FeedStopped(report));
+        }
+        self.model.tick(now);
+        self.flush();
+        self.sample();
+        Ok(())
+    }
+
     /// Hands pending facts to the store if it has room; called on every input and tick.
-    pub fn flush(&mut self) {
+    fn flush(&mut self) {
         if self.pending.is_empty() {
             return;
         }
@@ -297,7 +325,7 @@ impl Pipeline {
     /// A feed task that ended: they loop until shutdown, so that is a bug
     /// (a panic). Returns a one-line report naming the feed; the front ends
     /// stop on it rather than go on watching a feed that is silently dead.
-    pub fn stopped_feed(&mut self) -> Option<String> {
+    fn stopped_feed(&mut self) -> Option<String> {
         use futures_util::FutureExt;
         let id = self.tasks.iter().position(|t| t.is_finished())?;
         let name = self.model.feeds.get(id).map_or("?", |f| f.info.name.as_str()).to_string();
@@ -319,7 +347,7 @@ impl Pipeline {
 
     /// Refreshes the self-metrics (queue depths every call, memory at most
     /// once a second: reading /proc is cheap but not free).
-    pub fn sample(&mut self) {
+    fn sample(&mut self) {
         let p = &mut self.model.process;
         p.feed_queue = self.feed_rx.len();
         p.store_queue = self.store.queued();
@@ -443,7 +471,14 @@ impl Pipeline {
                 writer.unwritten
             );
         }
-        (self.model, ShutdownSummary { writer })
+        // The final state says what the writer finally did.
+        let mut model = self.model;
+        model.tick(Utc::now());
+        model.store.events_written = writer.events_written;
+        if let Some(e) = &writer.last_error {
+            model.store.error = Some(e.clone());
+        }
+        (model, ShutdownSummary { writer })
     }
 }
 

@@ -163,14 +163,11 @@ pub async fn run(
             _ = &mut shutdown => break,
             _ = &mut until_deadline => break,
             _ = ticker.tick() => {
-                if let Some(report) = pipeline.stopped_feed() {
+                if let Err(stopped) = pipeline.tick(chrono::Utc::now()) {
                     let (_, summary) = pipeline.shutdown().await;
-                    anyhow::bail!("{report} (everything received before it is stored: {} events)", summary.writer.events_written);
+                    anyhow::bail!("{stopped} (everything received before it is stored: {} events)", summary.writer.events_written);
                 }
-                pipeline.model.tick(chrono::Utc::now());
-                pipeline.flush();
-                pipeline.sample();
-                if writeln!(out, "{}", report_line(&pipeline.model, false)).and_then(|_| out.flush()).is_err() {
+                if writeln!(out, "{}", report_line(pipeline.model(), false)).and_then(|_| out.flush()).is_err() {
                     // The reader went away (e.g. `| head`): stop cleanly.
                     break;
                 }
@@ -179,12 +176,7 @@ pub async fn run(
         }
     }
     // A second Ctrl-C (or SIGTERM/SIGHUP) stops waiting for the store.
-    let (mut model, summary) = pipeline.shutdown_or(shutdown_signal()).await;
-    model.tick(chrono::Utc::now());
-    model.store.events_written = summary.writer.events_written;
-    if let Some(e) = &summary.writer.last_error {
-        model.store.error = Some(e.clone());
-    }
+    let (model, summary) = pipeline.shutdown_or(shutdown_signal()).await;
     let _ = writeln!(out, "{}", report_line(&model, true)).and_then(|_| out.flush());
     Ok(summary)
 }

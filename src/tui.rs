@@ -98,7 +98,7 @@ pub async fn run(mut pipeline: Pipeline, options: TuiOptions) -> anyhow::Result<
             _ = &mut shutdown => break Ok(()),
             event = keys.next() => match event {
                 Some(Ok(Event::Key(key))) if key.kind != KeyEventKind::Release => {
-                    match view.handle_key(key, &pipeline.model) {
+                    match view.handle_key(key, pipeline.model()) {
                         Some(UiCommand::Quit) => break Ok(()),
                         Some(UiCommand::Reconnect(feed)) => pipeline.reconnect(feed),
                         Some(UiCommand::ReconnectAll) => pipeline.reconnect_all(),
@@ -112,23 +112,20 @@ pub async fn run(mut pipeline: Pipeline, options: TuiOptions) -> anyhow::Result<
                 None => break Ok(()),
             },
             _ = tick.tick() => {
-                if let Some(report) = pipeline.stopped_feed() {
-                    break Err(anyhow::anyhow!(report));
-                }
                 if panic_at.is_some_and(|at| std::time::Instant::now() >= at) {
                     panic!("{TEST_PANIC_VAR} is set: a deliberate panic for the terminal test");
                 }
                 let now = Utc::now();
-                pipeline.model.tick(now);
-                pipeline.flush();
-                pipeline.sample();
+                if let Err(stopped) = pipeline.tick(now) {
+                    break Err(stopped.into());
+                }
                 // Ages and countdowns move every second even with no traffic.
                 if now.timestamp() != shown_second {
                     shown_second = now.timestamp();
                     dirty = true;
                 }
                 if dirty {
-                    if let Err(e) = guard.terminal.draw(|frame| ui::draw(frame, &pipeline.model, &view, &theme)) {
+                    if let Err(e) = guard.terminal.draw(|frame| ui::draw(frame, pipeline.model(), &view, &theme)) {
                         break Err(anyhow::anyhow!("drawing to the terminal failed: {e}"));
                     }
                     dirty = false;
@@ -145,7 +142,7 @@ pub async fn run(mut pipeline: Pipeline, options: TuiOptions) -> anyhow::Result<
     if result.is_ok() {
         let unstored = pipeline.unstored();
         let _ = guard.terminal.draw(|frame| {
-            ui::draw(frame, &pipeline.model, &view, &theme);
+            ui::draw(frame, pipeline.model(), &view, &theme);
             draw_stopping(frame, unstored, &theme);
         });
     }

@@ -22,10 +22,10 @@ async fn fixture_gives_the_expected_tallies_and_storage() {
     let (_dir, db) = temp_db();
     let mut p = start(fast_settings(&sim.base_url(), None), &db);
     assert!(drive_until(&mut p, WAIT, caught_up).await, "never caught up");
-    let f = &p.model.feeds[0];
+    let f = &p.model().feeds[0];
     assert_eq!(f.state, ConnState::Live);
     assert_eq!((f.counts.events, f.counts.unknown_kinds, f.counts.malformed), (27, 1, 1));
-    assert_eq!(p.model.tally, FIXTURE_TALLY);
+    assert_eq!(p.model().tally, FIXTURE_TALLY);
     let (_, summary) = p.shutdown().await;
     assert_eq!(summary.writer.unwritten, 0);
     let c = db_counts(&db);
@@ -40,7 +40,7 @@ async fn cut_mid_line_reconnects_and_resumes_without_loss_or_duplicate() {
     let (_dir, db) = temp_db();
     let mut p = start(fast_settings(&sim.base_url(), None), &db);
     assert!(drive_until(&mut p, WAIT, caught_up).await);
-    let f = &p.model.feeds[0];
+    let f = &p.model().feeds[0];
     assert!(f.reconnects() >= 1);
     assert_eq!(f.counts.events, 27, "every event exactly once");
     assert!(f.counts.duplicates >= 1, "the replayed resume event is dropped");
@@ -51,7 +51,7 @@ async fn cut_mid_line_reconnects_and_resumes_without_loss_or_duplicate() {
     assert_eq!(requests[0].timepoint, None);
     let delivered = event_keys(&lines[..5]);
     assert_eq!(requests[1].timepoint, Some(delivered[delivered.len() - 2].1));
-    assert_eq!(p.model.tally, FIXTURE_TALLY);
+    assert_eq!(p.model().tally, FIXTURE_TALLY);
     p.shutdown().await;
     assert_eq!(db_counts(&db).events, 27);
 }
@@ -68,12 +68,12 @@ async fn rate_limit_honours_retry_after_then_recovers() {
     let (_dir, db) = temp_db();
     let mut p = start(fast_settings(&sim.base_url(), None), &db);
     assert!(drive_until(&mut p, WAIT, |m| matches!(m.feeds[0].state, ConnState::Backoff { .. })).await);
-    let f = &p.model.feeds[0];
+    let f = &p.model().feeds[0];
     assert!(f.last_error.as_deref().unwrap().contains("429"));
     let wait = f.state.retry_at().unwrap() - f.state_since.unwrap();
     assert!(wait >= chrono::TimeDelta::milliseconds(900), "Retry-After: 1 honoured, waited {wait}");
     assert!(drive_until(&mut p, WAIT, caught_up).await);
-    assert_eq!(p.model.tally, FIXTURE_TALLY);
+    assert_eq!(p.model().tally, FIXTURE_TALLY);
     p.shutdown().await;
 }
 
@@ -92,7 +92,7 @@ async fn server_errors_back_off_and_recover() {
     let (_dir, db) = temp_db();
     let mut p = start(fast_settings(&sim.base_url(), None), &db);
     assert!(drive_until(&mut p, WAIT, caught_up).await);
-    let f = &p.model.feeds[0];
+    let f = &p.model().feeds[0];
     assert_eq!(f.reconnects(), 3);
     assert_eq!(f.counts.events, 27);
     // The refused connection never got as far as a request.
@@ -121,7 +121,7 @@ async fn timepoint_too_old_records_a_gap_and_goes_live() {
     let requests = sim.requests();
     assert_eq!(requests[0].timepoint, timepoint_of(&lines[1]), "resumed from the stored cursor");
     assert_eq!(requests[1].timepoint, None, "after 416 the timepoint is dropped");
-    assert!(p.model.feeds[0].last_error.as_deref().unwrap().contains("416"));
+    assert!(p.model().feeds[0].last_error.as_deref().unwrap().contains("416"));
     p.shutdown().await;
     assert_eq!(db_counts(&db).gaps, 1);
 }
@@ -132,7 +132,7 @@ async fn refused_key_shows_auth_failed_and_retries_slowly() {
     let (_dir, db) = temp_db();
     let mut p = start(fast_settings(&sim.base_url(), Some("wrong-key-123")), &db);
     assert!(drive_until(&mut p, WAIT, |m| matches!(m.feeds[0].state, ConnState::AuthFailed { .. })).await);
-    let f = &p.model.feeds[0];
+    let f = &p.model().feeds[0];
     let error = f.last_error.clone().unwrap();
     assert!(error.contains("401") && error.contains("CH_STREAMING_API_KEY"), "{error}");
     assert!(!error.contains("wrong-key-123"), "the key never appears in messages");
@@ -166,7 +166,7 @@ async fn idle_stream_past_the_read_timeout_reconnects() {
     settings.reconnect.read_timeout = Duration::from_millis(300);
     let mut p = start(settings, &db);
     assert!(drive_until(&mut p, WAIT, caught_up).await);
-    let f = &p.model.feeds[0];
+    let f = &p.model().feeds[0];
     assert_eq!(f.reconnects(), 1);
     assert!(f.last_error.as_deref().unwrap().contains("read-idle timeout"), "{:?}", f.last_error);
     p.shutdown().await;
@@ -181,7 +181,7 @@ async fn reconnect_command_drops_a_live_connection() {
     assert!(drive_until(&mut p, WAIT, |m| m.feeds[0].state == ConnState::Live).await);
     p.reconnect(0);
     assert!(drive_until(&mut p, WAIT, caught_up).await);
-    assert_eq!(p.model.feeds[0].reconnects(), 1);
+    assert_eq!(p.model().feeds[0].reconnects(), 1);
     assert_eq!(sim.requests().len(), 2);
     p.shutdown().await;
 }
@@ -202,14 +202,14 @@ async fn restart_resumes_from_the_stored_timepoint_without_duplicates() {
     }
     let mut p = start(fast_settings(&sim.base_url(), None), &db);
     // History is on screen before the first new event.
-    assert!(!p.model.strike_offs.is_empty());
+    assert!(!p.model().strike_offs.is_empty());
     assert!(drive_until(&mut p, WAIT, caught_up).await);
     // Resumed from the event before the 15th: the 15th was the newest, so no
     // later event confirmed it (feeds::resume_mark). It comes once more; the
     // database already has it.
     let first_run = event_keys(&lines[..15]);
     assert_eq!(sim.requests().last().unwrap().timepoint, Some(first_run[first_run.len() - 2].1));
-    assert_eq!(p.model.feeds[0].counts.duplicates, 1, "the inclusive replay");
+    assert_eq!(p.model().feeds[0].counts.duplicates, 1, "the inclusive replay");
     p.shutdown().await;
     let c = db_counts(&db);
     assert_eq!((c.events, c.strike_offs), (27, 11), "nothing lost, nothing doubled across the restart");

@@ -29,7 +29,7 @@ fn timings() -> Reconnect {
 /// the error it showed.
 async fn gives_up(mut p: Pipeline, server: &MuteServer) -> String {
     let ok = drive_until(&mut p, WAIT, |m| m.feeds[0].last_error.is_some() && server.accepted() >= 2).await;
-    let f = p.model.feeds[0].clone();
+    let f = p.model().feeds[0].clone();
     assert!(ok, "stuck in {:?} after {} connections: {:?}", f.state, server.accepted(), f.last_error);
     p.shutdown().await;
     f.last_error.unwrap()

@@ -84,7 +84,7 @@ fn describe(m: &Model) -> String {
 /// Drives the pipeline until `pred` holds; the instant it was seen to hold.
 async fn until(p: &mut Pipeline, what: &str, pred: impl Fn(&Model) -> bool) -> Instant {
     let ok = drive_until(p, WAIT, &pred).await;
-    assert!(ok, "{what}: not within {WAIT:?}; {}", describe(&p.model));
+    assert!(ok, "{what}: not within {WAIT:?}; {}", describe(p.model()));
     Instant::now()
 }
 
@@ -170,8 +170,8 @@ fn last_tp(lines: &[String]) -> Option<i64> {
 /// one, and in the database exactly once.
 async fn finish_ch(p: Pipeline, db: &Path, lines: &[String]) {
     let mut expected = event_keys(lines);
-    let f = &p.model.feeds[0];
-    assert_eq!(f.counts.events, expected.len() as u64, "every event once: {}", describe(&p.model));
+    let f = &p.model().feeds[0];
+    assert_eq!(f.counts.events, expected.len() as u64, "every event once: {}", describe(p.model()));
     assert_eq!(f.last_timepoint, expected.last().map(|k| k.1));
     let (_, summary) = p.shutdown().await;
     assert_eq!(summary.writer.unwritten, 0);
@@ -226,7 +226,7 @@ async fn ch_fault(
         (if expect.auth { auth_failed(f) } else { backing_off(f) }) && error_has(f, expect.error)
     })
     .await;
-    let shown = p.model.feeds[0].clone();
+    let shown = p.model().feeds[0].clone();
     assert!(
         !error_has(&shown, "<html") && !error_has(&shown, "<center"),
         "no HTML in the error: {:?}",
@@ -235,7 +235,7 @@ async fn ch_fault(
     assert!(announced_wait(&shown) >= expect.min_wait, "{fault}: waits {:?}", announced_wait(&shown));
     let measured = recovery(&mut p, fault, shown, fault_over).await;
     until(&mut p, "caught up", |m| m.feeds[0].last_timepoint == last_tp(&lines)).await;
-    assert!(p.model.feeds[0].counts.duplicates >= 1, "the inclusive resume replays one event, dropped");
+    assert!(p.model().feeds[0].counts.duplicates >= 1, "the inclusive resume replays one event, dropped");
     assert!(sim.requests().iter().skip(1).all(|r| r.timepoint.is_some()), "every reconnect resumes");
     finish_ch(p, &db, &lines).await;
     measured.report();
@@ -303,7 +303,7 @@ async fn ch_429_with_an_absurd_retry_after_then_a_user_reconnect() {
     let (_dir, db) = temp_db();
     let mut p = start(ch_settings(&sim.base_url()), &db);
     until(&mut p, "429", |m| backing_off(&m.feeds[0]) && error_has(&m.feeds[0], "HTTP 429")).await;
-    let shown = p.model.feeds[0].clone();
+    let shown = p.model().feeds[0].clone();
     assert!(announced_wait(&shown) > Duration::from_secs(365 * 24 * 3600), "waits: {:?}", shown.state);
     p.reconnect(0);
     let measured = recovery(&mut p, "CH: HTTP 429, Retry-After: 99999999999999, then r", shown, Instant::now()).await;
@@ -361,7 +361,7 @@ async fn ch_connection_refused_while_the_server_is_down() {
     until(&mut p, "first half", |m| m.feeds[0].last_timepoint == last_tp(&lines[..N / 2])).await;
     sim.shutdown().await;
     until(&mut p, "refused", |m| backing_off(&m.feeds[0]) && error_has(&m.feeds[0], "cannot connect")).await;
-    let shown = p.model.feeds[0].clone();
+    let shown = p.model().feeds[0].clone();
     assert!(error_has(&shown, "refused"), "{:?}", shown.last_error);
     // A few refused attempts, spaced by the backoff.
     let attempts = shown.attempts;
@@ -398,7 +398,7 @@ async fn ch_416_timepoint_too_old_records_a_gap() {
     const TRIMMED: usize = 10;
     sim.trim_before(last_tp(&lines[..N / 2 + TRIMMED + 1]).unwrap());
     let fault_over = until(&mut p, "416", |m| backing_off(&m.feeds[0]) && error_has(&m.feeds[0], "HTTP 416")).await;
-    let shown = p.model.feeds[0].clone();
+    let shown = p.model().feeds[0].clone();
     assert_eq!(shown.counts.gaps, 1);
     let measured = recovery(&mut p, "CH: HTTP 416 (timepoint too old)", shown, fault_over).await;
     until(&mut p, "caught up", |m| m.feeds[0].last_timepoint == last_tp(&lines)).await;
@@ -421,7 +421,7 @@ async fn ch_persistent_503_is_retried_with_backoff_not_a_busy_loop() {
     let (_dir, db) = temp_db();
     let mut p = start(ch_settings(&sim.base_url()), &db);
     until(&mut p, "503", |m| backing_off(&m.feeds[0]) && error_has(&m.feeds[0], "HTTP 503")).await;
-    let shown = p.model.feeds[0].clone();
+    let shown = p.model().feeds[0].clone();
     let (before, started) = (sim.connections(), Instant::now());
     drive_for(&mut p, WINDOW).await;
     sim.set_default_plan(None);
@@ -432,7 +432,7 @@ async fn ch_persistent_503_is_retried_with_backoff_not_a_busy_loop() {
     eprintln!("RELIABILITY-LOOP | CH 503 for {elapsed:?} | {during} connections | bound {bound}");
     assert!(during <= bound, "{during} connections in {elapsed:?}: more than backoff allows ({bound})");
     assert!(during >= 2, "it kept retrying: {during}");
-    assert!(p.model.feeds[0].state != ConnState::Live);
+    assert!(p.model().feeds[0].state != ConnState::Live);
     let measured = recovery(&mut p, "CH: HTTP 503 for 2 s", shown, Instant::now()).await;
     until(&mut p, "caught up", |m| m.feeds[0].last_timepoint == last_tp(&lines)).await;
     finish_ch(p, &db, &lines).await;
@@ -457,7 +457,7 @@ async fn ch_bad_lines(
     let (_dir, db) = temp_db();
     let mut p = start(ch_settings(&sim.base_url()), &db);
     until(&mut p, fault, |m| m.feeds[0].last_timepoint == last_tp(&lines)).await;
-    let f = p.model.feeds[0].clone();
+    let f = p.model().feeds[0].clone();
     assert_eq!((f.state.clone(), f.attempts), (ConnState::Live, 1), "{fault}: the stream stayed up");
     check(&f);
     finish_ch(p, &db, delivered).await;
@@ -609,8 +609,8 @@ async fn ch_slow_drip_one_byte_per_ms() {
     // Three thousand 1-byte chunks, each a wake-up on both sides: on a loaded
     // 2-core machine that alone took 17-20 s, so this case gets a minute.
     let dripped = drive_until(&mut p, Duration::from_secs(60), |m| m.feeds[0].last_timepoint == last_tp(&lines)).await;
-    assert!(dripped, "dripped: {}", describe(&p.model));
-    let f = p.model.feeds[0].clone();
+    assert!(dripped, "dripped: {}", describe(p.model()));
+    let f = p.model().feeds[0].clone();
     assert_eq!((f.state.clone(), f.attempts), (ConnState::Live, 1), "a slow stream is not idle");
     finish_ch(p, &db, &lines).await;
     Measured { fault: "CH: slow drip, 1 byte/ms".into(), shown: f, live: None, data: None }.report();
@@ -676,7 +676,7 @@ async fn ws_fault(
     let (dir, db) = temp_db();
     let mut p = start_feeds(vec![feed], &db);
     let fault_over = until(&mut p, fault, |m| backing_off(&m.feeds[0]) && error_has(&m.feeds[0], expect_error)).await;
-    let shown = p.model.feeds[0].clone();
+    let shown = p.model().feeds[0].clone();
     let measured = recovery(&mut p, fault, shown, fault_over).await;
     (p, measured, dir, db)
 }
@@ -689,7 +689,7 @@ async fn wig80_case(fault: &str, plan: WsPlan, expect_error: &str, tune: impl Fn
     tune(&mut settings);
     let feed = FeedSpec::websocket("wig80", settings);
     let (mut p, measured, _dir, db) = ws_fault(fault, feed, &|plan| sim.push_plan(plan), plan, expect_error).await;
-    let target = p.model.feeds[0].counts.events + 3 * 16;
+    let target = p.model().feeds[0].counts.events + 3 * 16;
     until(&mut p, "every snapshot sent is counted once", |m| {
         let events = m.feeds[0].counts.events;
         events >= target && events == 16 * sim.snapshots_sent() as u64
@@ -779,7 +779,7 @@ async fn carbon_close_codes_and_abrupt_drop() {
         let feed = FeedSpec::websocket("carbon", settings);
         let (mut p, measured, _dir, db) = ws_fault(&fault, feed, &|plan| sim.push_plan(plan), plan, &error).await;
         // Prices flow again and keep flowing.
-        let target = p.model.feeds[0].counts.events + 10;
+        let target = p.model().feeds[0].counts.events + 10;
         until(&mut p, "prices again", |m| m.feeds[0].counts.events >= target).await;
         let (model, _) = p.shutdown().await;
         assert_eq!(stored_quotes(&db).0, model.feeds[0].counts.events, "{fault}: every quote stored once");
@@ -853,7 +853,7 @@ async fn sse_case(
         f.attempts >= 2 && (if auth { auth_failed(f) } else { backing_off(f) }) && error_has(f, expect_error)
     })
     .await;
-    let shown = p.model.feeds[0].clone();
+    let shown = p.model().feeds[0].clone();
     let measured = recovery(&mut p, fault, shown, fault_over).await;
     sse_exactly_once(&mut p, &sim, 20).await;
     let requests = sim.requests();
@@ -908,7 +908,7 @@ async fn sse_retry_zero_is_not_a_tight_loop() {
     let (_dir, db) = temp_db();
     let mut p = start_feeds(vec![FeedSpec::sse("sse", sse_settings(sim.url()))], &db);
     until(&mut p, "cut", |m| m.feeds[0].attempts >= 2 && backing_off(&m.feeds[0])).await;
-    let shown = p.model.feeds[0].clone();
+    let shown = p.model().feeds[0].clone();
     let (before, started) = (sim.connections(), Instant::now());
     drive_for(&mut p, WINDOW).await;
     sim.set_default_plan(None);
@@ -934,7 +934,7 @@ async fn sse_user_reconnect_resumes_from_the_last_event() {
     until(&mut p, "resumed once", |m| m.feeds[0].attempts == 2 && m.feeds[0].counts.events >= 20).await;
     p.reconnect(0);
     let fault_over = Instant::now();
-    let shown = p.model.feeds[0].clone();
+    let shown = p.model().feeds[0].clone();
     let measured = recovery(&mut p, "SSE: user reconnect (r)", shown, fault_over).await;
     sse_exactly_once(&mut p, &sim, 20).await;
     let requests = sim.requests();
@@ -980,7 +980,7 @@ async fn chaos_on_every_quote_simulator_is_survived() {
     // Five faults each, and data after the last of them.
     let sims = || [wig80.connections(), carbon.connections(), sse.connections()];
     until(&mut p, "five chaos faults per simulator", |_| sims().iter().all(|&n| n >= 6)).await;
-    let counted: Vec<u64> = p.model.feeds.iter().map(|f| f.counts.events).collect();
+    let counted: Vec<u64> = p.model().feeds.iter().map(|f| f.counts.events).collect();
     until(&mut p, "each feed recovered", |m| m.feeds.iter().zip(&counted).all(|(f, &before)| f.counts.events > before))
         .await;
 

@@ -76,23 +76,23 @@ async fn wig80_subscribes_receives_and_resubscribes_after_a_drop() {
     assert!(drive_until(&mut p, WAIT, |m| symbols(m) == 16).await, "a full snapshot");
     assert!(sim.received().iter().any(|f| f.contains("\"subscribe\"")));
     assert!(drive_until(&mut p, WAIT, |m| m.feeds[0].rtt.is_some()).await, "ping round-trip measured");
-    assert!(p.model.feeds[0].latency_estimated, "naive timestamps make latency an estimate");
+    assert!(p.model().feeds[0].latency_estimated, "naive timestamps make latency an estimate");
 
     sim.drop_all();
-    let before = p.model.feeds[0].counts.events;
+    let before = p.model().feeds[0].counts.events;
     assert!(
         drive_until(&mut p, WAIT, |m| m.feeds[0].reconnects() == 1 && m.feeds[0].counts.events > before + 16).await
     );
     assert!(sim.wait_for_received(|f| subscribes(f, "\"subscribe\"") >= 2, WAIT).await, "re-subscribed");
-    assert_eq!(p.model.feeds[0].state, ConnState::Live);
-    let pkn = p.model.quotes.get("PKN", 0).unwrap();
+    assert_eq!(p.model().feeds[0].state, ConnState::Live);
+    let pkn = p.model().quotes.get("PKN", 0).unwrap();
     assert!(pkn.quote.price > 0.0 && pkn.quote.market_status.is_some());
     p.shutdown().await;
 
     // The tickers pane is filled from the database at the next start.
     let p = start_feeds(vec![FeedSpec::websocket("wig80", ws("ws://127.0.0.1:9".into(), Dialect::Wig80, None))], &db);
-    assert_eq!(symbols(&p.model), 16);
-    assert!(p.model.quotes.get("PKN", 0).unwrap().history.len() > 1);
+    assert_eq!(symbols(p.model()), 16);
+    assert!(p.model().quotes.get("PKN", 0).unwrap().history.len() > 1);
     p.shutdown().await;
 }
 
@@ -113,12 +113,12 @@ async fn wig80_survives_garbage_and_a_stall() {
     assert!(
         ok,
         "{:?} {:?} {:?} symbols {}",
-        p.model.feeds[0].state,
-        p.model.feeds[0].counts,
-        p.model.feeds[0].last_error,
-        symbols(&p.model)
+        p.model().feeds[0].state,
+        p.model().feeds[0].counts,
+        p.model().feeds[0].last_error,
+        symbols(p.model())
     );
-    let f = &p.model.feeds[0];
+    let f = &p.model().feeds[0];
     assert!(f.counts.malformed >= 1, "{:?}", f.counts);
     assert!(f.counts.too_long >= 1, "{:?}", f.counts);
     p.shutdown().await;
@@ -131,9 +131,9 @@ async fn carbon_both_frame_shapes_give_quotes_with_real_latency_only_from_epoch_
         let (_dir, db) = temp_db();
         let mut p = start_feeds(vec![FeedSpec::websocket("carbon", ws(sim.url(), Dialect::Carbon, Some(TOKEN)))], &db);
         assert!(drive_until(&mut p, WAIT, |m| symbols(m) >= 3 && m.feeds[0].rtt.is_some()).await);
-        let f = &p.model.feeds[0];
+        let f = &p.model().feeds[0];
         assert!(!f.latency_estimated);
-        assert!(f.latency.summary(p.model.now.max(chrono::Utc::now())).is_some(), "epoch-ms frames give latency");
+        assert!(f.latency.summary(p.model().now.max(chrono::Utc::now())).is_some(), "epoch-ms frames give latency");
         assert!(sim.received().iter().any(|f| f.contains("served.market.latest_prices.v1")));
         assert!(sim.received().iter().any(|f| f.contains("\"ping\"")));
         p.shutdown().await;
@@ -148,7 +148,7 @@ async fn carbon_bad_token_is_auth_failed_with_a_long_wait() {
     settings.reconnect.auth_retry = Duration::from_secs(300);
     let mut p = start_feeds(vec![FeedSpec::websocket("carbon", settings)], &db);
     assert!(drive_until(&mut p, WAIT, |m| matches!(m.feeds[0].state, ConnState::AuthFailed { .. })).await);
-    let f = &p.model.feeds[0];
+    let f = &p.model().feeds[0];
     let error = f.last_error.clone().unwrap();
     assert!(error.contains("INVALID_TOKEN"), "{error}");
     assert!(!error.contains("wrong-token-99"), "the token is never shown: {error}");
@@ -164,7 +164,7 @@ async fn carbon_kafka_down_is_a_server_failure_not_an_auth_failure() {
     let (_dir, db) = temp_db();
     let mut p = start_feeds(vec![FeedSpec::websocket("carbon", ws(sim.url(), Dialect::Carbon, Some(TOKEN)))], &db);
     assert!(drive_until(&mut p, WAIT, |m| matches!(m.feeds[0].state, ConnState::Backoff { .. })).await);
-    let f = &p.model.feeds[0];
+    let f = &p.model().feeds[0];
     assert!(f.last_error.as_deref().unwrap().contains("KAFKA_PRODUCER_NOT_STARTED"));
     let wait = f.state.retry_at().unwrap() - f.state_since.unwrap();
     assert!(wait >= chrono::TimeDelta::seconds(14), "waits for the server: {wait}");
@@ -212,7 +212,7 @@ async fn sse_data_only_frames_and_bad_token() {
             && matches!(m.feeds[1].state, ConnState::AuthFailed { .. }))
         .await
     );
-    let error = p.model.feeds[1].last_error.clone().unwrap();
+    let error = p.model().feeds[1].last_error.clone().unwrap();
     assert!(error.contains("401") && error.contains("INVALID_TOKEN"), "{error}");
     assert!(!error.contains("nope-token-3"));
     p.shutdown().await;

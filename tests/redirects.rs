@@ -47,10 +47,10 @@ async fn companies_house_never_follows_a_move_to_another_server() {
         let (_dir, db) = temp_db();
         let mut p = start(fast_settings(&home.base_url(), None), &db);
         let ok = drive_until(&mut p, WAIT, |m| refused_twice(m, &location)).await;
-        assert!(ok, "{code}: {:?}", p.model.feeds[0].last_error);
-        assert!(error(&p.model).starts_with(&format!("HTTP {code}: ")), "{}", error(&p.model));
-        assert_ne!(p.model.feeds[0].state, ConnState::Live);
-        assert_eq!(p.model.feeds[0].counts.events, 0);
+        assert!(ok, "{code}: {:?}", p.model().feeds[0].last_error);
+        assert!(error(p.model()).starts_with(&format!("HTTP {code}: ")), "{}", error(p.model()));
+        assert_ne!(p.model().feeds[0].state, ConnState::Live);
+        assert_eq!(p.model().feeds[0].counts.events, 0);
         p.shutdown().await;
         assert_eq!(away.connections(), 0, "{code}: the other server was contacted");
         assert_eq!(db_counts(&db).events, 0, "nothing from another host is stored");
@@ -64,11 +64,11 @@ async fn companies_house_follows_a_redirect_within_its_server() {
     let (_dir, db) = temp_db();
     let settings = ChSettings { stream: "/old-companies".into(), ..fast_settings(&home.base_url(), None) };
     let mut p = start(settings, &db);
-    assert!(drive_until(&mut p, WAIT, |m| m.feeds[0].counts.events == 27).await, "{:?}", p.model.feeds[0]);
+    assert!(drive_until(&mut p, WAIT, |m| m.feeds[0].counts.events == 27).await, "{:?}", p.model().feeds[0]);
     let paths: Vec<String> = home.requests().iter().map(|r| r.path.clone()).collect();
     assert_eq!(paths[..2], ["/old-companies", STREAM_PATH]);
-    assert_eq!(p.model.feeds[0].attempts, 1, "followed within the one attempt");
-    assert_eq!(p.model.feeds[0].last_error, None);
+    assert_eq!(p.model().feeds[0].attempts, 1, "followed within the one attempt");
+    assert_eq!(p.model().feeds[0].last_error, None);
     p.shutdown().await;
 }
 
@@ -79,9 +79,9 @@ async fn companies_house_stops_after_a_few_redirects_within_its_server() {
     let (_dir, db) = temp_db();
     let mut p = start(fast_settings(&home.base_url(), None), &db);
     let ok = drive_until(&mut p, WAIT, |m| error(m).contains("more than 3 redirects")).await;
-    assert!(ok, "{:?}", p.model.feeds[0].last_error);
-    assert!(error(&p.model).contains(&format!("the last to {}{STREAM_PATH}", home.base_url())));
-    let attempts = p.model.feeds[0].attempts;
+    assert!(ok, "{:?}", p.model().feeds[0].last_error);
+    assert!(error(p.model()).contains(&format!("the last to {}{STREAM_PATH}", home.base_url())));
+    let attempts = p.model().feeds[0].attempts;
     p.shutdown().await;
     // Each attempt: the request and at most three redirects followed (an
     // attempt may have begun after the model was read).
@@ -122,9 +122,9 @@ async fn sse_never_follows_a_move_to_another_server() {
         let (_dir, db) = temp_db();
         let mut p = start_feeds(vec![FeedSpec::sse("sse", sse(home.url()))], &db);
         let ok = drive_until(&mut p, WAIT, |m| refused_twice(m, &away.url())).await;
-        assert!(ok, "{code}: {:?}", p.model.feeds[0].last_error);
-        assert!(p.model.quotes.is_empty());
-        assert!(!error(&p.model).contains(TOKEN));
+        assert!(ok, "{code}: {:?}", p.model().feeds[0].last_error);
+        assert!(p.model().quotes.is_empty());
+        assert!(!error(p.model()).contains(TOKEN));
         p.shutdown().await;
         assert_eq!(away.connections(), 0, "{code}: the other server was contacted");
     }
@@ -139,9 +139,9 @@ async fn sse_follows_a_redirect_within_its_server() {
     let (_dir, db) = temp_db();
     let old = home.url().replace(SSE_PATH, "/old/stream");
     let mut p = start_feeds(vec![FeedSpec::sse("sse", sse(old))], &db);
-    assert!(drive_until(&mut p, WAIT, |m| !m.quotes.is_empty()).await, "{:?}", p.model.feeds[0].last_error);
+    assert!(drive_until(&mut p, WAIT, |m| !m.quotes.is_empty()).await, "{:?}", p.model().feeds[0].last_error);
     assert_eq!(home.connections(), 2, "the redirect and the stream");
-    assert_eq!(p.model.feeds[0].attempts, 1);
+    assert_eq!(p.model().feeds[0].attempts, 1);
     p.shutdown().await;
 }
 
@@ -176,8 +176,8 @@ async fn websocket_never_follows_a_move_to_another_server() {
         let mut p = start_feeds(vec![FeedSpec::websocket("wig80", ws(home.url()))], &db);
         let location = format!("{}/", away.url());
         let ok = drive_until(&mut p, WAIT, |m| refused_twice(m, &location)).await;
-        assert!(ok, "{code}: {:?}", p.model.feeds[0].last_error);
-        assert!(p.model.quotes.is_empty());
+        assert!(ok, "{code}: {:?}", p.model().feeds[0].last_error);
+        assert!(p.model().quotes.is_empty());
         p.shutdown().await;
         assert_eq!(away.connections(), 0, "{code}: the other server was contacted");
     }
@@ -189,8 +189,8 @@ async fn websocket_follows_a_redirect_within_its_server() {
     home.push_plan(WsPlan::Redirect { code: 301, to: home.addr(), path: "/moved" });
     let (_dir, db) = temp_db();
     let mut p = start_feeds(vec![FeedSpec::websocket("wig80", ws(home.url()))], &db);
-    assert!(drive_until(&mut p, WAIT, |m| !m.quotes.is_empty()).await, "{:?}", p.model.feeds[0].last_error);
+    assert!(drive_until(&mut p, WAIT, |m| !m.quotes.is_empty()).await, "{:?}", p.model().feeds[0].last_error);
     assert_eq!(home.connections(), 2, "the redirect and the stream");
-    assert_eq!(p.model.feeds[0].attempts, 1);
+    assert_eq!(p.model().feeds[0].attempts, 1);
     p.shutdown().await;
 }

@@ -35,7 +35,7 @@ async fn one_absurd_timepoint_neither_becomes_the_cursor_nor_hides_later_events(
 
     let mut p = start(fast_settings(&sim.base_url(), None), &db);
     let arrived = drive_until(&mut p, WAIT, |m| m.feeds[0].last_timepoint == Some(last)).await;
-    let f = p.model.feeds[0].clone();
+    let f = p.model().feeds[0].clone();
     assert!(arrived, "every real event after the absurd one arrives: {:?}", f.counts);
     assert_eq!((f.counts.events, f.counts.duplicates), (41, 0), "40 real events and the absurd one, each once");
     p.shutdown().await;
@@ -51,7 +51,7 @@ async fn one_absurd_timepoint_neither_becomes_the_cursor_nor_hides_later_events(
     let newest = *timepoints(&more).last().unwrap();
     let mut p = start(fast_settings(&sim.base_url(), None), &db);
     assert!(drive_until(&mut p, WAIT, |m| m.feeds[0].last_timepoint == Some(newest)).await);
-    let f = &p.model.feeds[0];
+    let f = &p.model().feeds[0];
     assert_eq!(f.counts.gaps, 0, "no 416: {:?}", f.last_error);
     assert_eq!(sim.requests().last().unwrap().timepoint, cursor, "resumed from the stored real timepoint");
     p.shutdown().await;
@@ -76,7 +76,7 @@ async fn a_refused_timepoint_is_replaced_so_the_next_restart_resumes() {
     let mut p = start(fast_settings(&sim.base_url(), None), &db);
     let last = *tps.last().unwrap();
     assert!(drive_until(&mut p, WAIT, |m| m.feeds[0].last_timepoint == Some(last)).await);
-    assert_eq!(p.model.feeds[0].counts.gaps, 1, "the absurd cursor is refused once: a gap");
+    assert_eq!(p.model().feeds[0].counts.gaps, 1, "the absurd cursor is refused once: a gap");
     p.shutdown().await;
     assert_eq!(stored_cursor(&db), Some(tps[28]), "the 416 replaced the cursor with the live stream's");
 
@@ -85,7 +85,7 @@ async fn a_refused_timepoint_is_replaced_so_the_next_restart_resumes() {
     let mut p = start(fast_settings(&sim.base_url(), None), &db);
     assert!(drive_until(&mut p, WAIT, |m| m.feeds[0].counts.events >= 2 && m.feeds[0].state == ConnState::Live).await);
     let second_run = sim.requests();
-    assert_eq!(second_run.last().unwrap().timepoint, Some(tps[28]), "{:?}", p.model.feeds[0].last_error);
+    assert_eq!(second_run.last().unwrap().timepoint, Some(tps[28]), "{:?}", p.model().feeds[0].last_error);
     p.shutdown().await;
     assert_eq!(db_counts(&db).gaps, 1);
 }
@@ -120,7 +120,7 @@ async fn an_sse_id_with_a_control_character_is_not_kept() {
     let mut p = start_feeds(vec![FeedSpec::sse("prices", sse_settings(&sim))], &db);
     // The reconnect must be built and go live, and events keep coming.
     let ok = drive_until(&mut p, WAIT, |m| m.feeds[0].attempts >= 2 && m.feeds[0].counts.events >= 5).await;
-    let f = p.model.feeds[0].clone();
+    let f = p.model().feeds[0].clone();
     assert!(ok, "the feed reconnected and goes on: {:?} {:?}", f.state, f.last_error);
     assert_eq!(f.counts.unusable_resume_ids, 1);
     assert!(sim.requests()[1..].iter().all(|r| r.last_event_id.as_deref().is_none_or(|id| !id.contains('\u{1}'))));
@@ -144,7 +144,7 @@ async fn a_stored_sse_id_that_cannot_be_sent_does_not_stop_the_feed_after_a_rest
     }
     let mut p = start_feeds(vec![FeedSpec::sse("prices", sse_settings(&sim))], &db);
     let ok = drive_until(&mut p, WAIT, |m| m.feeds[0].counts.events >= 3).await;
-    assert!(ok, "connected without the stored id: {:?}", p.model.feeds[0].last_error);
+    assert!(ok, "connected without the stored id: {:?}", p.model().feeds[0].last_error);
     assert_eq!(sim.requests()[0].last_event_id, None);
     p.shutdown().await;
 }

@@ -77,7 +77,7 @@ async fn subscribes_to_every_topic_and_their_events_arrive() {
         m.feeds[0].counts.events >= 10 && stream_conns(&sim).first().is_some_and(|&c| served_topics(&sim, c).len() == 2)
     })
     .await;
-    assert!(ok, "{:?} {:?}", p.model.feeds[0].last_error, sim.subscribe_requests());
+    assert!(ok, "{:?} {:?}", p.model().feeds[0].last_error, sim.subscribe_requests());
 
     let ids = sim.connection_ids();
     assert_eq!(ids.len(), 1);
@@ -94,7 +94,7 @@ async fn subscribes_to_every_topic_and_their_events_arrive() {
     // Only the subscribed topics were sent, and both were.
     let conn = stream_conns(&sim)[0];
     assert_eq!(served_topics(&sim, conn), BTreeSet::from([TOPICS[0].to_owned(), TOPICS[2].to_owned()]));
-    let f = &p.model.feeds[0];
+    let f = &p.model().feeds[0];
     assert_eq!((f.state.clone(), f.last_error.clone()), (ConnState::Live, None));
     p.shutdown().await;
 }
@@ -104,15 +104,15 @@ async fn a_reconnect_subscribes_again_with_the_new_id() {
     let sim = documented(SseSubscribeConfig::default()).await;
     let (_dir, db) = temp_db();
     let mut p = start_feeds(vec![FeedSpec::sse("carbon-sse", settings(&sim, &[TOPICS[1]]))], &db);
-    assert!(drive_until(&mut p, WAIT, |m| m.feeds[0].counts.events >= 5).await, "{}", error(&p.model));
-    let before = p.model.feeds[0].counts.events;
+    assert!(drive_until(&mut p, WAIT, |m| m.feeds[0].counts.events >= 5).await, "{}", error(p.model()));
+    let before = p.model().feeds[0].counts.events;
 
     p.reconnect(0);
     let ok = drive_until(&mut p, WAIT, |m| {
         m.feeds[0].reconnects() == 1 && m.feeds[0].counts.events >= before + 5 && sim.subscribe_requests().len() >= 2
     })
     .await;
-    assert!(ok, "{} {:?}", error(&p.model), sim.subscribe_requests());
+    assert!(ok, "{} {:?}", error(p.model()), sim.subscribe_requests());
     let ids = sim.connection_ids();
     assert_eq!(ids.len(), 2, "two streams");
     assert_ne!(ids[0], ids[1], "a new connection is a new id");
@@ -132,8 +132,8 @@ async fn a_refused_subscribe_is_the_feeds_error_and_it_retries() {
     let mut p = start_feeds(vec![FeedSpec::sse("carbon-sse", settings(&sim, &[TOPICS[0], TOPICS[1]]))], &db);
     let refused = format!("subscription to {} refused: HTTP 403: SUBSCRIPTION_DENIED", TOPICS[1]);
     let ok = drive_until(&mut p, WAIT, |m| m.feeds[0].attempts >= 2 && error(m).contains(&refused)).await;
-    assert!(ok, "{} {:?}", error(&p.model), p.model.feeds[0].state);
-    assert!(!error(&p.model).contains(TOKEN));
+    assert!(ok, "{} {:?}", error(p.model()), p.model().feeds[0].state);
+    assert!(!error(p.model()).contains(TOKEN));
     // Each connection subscribed with its own id, and was dropped after the refusal.
     assert!(sim.wait_for_subscribes(4, WAIT).await);
     let requests = sim.subscribe_requests();
@@ -151,12 +151,12 @@ async fn without_a_connection_id_the_feed_says_so_and_keeps_its_data() {
     let (_dir, db) = temp_db();
     let mut p = start_feeds(vec![FeedSpec::sse("carbon-sse", settings(&sim, &[TOPICS[0]]))], &db);
     let ok = drive_until(&mut p, WAIT, |m| error(m).starts_with(NO_ID) && m.feeds[0].counts.events >= 5).await;
-    assert!(ok, "{} {:?}", error(&p.model), p.model.feeds[0].counts);
+    assert!(ok, "{} {:?}", error(p.model()), p.model().feeds[0].counts);
     assert_eq!(NO_ID, "no subscription: the server sent no connection id");
-    let f = &p.model.feeds[0];
+    let f = &p.model().feeds[0];
     assert_eq!((f.state.clone(), f.attempts), (ConnState::Live, 1), "still connected");
     assert!(f.error_while_live, "shown as a present condition");
-    assert!(error(&p.model).contains(TOPICS[0]), "names what was not subscribed: {}", error(&p.model));
+    assert!(error(p.model()).contains(TOPICS[0]), "names what was not subscribed: {}", error(p.model()));
     assert!(sim.subscribe_requests().is_empty());
     p.shutdown().await;
 }
@@ -171,9 +171,9 @@ async fn a_silent_server_is_given_a_bounded_wait_for_its_id() {
     s.id_wait = Duration::from_millis(100);
     let mut p = start_feeds(vec![FeedSpec::sse("carbon-sse", s)], &db);
     let ok = drive_until(&mut p, WAIT, |m| error(m).starts_with(NO_ID)).await;
-    assert!(ok, "{}", error(&p.model));
-    assert!(error(&p.model).contains("no event within 100ms"), "{}", error(&p.model));
-    assert_eq!(p.model.feeds[0].state, ConnState::Live);
+    assert!(ok, "{}", error(p.model()));
+    assert!(error(p.model()).contains("no event within 100ms"), "{}", error(p.model()));
+    assert_eq!(p.model().feeds[0].state, ConnState::Live);
     p.shutdown().await;
 }
 
@@ -183,7 +183,7 @@ async fn without_topics_nothing_changes() {
     let (_dir, db) = temp_db();
     let mut p = start_feeds(vec![FeedSpec::sse("carbon-sse", settings(&sim, &[]))], &db);
     assert!(drive_until(&mut p, WAIT, |m| m.feeds[0].counts.events >= 5).await);
-    assert_eq!(p.model.feeds[0].last_error, None, "no subscription was asked for");
+    assert_eq!(p.model().feeds[0].last_error, None, "no subscription was asked for");
     assert!(sim.subscribe_requests().is_empty());
     p.shutdown().await;
 }
@@ -199,8 +199,8 @@ async fn the_token_never_goes_to_another_origin() {
     let mut p = start_feeds(vec![FeedSpec::sse("carbon-sse", settings(&home, &[TOPICS[0]]))], &db);
     let moved = format!("subscription to {} refused: HTTP 307: the stream moved to {location}", TOPICS[0]);
     let ok = drive_until(&mut p, WAIT, |m| m.feeds[0].attempts >= 2 && error(m).contains(&moved)).await;
-    assert!(ok, "{}", error(&p.model));
-    assert!(!error(&p.model).contains(TOKEN));
+    assert!(ok, "{}", error(p.model()));
+    assert!(!error(p.model()).contains(TOKEN));
     p.shutdown().await;
     assert_eq!(away.connections(), 0, "the other server was never contacted");
     let requests = home.subscribe_requests();

@@ -47,15 +47,15 @@ async fn quotes_arrive_with_estimated_warsaw_times_and_n_d_symbols_are_no_data()
     let quiet = settings.quiet_period();
     let mut p = start_feeds(vec![FeedSpec::poll("stooq", settings)], &db);
     assert!(drive_until(&mut p, WAIT, |m| has_quotes(m) && m.feeds[0].rtt.is_some()).await);
-    let f = &p.model.feeds[0];
+    let f = &p.model().feeds[0];
     assert_eq!(f.info.kind.label(), "poll/stooq");
     assert_eq!(f.state, ConnState::Live);
     assert_eq!(f.no_data, ["XYZ"], "N/D is shown as no data");
     assert_eq!((f.counts.malformed, f.last_error.as_deref()), (0, None), "not malformed, not an error");
-    assert!(p.model.quotes.get("XYZ", 0).is_none());
+    assert!(p.model().quotes.get("XYZ", 0).is_none());
     assert!(f.latency_estimated, "Warsaw times without a zone are estimates (shown with ~)");
     assert_eq!(f.stall_after, quiet, "quiet between polls is not a stall");
-    let pkn = &p.model.quotes.get("PKN", 0).unwrap().quote;
+    let pkn = &p.model().quotes.get("PKN", 0).unwrap().quote;
     assert!(matches!(pkn.time, Some(QuoteTime::Estimated(_))), "{:?}", pkn.time);
     // The simulator stamps Warsaw's wall clock now: read with the Warsaw
     // rules it is now again. A wrong zone or DST rule is an hour or two off.
@@ -75,7 +75,7 @@ async fn quotes_arrive_with_estimated_warsaw_times_and_n_d_symbols_are_no_data()
         stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).unwrap().collect::<Result<_, _>>().unwrap();
     assert_eq!(rows, [("CDR".to_string(), true), ("PKN".to_string(), true)]);
     let p = start_feeds(vec![FeedSpec::poll("stooq", poll("http://127.0.0.1:9".into(), HOUR))], &db);
-    let restored = &p.model.quotes.get("PKN", 0).unwrap().quote;
+    let restored = &p.model().quotes.get("PKN", 0).unwrap().quote;
     assert!(matches!(restored.time, Some(QuoteTime::Estimated(_))), "{:?}", restored.time);
     p.shutdown().await;
 }
@@ -86,7 +86,7 @@ async fn stooq_pl_answers_in_polish_and_reads_the_same() {
     let (_dir, db) = temp_db();
     let mut p = start_feeds(vec![FeedSpec::poll("stooq", poll(sim.url(), Duration::from_millis(200)))], &db);
     assert!(drive_until(&mut p, WAIT, |m| has_quotes(m) && m.feeds[0].no_data == ["XYZ"]).await);
-    assert_eq!(p.model.feeds[0].counts.malformed, 0);
+    assert_eq!(p.model().feeds[0].counts.malformed, 0);
     p.shutdown().await;
 }
 
@@ -109,7 +109,7 @@ async fn one_request_per_poll_for_every_symbol_and_a_reconnect_polls_at_once() {
         assert_eq!(request.raw_symbols, "pkn+cdr+xyz", "all symbols in one request: {}", request.target);
         assert!(request.target.starts_with("/q/l/?s=pkn+cdr+xyz&f=sd2t2ohlcv&h&e=csv"), "{}", request.target);
     }
-    assert_eq!(p.model.feeds[0].state, ConnState::Live);
+    assert_eq!(p.model().feeds[0].state, ConnState::Live);
     p.shutdown().await;
 }
 
@@ -120,7 +120,7 @@ async fn a_429_backs_off_for_its_retry_after_then_polling_resumes() {
     let (_dir, db) = temp_db();
     let mut p = start_feeds(vec![FeedSpec::poll("stooq", poll(sim.url(), Duration::from_millis(100)))], &db);
     assert!(drive_until(&mut p, WAIT, |m| matches!(m.feeds[0].state, ConnState::Backoff { .. })).await);
-    let f = &p.model.feeds[0];
+    let f = &p.model().feeds[0];
     let error = f.last_error.clone().unwrap();
     assert!(error.contains("429"), "{error}");
     // The server's 2 s, not the 100 ms interval nor the 20 ms backoff.
@@ -129,7 +129,7 @@ async fn a_429_backs_off_for_its_retry_after_then_polling_resumes() {
     assert!(drive_until(&mut p, WAIT, |m| m.feeds[0].state == ConnState::Live && has_quotes(m)).await);
     let requests = sim.requests();
     assert!(requests[1].at - requests[0].at >= Duration::from_millis(1900), "no request before Retry-After");
-    assert_eq!(p.model.feeds[0].reconnects(), 1);
+    assert_eq!(p.model().feeds[0].reconnects(), 1);
     p.shutdown().await;
 }
 
@@ -145,16 +145,16 @@ async fn an_html_page_and_a_500_are_the_feeds_error_then_it_recovers() {
             && matches!(m.feeds[0].state, ConnState::Backoff { .. })
     })
     .await;
-    assert!(html_seen, "{:?}", p.model.feeds[0].last_error);
-    assert!(p.model.feeds[0].last_error.as_deref().unwrap().contains("Service Unavailable"), "the page's title");
+    assert!(html_seen, "{:?}", p.model().feeds[0].last_error);
+    assert!(p.model().feeds[0].last_error.as_deref().unwrap().contains("Service Unavailable"), "the page's title");
     assert!(
         drive_until(&mut p, WAIT, |m| m.feeds[0].last_error.as_deref().is_some_and(|e| e.contains("500"))).await,
         "{:?}",
-        p.model.feeds[0].last_error
+        p.model().feeds[0].last_error
     );
-    assert!(p.model.feeds[0].last_error.as_deref().unwrap().contains("database is down"));
+    assert!(p.model().feeds[0].last_error.as_deref().unwrap().contains("database is down"));
     assert!(drive_until(&mut p, WAIT, |m| m.feeds[0].state == ConnState::Live && has_quotes(m)).await);
-    let f = &p.model.feeds[0];
+    let f = &p.model().feeds[0];
     assert_eq!((f.reconnects(), f.counts.malformed), (2, 0), "errors, not malformed rows");
     p.shutdown().await;
 }
@@ -170,7 +170,7 @@ async fn a_server_that_never_answers_is_given_up_on_by_the_response_deadline() {
     settings.fit_quiet_period();
     let mut p = start_feeds(vec![FeedSpec::poll("stooq", settings)], &db);
     assert!(drive_until(&mut p, WAIT, |m| m.feeds[0].state == ConnState::Live && has_quotes(m)).await);
-    let f = &p.model.feeds[0];
+    let f = &p.model().feeds[0];
     assert_eq!(f.reconnects(), 2, "two requests given up on");
     assert!(f.last_error.as_deref().unwrap().contains("no response head within"), "{:?}", f.last_error);
     assert_eq!(sim.request_count(), 3);

@@ -12,7 +12,7 @@ use feedtop::app::Pipeline;
 /// One line for RELIABILITY.md: how long writing took to catch up once the
 /// fault was gone (`cargo test --test store_faults -- --nocapture`).
 fn report(shown: &str, fault: &str, p: &Pipeline, cleared: Instant) {
-    let written = p.model.store.events_written;
+    let written = p.model().store.events_written;
     eprintln!("RELIABILITY store | {fault} | shown: {shown}");
     eprintln!(
         "RELIABILITY store | {fault} | all {written} events written {} ms after it cleared",
@@ -47,16 +47,16 @@ async fn fixture_through_a_fault<F>(
             && m.feeds[0].last_timepoint == Some(LAST_TIMEPOINT)
     })
     .await;
-    assert!(ok, "store: {:?}, feed at {:?}", p.model.store.error, p.model.feeds[0].last_timepoint);
-    let shown = p.model.store.error.clone().unwrap_or_default();
-    assert_eq!(p.model.tally.entered, 6, "strike-off detection goes on");
-    assert!(p.model.store.events_written < 27, "nothing was written while broken");
+    assert!(ok, "store: {:?}, feed at {:?}", p.model().store.error, p.model().feeds[0].last_timepoint);
+    let shown = p.model().store.error.clone().unwrap_or_default();
+    assert_eq!(p.model().tally.entered, 6, "strike-off detection goes on");
+    assert!(p.model().store.events_written < 27, "nothing was written while broken");
 
     // The fault goes away: the held facts are written, the message clears.
     repair(broken);
     let cleared = Instant::now();
     let ok = drive_until(&mut p, WAIT, |m| m.store.error.is_none() && m.store.events_written == 27).await;
-    assert!(ok, "store: {:?}, written {}", p.model.store.error, p.model.store.events_written);
+    assert!(ok, "store: {:?}, written {}", p.model().store.error, p.model().store.events_written);
     report(&shown, fault, &p, cleared);
     let (_, summary) = p.shutdown().await;
     assert_eq!(summary.writer.unwritten, 0);
@@ -124,8 +124,8 @@ async fn another_file_put_at_the_database_path_is_never_overwritten() {
             && m.feeds[0].last_timepoint == Some(LAST_TIMEPOINT)
     })
     .await;
-    assert!(ok, "store: {:?}, feed at {:?}", p.model.store.error, p.model.feeds[0].last_timepoint);
-    assert_eq!(p.model.store.events_written, 0, "nothing of this run is in the file at the path");
+    assert!(ok, "store: {:?}, feed at {:?}", p.model().store.error, p.model().feeds[0].last_timepoint);
+    assert_eq!(p.model().store.events_written, 0, "nothing of this run is in the file at the path");
     assert_eq!(std::fs::read(&db).unwrap(), b"not feedtop's", "never overwritten");
 
     // Once it is moved away, the database is written back there, all of it.
@@ -134,7 +134,7 @@ async fn another_file_put_at_the_database_path_is_never_overwritten() {
         m.store.events_written == 27 && m.store.error.as_deref().is_some_and(|e| e.contains("recreated it there"))
     })
     .await;
-    assert!(ok, "store: {:?}, written {}", p.model.store.error, p.model.store.events_written);
+    assert!(ok, "store: {:?}, written {}", p.model().store.error, p.model().store.events_written);
     let (_, summary) = p.shutdown().await;
     assert_eq!((summary.writer.unwritten, summary.writer.events_written), (0, 27));
     assert_intact(&db);
@@ -172,14 +172,14 @@ async fn a_full_disk_is_shown_and_writing_resumes_when_space_is_freed() {
             && m.feeds[0].last_timepoint == last
     })
     .await;
-    assert!(ok, "store: {:?}, feed at {:?}", p.model.store.error, p.model.feeds[0].last_timepoint);
-    let shown = p.model.store.error.clone().unwrap_or_default();
-    assert!(p.model.store.events_written < 600, "the disk was meant to fill up");
+    assert!(ok, "store: {:?}, feed at {:?}", p.model().store.error, p.model().feeds[0].last_timepoint);
+    let shown = p.model().store.error.clone().unwrap_or_default();
+    assert!(p.model().store.events_written < 600, "the disk was meant to fill up");
 
     disk.grow("64m");
     let cleared = Instant::now();
     let ok = drive_until(&mut p, WAIT, |m| m.store.error.is_none() && m.store.events_written == 600).await;
-    assert!(ok, "store: {:?}, written {}", p.model.store.error, p.model.store.events_written);
+    assert!(ok, "store: {:?}, written {}", p.model().store.error, p.model().store.events_written);
     report(&shown, "disk full", &p, cleared);
     let (_, summary) = p.shutdown().await;
     assert_eq!(summary.writer.unwritten, 0);

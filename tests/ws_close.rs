@@ -43,7 +43,7 @@ async fn reconnect_closes_with_1000_and_stopping_with_1001() {
     assert!(drive_until(&mut p, WAIT, |m| m.feeds[0].counts.events >= 16).await);
 
     p.reconnect(0);
-    let before = p.model.feeds[0].counts.events;
+    let before = p.model().feeds[0].counts.events;
     // Stopped only once the new connection is live and delivering.
     let reconnected = drive_until(&mut p, WAIT, |m| {
         let f = &m.feeds[0];

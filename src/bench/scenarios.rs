@@ -349,8 +349,8 @@ pub async fn steady(rate: f64, duration: Duration) -> anyhow::Result<Value> {
     .await?;
     let elapsed = started.elapsed();
     let cpu = process_cpu_seconds() - cpu_before;
-    let received = p.model.feeds[0].counts.events;
-    let feed_latency = p.model.feeds[0].latency.summary(Utc::now());
+    let received = p.model().feeds[0].counts.events;
+    let feed_latency = p.model().feeds[0].latency.summary(Utc::now());
     let apply_latency = to_model.summary(Utc::now());
     let rss = crate::app::resident_memory().map(|b| b / 1_048_576);
     p.shutdown().await;
@@ -425,10 +425,10 @@ pub async fn quotes(rate: f64, duration: Duration) -> anyhow::Result<Value> {
     let elapsed = started.elapsed();
     let cpu_us = (process_cpu_seconds() - cpu_before) * 1e6;
     let rss_end = crate::app::resident_memory();
-    let feed = &p.model.feeds[0];
+    let feed = &p.model().feeds[0];
     let (applied, malformed) = (feed.counts.events, feed.counts.malformed);
     let feed_latency = feed.latency.summary(Utc::now());
-    let tickers = p.model.quotes.len();
+    let tickers = p.model().quotes.len();
     let (_, summary) = p.shutdown().await;
     let sent = hose.wait_reports(2, slack).await.get(1).copied();
     let stored = rusqlite::Connection::open(&db)?;
@@ -542,13 +542,12 @@ async fn drive_with_ui(
     let view = ViewState::new();
     let mut tick = tokio::time::interval(Duration::from_millis(100));
     let mut frames = 0u64;
-    while p.model.feeds[0].counts.events < events {
+    while p.model().feeds[0].counts.events < events {
         tokio::select! {
             _ = tokio::time::sleep_until(deadline) => break,
             _ = tick.tick() => {
-                p.model.tick(Utc::now());
-                p.flush();
-                terminal.draw(|f| ui::draw(f, &p.model, &view, &theme))?;
+                p.tick(Utc::now())?;
+                terminal.draw(|f| ui::draw(f, p.model(), &view, &theme))?;
                 frames += 1;
             }
             input = p.next_input() => {
@@ -769,9 +768,9 @@ async fn start_to_first_frame(db: &std::path::Path) -> anyhow::Result<(Duration,
         writer: WriterSettings::default(),
     })?;
     let mut terminal = Terminal::new(TestBackend::new(200, 50))?;
-    terminal.draw(|f| ui::draw(f, &p.model, &ViewState::new(), &Theme::new(true)))?;
+    terminal.draw(|f| ui::draw(f, p.model(), &ViewState::new(), &Theme::new(true)))?;
     let elapsed = started.elapsed();
-    let shown = p.model.strike_offs.len();
+    let shown = p.model().strike_offs.len();
     p.shutdown().await;
     Ok((elapsed, shown))
 }

@@ -83,12 +83,12 @@ pub fn start_feeds(feeds: Vec<FeedSpec>, db: &Path) -> Pipeline {
 pub async fn drive_until(p: &mut Pipeline, within: Duration, done: impl Fn(&Model) -> bool) -> bool {
     let deadline = tokio::time::Instant::now() + within;
     loop {
-        if done(&p.model) {
+        if done(p.model()) {
             return true;
         }
         tokio::select! {
             input = p.next_input() => p.handle(input),
-            _ = tokio::time::sleep_until(deadline) => return done(&p.model),
+            _ = tokio::time::sleep_until(deadline) => return done(p.model()),
         }
     }
 }
