@@ -20,6 +20,8 @@ mod hostile_text_tests;
 #[cfg(test)]
 mod screen_tests;
 #[cfg(test)]
+mod snapshot_tests;
+#[cfg(test)]
 mod test_support;
 #[cfg(test)]
 mod ticker_screen_tests;

@@ -209,24 +209,6 @@ fn filter_keeps_only_matching_rows() {
 }
 
 #[test]
-fn filter_being_typed_is_in_the_footer() {
-    let m = live_model();
-    let mut view = ViewState::new();
-    view.editing_filter = true;
-    view.filter = "abc".into();
-    let buf = render(&m, &view, &color(), 80, 24);
-    assert!(lines(&buf)[23].starts_with("/ filter: abc_"), "{}", screen(&buf));
-}
-
-#[test]
-fn empty_model_says_so() {
-    let s = screen(&render(&empty_model(), &ViewState::new(), &color(), 80, 24));
-    assert!(s.contains("no strike-off changes yet"), "{s}");
-    assert!(s.contains("connecting"), "{s}");
-    assert!(s.contains("no data"), "{s}");
-}
-
-#[test]
 fn scrolling_skips_the_newest_rows() {
     let m = live_model();
     let mut view = ViewState::new();

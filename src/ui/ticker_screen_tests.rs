@@ -290,19 +290,6 @@ fn stacked_lists_share_the_height() {
 }
 
 #[test]
-fn focused_tickers_scroll() {
-    let m = quote_model();
-    let mut view = ViewState::new();
-    view.handle_key(KeyEvent::new(KeyCode::Tab, KeyModifiers::NONE), &m);
-    assert_eq!(view.focus, Focus::Tickers);
-    press(&mut view, &m, 'j');
-    let buf = render(&m, &view, &color(), 80, 24);
-    let s = screen(&buf);
-    assert!(s.contains("▶ Tickers (4) · sort: symbol · 2–4 of 4"), "{s}");
-    assert!(!s.contains("BRENT_CRUDE") && s.contains("WIG20"), "{s}");
-}
-
-#[test]
 fn key_s_cycles_the_sort_and_is_in_the_help() {
     let m = quote_model();
     let mut view = ViewState::new();
@@ -316,19 +303,6 @@ fn key_s_cycles_the_sort_and_is_in_the_help() {
     let buf = render(&m, &view, &color(), 80, 24);
     let row = row_with(&buf, "sort tickers").unwrap_or_else(|| panic!("{}", screen(&buf)));
     assert!(row.contains(" s "), "{row}");
-}
-
-#[test]
-fn pause_freezes_the_tickers() {
-    let mut live = quote_model();
-    let mut view = ViewState::new();
-    press(&mut view, &live, 'p');
-    let pkn = feedtop_proto::Quote::new("PKN", 80.01);
-    apply_to(&mut live, WIG80, secs(31), FeedMsgKind::Quotes(vec![pkn]));
-    let s = screen(&render(&live, &view, &color(), 200, 50));
-    assert!(s.contains("PAUSED — 1 new") && s.contains("74.62") && !s.contains("80.01"), "{s}");
-    press(&mut view, &live, 'p');
-    assert!(screen(&render(&live, &view, &color(), 200, 50)).contains("80.01"));
 }
 
 #[test]
