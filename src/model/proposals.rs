@@ -101,8 +101,18 @@ struct Texts(HashSet<Arc<str>>);
 
 const MAX_TEXTS: usize = 256;
 
+/// The longest status or detail kept, in bytes. The register's longest is
+/// under 40; a line may be megabytes, and the cache holds tens of thousands
+/// of companies, so a hostile feed's text is kept cut, not whole.
+const MAX_TEXT_BYTES: usize = 64;
+
 impl Texts {
     fn get(&mut self, text: &str) -> Arc<str> {
+        let mut end = text.len().min(MAX_TEXT_BYTES);
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        let text = &text[..end];
         if let Some(shared) = self.0.get(text) {
             return shared.clone();
         }
@@ -303,4 +313,28 @@ impl Proposals {
 fn lock(store: &SharedStore) -> std::sync::MutexGuard<'_, dyn ProposalStore + 'static> {
     // A panic elsewhere while holding it leaves a connection that still works.
     store.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A feed's statuses are untrusted: each kept text is short, and the
+    /// shared set stays bounded however many different ones come.
+    #[test]
+    fn kept_texts_are_bounded() {
+        let mut p = Proposals::default();
+        let huge = "é".repeat(1 << 20);
+        p.set("A", false, Some((&huge, Some(PROPOSAL))));
+        let Before::Known(a) = p.before("A", true) else { panic!("A is known") };
+        assert!(a.in_proposal());
+        assert!(a.status.len() <= MAX_TEXT_BYTES && huge.starts_with(&*a.status), "{}", a.status.len());
+        for i in 0..10 * MAX_TEXTS {
+            p.set(&format!("C{i}"), false, Some((&format!("status-{i}"), None)));
+        }
+        assert_eq!(p.texts.0.len(), MAX_TEXTS);
+        let Before::Known(c) = p.before("C2000", true) else { panic!("C2000 is known") };
+        assert_eq!(&*c.status, "status-2000", "past the shared set, still kept");
+        assert_eq!(p.count(), 1);
+    }
 }
