@@ -147,15 +147,6 @@ const CSV_HEADER: [&str; 9] = [
     "timepoint",
 ];
 
-fn state(status: Option<&str>, detail: Option<&str>) -> String {
-    let state = match (status, detail) {
-        (None, _) => "?".to_string(),
-        (Some(s), None) => s.to_string(),
-        (Some(s), Some(d)) => format!("{s} ({d})"),
-    };
-    sanitize::for_terminal(&state).into_owned()
-}
-
 fn write_table(
     changes: &[StrikeOffChange],
     since: Option<DateTime<Utc>>,
@@ -185,12 +176,12 @@ fn write_table(
         let name: String = name.chars().take(name_width).collect();
         writeln!(
             out,
-            "{published:<19}  {:<10}  {:<10}  {name:<name_width$}  {:>11}  {} → {}",
+            "{published:<19}  {:<10}  {:<10}  {name:<name_width$}  {:>11}  {}",
             sanitize::for_terminal(&c.company_number),
             c.kind.as_str(),
             c.timepoint,
-            state(c.from_status.as_deref(), c.from_detail.as_deref()),
-            state(Some(&c.to_status), c.to_detail.as_deref()),
+            // The strike-off pane's text, word for word.
+            sanitize::for_terminal(&c.transition()),
         )?;
     }
     Ok(())
@@ -262,7 +253,7 @@ mod tests {
     fn table_shows_the_transition() {
         let out = render(Format::Table, "ORCHARD LANE LTD");
         assert!(out.contains("12007733") && out.contains("struck-off"));
-        assert!(out.contains("active (active-proposal-to-strike-off) → dissolved"), "{out}");
+        assert!(out.contains("active/active-proposal-to-strike-off → dissolved"), "{out}");
     }
 
     #[test]

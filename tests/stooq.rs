@@ -176,3 +176,48 @@ async fn a_server_that_never_answers_is_given_up_on_by_the_response_deadline() {
     assert_eq!(sim.request_count(), 3);
     p.shutdown().await;
 }
+
+/// Everything one answer holds is stamped with the time the answer came in,
+/// however long the core takes to accept it: here the channel to the core
+/// holds one message and the core takes each only after its clock moved on
+/// by 5 s. The old feed stamped each message as it sent it, so the no-data
+/// list of the same answer came 5 s "later" than its quotes.
+#[tokio::test]
+async fn an_answer_keeps_its_arrival_time_while_the_core_is_slow() {
+    use chrono::{TimeZone, Utc};
+    use feedtop::feeds::poll::PollConnector;
+    use feedtop::feeds::supervisor::{supervise, FeedLink};
+    use feedtop::feeds::FeedMsgKind;
+    use std::sync::{Arc, Mutex};
+
+    let sim = sim(false).await;
+    let t0 = Utc.with_ymd_and_hms(2026, 11, 24, 16, 0, 0).unwrap();
+    let now = Arc::new(Mutex::new(t0));
+    let clock = now.clone();
+    let (tx, mut core) = tokio::sync::mpsc::channel(1);
+    let (_control_tx, control) = tokio::sync::mpsc::channel(1);
+    let link = FeedLink::new(0, tx, control).with_clock(Arc::new(move || *clock.lock().unwrap()));
+    let feed = tokio::spawn(supervise(link, fast_reconnect(), PollConnector::new(poll(sim.url(), HOUR)).unwrap()));
+
+    async fn next(core: &mut tokio::sync::mpsc::Receiver<feedtop::feeds::FeedMsg>) -> feedtop::feeds::FeedMsg {
+        tokio::time::timeout(WAIT, core.recv()).await.expect("a message in time").expect("the feed runs")
+    }
+    let connecting = next(&mut core).await;
+    assert!(matches!(connecting.kind, FeedMsgKind::State(ConnState::Connecting)), "{connecting:?}");
+    // Live is sent once the answer is in: it was read at t0.
+    let live = next(&mut core).await;
+    assert!(matches!(live.kind, FeedMsgKind::State(ConnState::Live)), "{live:?}");
+    assert_eq!(live.at, t0);
+    let mut kinds = Vec::new();
+    for step in 1..=3 {
+        *now.lock().unwrap() = t0 + TimeDelta::seconds(5 * step);
+        let msg = next(&mut core).await;
+        assert_eq!(msg.at, t0, "stamped when the answer came, not when the core took it: {msg:?}");
+        kinds.push(msg.kind);
+    }
+    assert!(
+        matches!(&kinds[..], [FeedMsgKind::Rtt(_), FeedMsgKind::Quotes(q), FeedMsgKind::NoData(n)] if q.len() == 2 && n == &["XYZ"]),
+        "{kinds:?}"
+    );
+    feed.abort();
+}

@@ -108,28 +108,34 @@ impl ChConnector {
         }
     }
 
-    /// Reads a 200 response until it ends, fails, idles out, or a command arrives.
-    async fn stream(&mut self, link: &mut FeedLink, response: reqwest::Response) -> Outcome {
+    /// Reads the body of a 200 response until it ends, fails, idles out, or
+    /// a command arrives.
+    async fn stream(
+        &mut self,
+        link: &mut FeedLink,
+        mut body: impl futures_util::Stream<Item = reqwest::Result<bytes::Bytes>> + Unpin,
+    ) -> Outcome {
         if !link.send(FeedMsgKind::State(ConnState::Live)).await {
             return Outcome::Shutdown;
         }
         let live_since = Instant::now();
         let read_timeout = self.settings.reconnect.read_timeout;
-        let mut body = response.bytes_stream();
         let mut splitter = LineSplitter::new(self.settings.max_line);
         let mut lines = Vec::new();
         let end = loop {
             match read_chunk(&mut body, link, read_timeout).await {
                 Read::Command(outcome) => return outcome,
                 Read::Ended(why) => break why,
-                Read::Chunk(chunk) => {
-                    splitter.push(&chunk, &mut lines);
-                    if lines.is_empty() && !link.send(FeedMsgKind::Bytes).await {
+                // Every line completed by this chunk is stamped with its
+                // arrival, however long the core takes to accept the lines.
+                Read::Chunk { bytes, at } => {
+                    splitter.push(&bytes, &mut lines);
+                    if lines.is_empty() && !link.send_at(at, FeedMsgKind::Bytes).await {
                         return Outcome::Shutdown;
                     }
                     for line in lines.drain(..) {
                         let kind = self.decode(line);
-                        if !link.send(kind).await {
+                        if !link.send_at(at, kind).await {
                             return Outcome::Shutdown;
                         }
                     }
@@ -191,7 +197,7 @@ impl Connector for ChConnector {
             let body = body_snippet(response).await;
             return self.refused(link, status, retry_after, body).await;
         }
-        self.stream(link, response).await
+        self.stream(link, response.bytes_stream()).await
     }
 }
 
@@ -306,6 +312,69 @@ pub fn error_chain(e: &dyn StdError) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::feeds::FeedMsg;
+    use chrono::{DateTime, TimeDelta, TimeZone, Utc};
+    use std::sync::{Arc, Mutex};
+    use tokio::sync::mpsc;
+
+    /// Lines that arrived together keep their arrival time while a slow core
+    /// keeps them waiting in the feed (the channel to it is full), and a line
+    /// split across reads gets the time its last part came. The old feed
+    /// stamped each line when it sent it, so the second line here carried the
+    /// time the core got round to it: 5 s of latency that was never the
+    /// server's.
+    #[tokio::test]
+    async fn lines_keep_the_time_their_bytes_arrived_while_the_core_is_slow() {
+        let t0 = Utc.with_ymd_and_hms(2025, 6, 10, 12, 0, 0).unwrap();
+        let now = Arc::new(Mutex::new(t0));
+        let set = |t: DateTime<Utc>| *now.lock().unwrap() = t;
+        let clock = now.clone();
+        let (tx, mut core) = mpsc::channel::<FeedMsg>(1);
+        let (_control_tx, control) = mpsc::channel(1);
+        let mut link = FeedLink::new(0, tx, control).with_clock(Arc::new(move || *clock.lock().unwrap()));
+
+        let fixture: Vec<&str> = include_str!("../../tests/fixtures/ch-companies-sample.ndjson")
+            .lines()
+            .filter(|l| parse_event(l.as_bytes().to_vec()).is_ok())
+            .take(3)
+            .collect();
+        let (first, rest) = fixture[2].split_at(fixture[2].len() / 2);
+        // The body: one read with two whole lines and half of the third, then
+        // (later) the rest of the third. Room for one read at a time, so that
+        // the test knows when the feed has taken one.
+        let (body_tx, body_rx) = mpsc::channel::<bytes::Bytes>(1);
+        let body = Box::pin(futures_util::stream::unfold(body_rx, |mut rx| async move {
+            rx.recv().await.map(|chunk| (Ok(chunk), rx))
+        }));
+        body_tx.send(format!("{}\n{}\n{first}", fixture[0], fixture[1]).into()).await.unwrap();
+        let mut connector = ChConnector::new(ChSettings::new("http://127.0.0.1:9", "/companies", None), None).unwrap();
+        let feed = tokio::spawn(async move { connector.stream(&mut link, body).await });
+
+        // The feed has read the first chunk (at t0) and waits on the core.
+        // (On this one-thread runtime the feed stamps a chunk in the same
+        // poll as it takes it, so the clock cannot move in between.)
+        let more = body_tx.reserve().await.unwrap();
+        set(t0 + TimeDelta::seconds(5));
+        let live = core.recv().await.unwrap();
+        assert!(matches!(live.kind, FeedMsgKind::State(ConnState::Live)), "{live:?}");
+        for line in 0..2 {
+            let msg = core.recv().await.unwrap();
+            assert!(msg.kind.event().is_some(), "{msg:?}");
+            assert_eq!(msg.at, t0, "line {line}: stamped on arrival, not when the core took it");
+        }
+
+        // The third line is complete when its second half arrives, at t0 + 7 s.
+        set(t0 + TimeDelta::seconds(7));
+        more.send(format!("{rest}\n").into());
+        drop(body_tx.reserve().await.unwrap());
+        set(t0 + TimeDelta::seconds(9));
+        let third = core.recv().await.unwrap();
+        assert!(third.kind.event().is_some(), "{third:?}");
+        assert_eq!(third.at, t0 + TimeDelta::seconds(7));
+
+        drop(body_tx);
+        assert!(matches!(feed.await.unwrap(), Outcome::Dropped { .. }));
+    }
     #[test]
     fn loopback_urls_are_recognised() {
         assert!(is_loopback("http://127.0.0.1:8080"));

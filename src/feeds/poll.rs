@@ -20,6 +20,7 @@
 use std::collections::HashMap;
 use std::time::{Duration, SystemTime};
 
+use chrono::{DateTime, Utc};
 use futures_util::StreamExt;
 use tokio::time::Instant;
 
@@ -137,8 +138,16 @@ fn refusal(status: reqwest::StatusCode, body: &[u8]) -> String {
 
 /// What one poll gave.
 enum Polled {
-    Answer { snapshot: Snapshot, rtt: Duration },
-    Failed { error: String, retry: Retry },
+    /// `at`: when the whole body was in, the receive time of all it holds.
+    Answer {
+        snapshot: Snapshot,
+        rtt: Duration,
+        at: DateTime<Utc>,
+    },
+    Failed {
+        error: String,
+        retry: Retry,
+    },
     Command(Outcome),
 }
 
@@ -210,12 +219,13 @@ impl PollConnector {
             Ok(body) => body,
             Err(failed) => return failed,
         };
+        let at = link.now();
         let rtt = sent.elapsed();
         let decoded = match self.settings.format {
             PollFormat::Stooq => stooq::decode(&body),
         };
         match decoded {
-            Ok(snapshot) => Polled::Answer { snapshot, rtt },
+            Ok(snapshot) => Polled::Answer { snapshot, rtt, at },
             Err(e) => self.failed(format!("{e} (HTTP {status})")),
         }
     }
@@ -276,8 +286,8 @@ impl Connector for PollConnector {
         let mut live_since: Option<Instant> = None;
         loop {
             let started = Instant::now();
-            let (snapshot, rtt) = match self.poll_once(link).await {
-                Polled::Answer { snapshot, rtt } => (snapshot, rtt),
+            let (snapshot, rtt, at) = match self.poll_once(link).await {
+                Polled::Answer { snapshot, rtt, at } => (snapshot, rtt, at),
                 Polled::Command(outcome) => return outcome,
                 Polled::Failed { error, retry } => {
                     let live_for = live_since.map_or(Duration::ZERO, |since| since.elapsed());
@@ -285,13 +295,14 @@ impl Connector for PollConnector {
                 }
             };
             if live_since.is_none() {
-                if !link.send(FeedMsgKind::State(ConnState::Live)).await {
+                if !link.send_at(at, FeedMsgKind::State(ConnState::Live)).await {
                     return Outcome::Shutdown;
                 }
                 live_since = Some(started);
             }
+            // One answer, one receive time, however slowly the core takes it.
             for kind in self.messages(snapshot, rtt) {
-                if !link.send(kind).await {
+                if !link.send_at(at, kind).await {
                     return Outcome::Shutdown;
                 }
             }

@@ -223,10 +223,12 @@ impl Connector for SseConnector {
                     return outcome;
                 }
                 Read::Ended(why) => break why,
-                Read::Chunk(chunk) => {
+                // Every event completed by this chunk is stamped with its
+                // arrival, however long the core takes to accept them.
+                Read::Chunk { bytes, at } => {
                     idle_since = Instant::now();
-                    parser.push(&chunk, &mut items);
-                    if items.is_empty() && !link.send(FeedMsgKind::Bytes).await {
+                    parser.push(&bytes, &mut items);
+                    if items.is_empty() && !link.send_at(at, FeedMsgKind::Bytes).await {
                         return Outcome::Shutdown;
                     }
                     for item in items.drain(..) {
@@ -250,7 +252,7 @@ impl Connector for SseConnector {
                                 }
                                 Some(reason) => {
                                     // The event itself is kept; only its id is not.
-                                    if !link.send(kind).await {
+                                    if !link.send_at(at, kind).await {
                                         return Outcome::Shutdown;
                                     }
                                     FeedMsgKind::UnusableResumeId { reason: reason.to_string() }
@@ -258,11 +260,11 @@ impl Connector for SseConnector {
                             },
                             None => kind,
                         };
-                        if !link.send(kind).await {
+                        if !link.send_at(at, kind).await {
                             return Outcome::Shutdown;
                         }
                         if let Some(kind) = subscription {
-                            if !link.send(kind).await {
+                            if !link.send_at(at, kind).await {
                                 return Outcome::Shutdown;
                             }
                         }

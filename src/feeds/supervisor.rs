@@ -9,9 +9,10 @@
 //! reconnect command.
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 use tokio::sync::mpsc;
@@ -93,21 +94,46 @@ impl Outcome {
     }
 }
 
+/// Where a feed task reads the time: the wall clock, or a test's own.
+pub type Clock = Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>;
+
 /// A feed task's two channels: messages out, commands in.
 pub struct FeedLink {
     id: FeedId,
     tx: mpsc::Sender<FeedMsg>,
     control: mpsc::Receiver<Command>,
+    clock: Clock,
 }
 
 impl FeedLink {
     pub fn new(id: FeedId, tx: mpsc::Sender<FeedMsg>, control: mpsc::Receiver<Command>) -> Self {
-        Self { id, tx, control }
+        Self { id, tx, control, clock: Arc::new(Utc::now) }
     }
 
-    /// Sends one message stamped with the receive time. False once the core loop is gone.
+    /// The same link reading `clock` instead of the wall clock (tests).
+    pub fn with_clock(self, clock: Clock) -> Self {
+        Self { clock, ..self }
+    }
+
+    /// The time now, by this link's clock.
+    pub fn now(&self) -> DateTime<Utc> {
+        (self.clock)()
+    }
+
+    /// Sends one message stamped with the time now: for what the task itself
+    /// decides (states, errors, notices). What was read from the server goes
+    /// with [`Self::send_at`] and the time it was read. False once the core
+    /// loop is gone.
     pub async fn send(&self, kind: FeedMsgKind) -> bool {
-        self.tx.send(FeedMsg { feed: self.id, at: Utc::now(), kind }).await.is_ok()
+        self.send_at(self.now(), kind).await
+    }
+
+    /// Sends one message stamped `at`, the time its bytes were read from the
+    /// socket: the core may be slow to take it (the channel is bounded), and
+    /// that wait must not count as the feed's latency. False once the core
+    /// loop is gone.
+    pub async fn send_at(&self, at: DateTime<Utc>, kind: FeedMsgKind) -> bool {
+        self.tx.send(FeedMsg { feed: self.id, at, kind }).await.is_ok()
     }
 
     /// The next command; `None` when the core loop is gone. Cancel-safe, so it
@@ -127,7 +153,10 @@ impl FeedLink {
 
 /// What waiting for the next chunk of an HTTP stream gave.
 pub enum Read {
-    Chunk(bytes::Bytes),
+    /// Bytes, and when they were read: every item decoded from them is
+    /// stamped with it (an item that began in an earlier chunk was complete
+    /// only now).
+    Chunk { bytes: bytes::Bytes, at: DateTime<Utc> },
     /// The stream is over; why, for the connections pane.
     Ended(String),
     /// A command arrived: end the attempt with this outcome.
@@ -155,12 +184,14 @@ pub async fn read_chunk_since(
     read_timeout: Duration,
 ) -> Read {
     use futures_util::StreamExt;
+    let clock = link.clock.clone();
     tokio::select! {
         next = tokio::time::timeout_at(idle_since + read_timeout, body.next()) => match next {
             Err(_) => Read::Ended(format!("no data for {}s (read-idle timeout); reconnecting", read_timeout.as_secs_f64())),
             Ok(None) => Read::Ended("the server closed the stream".to_string()),
             Ok(Some(Err(e))) => Read::Ended(format!("stream failed: {}", super::companies_house::error_chain(&e))),
-            Ok(Some(Ok(chunk))) => Read::Chunk(chunk),
+            // Stamped as it comes off the socket, before anything waits on the core.
+            Ok(Some(Ok(bytes))) => Read::Chunk { bytes, at: clock() },
         },
         cmd = link.command() => Read::Command(FeedLink::on_command(cmd)),
     }

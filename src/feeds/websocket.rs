@@ -273,10 +273,12 @@ impl Connector for WsConnector {
                     next = ws.next() => next,
                 };
                 deadline = Instant::now() + read_timeout;
+                // The frame's arrival, before anything waits on the core.
+                let at = link.now();
                 let kind = match next {
                     None => break "the connection closed".to_string(),
                     Some(Err(WsError::Capacity(e))) => {
-                        if !link.send(FeedMsgKind::TooLong).await {
+                        if !link.send_at(at, FeedMsgKind::TooLong).await {
                             return Outcome::Shutdown;
                         }
                         break format!("a frame over the {} KiB limit ({e}); reconnecting", s.max_frame / 1024);
@@ -299,7 +301,7 @@ impl Connector for WsConnector {
                         }
                     },
                 };
-                if !link.send(kind).await {
+                if !link.send_at(at, kind).await {
                     return Outcome::Shutdown;
                 }
             }

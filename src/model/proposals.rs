@@ -6,7 +6,9 @@
 //! the database: the store writer keeps table `companies` up to date in the
 //! same transaction as each event. So memory holds only
 //!
-//! - an LRU cache of the companies seen most recently (in the proposal or not),
+//! - an LRU cache of the companies seen most recently (in the proposal or not)
+//!   with their last status and detail, so a change knows where the company
+//!   came from (its `from`) without asking the database,
 //! - a fixed-size filter of companies that may be in the proposal
 //!   ([`ProposalFilter`]), so a company never in it costs no lookup,
 //! - the count of companies in the proposal (the header shows it),
@@ -25,11 +27,14 @@
 //! than the most events that can be observed and not yet committed
 //! (`app::tracker_capacity`, checked by a test there), so every company
 //! whose change is not committed is still in the cache, and a miss can
-//! trust the store.
+//! trust the store: for whether a company is in the proposal, and for the
+//! state a change comes from.
 
+use std::collections::HashSet;
 use std::num::NonZeroUsize;
 use std::sync::{Arc, Mutex};
 
+use feedtop_proto::ch::PROPOSAL;
 use lru::LruCache;
 
 use super::proposal_filter::ProposalFilter;
@@ -39,11 +44,14 @@ use super::proposal_filter::ProposalFilter;
 #[error("{0}")]
 pub struct LookupError(pub String);
 
+/// A stored company's status and detail.
+pub type StoredStatus = (String, Option<String>);
+
 /// Where the committed state of every company is kept.
 pub trait ProposalStore: Send {
-    /// Whether the stored state of `company` is "in the proposal" (false for
-    /// a company never stored).
-    fn in_proposal(&mut self, company: &str) -> Result<bool, LookupError>;
+    /// The stored status and detail of `company`; `None` for a company
+    /// never stored (or deleted since).
+    fn status(&mut self, company: &str) -> Result<Option<StoredStatus>, LookupError>;
 
     /// Calls `each` for every company stored as in the proposal.
     fn for_each_in_proposal(&mut self, each: &mut dyn FnMut(&str)) -> Result<(), LookupError>;
@@ -53,11 +61,80 @@ pub trait ProposalStore: Send {
 /// never observes, so it never uses the store).
 pub type SharedStore = Arc<Mutex<dyn ProposalStore>>;
 
+/// A company's status and detail as last observed or stored. The texts
+/// are shared ([`Texts`]): an entry costs two pointers, not two strings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Status {
+    pub status: Arc<str>,
+    pub detail: Option<Arc<str>>,
+}
+
+impl Status {
+    pub fn in_proposal(&self) -> bool {
+        self.detail.as_deref() == Some(PROPOSAL)
+    }
+}
+
+/// What is known of a company just before an event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Before {
+    /// Its last state, from memory or the store.
+    Known(Status),
+    /// Not in the proposal (the filter rules it out); its state was not read.
+    NotInProposal,
+    /// Never seen (or deleted since), or the store could not answer.
+    Unknown,
+}
+
+impl Before {
+    pub fn in_proposal(&self) -> bool {
+        matches!(self, Before::Known(s) if s.in_proposal())
+    }
+}
+
+/// Shares the texts of statuses and details: the register uses a few dozen,
+/// so each cache entry points at one copy of each. Bounded, so that a feed
+/// sending a new status on every event cannot grow it: past [`MAX_TEXTS`]
+/// distinct texts, a new one gets its own copy.
+#[derive(Clone, Default)]
+struct Texts(HashSet<Arc<str>>);
+
+const MAX_TEXTS: usize = 256;
+
+/// The longest status or detail kept, in bytes. The register's longest is
+/// under 40; a line may be megabytes, and the cache holds tens of thousands
+/// of companies, so a hostile feed's text is kept cut, not whole.
+const MAX_TEXT_BYTES: usize = 64;
+
+impl Texts {
+    fn get(&mut self, text: &str) -> Arc<str> {
+        let mut end = text.len().min(MAX_TEXT_BYTES);
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        let text = &text[..end];
+        if let Some(shared) = self.0.get(text) {
+            return shared.clone();
+        }
+        let text: Arc<str> = Arc::from(text);
+        if self.0.len() < MAX_TEXTS {
+            self.0.insert(text.clone());
+        }
+        text
+    }
+
+    fn status(&mut self, status: &str, detail: Option<&str>) -> Status {
+        Status { status: self.get(status), detail: detail.map(|d| self.get(d)) }
+    }
+}
+
 #[derive(Clone)]
 pub struct Proposals {
-    /// Company number → in the proposal. Bounded with a store; without one
-    /// (tests, tools) it holds every company in the proposal and nothing else.
-    cache: LruCache<String, bool>,
+    /// Company number → its last state (`None`: deleted, as in the store).
+    /// Bounded with a store; without one (tests, tools) it holds every
+    /// company seen.
+    cache: LruCache<String, Option<Status>>,
+    texts: Texts,
     backing: Option<Backing>,
     count: u64,
     lookup_errors: u64,
@@ -84,9 +161,16 @@ impl std::fmt::Debug for Proposals {
 }
 
 impl Default for Proposals {
-    /// Memory only: every company in the proposal is held (as before the store).
+    /// Memory only: every company seen is held, with its last state.
     fn default() -> Self {
-        Self { cache: LruCache::unbounded(), backing: None, count: 0, lookup_errors: 0, failing: false }
+        Self {
+            cache: LruCache::unbounded(),
+            texts: Texts::default(),
+            backing: None,
+            count: 0,
+            lookup_errors: 0,
+            failing: false,
+        }
     }
 }
 
@@ -97,6 +181,7 @@ impl Proposals {
     pub fn with_store(store: SharedStore, capacity: NonZeroUsize) -> Result<Self, LookupError> {
         let mut me = Self {
             cache: LruCache::new(capacity),
+            texts: Texts::default(),
             backing: Some(Backing { store, filter: ProposalFilter::for_load(0), rebuild_at: 0 }),
             count: 0,
             lookup_errors: 0,
@@ -121,20 +206,26 @@ impl Proposals {
         self.lookup_errors
     }
 
-    /// Whether `company` is in the proposal, from memory or the store.
-    pub fn contains(&mut self, company: &str) -> bool {
-        if let Some(&known) = self.cache.get(company) {
-            return known;
+    /// What is known of `company` before an event: from memory, or else
+    /// from the store. `need_state`: read the stored state even when the
+    /// filter rules the proposal out (an entry, which shows where the company
+    /// came from); otherwise such a company costs no lookup.
+    pub fn before(&mut self, company: &str, need_state: bool) -> Before {
+        if let Some(known) = self.cache.get(company) {
+            return known.clone().map_or(Before::Unknown, Before::Known);
         }
-        let Some(backing) = &mut self.backing else { return false };
-        if !backing.filter.may_contain(company) {
-            return false;
+        let Some(backing) = &mut self.backing else { return Before::Unknown };
+        if !need_state && !backing.filter.may_contain(company) {
+            return Before::NotInProposal;
         }
-        let answer = lock(&backing.store).in_proposal(company);
+        let answer = lock(&backing.store).status(company);
         match answer {
-            Ok(known) => {
+            Ok(stored) => {
                 self.failing = false;
-                known
+                match stored {
+                    Some((status, detail)) => Before::Known(self.texts.status(&status, detail.as_deref())),
+                    None => Before::Unknown,
+                }
             }
             Err(e) => {
                 self.lookup_errors += 1;
@@ -144,28 +235,30 @@ impl Proposals {
                     // reads as "not in the proposal".
                     tracing::warn!("cannot read a company's proposal state from the database: {e}");
                 }
-                false
+                Before::Unknown
             }
         }
     }
 
-    /// Records the state just observed for `company`; `was_in` is what
-    /// [`Self::contains`] said before it.
-    pub fn set(&mut self, company: &str, was_in: bool, now_in: bool) {
+    /// Records the state just observed for `company` (`None`: deleted);
+    /// `was_in` is what [`Self::before`] said before it.
+    pub fn set(&mut self, company: &str, was_in: bool, now: Option<(&str, Option<&str>)>) {
+        let now_in = now.is_some_and(|(_, detail)| detail == Some(PROPOSAL));
         match (was_in, now_in) {
             (false, true) => self.count += 1,
             (true, false) => self.count = self.count.saturating_sub(1),
             _ => {}
         }
-        if self.backing.is_none() && !now_in {
+        if self.backing.is_none() && now.is_none() {
             self.cache.pop(company);
             return;
         }
+        let state = now.map(|(status, detail)| self.texts.status(status, detail));
         // Every observation touches its entry (see the module's invariant).
         match self.cache.get_mut(company) {
-            Some(v) => *v = now_in,
+            Some(v) => *v = state,
             None => {
-                self.cache.put(company.to_string(), now_in);
+                self.cache.put(company.to_string(), state);
             }
         }
         if now_in && !was_in {
@@ -198,7 +291,8 @@ impl Proposals {
                 filter.insert(company);
                 stored += 1;
             })?;
-            for (company, _) in self.cache.iter().filter(|(_, in_proposal)| **in_proposal) {
+            let cached = self.cache.iter().filter(|(_, state)| state.as_ref().is_some_and(Status::in_proposal));
+            for (company, _) in cached {
                 filter.insert(company);
             }
             // At start-up the count is not known yet: a register larger than
@@ -219,4 +313,28 @@ impl Proposals {
 fn lock(store: &SharedStore) -> std::sync::MutexGuard<'_, dyn ProposalStore + 'static> {
     // A panic elsewhere while holding it leaves a connection that still works.
     store.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A feed's statuses are untrusted: each kept text is short, and the
+    /// shared set stays bounded however many different ones come.
+    #[test]
+    fn kept_texts_are_bounded() {
+        let mut p = Proposals::default();
+        let huge = "é".repeat(1 << 20);
+        p.set("A", false, Some((&huge, Some(PROPOSAL))));
+        let Before::Known(a) = p.before("A", true) else { panic!("A is known") };
+        assert!(a.in_proposal());
+        assert!(a.status.len() <= MAX_TEXT_BYTES && huge.starts_with(&*a.status), "{}", a.status.len());
+        for i in 0..10 * MAX_TEXTS {
+            p.set(&format!("C{i}"), false, Some((&format!("status-{i}"), None)));
+        }
+        assert_eq!(p.texts.0.len(), MAX_TEXTS);
+        let Before::Known(c) = p.before("C2000", true) else { panic!("C2000 is known") };
+        assert_eq!(&*c.status, "status-2000", "past the shared set, still kept");
+        assert_eq!(p.count(), 1);
+    }
 }

@@ -11,7 +11,7 @@ use std::num::NonZeroUsize;
 
 use chrono::{DateTime, Utc};
 
-use super::proposals::{LookupError, Proposals, SharedStore};
+use super::proposals::{Before, LookupError, Proposals, SharedStore};
 
 use feedtop_proto::{ChEvent, EventType};
 
@@ -53,8 +53,11 @@ pub struct StrikeOffChange {
     pub kind: ChangeKind,
     pub company_number: String,
     pub company_name: String,
-    /// `None` when the previous state is not known to the tracker (an entry
-    /// from a company never seen before); the store fills it from its table.
+    /// The company's state before this change, as the tracker knew it when
+    /// it saw the change (from memory or, after a restart or an eviction,
+    /// the database). `None` when there was none to know: the company was
+    /// first seen by this change (or deleted since, or the database could
+    /// not be read). Stored as it is; shown as [`UNKNOWN_STATE`].
     pub from_status: Option<String>,
     pub from_detail: Option<String>,
     pub to_status: String,
@@ -62,6 +65,38 @@ pub struct StrikeOffChange {
     pub published_at: Option<DateTime<Utc>>,
     pub timepoint: i64,
     pub received_at: DateTime<Utc>,
+}
+
+/// How a previous state that is not known is written, on the screen and in
+/// `feedtop strike-offs`: a question mark claims nothing (the company was
+/// first seen entering, or the database could not say), where a reason such
+/// as "first seen" would not always be true.
+pub const UNKNOWN_STATE: &str = "?";
+
+/// `status/detail`, or just `status` when there is no detail.
+pub fn state_text(status: &str, detail: Option<&str>) -> String {
+    match detail {
+        None => status.to_string(),
+        Some(d) => format!("{status}/{d}"),
+    }
+}
+
+impl StrikeOffChange {
+    /// `from → to` in full: the one text the strike-off pane and the
+    /// `feedtop strike-offs` table both show, so they cannot disagree.
+    pub fn transition(&self) -> String {
+        self.transition_with(state_text)
+    }
+
+    /// `from → to` with each state written by `state` (the pane's compact
+    /// form); an unknown `from` is [`UNKNOWN_STATE`].
+    pub fn transition_with(&self, state: fn(&str, Option<&str>) -> String) -> String {
+        let from = match &self.from_status {
+            Some(status) => state(status, self.from_detail.as_deref()),
+            None => UNKNOWN_STATE.to_string(),
+        };
+        format!("{from} → {}", state(&self.to_status, self.to_detail.as_deref()))
+    }
 }
 
 /// Counts of changes.
@@ -115,23 +150,26 @@ impl StrikeOffTracker {
             return None;
         }
         if ev.event_type == EventType::Deleted {
-            let was_in = self.proposals.contains(&ev.resource_id);
-            self.proposals.set(&ev.resource_id, was_in, false);
+            let was_in = self.proposals.before(&ev.resource_id, false).in_proposal();
+            self.proposals.set(&ev.resource_id, was_in, None);
             return None;
         }
         let company = ev.company.as_ref()?;
-        let was_in = self.proposals.contains(&company.number);
         let now_in = company.detail.as_deref() == Some(PROPOSAL);
-        self.proposals.set(&company.number, was_in, now_in);
+        // An entry shows where the company came from, so its state is read
+        // even when the filter says it was never in the proposal.
+        let before = self.proposals.before(&company.number, now_in);
+        let was_in = before.in_proposal();
+        self.proposals.set(&company.number, was_in, Some((&company.status, company.detail.as_deref())));
         let kind = match (was_in, now_in) {
             (false, true) => ChangeKind::Entered,
             (true, false) if company.status == DISSOLVED => ChangeKind::StruckOff,
             (true, false) => ChangeKind::Withdrawn,
             _ => return None,
         };
-        let (from_status, from_detail) = match kind {
-            ChangeKind::Entered => (None, None),
-            _ => (Some("active".to_string()), Some(PROPOSAL.to_string())),
+        let (from_status, from_detail) = match before {
+            Before::Known(s) => (Some(s.status.to_string()), s.detail.map(|d| d.to_string())),
+            Before::NotInProposal | Before::Unknown => (None, None),
         };
         Some(StrikeOffChange {
             kind,
@@ -247,33 +285,40 @@ mod tests {
     /// `lag` events behind the model (its backlog, queue and open batch).
     #[derive(Default)]
     struct LaggingStore {
-        committed: std::collections::HashMap<String, bool>,
+        committed: std::collections::HashMap<String, (String, Option<String>)>,
         lookups: u64,
     }
 
     impl super::super::proposals::ProposalStore for LaggingStore {
-        fn in_proposal(&mut self, company: &str) -> Result<bool, LookupError> {
+        fn status(&mut self, company: &str) -> Result<Option<(String, Option<String>)>, LookupError> {
             self.lookups += 1;
-            Ok(self.committed.get(company).copied().unwrap_or(false))
+            Ok(self.committed.get(company).cloned())
         }
 
         fn for_each_in_proposal(&mut self, each: &mut dyn FnMut(&str)) -> Result<(), LookupError> {
-            self.committed.iter().filter(|(_, v)| **v).for_each(|(k, _)| each(k));
+            self.committed.iter().filter(|(_, (_, d))| d.as_deref() == Some(PROPOSAL)).for_each(|(k, _)| each(k));
             Ok(())
         }
     }
 
+    /// What the writer stores for a company: its status and detail, or
+    /// nothing after a deletion.
+    type Committed = Option<(String, Option<String>)>;
+
     struct Harness {
         tracker: StrikeOffTracker,
         store: std::sync::Arc<std::sync::Mutex<LaggingStore>>,
-        uncommitted: std::collections::VecDeque<(String, bool)>,
+        uncommitted: std::collections::VecDeque<(String, Committed)>,
         lag: usize,
     }
 
     impl Harness {
+        /// `committed`: companies stored as in the proposal (`true`) or
+        /// plain `active` (`false`).
         fn new(committed: &[(&str, bool)], capacity: usize, lag: usize) -> Self {
+            let state = |in_proposal: bool| ("active".to_string(), in_proposal.then(|| PROPOSAL.to_string()));
             let store = std::sync::Arc::new(std::sync::Mutex::new(LaggingStore {
-                committed: committed.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
+                committed: committed.iter().map(|(k, v)| (k.to_string(), state(*v))).collect(),
                 lookups: 0,
             }));
             let shared: SharedStore = store.clone();
@@ -283,12 +328,23 @@ mod tests {
 
         /// The model observes; the "writer" commits what is `lag` events old.
         fn observe(&mut self, ev: ChEvent) -> Option<ChangeKind> {
-            let change = self.tracker.observe(&ev, Utc::now()).map(|c| c.kind);
-            let now_in = ev.event_type != Deleted && ev.company.as_ref().unwrap().detail.as_deref() == Some(PROPOSAL);
-            self.uncommitted.push_back((ev.resource_id.clone(), now_in));
+            self.observe_change(ev).map(|c| c.kind)
+        }
+
+        fn observe_change(&mut self, ev: ChEvent) -> Option<StrikeOffChange> {
+            let change = self.tracker.observe(&ev, Utc::now());
+            let state = match ev.event_type {
+                Deleted => None,
+                _ => ev.company.as_ref().map(|c| (c.status.clone(), c.detail.clone())),
+            };
+            self.uncommitted.push_back((ev.resource_id.clone(), state));
             while self.uncommitted.len() > self.lag {
                 let (company, state) = self.uncommitted.pop_front().unwrap();
-                self.store.lock().unwrap().committed.insert(company, state);
+                let mut store = self.store.lock().unwrap();
+                match state {
+                    Some(state) => store.committed.insert(company, state),
+                    None => store.committed.remove(&company),
+                };
             }
             change
         }
@@ -308,6 +364,63 @@ mod tests {
         assert_eq!(c.to_status, "dissolved");
         assert_eq!(h.observe(event(10, "B", "dissolved", None, Changed)), None, "B was never in the proposal");
         assert_eq!(h.tracker.in_proposal(), 0);
+    }
+
+    fn from(c: &StrikeOffChange) -> (Option<&str>, Option<&str>) {
+        (c.from_status.as_deref(), c.from_detail.as_deref())
+    }
+
+    /// The change carries the state the company was in, as the tracker knew
+    /// it: nothing for a company first seen entering, its last observed
+    /// state otherwise (the old tracker knew no `from` for any entry and
+    /// wrote every exit as from `active`, leaving the rest to SQL).
+    #[test]
+    fn a_change_carries_the_state_it_came_from() {
+        let mut t = StrikeOffTracker::default();
+        let p = Some(PROPOSAL);
+        let mut see = |e: ChEvent| t.observe(&e, Utc::now());
+        let first = see(event(1, "NEW", "active", p, Changed)).unwrap();
+        assert_eq!((first.kind, from(&first)), (Entered, (None, None)), "first seen: not known");
+        assert_eq!(first.transition(), "? → active/active-proposal-to-strike-off");
+
+        assert_eq!(see(event(2, "OLD", "active", Some("transferred-from-uk"), Changed)), None);
+        let entered = see(event(3, "OLD", "active", p, Changed)).unwrap();
+        assert_eq!(from(&entered), (Some("active"), Some("transferred-from-uk")));
+        let left = see(event(4, "OLD", "liquidation", None, Changed)).unwrap();
+        assert_eq!((left.kind, from(&left)), (Withdrawn, (Some("active"), p)));
+        let back = see(event(5, "OLD", "active", p, Changed)).unwrap();
+        assert_eq!(from(&back), (Some("liquidation"), None), "the state it left for");
+
+        // A deletion forgets the company, in memory as in the store.
+        see(event(6, "GONE", "active", None, Changed));
+        see(event(7, "GONE", "active", None, Deleted));
+        assert_eq!(from(&see(event(8, "GONE", "active", p, Changed)).unwrap()), (None, None));
+    }
+
+    /// After a restart (or once evicted from the cache) the previous state
+    /// comes from the store, for an entry as for an exit; a company the
+    /// store has never seen is still unknown.
+    #[test]
+    fn after_a_restart_the_previous_state_comes_from_the_store() {
+        let mut h = Harness::new(&[("IN", true), ("OUT", false)], 100, 0);
+        let p = Some(PROPOSAL);
+        let entered = h.observe_change(event(1, "OUT", "active", p, Changed)).unwrap();
+        assert_eq!((entered.kind, from(&entered)), (Entered, (Some("active"), None)));
+        let struck = h.observe_change(event(2, "IN", "dissolved", None, Changed)).unwrap();
+        assert_eq!((struck.kind, from(&struck)), (StruckOff, (Some("active"), p)));
+        let unknown = h.observe_change(event(3, "NEVER", "active", p, Changed)).unwrap();
+        assert_eq!(from(&unknown), (None, None));
+
+        // Evicted long ago, read back from what the writer committed.
+        let mut h = Harness::new(&[], 10, 0);
+        h.observe(event(1, "X", "active", Some("petition-to-restore-dissolved"), Changed));
+        for i in 0..50 {
+            h.observe(event(2 + i, &format!("N{i}"), "active", None, Changed));
+        }
+        let lookups = h.lookups();
+        let entered = h.observe_change(event(100, "X", "active", p, Changed)).unwrap();
+        assert_eq!(from(&entered), (Some("active"), Some("petition-to-restore-dissolved")));
+        assert_eq!(h.lookups(), lookups + 1, "one lookup for the entry");
     }
 
     /// Memory stays bounded by the cache after ten times its capacity of

@@ -1,5 +1,6 @@
 //! The tracker's view of the database: which companies are in the proposal
-//! to strike off, read on a connection of its own (WAL mode lets it read
+//! to strike off, and the last stored state of a company (where a change
+//! comes from), read on a connection of its own (WAL mode lets it read
 //! while the writer writes), so the model need not hold them all.
 
 use std::path::{Path, PathBuf};
@@ -8,7 +9,7 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension};
 
 use super::identity::{FileId, PathState};
 use super::StoreError;
-use crate::model::proposals::{LookupError, ProposalStore};
+use crate::model::proposals::{LookupError, ProposalStore, StoredStatus};
 use crate::model::strike_off::PROPOSAL;
 
 pub struct SqliteProposals {
@@ -62,15 +63,13 @@ fn lookup_error(e: rusqlite::Error) -> LookupError {
 }
 
 impl ProposalStore for SqliteProposals {
-    fn in_proposal(&mut self, company: &str) -> Result<bool, LookupError> {
+    fn status(&mut self, company: &str) -> Result<Option<StoredStatus>, LookupError> {
         self.follow_the_path();
         let mut stmt = self
             .conn
-            .prepare_cached("SELECT company_status_detail = ?2 FROM companies WHERE company_number = ?1")
+            .prepare_cached("SELECT company_status, company_status_detail FROM companies WHERE company_number = ?1")
             .map_err(lookup_error)?;
-        let detail: Option<Option<bool>> =
-            stmt.query_row([company, PROPOSAL], |r| r.get(0)).optional().map_err(lookup_error)?;
-        Ok(detail.flatten() == Some(true))
+        stmt.query_row([company], |r| Ok((r.get(0)?, r.get(1)?))).optional().map_err(lookup_error)
     }
 
     fn for_each_in_proposal(&mut self, each: &mut dyn FnMut(&str)) -> Result<(), LookupError> {
@@ -116,9 +115,10 @@ mod tests {
         write_batch(&mut conn, &facts, RawEvents::Full).unwrap();
         let mut store = SqliteProposals::open(&path).unwrap();
         // 15338660 entered (line 24) and never left; 14829301 was struck off.
-        assert!(store.in_proposal("15338660").unwrap());
-        assert!(!store.in_proposal("14829301").unwrap());
-        assert!(!store.in_proposal("NEVER-SEEN").unwrap());
+        let status = |store: &mut SqliteProposals, company| store.status(company).unwrap();
+        assert_eq!(status(&mut store, "15338660"), Some(("active".into(), Some(PROPOSAL.into()))));
+        assert_eq!(status(&mut store, "14829301"), Some(("dissolved".into(), None)));
+        assert_eq!(status(&mut store, "NEVER-SEEN"), None);
         let mut all = Vec::new();
         store.for_each_in_proposal(&mut |c| all.push(c.to_string())).unwrap();
         assert_eq!(all, ["15338660"]);
@@ -133,7 +133,7 @@ mod tests {
         let path = dir.path().join("t.db");
         drop(crate::store::open(&path).unwrap());
         let mut store = SqliteProposals::open(&path).unwrap();
-        assert!(!store.in_proposal("15338660").unwrap());
+        assert_eq!(store.status("15338660").unwrap(), None);
         for suffix in ["", "-wal", "-shm"] {
             let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
         }
@@ -145,6 +145,10 @@ mod tests {
                 [PROPOSAL],
             )
             .unwrap();
-        assert!(store.in_proposal("15338660").unwrap(), "read from the file now at the path");
+        assert_eq!(
+            store.status("15338660").unwrap(),
+            Some(("active".into(), Some(PROPOSAL.into()))),
+            "read from the file now at the path"
+        );
     }
 }

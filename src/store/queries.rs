@@ -192,20 +192,47 @@ mod tests {
         assert_eq!(history.strike_offs.len(), 11);
     }
 
+    /// The stored `from` is the model's, not finished from `companies` in
+    /// SQL: a company seen before has the state the model knew, and a change
+    /// whose `from` the model did not know stays unknown even though the
+    /// database holds a row for the company (the old insert filled it in,
+    /// so the screen showed `? →` where the export showed a state).
     #[test]
-    fn entry_of_a_known_company_records_its_previous_state() {
+    fn a_change_is_stored_with_the_from_the_model_gave_it() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("t.db");
-        let mut conn = crate::store::open(&path).unwrap();
-        let facts = fixture_facts(&mut model());
+        let mut conn = crate::store::open(&dir.path().join("t.db")).unwrap();
+        let mut m = model();
+        let at = Utc.with_ymd_and_hms(2025, 6, 10, 12, 0, 0).unwrap();
+        let mut facts = Vec::new();
+        let profile = |tp: i64, status: &str, detail: Option<&str>| feedtop_proto::ChEvent {
+            resource_kind: "company-profile".into(),
+            resource_id: "01234567".into(),
+            timepoint: tp,
+            published_at: None,
+            event_type: feedtop_proto::EventType::Changed,
+            company: Some(feedtop_proto::CompanyState {
+                number: "01234567".into(),
+                name: "KNOWN LTD".into(),
+                status: status.into(),
+                detail: detail.map(str::to_string),
+            }),
+            raw: "{}".into(),
+        };
+        for ev in [profile(1, "active", Some("transferred-from-uk")), profile(2, "active", Some(PROPOSAL))] {
+            m.apply(FeedMsg { feed: 0, at, kind: FeedMsgKind::Event(Box::new(ev)) }, &mut facts);
+        }
+        let Some(Fact::StrikeOff(entered)) = facts.iter().find(|f| matches!(f, Fact::StrikeOff(_))).cloned() else {
+            panic!("an entry: {facts:?}")
+        };
+        // The same company entering again with a `from` the model did not know.
+        let unknown = StrikeOffChange { from_status: None, from_detail: None, timepoint: 3, ..entered.clone() };
+        facts.push(Fact::StrikeOff(unknown));
         write_batch(&mut conn, &facts, RawEvents::Full).unwrap();
-        // SC612947 entered (line 4) with no prior state, left (16).
         let rows = strike_offs(&conn, None, None).unwrap();
-        let entered: Vec<_> = rows.iter().filter(|c| c.company_number == "SC612947").collect();
-        assert_eq!(entered.len(), 2);
-        let withdrawn = entered.iter().find(|c| c.kind == ChangeKind::Withdrawn).unwrap();
-        assert_eq!(withdrawn.from_detail.as_deref(), Some(PROPOSAL));
-        assert_eq!(withdrawn.to_status, "active");
+        let from: Vec<_> =
+            rows.iter().map(|c| (c.timepoint, c.from_status.as_deref(), c.from_detail.as_deref())).collect();
+        assert_eq!(from, [(3, None, None), (2, Some("active"), Some("transferred-from-uk"))]);
+        assert_eq!(rows[1], entered, "read back as the model made it");
     }
 
     #[test]

@@ -656,18 +656,13 @@ pub fn write_batch(conn: &mut Connection, facts: &[Fact], raw_events: RawEvents)
         )?;
         let mut delete_company =
             tx.prepare_cached("DELETE FROM companies WHERE company_number = ?1 AND timepoint < ?2")?;
-        // The previous state comes from `companies` when the model did not know
-        // it; this runs before the same event updates `companies`.
+        // Stored as the model saw it (its `from` included, NULL when the
+        // company was first seen), so the screen and the export show the same.
         let mut insert_change = tx.prepare_cached(
             "INSERT OR IGNORE INTO strike_offs
                (company_number, company_name, change, from_status, from_detail,
                 to_status, to_detail, published_at, timepoint, received_at)
-             VALUES (?1, ?2, ?3,
-               COALESCE(?4, (SELECT company_status FROM companies WHERE company_number = ?1)),
-               CASE WHEN ?4 IS NULL
-                    THEN (SELECT company_status_detail FROM companies WHERE company_number = ?1)
-                    ELSE ?5 END,
-               ?6, ?7, ?8, ?9, ?10)",
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
         )?;
         let mut insert_gap =
             tx.prepare_cached("INSERT INTO gaps (feed, at, after_timepoint, reason) VALUES (?1, ?2, ?3, ?4)")?;

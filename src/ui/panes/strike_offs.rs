@@ -24,14 +24,6 @@ pub fn kind_style(kind: ChangeKind, theme: &Theme) -> Style {
     }
 }
 
-/// `status/detail`, or just `status` when there is no detail.
-fn state_text(status: &str, detail: Option<&str>) -> String {
-    match detail {
-        None => status.to_string(),
-        Some(d) => format!("{status}/{d}"),
-    }
-}
-
 /// The compact form for narrow panes: the detail alone when there is one (it
 /// implies the status), with the proposal written as `proposal`.
 fn state_short(status: &str, detail: Option<&str>) -> String {
@@ -42,22 +34,16 @@ fn state_short(status: &str, detail: Option<&str>) -> String {
     }
 }
 
-/// `from → to`; an entry's earlier state is often unknown, so then only `→ to`.
-/// When that does not fit, the compact form keeps the end of the transition
-/// (where the company went) visible.
+/// `from → to` as `feedtop strike-offs` writes it (`?` for a company first
+/// seen entering: its earlier state is not known). When that does not fit,
+/// the compact form keeps the end of the transition (where the company
+/// went) visible.
 fn transition(c: &StrikeOffChange, width: usize) -> String {
-    let text = |state: fn(&str, Option<&str>) -> String| {
-        let to = state(&c.to_status, c.to_detail.as_deref());
-        match &c.from_status {
-            Some(from) => format!("{} → {to}", state(from, c.from_detail.as_deref())),
-            None => format!("→ {to}"),
-        }
-    };
-    let full = text(state_text);
+    let full = c.transition();
     if full.chars().count() <= width {
         full
     } else {
-        truncate(&text(state_short), width)
+        truncate(&c.transition_with(state_short), width)
     }
 }
 
@@ -162,4 +148,80 @@ pub fn render(frame: &mut Frame, area: Rect, model: &Model, args: Args, theme: &
         Constraint::Fill(1),
     ];
     frame.render_widget(Table::new(rows, widths).header(header).column_spacing(1), inner);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cli::Format;
+    use crate::model::Fact;
+    use crate::store::writer::{write_batch, RawEvents};
+    use crate::ui::test_support::{empty_model, fixture_events, lines, profile_event, row_with, screen, secs};
+    use crate::ui::{Theme, ViewState};
+
+    fn draw(m: &Model) -> ratatui::buffer::Buffer {
+        crate::ui::test_support::render(m, &ViewState::new(), &Theme::new(true), 200, 60)
+    }
+    use feedtop_proto::{FeedMsg, FeedMsgKind};
+
+    /// The fixture, then a company seen before it enters and one first seen
+    /// entering: the model with its changes, and the facts it stored.
+    fn model_and_facts() -> (Model, Vec<Fact>) {
+        let mut m = empty_model();
+        let mut facts = Vec::new();
+        let mut events = fixture_events();
+        events.push(profile_event(90_000_001, "AB000001", "KNOWN BEFORE LTD", Some("transferred-from-uk")));
+        events.push(profile_event(90_000_002, "AB000001", "KNOWN BEFORE LTD", Some(PROPOSAL)));
+        events.push(profile_event(90_000_003, "AB000002", "FIRST SEEN LTD", Some(PROPOSAL)));
+        for (i, ev) in events.into_iter().enumerate() {
+            m.apply(FeedMsg { feed: 0, at: secs(i as i64), kind: FeedMsgKind::Event(Box::new(ev)) }, &mut facts);
+        }
+        m.tick(secs(60));
+        (m, facts)
+    }
+
+    /// A company seen before shows where it came from; one first seen
+    /// shows `?` (the old pane showed `→ to` with nothing before the arrow,
+    /// where the export showed the state the database had).
+    #[test]
+    fn the_row_shows_the_state_the_company_came_from() {
+        let (m, _) = model_and_facts();
+        let buf = draw(&m);
+        let known = row_with(&buf, "KNOWN BEFORE LTD").unwrap_or_else(|| panic!("{}", screen(&buf)));
+        assert!(
+            known.trim_end().ends_with(" active/transferred-from-uk → active/active-proposal-to-strike-off"),
+            "{known}"
+        );
+        let first = row_with(&buf, "FIRST SEEN LTD").unwrap();
+        assert!(first.trim_end().ends_with(" ? → active/active-proposal-to-strike-off"), "{first}");
+    }
+
+    /// Every change reads the same on the screen (from the model) and in
+    /// `feedtop strike-offs` (from the database the model's facts went to).
+    #[test]
+    fn the_screen_and_the_export_show_the_same_transition() {
+        let (m, facts) = model_and_facts();
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("t.db");
+        write_batch(&mut crate::store::open(&db).unwrap(), &facts, RawEvents::Full).unwrap();
+        let mut out = Vec::new();
+        let options = crate::export::Options { format: Format::Table, since: None, csv_raw: false };
+        assert_eq!(crate::export::run(&db, options, &mut out).unwrap(), m.strike_offs.len());
+        let export = String::from_utf8(out).unwrap();
+        let buf = draw(&m);
+        let shown = lines(&buf);
+        assert_eq!(m.strike_offs.len(), 13);
+        for c in &m.strike_offs {
+            let text = format!(" {}", c.transition());
+            let on_screen = shown.iter().filter(|l| l.contains(&c.company_number) && l.contains(c.kind.as_str()));
+            assert!(
+                on_screen.clone().any(|l| l.trim_end().ends_with(&text)),
+                "{text} on the screen:\n{}",
+                screen(&buf)
+            );
+            let exported = export.lines().filter(|l| l.contains(&c.company_number) && l.contains(c.kind.as_str()));
+            assert!(exported.clone().any(|l| l.ends_with(&text)), "{text} in the export:\n{export}");
+        }
+        assert!(export.contains(" ? → active/active-proposal-to-strike-off"), "{export}");
+    }
 }
