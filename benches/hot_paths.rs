@@ -50,13 +50,14 @@ fn split_64k_reads(bencher: Bencher) {
 fn model_apply_event(bencher: Bencher) {
     let events: Vec<_> = lines(1000).into_iter().filter_map(|l| parse_event(l.into_bytes()).ok()).collect();
     let info = FeedInfo { name: "ch/companies".into(), kind: FeedKind::CompaniesHouse };
+    let feed = info.name.clone();
     let mut model = Model::new(vec![info], Duration::from_secs(300), Utc::now());
     let mut facts = Vec::new();
     let mut i = 0;
     bencher.bench_local(|| {
         i = (i + 1) % events.len();
         let kind = FeedMsgKind::Event(Box::new(events[i].clone()));
-        model.apply(FeedMsg { feed: 0, at: Utc::now(), kind }, &mut facts);
+        model.apply(FeedMsg { feed: feed.clone(), at: Utc::now(), kind }, &mut facts);
         facts.clear();
     });
 }

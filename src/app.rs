@@ -100,20 +100,20 @@ pub fn companies_house_feed_name(stream: &str) -> String {
 }
 
 impl FeedSpec {
-    pub fn companies_house(name: impl Into<String>, settings: ChSettings) -> Self {
+    pub fn companies_house(name: impl Into<FeedId>, settings: ChSettings) -> Self {
         Self { info: FeedInfo::new(name, FeedKind::CompaniesHouse), settings: FeedSettings::CompaniesHouse(settings) }
     }
 
-    pub fn websocket(name: impl Into<String>, settings: WsSettings) -> Self {
+    pub fn websocket(name: impl Into<FeedId>, settings: WsSettings) -> Self {
         let kind = FeedKind::WebSocket(settings.dialect);
         Self { info: FeedInfo::new(name, kind), settings: FeedSettings::WebSocket(settings) }
     }
 
-    pub fn sse(name: impl Into<String>, settings: SseSettings) -> Self {
+    pub fn sse(name: impl Into<FeedId>, settings: SseSettings) -> Self {
         Self { info: FeedInfo::new(name, FeedKind::Sse), settings: FeedSettings::Sse(settings) }
     }
 
-    pub fn poll(name: impl Into<String>, settings: PollSettings) -> Self {
+    pub fn poll(name: impl Into<FeedId>, settings: PollSettings) -> Self {
         let kind = FeedKind::Poll(settings.format);
         Self { info: FeedInfo::new(name, kind), settings: FeedSettings::Poll(settings) }
     }
@@ -204,7 +204,7 @@ impl Pipeline {
         let lock = DbLock::acquire(&config.db_path)?;
         let conn = store::open(&config.db_path)?;
         let sqlite = |e| StoreError::from_sqlite(&config.db_path, e);
-        let names: Vec<String> = config.feeds.iter().map(|f| f.info.name.clone()).collect();
+        let names: Vec<String> = config.feeds.iter().map(|f| f.info.name.to_string()).collect();
         let history = store::queries::load_history(&conn, &names).map_err(sqlite)?;
         let mut model =
             Model::new(config.feeds.iter().map(|f| f.info.clone()).collect(), config.latency_window, Utc::now());
@@ -221,7 +221,7 @@ impl Pipeline {
         let (feed_tx, feed_rx) = mpsc::channel(FEED_QUEUE);
         let mut controls = Vec::new();
         let mut tasks = Vec::new();
-        for (id, spec) in config.feeds.into_iter().enumerate() {
+        for spec in config.feeds {
             let (ctl_tx, ctl_rx) = mpsc::channel(8);
             let name = &spec.info.name;
             let resume = Resume {
@@ -234,6 +234,7 @@ impl Pipeline {
             if let Some(id) = &resume.event_id {
                 tracing::info!("{name}: resuming after event id {id}");
             }
+            let id = spec.info.name.clone();
             let task = spec.spawn(FeedLink::new(id, feed_tx.clone(), ctl_rx), resume)?;
             controls.push(ctl_tx);
             tasks.push(task);
@@ -380,17 +381,19 @@ impl Pipeline {
         }
     }
 
-    /// Asks one feed to drop its connection and connect now.
-    pub fn reconnect(&self, feed: FeedId) {
-        if let Some(ctl) = self.controls.get(feed) {
+    /// Asks one feed to drop its connection and connect now. (The control
+    /// channels are in the model's feed order, both made from the one list.)
+    pub fn reconnect(&self, feed: &FeedId) {
+        let Some(index) = self.model.feed_index(feed) else { return };
+        if let Some(ctl) = self.controls.get(index) {
             // A full control queue already holds a reconnect request.
             let _ = ctl.try_send(Command::Reconnect);
-            tracing::info!("{}: reconnect requested", self.model.feeds[feed].info.name);
+            tracing::info!("{feed}: reconnect requested");
         }
     }
 
     pub fn reconnect_all(&self) {
-        (0..self.controls.len()).for_each(|id| self.reconnect(id));
+        self.model.feeds.iter().for_each(|f| self.reconnect(&f.info.name));
     }
 
     /// Stops the feeds, applies what they already delivered, and waits for
@@ -520,7 +523,7 @@ pub async fn shutdown_signal() {
 
 /// Log lines for what a user should know about; routine traffic is not logged.
 fn log_message(model: &Model, msg: &FeedMsg) {
-    let Some(feed) = model.feeds.get(msg.feed) else { return };
+    let Some(feed) = model.feed_index(&msg.feed).map(|i| &model.feeds[i]) else { return };
     let name = &feed.info.name;
     match &msg.kind {
         FeedMsgKind::State(state) if state.label() != feed.state.label() || feed.state_since.is_none() => {

@@ -194,8 +194,14 @@ mod tests {
         let info = FeedInfo { name: "companies".into(), kind: FeedKind::CompaniesHouse };
         let mut m = Model::new(vec![info], Duration::from_secs(300), t0);
         let mut facts = Vec::new();
-        m.apply(FeedMsg { feed: 0, at: t0, kind: FeedMsgKind::State(ConnState::Live) }, &mut facts);
-        m.apply(FeedMsg { feed: 0, at: t0, kind: FeedMsgKind::Malformed { reason: "x".into() } }, &mut facts);
+        m.apply(
+            FeedMsg { feed: m.feeds[0].info.name.clone(), at: t0, kind: FeedMsgKind::State(ConnState::Live) },
+            &mut facts,
+        );
+        m.apply(
+            FeedMsg { feed: m.feeds[0].info.name.clone(), at: t0, kind: FeedMsgKind::Malformed { reason: "x".into() } },
+            &mut facts,
+        );
         let v: serde_json::Value = serde_json::from_str(&report_line(&m, false)).unwrap();
         assert_eq!(v["ts"], "2025-06-10T12:00:00.000Z");
         let f = &v["feeds"][0];
@@ -220,8 +226,14 @@ mod tests {
         let mut m = Model::new(vec![info], Duration::from_secs(300), t0);
         m.feeds[0].stall_after = Duration::from_secs(30);
         let mut facts = Vec::new();
-        m.apply(FeedMsg { feed: 0, at: t0, kind: FeedMsgKind::State(ConnState::Live) }, &mut facts);
-        m.apply(FeedMsg { feed: 0, at: t0, kind: FeedMsgKind::Rtt(Duration::from_millis(7)) }, &mut facts);
+        m.apply(
+            FeedMsg { feed: m.feeds[0].info.name.clone(), at: t0, kind: FeedMsgKind::State(ConnState::Live) },
+            &mut facts,
+        );
+        m.apply(
+            FeedMsg { feed: m.feeds[0].info.name.clone(), at: t0, kind: FeedMsgKind::Rtt(Duration::from_millis(7)) },
+            &mut facts,
+        );
         let feed =
             |m: &Model| serde_json::from_str::<serde_json::Value>(&report_line(m, false)).unwrap()["feeds"][0].clone();
         assert_eq!((feed(&m)["state"].clone(), feed(&m).get("rtt_stale").cloned()), ("live".into(), None));
@@ -240,7 +252,7 @@ mod tests {
             |m: &Model| serde_json::from_str::<serde_json::Value>(&report_line(m, false)).unwrap()["feeds"][0].clone();
         assert_eq!(feed(&m).get("no_data"), None);
         let no_data = FeedMsgKind::NoData(vec!["XYZ".into()]);
-        m.apply(FeedMsg { feed: 0, at: t0, kind: no_data }, &mut Vec::new());
+        m.apply(FeedMsg { feed: m.feeds[0].info.name.clone(), at: t0, kind: no_data }, &mut Vec::new());
         assert_eq!(feed(&m)["no_data"], serde_json::json!(["XYZ"]));
         assert_eq!(feed(&m)["malformed"], 0);
         assert!(feed(&m)["last_error"].is_null());
@@ -252,7 +264,10 @@ mod tests {
         let info = FeedInfo { name: "carbon".into(), kind: FeedKind::WebSocket(Dialect::Carbon) };
         let mut m = Model::new(vec![info], Duration::from_secs(300), t0);
         let hostile = "closed: \x1b]0;pwned\x07 \u{9b}2J \x7f \u{202E}gnp.exe";
-        m.apply(FeedMsg { feed: 0, at: t0, kind: FeedMsgKind::Error(hostile.into()) }, &mut Vec::new());
+        m.apply(
+            FeedMsg { feed: m.feeds[0].info.name.clone(), at: t0, kind: FeedMsgKind::Error(hostile.into()) },
+            &mut Vec::new(),
+        );
         let line = report_line(&m, false);
         assert!(!line.chars().any(crate::sanitize::is_unsafe), "{line:?}");
         assert!(line.contains("\\u009b") && line.contains("\\u007f") && line.contains("\\u202e"), "{line}");

@@ -100,7 +100,7 @@ pub async fn run(mut pipeline: Pipeline, options: TuiOptions) -> anyhow::Result<
                 Some(Ok(Event::Key(key))) if key.kind != KeyEventKind::Release => {
                     match view.handle_key(key, pipeline.model()) {
                         Some(UiCommand::Quit) => break Ok(()),
-                        Some(UiCommand::Reconnect(feed)) => pipeline.reconnect(feed),
+                        Some(UiCommand::Reconnect(feed)) => pipeline.reconnect(&feed),
                         Some(UiCommand::ReconnectAll) => pipeline.reconnect_all(),
                         None => {}
                     }

@@ -63,7 +63,7 @@ async fn the_feed_client_survives_scripted_faults() {
     let (_control_tx, control_rx) = mpsc::channel(1);
     let timings = settings.reconnect.clone();
     let connector = ChConnector::new(settings, None).unwrap();
-    tokio::spawn(supervise(FeedLink::new(0, tx, control_rx), timings, connector));
+    tokio::spawn(supervise(FeedLink::new("test".into(), tx, control_rx), timings, connector));
     let expected = fixture_timepoints();
     let mut got = Vec::new();
     let mut duplicates = 0;

@@ -179,7 +179,7 @@ async fn reconnect_command_drops_a_live_connection() {
     let (_dir, db) = temp_db();
     let mut p = start(fast_settings(&sim.base_url(), None), &db);
     assert!(drive_until(&mut p, WAIT, |m| m.feeds[0].state == ConnState::Live).await);
-    p.reconnect(0);
+    p.reconnect(&p.model().feeds[0].info.name);
     assert!(drive_until(&mut p, WAIT, caught_up).await);
     assert_eq!(p.model().feeds[0].reconnects(), 1);
     assert_eq!(sim.requests().len(), 2);

@@ -305,7 +305,7 @@ async fn ch_429_with_an_absurd_retry_after_then_a_user_reconnect() {
     until(&mut p, "429", |m| backing_off(&m.feeds[0]) && error_has(&m.feeds[0], "HTTP 429")).await;
     let shown = p.model().feeds[0].clone();
     assert!(announced_wait(&shown) > Duration::from_secs(365 * 24 * 3600), "waits: {:?}", shown.state);
-    p.reconnect(0);
+    p.reconnect(&p.model().feeds[0].info.name);
     let measured = recovery(&mut p, "CH: HTTP 429, Retry-After: 99999999999999, then r", shown, Instant::now()).await;
     until(&mut p, "caught up", |m| m.feeds[0].last_timepoint == last_tp(&lines)).await;
     finish_ch(p, &db, &lines).await;
@@ -932,7 +932,7 @@ async fn sse_user_reconnect_resumes_from_the_last_event() {
     let (_dir, db) = temp_db();
     let mut p = start_feeds(vec![FeedSpec::sse("sse", sse_settings(sim.url()))], &db);
     until(&mut p, "resumed once", |m| m.feeds[0].attempts == 2 && m.feeds[0].counts.events >= 20).await;
-    p.reconnect(0);
+    p.reconnect(&p.model().feeds[0].info.name);
     let fault_over = Instant::now();
     let shown = p.model().feeds[0].clone();
     let measured = recovery(&mut p, "SSE: user reconnect (r)", shown, fault_over).await;

@@ -840,7 +840,10 @@ proptest! {
         let feeds = feeds.map(|(name, kind)| FeedInfo { name: name.into(), kind }).to_vec();
         let mut model = Model::new(feeds, std::time::Duration::from_secs(300), now);
         let mut facts = Vec::new();
-        let mut apply = |model: &mut Model, feed, kind| model.apply(FeedMsg { feed, at: now, kind }, &mut facts);
+        let mut apply = |model: &mut Model, index: usize, kind| {
+            let feed = model.feeds[index].info.name.clone();
+            model.apply(FeedMsg { feed, at: now, kind }, &mut facts)
+        };
         for frame in &frames {
             for (feed, decoded) in [(1, wig80::decode(frame)), (2, carbon::decode(frame))] {
                 match decoded {

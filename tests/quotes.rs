@@ -85,14 +85,14 @@ async fn wig80_subscribes_receives_and_resubscribes_after_a_drop() {
     );
     assert!(sim.wait_for_received(|f| subscribes(f, "\"subscribe\"") >= 2, WAIT).await, "re-subscribed");
     assert_eq!(p.model().feeds[0].state, ConnState::Live);
-    let pkn = p.model().quotes.get("PKN", 0).unwrap();
+    let pkn = p.model().quotes.get("PKN", "wig80").unwrap();
     assert!(pkn.quote.price > 0.0 && pkn.quote.market_status.is_some());
     p.shutdown().await;
 
     // The tickers pane is filled from the database at the next start.
     let p = start_feeds(vec![FeedSpec::websocket("wig80", ws("ws://127.0.0.1:9".into(), Dialect::Wig80, None))], &db);
     assert_eq!(symbols(p.model()), 16);
-    assert!(p.model().quotes.get("PKN", 0).unwrap().history.len() > 1);
+    assert!(p.model().quotes.get("PKN", "wig80").unwrap().history.len() > 1);
     p.shutdown().await;
 }
 

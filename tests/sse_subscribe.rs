@@ -107,7 +107,7 @@ async fn a_reconnect_subscribes_again_with_the_new_id() {
     assert!(drive_until(&mut p, WAIT, |m| m.feeds[0].counts.events >= 5).await, "{}", error(p.model()));
     let before = p.model().feeds[0].counts.events;
 
-    p.reconnect(0);
+    p.reconnect(&p.model().feeds[0].info.name);
     let ok = drive_until(&mut p, WAIT, |m| {
         m.feeds[0].reconnects() == 1 && m.feeds[0].counts.events >= before + 5 && sim.subscribe_requests().len() >= 2
     })

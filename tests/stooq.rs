@@ -34,7 +34,7 @@ async fn sim(polish: bool) -> StooqSim {
 }
 
 fn has_quotes(m: &Model) -> bool {
-    m.quotes.get("PKN", 0).is_some() && m.quotes.get("CDR", 0).is_some()
+    m.quotes.get("PKN", "stooq").is_some() && m.quotes.get("CDR", "stooq").is_some()
 }
 
 const HOUR: Duration = Duration::from_secs(3600);
@@ -52,10 +52,10 @@ async fn quotes_arrive_with_estimated_warsaw_times_and_n_d_symbols_are_no_data()
     assert_eq!(f.state, ConnState::Live);
     assert_eq!(f.no_data, ["XYZ"], "N/D is shown as no data");
     assert_eq!((f.counts.malformed, f.last_error.as_deref()), (0, None), "not malformed, not an error");
-    assert!(p.model().quotes.get("XYZ", 0).is_none());
+    assert!(p.model().quotes.get("XYZ", "stooq").is_none());
     assert!(f.latency_estimated, "Warsaw times without a zone are estimates (shown with ~)");
     assert_eq!(f.stall_after, quiet, "quiet between polls is not a stall");
-    let pkn = &p.model().quotes.get("PKN", 0).unwrap().quote;
+    let pkn = &p.model().quotes.get("PKN", "stooq").unwrap().quote;
     assert!(matches!(pkn.time, Some(QuoteTime::Estimated(_))), "{:?}", pkn.time);
     // The simulator stamps Warsaw's wall clock now: read with the Warsaw
     // rules it is now again. A wrong zone or DST rule is an hour or two off.
@@ -63,7 +63,7 @@ async fn quotes_arrive_with_estimated_warsaw_times_and_n_d_symbols_are_no_data()
     assert!((chrono::Utc::now() - stamped).abs() < TimeDelta::minutes(10), "{stamped}");
     assert!(pkn.open.is_some() && pkn.high.is_some() && pkn.low.is_some() && pkn.volume.is_some());
     // The simulator's quotes change every poll, so each poll adds to the history.
-    assert!(drive_until(&mut p, WAIT, |m| m.quotes.get("PKN", 0).unwrap().history.len() >= 3).await);
+    assert!(drive_until(&mut p, WAIT, |m| m.quotes.get("PKN", "stooq").unwrap().history.len() >= 3).await);
     p.shutdown().await;
 
     // Stored with the estimate flag, and read back as estimates next time.
@@ -75,7 +75,7 @@ async fn quotes_arrive_with_estimated_warsaw_times_and_n_d_symbols_are_no_data()
         stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).unwrap().collect::<Result<_, _>>().unwrap();
     assert_eq!(rows, [("CDR".to_string(), true), ("PKN".to_string(), true)]);
     let p = start_feeds(vec![FeedSpec::poll("stooq", poll("http://127.0.0.1:9".into(), HOUR))], &db);
-    let restored = &p.model().quotes.get("PKN", 0).unwrap().quote;
+    let restored = &p.model().quotes.get("PKN", "stooq").unwrap().quote;
     assert!(matches!(restored.time, Some(QuoteTime::Estimated(_))), "{:?}", restored.time);
     p.shutdown().await;
 }
@@ -100,9 +100,9 @@ async fn one_request_per_poll_for_every_symbol_and_a_reconnect_polls_at_once() {
     // Each answer moves both known prices: two events a poll.
     assert!(drive_until(&mut p, WAIT, |m| m.feeds[0].counts.events == 2).await);
     assert_eq!(sim.request_count(), 1);
-    p.reconnect(0);
+    p.reconnect(&p.model().feeds[0].info.name);
     assert!(drive_until(&mut p, WAIT, |m| m.feeds[0].counts.events == 4).await, "polled at once");
-    p.reconnect(0);
+    p.reconnect(&p.model().feeds[0].info.name);
     assert!(drive_until(&mut p, WAIT, |m| m.feeds[0].counts.events == 6).await);
     assert_eq!(sim.request_count(), 3, "one request per poll");
     for request in sim.requests() {
@@ -196,7 +196,7 @@ async fn an_answer_keeps_its_arrival_time_while_the_core_is_slow() {
     let clock = now.clone();
     let (tx, mut core) = tokio::sync::mpsc::channel(1);
     let (_control_tx, control) = tokio::sync::mpsc::channel(1);
-    let link = FeedLink::new(0, tx, control).with_clock(Arc::new(move || *clock.lock().unwrap()));
+    let link = FeedLink::new("test".into(), tx, control).with_clock(Arc::new(move || *clock.lock().unwrap()));
     let feed = tokio::spawn(supervise(link, fast_reconnect(), PollConnector::new(poll(sim.url(), HOUR)).unwrap()));
 
     async fn next(core: &mut tokio::sync::mpsc::Receiver<feedtop::feeds::FeedMsg>) -> feedtop::feeds::FeedMsg {

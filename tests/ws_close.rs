@@ -42,7 +42,7 @@ async fn reconnect_closes_with_1000_and_stopping_with_1001() {
     let mut p = start_feeds(vec![FeedSpec::websocket("wig80", settings)], &db);
     assert!(drive_until(&mut p, WAIT, |m| m.feeds[0].counts.events >= 16).await);
 
-    p.reconnect(0);
+    p.reconnect(&p.model().feeds[0].info.name);
     let before = p.model().feeds[0].counts.events;
     // Stopped only once the new connection is live and delivering.
     let reconnected = drive_until(&mut p, WAIT, |m| {

@@ -20,8 +20,8 @@ use crate::feeds::companies_house::{parse_event, ChSettings};
 use crate::feeds::decode;
 use crate::feeds::quote::Dialect;
 use crate::feeds::websocket::WsSettings;
-use crate::feeds::FeedKind;
 use crate::feeds::{ConnState, FeedInfo, FeedMsg, FeedMsgKind, Quote, QuoteTime};
+use crate::feeds::{FeedId, FeedKind};
 use crate::model::{metrics::LatencyWindow, Fact, Model};
 use crate::sim::company_gen::CompanyGen;
 use crate::store::{self, WriterSettings};
@@ -576,24 +576,27 @@ pub fn full_model() -> Model {
     while model.strike_offs.len() < 2000 && i < 200_000 {
         let at = start + chrono::TimeDelta::milliseconds(i * 50);
         if let Ok(ev) = parse_event(generator.next_event(at).into_bytes()) {
-            model.apply(FeedMsg { feed: 0, at, kind: FeedMsgKind::Event(Box::new(ev)) }, &mut facts);
+            model
+                .apply(FeedMsg { feed: "ch/companies".into(), at, kind: FeedMsgKind::Event(Box::new(ev)) }, &mut facts);
         }
         facts.clear();
         i += 1;
     }
     for round in 0..60 {
         let at = start + chrono::TimeDelta::seconds(round * 60);
-        for feed in 1..4 {
+        for (n, feed) in ["wig80", "carbon", "carbon-sse"].into_iter().enumerate() {
+            let feed = FeedId::from(feed);
+            let n = n + 1;
             let quotes = (0..17)
                 .map(|s| {
-                    let mut q = Quote::new(format!("SYM{feed}{s:02}"), 100.0 + (round as f64 * 0.37 + s as f64).sin());
+                    let mut q = Quote::new(format!("SYM{n}{s:02}"), 100.0 + (round as f64 * 0.37 + s as f64).sin());
                     q.change = Some(0.5 - (s % 3) as f64 * 0.5);
                     q.change_percent = q.change;
                     q.volume = Some(1_234_567.0);
                     q
                 })
                 .collect();
-            model.apply(FeedMsg { feed, at, kind: FeedMsgKind::Quotes(quotes) }, &mut facts);
+            model.apply(FeedMsg { feed: feed.clone(), at, kind: FeedMsgKind::Quotes(quotes) }, &mut facts);
             model.apply(FeedMsg { feed, at, kind: FeedMsgKind::State(ConnState::Live) }, &mut facts);
         }
     }
@@ -737,14 +740,15 @@ fn fill_database(db: &std::path::Path, n: usize) -> anyhow::Result<()> {
     let mut conn = store::open(db)?;
     let mut generator = CompanyGen::new(Some(SEED));
     let mut model = Model::new(
-        vec![FeedInfo { name: companies_house_feed_name("/companies"), kind: FeedKind::CompaniesHouse }],
+        vec![FeedInfo::new(companies_house_feed_name("/companies"), FeedKind::CompaniesHouse)],
         Duration::from_secs(300),
         Utc::now(),
     );
     let mut facts: Vec<Fact> = Vec::new();
     for i in 0..n {
         let ev = parse_event(generator.next_event(Utc::now()).into_bytes())?;
-        model.apply(FeedMsg { feed: 0, at: Utc::now(), kind: FeedMsgKind::Event(Box::new(ev)) }, &mut facts);
+        let feed = model.feeds[0].info.name.clone();
+        model.apply(FeedMsg { feed, at: Utc::now(), kind: FeedMsgKind::Event(Box::new(ev)) }, &mut facts);
         if facts.len() >= 10_000 || i + 1 == n {
             store::writer::write_batch(&mut conn, &facts, store::writer::RawEvents::Full)?;
             facts.clear();

@@ -331,7 +331,7 @@ mod tests {
         let clock = now.clone();
         let (tx, mut core) = mpsc::channel::<FeedMsg>(1);
         let (_control_tx, control) = mpsc::channel(1);
-        let mut link = FeedLink::new(0, tx, control).with_clock(Arc::new(move || *clock.lock().unwrap()));
+        let mut link = FeedLink::new("test".into(), tx, control).with_clock(Arc::new(move || *clock.lock().unwrap()));
 
         let fixture: Vec<&str> = include_str!("../../tests/fixtures/ch-companies-sample.ndjson")
             .lines()

@@ -133,7 +133,7 @@ impl FeedLink {
     /// that wait must not count as the feed's latency. False once the core
     /// loop is gone.
     pub async fn send_at(&self, at: DateTime<Utc>, kind: FeedMsgKind) -> bool {
-        self.tx.send(FeedMsg { feed: self.id, at, kind }).await.is_ok()
+        self.tx.send(FeedMsg { feed: self.id.clone(), at, kind }).await.is_ok()
     }
 
     /// The next command; `None` when the core loop is gone. Cancel-safe, so it
@@ -277,7 +277,11 @@ mod tests {
     async fn states(retry: Retry, n: usize) -> Vec<FeedMsgKind> {
         let (tx, mut rx) = mpsc::channel(64);
         let (_ctl_tx, ctl_rx) = mpsc::channel(1);
-        let task = tokio::spawn(supervise(FeedLink::new(0, tx, ctl_rx), fast(), AlwaysFails { retry, attempts: 0 }));
+        let task = tokio::spawn(supervise(
+            FeedLink::new("test".into(), tx, ctl_rx),
+            fast(),
+            AlwaysFails { retry, attempts: 0 },
+        ));
         let mut seen = Vec::new();
         while seen.len() < n {
             seen.push(rx.recv().await.unwrap().kind);
@@ -300,7 +304,7 @@ mod tests {
         let (tx, mut rx) = mpsc::channel(64);
         let (ctl_tx, ctl_rx) = mpsc::channel(1);
         let task = tokio::spawn(supervise(
-            FeedLink::new(0, tx, ctl_rx),
+            FeedLink::new("test".into(), tx, ctl_rx),
             fast(),
             AlwaysFails { retry: Retry::Auth, attempts: 0 },
         ));
@@ -358,7 +362,8 @@ mod tests {
         let (tx, mut rx) = mpsc::channel(64);
         let (_ctl_tx, ctl_rx) = mpsc::channel(1);
         let started = std::time::Instant::now();
-        let task = tokio::spawn(supervise(FeedLink::new(0, tx, ctl_rx), zero, CountedFailures(attempts.clone())));
+        let task =
+            tokio::spawn(supervise(FeedLink::new("test".into(), tx, ctl_rx), zero, CountedFailures(attempts.clone())));
         let drain = tokio::spawn(async move { while rx.recv().await.is_some() {} });
         // It keeps retrying: wait (with a deadline) for a few attempts.
         let deadline = started + Duration::from_secs(10);
@@ -381,7 +386,7 @@ mod tests {
         let (_ctl_tx, ctl_rx) = mpsc::channel(1);
         drop(rx);
         let task = tokio::spawn(supervise(
-            FeedLink::new(0, tx, ctl_rx),
+            FeedLink::new("test".into(), tx, ctl_rx),
             fast(),
             AlwaysFails { retry: Retry::Backoff, attempts: 0 },
         ));

@@ -258,13 +258,15 @@ impl Model {
             }
         }
         for stored in history.quotes {
-            if let Some(id) = self.feed_id(&stored.feed) {
+            if let Some(index) = self.feed_index(&stored.feed) {
+                let id = self.feeds[index].info.name.clone();
                 self.quotes.restore(id, stored.quote, stored.received_at, stored.history);
             }
         }
     }
 
-    pub fn feed_id(&self, name: &str) -> Option<usize> {
+    /// Where the feed of this id (name) is in [`Model::feeds`].
+    pub fn feed_index(&self, name: &str) -> Option<usize> {
         self.feeds.iter().position(|f| f.info.name == name)
     }
 
@@ -277,15 +279,17 @@ impl Model {
     pub fn apply(&mut self, msg: FeedMsg, facts: &mut Vec<Fact>) {
         let msg = match msg.kind {
             FeedMsgKind::Resumable { resume, inner } => {
+                let feed = msg.feed.clone();
                 self.apply(FeedMsg { feed: msg.feed, at: msg.at, kind: *inner }, facts);
-                if let Some(feed) = self.feeds.get(msg.feed) {
-                    facts.push(Fact::Resume { feed: feed.info.name.clone(), point: resume });
+                if self.feed_index(&feed).is_some() {
+                    facts.push(Fact::Resume { feed: feed.to_string(), point: resume });
                 }
                 return;
             }
             kind => FeedMsg { kind, ..msg },
         };
-        let Some(feed) = self.feeds.get_mut(msg.feed) else { return };
+        let Some(index) = self.feed_index(&msg.feed) else { return };
+        let feed = &mut self.feeds[index];
         let at = msg.at;
         match msg.kind {
             FeedMsgKind::State(state) => {
@@ -348,13 +352,13 @@ impl Model {
                             feed.latency_estimated |= t.is_estimate();
                         }
                     }
-                    self.quotes.apply(msg.feed, quote.clone(), at);
-                    facts.push(Fact::Quote { feed: feed.info.name.clone(), quote, received_at: at });
+                    self.quotes.apply(msg.feed.clone(), quote.clone(), at);
+                    facts.push(Fact::Quote { feed: feed.info.name.to_string(), quote, received_at: at });
                 }
             }
             FeedMsgKind::Gap { after_timepoint, reason } => {
                 feed.counts.gaps += 1;
-                facts.push(Fact::Gap { feed: feed.info.name.clone(), at, after_timepoint, reason });
+                facts.push(Fact::Gap { feed: feed.info.name.to_string(), at, after_timepoint, reason });
             }
             FeedMsgKind::Event(event) => {
                 feed.last_byte_at = Some(at);
@@ -375,7 +379,7 @@ impl Model {
                     self.strike_offs.truncate(STRIKE_OFF_HISTORY);
                     facts.push(Fact::StrikeOff(change));
                 }
-                facts.push(Fact::Event { feed: feed.info.name.clone(), event, received_at: at });
+                facts.push(Fact::Event { feed: feed.info.name.to_string(), event, received_at: at });
             }
         }
     }
@@ -407,7 +411,7 @@ mod tests {
     }
 
     fn msg(at: DateTime<Utc>, kind: FeedMsgKind) -> FeedMsg {
-        FeedMsg { feed: 0, at, kind }
+        FeedMsg { feed: "companies".into(), at, kind }
     }
 
     #[test]
@@ -562,7 +566,7 @@ mod tests {
     fn messages_for_unknown_feeds_are_ignored() {
         let mut m = Model::new(vec![info()], Duration::from_secs(300), t0());
         let mut facts = Vec::new();
-        m.apply(FeedMsg { feed: 9, at: t0(), kind: FeedMsgKind::Bytes }, &mut facts);
+        m.apply(FeedMsg { feed: "not-configured".into(), at: t0(), kind: FeedMsgKind::Bytes }, &mut facts);
         assert!(facts.is_empty());
     }
 }

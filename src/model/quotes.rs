@@ -69,13 +69,13 @@ impl QuoteBook {
         self.rows.values()
     }
 
-    pub fn get(&self, symbol: &str, feed: FeedId) -> Option<&TickerRow> {
-        self.rows.get(&(symbol.to_string(), feed))
+    pub fn get(&self, symbol: &str, feed: &str) -> Option<&TickerRow> {
+        self.rows.get(&(symbol.to_string(), FeedId::from(feed)))
     }
 
     /// Folds in one quote received at `at`.
     pub fn apply(&mut self, feed: FeedId, quote: Quote, at: DateTime<Utc>) {
-        let key = (quote.symbol.clone(), feed);
+        let key = (quote.symbol.clone(), feed.clone());
         let full = self.rows.len() >= MAX_ROWS;
         match self.rows.get_mut(&key) {
             Some(row) => {
@@ -116,7 +116,7 @@ impl QuoteBook {
             _ => Direction::Flat,
         };
         self.rows.insert(
-            (quote.symbol.clone(), feed),
+            (quote.symbol.clone(), feed.clone()),
             TickerRow { feed, quote, updated_at: at, ticked_at: at, direction, history },
         );
     }
@@ -134,23 +134,23 @@ mod tests {
     #[test]
     fn direction_follows_the_last_price_change() {
         let mut book = QuoteBook::default();
-        book.apply(0, Quote::new("PKN", 65.0), t(0));
-        assert_eq!(book.get("PKN", 0).unwrap().direction, Direction::Flat);
-        book.apply(0, Quote::new("PKN", 66.0), t(1));
-        assert_eq!(book.get("PKN", 0).unwrap().direction, Direction::Up);
+        book.apply("a".into(), Quote::new("PKN", 65.0), t(0));
+        assert_eq!(book.get("PKN", "a").unwrap().direction, Direction::Flat);
+        book.apply("a".into(), Quote::new("PKN", 66.0), t(1));
+        assert_eq!(book.get("PKN", "a").unwrap().direction, Direction::Up);
         // A repeated price (snapshots repeat) keeps the direction and tick time.
-        book.apply(0, Quote::new("PKN", 66.0), t(5));
-        let row = book.get("PKN", 0).unwrap();
+        book.apply("a".into(), Quote::new("PKN", 66.0), t(5));
+        let row = book.get("PKN", "a").unwrap();
         assert_eq!((row.direction, row.ticked_at, row.updated_at), (Direction::Up, t(1), t(5)));
-        book.apply(0, Quote::new("PKN", 64.0), t(6));
-        assert_eq!(book.get("PKN", 0).unwrap().direction, Direction::Down);
+        book.apply("a".into(), Quote::new("PKN", 64.0), t(6));
+        assert_eq!(book.get("PKN", "a").unwrap().direction, Direction::Down);
     }
 
     #[test]
     fn same_symbol_from_two_feeds_is_two_rows() {
         let mut book = QuoteBook::default();
-        book.apply(0, Quote::new("PKN", 1.0), t(0));
-        book.apply(1, Quote::new("PKN", 2.0), t(0));
+        book.apply("a".into(), Quote::new("PKN", 1.0), t(0));
+        book.apply("b".into(), Quote::new("PKN", 2.0), t(0));
         assert_eq!(book.len(), 2);
     }
 
@@ -158,9 +158,9 @@ mod tests {
     fn history_is_bounded() {
         let mut book = QuoteBook::default();
         for i in 0..500 {
-            book.apply(0, Quote::new("X", f64::from(i)), t(0) + TimeDelta::seconds(i.into()));
+            book.apply("a".into(), Quote::new("X", f64::from(i)), t(0) + TimeDelta::seconds(i.into()));
         }
-        let row = book.get("X", 0).unwrap();
+        let row = book.get("X", "a").unwrap();
         assert_eq!(row.history.len(), HISTORY);
         assert_eq!(row.history.back(), Some(&499.0));
     }
@@ -169,12 +169,12 @@ mod tests {
     fn the_number_of_rows_is_bounded() {
         let mut book = QuoteBook::default();
         for i in 0..MAX_ROWS + 10 {
-            book.apply(0, Quote::new(format!("S{i}"), 1.0), t(0));
+            book.apply("a".into(), Quote::new(format!("S{i}"), 1.0), t(0));
         }
         assert_eq!((book.len(), book.overflow), (MAX_ROWS, 10));
         // Known symbols still update.
-        book.apply(0, Quote::new("S0", 2.0), t(1));
-        assert_eq!(book.get("S0", 0).unwrap().quote.price, 2.0);
+        book.apply("a".into(), Quote::new("S0", 2.0), t(1));
+        assert_eq!(book.get("S0", "a").unwrap().quote.price, 2.0);
     }
 
     #[test]
@@ -182,7 +182,7 @@ mod tests {
         let mut q = Quote::new("X", 110.0);
         q.open = Some(100.0);
         let mut book = QuoteBook::default();
-        book.apply(0, q, t(0));
-        assert!((book.get("X", 0).unwrap().change_percent().unwrap() - 10.0).abs() < 1e-9);
+        book.apply("a".into(), q, t(0));
+        assert!((book.get("X", "a").unwrap().change_percent().unwrap() - 10.0).abs() < 1e-9);
     }
 }

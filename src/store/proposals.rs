@@ -109,7 +109,7 @@ mod tests {
         for line in include_str!("../../tests/fixtures/ch-companies-sample.ndjson").lines() {
             if let Ok(ev) = feedtop_proto::ch::parse_event(line.as_bytes().to_vec()) {
                 let kind = feedtop_proto::FeedMsgKind::Event(Box::new(ev));
-                model.apply(feedtop_proto::FeedMsg { feed: 0, at, kind }, &mut facts);
+                model.apply(feedtop_proto::FeedMsg { feed: model.feeds[0].info.name.clone(), at, kind }, &mut facts);
             }
         }
         write_batch(&mut conn, &facts, RawEvents::Full).unwrap();

@@ -156,7 +156,7 @@ mod tests {
             if let Ok(ev) = parse_event(line.as_bytes().to_vec()) {
                 let resume = ResumePoint::Timepoint(ev.timepoint);
                 let kind = FeedMsgKind::Resumable { resume, inner: Box::new(FeedMsgKind::Event(Box::new(ev))) };
-                model.apply(FeedMsg { feed: 0, at, kind }, &mut facts);
+                model.apply(FeedMsg { feed: model.feeds[0].info.name.clone(), at, kind }, &mut facts);
             }
         }
         facts
@@ -219,7 +219,10 @@ mod tests {
             raw: "{}".into(),
         };
         for ev in [profile(1, "active", Some("transferred-from-uk")), profile(2, "active", Some(PROPOSAL))] {
-            m.apply(FeedMsg { feed: 0, at, kind: FeedMsgKind::Event(Box::new(ev)) }, &mut facts);
+            m.apply(
+                FeedMsg { feed: m.feeds[0].info.name.clone(), at, kind: FeedMsgKind::Event(Box::new(ev)) },
+                &mut facts,
+            );
         }
         let Some(Fact::StrikeOff(entered)) = facts.iter().find(|f| matches!(f, Fact::StrikeOff(_))).cloned() else {
             panic!("an entry: {facts:?}")

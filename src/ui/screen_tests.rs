@@ -90,7 +90,7 @@ fn a_quiet_live_feed_is_shown_stalled_in_amber_and_the_header_says_so() {
 #[test]
 fn an_old_round_trip_time_is_shown_as_stale() {
     let mut m = four_feeds();
-    let wig80 = m.feed_id("wig80").unwrap();
+    let wig80 = m.feed_index("wig80").unwrap();
     m.feeds[wig80].stall_after = std::time::Duration::from_secs(30);
     apply_to(&mut m, wig80, secs(10), FeedMsgKind::State(ConnState::Live));
     apply_to(&mut m, wig80, secs(10), FeedMsgKind::Rtt(std::time::Duration::from_millis(12)));

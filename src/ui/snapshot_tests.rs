@@ -28,14 +28,14 @@ use tui_logger::{LevelFilter, TuiWidgetState};
 use super::test_support::*;
 use super::{draw, Focus, Theme, UiCommand, ViewState};
 use crate::model::Model;
-use feedtop_proto::{ConnState, Dialect, FeedId, FeedInfo, FeedKind, FeedMsgKind, PollFormat, Quote, QuoteTime};
+use feedtop_proto::{ConnState, Dialect, FeedInfo, FeedKind, FeedMsgKind, PollFormat, Quote, QuoteTime};
 
-/// The demo's feeds, by the names the demo gives them.
-const CH: FeedId = 0;
-const WIG80: FeedId = 1;
-const CARBON: FeedId = 2;
-const CARBON_SSE: FeedId = 3;
-const STOOQ: FeedId = 4;
+/// The demo's feeds, by their places in `demo_model`'s list (`apply_to`).
+const CH: usize = 0;
+const WIG80: usize = 1;
+const CARBON: usize = 2;
+const CARBON_SSE: usize = 3;
+const STOOQ: usize = 4;
 
 /// A screen as the TUI loop holds it: the live model, the view state the
 /// keys change, and the theme.
@@ -261,7 +261,7 @@ fn connections_focused_with_a_feed_selected() {
     let mut s = Screen::new(demo_model());
     s.press(KeyCode::BackTab);
     s.keys("jj");
-    assert_eq!(s.press(KeyCode::Char('r')), Some(UiCommand::Reconnect(CARBON)));
+    assert_eq!(s.press(KeyCode::Char('r')), Some(UiCommand::Reconnect("carbon".into())));
     assert_screen!("connections_focused", s, 120, 40);
     // The text cannot show which row is selected: the selection is reversed.
     let buf = render(&s.live, &s.view, &s.theme, 120, 40);

@@ -11,9 +11,7 @@ use ratatui::Terminal;
 use super::{draw, Theme, ViewState};
 use crate::model::Model;
 use feedtop_proto::ch::parse_event;
-use feedtop_proto::{
-    ChEvent, CompanyState, ConnState, EventType, FeedId, FeedInfo, FeedMsg, FeedMsgKind, Quote, QuoteTime,
-};
+use feedtop_proto::{ChEvent, CompanyState, ConnState, EventType, FeedInfo, FeedMsg, FeedMsgKind, Quote, QuoteTime};
 use feedtop_proto::{Dialect, FeedKind};
 
 pub fn t0() -> DateTime<Utc> {
@@ -33,7 +31,10 @@ pub fn apply(m: &mut Model, at: DateTime<Utc>, kind: FeedMsgKind) {
     apply_to(m, 0, at, kind);
 }
 
-pub fn apply_to(m: &mut Model, feed: FeedId, at: DateTime<Utc>, kind: FeedMsgKind) {
+/// Applies a message from the model's `index`-th feed (tests build their
+/// models with a known order).
+pub fn apply_to(m: &mut Model, index: usize, at: DateTime<Utc>, kind: FeedMsgKind) {
+    let feed = m.feeds[index].info.name.clone();
     m.apply(FeedMsg { feed, at, kind }, &mut Vec::new());
 }
 
@@ -123,9 +124,10 @@ pub fn four_feeds() -> Model {
     Model::new(feeds, Duration::from_secs(300), t0())
 }
 
-pub const WIG80: FeedId = 1;
-pub const CARBON: FeedId = 2;
-pub const SSE: FeedId = 3;
+// Positions in the test models' feed lists (see `apply_to`).
+pub const WIG80: usize = 1;
+pub const CARBON: usize = 2;
+pub const SSE: usize = 3;
 
 /// A quote with the day's change.
 pub fn quote(symbol: &str, price: f64, change: f64, percent: f64) -> Quote {

@@ -43,9 +43,9 @@ pub fn has_tickers(model: &Model) -> bool {
     !model.quotes.is_empty() || model.feeds.iter().any(|f| f.info.kind.carries_quotes())
 }
 
-/// The name of a row's feed; an id outside the feed list shows `?` rather than panicking.
-pub fn feed_name<'a>(model: &'a Model, row: &TickerRow) -> &'a str {
-    model.feeds.get(row.feed).map_or("?", |f| f.info.name.as_str())
+/// The name of a row's feed (its id).
+pub fn feed_name<'a>(_model: &Model, row: &'a TickerRow) -> &'a str {
+    row.feed.as_str()
 }
 
 /// Whether `row` matches `needle`, which must already be lower-case: a
@@ -103,10 +103,10 @@ mod tests {
             q.market_status = status.map(str::to_string);
             q
         };
-        m.quotes.apply(1, quote("PKN", Some(-0.5), Some("closed")), secs(3));
-        m.quotes.apply(1, quote("KGHM", Some(2.0), Some("open")), secs(1));
-        m.quotes.apply(2, quote("BRENT_CRUDE", None, None), secs(2));
-        m.quotes.apply(1, quote("CDR", Some(0.1), Some("open")), secs(0));
+        m.quotes.apply("wig80".into(), quote("PKN", Some(-0.5), Some("closed")), secs(3));
+        m.quotes.apply("wig80".into(), quote("KGHM", Some(2.0), Some("open")), secs(1));
+        m.quotes.apply("carbon".into(), quote("BRENT_CRUDE", None, None), secs(2));
+        m.quotes.apply("wig80".into(), quote("CDR", Some(0.1), Some("open")), secs(0));
         m
     }
 
@@ -147,7 +147,7 @@ mod tests {
         let ch = FeedInfo { name: "companies".into(), kind: FeedKind::CompaniesHouse };
         let mut only_ch = Model::new(vec![ch], Duration::from_secs(300), t0());
         assert!(!has_tickers(&only_ch));
-        only_ch.quotes.apply(0, Quote::new("X", 1.0), t0());
+        only_ch.quotes.apply("companies".into(), Quote::new("X", 1.0), t0());
         assert!(has_tickers(&only_ch));
     }
 }

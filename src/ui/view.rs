@@ -52,7 +52,7 @@ impl Focus {
 }
 
 /// What the core loop must do for the UI.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum UiCommand {
     Quit,
     Reconnect(FeedId),
@@ -139,8 +139,10 @@ impl ViewState {
                 self.ticker_scroll = self.ticker_scroll.min(self.max_ticker_scroll(live));
             }
             Action::Reconnect => {
-                let feeds = live.feeds.len();
-                return (feeds > 0).then(|| UiCommand::Reconnect(self.selected_feed.min(feeds - 1)));
+                // The selection is a row of the Connections pane; what goes
+                // to the pipeline is that feed's id.
+                let last = live.feeds.len().checked_sub(1)?;
+                return Some(UiCommand::Reconnect(live.feeds[self.selected_feed.min(last)].info.name.clone()));
             }
             Action::ReconnectAll => return Some(UiCommand::ReconnectAll),
             Action::StartFilter => {
@@ -256,11 +258,11 @@ mod tests {
         let m = two_feeds();
         let mut v = ViewState::new();
         assert_eq!(press(&mut v, &m, KeyCode::Char('q')), Some(UiCommand::Quit));
-        assert_eq!(press(&mut v, &m, KeyCode::Char('r')), Some(UiCommand::Reconnect(0)));
+        assert_eq!(press(&mut v, &m, KeyCode::Char('r')), Some(UiCommand::Reconnect("companies".into())));
         assert_eq!(press(&mut v, &m, KeyCode::Char('R')), Some(UiCommand::ReconnectAll));
         v.focus = Focus::Connections;
         press(&mut v, &m, KeyCode::Char('j'));
-        assert_eq!(press(&mut v, &m, KeyCode::Char('r')), Some(UiCommand::Reconnect(1)));
+        assert_eq!(press(&mut v, &m, KeyCode::Char('r')), Some(UiCommand::Reconnect("officers".into())));
         let ctrl_c = KeyEvent::new(KeyCode::Char('c'), KeyModifiers::CONTROL);
         assert_eq!(v.handle_key(ctrl_c, &m), Some(UiCommand::Quit));
         // No feeds, nothing to reconnect.

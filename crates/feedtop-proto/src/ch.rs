@@ -5,7 +5,7 @@
 use std::borrow::Cow;
 
 use chrono::{DateTime, Utc};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
 use crate::time::parse_published_at;
@@ -18,7 +18,8 @@ pub const PROPOSAL: &str = "active-proposal-to-strike-off";
 pub const DISSOLVED: &str = "dissolved";
 
 /// `changed`, `deleted`, or something this version does not know.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum EventType {
     Changed,
     Deleted,
@@ -36,7 +37,7 @@ impl EventType {
 }
 
 /// The part of a company profile that strike-off detection needs.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CompanyState {
     pub number: String,
     pub name: String,
@@ -45,7 +46,7 @@ pub struct CompanyState {
 }
 
 /// One decoded stream event. `raw` is the line as received, kept for storage.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ChEvent {
     pub resource_kind: String,
     pub resource_id: String,

@@ -10,7 +10,9 @@
 //!   subscription answers, stooq CSV);
 //! - [`lines`]: the bounded newline splitter under the HTTP streams;
 //! - [`resume_mark`]: when a timepoint may become the resume point;
-//! - [`time`]: the timestamp forms the servers send.
+//! - [`time`]: the timestamp forms the servers send;
+//! - [`wire`]: messages as records with a schema version, for the relay
+//!   and recordings.
 //!
 //! Nothing here does I/O or depends on tokio, reqwest or ratatui; every
 //! decoder takes bytes and returns values or an error, never panics.
@@ -22,6 +24,7 @@ pub mod msg;
 pub mod quote;
 pub mod resume_mark;
 pub mod time;
+pub mod wire;
 
 pub use ch::{ChEvent, CompanyState, EventType};
 pub use msg::{Command, ConnState, FeedId, FeedInfo, FeedKind, FeedMsg, FeedMsgKind, ResumePoint};

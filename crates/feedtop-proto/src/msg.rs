@@ -1,24 +1,98 @@
 //! The messages feeds send and the words they share: connection states,
 //! commands, and what kind of feed a feed is.
 
+use std::sync::Arc;
+
 use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
 
 use crate::ch::ChEvent;
 use crate::quote::{self, Quote};
 
-/// Index of a feed in the configured feed list.
-pub type FeedId = usize;
+/// A feed's id: the stable name it is configured under (`ch/companies`,
+/// `wig80`). Messages, selections, commands, stored rows and (next) the
+/// relay's subjects all use it, so nothing depends on a feed's position in
+/// a list. Cheap to clone.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct FeedId(Arc<str>);
+
+impl FeedId {
+    pub fn new(name: &str) -> Self {
+        Self(Arc::from(name))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::ops::Deref for FeedId {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for FeedId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::fmt::Debug for FeedId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(&*self.0, f)
+    }
+}
+
+impl From<&str> for FeedId {
+    fn from(name: &str) -> Self {
+        Self::new(name)
+    }
+}
+
+impl From<String> for FeedId {
+    fn from(name: String) -> Self {
+        Self(Arc::from(name))
+    }
+}
+
+impl From<&String> for FeedId {
+    fn from(name: &String) -> Self {
+        Self::new(name)
+    }
+}
+
+impl PartialEq<str> for FeedId {
+    fn eq(&self, other: &str) -> bool {
+        &*self.0 == other
+    }
+}
+
+impl PartialEq<&str> for FeedId {
+    fn eq(&self, other: &&str) -> bool {
+        &*self.0 == *other
+    }
+}
+
+impl PartialEq<String> for FeedId {
+    fn eq(&self, other: &String) -> bool {
+        *self.0 == **other
+    }
+}
 
 /// Everything a feed tells the core loop. `at` is when it was received; the
 /// model never reads the clock itself.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct FeedMsg {
     pub feed: FeedId,
     pub at: DateTime<Utc>,
     pub kind: FeedMsgKind,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "type", content = "value", rename_all = "snake_case")]
 pub enum FeedMsgKind {
     /// The connection changed state.
     State(ConnState),
@@ -75,7 +149,8 @@ impl FeedMsgKind {
 }
 
 /// Where a feed picks up after a reconnect or a restart.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum ResumePoint {
     /// Companies House: `?timepoint=N` (inclusive).
     Timepoint(i64),
@@ -84,7 +159,8 @@ pub enum ResumePoint {
 }
 
 /// The connection state shown in the Connections pane.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
 pub enum ConnState {
     Connecting,
     Live,
@@ -117,7 +193,8 @@ impl ConnState {
 }
 
 /// Sent to one feed's task on its control channel.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Command {
     /// Drop the current connection (or skip the wait) and connect now.
     Reconnect,
@@ -128,7 +205,8 @@ pub enum Command {
 /// Which protocol a feed speaks: shown in the Connections pane and headless
 /// lines (as [`FeedKind::label`]), and what the UI asks instead of comparing
 /// strings (a Companies House feed has no tickers).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum FeedKind {
     CompaniesHouse,
     WebSocket(quote::Dialect),
@@ -162,15 +240,15 @@ impl std::fmt::Display for FeedKind {
 }
 
 /// Static description of a feed, shown in the UI and used as its storage key.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FeedInfo {
-    /// Stable name: the resume cursor and stored events are keyed by it.
-    pub name: String,
+    /// Stable name: the feed's id; the resume cursor and stored events are keyed by it.
+    pub name: FeedId,
     pub kind: FeedKind,
 }
 
 impl FeedInfo {
-    pub fn new(name: impl Into<String>, kind: FeedKind) -> Self {
+    pub fn new(name: impl Into<FeedId>, kind: FeedKind) -> Self {
         Self { name: name.into(), kind }
     }
 }

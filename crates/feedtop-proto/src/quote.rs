@@ -6,7 +6,8 @@
 use chrono::{DateTime, Local, NaiveDateTime, TimeZone, Utc};
 
 /// When a quote was stamped by its source.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "kind", content = "at", rename_all = "snake_case")]
 pub enum QuoteTime {
     /// Epoch or zoned: latency from it is real (up to clock skew).
     Absolute(DateTime<Utc>),
@@ -36,7 +37,7 @@ impl QuoteTime {
 }
 
 /// One price update for one symbol or instrument.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Quote {
     pub symbol: String,
     pub price: f64,

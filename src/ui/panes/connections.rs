@@ -86,7 +86,7 @@ impl Col {
     fn text(self, f: &FeedView, model: &Model) -> String {
         let now = model.now;
         match self {
-            Col::Feed => f.info.name.clone(),
+            Col::Feed => f.info.name.to_string(),
             Col::State => f.state_label(now).to_string(),
             Col::Since => f.state_since.map_or_else(|| "-".into(), |t| short_duration(now - t)),
             Col::Reconnects => thousands(f.reconnects()),

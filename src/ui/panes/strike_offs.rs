@@ -174,7 +174,14 @@ mod tests {
         events.push(profile_event(90_000_002, "AB000001", "KNOWN BEFORE LTD", Some(PROPOSAL)));
         events.push(profile_event(90_000_003, "AB000002", "FIRST SEEN LTD", Some(PROPOSAL)));
         for (i, ev) in events.into_iter().enumerate() {
-            m.apply(FeedMsg { feed: 0, at: secs(i as i64), kind: FeedMsgKind::Event(Box::new(ev)) }, &mut facts);
+            m.apply(
+                FeedMsg {
+                    feed: m.feeds[0].info.name.clone(),
+                    at: secs(i as i64),
+                    kind: FeedMsgKind::Event(Box::new(ev)),
+                },
+                &mut facts,
+            );
         }
         m.tick(secs(60));
         (m, facts)
