@@ -47,8 +47,9 @@ const MAX_PENDING: usize = 2_000;
 /// point on the next start, and the exit message says how much it was.
 pub const STORE_SHUTDOWN: Duration = Duration::from_millis(1500);
 
-/// Companies the strike-off tracker keeps in memory at least (about 100
-/// bytes each); the rest are asked of the database.
+/// Companies the strike-off tracker keeps in memory at least (about 130
+/// bytes each, with the last status and detail the `from` of a change
+/// needs); the rest are asked of the database.
 const TRACKER_CACHE: usize = 32_768;
 
 /// The most company events the model can have applied that the store has
