@@ -128,22 +128,7 @@ fn demo_model() -> Model {
     apply_to(&mut m, CH, secs(0), FeedMsgKind::Malformed { reason: "expected value at line 1".into() });
     ch_events(&mut m, 0);
 
-    let naive = QuoteTime::Naive(secs(19).with_timezone(&chrono::Local).naive_local());
-    let pkn = Quote {
-        volume: Some(262_356.0),
-        market_status: Some("open".into()),
-        time: Some(naive),
-        ..quote("PKN", 74.62, -0.38, -0.5)
-    };
-    let kghm = Quote {
-        volume: Some(1_234_567.0),
-        high: Some(153.0),
-        low: Some(148.5),
-        market_status: Some("open".into()),
-        time: Some(naive),
-        ..quote("KGHM", 152.30, 3.10, 2.08)
-    };
-    apply_to(&mut m, WIG80, secs(20), FeedMsgKind::Quotes(vec![pkn, kghm]));
+    apply_to(&mut m, WIG80, secs(20), FeedMsgKind::Quotes(wig80_quotes("open")));
     apply_to(&mut m, WIG80, secs(21), FeedMsgKind::Rtt(std::time::Duration::from_millis(42)));
 
     let brent = |price: f64, at: chrono::DateTime<chrono::Utc>| Quote {

@@ -129,6 +129,27 @@ pub const WIG80: usize = 1;
 pub const CARBON: usize = 2;
 pub const SSE: usize = 3;
 
+/// wig80's PKN (down) and KGHM (up) with the market in `status`, stamped
+/// with the server's naive local time one second before t0 + 20 s.
+pub fn wig80_quotes(status: &str) -> Vec<Quote> {
+    let naive = QuoteTime::Naive(secs(19).with_timezone(&Local).naive_local());
+    let pkn = Quote {
+        volume: Some(262_356.0),
+        market_status: Some(status.into()),
+        time: Some(naive),
+        ..quote("PKN", 74.62, -0.38, -0.5)
+    };
+    let kghm = Quote {
+        volume: Some(1_234_567.0),
+        high: Some(153.0),
+        low: Some(148.5),
+        market_status: Some(status.into()),
+        time: Some(naive),
+        ..quote("KGHM", 152.30, 3.10, 2.08)
+    };
+    vec![pkn, kghm]
+}
+
 /// A quote with the day's change.
 pub fn quote(symbol: &str, price: f64, change: f64, percent: f64) -> Quote {
     Quote { change: Some(change), change_percent: Some(percent), ..Quote::new(symbol, price) }
@@ -152,22 +173,7 @@ pub fn quote_model() -> Model {
     ev.published_at = Some(secs(8));
     apply_to(&mut m, 0, secs(10), FeedMsgKind::Event(Box::new(ev)));
 
-    let naive = QuoteTime::Naive(secs(19).with_timezone(&Local).naive_local());
-    let pkn = Quote {
-        volume: Some(262_356.0),
-        market_status: Some("closed".into()),
-        time: Some(naive),
-        ..quote("PKN", 74.62, -0.38, -0.5)
-    };
-    let kghm = Quote {
-        volume: Some(1_234_567.0),
-        high: Some(153.0),
-        low: Some(148.5),
-        market_status: Some("closed".into()),
-        time: Some(naive),
-        ..quote("KGHM", 152.30, 3.10, 2.08)
-    };
-    apply_to(&mut m, WIG80, secs(20), FeedMsgKind::Quotes(vec![pkn, kghm]));
+    apply_to(&mut m, WIG80, secs(20), FeedMsgKind::Quotes(wig80_quotes("closed")));
     apply_to(&mut m, WIG80, secs(21), FeedMsgKind::Rtt(Duration::from_millis(42)));
 
     let brent = |price: f64, at: DateTime<Utc>| Quote {
