@@ -29,9 +29,10 @@ pub const DEFAULT_KEY_ENV: &str = "CH_STREAMING_API_KEY";
 pub const DEFAULT_STOOQ_URL: &str = "https://stooq.com";
 pub const DEFAULT_FPS: u32 = 10;
 pub const DEFAULT_LATENCY_WINDOW: Duration = Duration::from_secs(300);
-pub const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(90);
-pub const DEFAULT_BACKOFF_CAP: Duration = Duration::from_secs(60);
-pub const DEFAULT_STALE_AFTER: Duration = Duration::from_secs(60);
+// Read timeouts, backoff caps and quiet periods default per feed kind, in
+// each feed's settings (`default_reconnect`); the ticker's stale age is the
+// view's own default.
+pub use crate::ui::view::DEFAULT_STALE_AFTER;
 pub const DEFAULT_QUOTE_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
 pub const DEFAULT_EVENT_RETENTION: Duration = Duration::from_secs(30 * 24 * 3600);
 
@@ -740,7 +741,7 @@ mod tests {
         let from_sample = resolve(&RunArgs::default(), &sample, &env, &paths()).unwrap();
         let from_nothing = resolve(&RunArgs::default(), &FileConfig::default(), &env, &paths()).unwrap();
         assert_eq!(format!("{from_sample:?}"), format!("{from_nothing:?}"));
-        assert_eq!(ch(&from_sample).reconnect.read_timeout, DEFAULT_READ_TIMEOUT);
+        assert_eq!(ch(&from_sample).reconnect.read_timeout, Duration::from_secs(90));
         assert_eq!(from_sample.fps, DEFAULT_FPS);
         let no_key = resolve(&RunArgs::default(), &sample, &no_env, &paths()).unwrap();
         assert!(no_key.demo, "the sample as shipped, without a key, is the demo");
@@ -780,7 +781,7 @@ mod tests {
         let kinds: Vec<_> = feeds_file.feeds.iter().map(|f| f.kind.label()).collect();
         assert_eq!(kinds, ["companies-house", "ws", "ws", "sse", "sse", "poll"]);
         let s = resolve(&RunArgs::default(), &feeds_file, &env, &paths()).unwrap();
-        assert_eq!(ch(&s).reconnect.read_timeout, DEFAULT_READ_TIMEOUT);
+        assert_eq!(ch(&s).reconnect.read_timeout, Duration::from_secs(90));
         assert_eq!(ch(&s).stream, DEFAULT_STREAM);
     }
 
