@@ -35,15 +35,14 @@ fn state_short(status: &str, detail: Option<&str>) -> String {
 }
 
 /// `from → to` as `feedtop strike-offs` writes it (`?` for a company first
-/// seen entering: its earlier state is not known). When that does not fit,
-/// the compact form keeps the end of the transition (where the company
-/// went) visible.
-fn transition(c: &StrikeOffChange, width: usize) -> String {
-    let full = c.transition();
-    if full.chars().count() <= width {
-        full
-    } else {
+/// seen entering: its earlier state is not known), or the compact form that
+/// keeps the end of the transition (where the company went) visible. The
+/// form is chosen for the column, not per row, so rows read alike.
+fn transition(c: &StrikeOffChange, width: usize, compact: bool) -> String {
+    if compact {
         truncate(&c.transition_with(state_short), width)
+    } else {
+        c.transition()
     }
 }
 
@@ -59,7 +58,7 @@ fn when(c: &StrikeOffChange, now: DateTime<Utc>) -> String {
     }
 }
 
-fn row<'a>(c: &'a StrikeOffChange, time: String, theme: &Theme, transition_width: usize) -> Row<'a> {
+fn row<'a>(c: &'a StrikeOffChange, time: String, theme: &Theme, transition_width: usize, compact: bool) -> Row<'a> {
     Row::new([
         Cell::from(Span::styled(time, theme.dim)),
         // Feed text, so through the sanitiser (one marker per character
@@ -67,7 +66,7 @@ fn row<'a>(c: &'a StrikeOffChange, time: String, theme: &Theme, transition_width
         Cell::from(for_terminal(&c.company_number)),
         Cell::from(for_terminal(&c.company_name)),
         Cell::from(Span::styled(c.kind.as_str(), kind_style(c.kind, theme))),
-        Cell::from(for_terminal(&transition(c, transition_width)).into_owned()),
+        Cell::from(for_terminal(&transition(c, transition_width, compact)).into_owned()),
     ])
 }
 
@@ -139,7 +138,8 @@ pub fn render(frame: &mut Frame, area: Rect, model: &Model, args: Args, theme: &
     let name_width = longest.clamp(7, 40).min(avail / 5 * 3);
     let header = Row::new(["time", "number", "company", "change", "from → to"]).style(theme.dim);
     let transition_width = usize::from(avail.saturating_sub(name_width));
-    let rows = shown.into_iter().zip(times).map(|(c, time)| row(c, time, theme, transition_width));
+    let compact = shown.iter().any(|c| c.transition().chars().count() > transition_width);
+    let rows = shown.into_iter().zip(times).map(|(c, time)| row(c, time, theme, transition_width, compact));
     let widths = [
         Constraint::Length(time_width),
         Constraint::Length(8),
@@ -201,6 +201,21 @@ mod tests {
         );
         let first = row_with(&buf, "FIRST SEEN LTD").unwrap();
         assert!(first.trim_end().ends_with(" ? → active/active-proposal-to-strike-off"), "{first}");
+    }
+
+    /// Where the longest transition does not fit, every row takes the
+    /// compact form, not only the rows that would overflow: a column reads
+    /// alike from top to bottom.
+    #[test]
+    fn the_transition_column_has_one_form() {
+        let (m, _) = model_and_facts();
+        // 110 columns: room for `? → active/active-proposal-to-strike-off`
+        // but not for the known company's longer transition.
+        let buf = crate::ui::test_support::render(&m, &ViewState::new(), &Theme::new(true), 110, 60);
+        let known = row_with(&buf, "KNOWN BEFORE LTD").unwrap_or_else(|| panic!("{}", screen(&buf)));
+        let first = row_with(&buf, "FIRST SEEN LTD").unwrap();
+        assert!(known.trim_end().ends_with("→ proposal"), "{known}");
+        assert!(first.trim_end().ends_with("? → proposal"), "the short row is compact too: {first}");
     }
 
     /// Every change reads the same on the screen (from the model) and in
