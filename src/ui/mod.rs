@@ -49,6 +49,10 @@ pub fn draw(frame: &mut Frame, live: &Model, view: &ViewState, theme: &Theme) {
     }
 
     let areas = layout::areas(area, model, &view.filter);
+    // The lists' heights for the next page key (title and header rows aside,
+    // as the panes count them).
+    view.strike_rows_shown.set(usize::from(areas.strike_offs.height.saturating_sub(2)));
+    view.ticker_rows_shown.set(areas.tickers.map_or(0, |t| usize::from(t.height.saturating_sub(2))));
 
     panes::header::render(frame, areas.header, model, paused, theme);
     let conn_focused = view.focus == Focus::Connections;

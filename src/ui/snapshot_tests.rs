@@ -319,3 +319,61 @@ fn no_colour() {
         }
     }
 }
+
+/// The `from–to of n` range a list pane's title shows, if any.
+fn title_range(screen: &str, pane: &str) -> Option<String> {
+    let line = screen.lines().find(|l| l.contains(pane))?;
+    let at = line.find(" of ")?;
+    let from = line[..at].rfind(|c: char| !c.is_ascii_digit() && c != '–').map_or(0, |i| i + 1);
+    let to = line[at + 4..].find(|c: char| !c.is_ascii_digit()).map_or(line.len(), |i| at + 4 + i);
+    Some(line[from..to].to_string())
+}
+
+/// PgDn/PgUp move the strike-offs by the rows the pane shows, and `G` shows
+/// the last full page: the oldest change on the bottom row, no blank rows.
+/// Keys come after a frame, as in the TUI, where the user sees the pane first.
+#[test]
+fn strike_offs_page_by_the_visible_height() {
+    let mut s = Screen::new(ch_model());
+    s.text(80, 24);
+    let rows = s.view.strike_rows_shown.get();
+    assert!((2..11).contains(&rows), "11 changes must not fit in {rows} rows");
+    s.press(KeyCode::PageDown);
+    assert_eq!(
+        title_range(&s.text(80, 24), "Strike-off").as_deref(),
+        Some(&*format!("{}–{} of 11", rows.min(11 - rows) + 1, (2 * rows).min(11)))
+    );
+    s.press(KeyCode::PageUp);
+    assert_eq!(s.view.scroll, 0);
+    s.press(KeyCode::Char('G'));
+    assert_eq!(title_range(&s.text(80, 24), "Strike-off").as_deref(), Some(&*format!("{}–11 of 11", 12 - rows)));
+    assert_screen!("strike_offs_last_page", s, 80, 24);
+    // Bounded: further down stays on the last full page.
+    s.press(KeyCode::PageDown);
+    s.press(KeyCode::Char('j'));
+    assert_eq!(s.view.scroll, 11 - rows);
+    s.press(KeyCode::Char('g'));
+    assert_eq!(s.view.scroll, 0);
+}
+
+/// The same for the tickers, in a pane a few rows tall.
+#[test]
+fn tickers_page_by_the_visible_height() {
+    let mut s = Screen::new(demo_model());
+    s.press(KeyCode::Tab);
+    s.text(80, 32);
+    let rows = s.view.ticker_rows_shown.get();
+    let total = crate::ui::ticker_list::visible(&s.live, "", s.view.ticker_sort).len();
+    assert!(rows >= 2 && rows < total, "{total} tickers must not fit in {rows} rows");
+    s.press(KeyCode::Char('G'));
+    assert_eq!(
+        title_range(&s.text(80, 32), "Tickers").as_deref(),
+        Some(&*format!("{}–{total} of {total}", total + 1 - rows))
+    );
+    assert_screen!("tickers_last_page", s, 80, 32);
+    s.press(KeyCode::PageUp);
+    assert_eq!(s.view.ticker_scroll, (total - rows).saturating_sub(rows));
+    s.press(KeyCode::Home);
+    s.press(KeyCode::PageDown);
+    assert_eq!(s.view.ticker_scroll, rows.min(total - rows));
+}

@@ -3,6 +3,7 @@
 //! through [`ViewState::handle_key`]; anything that must reach a feed comes
 //! back as a [`UiCommand`] for the core loop to send.
 
+use std::cell::Cell;
 use std::time::Duration;
 
 use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
@@ -15,8 +16,7 @@ use super::ticker_list::{self, has_tickers};
 use crate::model::Model;
 use feedtop_proto::FeedId;
 
-/// Rows a page key moves: the view does not know the pane height, and a
-/// fixed step keeps key handling a pure function of the state.
+/// Rows a page key moves before the first frame says how tall the list is.
 pub const PAGE: usize = 10;
 /// A filter longer than any company name is a stuck key, not a search.
 const MAX_FILTER: usize = 160;
@@ -75,6 +75,12 @@ pub struct ViewState {
     pub frozen: Option<Box<Model>>,
     pub show_help: bool,
     pub log: TuiWidgetState,
+    /// Rows each list showed in the last frame (`draw` records them, 0 before
+    /// the first). The layout depends on the terminal size, which only the
+    /// draw knows; keys arrive between frames, so the last frame's heights are
+    /// the ones the user is looking at when pressing PgDn or `G`.
+    pub strike_rows_shown: Cell<usize>,
+    pub ticker_rows_shown: Cell<usize>,
 }
 
 impl Default for ViewState {
@@ -91,6 +97,8 @@ impl Default for ViewState {
             frozen: None,
             show_help: false,
             log: TuiWidgetState::default(),
+            strike_rows_shown: Cell::new(0),
+            ticker_rows_shown: Cell::new(0),
         }
     }
 }
@@ -162,8 +170,8 @@ impl ViewState {
             Action::ToggleHelp => self.show_help = !self.show_help,
             Action::Up => self.move_by(live, -1),
             Action::Down => self.move_by(live, 1),
-            Action::PageUp => self.move_by(live, -(PAGE as isize)),
-            Action::PageDown => self.move_by(live, PAGE as isize),
+            Action::PageUp => self.move_by(live, -(self.page() as isize)),
+            Action::PageDown => self.move_by(live, self.page() as isize),
             Action::Top => self.move_by(live, isize::MIN),
             Action::Bottom => self.move_by(live, isize::MAX),
         }
@@ -198,12 +206,30 @@ impl ViewState {
         self.ticker_scroll = 0;
     }
 
+    /// The last first row: the one that shows the last full page (the last
+    /// item on the pane's bottom row), or the last item before any frame.
     fn max_scroll(&self, live: &Model) -> usize {
-        filter::visible(self.shown(live), &self.filter).count().saturating_sub(1)
+        let rows = filter::visible(self.shown(live), &self.filter).count();
+        rows.saturating_sub(self.strike_rows_shown.get().max(1))
     }
 
     fn max_ticker_scroll(&self, live: &Model) -> usize {
-        ticker_list::visible(self.shown(live), &self.filter, self.ticker_sort).len().saturating_sub(1)
+        let rows = ticker_list::visible(self.shown(live), &self.filter, self.ticker_sort).len();
+        rows.saturating_sub(self.ticker_rows_shown.get().max(1))
+    }
+
+    /// Rows a page key moves in the focused list: its visible height.
+    fn page(&self) -> usize {
+        let shown = match self.focus {
+            Focus::StrikeOffs => self.strike_rows_shown.get(),
+            Focus::Tickers => self.ticker_rows_shown.get(),
+            Focus::Connections | Focus::Log => 0,
+        };
+        if shown == 0 {
+            PAGE
+        } else {
+            shown
+        }
     }
 
     /// Moves the selection or scroll of the focused pane by `delta` rows,
