@@ -78,7 +78,7 @@ pub fn draw(frame: &mut Frame, live: &Model, view: &ViewState, theme: &Theme) {
     panes::log::render(frame, areas.log, &view.log, view.focus == Focus::Log, theme);
     panes::footer::render(frame, areas.footer, &view.filter, view.editing_filter, theme);
     if view.show_help {
-        panes::help::render(frame, area, theme);
+        view.help_rows_shown.set(panes::help::render(frame, area, view.help_scroll, theme));
     }
 }
 

@@ -205,9 +205,33 @@ fn help_overlay() {
     let mut s = Screen::new(demo_model());
     s.press(KeyCode::Char('?'));
     assert_screen!("help_overlay", s, 80, 24);
-    // Any key closes it and does nothing else.
-    s.press(KeyCode::Char('j'));
+    // `q` closes it and does nothing else.
+    assert_eq!(s.press(KeyCode::Char('q')), None);
     assert!(!s.view.show_help && s.view.scroll == 0);
+}
+
+/// At the smallest size the help does not fit: it says there is more, `j`
+/// and PgDn scroll it down to the glossary's last line, and `g` back.
+#[test]
+fn help_scrolls_on_a_small_terminal() {
+    let mut s = Screen::new(demo_model());
+    s.press(KeyCode::Char('?'));
+    let top = s.text(60, 16);
+    assert!(top.contains("↓ more"), "{top}");
+    assert!(!top.contains("last error"), "the glossary is below: {top}");
+    assert_screen!("help_60x16_top", s, 60, 16);
+    s.press(KeyCode::Char('j'));
+    assert!(s.text(60, 16).contains("↑↓ more"));
+    for _ in 0..5 {
+        s.press(KeyCode::PageDown);
+    }
+    let bottom = s.text(60, 16);
+    assert!(bottom.contains("↑ more") && !bottom.contains("↓"), "{bottom}");
+    assert!(bottom.contains("since the last tick"), "the last glossary line: {bottom}");
+    assert_screen!("help_60x16_bottom", s, 60, 16);
+    s.press(KeyCode::Char('g'));
+    assert_eq!(s.text(60, 16), top);
+    assert!(s.view.show_help);
 }
 
 /// `/`, a word, Enter: the footer while typing, then the filtered lists.

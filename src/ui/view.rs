@@ -74,6 +74,10 @@ pub struct ViewState {
     /// The paused view: a snapshot rendered while the live model moves on.
     pub frozen: Option<Box<Model>>,
     pub show_help: bool,
+    /// First line of the help overlay shown, when it does not fit.
+    pub help_scroll: usize,
+    /// Lines the help showed in the last frame (0 before it was drawn).
+    pub help_rows_shown: Cell<usize>,
     pub log: TuiWidgetState,
     /// Rows each list showed in the last frame (`draw` records them, 0 before
     /// the first). The layout depends on the terminal size, which only the
@@ -96,6 +100,8 @@ impl Default for ViewState {
             editing_filter: false,
             frozen: None,
             show_help: false,
+            help_scroll: 0,
+            help_rows_shown: Cell::new(0),
             log: TuiWidgetState::default(),
             strike_rows_shown: Cell::new(0),
             ticker_rows_shown: Cell::new(0),
@@ -123,9 +129,8 @@ impl ViewState {
             return Some(UiCommand::Quit);
         }
         if self.show_help {
-            // Any key closes the overlay; `q` still quits.
-            self.show_help = false;
-            return (action == Some(Action::Quit)).then_some(UiCommand::Quit);
+            self.help_key(action);
+            return None;
         }
         if self.editing_filter {
             self.edit_filter(key);
@@ -167,7 +172,10 @@ impl ViewState {
                 self.ticker_sort = self.ticker_sort.next();
                 self.ticker_scroll = 0;
             }
-            Action::ToggleHelp => self.show_help = !self.show_help,
+            Action::ToggleHelp => {
+                self.show_help = !self.show_help;
+                self.help_scroll = 0;
+            }
             Action::Up => self.move_by(live, -1),
             Action::Down => self.move_by(live, 1),
             Action::PageUp => self.move_by(live, -(self.page() as isize)),
@@ -176,6 +184,28 @@ impl ViewState {
             Action::Bottom => self.move_by(live, isize::MAX),
         }
         None
+    }
+
+    /// While the help is open the movement keys scroll it and every other
+    /// key only closes it: `q` there means "close this", not "quit".
+    fn help_key(&mut self, action: Option<Action>) {
+        let shown = self.help_rows_shown.get();
+        let last = super::panes::help::line_count().saturating_sub(shown.max(1));
+        let page = if shown == 0 { PAGE } else { shown } as isize;
+        let delta = match action {
+            Some(Action::Up) => -1,
+            Some(Action::Down) => 1,
+            Some(Action::PageUp) => -page,
+            Some(Action::PageDown) => page,
+            Some(Action::Top) => isize::MIN,
+            Some(Action::Bottom) => isize::MAX,
+            _ => {
+                self.show_help = false;
+                self.help_scroll = 0;
+                return;
+            }
+        };
+        self.help_scroll = step(self.help_scroll, delta, last);
     }
 
     fn edit_filter(&mut self, key: KeyEvent) {
@@ -440,17 +470,30 @@ mod tests {
     }
 
     #[test]
-    fn help_closes_on_any_key_and_q_still_quits() {
+    fn help_closes_on_q_without_quitting_and_scrolls() {
         let m = live_model();
         let mut v = ViewState::new();
         press(&mut v, &m, KeyCode::Char('?'));
         assert!(v.show_help);
-        // The key that closes help does nothing else.
-        assert_eq!(press(&mut v, &m, KeyCode::Char('j')), None);
+        // `q` closes the help and does nothing else; the next `q` quits.
+        assert_eq!(press(&mut v, &m, KeyCode::Char('q')), None);
         assert!(!v.show_help);
-        assert_eq!(v.scroll, 0);
-        press(&mut v, &m, KeyCode::Char('?'));
         assert_eq!(press(&mut v, &m, KeyCode::Char('q')), Some(UiCommand::Quit));
+        // Movement keys scroll the help, not the list under it.
+        press(&mut v, &m, KeyCode::Char('?'));
+        assert_eq!(press(&mut v, &m, KeyCode::Char('j')), None);
+        assert!(v.show_help);
+        assert_eq!((v.help_scroll, v.scroll), (1, 0));
+        // Any other key closes it, and it opens again at the top.
+        for close in [KeyCode::Esc, KeyCode::Char('?'), KeyCode::Char('p')] {
+            assert_eq!(press(&mut v, &m, close), None);
+            assert!(!v.show_help && v.frozen.is_none(), "{close:?} only closes");
+            press(&mut v, &m, KeyCode::Char('?'));
+            assert_eq!(v.help_scroll, 0);
+        }
+        // Ctrl-C still quits from the help.
+        let ctrl_c = KeyEvent::new(KeyCode::Char('c'), KeyModifiers::CONTROL);
+        assert_eq!(v.handle_key(ctrl_c, &m), Some(UiCommand::Quit));
     }
 
     #[test]
