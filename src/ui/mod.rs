@@ -5,6 +5,7 @@
 //! latency, strike-off changes and, with quote feeds, tickers (the rest), log,
 //! footer; the help overlay floats on top.
 
+pub mod clock;
 pub mod filter;
 pub mod fmt;
 pub mod keys;
@@ -50,7 +51,7 @@ pub fn draw(frame: &mut Frame, live: &Model, view: &ViewState, theme: &Theme) {
 
     let areas = layout::areas(area, model, &view.filter);
 
-    panes::header::render(frame, areas.header, model, paused, theme);
+    panes::header::render(frame, areas.header, model, paused, &view.clock, theme);
     let conn_focused = view.focus == Focus::Connections;
     panes::connections::render(frame, areas.connections, model, view.selected_feed, conn_focused, theme);
     panes::rate::render(frame, areas.rate, model, theme);
@@ -59,6 +60,7 @@ pub fn draw(frame: &mut Frame, live: &Model, view: &ViewState, theme: &Theme) {
         filter: &view.filter,
         scroll: view.scroll,
         focused: view.focus == Focus::StrikeOffs,
+        clock: &view.clock,
     };
     panes::strike_offs::render(frame, areas.strike_offs, model, args, theme);
     if let Some(tickers) = areas.tickers {

@@ -8,6 +8,7 @@ use std::time::Duration;
 use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 use tui_logger::{TuiWidgetEvent, TuiWidgetState};
 
+use super::clock::Clock;
 use super::filter;
 use super::keys::{action_for, Action};
 pub use super::ticker_list::TickerSort;
@@ -74,6 +75,8 @@ pub struct ViewState {
     /// The paused view: a snapshot rendered while the live model moves on.
     pub frozen: Option<Box<Model>>,
     pub show_help: bool,
+    /// The zone wall-clock times are shown in (`t`: local time or UTC).
+    pub clock: Clock,
     pub log: TuiWidgetState,
 }
 
@@ -90,6 +93,7 @@ impl Default for ViewState {
             editing_filter: false,
             frozen: None,
             show_help: false,
+            clock: Clock::default(),
             log: TuiWidgetState::default(),
         }
     }
@@ -159,6 +163,7 @@ impl ViewState {
                 self.ticker_sort = self.ticker_sort.next();
                 self.ticker_scroll = 0;
             }
+            Action::ToggleUtc => self.clock.toggle(),
             Action::ToggleHelp => self.show_help = !self.show_help,
             Action::Up => self.move_by(live, -1),
             Action::Down => self.move_by(live, 1),
