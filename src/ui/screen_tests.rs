@@ -431,3 +431,35 @@ fn t_toggles_every_time_between_local_and_utc() {
     let buf = render(&m, &view, &color(), 120, 40);
     assert!(header(&buf).ends_with(&local_clock), "back to local time: {}", screen(&buf));
 }
+
+/// Companies House stamps whole seconds, so a stream on time shows `<1s`,
+/// not the fraction of the second each event happened to arrive in
+/// (`p50 487ms p99 991ms`); a later one shows whole seconds.
+#[test]
+fn whole_second_timestamps_show_latency_in_seconds() {
+    let mut m = empty_model();
+    apply(&mut m, secs(-60), FeedMsgKind::State(ConnState::Live));
+    for (i, mut ev) in fixture_events().into_iter().take(20).enumerate() {
+        ev.published_at = Some(secs(i as i64));
+        // Arriving 10 ms … 990 ms into the second after publication.
+        let arrival = secs(i as i64) + TimeDelta::milliseconds(10 + 49 * i as i64);
+        apply(&mut m, arrival, FeedMsgKind::Event(Box::new(ev)));
+    }
+    m.tick(secs(30));
+    let buf = render(&m, &ViewState::new(), &color(), 120, 40);
+    let s = screen(&buf);
+    let (x, y) = find(&buf, "p50").unwrap_or_else(|| panic!("{s}"));
+    let row: String = lines(&buf)[usize::from(y) + 1].chars().skip(usize::from(x)).collect();
+    assert!(row.starts_with("<1s    <1s    <1s    <1s"), "{row}\n{s}");
+    assert!(!s.contains("ms "), "no milliseconds in the latency pane: {s}");
+
+    // Two seconds late: `2s`, not `2.49s`.
+    let mut ev = fixture_events().remove(0);
+    ev.published_at = Some(secs(25));
+    apply(&mut m, secs(27) + TimeDelta::milliseconds(490), FeedMsgKind::Event(Box::new(ev)));
+    m.tick(secs(30));
+    let buf = render(&m, &ViewState::new(), &color(), 120, 40);
+    let (x, y) = find(&buf, "p50").unwrap();
+    let row: String = lines(&buf)[usize::from(y) + 1].chars().skip(usize::from(x)).collect();
+    assert!(row.contains(" 2s "), "{row}\n{}", screen(&buf));
+}
