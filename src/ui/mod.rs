@@ -73,7 +73,7 @@ pub fn draw(frame: &mut Frame, live: &Model, view: &ViewState, theme: &Theme) {
         };
         panes::tickers::render(frame, tickers, model, args, theme);
     }
-    panes::log::render(frame, areas.log, &view.log, view.focus == Focus::Log, theme);
+    panes::log::render(frame, areas.log, &view.log, view.focus == Focus::Log, view.clock.utc, theme);
     panes::footer::render(frame, areas.footer, &view.filter, view.editing_filter, theme);
     if view.show_help {
         panes::help::render(frame, area, theme);
