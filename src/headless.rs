@@ -49,6 +49,10 @@ struct FeedReport<'a> {
     events: u64,
     per_min: u64,
     latency_ms: Option<LatencySummary>,
+    /// How fine `latency_ms` is: 1000 when the feed stamps whole seconds
+    /// (the milliseconds below that are noise), 1 when finer, null before
+    /// any timestamp.
+    latency_resolution_ms: Option<u64>,
     /// True when latency comes from naive server-local timestamps.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     latency_estimated: bool,
@@ -105,6 +109,7 @@ pub fn report_line(model: &Model, is_final: bool) -> String {
             events: f.counts.events,
             per_min: f.rate.per_minute(model.now),
             latency_ms: f.latency.summary(model.now),
+            latency_resolution_ms: f.latency_resolution_ms(),
             latency_estimated: f.latency_estimated,
             rtt_ms: f.rtt.map(|d| d.as_millis() as u64),
             rtt_stale: f.rtt.is_some() && f.rtt_is_stale(model.now),
@@ -211,12 +216,32 @@ mod tests {
         assert_eq!(f["malformed"], 1);
         assert_eq!(f["events"], 0);
         assert!(f["latency_ms"].is_null());
+        assert!(f["latency_resolution_ms"].is_null(), "no timestamp seen yet");
         assert_eq!(v["strike_off"]["entered"], 0);
         assert!(v.get("final").is_none());
         assert_eq!(v["process"]["feed_queue"], 0);
         assert!(v["process"]["rss_mb"].is_null(), "not sampled in a pure model");
         let last: serde_json::Value = serde_json::from_str(&report_line(&m, true)).unwrap();
         assert_eq!(last["final"], true);
+    }
+
+    /// Companies House stamps whole seconds: the report keeps milliseconds
+    /// and says they are only good to the second.
+    #[test]
+    fn latency_says_its_resolution() {
+        let t0 = Utc.with_ymd_and_hms(2025, 6, 10, 12, 0, 0).unwrap();
+        let info = FeedInfo { name: "companies".into(), kind: FeedKind::CompaniesHouse };
+        let mut m = Model::new(vec![info], Duration::from_secs(300), t0);
+        let mut facts = Vec::new();
+        let line = include_str!("../tests/fixtures/ch-companies-sample.ndjson").lines().next().unwrap();
+        let mut ev = feedtop_proto::ch::parse_event(line.as_bytes().to_vec()).unwrap();
+        ev.published_at = Some(t0);
+        let at = t0 + chrono::TimeDelta::milliseconds(487);
+        m.apply(FeedMsg { feed: m.feeds[0].info.name.clone(), at, kind: FeedMsgKind::Event(Box::new(ev)) }, &mut facts);
+        let v: serde_json::Value = serde_json::from_str(&report_line(&m, false)).unwrap();
+        let f = &v["feeds"][0];
+        assert_eq!(f["latency_resolution_ms"], 1000, "{f}");
+        assert!(f["latency_ms"]["p50"].as_u64().is_some_and(|p| (480..=490).contains(&p)), "{f}");
     }
 
     #[test]

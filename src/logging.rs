@@ -227,7 +227,7 @@ mod tests {
         let state = tui_logger::TuiWidgetState::new();
         let theme = crate::ui::Theme::new(false);
         let mut terminal = Terminal::new(TestBackend::new(120, 8)).unwrap();
-        terminal.draw(|f| crate::ui::panes::log::render(f, f.area(), &state, false, &theme)).unwrap();
+        terminal.draw(|f| crate::ui::panes::log::render(f, f.area(), &state, false, false, &theme)).unwrap();
         let buf = terminal.backend().buffer();
         let text: String = buf.content().iter().map(|c| c.symbol()).collect();
         assert!(text.contains("carbon: closed: HTTP 503: \u{FFFD}]0;pwned\u{FFFD}"), "{text}");

@@ -92,6 +92,8 @@ pub struct FeedView {
     pub latency: LatencyWindow,
     /// True once a latency came from a naive (server-local) timestamp.
     pub latency_estimated: bool,
+    /// How fine the feed's own timestamps are, from those seen so far.
+    pub stamps: StampResolution,
     /// Symbols the source last said it has no data for (stooq `N/D`).
     pub no_data: Vec<String>,
     /// Round-trip time of the feed's own ping, where it has one.
@@ -101,6 +103,30 @@ pub struct FeedView {
     /// A live connection with nothing received for longer than this is
     /// shown as stalled (the feed's expected quiet period).
     pub stall_after: Duration,
+}
+
+/// The resolution of a feed's timestamps. Companies House `published_at`
+/// has whole seconds, so received minus published below a second is the
+/// fraction of the second the event arrived in, not latency.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum StampResolution {
+    #[default]
+    Unknown,
+    /// Every timestamp so far was a whole second.
+    WholeSeconds,
+    /// One had a fraction. Sticky: a precise timestamp that lands on a whole
+    /// second by chance does not make the feed coarse again.
+    Fine,
+}
+
+impl StampResolution {
+    fn seen(self, stamp: DateTime<Utc>) -> Self {
+        match (self, stamp.timestamp_subsec_nanos()) {
+            (Self::Fine, _) => Self::Fine,
+            (_, 0) => Self::WholeSeconds,
+            _ => Self::Fine,
+        }
+    }
 }
 
 impl FeedView {
@@ -119,10 +145,28 @@ impl FeedView {
             rate: RateWindow::default(),
             latency: LatencyWindow::new(latency_window),
             latency_estimated: false,
+            stamps: StampResolution::Unknown,
             no_data: Vec::new(),
             rtt: None,
             rtt_at: None,
             stall_after: DEFAULT_STALL_AFTER,
+        }
+    }
+
+    /// Records one latency sample: received `at`, stamped `stamped` by the source.
+    fn record_latency(&mut self, at: DateTime<Utc>, stamped: DateTime<Utc>) {
+        self.latency.record(at, (at - stamped).num_milliseconds());
+        self.stamps = self.stamps.seen(stamped);
+    }
+
+    /// The resolution of the feed's latency in milliseconds: 1000 when its
+    /// timestamps are whole seconds (a sub-second latency is then noise),
+    /// 1 when finer; `None` before any timestamp.
+    pub fn latency_resolution_ms(&self) -> Option<u64> {
+        match self.stamps {
+            StampResolution::Unknown => None,
+            StampResolution::WholeSeconds => Some(1000),
+            StampResolution::Fine => Some(1),
         }
     }
 
@@ -348,7 +392,7 @@ impl Model {
                         // Epoch ms below 10^12 is a monotonic clock, not a time: the
                         // decoders leave `time` empty then, so no latency is made up.
                         if let Some(stamped) = t.as_utc() {
-                            feed.latency.record(at, (at - stamped).num_milliseconds());
+                            feed.record_latency(at, stamped);
                             feed.latency_estimated |= t.is_estimate();
                         }
                     }
@@ -371,7 +415,7 @@ impl Model {
                 }
                 feed.rate.record(at);
                 if let Some(published) = event.published_at {
-                    feed.latency.record(at, (at - published).num_milliseconds());
+                    feed.record_latency(at, published);
                 }
                 if let Some(change) = self.tracker.observe(&event, at) {
                     self.tally.add(change.kind);
@@ -514,6 +558,28 @@ mod tests {
         m.apply(msg(t0(), FeedMsgKind::Gap { after_timepoint: Some(7), reason: "416".into() }), &mut facts);
         assert_eq!(m.feeds[0].counts.gaps, 1);
         assert!(matches!(facts[0], Fact::Gap { after_timepoint: Some(7), .. }));
+    }
+
+    /// Whole-second `published_at` makes the feed's latency whole seconds;
+    /// one stamp with a fraction makes it fine for good.
+    #[test]
+    fn latency_resolution_follows_the_feeds_timestamps() {
+        let mut m = Model::new(vec![info()], Duration::from_secs(300), t0());
+        let mut facts = Vec::new();
+        assert_eq!(m.feeds[0].latency_resolution_ms(), None);
+        let line = include_str!("../../tests/fixtures/ch-companies-sample.ndjson").lines().next().unwrap();
+        let mut send = |m: &mut Model, published: DateTime<Utc>| {
+            let mut ev = parse_event(line.as_bytes().to_vec()).unwrap();
+            ev.published_at = Some(published);
+            m.apply(msg(published + TimeDelta::milliseconds(487), FeedMsgKind::Event(Box::new(ev))), &mut facts);
+        };
+        send(&mut m, t0());
+        send(&mut m, t0() + TimeDelta::seconds(1));
+        assert_eq!(m.feeds[0].latency_resolution_ms(), Some(1000));
+        send(&mut m, t0() + TimeDelta::milliseconds(2250));
+        assert_eq!(m.feeds[0].latency_resolution_ms(), Some(1));
+        send(&mut m, t0() + TimeDelta::seconds(3));
+        assert_eq!(m.feeds[0].latency_resolution_ms(), Some(1), "sticky");
     }
 
     #[test]

@@ -44,6 +44,18 @@ pub fn latency_ms(ms: u64) -> String {
     }
 }
 
+/// A latency at the resolution of the feed's timestamps (`resolution_ms`,
+/// see `FeedView::latency_resolution_ms`): with whole-second timestamps the
+/// milliseconds are the moment within the second the event arrived, so
+/// `<1s` below a second and whole seconds above; finer feeds as [`latency_ms`].
+pub fn latency_at(ms: u64, resolution_ms: Option<u64>) -> String {
+    match (resolution_ms, ms) {
+        (Some(1000..), 0..=999) => "<1s".to_string(),
+        (Some(1000..), 1_000..=59_999) => format!("{}s", ms / 1000),
+        _ => latency_ms(ms),
+    }
+}
+
 /// A window length in its natural unit: `5m`, `1h`, `90s`.
 pub fn window(d: std::time::Duration) -> String {
     let s = d.as_secs();
@@ -90,6 +102,18 @@ mod tests {
         assert_eq!(latency_ms(192_000), "3m12s");
         assert_eq!(latency_ms(4 * 3_600_000 + 300_000), "4h05m");
         assert_eq!(latency_ms(u64::MAX), "106751991167d07h");
+    }
+
+    #[test]
+    fn whole_second_latencies_show_no_milliseconds() {
+        let whole = Some(1000);
+        assert_eq!(latency_at(487, whole), "<1s");
+        assert_eq!(latency_at(991, whole), "<1s");
+        assert_eq!(latency_at(1_487, whole), "1s");
+        assert_eq!(latency_at(59_999, whole), "59s");
+        assert_eq!(latency_at(192_000, whole), "3m12s");
+        assert_eq!(latency_at(487, Some(1)), "487ms");
+        assert_eq!(latency_at(1_500, None), "1.50s");
     }
 
     #[test]

@@ -21,6 +21,7 @@ pub enum Action {
     Top,
     Bottom,
     CycleSort,
+    ToggleUtc,
     ToggleHelp,
 }
 
@@ -34,6 +35,7 @@ impl Action {
             Action::ReconnectAll => Some("reconnect all"),
             Action::StartFilter => Some("filter"),
             Action::FocusNext => Some("focus"),
+            Action::ToggleUtc => Some("UTC"),
             Action::ToggleHelp => Some("help"),
             _ => None,
         }
@@ -88,6 +90,9 @@ pub const BINDINGS: &[Binding] = &[
     bind(KeyCode::End, NONE, Action::Bottom, "End", "go to the bottom (oldest)"),
     bind(KeyCode::Char('s'), NONE, Action::CycleSort, "s", "sort tickers: symbol / change % / age"),
     bind(KeyCode::Char('?'), NONE, Action::ToggleHelp, "?", "show / hide this help"),
+    // After help: the footer drops hints from the end at 80 columns, and
+    // `?` is the way to every other key.
+    bind(KeyCode::Char('t'), NONE, Action::ToggleUtc, "t", "times in UTC / local time"),
 ];
 
 fn significant(m: KeyModifiers) -> KeyModifiers {
@@ -161,6 +166,7 @@ mod tests {
             (key(KeyCode::F(5), NONE), None),
             (key(KeyCode::Char('s'), NONE), Some(Action::CycleSort)),
             (key(KeyCode::Char('s'), KeyModifiers::CONTROL), None),
+            (key(KeyCode::Char('t'), NONE), Some(Action::ToggleUtc)),
         ];
         for (k, want) in cases {
             assert_eq!(action_for(k), want, "{k:?}");
@@ -191,13 +197,14 @@ mod tests {
     #[test]
     fn help_and_footer_come_from_the_table() {
         let rows = help_rows();
-        assert_eq!(rows.len(), 16, "one row per action");
+        assert_eq!(rows.len(), 17, "one row per action");
         assert!(rows.contains(&("s".to_string(), "sort tickers: symbol / change % / age")));
         assert_eq!(rows[0], ("q / Ctrl-C".to_string(), "quit"));
         assert!(rows.iter().any(|r| r.0 == "↑ / k"));
         let hints = footer_hints();
         assert_eq!(hints[0], ("q", "quit"));
         assert!(hints.contains(&("R", "reconnect all")));
-        assert_eq!(hints.last(), Some(&("?", "help")));
+        assert!(hints.contains(&("?", "help")));
+        assert_eq!(hints.last(), Some(&("t", "UTC")));
     }
 }

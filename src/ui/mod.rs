@@ -5,6 +5,7 @@
 //! latency, strike-off changes and, with quote feeds, tickers (the rest), log,
 //! footer; the help overlay floats on top.
 
+pub mod clock;
 pub mod filter;
 pub mod fmt;
 pub mod keys;
@@ -54,7 +55,7 @@ pub fn draw(frame: &mut Frame, live: &Model, view: &ViewState, theme: &Theme) {
     view.strike_rows_shown.set(usize::from(areas.strike_offs.height.saturating_sub(2)));
     view.ticker_rows_shown.set(areas.tickers.map_or(0, |t| usize::from(t.height.saturating_sub(2))));
 
-    panes::header::render(frame, areas.header, model, paused, theme);
+    panes::header::render(frame, areas.header, model, paused, &view.clock, theme);
     let conn_focused = view.focus == Focus::Connections;
     panes::connections::render(frame, areas.connections, model, view.selected_feed, conn_focused, theme);
     panes::rate::render(frame, areas.rate, model, theme);
@@ -63,6 +64,7 @@ pub fn draw(frame: &mut Frame, live: &Model, view: &ViewState, theme: &Theme) {
         filter: &view.filter,
         scroll: view.scroll,
         focused: view.focus == Focus::StrikeOffs,
+        clock: &view.clock,
     };
     panes::strike_offs::render(frame, areas.strike_offs, model, args, theme);
     if let Some(tickers) = areas.tickers {
@@ -75,7 +77,7 @@ pub fn draw(frame: &mut Frame, live: &Model, view: &ViewState, theme: &Theme) {
         };
         panes::tickers::render(frame, tickers, model, args, theme);
     }
-    panes::log::render(frame, areas.log, &view.log, view.focus == Focus::Log, theme);
+    panes::log::render(frame, areas.log, &view.log, view.focus == Focus::Log, view.clock.utc, theme);
     panes::footer::render(frame, areas.footer, &view.filter, view.editing_filter, theme);
     if view.show_help {
         view.help_rows_shown.set(panes::help::render(frame, area, view.help_scroll, theme));

@@ -392,3 +392,74 @@ fn own_memory_and_store_backlog_are_in_the_header_when_wide() {
     let narrow = render(&m, &ViewState::new(), &color(), 80, 24);
     assert!(!lines(&narrow)[0].contains("mem"), "{}", screen(&narrow));
 }
+
+/// Every wall-clock time says its zone, and `t` switches all of them
+/// between local time and UTC (the CLI's zone) and back.
+#[test]
+fn t_toggles_every_time_between_local_and_utc() {
+    use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+    let m = live_model();
+    let mut view = ViewState::new();
+    view.clock = cet_clock();
+    let newest = m.strike_offs.iter().max_by_key(|c| c.published_at).unwrap();
+    let published = newest.published_at.unwrap();
+    let number = newest.company_number.clone();
+    let in_zone = |offset_hours: i64, fmt: &str| {
+        let same_day = (published + TimeDelta::hours(offset_hours)).date_naive()
+            == (m.now + TimeDelta::hours(offset_hours)).date_naive();
+        let fmt = if same_day { fmt } else { "%m-%d %H:%M" };
+        (published + TimeDelta::hours(offset_hours)).format(fmt).to_string()
+    };
+    let header = |buf: &ratatui::buffer::Buffer| lines(buf)[0].trim_end().to_string();
+
+    // Local: Central European Summer Time in June, two hours ahead of UTC.
+    let buf = render(&m, &view, &color(), 120, 40);
+    let s = screen(&buf);
+    let local_clock = format!("{} CEST", (m.now + TimeDelta::hours(2)).format("%H:%M:%S"));
+    assert!(header(&buf).ends_with(&local_clock), "{s}");
+    assert!(row_with(&buf, "number").unwrap().starts_with("time (CEST) "), "{s}");
+    assert!(row_with(&buf, &number).unwrap().starts_with(&in_zone(2, "%H:%M:%S")), "{s}");
+
+    view.handle_key(KeyEvent::new(KeyCode::Char('t'), KeyModifiers::NONE), &m);
+    let buf = render(&m, &view, &color(), 120, 40);
+    let s = screen(&buf);
+    assert!(header(&buf).ends_with(&format!("{} UTC", m.now.format("%H:%M:%S"))), "{s}");
+    assert!(row_with(&buf, "number").unwrap().starts_with("time (UTC) "), "{s}");
+    assert!(row_with(&buf, &number).unwrap().starts_with(&in_zone(0, "%H:%M:%S")), "{s}");
+
+    view.handle_key(KeyEvent::new(KeyCode::Char('t'), KeyModifiers::NONE), &m);
+    let buf = render(&m, &view, &color(), 120, 40);
+    assert!(header(&buf).ends_with(&local_clock), "back to local time: {}", screen(&buf));
+}
+
+/// Companies House stamps whole seconds, so a stream on time shows `<1s`,
+/// not the fraction of the second each event happened to arrive in
+/// (`p50 487ms p99 991ms`); a later one shows whole seconds.
+#[test]
+fn whole_second_timestamps_show_latency_in_seconds() {
+    let mut m = empty_model();
+    apply(&mut m, secs(-60), FeedMsgKind::State(ConnState::Live));
+    for (i, mut ev) in fixture_events().into_iter().take(20).enumerate() {
+        ev.published_at = Some(secs(i as i64));
+        // Arriving 10 ms … 990 ms into the second after publication.
+        let arrival = secs(i as i64) + TimeDelta::milliseconds(10 + 49 * i as i64);
+        apply(&mut m, arrival, FeedMsgKind::Event(Box::new(ev)));
+    }
+    m.tick(secs(30));
+    let buf = render(&m, &ViewState::new(), &color(), 120, 40);
+    let s = screen(&buf);
+    let (x, y) = find(&buf, "p50").unwrap_or_else(|| panic!("{s}"));
+    let row: String = lines(&buf)[usize::from(y) + 1].chars().skip(usize::from(x)).collect();
+    assert!(row.starts_with("<1s    <1s    <1s    <1s"), "{row}\n{s}");
+    assert!(!s.contains("ms "), "no milliseconds in the latency pane: {s}");
+
+    // Two seconds late: `2s`, not `2.49s`.
+    let mut ev = fixture_events().remove(0);
+    ev.published_at = Some(secs(25));
+    apply(&mut m, secs(27) + TimeDelta::milliseconds(490), FeedMsgKind::Event(Box::new(ev)));
+    m.tick(secs(30));
+    let buf = render(&m, &ViewState::new(), &color(), 120, 40);
+    let (x, y) = find(&buf, "p50").unwrap();
+    let row: String = lines(&buf)[usize::from(y) + 1].chars().skip(usize::from(x)).collect();
+    assert!(row.contains(" 2s "), "{row}\n{}", screen(&buf));
+}

@@ -4,12 +4,14 @@
 //! press, and the model moves only by `Model::apply` and `Model::tick` with
 //! fixed times, so a screen is what the terminal would show.
 //!
-//! Nothing here reads the wall clock: "now" is the model's injected time.
-//! Two things still cannot be fixed from a test, and are kept out of the
-//! snapshots instead:
+//! Nothing here reads the wall clock: "now" is the model's injected time,
+//! and the local zone is pinned to Central European Time (`cet_clock`), so
+//! the zone's name and the columns' widths do not depend on the machine.
+//! Two things are still kept out of the snapshots:
 //! - Times shown in the *local* zone (the header clock and the strike-off
-//!   time column) depend on the zone of the machine running the tests: every
-//!   `hh:mm:ss` is redacted by an insta filter. The models keep every
+//!   time column) are redacted to `hh:mm:ss` by an insta filter, as they
+//!   were before the zone was pinned (`utc_after_t` shows them whole, in
+//!   UTC, without the filter). The models keep every
 //!   strike-off time between 12:00:00 and 12:14:59 UTC on one day, where no
 //!   zone (whole, half or three-quarter hours) has its midnight, so every
 //!   zone shows `HH:MM:SS` (never a date) and the column keeps its width.
@@ -48,6 +50,7 @@ struct Screen {
 impl Screen {
     fn new(live: Model) -> Self {
         let mut view = ViewState::new();
+        view.clock = cet_clock();
         // The log buffer is process-global (see the module comment).
         view.log = TuiWidgetState::new().set_default_display_level(LevelFilter::Off);
         Self { live, view, theme: Theme::new(true) }
@@ -85,6 +88,17 @@ macro_rules! assert_screen {
             omit_expression => true,
             filters => vec![(r"\b\d{2}:\d{2}:\d{2}\b", "hh:mm:ss")],
         }, {
+            insta::assert_snapshot!($name, text);
+        });
+    }};
+}
+
+/// Snapshots `$screen` whole: for screens in UTC, where no time depends on
+/// the machine.
+macro_rules! assert_screen_unredacted {
+    ($name:expr, $screen:expr, $w:expr, $h:expr) => {{
+        let text = $screen.text($w, $h);
+        insta::with_settings!({ description => format!("{}×{}", $w, $h), omit_expression => true }, {
             insta::assert_snapshot!($name, text);
         });
     }};
@@ -400,4 +414,13 @@ fn tickers_page_by_the_visible_height() {
     s.press(KeyCode::Home);
     s.press(KeyCode::PageDown);
     assert_eq!(s.view.ticker_scroll, rows.min(total - rows));
+}
+
+/// `t` shows every wall-clock time in UTC and says so: the header clock and
+/// the strike-off times (published t0 + 0…26 s, shown at t0 + 30 s).
+#[test]
+fn utc_after_t() {
+    let mut s = Screen::new(demo_model());
+    s.keys("t");
+    assert_screen_unredacted!("utc_after_t", s, 120, 40);
 }

@@ -18,6 +18,12 @@ pub fn t0() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2025, 6, 10, 12, 0, 0).unwrap()
 }
 
+/// Local time pinned to Central European Time (CEST in June, at t0), for
+/// screens that must not depend on the machine's zone.
+pub fn cet_clock() -> crate::ui::clock::Clock {
+    crate::ui::clock::Clock::new(jiff::tz::TimeZone::posix("CET-1CEST,M3.5.0,M10.5.0/3").unwrap())
+}
+
 pub fn secs(s: i64) -> DateTime<Utc> {
     t0() + TimeDelta::seconds(s)
 }

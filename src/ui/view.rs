@@ -9,6 +9,7 @@ use std::time::Duration;
 use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 use tui_logger::{TuiWidgetEvent, TuiWidgetState};
 
+use super::clock::Clock;
 use super::filter;
 use super::keys::{action_for, Action};
 pub use super::ticker_list::TickerSort;
@@ -78,6 +79,8 @@ pub struct ViewState {
     pub help_scroll: usize,
     /// Lines the help showed in the last frame (0 before it was drawn).
     pub help_rows_shown: Cell<usize>,
+    /// The zone wall-clock times are shown in (`t`: local time or UTC).
+    pub clock: Clock,
     pub log: TuiWidgetState,
     /// Rows each list showed in the last frame (`draw` records them, 0 before
     /// the first). The layout depends on the terminal size, which only the
@@ -102,6 +105,7 @@ impl Default for ViewState {
             show_help: false,
             help_scroll: 0,
             help_rows_shown: Cell::new(0),
+            clock: Clock::default(),
             log: TuiWidgetState::default(),
             strike_rows_shown: Cell::new(0),
             ticker_rows_shown: Cell::new(0),
@@ -172,6 +176,7 @@ impl ViewState {
                 self.ticker_sort = self.ticker_sort.next();
                 self.ticker_scroll = 0;
             }
+            Action::ToggleUtc => self.clock.toggle(),
             Action::ToggleHelp => {
                 self.show_help = !self.show_help;
                 self.help_scroll = 0;

@@ -1,7 +1,6 @@
 //! The top lines: program name, pause state, totals and the clock; then the
 //! demo banner and a store problem when there is one.
 
-use chrono::Local;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::Modifier;
 use ratatui::text::{Line, Span};
@@ -9,6 +8,7 @@ use ratatui::widgets::Paragraph;
 use ratatui::Frame;
 
 use crate::model::Model;
+use crate::ui::clock::Clock;
 use crate::ui::fmt::{thousands, truncate};
 use crate::ui::theme::Theme;
 use feedtop_proto::ConnState;
@@ -67,7 +67,7 @@ fn health(model: &Model) -> String {
 }
 
 /// `paused` is the number of events that arrived since the snapshot shown.
-pub fn render(frame: &mut Frame, area: Rect, model: &Model, paused: Option<u64>, theme: &Theme) {
+pub fn render(frame: &mut Frame, area: Rect, model: &Model, paused: Option<u64>, clock: &Clock, theme: &Theme) {
     let mut rows = area.rows();
     let Some(top) = rows.next() else { return };
 
@@ -98,7 +98,7 @@ pub fn render(frame: &mut Frame, area: Rect, model: &Model, paused: Option<u64>,
 
     // Right-aligned: feedtop's own health, then the clock; each only if it
     // does not cover the totals.
-    let clock = model.now.with_timezone(&Local).format("%H:%M:%S").to_string();
+    let clock = clock.time_with_zone(model.now);
     let with_health = format!("{}{clock}", health(model));
     let right = [with_health, clock].into_iter().find(|r| left.width() + r.chars().count() < usize::from(top.width));
     match right {

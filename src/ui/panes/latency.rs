@@ -12,7 +12,7 @@ use ratatui::Frame;
 
 use super::block;
 use crate::model::{FeedView, LatencySummary, Model};
-use crate::ui::fmt::{latency_ms, window};
+use crate::ui::fmt::{latency_at, window};
 use crate::ui::theme::Theme;
 
 const LEGEND: &str = "~ estimate: server-local timestamps";
@@ -102,7 +102,8 @@ fn row<'a>(f: &'a FeedView, model: &Model, shape: &Shape, theme: &Theme) -> Row<
     match summary(f, model) {
         Ok(s) => {
             let numbers = [s.p50, s.p90, s.p99, s.max].into_iter().take(shape.numbers);
-            cells.extend(numbers.map(|ms| Cell::from(latency_ms(ms))));
+            let resolution = f.latency_resolution_ms();
+            cells.extend(numbers.map(|ms| Cell::from(latency_at(ms, resolution))));
         }
         Err(why) => cells.push(Cell::from(Span::styled(why, theme.dim)).column_span(shape.numbers as u16)),
     }

@@ -4,27 +4,27 @@
 use ratatui::layout::Rect;
 use ratatui::text::Span;
 use ratatui::Frame;
-use tui_logger::{TuiLoggerLevelOutput, TuiLoggerWidget, TuiWidgetState};
+use tui_logger::{TuiLoggerWidget, TuiWidgetState};
 
 use super::block;
+use super::log_lines::LogLines;
 use crate::ui::theme::Theme;
 
-pub fn render(frame: &mut Frame, area: Rect, state: &TuiWidgetState, focused: bool, theme: &Theme) {
+/// `utc`: stamp the lines in UTC, as the rest of the screen (`t`).
+pub fn render(frame: &mut Frame, area: Rect, state: &TuiWidgetState, focused: bool, utc: bool, theme: &Theme) {
     // Level styles are always set from the theme: the widget's own defaults
     // would bring colour into a NO_COLOR screen.
+    let lines = LogLines {
+        utc,
+        error: theme.error,
+        warn: theme.warn,
+        info: ratatui::style::Style::new(),
+        debug: theme.dim,
+        trace: theme.dim,
+    };
     let widget = TuiLoggerWidget::default()
         .block(block(vec![Span::raw("Log")], focused, theme))
-        .style_error(theme.error)
-        .style_warn(theme.warn)
-        .style_info(ratatui::style::Style::new())
-        .style_debug(theme.dim)
-        .style_trace(theme.dim)
-        .output_timestamp(Some("%H:%M:%S".into()))
-        .output_level(Some(TuiLoggerLevelOutput::Abbreviated))
-        .output_target(false)
-        .output_file(false)
-        .output_line(false)
-        .output_separator(' ')
+        .formatter(Box::new(lines))
         .state(state);
     frame.render_widget(widget, area);
 }

@@ -7,6 +7,7 @@ pub mod header;
 pub mod help;
 pub mod latency;
 pub mod log;
+pub mod log_lines;
 pub mod rate;
 pub mod strike_offs;
 pub mod tickers;

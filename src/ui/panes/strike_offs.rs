@@ -1,7 +1,7 @@
 //! Companies entering and leaving the proposal to strike off, newest first,
 //! filtered and scrolled by the view.
 
-use chrono::{DateTime, Local, Utc};
+use chrono::{DateTime, Utc};
 use ratatui::layout::{Constraint, Rect};
 use ratatui::style::Style;
 use ratatui::text::{Line, Span};
@@ -12,6 +12,7 @@ use super::block;
 use crate::model::strike_off::PROPOSAL;
 use crate::model::{ChangeKind, Model, StrikeOffChange};
 use crate::sanitize::for_terminal;
+use crate::ui::clock::Clock;
 use crate::ui::filter;
 use crate::ui::fmt::{thousands, truncate};
 use crate::ui::theme::Theme;
@@ -47,11 +48,11 @@ fn transition(c: &StrikeOffChange, width: usize, compact: bool) -> String {
 }
 
 /// When the change was published (the register's time, not when we read it:
-/// a replayed backlog arrives all at once), local time; older than today
-/// shows the date instead of the seconds.
-fn when(c: &StrikeOffChange, now: DateTime<Utc>) -> String {
-    let at = c.published_at.unwrap_or(c.received_at).with_timezone(&Local);
-    if at.date_naive() == now.with_timezone(&Local).date_naive() {
+/// a replayed backlog arrives all at once), in the chosen zone (named in
+/// the column header); older than today shows the date instead of the seconds.
+fn when(c: &StrikeOffChange, now: DateTime<Utc>, clock: &Clock) -> String {
+    let at = clock.in_zone(c.published_at.unwrap_or(c.received_at));
+    if at.date_naive() == clock.in_zone(now).date_naive() {
         at.format("%H:%M:%S").to_string()
     } else {
         at.format("%m-%d %H:%M").to_string()
@@ -74,6 +75,7 @@ pub struct Args<'a> {
     pub filter: &'a str,
     pub scroll: usize,
     pub focused: bool,
+    pub clock: &'a Clock,
 }
 
 /// The pane title: tallies, the filter, and which rows are shown when not
@@ -130,13 +132,14 @@ pub fn render(frame: &mut Frame, area: Rect, model: &Model, args: Args, theme: &
     let shown: Vec<&StrikeOffChange> = matching.into_iter().skip(first).take(rows_fit).collect();
     // The name column is as wide as the longest name shown, within limits, and
     // the transition gets the rest: on a wide screen both are whole.
-    let times: Vec<String> = shown.iter().map(|c| when(c, model.now)).collect();
-    let time_width = times.iter().map(|t| t.len()).max().unwrap_or(8) as u16;
+    let times: Vec<String> = shown.iter().map(|c| when(c, model.now, args.clock)).collect();
+    let time_head = format!("time ({})", args.clock.label(model.now));
+    let time_width = times.iter().chain([&time_head]).map(|t| t.len()).max().unwrap_or(8) as u16;
     let fixed = time_width + 8 + 10 + 4;
     let avail = inner.width.saturating_sub(fixed);
     let longest = shown.iter().map(|c| c.company_name.chars().count()).max().unwrap_or(0) as u16;
     let name_width = longest.clamp(7, 40).min(avail / 5 * 3);
-    let header = Row::new(["time", "number", "company", "change", "from → to"]).style(theme.dim);
+    let header = Row::new([time_head.as_str(), "number", "company", "change", "from → to"]).style(theme.dim);
     let transition_width = usize::from(avail.saturating_sub(name_width));
     let compact = shown.iter().any(|c| c.transition().chars().count() > transition_width);
     let rows = shown.into_iter().zip(times).map(|(c, time)| row(c, time, theme, transition_width, compact));
