@@ -463,3 +463,25 @@ fn whole_second_timestamps_show_latency_in_seconds() {
     let row: String = lines(&buf)[usize::from(y) + 1].chars().skip(usize::from(x)).collect();
     assert!(row.contains(" 2s "), "{row}\n{}", screen(&buf));
 }
+
+/// `r` reconnects the selected feed whichever pane has the keyboard, so the
+/// selection stays marked (underlined) when the Connections pane loses focus.
+#[test]
+fn the_selected_feed_stays_marked_without_focus() {
+    let m = four_feeds();
+    let mut view = ViewState::new();
+    view.focus = Focus::Connections;
+    view.selected_feed = 1;
+    let buf = render(&m, &view, &color(), 200, 50);
+    let (x, y) = find_in_row(&buf, "wig80", "wig80").unwrap();
+    assert!(buf[(x, y)].modifier.contains(ratatui::style::Modifier::REVERSED), "focused: reversed");
+    view.focus = Focus::StrikeOffs;
+    for theme in [color(), Theme::new(false)] {
+        let buf = render(&m, &view, &theme, 200, 50);
+        let (x, y) = find_in_row(&buf, "wig80", "wig80").unwrap();
+        let marked = buf[(x, y)].modifier;
+        assert!(marked.contains(ratatui::style::Modifier::UNDERLINED), "not focused: still marked ({marked:?})");
+        let (x, y) = find_in_row(&buf, "carbon", "carbon").unwrap();
+        assert!(!buf[(x, y)].modifier.contains(ratatui::style::Modifier::UNDERLINED), "only the selected row");
+    }
+}

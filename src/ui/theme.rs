@@ -21,6 +21,9 @@ pub struct Theme {
     pub focus: Style,
     /// The selected row in a focused pane.
     pub selected: Style,
+    /// The selected row of a pane without the keyboard: still marked, since
+    /// `r` acts on it from anywhere.
+    pub selected_idle: Style,
     /// The demo banner: impossible to miss.
     pub banner: Style,
     /// Key names in the footer and help overlay.
@@ -49,6 +52,7 @@ impl Theme {
                 title: bold,
                 focus: bold.add_modifier(Modifier::REVERSED),
                 selected: reversed,
+                selected_idle: Style::new().add_modifier(Modifier::UNDERLINED),
                 banner: bold.add_modifier(Modifier::REVERSED),
                 key: bold,
                 entered: bold,
@@ -68,6 +72,7 @@ impl Theme {
             title: bold,
             focus: bold.fg(Color::Cyan),
             selected: reversed,
+            selected_idle: Style::new().add_modifier(Modifier::UNDERLINED),
             banner: bold.fg(Color::Black).bg(Color::Yellow),
             key: bold.fg(Color::Cyan),
             entered: Style::new().fg(Color::Yellow),
@@ -105,7 +110,7 @@ mod tests {
         assert!(!color_enabled_with(true, Some("")));
     }
 
-    fn styles(t: &Theme) -> [Style; 15] {
+    fn styles(t: &Theme) -> [Style; 16] {
         [
             t.ok,
             t.warn,
@@ -114,6 +119,7 @@ mod tests {
             t.title,
             t.focus,
             t.selected,
+            t.selected_idle,
             t.banner,
             t.key,
             t.entered,

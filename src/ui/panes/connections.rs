@@ -175,10 +175,11 @@ pub fn render(frame: &mut Frame, area: Rect, model: &Model, selected: usize, foc
         let err = text.map(|e| truncate(&for_terminal(e), error_width as usize)).unwrap_or_default();
         cells.push(Cell::from(Line::from(Span::styled(err, err_style))));
         let row = Row::new(cells);
-        if focused && i == selected.min(model.feeds.len().saturating_sub(1)) {
-            row.style(theme.selected)
-        } else {
-            row
+        match (i == selected.min(model.feeds.len().saturating_sub(1)), focused) {
+            (true, true) => row.style(theme.selected),
+            // `r` reconnects the selected feed whichever pane has focus.
+            (true, false) => row.style(theme.selected_idle),
+            (false, _) => row,
         }
     });
     let widths = cols.iter().map(|&c| Constraint::Length(width(c))).chain([Constraint::Fill(1)]);
