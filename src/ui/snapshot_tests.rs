@@ -20,7 +20,6 @@
 //!   pane and its frame are still drawn). `log_pane_shows_tracing_events`
 //!   covers its content.
 
-use chrono::TimeDelta;
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use ratatui::backend::TestBackend;
 use ratatui::style::{Color, Modifier};
@@ -145,14 +144,7 @@ fn demo_model() -> Model {
     apply_to(&mut m, WIG80, secs(20), FeedMsgKind::Quotes(wig80_quotes("open")));
     apply_to(&mut m, WIG80, secs(21), FeedMsgKind::Rtt(std::time::Duration::from_millis(42)));
 
-    let brent = |price: f64, at: chrono::DateTime<chrono::Utc>| Quote {
-        volume: Some(1000.0),
-        time: Some(QuoteTime::Absolute(at - TimeDelta::milliseconds(250))),
-        ..Quote::new("BRENT_CRUDE", price)
-    };
-    apply_to(&mut m, CARBON, secs(20), FeedMsgKind::Quotes(vec![brent(75.5, secs(20))]));
-    let just_now = secs(30) - TimeDelta::milliseconds(500);
-    apply_to(&mut m, CARBON, just_now, FeedMsgKind::Quotes(vec![brent(75.9, just_now)]));
+    carbon_brent(&mut m, CARBON);
 
     let wig20 = Quote { volume: Some(45_600_000.0), ..quote("WIG20", 2_345.67, 12.5, 0.54) };
     apply_to(&mut m, CARBON_SSE, secs(5), FeedMsgKind::Quotes(vec![wig20]));

@@ -156,6 +156,20 @@ pub fn wig80_quotes(status: &str) -> Vec<Quote> {
     vec![pkn, kghm]
 }
 
+/// carbon's BRENT_CRUDE on the model's `index`-th feed: 75.50 at t0 + 20 s,
+/// then 75.90 half a second before t0 + 30 s (it just ticked up); zoned
+/// timestamps, 250 ms late.
+pub fn carbon_brent(m: &mut Model, index: usize) {
+    let brent = |price: f64, at: DateTime<Utc>| Quote {
+        volume: Some(1000.0),
+        time: Some(QuoteTime::Absolute(at - TimeDelta::milliseconds(250))),
+        ..Quote::new("BRENT_CRUDE", price)
+    };
+    apply_to(m, index, secs(20), FeedMsgKind::Quotes(vec![brent(75.5, secs(20))]));
+    let just_now = secs(30) - TimeDelta::milliseconds(500);
+    apply_to(m, index, just_now, FeedMsgKind::Quotes(vec![brent(75.9, just_now)]));
+}
+
 /// A quote with the day's change.
 pub fn quote(symbol: &str, price: f64, change: f64, percent: f64) -> Quote {
     Quote { change: Some(change), change_percent: Some(percent), ..Quote::new(symbol, price) }
@@ -182,14 +196,7 @@ pub fn quote_model() -> Model {
     apply_to(&mut m, WIG80, secs(20), FeedMsgKind::Quotes(wig80_quotes("closed")));
     apply_to(&mut m, WIG80, secs(21), FeedMsgKind::Rtt(Duration::from_millis(42)));
 
-    let brent = |price: f64, at: DateTime<Utc>| Quote {
-        volume: Some(1000.0),
-        time: Some(QuoteTime::Absolute(at - TimeDelta::milliseconds(250))),
-        ..Quote::new("BRENT_CRUDE", price)
-    };
-    apply_to(&mut m, CARBON, secs(20), FeedMsgKind::Quotes(vec![brent(75.5, secs(20))]));
-    let just_now = secs(30) - TimeDelta::milliseconds(500);
-    apply_to(&mut m, CARBON, just_now, FeedMsgKind::Quotes(vec![brent(75.9, just_now)]));
+    carbon_brent(&mut m, CARBON);
 
     let wig20 = Quote { volume: Some(45_600_000.0), ..quote("WIG20", 2_345.67, 12.5, 0.54) };
     apply_to(&mut m, SSE, secs(-90), FeedMsgKind::Quotes(vec![wig20]));
