@@ -10,7 +10,9 @@ use serde::Serialize;
 use tokio::time::{interval_at, Instant, MissedTickBehavior};
 
 use crate::app::{shutdown_signal, Pipeline, ShutdownSummary};
-use crate::model::{LatencySummary, Model, Tally};
+use chrono::{DateTime, Utc};
+
+use crate::model::{CatchUp, LatencySummary, Model, Tally};
 
 #[derive(Debug, Clone)]
 pub struct HeadlessOptions {
@@ -56,6 +58,9 @@ struct FeedReport<'a> {
     /// True when latency comes from naive server-local timestamps.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     latency_estimated: bool,
+    /// Backlog replayed after a (re)connection, kept out of `latency_ms`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    catch_up: Option<CatchUpReport>,
     /// Round-trip time of the feed's own ping.
     #[serde(skip_serializing_if = "Option::is_none")]
     rtt_ms: Option<u64>,
@@ -74,6 +79,25 @@ struct FeedReport<'a> {
     unusable_resume_ids: u64,
     last_timepoint: Option<i64>,
     last_error: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+struct CatchUpReport {
+    replayed: u64,
+    /// How far behind the source the latest replayed sample was.
+    lag_ms: u64,
+    /// Backlog is still arriving; false once it stopped without a fresh sample.
+    active: bool,
+}
+
+impl CatchUpReport {
+    fn of(c: CatchUp, now: DateTime<Utc>) -> Self {
+        Self {
+            replayed: c.replayed,
+            lag_ms: u64::try_from(c.lag.as_millis()).unwrap_or(u64::MAX),
+            active: c.is_active(now),
+        }
+    }
 }
 
 #[derive(Serialize)]
@@ -111,6 +135,7 @@ pub fn report_line(model: &Model, is_final: bool) -> String {
             latency_ms: f.latency.summary(model.now),
             latency_resolution_ms: f.latency_resolution_ms(),
             latency_estimated: f.latency_estimated,
+            catch_up: f.catch_up.map(|c| CatchUpReport::of(c, model.now)),
             rtt_ms: f.rtt.map(|d| d.as_millis() as u64),
             rtt_stale: f.rtt.is_some() && f.rtt_is_stale(model.now),
             no_data: &f.no_data,
@@ -242,6 +267,27 @@ mod tests {
         let f = &v["feeds"][0];
         assert_eq!(f["latency_resolution_ms"], 1000, "{f}");
         assert!(f["latency_ms"]["p50"].as_u64().is_some_and(|p| (480..=490).contains(&p)), "{f}");
+    }
+
+    /// A replayed backlog is reported as a catch-up beside (not inside) the
+    /// latency percentiles, and the field is absent when there is none.
+    #[test]
+    fn a_catch_up_is_reported_apart_from_latency() {
+        let t0 = Utc.with_ymd_and_hms(2025, 6, 10, 12, 0, 0).unwrap();
+        let info = FeedInfo { name: "companies".into(), kind: FeedKind::CompaniesHouse };
+        let mut m = Model::new(vec![info], Duration::from_secs(300), t0);
+        let feed = m.feeds[0].info.name.clone();
+        let line = include_str!("../tests/fixtures/ch-companies-sample.ndjson").lines().next().unwrap();
+        let before: serde_json::Value = serde_json::from_str(&report_line(&m, false)).unwrap();
+        assert!(before["feeds"][0].get("catch_up").is_none(), "{before}");
+        m.apply(FeedMsg { feed: feed.clone(), at: t0, kind: FeedMsgKind::State(ConnState::Live) }, &mut Vec::new());
+        let mut ev = feedtop_proto::ch::parse_event(line.as_bytes().to_vec()).unwrap();
+        ev.published_at = Some(t0 - chrono::TimeDelta::hours(2));
+        m.apply(FeedMsg { feed, at: t0, kind: FeedMsgKind::Event(Box::new(ev)) }, &mut Vec::new());
+        let v: serde_json::Value = serde_json::from_str(&report_line(&m, false)).unwrap();
+        let f = &v["feeds"][0];
+        assert_eq!(f["catch_up"], serde_json::json!({"replayed": 1, "lag_ms": 7_200_000, "active": true}), "{f}");
+        assert!(f["latency_ms"].is_null(), "{f}");
     }
 
     #[test]

@@ -26,6 +26,16 @@ pub const STALLED: &str = "stalled";
 /// The quiet period when a feed does not set one.
 pub const DEFAULT_STALL_AFTER: Duration = Duration::from_secs(45);
 
+/// On a feed that replays what it missed, a sample at least this far behind
+/// the source's clock, before the connection has delivered a fresh one, is
+/// backlog: its age says how long feedtop was away, not how late the feed is.
+pub const CATCH_UP_LAG: Duration = Duration::from_secs(60);
+
+/// A catch-up with no backlog sample for this long has stopped: the server
+/// sent all it had, or the connection went quiet. The screen then says what
+/// was replayed instead of "catching up".
+pub const CATCH_UP_QUIET: Duration = Duration::from_secs(10);
+
 /// How many strike-off changes the pane keeps in memory (the database has all).
 pub const STRIKE_OFF_HISTORY: usize = 2000;
 
@@ -103,6 +113,33 @@ pub struct FeedView {
     /// A live connection with nothing received for longer than this is
     /// shown as stalled (the feed's expected quiet period).
     pub stall_after: Duration,
+    /// The backlog replayed since the feed last delivered a fresh sample,
+    /// kept out of `latency`. `None` once a fresh sample arrives.
+    pub catch_up: Option<CatchUp>,
+    /// A fresh sample (behind by less than [`CATCH_UP_LAG`]) arrived on the
+    /// current connection: later samples are latency however old they are,
+    /// since a feed that fell behind while connected is late, not replaying.
+    fresh_on_this_connection: bool,
+}
+
+/// A replay of missed events after a (re)connection, reported apart from
+/// latency: "catching up: 1,204 replayed, lag 2h14m".
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CatchUp {
+    /// Backlog samples received so far.
+    pub replayed: u64,
+    /// How far behind the source's clock the latest backlog sample was.
+    pub lag: Duration,
+    /// When the latest backlog sample arrived.
+    pub last_at: DateTime<Utc>,
+}
+
+impl CatchUp {
+    /// Backlog is still arriving. Once it stops for [`CATCH_UP_QUIET`]
+    /// without a fresh sample, how far behind the feed is cannot be known.
+    pub fn is_active(&self, now: DateTime<Utc>) -> bool {
+        now - self.last_at < chrono::TimeDelta::from_std(CATCH_UP_QUIET).unwrap_or(chrono::TimeDelta::MAX)
+    }
 }
 
 /// The resolution of a feed's timestamps. Companies House `published_at`
@@ -150,13 +187,25 @@ impl FeedView {
             rtt: None,
             rtt_at: None,
             stall_after: DEFAULT_STALL_AFTER,
+            catch_up: None,
+            fresh_on_this_connection: false,
         }
     }
 
-    /// Records one latency sample: received `at`, stamped `stamped` by the source.
+    /// Records one latency sample: received `at`, stamped `stamped` by the
+    /// source. A replayed backlog sample goes to `catch_up` instead: an hour
+    /// of backlog is not an hour of latency.
     fn record_latency(&mut self, at: DateTime<Utc>, stamped: DateTime<Utc>) {
-        self.latency.record(at, (at - stamped).num_milliseconds());
         self.stamps = self.stamps.seen(stamped);
+        let behind = (at - stamped).to_std().unwrap_or_default();
+        if self.info.kind.replays_backlog() && !self.fresh_on_this_connection && behind >= CATCH_UP_LAG {
+            let replayed = self.catch_up.map_or(0, |c| c.replayed) + 1;
+            self.catch_up = Some(CatchUp { replayed, lag: behind, last_at: at });
+            return;
+        }
+        self.fresh_on_this_connection = true;
+        self.catch_up = None;
+        self.latency.record(at, (at - stamped).num_milliseconds());
     }
 
     /// The resolution of the feed's latency in milliseconds: 1000 when its
@@ -342,6 +391,9 @@ impl Model {
                 }
                 if state == ConnState::Live {
                     feed.last_byte_at = Some(at);
+                    // A new connection may replay again (a catch-up cut
+                    // short by a disconnect goes on counting).
+                    feed.fresh_on_this_connection = false;
                 }
                 feed.state = state;
                 feed.state_since = Some(at);
@@ -596,6 +648,85 @@ mod tests {
         assert!((1490..=1510).contains(&s.p50), "{s:?}");
         m.tick(t0() + TimeDelta::seconds(2));
         assert_eq!(m.per_minute(), 1);
+    }
+
+    /// An event of the sample fixture published at `published`, received at `at`.
+    fn event_at(m: &mut Model, published: DateTime<Utc>, at: DateTime<Utc>) {
+        let line = include_str!("../../tests/fixtures/ch-companies-sample.ndjson").lines().next().unwrap();
+        let mut ev = parse_event(line.as_bytes().to_vec()).unwrap();
+        ev.published_at = Some(published);
+        m.apply(msg(at, FeedMsgKind::Event(Box::new(ev))), &mut Vec::new());
+    }
+
+    /// After a resume the server replays an hour of backlog: that is a lag
+    /// reported apart, not an hour of latency in the percentiles.
+    #[test]
+    fn replayed_backlog_is_catch_up_not_latency() {
+        let mut m = Model::new(vec![info()], Duration::from_secs(300), t0());
+        m.apply(msg(t0(), FeedMsgKind::State(ConnState::Live)), &mut Vec::new());
+        for i in 0..3 {
+            let received = t0() + TimeDelta::seconds(i);
+            event_at(&mut m, received - TimeDelta::minutes(134) + TimeDelta::seconds(i), received);
+        }
+        let f = &m.feeds[0];
+        let c = f.catch_up.expect("catching up");
+        assert_eq!((c.replayed, c.lag), (3, Duration::from_secs(134 * 60 - 2)));
+        assert!(c.is_active(t0() + TimeDelta::seconds(5)));
+        assert_eq!(f.latency.summary(t0() + TimeDelta::seconds(3)), None, "no backlog in the percentiles");
+        assert_eq!(f.counts.events, 3, "replayed events still count as events");
+
+        // The first fresh event ends the catch-up and is the first latency.
+        let fresh = t0() + TimeDelta::seconds(10);
+        event_at(&mut m, fresh - TimeDelta::seconds(2), fresh);
+        let f = &m.feeds[0];
+        assert_eq!(f.catch_up, None);
+        let s = f.latency.summary(fresh).unwrap();
+        assert_eq!((s.count, s.max / 100), (1, 20), "{s:?}");
+    }
+
+    /// Once the connection has delivered a fresh event, an old one is a late
+    /// feed, which the operator must see as latency.
+    #[test]
+    fn lateness_after_a_fresh_event_is_latency() {
+        let mut m = Model::new(vec![info()], Duration::from_secs(300), t0());
+        m.apply(msg(t0(), FeedMsgKind::State(ConnState::Live)), &mut Vec::new());
+        event_at(&mut m, t0(), t0());
+        let late = t0() + TimeDelta::minutes(3);
+        event_at(&mut m, t0(), late);
+        let f = &m.feeds[0];
+        assert_eq!(f.catch_up, None);
+        assert_eq!(f.latency.summary(late).unwrap().count, 2);
+    }
+
+    /// A reconnection may replay again; a catch-up cut short by a
+    /// disconnect goes on counting. Feeds that start at the present (here a
+    /// WebSocket one) never replay, so their old stamps are latency.
+    #[test]
+    fn catch_up_restarts_per_connection_and_only_where_feeds_replay() {
+        let mut m = Model::new(vec![info()], Duration::from_secs(300), t0());
+        let live = |m: &mut Model, at| m.apply(msg(at, FeedMsgKind::State(ConnState::Live)), &mut Vec::new());
+        live(&mut m, t0());
+        event_at(&mut m, t0() - TimeDelta::hours(1), t0());
+        live(&mut m, t0() + TimeDelta::seconds(5));
+        event_at(&mut m, t0() - TimeDelta::minutes(50), t0() + TimeDelta::seconds(6));
+        assert_eq!(m.feeds[0].catch_up.map(|c| c.replayed), Some(2));
+        // After a fresh event and a new connection, old events are backlog again.
+        event_at(&mut m, t0() + TimeDelta::seconds(7), t0() + TimeDelta::seconds(7));
+        live(&mut m, t0() + TimeDelta::seconds(8));
+        event_at(&mut m, t0() - TimeDelta::minutes(5), t0() + TimeDelta::seconds(9));
+        assert_eq!(m.feeds[0].catch_up.map(|c| c.replayed), Some(1));
+        // Quiet for CATCH_UP_QUIET: no longer "catching up", and no lag claimed.
+        let c = m.feeds[0].catch_up.unwrap();
+        assert!(!c.is_active(t0() + TimeDelta::seconds(9) + TimeDelta::from_std(CATCH_UP_QUIET).unwrap()));
+
+        let ws = FeedInfo { name: "ticks".into(), kind: FeedKind::WebSocket(feedtop_proto::Dialect::Carbon) };
+        let mut m = Model::new(vec![ws], Duration::from_secs(300), t0());
+        let mut quote = Quote::new("BRENT_CRUDE", 75.5);
+        quote.time = Some(feedtop_proto::QuoteTime::Absolute(t0() - TimeDelta::hours(1)));
+        m.apply(FeedMsg { feed: "ticks".into(), at: t0(), kind: FeedMsgKind::State(ConnState::Live) }, &mut Vec::new());
+        m.apply(FeedMsg { feed: "ticks".into(), at: t0(), kind: FeedMsgKind::Quotes(vec![quote]) }, &mut Vec::new());
+        assert_eq!(m.feeds[0].catch_up, None);
+        assert_eq!(m.feeds[0].latency.summary(t0()).unwrap().count, 1);
     }
 
     #[test]

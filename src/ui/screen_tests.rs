@@ -87,6 +87,38 @@ fn a_quiet_live_feed_is_shown_stalled_in_amber_and_the_header_says_so() {
     assert_eq!(down[(x, y)].fg, Color::Red);
 }
 
+/// After a resume an hour of backlog must not read as an hour of latency:
+/// the latency row says "catching up" with the lag and the count, and once the
+/// backlog stops without a fresh event it claims no lag at all.
+#[test]
+fn a_replayed_backlog_is_shown_as_catching_up_not_as_latency() {
+    let mut m = empty_model();
+    apply(&mut m, secs(-1), FeedMsgKind::State(ConnState::Live));
+    for (i, mut ev) in fixture_events().into_iter().take(3).enumerate() {
+        ev.published_at = Some(secs(i as i64) - TimeDelta::minutes(134));
+        apply(&mut m, secs(i as i64), FeedMsgKind::Event(Box::new(ev)));
+    }
+    m.tick(secs(3));
+    let buf = render(&m, &ViewState::new(), &color(), 100, 30);
+    let s = screen(&buf);
+    let latency_row =
+        lines(&buf).into_iter().filter(|l| l.contains("companies")).nth(1).unwrap_or_else(|| panic!("{s}"));
+    assert!(latency_row.contains("catching up: lag 2h14m, 3 replayed"), "{s}");
+    // Where the pane has no room for the count, the lag stays.
+    let narrow = screen(&render(&m, &ViewState::new(), &color(), 80, 24));
+    assert!(narrow.contains("catching up: lag 2h14m "), "{narrow}");
+    let narrowest = screen(&render(&m, &ViewState::new(), &color(), 60, 24));
+    assert!(narrowest.contains("catch-up 2h14m"), "{narrowest}");
+    let (x, y) = find(&buf, "catching up").unwrap();
+    assert_eq!(buf[(x, y)].fg, Color::Yellow, "a condition, not health");
+
+    m.tick(secs(30));
+    let s = screen(&render(&m, &ViewState::new(), &color(), 100, 30));
+    assert!(s.contains("replayed 3; no fresh event yet"), "{s}");
+    assert!(!s.contains("2h14m"), "a lag that may be over is not claimed: {s}");
+    assert!(!s.contains("catching up"), "{s}");
+}
+
 #[test]
 fn an_old_round_trip_time_is_shown_as_stale() {
     let mut m = four_feeds();

@@ -231,6 +231,14 @@ impl FeedKind {
     pub fn carries_quotes(self) -> bool {
         !matches!(self, FeedKind::CompaniesHouse)
     }
+
+    /// Whether a (re)connection resumes from a stored point, so that the
+    /// server first replays what was missed: Companies House from its
+    /// timepoint, SSE from `Last-Event-ID`. WebSocket and polled feeds start
+    /// at the present.
+    pub fn replays_backlog(self) -> bool {
+        matches!(self, FeedKind::CompaniesHouse | FeedKind::Sse)
+    }
 }
 
 impl std::fmt::Display for FeedKind {
