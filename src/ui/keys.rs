@@ -23,6 +23,12 @@ pub enum Action {
     CycleSort,
     ToggleUtc,
     ToggleHelp,
+    /// Details of the focused pane's selection (a feed, a company, a ticker).
+    Details,
+    /// The focused pane alone on the screen, and back.
+    ToggleZoom,
+    /// What is in force: config file, database, feeds, version.
+    ShowInfo,
 }
 
 impl Action {
@@ -37,6 +43,9 @@ impl Action {
             Action::FocusNext => Some("focus"),
             Action::ToggleUtc => Some("UTC"),
             Action::ToggleHelp => Some("help"),
+            Action::Details => Some("details"),
+            Action::ToggleZoom => Some("zoom"),
+            Action::ShowInfo => Some("info"),
             _ => None,
         }
     }
@@ -92,7 +101,10 @@ pub const BINDINGS: &[Binding] = &[
     bind(KeyCode::Char('?'), NONE, Action::ToggleHelp, "?", "show / hide this help"),
     // After help: the footer drops hints from the end at 80 columns, and
     // `?` is the way to every other key.
+    bind(KeyCode::Enter, NONE, Action::Details, "Enter", "details of the selected row"),
     bind(KeyCode::Char('t'), NONE, Action::ToggleUtc, "t", "times in UTC / local time"),
+    bind(KeyCode::Char('z'), NONE, Action::ToggleZoom, "z", "zoom the focused pane / back"),
+    bind(KeyCode::Char('i'), NONE, Action::ShowInfo, "i", "what is in force: config, db, feeds"),
 ];
 
 fn significant(m: KeyModifiers) -> KeyModifiers {
@@ -167,6 +179,10 @@ mod tests {
             (key(KeyCode::Char('s'), NONE), Some(Action::CycleSort)),
             (key(KeyCode::Char('s'), KeyModifiers::CONTROL), None),
             (key(KeyCode::Char('t'), NONE), Some(Action::ToggleUtc)),
+            (key(KeyCode::Enter, NONE), Some(Action::Details)),
+            (key(KeyCode::Char('z'), NONE), Some(Action::ToggleZoom)),
+            (key(KeyCode::Char('i'), NONE), Some(Action::ShowInfo)),
+            (key(KeyCode::Char('i'), KeyModifiers::CONTROL), None),
         ];
         for (k, want) in cases {
             assert_eq!(action_for(k), want, "{k:?}");
@@ -197,7 +213,7 @@ mod tests {
     #[test]
     fn help_and_footer_come_from_the_table() {
         let rows = help_rows();
-        assert_eq!(rows.len(), 17, "one row per action");
+        assert_eq!(rows.len(), 20, "one row per action");
         assert!(rows.contains(&("s".to_string(), "sort tickers: symbol / change % / age")));
         assert_eq!(rows[0], ("q / Ctrl-C".to_string(), "quit"));
         assert!(rows.iter().any(|r| r.0 == "↑ / k"));
@@ -205,6 +221,9 @@ mod tests {
         assert_eq!(hints[0], ("q", "quit"));
         assert!(hints.contains(&("R", "reconnect all")));
         assert!(hints.contains(&("?", "help")));
-        assert_eq!(hints.last(), Some(&("t", "UTC")));
+        // `?` comes before the hints an 80-column footer cannot hold.
+        let at = |key: &str| hints.iter().position(|h| h.0 == key).unwrap();
+        assert!(at("?") < at("Enter") && at("Enter") < at("z") && at("z") < at("i"));
+        assert_eq!(hints.last(), Some(&("i", "info")));
     }
 }
