@@ -607,6 +607,47 @@ mod tests {
     }
 
     #[test]
+    fn a_detail_scrolls_by_its_height_and_keeps_the_feed_keys() {
+        let m = two_feeds();
+        let mut v = ViewState::new();
+        v.focus = Focus::Connections;
+        press(&mut v, &m, KeyCode::Char('j'));
+        press(&mut v, &m, KeyCode::Enter);
+        assert_eq!(v.detail, Some(Detail::Feed("officers".into())));
+        // As the last frame drew it: 30 lines, 8 shown.
+        v.detail_lines.set(30);
+        v.detail_rows_shown.set(8);
+        press(&mut v, &m, KeyCode::PageDown);
+        assert_eq!(v.detail_scroll, 8, "a page is the visible height");
+        press(&mut v, &m, KeyCode::Char('G'));
+        assert_eq!(v.detail_scroll, 22, "the last page, not past it");
+        press(&mut v, &m, KeyCode::Char('k'));
+        assert_eq!((v.detail_scroll, v.selected_feed, v.scroll), (21, 1, 0), "the panes below do not move");
+        // Feed keys still act: reconnect the feed being read about.
+        assert_eq!(press(&mut v, &m, KeyCode::Char('r')), Some(UiCommand::Reconnect("officers".into())));
+        press(&mut v, &m, KeyCode::Char('t'));
+        assert!(v.clock.utc);
+        // Keys for hidden panes do nothing; `q` closes without quitting.
+        press(&mut v, &m, KeyCode::Tab);
+        press(&mut v, &m, KeyCode::Char('/'));
+        assert_eq!((v.focus, v.editing_filter, v.detail.is_some()), (Focus::Connections, false, true));
+        assert_eq!(press(&mut v, &m, KeyCode::Char('q')), None);
+        assert_eq!(v.detail, None);
+        // It opens again at the top; `i` switches to what is in force.
+        press(&mut v, &m, KeyCode::Enter);
+        assert_eq!(v.detail_scroll, 0);
+        press(&mut v, &m, KeyCode::Char('i'));
+        assert_eq!(v.detail, Some(Detail::Info));
+        press(&mut v, &m, KeyCode::Esc);
+        assert_eq!(v.detail, None);
+        // `z` zooms and unzooms.
+        press(&mut v, &m, KeyCode::Char('z'));
+        assert!(v.zoomed);
+        press(&mut v, &m, KeyCode::Char('z'));
+        assert!(!v.zoomed);
+    }
+
+    #[test]
     fn unknown_keys_do_nothing() {
         let m = live_model();
         let mut v = ViewState::new();
