@@ -27,7 +27,13 @@ fn list_or_all(items: &[String]) -> String {
 /// `url` fit to show: secret query values (`redact_url`) and a password in
 /// the authority replaced by `***`.
 pub fn shown_url(url: &str) -> String {
-    let redacted = redact_url(url);
+    // `redact_url` writes the whole query again (`&h&` becomes `&h=&`):
+    // keep the URL as configured unless it had something to hide.
+    let pairs = |u: &str| url::Url::parse(u).map(|u| u.query_pairs().into_owned().collect::<Vec<_>>()).ok();
+    let redacted = match redact_url(url) {
+        r if pairs(&r) == pairs(url) => url.to_string(),
+        r => r,
+    };
     match url::Url::parse(&redacted) {
         Ok(mut u) if u.password().is_some() => match u.set_password(Some("***")) {
             Ok(()) => u.into(),
@@ -128,6 +134,14 @@ mod tests {
         let all = format!("{about:?}");
         assert!(!all.contains("SECRET-JWT") && !all.contains("hunter2"), "{all}");
         assert!(about.settings.contains(&("token", "set (hidden)".to_string())));
+    }
+
+    #[test]
+    fn a_url_without_secrets_is_shown_as_configured() {
+        let stooq = "http://127.0.0.1:9/q/l/?s=pkn+cdr&f=sd2t2ohlcv&h&e=csv";
+        assert_eq!(shown_url(stooq), stooq);
+        assert_eq!(shown_url("not a url"), "not a url");
+        assert_eq!(shown_url("https://h/p?h&key=abc"), "https://h/p?h=&key=***");
     }
 
     #[test]

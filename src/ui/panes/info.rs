@@ -74,7 +74,11 @@ pub fn lines(run: Option<&RunInfo>, model: &Model, clock: &Clock, width: usize, 
         },
     );
     field(&mut out, "database", LABEL, &db, Style::new(), width, theme);
-    let zone = if clock.utc { "UTC (t: local)".to_string() } else { format!("{} (t: UTC)", clock.label(now)) };
+    let zone = if clock.utc {
+        "UTC (t: local time)".to_string()
+    } else {
+        format!("local time, {} (t: UTC)", clock.label(now))
+    };
     let screen = match run {
         Some(r) => format!("{} fps · {} · times in {zone}", r.fps, r.theme),
         None => format!("times in {zone}"),
