@@ -38,7 +38,8 @@ impl Action {
             Action::Quit => Some("quit"),
             Action::TogglePause => Some("pause"),
             Action::Reconnect => Some("reconnect"),
-            Action::ReconnectAll => Some("reconnect all"),
+            // Beside `r reconnect`; short, so `Enter details` fits at 80 columns.
+            Action::ReconnectAll => Some("all"),
             Action::StartFilter => Some("filter"),
             Action::FocusNext => Some("focus"),
             Action::ToggleUtc => Some("UTC"),
@@ -219,7 +220,7 @@ mod tests {
         assert!(rows.iter().any(|r| r.0 == "↑ / k"));
         let hints = footer_hints();
         assert_eq!(hints[0], ("q", "quit"));
-        assert!(hints.contains(&("R", "reconnect all")));
+        assert!(hints.contains(&("R", "all")));
         assert!(hints.contains(&("?", "help")));
         // `?` comes before the hints an 80-column footer cannot hold.
         let at = |key: &str| hints.iter().position(|h| h.0 == key).unwrap();

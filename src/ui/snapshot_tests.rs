@@ -451,6 +451,9 @@ fn feed_detail_shows_the_whole_error() {
     s.keys("jj");
     let before = s.text(80, 24);
     assert!(!before.contains("(os error 111)"), "the row cuts it: {before}");
+    // The footer says how at 80 columns, after the way to every other key.
+    let footer = before.lines().last().unwrap();
+    assert!(footer.contains("? help  Enter details"), "{footer}");
     s.press(KeyCode::Enter);
     assert_eq!(s.view.detail, Some(crate::ui::Detail::Feed("carbon".into())));
     let top = s.text(80, 24);
