@@ -85,7 +85,7 @@ pub const BINDINGS: &[Binding] = &[
     bind(KeyCode::Char('r'), NONE, Action::Reconnect, "r", "reconnect the selected feed now"),
     bind(KeyCode::Char('R'), NONE, Action::ReconnectAll, "R", "reconnect all feeds now"),
     bind(KeyCode::Char('/'), NONE, Action::StartFilter, "/", "filter strike-offs and tickers"),
-    bind(KeyCode::Esc, NONE, Action::ClearFilter, "Esc", "clear the filter / close help"),
+    bind(KeyCode::Esc, NONE, Action::ClearFilter, "Esc", "clear the filter / close help, details"),
     bind(KeyCode::Tab, NONE, Action::FocusNext, "Tab", "focus the next pane"),
     bind(KeyCode::BackTab, NONE, Action::FocusPrev, "BackTab", "focus the previous pane"),
     bind(KeyCode::Up, NONE, Action::Up, "↑", "select feed above / scroll up"),
