@@ -213,6 +213,7 @@ impl Pipeline {
         model.load_history(history);
         for (view, spec) in model.feeds.iter_mut().zip(&config.feeds) {
             view.stall_after = spec.reconnect().stall_after;
+            view.about = spec.about();
         }
         let proposals: SharedStore =
             std::sync::Arc::new(std::sync::Mutex::new(SqliteProposals::open(&config.db_path)?));

@@ -23,7 +23,8 @@ assets/config.toml in the source is a commented sample of every setting.
 
 When stdout is not a terminal, feedtop prints JSON lines (as with --headless).
 
-Keys in the TUI: q quit · p pause · r/R reconnect · / filter · s sort · Tab focus · ? help";
+Keys in the TUI: q quit · p pause · r/R reconnect · / filter · s sort · Tab focus · ? help
+Enter details · z zoom · i what is in force";
 
 #[derive(Debug, Parser)]
 #[command(name = "feedtop", version, about = ABOUT, after_help = AFTER_HELP)]

@@ -14,6 +14,7 @@ pub mod cli;
 pub mod config;
 pub mod demo;
 pub mod export;
+pub mod feed_about;
 pub mod feeds;
 pub mod headless;
 pub mod logging;

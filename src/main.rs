@@ -89,6 +89,8 @@ fn watch(args: RunArgs) -> anyhow::Result<()> {
         }
         (Err(e), None) => return Err(e.into()),
     };
+    // The file read, for `i`: the one given, or the default one if it is there.
+    let config_file = args.config.clone().or_else(|| Some(paths.config_file.clone()).filter(|p| p.is_file()));
     let settings = config::resolve(&args, &file, &|name| std::env::var(name).ok(), &paths)?;
     let headless = args.headless || !std::io::stdout().is_terminal();
     feedtop::logging::init(headless, feedtop::ui::theme::color_enabled(args.no_color));
@@ -111,7 +113,15 @@ fn watch(args: RunArgs) -> anyhow::Result<()> {
             headless::run(pipeline, options, &mut std::io::stdout().lock()).await?
         } else {
             let color = feedtop::ui::theme::color_enabled(args.no_color);
-            let options = tui::TuiOptions { fps: settings.fps, color, stale_after: settings.stale_after };
+            let run_info = feedtop::ui::RunInfo {
+                version: env!("CARGO_PKG_VERSION").to_string(),
+                config_file,
+                db_bytes: feedtop::ui::RunInfo::db_size(&settings.db_path),
+                db_path: settings.db_path.clone(),
+                fps: settings.fps,
+                theme: if color { "colour" } else { "no colour (NO_COLOR / --no-color)" }.to_string(),
+            };
+            let options = tui::TuiOptions { fps: settings.fps, color, stale_after: settings.stale_after, run_info };
             tui::run(pipeline, options).await?.1
         };
         let w = summary.writer;

@@ -20,7 +20,7 @@ use crate::app::{shutdown_signal, Pipeline, ShutdownSummary};
 use crate::model::Model;
 use crate::ui;
 use crate::ui::theme::Theme;
-use crate::ui::view::{UiCommand, ViewState};
+use crate::ui::view::{Detail, RunInfo, UiCommand, ViewState};
 
 #[derive(Debug, Clone)]
 pub struct TuiOptions {
@@ -28,6 +28,18 @@ pub struct TuiOptions {
     pub color: bool,
     /// Ticker rows older than this are dimmed.
     pub stale_after: Duration,
+    /// What the `i` overlay shows (config file, database, version).
+    pub run_info: RunInfo,
+}
+
+/// Measures the database again while `i` shows its size: a stat or two a
+/// second, and only while the overlay is open.
+fn refresh_db_size(view: &mut ViewState) {
+    if view.detail == Some(Detail::Info) {
+        if let Some(info) = view.run_info.as_mut() {
+            info.db_bytes = RunInfo::db_size(&info.db_path);
+        }
+    }
 }
 
 /// Puts the terminal back however the TUI ends (return, `?`, or panic:
@@ -84,6 +96,7 @@ pub async fn run(mut pipeline: Pipeline, options: TuiOptions) -> anyhow::Result<
     let theme = Theme::new(options.color);
     let mut view = ViewState::new();
     view.stale_after = options.stale_after;
+    view.run_info = Some(options.run_info.clone());
     let mut keys = EventStream::new();
     let mut tick = tokio::time::interval(Duration::from_secs(1) / options.fps.max(1));
     tick.set_missed_tick_behavior(MissedTickBehavior::Skip);
@@ -104,6 +117,7 @@ pub async fn run(mut pipeline: Pipeline, options: TuiOptions) -> anyhow::Result<
                         Some(UiCommand::ReconnectAll) => pipeline.reconnect_all(),
                         None => {}
                     }
+                    refresh_db_size(&mut view);
                     dirty = true;
                 }
                 Some(Ok(Event::Resize(..))) => dirty = true,
@@ -122,6 +136,7 @@ pub async fn run(mut pipeline: Pipeline, options: TuiOptions) -> anyhow::Result<
                 // Ages and countdowns move every second even with no traffic.
                 if now.timestamp() != shown_second {
                     shown_second = now.timestamp();
+                    refresh_db_size(&mut view);
                     dirty = true;
                 }
                 if dirty {

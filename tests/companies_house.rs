@@ -74,6 +74,15 @@ async fn rate_limit_honours_retry_after_then_recovers() {
     assert!(wait >= chrono::TimeDelta::milliseconds(900), "Retry-After: 1 honoured, waited {wait}");
     assert!(drive_until(&mut p, WAIT, caught_up).await);
     assert_eq!(p.model().tally, FIXTURE_TALLY);
+    // What Enter on the feed shows: each change with why, and the feed as configured.
+    let f = &p.model().feeds[0];
+    let changes: Vec<_> = f.history.newest_first().map(|c| (c.state.label(), c.reason.as_deref())).collect();
+    assert!(
+        matches!(changes[..], [("live", None), ("connecting", None), ("backoff", Some(r)), ("connecting", None)] if r.contains("429")),
+        "{changes:?}"
+    );
+    assert_eq!(f.about.url.as_deref(), Some(&*format!("{}/companies", sim.base_url().trim_end_matches('/'))));
+    assert!(f.about.settings.iter().any(|s| s == &("stalled after", "3s".to_string())), "{:?}", f.about.settings);
     p.shutdown().await;
 }
 

@@ -4,6 +4,7 @@
 //! message and returns the durable facts for the store; it never reads the
 //! clock or does I/O, so scenario tests with explicit times are exact.
 
+pub mod feed_history;
 pub mod metrics;
 pub mod proposal_filter;
 pub mod proposals;
@@ -15,6 +16,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
+pub use feed_history::{FeedAbout, StateChange, StateHistory, STATE_HISTORY};
 use feedtop_proto::{ChEvent, ConnState, FeedInfo, FeedMsg, FeedMsgKind, Quote, ResumePoint};
 pub use metrics::{LatencySummary, LatencyWindow, RateWindow};
 pub use quotes::{Direction, QuoteBook, TickerRow};
@@ -120,6 +122,10 @@ pub struct FeedView {
     /// current connection: later samples are latency however old they are,
     /// since a feed that fell behind while connected is late, not replaying.
     fresh_on_this_connection: bool,
+    /// The last state changes and why (the feed's detail view).
+    pub history: StateHistory,
+    /// The feed as configured (the pipeline fills it in).
+    pub about: FeedAbout,
 }
 
 /// A replay of missed events after a (re)connection, reported apart from
@@ -189,6 +195,8 @@ impl FeedView {
             stall_after: DEFAULT_STALL_AFTER,
             catch_up: None,
             fresh_on_this_connection: false,
+            history: StateHistory::default(),
+            about: FeedAbout::default(),
         }
     }
 
@@ -395,6 +403,7 @@ impl Model {
                     // short by a disconnect goes on counting).
                     feed.fresh_on_this_connection = false;
                 }
+                feed.history.push(at, state.clone());
                 feed.state = state;
                 feed.state_since = Some(at);
                 feed.error_while_live = false;
@@ -418,6 +427,7 @@ impl Model {
             }
             FeedMsgKind::Error(e) => {
                 feed.error_while_live = feed.state == ConnState::Live;
+                feed.history.note_error(&e);
                 feed.last_error = Some(e);
             }
             FeedMsgKind::UnusableResumeId { .. } => feed.counts.unusable_resume_ids += 1,
@@ -557,6 +567,29 @@ mod tests {
         assert_eq!(f.reconnects(), 1);
         assert_eq!(f.last_error.as_deref(), Some("the server closed the stream"));
         assert!(facts.is_empty());
+    }
+
+    /// The detail view's history: every state change with the error that
+    /// ended the attempt before it, the last 20 only.
+    #[test]
+    fn state_changes_are_kept_with_their_reasons() {
+        let mut m = Model::new(vec![info()], Duration::from_secs(300), t0());
+        let mut facts = Vec::new();
+        let at = |s: i64| t0() + TimeDelta::seconds(s);
+        for i in 0..12 {
+            m.apply(msg(at(3 * i), FeedMsgKind::State(ConnState::Connecting)), &mut facts);
+            m.apply(msg(at(3 * i + 1), FeedMsgKind::Error(format!("HTTP 429 #{i}"))), &mut facts);
+            let retry_at = at(3 * i + 3);
+            m.apply(msg(at(3 * i + 1), FeedMsgKind::State(ConnState::Backoff { retry_at })), &mut facts);
+        }
+        m.apply(msg(at(40), FeedMsgKind::State(ConnState::Live)), &mut facts);
+        let h: Vec<_> = m.feeds[0].history.newest_first().map(|c| (c.at, c.state.label(), c.reason.clone())).collect();
+        assert_eq!(h.len(), STATE_HISTORY);
+        assert_eq!(h[0], (at(40), "live", None));
+        assert_eq!(h[1], (at(34), "backoff", Some("HTTP 429 #11".to_string())));
+        assert_eq!(h[2], (at(33), "connecting", None));
+        // 25 changes: the first five (tries 0, 1 and the connecting of 2) are gone.
+        assert_eq!(h[19], (at(7), "backoff", Some("HTTP 429 #2".to_string())));
     }
 
     #[test]

@@ -42,3 +42,33 @@ fn hostile_symbol_and_market_status_are_drawn_with_markers() {
     assert!(s.contains(&format!("PKN{MARKER}X{MARKER}")), "{s}");
     assert!(s.contains(&format!("open{MARKER}]0;x{MARKER}")), "{s}");
 }
+
+/// The feed detail shows the whole error and the reasons of its state
+/// changes, and `i` the feeds' URLs: all through the sanitiser too.
+#[test]
+fn hostile_error_in_the_feed_detail_and_info_is_drawn_with_markers() {
+    let mut m = live_model();
+    apply(&mut m, secs(30), FeedMsgKind::Error(ERROR.into()));
+    apply(&mut m, secs(30), FeedMsgKind::State(ConnState::Backoff { retry_at: secs(35) }));
+    m.feeds[0].about.url = Some("https://h/\x1b]0;x\x07".into());
+    m.feeds[0].about.settings = vec![("topics", NAME.into())];
+    m.tick(secs(30));
+    let mut view = ViewState::new();
+    view.focus = super::Focus::Connections;
+    view.handle(super::keys::Action::Details, &m);
+    for detail in [super::Detail::Feed(m.feeds[0].info.name.clone()), super::Detail::Info] {
+        view.detail = Some(detail);
+        view.detail_scroll = 0;
+        for (w, h) in [(200, 60), (60, 16)] {
+            // Scrolled through, so every line is drawn once.
+            for _ in 0..40 {
+                let s = screen(&render(&m, &view, &Theme::new(true), w, h));
+                assert_safe(&s);
+                view.detail_scroll += 1;
+            }
+            view.detail_scroll = 0;
+        }
+        let s = screen(&render(&m, &view, &Theme::new(true), 200, 60));
+        assert!(s.contains(&format!("h/{MARKER}]0;x{MARKER}")), "{s}");
+    }
+}

@@ -23,6 +23,12 @@ pub enum Action {
     CycleSort,
     ToggleUtc,
     ToggleHelp,
+    /// Details of the focused pane's selection (a feed, a company, a ticker).
+    Details,
+    /// The focused pane alone on the screen, and back.
+    ToggleZoom,
+    /// What is in force: config file, database, feeds, version.
+    ShowInfo,
 }
 
 impl Action {
@@ -32,11 +38,15 @@ impl Action {
             Action::Quit => Some("quit"),
             Action::TogglePause => Some("pause"),
             Action::Reconnect => Some("reconnect"),
-            Action::ReconnectAll => Some("reconnect all"),
+            // Beside `r reconnect`; short, so `Enter details` fits at 80 columns.
+            Action::ReconnectAll => Some("all"),
             Action::StartFilter => Some("filter"),
             Action::FocusNext => Some("focus"),
             Action::ToggleUtc => Some("UTC"),
             Action::ToggleHelp => Some("help"),
+            Action::Details => Some("details"),
+            Action::ToggleZoom => Some("zoom"),
+            Action::ShowInfo => Some("info"),
             _ => None,
         }
     }
@@ -75,7 +85,7 @@ pub const BINDINGS: &[Binding] = &[
     bind(KeyCode::Char('r'), NONE, Action::Reconnect, "r", "reconnect the selected feed now"),
     bind(KeyCode::Char('R'), NONE, Action::ReconnectAll, "R", "reconnect all feeds now"),
     bind(KeyCode::Char('/'), NONE, Action::StartFilter, "/", "filter strike-offs and tickers"),
-    bind(KeyCode::Esc, NONE, Action::ClearFilter, "Esc", "clear the filter / close help"),
+    bind(KeyCode::Esc, NONE, Action::ClearFilter, "Esc", "clear the filter / close help, details"),
     bind(KeyCode::Tab, NONE, Action::FocusNext, "Tab", "focus the next pane"),
     bind(KeyCode::BackTab, NONE, Action::FocusPrev, "BackTab", "focus the previous pane"),
     bind(KeyCode::Up, NONE, Action::Up, "↑", "select feed above / scroll up"),
@@ -92,7 +102,10 @@ pub const BINDINGS: &[Binding] = &[
     bind(KeyCode::Char('?'), NONE, Action::ToggleHelp, "?", "show / hide this help"),
     // After help: the footer drops hints from the end at 80 columns, and
     // `?` is the way to every other key.
+    bind(KeyCode::Enter, NONE, Action::Details, "Enter", "details of the selected row"),
     bind(KeyCode::Char('t'), NONE, Action::ToggleUtc, "t", "times in UTC / local time"),
+    bind(KeyCode::Char('z'), NONE, Action::ToggleZoom, "z", "zoom the focused pane / back"),
+    bind(KeyCode::Char('i'), NONE, Action::ShowInfo, "i", "what is in force: config, db, feeds"),
 ];
 
 fn significant(m: KeyModifiers) -> KeyModifiers {
@@ -167,6 +180,10 @@ mod tests {
             (key(KeyCode::Char('s'), NONE), Some(Action::CycleSort)),
             (key(KeyCode::Char('s'), KeyModifiers::CONTROL), None),
             (key(KeyCode::Char('t'), NONE), Some(Action::ToggleUtc)),
+            (key(KeyCode::Enter, NONE), Some(Action::Details)),
+            (key(KeyCode::Char('z'), NONE), Some(Action::ToggleZoom)),
+            (key(KeyCode::Char('i'), NONE), Some(Action::ShowInfo)),
+            (key(KeyCode::Char('i'), KeyModifiers::CONTROL), None),
         ];
         for (k, want) in cases {
             assert_eq!(action_for(k), want, "{k:?}");
@@ -197,14 +214,17 @@ mod tests {
     #[test]
     fn help_and_footer_come_from_the_table() {
         let rows = help_rows();
-        assert_eq!(rows.len(), 17, "one row per action");
+        assert_eq!(rows.len(), 20, "one row per action");
         assert!(rows.contains(&("s".to_string(), "sort tickers: symbol / change % / age")));
         assert_eq!(rows[0], ("q / Ctrl-C".to_string(), "quit"));
         assert!(rows.iter().any(|r| r.0 == "↑ / k"));
         let hints = footer_hints();
         assert_eq!(hints[0], ("q", "quit"));
-        assert!(hints.contains(&("R", "reconnect all")));
+        assert!(hints.contains(&("R", "all")));
         assert!(hints.contains(&("?", "help")));
-        assert_eq!(hints.last(), Some(&("t", "UTC")));
+        // `?` comes before the hints an 80-column footer cannot hold.
+        let at = |key: &str| hints.iter().position(|h| h.0 == key).unwrap();
+        assert!(at("?") < at("Enter") && at("Enter") < at("z") && at("z") < at("i"));
+        assert_eq!(hints.last(), Some(&("i", "info")));
     }
 }

@@ -7,6 +7,7 @@
 use ratatui::layout::{Constraint, Layout, Rect};
 
 use super::ticker_list::{self, has_tickers};
+use super::view::Focus;
 use super::{filter, panes};
 use crate::model::Model;
 
@@ -60,6 +61,28 @@ fn companies_house_only(area: Rect, model: &Model) -> Areas {
     let [rate, latency] =
         Layout::horizontal([Constraint::Length(rate_width), Constraint::Fill(1)]).spacing(2).areas(metrics);
     Areas { header, connections, rate, latency, strike_offs, tickers: None, log, footer }
+}
+
+/// `z`: the focused pane gets `body` (everything between the header and
+/// the footer); the others get no room and are not drawn.
+pub fn zoomed(areas: Areas, body: Rect, focus: Focus) -> Areas {
+    let none = Rect { width: 0, height: 0, ..body };
+    let mut zoomed = Areas {
+        connections: none,
+        rate: none,
+        latency: none,
+        strike_offs: none,
+        tickers: areas.tickers.map(|_| none),
+        log: none,
+        ..areas
+    };
+    match focus {
+        Focus::Connections => zoomed.connections = body,
+        Focus::StrikeOffs => zoomed.strike_offs = body,
+        Focus::Tickers => zoomed.tickers = Some(body),
+        Focus::Log => zoomed.log = body,
+    }
+    zoomed
 }
 
 /// Takes up to `want` rows from `rest`.

@@ -3,7 +3,9 @@
 //!
 //! Layout (see [`layout`]), top to bottom: header, connections, rate |
 //! latency, strike-off changes and, with quote feeds, tickers (the rest), log,
-//! footer; the help overlay floats on top.
+//! footer. `z` gives the focused pane everything between header and footer;
+//! the detail overlay (Enter, `i`) covers the same rows, and the help floats
+//! on top of everything.
 
 pub mod clock;
 pub mod filter;
@@ -33,7 +35,7 @@ use ratatui::Frame;
 
 use crate::model::Model;
 pub use theme::Theme;
-pub use view::{Focus, TickerSort, UiCommand, ViewState};
+pub use view::{Detail, Focus, RunInfo, TickerSort, UiCommand, ViewState};
 
 /// Below this the panes would be too cramped to read; say so instead.
 pub const MIN_WIDTH: u16 = 60;
@@ -49,7 +51,13 @@ pub fn draw(frame: &mut Frame, live: &Model, view: &ViewState, theme: &Theme) {
         return;
     }
 
-    let areas = layout::areas(area, model, &view.filter);
+    let mut areas = layout::areas(area, model, &view.filter);
+    // Between the header and the footer: the zoomed pane's room, and the
+    // detail overlay's (the header keeps saying how the feeds are).
+    let body = Rect { y: areas.header.bottom(), height: areas.footer.y.saturating_sub(areas.header.bottom()), ..area };
+    if view.zoomed {
+        areas = layout::zoomed(areas, body, view.focus);
+    }
     // The lists' heights for the next page key (title and header rows aside,
     // as the panes count them).
     view.strike_rows_shown.set(usize::from(areas.strike_offs.height.saturating_sub(2)));
@@ -57,17 +65,25 @@ pub fn draw(frame: &mut Frame, live: &Model, view: &ViewState, theme: &Theme) {
 
     panes::header::render(frame, areas.header, model, paused, &view.clock, theme);
     let conn_focused = view.focus == Focus::Connections;
-    panes::connections::render(frame, areas.connections, model, view.selected_feed, conn_focused, theme);
-    panes::rate::render(frame, areas.rate, model, theme);
-    panes::latency::render(frame, areas.latency, model, theme);
+    if !areas.connections.is_empty() {
+        panes::connections::render(frame, areas.connections, model, view.selected_feed, conn_focused, theme);
+    }
+    if !areas.rate.is_empty() {
+        panes::rate::render(frame, areas.rate, model, theme);
+    }
+    if !areas.latency.is_empty() {
+        panes::latency::render(frame, areas.latency, model, theme);
+    }
     let args = panes::strike_offs::Args {
         filter: &view.filter,
         scroll: view.scroll,
         focused: view.focus == Focus::StrikeOffs,
         clock: &view.clock,
     };
-    panes::strike_offs::render(frame, areas.strike_offs, model, args, theme);
-    if let Some(tickers) = areas.tickers {
+    if !areas.strike_offs.is_empty() {
+        panes::strike_offs::render(frame, areas.strike_offs, model, args, theme);
+    }
+    if let Some(tickers) = areas.tickers.filter(|t| !t.is_empty()) {
         let args = panes::tickers::Args {
             filter: &view.filter,
             sort: view.ticker_sort,
@@ -77,8 +93,13 @@ pub fn draw(frame: &mut Frame, live: &Model, view: &ViewState, theme: &Theme) {
         };
         panes::tickers::render(frame, tickers, model, args, theme);
     }
-    panes::log::render(frame, areas.log, &view.log, view.focus == Focus::Log, view.clock.utc, theme);
+    if !areas.log.is_empty() {
+        panes::log::render(frame, areas.log, &view.log, view.focus == Focus::Log, view.clock.utc, theme);
+    }
     panes::footer::render(frame, areas.footer, &view.filter, view.editing_filter, theme);
+    if view.detail.is_some() {
+        panes::detail::render(frame, body, model, view, theme);
+    }
     if view.show_help {
         view.help_rows_shown.set(panes::help::render(frame, area, view.help_scroll, theme));
     }

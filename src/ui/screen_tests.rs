@@ -343,7 +343,14 @@ proptest::proptest! {
     /// Any size a terminal can have, with and without the overlay: the
     /// layout's arithmetic never panics (a bounded sample instead of every size).
     #[test]
-    fn any_terminal_size_draws(w in 0u16..=240, h in 0u16..=70, help: bool, paused: bool) {
+    fn any_terminal_size_draws(
+        w in 0u16..=240,
+        h in 0u16..=70,
+        help: bool,
+        paused: bool,
+        zoomed: bool,
+        detail in 0usize..3,
+    ) {
         let mut m = backoff_model();
         m.demo = true;
         let mut view = ViewState::new();
@@ -351,6 +358,9 @@ proptest::proptest! {
             view.handle(super::keys::Action::TogglePause, &m);
         }
         view.show_help = help;
+        view.zoomed = zoomed;
+        let feed = m.feeds[0].info.name.clone();
+        view.detail = [None, Some(super::Detail::Feed(feed)), Some(super::Detail::Info)][detail].clone();
         render(&m, &view, &color(), w, h);
     }
 }

@@ -416,3 +416,144 @@ fn utc_after_t() {
     s.keys("t");
     assert_screen_unredacted!("utc_after_t", s, 120, 40);
 }
+
+/// carbon failed twice: the server closed it, then a 429 whose useful part
+/// (`Connection refused (os error 111)`) comes after what a Connections row
+/// can hold. Its URL carries its token, and its settings are the defaults
+/// with one; `about` comes from the feed's spec as the pipeline makes it.
+fn carbon_failing() -> Model {
+    let mut m = demo_model();
+    let mut ws = crate::feeds::websocket::WsSettings::new(
+        "wss://carbon.example/ws?token=SECRET-JWT-123&region=eu",
+        Dialect::Carbon,
+    );
+    ws.token = crate::feeds::secret::ApiKey::new("SECRET-JWT-123");
+    m.feeds[CARBON].about = crate::app::FeedSpec::websocket("carbon", ws).about();
+    apply_to(&mut m, CARBON, secs(10), FeedMsgKind::Error("closed by the server: 1011 kafka unavailable".into()));
+    apply_to(&mut m, CARBON, secs(10), FeedMsgKind::State(ConnState::Backoff { retry_at: secs(12) }));
+    apply_to(&mut m, CARBON, secs(12), FeedMsgKind::State(ConnState::Connecting));
+    apply_to(&mut m, CARBON, secs(13), FeedMsgKind::Error(LONG_ERROR.into()));
+    apply_to(&mut m, CARBON, secs(13), FeedMsgKind::State(ConnState::Backoff { retry_at: secs(43) }));
+    m
+}
+
+const LONG_ERROR: &str = "HTTP 429: rate limited by the access layer (retry after 30 s); then cannot connect to \
+                          wss://carbon.example/ws?token=***&region=eu: Connection refused (os error 111)";
+
+/// Enter on a feed: the whole last error, wrapped (the row cuts it), the
+/// state changes with their reasons, the URL with the token hidden, and
+/// (scrolled down) the counters and settings in force. Esc gives the
+/// screen back as it was.
+#[test]
+fn feed_detail_shows_the_whole_error() {
+    let mut s = Screen::new(carbon_failing());
+    s.press(KeyCode::BackTab);
+    s.keys("jj");
+    let before = s.text(80, 24);
+    assert!(!before.contains("(os error 111)"), "the row cuts it: {before}");
+    // The footer says how at 80 columns, after the way to every other key.
+    let footer = before.lines().last().unwrap();
+    assert!(footer.contains("? help  Enter details"), "{footer}");
+    s.press(KeyCode::Enter);
+    assert_eq!(s.view.detail, Some(crate::ui::Detail::Feed("carbon".into())));
+    let top = s.text(80, 24);
+    // The whole error, across rows.
+    let joined: String =
+        top.lines().map(|l| l.trim_matches(|c| c == '"' || c == '│' || c == ' ')).collect::<Vec<_>>().join(" ");
+    assert!(joined.contains("Connection refused (os error 111)"), "{top}");
+    assert!(joined.contains("closed by the server: 1011 kafka unavailable"), "a reason in the history: {top}");
+    assert_screen!("feed_detail_top", s, 80, 24);
+    // The rest is below: counters and the settings in force.
+    s.press(KeyCode::Char('G'));
+    let bottom = s.text(80, 24);
+    assert!(bottom.contains("backoff") && bottom.contains("1s doubling to 1m"), "{bottom}");
+    assert!(bottom.contains("token") && bottom.contains("set (hidden)"), "{bottom}");
+    assert_screen!("feed_detail_bottom", s, 80, 24);
+    for screen in [&top, &bottom, &s.text(120, 40)] {
+        assert!(!screen.contains("SECRET-JWT"), "the token never reaches the screen: {screen}");
+    }
+    assert!(s.text(120, 40).contains("wss://carbon.example/ws?token=***&region=eu"));
+    // `t` applies inside: the history's zone is named.
+    s.press(KeyCode::Char('g'));
+    s.press(KeyCode::Char('t'));
+    assert!(s.text(80, 24).contains("newest first, UTC)"));
+    s.press(KeyCode::Char('t'));
+    // Esc closes and nothing else moved; `q` closes too, without quitting.
+    s.press(KeyCode::Esc);
+    assert_eq!(s.text(80, 24), before);
+    s.press(KeyCode::Enter);
+    assert_eq!(s.press(KeyCode::Char('q')), None);
+    assert_eq!((s.view.detail.as_ref(), s.text(80, 24)), (None, before));
+}
+
+/// `z` gives the focused pane the screen between header and footer, and
+/// `z` again puts every pane back.
+#[test]
+fn zoom_on_and_off() {
+    let mut s = Screen::new(demo_model());
+    s.press(KeyCode::Tab);
+    assert_eq!(s.view.focus, Focus::Tickers);
+    let before = s.text(80, 24);
+    let rows = s.view.ticker_rows_shown.get();
+    s.press(KeyCode::Char('z'));
+    let zoomed = s.text(80, 24);
+    assert!(s.view.ticker_rows_shown.get() > rows, "more rows than {rows}");
+    assert!(!zoomed.contains("Connections") && !zoomed.contains("Strike-off"), "{zoomed}");
+    assert_screen!("zoom_tickers", s, 80, 24);
+    // Tab moves the zoom to the next pane.
+    s.press(KeyCode::Tab);
+    assert!(s.text(80, 24).contains("Log"));
+    s.press(KeyCode::BackTab);
+    s.press(KeyCode::Char('z'));
+    assert_eq!(s.text(80, 24), before);
+}
+
+/// `i`: what is in force, as the TUI hands it over.
+#[test]
+fn info_overlay() {
+    let mut s = Screen::new(carbon_failing());
+    s.view.run_info = Some(crate::ui::RunInfo {
+        version: "0.1.0".into(),
+        config_file: Some("/home/op/.config/feedtop/config.toml".into()),
+        db_path: "/home/op/.local/share/feedtop/feedtop.db".into(),
+        db_bytes: Some(12_345_678),
+        fps: 4,
+        theme: "colour".into(),
+    });
+    s.press(KeyCode::Char('i'));
+    let text = s.text(80, 24);
+    assert!(text.contains("feedtop.db (12.3 MB on disk)") && text.contains("config.toml"), "{text}");
+    assert!(!text.contains("SECRET-JWT"), "{text}");
+    assert_screen!("info_overlay", s, 80, 24);
+    // Without a config file it says so.
+    s.view.run_info.as_mut().unwrap().config_file = None;
+    assert!(s.text(80, 24).contains("none (defaults and flags)"));
+    s.press(KeyCode::Char('i'));
+    assert_eq!(s.view.detail, None, "`i` again closes it");
+}
+
+/// Enter on a strike-off row or a ticker opens its detail (filled in by the
+/// company and chart views); the overlay frame, keys and closing are these.
+#[test]
+fn enter_on_a_company_or_a_ticker() {
+    let mut s = Screen::new(demo_model());
+    let first = crate::ui::filter::visible(&s.live, "").next().unwrap().company_number.clone();
+    s.press(KeyCode::Enter);
+    assert_eq!(s.view.detail, Some(crate::ui::Detail::Company(first.clone())));
+    assert!(s.text(80, 24).contains(&format!("Company {first}")));
+    s.press(KeyCode::Enter);
+    assert_eq!(s.view.detail, None);
+    s.press(KeyCode::Tab);
+    s.keys("j");
+    let second = crate::ui::ticker_list::visible(&s.live, "", s.view.ticker_sort)[1].clone();
+    s.press(KeyCode::Enter);
+    assert_eq!(
+        s.view.detail,
+        Some(crate::ui::Detail::Ticker { feed: second.feed.clone(), symbol: second.quote.symbol.clone() })
+    );
+    s.press(KeyCode::Esc);
+    // The Log has nothing to detail.
+    s.press(KeyCode::Tab);
+    s.press(KeyCode::Enter);
+    assert_eq!(s.view.detail, None);
+}

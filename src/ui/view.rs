@@ -12,6 +12,7 @@ use tui_logger::{TuiWidgetEvent, TuiWidgetState};
 use super::clock::Clock;
 use super::filter;
 use super::keys::{action_for, Action};
+pub use super::panes::info::RunInfo;
 pub use super::ticker_list::TickerSort;
 use super::ticker_list::{self, has_tickers};
 use crate::model::Model;
@@ -52,6 +53,19 @@ impl Focus {
     }
 }
 
+/// What the detail overlay shows: what the screen has no room for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Detail {
+    /// A feed, by id: its whole last error, state history, URL, settings, counters.
+    Feed(FeedId),
+    /// A company of the strike-off list, by company number.
+    Company(String),
+    /// A ticker row: the feed it came from and its symbol.
+    Ticker { feed: FeedId, symbol: String },
+    /// What is in force: config file, database, feeds, version (`i`).
+    Info,
+}
+
 /// What the core loop must do for the UI.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum UiCommand {
@@ -88,6 +102,18 @@ pub struct ViewState {
     /// the ones the user is looking at when pressing PgDn or `G`.
     pub strike_rows_shown: Cell<usize>,
     pub ticker_rows_shown: Cell<usize>,
+    /// The detail overlay, when open (Enter, `i`).
+    pub detail: Option<Detail>,
+    /// First line of the detail shown.
+    pub detail_scroll: usize,
+    /// Lines the detail had and showed in the last frame (0 before it was
+    /// drawn): its length depends on the width it was wrapped to.
+    pub detail_lines: Cell<usize>,
+    pub detail_rows_shown: Cell<usize>,
+    /// The focused pane has the screen (`z`).
+    pub zoomed: bool,
+    /// What the `i` overlay shows; the TUI sets it (tests may leave it out).
+    pub run_info: Option<RunInfo>,
 }
 
 impl Default for ViewState {
@@ -109,6 +135,12 @@ impl Default for ViewState {
             log: TuiWidgetState::default(),
             strike_rows_shown: Cell::new(0),
             ticker_rows_shown: Cell::new(0),
+            detail: None,
+            detail_scroll: 0,
+            detail_lines: Cell::new(0),
+            detail_rows_shown: Cell::new(0),
+            zoomed: false,
+            run_info: None,
         }
     }
 }
@@ -139,6 +171,9 @@ impl ViewState {
         if self.editing_filter {
             self.edit_filter(key);
             return None;
+        }
+        if self.detail.is_some() {
+            return self.detail_key(action?, live);
         }
         self.handle(action?, live)
     }
@@ -187,7 +222,77 @@ impl ViewState {
             Action::PageDown => self.move_by(live, self.page() as isize),
             Action::Top => self.move_by(live, isize::MIN),
             Action::Bottom => self.move_by(live, isize::MAX),
+            Action::Details => self.open_detail(self.selection(live)),
+            Action::ShowInfo => self.open_detail(Some(Detail::Info)),
+            Action::ToggleZoom => self.zoomed = !self.zoomed,
         }
+        None
+    }
+
+    /// What Enter opens in the focused pane: the selected feed, or the row
+    /// at the top of the strike-off or ticker list (where its scroll is).
+    fn selection(&self, live: &Model) -> Option<Detail> {
+        let model = self.shown(live);
+        match self.focus {
+            Focus::Connections => {
+                let last = model.feeds.len().checked_sub(1)?;
+                Some(Detail::Feed(model.feeds[self.selected_feed.min(last)].info.name.clone()))
+            }
+            Focus::StrikeOffs => {
+                filter::visible(model, &self.filter).nth(self.scroll).map(|c| Detail::Company(c.company_number.clone()))
+            }
+            Focus::Tickers => ticker_list::visible(model, &self.filter, self.ticker_sort)
+                .get(self.ticker_scroll)
+                .map(|r| Detail::Ticker { feed: r.feed.clone(), symbol: r.quote.symbol.clone() }),
+            Focus::Log => None,
+        }
+    }
+
+    fn open_detail(&mut self, detail: Option<Detail>) {
+        if detail.is_some() {
+            self.detail = detail;
+            self.detail_scroll = 0;
+            self.detail_lines.set(0);
+        }
+    }
+
+    /// While a detail is open the movement keys scroll it; Enter, Esc and
+    /// `q` close it (`q` means "close this" here, as in the help). Keys that
+    /// act on feeds or on the whole view (`r`, `R`, `p`, `t`, `?`) still
+    /// work, so the user can reconnect a feed while reading why it failed;
+    /// the rest do nothing rather than change a list the user cannot see.
+    fn detail_key(&mut self, action: Action, live: &Model) -> Option<UiCommand> {
+        let shown = self.detail_rows_shown.get();
+        let last = self.detail_lines.get().saturating_sub(shown.max(1));
+        let page = if shown == 0 { PAGE } else { shown } as isize;
+        let delta = match action {
+            Action::Up => -1,
+            Action::Down => 1,
+            Action::PageUp => -page,
+            Action::PageDown => page,
+            Action::Top => isize::MIN,
+            Action::Bottom => isize::MAX,
+            Action::Quit | Action::ClearFilter | Action::Details => {
+                self.detail = None;
+                return None;
+            }
+            // `i` again closes what is in force; from another detail it opens it.
+            Action::ShowInfo if self.detail == Some(Detail::Info) => {
+                self.detail = None;
+                return None;
+            }
+            Action::ShowInfo => {
+                self.open_detail(Some(Detail::Info));
+                return None;
+            }
+            Action::Reconnect | Action::ReconnectAll | Action::TogglePause | Action::ToggleUtc | Action::ToggleHelp => {
+                return self.handle(action, live)
+            }
+            Action::StartFilter | Action::FocusNext | Action::FocusPrev | Action::CycleSort | Action::ToggleZoom => {
+                return None
+            }
+        };
+        self.detail_scroll = step(self.detail_scroll, delta, last);
         None
     }
 
@@ -502,10 +607,51 @@ mod tests {
     }
 
     #[test]
+    fn a_detail_scrolls_by_its_height_and_keeps_the_feed_keys() {
+        let m = two_feeds();
+        let mut v = ViewState::new();
+        v.focus = Focus::Connections;
+        press(&mut v, &m, KeyCode::Char('j'));
+        press(&mut v, &m, KeyCode::Enter);
+        assert_eq!(v.detail, Some(Detail::Feed("officers".into())));
+        // As the last frame drew it: 30 lines, 8 shown.
+        v.detail_lines.set(30);
+        v.detail_rows_shown.set(8);
+        press(&mut v, &m, KeyCode::PageDown);
+        assert_eq!(v.detail_scroll, 8, "a page is the visible height");
+        press(&mut v, &m, KeyCode::Char('G'));
+        assert_eq!(v.detail_scroll, 22, "the last page, not past it");
+        press(&mut v, &m, KeyCode::Char('k'));
+        assert_eq!((v.detail_scroll, v.selected_feed, v.scroll), (21, 1, 0), "the panes below do not move");
+        // Feed keys still act: reconnect the feed being read about.
+        assert_eq!(press(&mut v, &m, KeyCode::Char('r')), Some(UiCommand::Reconnect("officers".into())));
+        press(&mut v, &m, KeyCode::Char('t'));
+        assert!(v.clock.utc);
+        // Keys for hidden panes do nothing; `q` closes without quitting.
+        press(&mut v, &m, KeyCode::Tab);
+        press(&mut v, &m, KeyCode::Char('/'));
+        assert_eq!((v.focus, v.editing_filter, v.detail.is_some()), (Focus::Connections, false, true));
+        assert_eq!(press(&mut v, &m, KeyCode::Char('q')), None);
+        assert_eq!(v.detail, None);
+        // It opens again at the top; `i` switches to what is in force.
+        press(&mut v, &m, KeyCode::Enter);
+        assert_eq!(v.detail_scroll, 0);
+        press(&mut v, &m, KeyCode::Char('i'));
+        assert_eq!(v.detail, Some(Detail::Info));
+        press(&mut v, &m, KeyCode::Esc);
+        assert_eq!(v.detail, None);
+        // `z` zooms and unzooms.
+        press(&mut v, &m, KeyCode::Char('z'));
+        assert!(v.zoomed);
+        press(&mut v, &m, KeyCode::Char('z'));
+        assert!(!v.zoomed);
+    }
+
+    #[test]
     fn unknown_keys_do_nothing() {
         let m = live_model();
         let mut v = ViewState::new();
-        for code in [KeyCode::F(1), KeyCode::Char('z'), KeyCode::Insert, KeyCode::Null, KeyCode::Enter] {
+        for code in [KeyCode::F(1), KeyCode::Char('x'), KeyCode::Insert, KeyCode::Null, KeyCode::Char('Z')] {
             assert_eq!(press(&mut v, &m, code), None);
         }
         assert_eq!((v.focus, v.scroll, v.filter.as_str(), v.show_help), (Focus::StrikeOffs, 0, "", false));

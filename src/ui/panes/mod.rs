@@ -2,9 +2,12 @@
 //! inside `area`, so the layout in `ui::draw` decides everything about size.
 
 pub mod connections;
+pub mod detail;
+pub mod detail_feed;
 pub mod footer;
 pub mod header;
 pub mod help;
+pub mod info;
 pub mod latency;
 pub mod log;
 pub mod log_lines;
