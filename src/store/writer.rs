@@ -679,6 +679,10 @@ pub fn write_batch(conn: &mut Connection, facts: &[Fact], raw_events: RawEvents)
             "INSERT INTO quote_history (feed, symbol, price, volume, quote_time, received_at)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
         )?;
+        let mut insert_alert = tx.prepare_cached(
+            "INSERT INTO alerts (at, rule, kind, feed, company, symbol, detail, actions)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        )?;
 
         for fact in facts {
             match fact {
@@ -767,6 +771,18 @@ pub fn write_batch(conn: &mut Connection, facts: &[Fact], raw_events: RawEvents)
                         received,
                     ])?;
                     insert_quote.execute(params![feed, q.symbol, q.price, q.volume, time, received])?;
+                }
+                Fact::Alert(a) => {
+                    insert_alert.execute(params![
+                        ts(a.at),
+                        a.rule as i64,
+                        a.kind.as_str(),
+                        a.feed,
+                        a.company,
+                        a.symbol,
+                        a.detail,
+                        a.actions.label(),
+                    ])?;
                 }
             }
         }

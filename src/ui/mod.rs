@@ -23,7 +23,7 @@ mod screen_tests;
 #[cfg(test)]
 mod snapshot_tests;
 #[cfg(test)]
-mod test_support;
+pub(crate) mod test_support;
 #[cfg(test)]
 mod ticker_screen_tests;
 
