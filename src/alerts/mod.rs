@@ -130,6 +130,14 @@ impl AlertLog {
         self.recent.is_empty()
     }
 
+    /// Alerts numbered after `seq`, oldest first (those still kept: past
+    /// [`ALERT_HISTORY`] in one go, the oldest are only in the table).
+    pub fn since(&self, seq: u64) -> Vec<&Alert> {
+        let mut newer: Vec<&Alert> = self.recent.iter().take_while(|a| a.seq > seq).collect();
+        newer.reverse();
+        newer
+    }
+
     /// Flash alerts numbered after `acked` (acknowledged up to there).
     pub fn unacknowledged_flashes(&self, acked: u64) -> usize {
         self.recent.iter().take_while(|a| a.seq > acked).filter(|a| a.actions.flash).count()
@@ -165,5 +173,8 @@ mod tests {
         assert_eq!(log.unacknowledged_flashes(last), 0);
         // The newest (503, odd index 502 → flash) and 502 (no flash), 501 (flash).
         assert_eq!(log.unacknowledged_flashes(last - 3), 2);
+        let since: Vec<u64> = log.since(last - 2).iter().map(|a| a.seq).collect();
+        assert_eq!(since, [last - 1, last], "oldest first");
+        assert!(log.since(last).is_empty());
     }
 }

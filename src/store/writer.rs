@@ -807,6 +807,60 @@ mod tests {
         Fact::Event { feed: "companies".into(), event, received_at: Utc::now() }
     }
 
+    /// Every alert is a row of `alerts`, with what fired and what it did.
+    #[test]
+    fn alerts_are_stored_one_row_each() {
+        use crate::alerts::{Actions, Alert, AlertKind};
+        let dir = tempfile::tempdir().unwrap();
+        let mut conn = crate::store::open(&dir.path().join("t.db")).unwrap();
+        let at = chrono::DateTime::from_timestamp(1_749_556_800, 0).unwrap();
+        let alert = |seq, kind, company: Option<&str>, symbol: Option<&str>| {
+            Fact::Alert(Box::new(Alert {
+                seq,
+                at,
+                rule: seq as usize,
+                kind,
+                feed: "ch/companies".into(),
+                company: company.map(Into::into),
+                symbol: symbol.map(Into::into),
+                detail: format!("detail {seq}"),
+                actions: Actions { bell: true, flash: true, exec: false },
+            }))
+        };
+        let facts =
+            [alert(1, AlertKind::StrikeOff, Some("01234567"), None), alert(2, AlertKind::QuoteMove, None, Some("PKN"))];
+        assert_eq!(write_batch(&mut conn, &facts, RawEvents::Full).unwrap(), 0, "no events");
+        let mut stmt = conn
+            .prepare("SELECT at, rule, kind, feed, company, symbol, detail, actions FROM alerts ORDER BY id")
+            .unwrap();
+        type Row = (String, i64, String, String, Option<String>, Option<String>, String, String);
+        let rows: Vec<Row> = stmt
+            .query_map([], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?, r.get(7)?))
+            })
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        let when = "2025-06-10T12:00:00.000Z".to_string();
+        let (feed, actions) = ("ch/companies".to_string(), "bell,flash".to_string());
+        assert_eq!(
+            rows,
+            [
+                (
+                    when.clone(),
+                    1,
+                    "strike-off".into(),
+                    feed.clone(),
+                    Some("01234567".into()),
+                    None,
+                    "detail 1".into(),
+                    actions.clone()
+                ),
+                (when, 2, "quote-move".into(), feed, None, Some("PKN".into()), "detail 2".into(), actions),
+            ]
+        );
+    }
+
     #[tokio::test]
     async fn facts_arriving_soon_after_a_commit_are_committed_together() {
         let dir = tempfile::tempdir().unwrap();
