@@ -261,7 +261,7 @@ mod tests {
                 actions: Actions { flash: true, ..Actions::default() },
             })
         };
-        raise(&mut m, "wig80 backoff for 2m00s: closed \u{9b}2J");
+        raise(&mut m, "backoff for 2m00s: closed \u{9b}2J");
         let line = report_line_since(&m, false, 0);
         assert!(!line.chars().any(crate::sanitize::is_unsafe), "{line:?}");
         let v: serde_json::Value = serde_json::from_str(&line).unwrap();
@@ -269,7 +269,7 @@ mod tests {
             v["alerts"],
             serde_json::json!([{
                 "seq": 1, "at": "2025-06-10T12:00:00.000Z", "rule": 2, "kind": "feed-down",
-                "feed": "wig80", "detail": "wig80 backoff for 2m00s: closed \u{9b}2J"
+                "feed": "wig80", "detail": "backoff for 2m00s: closed \u{9b}2J"
             }])
         );
         raise(&mut m, "second");

@@ -94,10 +94,11 @@ actions = [\"bell\"]
     let down: Vec<&serde_json::Value> = alerts.iter().filter(|a| a["kind"] == "feed-down").collect();
     assert_eq!(down.len(), 1, "one alert for the outage: {down:?}");
     assert_eq!((down[0]["feed"].as_str(), down[0]["rule"].as_u64()), (Some("ch/dead"), Some(2)));
-    let entered = alerts
-        .iter()
-        .filter(|a| a["kind"] == "strike-off")
-        .all(|a| a["feed"] == FEED && a["rule"] == 1 && a["detail"].as_str().is_some_and(|d| d.contains(" entered: ")));
+    let entered = alerts.iter().filter(|a| a["kind"] == "strike-off").all(|a| {
+        a["feed"] == FEED
+            && a["rule"] == 1
+            && a["detail"].as_str().is_some_and(|d| d.ends_with(" entered the proposal to strike off"))
+    });
     assert!(entered, "{alerts:?}");
 
     assert_eq!(stored_alerts(&db), alerts.len() as i64, "every alert is a row");

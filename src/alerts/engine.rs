@@ -25,7 +25,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 
 use super::rules::{Companies, Rule, Trigger};
 use super::{Alert, AlertKind};
-use crate::model::{FeedView, Model, StrikeOffChange};
+use crate::model::{ChangeKind, FeedView, Model, StrikeOffChange};
 use crate::time::short_duration;
 use feedtop_proto::{ConnState, Quote};
 
@@ -152,13 +152,12 @@ impl Engine {
             if !wanted {
                 continue;
             }
-            let detail = format!(
-                "{} {} {}: {}",
-                change.company_number,
-                change.company_name,
-                change.kind.as_str(),
-                change.transition()
-            );
+            let what = match change.kind {
+                ChangeKind::Entered => "entered the proposal to strike off",
+                ChangeKind::Withdrawn => "left the proposal to strike off",
+                ChangeKind::StruckOff => "struck off",
+            };
+            let detail = format!("{} {} {what}", change.company_number, change.company_name);
             let mut alert = Self::alert(rule, change.received_at, feed, detail);
             alert.company = Some(change.company_number.clone());
             out.push(alert);
@@ -246,7 +245,8 @@ impl Engine {
                     continue;
                 }
                 o.alerted.push(rule.number);
-                let mut detail = format!("{name} {} for {}", feed.state_label(now), short_duration(down_for));
+                // The feed is the alert's own field ({feed}); this says how.
+                let mut detail = format!("{} for {}", feed.state_label(now), short_duration(down_for));
                 if let Some(e) = &feed.last_error {
                     detail.push_str(&format!(": {e}"));
                 }
@@ -288,7 +288,6 @@ mod tests {
     use super::*;
     use crate::alerts::rules::{Companies, Trigger};
     use crate::alerts::Actions;
-    use crate::model::ChangeKind;
 
     fn t(s: i64) -> DateTime<Utc> {
         Utc.with_ymd_and_hms(2025, 6, 10, 12, 0, 0).unwrap() + TimeDelta::seconds(s)
@@ -331,11 +330,8 @@ mod tests {
         assert_eq!(got, [(1, "ch", Some("01234567")), (2, "ch", Some("07654321"))]);
         assert_eq!(out[0].kind, AlertKind::StrikeOff);
         assert_eq!(out[0].at, t(1));
-        assert!(
-            out[0].detail.starts_with("01234567 Zed Ltd entered: active → active/active-proposal"),
-            "{}",
-            out[0].detail
-        );
+        assert_eq!(out[0].detail, "01234567 Zed Ltd entered the proposal to strike off");
+        assert_eq!(out[1].detail, "07654321 ACME Widgets struck off");
     }
 
     /// The pipeline's path for strike-offs: model facts, fed in once each,
@@ -400,7 +396,7 @@ mod tests {
         tick(&mut m, &mut e, 35, &mut out);
         assert_eq!(out.iter().map(|a| a.rule).collect::<Vec<_>>(), [2], "10 s after 25 s, once");
         assert_eq!(out[0].at, t(35));
-        assert!(out[0].detail.starts_with("wig80 connecting for 10s"), "{}", out[0].detail);
+        assert_eq!(out[0].detail, "connecting for 10s");
         state(&mut m, 40, ConnState::Backoff { retry_at: t(60) });
         for s in (40..=145).step_by(5) {
             tick(&mut m, &mut e, s, &mut out);
@@ -420,7 +416,7 @@ mod tests {
         tick(&mut m, &mut e, 200, &mut out);
         tick(&mut m, &mut e, 205, &mut out);
         assert_eq!(out.iter().map(|a| a.rule).collect::<Vec<_>>(), [2, 1, 2]);
-        assert!(out[2].detail.starts_with("wig80 stalled for 10s"), "{}", out[2].detail);
+        assert_eq!(out[2].detail, "stalled for 10s");
     }
 
     fn quote(symbol: &str, price: f64) -> Quote {

@@ -23,6 +23,10 @@ pub enum Action {
     CycleSort,
     ToggleUtc,
     ToggleHelp,
+    /// Acknowledge every alert so far: the header's marker goes.
+    AcknowledgeAlerts,
+    /// The alerts list overlay.
+    ToggleAlerts,
 }
 
 impl Action {
@@ -37,6 +41,7 @@ impl Action {
             Action::FocusNext => Some("focus"),
             Action::ToggleUtc => Some("UTC"),
             Action::ToggleHelp => Some("help"),
+            Action::ToggleAlerts => Some("alerts"),
             _ => None,
         }
     }
@@ -93,6 +98,9 @@ pub const BINDINGS: &[Binding] = &[
     // After help: the footer drops hints from the end at 80 columns, and
     // `?` is the way to every other key.
     bind(KeyCode::Char('t'), NONE, Action::ToggleUtc, "t", "times in UTC / local time"),
+    // The header's alerts marker names both keys whenever they matter.
+    bind(KeyCode::Char('A'), NONE, Action::ToggleAlerts, "A", "list the alerts, newest first"),
+    bind(KeyCode::Char('a'), NONE, Action::AcknowledgeAlerts, "a", "acknowledge alerts (header marker)"),
 ];
 
 fn significant(m: KeyModifiers) -> KeyModifiers {
@@ -167,6 +175,8 @@ mod tests {
             (key(KeyCode::Char('s'), NONE), Some(Action::CycleSort)),
             (key(KeyCode::Char('s'), KeyModifiers::CONTROL), None),
             (key(KeyCode::Char('t'), NONE), Some(Action::ToggleUtc)),
+            (key(KeyCode::Char('a'), NONE), Some(Action::AcknowledgeAlerts)),
+            (key(KeyCode::Char('A'), KeyModifiers::SHIFT), Some(Action::ToggleAlerts)),
         ];
         for (k, want) in cases {
             assert_eq!(action_for(k), want, "{k:?}");
@@ -197,7 +207,7 @@ mod tests {
     #[test]
     fn help_and_footer_come_from_the_table() {
         let rows = help_rows();
-        assert_eq!(rows.len(), 17, "one row per action");
+        assert_eq!(rows.len(), 19, "one row per action");
         assert!(rows.contains(&("s".to_string(), "sort tickers: symbol / change % / age")));
         assert_eq!(rows[0], ("q / Ctrl-C".to_string(), "quit"));
         assert!(rows.iter().any(|r| r.0 == "↑ / k"));
@@ -205,6 +215,6 @@ mod tests {
         assert_eq!(hints[0], ("q", "quit"));
         assert!(hints.contains(&("R", "reconnect all")));
         assert!(hints.contains(&("?", "help")));
-        assert_eq!(hints.last(), Some(&("t", "UTC")));
+        assert_eq!(hints.last(), Some(&("A", "alerts")));
     }
 }

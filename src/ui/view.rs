@@ -88,6 +88,16 @@ pub struct ViewState {
     /// the ones the user is looking at when pressing PgDn or `G`.
     pub strike_rows_shown: Cell<usize>,
     pub ticker_rows_shown: Cell<usize>,
+    /// Alerts are acknowledged up to this number (`a`): the header's marker
+    /// shows flash alerts numbered after it. Alerts come from the live
+    /// model, never the paused snapshot: a pause must not hide one.
+    pub alerts_acked: u64,
+    /// The alerts list overlay (`A`) is open.
+    pub show_alerts: bool,
+    /// First row of the alerts list shown.
+    pub alerts_scroll: usize,
+    /// Rows the alerts list showed in the last frame (0 before it was drawn).
+    pub alert_rows_shown: Cell<usize>,
 }
 
 impl Default for ViewState {
@@ -109,6 +119,10 @@ impl Default for ViewState {
             log: TuiWidgetState::default(),
             strike_rows_shown: Cell::new(0),
             ticker_rows_shown: Cell::new(0),
+            alerts_acked: 0,
+            show_alerts: false,
+            alerts_scroll: 0,
+            alert_rows_shown: Cell::new(0),
         }
     }
 }
@@ -134,6 +148,10 @@ impl ViewState {
         }
         if self.show_help {
             self.help_key(action);
+            return None;
+        }
+        if self.show_alerts {
+            self.alerts_key(action, live);
             return None;
         }
         if self.editing_filter {
@@ -181,6 +199,11 @@ impl ViewState {
                 self.show_help = !self.show_help;
                 self.help_scroll = 0;
             }
+            Action::AcknowledgeAlerts => self.alerts_acked = live.alerts.raised,
+            Action::ToggleAlerts => {
+                self.show_alerts = true;
+                self.alerts_scroll = 0;
+            }
             Action::Up => self.move_by(live, -1),
             Action::Down => self.move_by(live, 1),
             Action::PageUp => self.move_by(live, -(self.page() as isize)),
@@ -211,6 +234,36 @@ impl ViewState {
             }
         };
         self.help_scroll = step(self.help_scroll, delta, last);
+    }
+
+    /// While the alerts list is open the movement keys scroll it, `a`
+    /// acknowledges, and every other key closes it (like the help).
+    fn alerts_key(&mut self, action: Option<Action>, live: &Model) {
+        let shown = self.alert_rows_shown.get();
+        let last = live.alerts.len().saturating_sub(shown.max(1));
+        let page = if shown == 0 { PAGE } else { shown } as isize;
+        let delta = match action {
+            Some(Action::Up) => -1,
+            Some(Action::Down) => 1,
+            Some(Action::PageUp) => -page,
+            Some(Action::PageDown) => page,
+            Some(Action::Top) => isize::MIN,
+            Some(Action::Bottom) => isize::MAX,
+            Some(Action::AcknowledgeAlerts) => {
+                self.alerts_acked = live.alerts.raised;
+                return;
+            }
+            _ => {
+                self.show_alerts = false;
+                return;
+            }
+        };
+        self.alerts_scroll = step(self.alerts_scroll, delta, last);
+    }
+
+    /// Flash alerts not acknowledged yet: the header's marker.
+    pub fn unacknowledged(&self, live: &Model) -> usize {
+        live.alerts.unacknowledged_flashes(self.alerts_acked)
     }
 
     fn edit_filter(&mut self, key: KeyEvent) {
