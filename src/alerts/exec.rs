@@ -272,10 +272,10 @@ mod tests {
         );
         let r = rule(&["sh", "-c", &script, "sh", "{feed}: {detail}"]);
         let mut runner = Runner::default();
-        let outcome = runner.run(&r, &alert("wig80", "down \x1b[2J\u{9b}now")).unwrap().await.unwrap();
+        let outcome = runner.run(&r, &alert("wig\x1b]0;x\x0780", "down \x1b[2J\u{9b}now")).unwrap().await.unwrap();
         assert_eq!(outcome, Outcome::Ok);
         let text = std::fs::read_to_string(&out).unwrap();
-        assert_eq!(text, "feed-down|wig80: down �[2J�now|down �[2J�now\n");
+        assert_eq!(text, "feed-down|wig�]0;x�80: down �[2J�now|down �[2J�now\n");
     }
 
     #[tokio::test]
