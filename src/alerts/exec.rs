@@ -119,7 +119,7 @@ impl Runner {
     /// Starts the rule's program for `alert`, unless one is running or one
     /// started less than `min_gap` ago. Returns the task that waits for it.
     pub fn run(&mut self, rule: &Rule, alert: &Alert) -> Option<JoinHandle<Outcome>> {
-        let Some((program, args)) = rule.exec.split_first() else { return None };
+        let (program, args) = rule.exec.split_first()?;
         let state = self.rules.entry(rule.number).or_default();
         let now = Instant::now();
         let busy = state.running.load(Ordering::SeqCst);

@@ -169,7 +169,8 @@ fn check_one(number: usize, f: &AlertFile, base: &Path) -> Result<Rule, RuleErro
         ));
     };
     // Every key given must mean something to this kind.
-    let given: [(&'static str, Option<Range<usize>>, &[AlertKind]); 7] = [
+    type Given<'a> = (&'static str, Option<Range<usize>>, &'a [AlertKind]);
+    let given: [Given; 7] = [
         ("changes", f.changes.as_ref().map(Spanned::span), &[AlertKind::StrikeOff]),
         ("companies", f.companies.as_ref().map(Spanned::span), &[AlertKind::StrikeOff]),
         ("name", f.name.as_ref().map(Spanned::span), &[AlertKind::StrikeOff]),
