@@ -800,6 +800,8 @@ mod tests {
         let feeds_file = FileConfig::parse(&feeds_text, Path::new("sample")).unwrap();
         let kinds: Vec<_> = feeds_file.feeds.iter().map(|f| f.kind.label()).collect();
         assert_eq!(kinds, ["companies-house", "ws", "ws", "sse", "sse", "poll"]);
+        let alerts: Vec<_> = feeds_file.alert_rules.0.iter().map(|r| r.trigger.kind().as_str()).collect();
+        assert_eq!(alerts, ["strike-off", "feed-down", "quote-move"], "the sample's alert rules parse");
         let s = resolve(&RunArgs::default(), &feeds_file, &env, &paths()).unwrap();
         assert_eq!(ch(&s).reconnect.read_timeout, Duration::from_secs(90));
         assert_eq!(ch(&s).stream, DEFAULT_STREAM);
