@@ -19,12 +19,12 @@
 //!   per (feed, symbol); with too little history the rule says so in the
 //!   Log, once, instead of comparing with whatever it has.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
 
 use chrono::{DateTime, TimeDelta, Utc};
 
 use super::rules::{Companies, Rule, Trigger};
-use super::{Alert, AlertKind};
+use super::Alert;
 use crate::model::{ChangeKind, FeedView, Model, StrikeOffChange};
 use crate::time::short_duration;
 use feedtop_proto::{ConnState, Quote};
@@ -254,16 +254,6 @@ impl Engine {
             }
         }
     }
-
-    /// What kind of alert rule `number` raises.
-    pub fn kind_of(&self, number: usize) -> Option<AlertKind> {
-        self.rule(number).map(|r| r.trigger.kind())
-    }
-
-    /// Quote symbols the rules watch (upper case).
-    pub fn watched_symbols(&self) -> HashSet<&str> {
-        self.reach.keys().map(String::as_str).collect()
-    }
 }
 
 /// When the feed's outage began, as well as the model knows: the moment a
@@ -287,7 +277,7 @@ mod tests {
 
     use super::*;
     use crate::alerts::rules::{Companies, Trigger};
-    use crate::alerts::Actions;
+    use crate::alerts::{Actions, AlertKind};
 
     fn t(s: i64) -> DateTime<Utc> {
         Utc.with_ymd_and_hms(2025, 6, 10, 12, 0, 0).unwrap() + TimeDelta::seconds(s)
