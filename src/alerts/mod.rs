@@ -118,7 +118,7 @@ impl AlertLog {
     }
 
     /// Newest first.
-    pub fn iter(&self) -> impl Iterator<Item = &Alert> {
+    pub fn iter(&self) -> impl DoubleEndedIterator<Item = &Alert> {
         self.recent.iter()
     }
 

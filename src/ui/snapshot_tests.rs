@@ -492,3 +492,27 @@ fn alerts_flash_the_header_and_are_listed() {
     s.press(KeyCode::Char('a'));
     assert!(!s.text(80, 24).contains("ALERT"));
 }
+
+/// The list fits small terminals (scrolling), and an empty one says how to
+/// get alerts.
+#[test]
+fn alerts_list_scrolls_on_a_small_terminal_and_says_when_empty() {
+    let mut m = alerts_model();
+    for _ in 0..3 {
+        let again: Vec<_> = m.alerts.iter().rev().cloned().collect();
+        again.into_iter().for_each(|a| drop(m.alerts.push(a)));
+    }
+    let mut s = Screen::new(m);
+    s.press(KeyCode::Char('A'));
+    let small = s.text(60, 16);
+    assert!(small.contains("Alerts: 56 raised, 56 new") && small.contains("j/k scroll"), "{small}");
+    let first = small.lines().find(|l| l.contains("NEW")).unwrap().to_string();
+    s.press(KeyCode::Char('G'));
+    let last = s.text(60, 16);
+    assert!(s.view.alerts_scroll > 0 && !last.contains(&first), "{last}");
+    assert!(s.view.show_alerts, "movement keys scroll, they do not close");
+
+    let mut empty = Screen::new(demo_model());
+    empty.press(KeyCode::Char('A'));
+    assert!(empty.text(80, 24).contains("No alerts. Rules are [[alerts]] tables"));
+}

@@ -593,6 +593,8 @@ mod tests {
             KeyCode::Backspace,
             KeyCode::Char('é'),
             KeyCode::Char('\u{7}'),
+            KeyCode::Char('a'),
+            KeyCode::Char('A'),
             KeyCode::F(12),
             KeyCode::Delete,
         ];
