@@ -183,6 +183,9 @@ pub struct Pipeline {
     rss_sampled: Option<std::time::Instant>,
     /// Which feeds were last seen stalled, to log each change once.
     stalled: Vec<bool>,
+    /// `[[alerts]]` rules: evaluated here, where every front end passes.
+    alert_engine: crate::alerts::Engine,
+    alert_exec: crate::alerts::exec::Runner,
 }
 
 /// A feed task ended before shutdown: a bug, reported by name.
@@ -244,7 +247,19 @@ impl Pipeline {
         let (report_tx, reports) = mpsc::channel(64);
         let store = StoreHandle::spawn(conn, config.db_path, Some(lock), report_tx, config.writer);
         let stalled = vec![false; controls.len()];
-        Ok(Self { model, feed_rx, controls, tasks, store, reports, pending: Vec::new(), rss_sampled: None, stalled })
+        Ok(Self {
+            model,
+            feed_rx,
+            controls,
+            tasks,
+            store,
+            reports,
+            pending: Vec::new(),
+            rss_sampled: None,
+            stalled,
+            alert_engine: crate::alerts::Engine::default(),
+            alert_exec: crate::alerts::exec::Runner::default(),
+        })
     }
 
     /// Waits for the next thing to handle. Cancel-safe.
@@ -280,6 +295,21 @@ impl Pipeline {
         self.flush();
     }
 
+    /// Turns on the config file's `[[alerts]]` rules (none by default).
+    /// Apart from [`PipelineConfig`] so the feeds-only callers (tests,
+    /// benchmarks) stay as they are.
+    pub fn set_alert_rules(&mut self, rules: crate::alerts::Rules) {
+        if !rules.is_empty() {
+            tracing::info!("{} alert rule(s) on", rules.0.len());
+        }
+        self.alert_engine = crate::alerts::Engine::new(rules.0);
+    }
+
+    /// The exec action's limits (tests shorten them).
+    pub fn set_alert_exec(&mut self, runner: crate::alerts::exec::Runner) {
+        self.alert_exec = runner;
+    }
+
     /// The model as the feeds and the store have made it.
     pub fn model(&self) -> &Model {
         &self.model
@@ -296,9 +326,29 @@ impl Pipeline {
             return Err(FeedStopped(report));
         }
         self.model.tick(now);
+        if !self.alert_engine.is_empty() {
+            let mut raised = Vec::new();
+            self.alert_engine.tick(&self.model, &mut raised);
+            raised.into_iter().for_each(|a| self.raise(a));
+        }
         self.flush();
         self.sample();
         Ok(())
+    }
+
+    /// One alert: numbered into the model's list (the TUI's list and flash,
+    /// the headless `alerts` array), a Log line, a row for the store, and
+    /// the rule's program when it has the exec action.
+    fn raise(&mut self, alert: crate::alerts::Alert) {
+        let alert = self.model.alerts.push(alert);
+        tracing::warn!("ALERT rule {} {}: {}", alert.rule, alert.kind.as_str(), alert.detail);
+        if alert.actions.exec {
+            if let Some(rule) = self.alert_engine.rule(alert.rule) {
+                // Detached: it logs its own outcome, and a hung program is killed.
+                drop(self.alert_exec.run(rule, &alert));
+            }
+        }
+        self.pending.push(Fact::Alert(Box::new(alert)));
     }
 
     /// Hands pending facts to the store if it has room; called on every input and tick.
@@ -313,7 +363,26 @@ impl Pipeline {
 
     fn apply(&mut self, msg: FeedMsg) {
         log_message(&self.model, &msg);
+        if self.alert_engine.is_empty() {
+            self.model.apply(msg, &mut self.pending);
+            return;
+        }
+        // The facts this message made are the strike-off changes and quotes
+        // the rules look at: each is made once, so each alerts once.
+        let feed = msg.feed.clone();
+        let before = self.pending.len();
         self.model.apply(msg, &mut self.pending);
+        let mut raised = Vec::new();
+        for fact in &self.pending[before..] {
+            match fact {
+                Fact::StrikeOff(change) => self.alert_engine.strike_off(&feed, change, &mut raised),
+                Fact::Quote { feed, quote, received_at } => {
+                    self.alert_engine.quote(feed, quote, *received_at, &mut raised)
+                }
+                _ => {}
+            }
+        }
+        raised.into_iter().for_each(|a| self.raise(a));
     }
 
     /// Facts received and not committed yet (held here or by the writer).

@@ -72,6 +72,16 @@ pub const BENCH_EVENTS: Bounds<usize> = Bounds::new(1, 100_000_000);
 /// `bench --rate`, per second.
 pub const BENCH_RATE: Bounds<f64> = Bounds::new(1.0, 1_000_000.0);
 
+/// `[[alerts]] after` (feed-down): a second is already a blip worth
+/// nothing; a feed down for a week is not news any more.
+pub const ALERT_AFTER: Bounds<Duration> = Bounds::new(secs(1), secs(7 * DAY));
+/// `[[alerts]] within` (quote-move): below ten seconds a move is one tick's
+/// noise; a day is as far back as the per-symbol sample ring reaches.
+pub const ALERT_WITHIN: Bounds<Duration> = Bounds::new(secs(10), secs(DAY));
+/// `[[alerts]] percent` (quote-move): 0.01 % is a tick on a big price; past
+/// 1000 % nothing would ever fire (and 0 would fire on every quote).
+pub const ALERT_PERCENT: Bounds<f64> = Bounds::new(0.01, 1000.0);
+
 /// Schemes of an HTTP feed (Companies House, SSE).
 pub const HTTP: &[&str] = &["http", "https"];
 /// Schemes of a WebSocket feed.

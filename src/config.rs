@@ -164,6 +164,12 @@ pub struct FileConfig {
     pub storage: StorageFile,
     /// The feeds to watch (`[[feeds]]` tables), every kind.
     pub feeds: Vec<FeedFile>,
+    /// `[[alerts]]` rules as written (none by default).
+    pub alerts: Vec<crate::alerts::rules::AlertFile>,
+    /// The same, checked at load ([`FileConfig::parse`]): a bad rule is
+    /// refused with its line and key before anything starts.
+    #[serde(skip)]
+    pub alert_rules: crate::alerts::Rules,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
@@ -365,7 +371,7 @@ pub struct StorageFile {
 
 impl FileConfig {
     pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
-        let config: Self = toml::from_str(text)
+        let mut config: Self = toml::from_str(text)
             .map_err(|e| ConfigError::Parse { path: path.to_path_buf(), message: one_line(&e, text) })?;
         config.check_feeds().map_err(|(index, why, span)| {
             let name = &config.feeds[index].name;
@@ -393,6 +399,16 @@ impl FileConfig {
                 ch.read_timeout.map_or(default_reconnect(FeedFileKind::CompaniesHouse).read_timeout, |d| d.0);
             ch.deadlines().check(read_timeout).map_err(|why| parse_error(at("stall_after"), why))?;
         }
+        // A relative watch list (`companies = "watchlist.txt"`) sits beside the file.
+        let base = path.parent().unwrap_or(Path::new("."));
+        config.alert_rules = crate::alerts::Rules::check(&config.alerts, base).map_err(|e| {
+            let line = text.as_bytes()[..e.span.start.min(text.len())].iter().filter(|&&b| b == b'\n').count() + 1;
+            let line_text = text.lines().nth(line - 1).unwrap_or("").trim();
+            ConfigError::Parse {
+                path: path.to_path_buf(),
+                message: format!("line {line} (`{line_text}`): [[alerts]] rule {}: {} {}", e.number, e.key, e.why),
+            }
+        })?;
         Ok(config)
     }
 
@@ -522,6 +538,9 @@ pub struct Settings {
     pub raw_events: RawEvents,
     /// Names of key and token variables that feeds want but the environment lacks.
     pub missing_tokens: Vec<String>,
+    /// `[[alerts]]` rules, checked (they apply to the demo's feeds too, so
+    /// a rule can be tried out with `--demo`).
+    pub alerts: crate::alerts::Rules,
 }
 
 /// Merges defaults, the file, the environment (through `env`) and the flags.
@@ -581,6 +600,7 @@ pub fn resolve(
         event_retention: file.storage.event_retention.map_or(DEFAULT_EVENT_RETENTION, |d| d.0),
         raw_events: file.storage.raw_events.unwrap_or_default(),
         missing_tokens,
+        alerts: file.alert_rules.clone(),
     })
 }
 
@@ -780,6 +800,8 @@ mod tests {
         let feeds_file = FileConfig::parse(&feeds_text, Path::new("sample")).unwrap();
         let kinds: Vec<_> = feeds_file.feeds.iter().map(|f| f.kind.label()).collect();
         assert_eq!(kinds, ["companies-house", "ws", "ws", "sse", "sse", "poll"]);
+        let alerts: Vec<_> = feeds_file.alert_rules.0.iter().map(|r| r.trigger.kind().as_str()).collect();
+        assert_eq!(alerts, ["strike-off", "feed-down", "quote-move"], "the sample's alert rules parse");
         let s = resolve(&RunArgs::default(), &feeds_file, &env, &paths()).unwrap();
         assert_eq!(ch(&s).reconnect.read_timeout, Duration::from_secs(90));
         assert_eq!(ch(&s).stream, DEFAULT_STREAM);
@@ -1263,6 +1285,33 @@ read_timeout = "2m"
     fn unknown_key_is_named() {
         let e = FileConfig::parse("[ui]\nfsp = 5\n", Path::new("c.toml")).unwrap_err().to_string();
         assert!(e.contains("c.toml") && e.contains("line 2") && e.contains("fsp"), "{e}");
+    }
+
+    /// A bad `[[alerts]]` rule stops the start with the file, line, rule and
+    /// key; a good one reaches the settings, its watch list read beside the file.
+    #[test]
+    fn alert_rules_are_checked_at_load_and_reach_the_settings() {
+        let text = "[[alerts]]\non = \"feed-down\"\nafter = \"2m\"\nactions = [\"bell\"]\n\n[[alerts]]\non = \"quote-move\"\nsymbols = [\"PKN\"]\npercent = 3.0\nwithin = \"1s\"\nactions = [\"flash\"]\n";
+        let e = FileConfig::parse(text, Path::new("c.toml")).unwrap_err();
+        assert!(e.is_usage());
+        assert_eq!(
+            e.to_string(),
+            "config file c.toml: line 10 (`within = \"1s\"`): [[alerts]] rule 2: within must be between 10s and 1d (got 1s)"
+        );
+        let e = FileConfig::parse(
+            "[[alerts]]\non = \"strike-off\"\nactions = [\"bell\"]\nevery = \"1m\"\n",
+            Path::new("c.toml"),
+        );
+        assert!(e.unwrap_err().to_string().contains("line 4"), "an unknown key is named by toml");
+
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("watch.txt"), "01234567\n").unwrap();
+        let text = "[[alerts]]\non = \"strike-off\"\ncompanies = \"watch.txt\"\nactions = [\"bell\"]\n";
+        let file = FileConfig::parse(text, &dir.path().join("config.toml")).unwrap();
+        let settings = resolve(&RunArgs::default(), &file, &no_env, &paths()).unwrap();
+        assert_eq!(settings.alerts.0.len(), 1);
+        let missing = FileConfig::parse(text, &dir.path().join("sub/config.toml")).unwrap_err().to_string();
+        assert!(missing.contains("line 3") && missing.contains("sub/watch.txt"), "{missing}");
     }
 
     #[test]

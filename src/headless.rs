@@ -32,6 +32,8 @@ struct Report<'a> {
     symbols: usize,
     store: StoreReport<'a>,
     process: ProcessReport,
+    /// Alerts raised since the previous line, oldest first (empty when none).
+    alerts: Vec<&'a crate::alerts::Alert>,
 }
 
 /// feedtop's own health, so a script can watch for growth.
@@ -121,8 +123,15 @@ impl From<Tally> for TallyReport {
     }
 }
 
-/// One report line for the model as it is now.
+/// One report line for the model as it is now, with no alerts (those are
+/// reported once, by the line after they were raised: [`report_line_since`]).
 pub fn report_line(model: &Model, is_final: bool) -> String {
+    report_line_since(model, is_final, model.alerts.raised)
+}
+
+/// One report line with the alerts numbered after `reported` (the last
+/// one an earlier line carried).
+pub fn report_line_since(model: &Model, is_final: bool, reported: u64) -> String {
     let feeds = model
         .feeds
         .iter()
@@ -162,6 +171,7 @@ pub fn report_line(model: &Model, is_final: bool) -> String {
             store_queue: model.process.store_queue,
             store_pending: model.process.store_pending,
         },
+        alerts: model.alerts.since(reported),
     };
     // Feed text (errors, ids) is in it: C1, DEL and bidi overrides escaped too.
     crate::sanitize::json_line(&report).expect("reports serialise")
@@ -187,6 +197,8 @@ pub async fn run(
         }
     };
     tokio::pin!(until_deadline);
+    // The last alert a line carried: each goes out once, in the next line.
+    let mut reported = 0;
     loop {
         tokio::select! {
             biased;
@@ -197,7 +209,9 @@ pub async fn run(
                     let (_, summary) = pipeline.shutdown().await;
                     anyhow::bail!("{stopped} (everything received before it is stored: {} events)", summary.writer.events_written);
                 }
-                if writeln!(out, "{}", report_line(pipeline.model(), false)).and_then(|_| out.flush()).is_err() {
+                let line = report_line_since(pipeline.model(), false, reported);
+                reported = pipeline.model().alerts.raised;
+                if writeln!(out, "{line}").and_then(|_| out.flush()).is_err() {
                     // The reader went away (e.g. `| head`): stop cleanly.
                     break;
                 }
@@ -207,7 +221,7 @@ pub async fn run(
     }
     // A second Ctrl-C (or SIGTERM/SIGHUP) stops waiting for the store.
     let (model, summary) = pipeline.shutdown_or(shutdown_signal()).await;
-    let _ = writeln!(out, "{}", report_line(&model, true)).and_then(|_| out.flush());
+    let _ = writeln!(out, "{}", report_line_since(&model, true, reported)).and_then(|_| out.flush());
     Ok(summary)
 }
 
@@ -246,8 +260,47 @@ mod tests {
         assert!(v.get("final").is_none());
         assert_eq!(v["process"]["feed_queue"], 0);
         assert!(v["process"]["rss_mb"].is_null(), "not sampled in a pure model");
+        assert_eq!(v["alerts"], serde_json::json!([]));
         let last: serde_json::Value = serde_json::from_str(&report_line(&m, true)).unwrap();
         assert_eq!(last["final"], true);
+    }
+
+    /// Each alert goes out once, in the first line after it was raised,
+    /// with feed text escaped like the rest of the line.
+    #[test]
+    fn alerts_are_reported_once_in_the_next_line() {
+        use crate::alerts::{Actions, Alert, AlertKind};
+        let t0 = Utc.with_ymd_and_hms(2025, 6, 10, 12, 0, 0).unwrap();
+        let info = FeedInfo { name: "wig80".into(), kind: FeedKind::WebSocket(Dialect::Wig80) };
+        let mut m = Model::new(vec![info], Duration::from_secs(300), t0);
+        let raise = |m: &mut Model, detail: &str| {
+            m.alerts.push(Alert {
+                seq: 0,
+                at: t0,
+                rule: 2,
+                kind: AlertKind::FeedDown,
+                feed: "wig80".into(),
+                company: None,
+                symbol: None,
+                detail: detail.into(),
+                actions: Actions { flash: true, ..Actions::default() },
+            })
+        };
+        raise(&mut m, "backoff for 2m00s: closed \u{9b}2J");
+        let line = report_line_since(&m, false, 0);
+        assert!(!line.chars().any(crate::sanitize::is_unsafe), "{line:?}");
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(
+            v["alerts"],
+            serde_json::json!([{
+                "seq": 1, "at": "2025-06-10T12:00:00.000Z", "rule": 2, "kind": "feed-down",
+                "feed": "wig80", "detail": "backoff for 2m00s: closed \u{9b}2J"
+            }])
+        );
+        raise(&mut m, "second");
+        let v: serde_json::Value = serde_json::from_str(&report_line_since(&m, false, 1)).unwrap();
+        assert_eq!(v["alerts"].as_array().unwrap().len(), 1);
+        assert_eq!(v["alerts"][0]["seq"], 2);
     }
 
     /// Companies House stamps whole seconds: the report keeps milliseconds

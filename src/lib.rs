@@ -7,6 +7,7 @@
 //! applies each message to the [`model::Model`] and hands the durable facts to
 //! the [`store`] writer thread. The UI and the headless printer only read the model.
 
+pub mod alerts;
 pub mod app;
 pub mod bench;
 pub mod bounds;

@@ -106,7 +106,8 @@ fn watch(args: RunArgs) -> anyhow::Result<()> {
         for name in &settings.missing_tokens {
             tracing::warn!("{name} is not set: the feed that uses it connects without a key or token");
         }
-        let pipeline = Pipeline::start(pipeline_config(&settings))?;
+        let mut pipeline = Pipeline::start(pipeline_config(&settings))?;
+        pipeline.set_alert_rules(settings.alerts.clone());
         let db_path = settings.db_path.clone();
         let summary = if headless {
             let options = HeadlessOptions { duration: args.duration, interval: args.interval };

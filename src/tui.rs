@@ -105,6 +105,8 @@ pub async fn run(mut pipeline: Pipeline, options: TuiOptions) -> anyhow::Result<
 
     let mut dirty = true;
     let mut shown_second = 0;
+    // The last alert a BEL was written for (or not needed): each once.
+    let mut belled = pipeline.model().alerts.raised;
     let result: anyhow::Result<()> = loop {
         tokio::select! {
             biased;
@@ -133,6 +135,10 @@ pub async fn run(mut pipeline: Pipeline, options: TuiOptions) -> anyhow::Result<
                 if let Err(stopped) = pipeline.tick(now) {
                     break Err(stopped.into());
                 }
+                // A feed-down alert is raised by the tick itself.
+                if pipeline.model().alerts.raised != belled {
+                    dirty = true;
+                }
                 // Ages and countdowns move every second even with no traffic.
                 if now.timestamp() != shown_second {
                     shown_second = now.timestamp();
@@ -144,6 +150,12 @@ pub async fn run(mut pipeline: Pipeline, options: TuiOptions) -> anyhow::Result<
                         break Err(anyhow::anyhow!("drawing to the terminal failed: {e}"));
                     }
                     dirty = false;
+                    let alerts = &pipeline.model().alerts;
+                    let bells = alerts.since(belled).iter().filter(|a| a.actions.bell).count();
+                    belled = alerts.raised;
+                    if bells > 0 {
+                        ring_bell(guard.terminal.backend_mut(), bells);
+                    }
                 }
             }
             input = pipeline.next_input() => {
@@ -180,6 +192,13 @@ pub async fn run(mut pipeline: Pipeline, options: TuiOptions) -> anyhow::Result<
     let stopped = pipeline.shutdown_or(quit_now).await;
     drop(guard);
     result.map(|_| stopped)
+}
+
+/// One BEL per alert with the bell action, written after the frame
+/// (straight to the terminal: in a widget it would be a cell, not a sound).
+/// A terminal that cannot take it is not a reason to stop.
+fn ring_bell(out: &mut impl std::io::Write, bells: usize) {
+    let _ = out.write_all(&vec![0x07; bells]).and_then(|()| out.flush());
 }
 
 /// Keys that stop waiting for the store at shutdown.

@@ -48,6 +48,15 @@ impl Tmux {
         assert!(status.success(), "tmux resize-window failed");
     }
 
+    /// Copies every byte the program writes to the pane into `file`.
+    fn pipe_to(&self, file: &std::path::Path) {
+        let status = Command::new("tmux")
+            .args(["pipe-pane", "-o", "-t", &self.session, &format!("cat >> {}", file.display())])
+            .status()
+            .unwrap();
+        assert!(status.success(), "tmux pipe-pane failed");
+    }
+
     /// Polls the screen until `pred` holds; panics with the screen after the deadline.
     fn wait_for(&self, what: &str, pred: impl Fn(&str) -> bool) -> String {
         let deadline = Instant::now() + Duration::from_secs(30);
@@ -211,4 +220,58 @@ fn a_panic_restores_the_terminal_and_shows_the_message() {
     tmux.keys("Enter");
     let screen = tmux.wait_for("the shell to answer", |s| s.lines().any(|l| l.trim() == "ok"));
     assert!(screen.contains("echo ok"), "typed text is echoed: {screen}");
+}
+
+/// Issue 12, Alerts: `bell` writes BEL (\x07) to the terminal once per
+/// alert. Two feeds on a port nothing listens on, a feed-down rule with
+/// bell and flash: two alerts (one per feed), two BELs in the pane's bytes,
+/// two rows in the `alerts` table, and no more after them.
+#[test]
+fn a_bell_alert_writes_bel_once_per_alert() {
+    let dir = tempfile::tempdir().unwrap();
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/stream", dead.local_addr().unwrap());
+    drop(dead);
+    let config = dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[feeds]]\nname = \"down-1\"\nkind = \"sse\"\nurl = \"{url}\"\n\n\
+             [[feeds]]\nname = \"down-2\"\nkind = \"sse\"\nurl = \"{url}\"\n\n\
+             [[alerts]]\non = \"feed-down\"\nafter = \"1s\"\nactions = [\"bell\", \"flash\"]\n"
+        ),
+    )
+    .unwrap();
+    let db = dir.path().join("alerts.db");
+    let bytes = dir.path().join("pane.bytes");
+    // `read` holds the program until the pane's output is being captured.
+    let command = format!(
+        "read go; env -u CH_STREAMING_API_KEY NO_COLOR=1 {} --config {} --db {}; echo EXITED=$?; exec sh",
+        env!("CARGO_BIN_EXE_feedtop"),
+        config.display(),
+        db.display()
+    );
+    let Some(tmux) = Tmux::start("bell", 100, 30, &command) else {
+        eprintln!("note: tmux is not installed; the real-terminal test did not run");
+        return;
+    };
+    tmux.pipe_to(&bytes);
+    tmux.keys("Enter");
+    tmux.wait_for("both alerts in the header", |s| s.contains(" 2 ALERTS · a ack · A list "));
+    let bels = || std::fs::read(&bytes).unwrap_or_default().iter().filter(|&&b| b == 0x07).count();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while bels() < 2 {
+        assert!(Instant::now() < deadline, "BELs written: {}", bels());
+        std::thread::park_timeout(Duration::from_millis(50));
+    }
+    // `a` acknowledges: the marker goes, and no BEL comes with it.
+    tmux.keys("a");
+    tmux.wait_for("the marker to go", |s| !s.contains("ALERT") && s.contains("q quit"));
+    tmux.keys("q");
+    let screen = tmux.wait_for("a clean exit", |s| s.contains("EXITED="));
+    assert!(screen.contains("EXITED=0"), "{screen}");
+    assert_eq!(bels(), 2, "one BEL per alert, no more");
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    let rows: i64 = conn.query_row("SELECT count(*) FROM alerts WHERE kind = 'feed-down'", [], |r| r.get(0)).unwrap();
+    assert_eq!(rows, 2);
 }

@@ -66,6 +66,8 @@ pub enum Fact {
         feed: String,
         point: ResumePoint,
     },
+    /// An alert rule fired (raised by the pipeline, stored in `alerts`).
+    Alert(Box<crate::alerts::Alert>),
 }
 
 /// Per-feed counters.
@@ -330,6 +332,8 @@ pub struct Model {
     pub now: DateTime<Utc>,
     /// Running against the built-in simulator.
     pub demo: bool,
+    /// Alerts raised in this run, newest first (the pipeline adds them).
+    pub alerts: crate::alerts::AlertLog,
 }
 
 impl Model {
@@ -345,6 +349,7 @@ impl Model {
             events_total: 0,
             now,
             demo: false,
+            alerts: crate::alerts::AlertLog::default(),
         }
     }
 

@@ -115,8 +115,25 @@ const V4: &str = "
 CREATE INDEX strike_offs_by_timepoint ON strike_offs (timepoint, id);
 ";
 
+const V5: &str = "
+-- Every alert raised by an [[alerts]] rule (src/alerts): what fired, when,
+-- about which feed, company or symbol, and what it did.
+CREATE TABLE alerts (
+    id       INTEGER PRIMARY KEY,
+    at       TEXT    NOT NULL,
+    rule     INTEGER NOT NULL,
+    kind     TEXT    NOT NULL,
+    feed     TEXT    NOT NULL,
+    company  TEXT,
+    symbol   TEXT,
+    detail   TEXT    NOT NULL,
+    actions  TEXT    NOT NULL
+);
+CREATE INDEX alerts_by_time ON alerts (at);
+";
+
 /// Migration `i` takes the schema from version `i` to `i + 1`.
-pub const MIGRATIONS: &[&str] = &[V1, V2, V3, V4];
+pub const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5];
 
 pub fn version(conn: &Connection) -> rusqlite::Result<i64> {
     conn.query_row("PRAGMA user_version", [], |r| r.get(0))
@@ -194,7 +211,7 @@ mod tests {
         migrate(&mut conn, &path).unwrap();
         let tables: i64 =
             conn.query_row("SELECT count(*) FROM sqlite_master WHERE type='table'", [], |r| r.get(0)).unwrap();
-        assert_eq!(tables, 8);
+        assert_eq!(tables, 9);
     }
 
     #[test]

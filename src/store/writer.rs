@@ -679,6 +679,10 @@ pub fn write_batch(conn: &mut Connection, facts: &[Fact], raw_events: RawEvents)
             "INSERT INTO quote_history (feed, symbol, price, volume, quote_time, received_at)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
         )?;
+        let mut insert_alert = tx.prepare_cached(
+            "INSERT INTO alerts (at, rule, kind, feed, company, symbol, detail, actions)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        )?;
 
         for fact in facts {
             match fact {
@@ -768,6 +772,18 @@ pub fn write_batch(conn: &mut Connection, facts: &[Fact], raw_events: RawEvents)
                     ])?;
                     insert_quote.execute(params![feed, q.symbol, q.price, q.volume, time, received])?;
                 }
+                Fact::Alert(a) => {
+                    insert_alert.execute(params![
+                        ts(a.at),
+                        a.rule as i64,
+                        a.kind.as_str(),
+                        a.feed,
+                        a.company,
+                        a.symbol,
+                        a.detail,
+                        a.actions.label(),
+                    ])?;
+                }
             }
         }
         let mut upsert_cursor =
@@ -789,6 +805,60 @@ mod tests {
     fn event(line: &str) -> Fact {
         let event = Box::new(parse_event(line.as_bytes().to_vec()).expect("fixture line parses"));
         Fact::Event { feed: "companies".into(), event, received_at: Utc::now() }
+    }
+
+    /// Every alert is a row of `alerts`, with what fired and what it did.
+    #[test]
+    fn alerts_are_stored_one_row_each() {
+        use crate::alerts::{Actions, Alert, AlertKind};
+        let dir = tempfile::tempdir().unwrap();
+        let mut conn = crate::store::open(&dir.path().join("t.db")).unwrap();
+        let at = chrono::DateTime::from_timestamp(1_749_556_800, 0).unwrap();
+        let alert = |seq, kind, company: Option<&str>, symbol: Option<&str>| {
+            Fact::Alert(Box::new(Alert {
+                seq,
+                at,
+                rule: seq as usize,
+                kind,
+                feed: "ch/companies".into(),
+                company: company.map(Into::into),
+                symbol: symbol.map(Into::into),
+                detail: format!("detail {seq}"),
+                actions: Actions { bell: true, flash: true, exec: false },
+            }))
+        };
+        let facts =
+            [alert(1, AlertKind::StrikeOff, Some("01234567"), None), alert(2, AlertKind::QuoteMove, None, Some("PKN"))];
+        assert_eq!(write_batch(&mut conn, &facts, RawEvents::Full).unwrap(), 0, "no events");
+        let mut stmt = conn
+            .prepare("SELECT at, rule, kind, feed, company, symbol, detail, actions FROM alerts ORDER BY id")
+            .unwrap();
+        type Row = (String, i64, String, String, Option<String>, Option<String>, String, String);
+        let rows: Vec<Row> = stmt
+            .query_map([], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?, r.get(7)?))
+            })
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        let when = "2025-06-10T12:00:00.000Z".to_string();
+        let (feed, actions) = ("ch/companies".to_string(), "bell,flash".to_string());
+        assert_eq!(
+            rows,
+            [
+                (
+                    when.clone(),
+                    1,
+                    "strike-off".into(),
+                    feed.clone(),
+                    Some("01234567".into()),
+                    None,
+                    "detail 1".into(),
+                    actions.clone()
+                ),
+                (when, 2, "quote-move".into(), feed, None, Some("PKN".into()), "detail 2".into(), actions),
+            ]
+        );
     }
 
     #[tokio::test]

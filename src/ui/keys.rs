@@ -29,6 +29,10 @@ pub enum Action {
     ToggleZoom,
     /// What is in force: config file, database, feeds, version.
     ShowInfo,
+    /// Acknowledge every alert so far: the header's marker goes.
+    AcknowledgeAlerts,
+    /// The alerts list overlay.
+    ToggleAlerts,
 }
 
 impl Action {
@@ -47,6 +51,7 @@ impl Action {
             Action::Details => Some("details"),
             Action::ToggleZoom => Some("zoom"),
             Action::ShowInfo => Some("info"),
+            Action::ToggleAlerts => Some("alerts"),
             _ => None,
         }
     }
@@ -106,6 +111,9 @@ pub const BINDINGS: &[Binding] = &[
     bind(KeyCode::Char('t'), NONE, Action::ToggleUtc, "t", "times in UTC / local time"),
     bind(KeyCode::Char('z'), NONE, Action::ToggleZoom, "z", "zoom the focused pane / back"),
     bind(KeyCode::Char('i'), NONE, Action::ShowInfo, "i", "what is in force: config, db, feeds"),
+    // The header's alerts marker names both keys whenever they matter.
+    bind(KeyCode::Char('A'), NONE, Action::ToggleAlerts, "A", "list the alerts, newest first"),
+    bind(KeyCode::Char('a'), NONE, Action::AcknowledgeAlerts, "a", "acknowledge alerts (header marker)"),
 ];
 
 fn significant(m: KeyModifiers) -> KeyModifiers {
@@ -184,6 +192,8 @@ mod tests {
             (key(KeyCode::Char('z'), NONE), Some(Action::ToggleZoom)),
             (key(KeyCode::Char('i'), NONE), Some(Action::ShowInfo)),
             (key(KeyCode::Char('i'), KeyModifiers::CONTROL), None),
+            (key(KeyCode::Char('a'), NONE), Some(Action::AcknowledgeAlerts)),
+            (key(KeyCode::Char('A'), KeyModifiers::SHIFT), Some(Action::ToggleAlerts)),
         ];
         for (k, want) in cases {
             assert_eq!(action_for(k), want, "{k:?}");
@@ -214,7 +224,7 @@ mod tests {
     #[test]
     fn help_and_footer_come_from_the_table() {
         let rows = help_rows();
-        assert_eq!(rows.len(), 20, "one row per action");
+        assert_eq!(rows.len(), 22, "one row per action");
         assert!(rows.contains(&("s".to_string(), "sort tickers: symbol / change % / age")));
         assert_eq!(rows[0], ("q / Ctrl-C".to_string(), "quit"));
         assert!(rows.iter().any(|r| r.0 == "↑ / k"));
@@ -225,6 +235,6 @@ mod tests {
         // `?` comes before the hints an 80-column footer cannot hold.
         let at = |key: &str| hints.iter().position(|h| h.0 == key).unwrap();
         assert!(at("?") < at("Enter") && at("Enter") < at("z") && at("z") < at("i"));
-        assert_eq!(hints.last(), Some(&("i", "info")));
+        assert_eq!(hints.last(), Some(&("A", "alerts")));
     }
 }

@@ -25,7 +25,7 @@ mod screen_tests;
 #[cfg(test)]
 mod snapshot_tests;
 #[cfg(test)]
-mod test_support;
+pub(crate) mod test_support;
 #[cfg(test)]
 mod ticker_screen_tests;
 
@@ -47,7 +47,7 @@ pub fn draw(frame: &mut Frame, live: &Model, view: &ViewState, theme: &Theme) {
     let paused = view.frozen.as_ref().map(|snap| live.events_total.saturating_sub(snap.events_total));
 
     if area.width < MIN_WIDTH || area.height < MIN_HEIGHT {
-        too_small(frame, area, paused, theme);
+        too_small(frame, area, paused, view.unacknowledged(live), theme);
         return;
     }
 
@@ -63,7 +63,8 @@ pub fn draw(frame: &mut Frame, live: &Model, view: &ViewState, theme: &Theme) {
     view.strike_rows_shown.set(usize::from(areas.strike_offs.height.saturating_sub(2)));
     view.ticker_rows_shown.set(areas.tickers.map_or(0, |t| usize::from(t.height.saturating_sub(2))));
 
-    panes::header::render(frame, areas.header, model, paused, &view.clock, theme);
+    let alerts = view.unacknowledged(live);
+    panes::header::render(frame, areas.header, model, paused, alerts, &view.clock, theme);
     let conn_focused = view.focus == Focus::Connections;
     if !areas.connections.is_empty() {
         panes::connections::render(frame, areas.connections, model, view.selected_feed, conn_focused, theme);
@@ -100,17 +101,24 @@ pub fn draw(frame: &mut Frame, live: &Model, view: &ViewState, theme: &Theme) {
     if view.detail.is_some() {
         panes::detail::render(frame, body, model, view, theme);
     }
+    if view.show_alerts {
+        let rows = panes::alerts::render(frame, area, live, view.alerts_acked, view.alerts_scroll, &view.clock, theme);
+        view.alert_rows_shown.set(rows);
+    }
     if view.show_help {
         view.help_rows_shown.set(panes::help::render(frame, area, view.help_scroll, theme));
     }
 }
 
 /// A terminal too small for the panes still says what is going on.
-fn too_small(frame: &mut Frame, area: Rect, paused: Option<u64>, theme: &Theme) {
+fn too_small(frame: &mut Frame, area: Rect, paused: Option<u64>, alerts: usize, theme: &Theme) {
     let mut text =
         format!("terminal too small: {}×{}, feedtop needs {MIN_WIDTH}×{MIN_HEIGHT}", area.width, area.height);
     if let Some(n) = paused {
         text = format!("PAUSED — {} new. {text}", fmt::thousands(n));
+    }
+    if let Some(marker) = panes::header::alerts_marker(alerts) {
+        text = format!("{}. {text}", marker.trim());
     }
     frame.render_widget(Paragraph::new(text).style(theme.warn).wrap(Wrap { trim: true }), area);
 }

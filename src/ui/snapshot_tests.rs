@@ -557,3 +557,103 @@ fn enter_on_a_company_or_a_ticker() {
     s.press(KeyCode::Enter);
     assert_eq!(s.view.detail, None);
 }
+
+/// The demo with alerts raised by a rule on entered strike-offs (flash) and
+/// a feed-down alert (bell only), as the pipeline's engine makes them.
+fn alerts_model() -> Model {
+    use crate::alerts::rules::{Companies, Rule, Trigger};
+    use crate::alerts::{Actions, Alert, AlertKind, Engine};
+    use crate::model::ChangeKind;
+    let mut m = demo_model();
+    let rule = Rule {
+        number: 1,
+        trigger: Trigger::StrikeOff { changes: vec![ChangeKind::Entered], companies: Companies::All },
+        actions: Actions { bell: true, flash: true, exec: false },
+        exec: Vec::new(),
+    };
+    let engine = Engine::new(vec![rule]);
+    let mut raised = Vec::new();
+    for change in m.strike_offs.iter().rev() {
+        engine.strike_off("ch/companies", change, &mut raised);
+    }
+    raised.push(Alert {
+        seq: 0,
+        at: secs(29),
+        rule: 2,
+        kind: AlertKind::FeedDown,
+        feed: "carbon-sse".into(),
+        company: None,
+        symbol: None,
+        detail: "backoff for 2m00s: HTTP 503 \x1b]0;pwned\x07".into(),
+        actions: Actions { bell: true, ..Actions::default() },
+    });
+    for alert in raised {
+        m.alerts.push(alert);
+    }
+    m
+}
+
+/// Flash alerts mark the header until `a`; `A` lists them newest first with
+/// their times and whether acknowledged; a pause hides none of it.
+#[test]
+fn alerts_flash_the_header_and_are_listed() {
+    let mut s = Screen::new(alerts_model());
+    let flashes = s.live.alerts.iter().filter(|a| a.actions.flash).count();
+    assert!(flashes > 1, "the fixture has entered changes");
+    assert_screen!("alerts_flashed", s, 80, 24);
+    let marker = format!(" {flashes} ALERTS · a ack · A list ");
+    assert!(s.text(80, 24).lines().next().unwrap().contains(&marker));
+    // The marker is reversed bold in the error colour: unmissable.
+    let buf = render(&s.live, &s.view, &s.theme, 80, 24);
+    let (x, y) = find(&buf, "ALERTS").unwrap();
+    let style = buf[(x, y)].style();
+    assert!(style.add_modifier.contains(Modifier::REVERSED | Modifier::BOLD));
+    assert_eq!(style.fg, s.theme.error.fg);
+
+    s.press(KeyCode::Char('A'));
+    assert_screen!("alerts_overlay", s, 100, 24);
+    let list = s.text(100, 24);
+    assert!(list.contains("NEW  feed-down"), "newest first: {list}");
+    assert!(!list.chars().any(|c| c == '\x1b' || c == '\x07'), "feed text sanitised");
+    // `a` in the list acknowledges; the list stays open and says so.
+    s.press(KeyCode::Char('a'));
+    let list = s.text(100, 24);
+    assert!(!list.contains("NEW") && list.contains("ack  feed-down"), "{list}");
+    // Any other key closes it; the marker is gone.
+    s.press(KeyCode::Esc);
+    assert!(!s.view.show_alerts);
+    assert!(!s.text(80, 24).contains("ALERT"));
+
+    // Paused: an alert raised meanwhile still marks the header.
+    s.press(KeyCode::Char('p'));
+    let alert = s.live.alerts.iter().find(|a| a.actions.flash).unwrap().clone();
+    s.live.alerts.push(alert);
+    let top = s.text(80, 24).lines().next().unwrap().to_string();
+    assert!(top.contains(" 1 ALERT · a ack") && top.contains("PAUSED"), "{top}");
+    s.press(KeyCode::Char('a'));
+    assert!(!s.text(80, 24).contains("ALERT"));
+}
+
+/// The list fits small terminals (scrolling), and an empty one says how to
+/// get alerts.
+#[test]
+fn alerts_list_scrolls_on_a_small_terminal_and_says_when_empty() {
+    let mut m = alerts_model();
+    for _ in 0..3 {
+        let again: Vec<_> = m.alerts.iter().rev().cloned().collect();
+        again.into_iter().for_each(|a| drop(m.alerts.push(a)));
+    }
+    let mut s = Screen::new(m);
+    s.press(KeyCode::Char('A'));
+    let small = s.text(60, 16);
+    assert!(small.contains("Alerts: 56 raised, 56 new") && small.contains("j/k scroll"), "{small}");
+    let first = small.lines().find(|l| l.contains("NEW")).unwrap().to_string();
+    s.press(KeyCode::Char('G'));
+    let last = s.text(60, 16);
+    assert!(s.view.alerts_scroll > 0 && !last.contains(&first), "{last}");
+    assert!(s.view.show_alerts, "movement keys scroll, they do not close");
+
+    let mut empty = Screen::new(demo_model());
+    empty.press(KeyCode::Char('A'));
+    assert!(empty.text(80, 24).contains("No alerts. Rules are [[alerts]] tables"));
+}

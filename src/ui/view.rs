@@ -114,6 +114,16 @@ pub struct ViewState {
     pub zoomed: bool,
     /// What the `i` overlay shows; the TUI sets it (tests may leave it out).
     pub run_info: Option<RunInfo>,
+    /// Alerts are acknowledged up to this number (`a`): the header's marker
+    /// shows flash alerts numbered after it. Alerts come from the live
+    /// model, never the paused snapshot: a pause must not hide one.
+    pub alerts_acked: u64,
+    /// The alerts list overlay (`A`) is open.
+    pub show_alerts: bool,
+    /// First row of the alerts list shown.
+    pub alerts_scroll: usize,
+    /// Rows the alerts list showed in the last frame (0 before it was drawn).
+    pub alert_rows_shown: Cell<usize>,
 }
 
 impl Default for ViewState {
@@ -141,6 +151,10 @@ impl Default for ViewState {
             detail_rows_shown: Cell::new(0),
             zoomed: false,
             run_info: None,
+            alerts_acked: 0,
+            show_alerts: false,
+            alerts_scroll: 0,
+            alert_rows_shown: Cell::new(0),
         }
     }
 }
@@ -166,6 +180,10 @@ impl ViewState {
         }
         if self.show_help {
             self.help_key(action);
+            return None;
+        }
+        if self.show_alerts {
+            self.alerts_key(action, live);
             return None;
         }
         if self.editing_filter {
@@ -216,6 +234,11 @@ impl ViewState {
                 self.show_help = !self.show_help;
                 self.help_scroll = 0;
             }
+            Action::AcknowledgeAlerts => self.alerts_acked = live.alerts.raised,
+            Action::ToggleAlerts => {
+                self.show_alerts = true;
+                self.alerts_scroll = 0;
+            }
             Action::Up => self.move_by(live, -1),
             Action::Down => self.move_by(live, 1),
             Action::PageUp => self.move_by(live, -(self.page() as isize)),
@@ -258,7 +281,7 @@ impl ViewState {
 
     /// While a detail is open the movement keys scroll it; Enter, Esc and
     /// `q` close it (`q` means "close this" here, as in the help). Keys that
-    /// act on feeds or on the whole view (`r`, `R`, `p`, `t`, `?`) still
+    /// act on feeds or on the whole view (`r`, `R`, `p`, `t`, `?`, `a`, `A`) still
     /// work, so the user can reconnect a feed while reading why it failed;
     /// the rest do nothing rather than change a list the user cannot see.
     fn detail_key(&mut self, action: Action, live: &Model) -> Option<UiCommand> {
@@ -285,9 +308,13 @@ impl ViewState {
                 self.open_detail(Some(Detail::Info));
                 return None;
             }
-            Action::Reconnect | Action::ReconnectAll | Action::TogglePause | Action::ToggleUtc | Action::ToggleHelp => {
-                return self.handle(action, live)
-            }
+            Action::Reconnect
+            | Action::ReconnectAll
+            | Action::TogglePause
+            | Action::ToggleUtc
+            | Action::ToggleHelp
+            | Action::AcknowledgeAlerts
+            | Action::ToggleAlerts => return self.handle(action, live),
             Action::StartFilter | Action::FocusNext | Action::FocusPrev | Action::CycleSort | Action::ToggleZoom => {
                 return None
             }
@@ -316,6 +343,36 @@ impl ViewState {
             }
         };
         self.help_scroll = step(self.help_scroll, delta, last);
+    }
+
+    /// While the alerts list is open the movement keys scroll it, `a`
+    /// acknowledges, and every other key closes it (like the help).
+    fn alerts_key(&mut self, action: Option<Action>, live: &Model) {
+        let shown = self.alert_rows_shown.get();
+        let last = live.alerts.len().saturating_sub(shown.max(1));
+        let page = if shown == 0 { PAGE } else { shown } as isize;
+        let delta = match action {
+            Some(Action::Up) => -1,
+            Some(Action::Down) => 1,
+            Some(Action::PageUp) => -page,
+            Some(Action::PageDown) => page,
+            Some(Action::Top) => isize::MIN,
+            Some(Action::Bottom) => isize::MAX,
+            Some(Action::AcknowledgeAlerts) => {
+                self.alerts_acked = live.alerts.raised;
+                return;
+            }
+            _ => {
+                self.show_alerts = false;
+                return;
+            }
+        };
+        self.alerts_scroll = step(self.alerts_scroll, delta, last);
+    }
+
+    /// Flash alerts not acknowledged yet: the header's marker.
+    pub fn unacknowledged(&self, live: &Model) -> usize {
+        live.alerts.unacknowledged_flashes(self.alerts_acked)
     }
 
     fn edit_filter(&mut self, key: KeyEvent) {
@@ -686,6 +743,8 @@ mod tests {
             KeyCode::Backspace,
             KeyCode::Char('é'),
             KeyCode::Char('\u{7}'),
+            KeyCode::Char('a'),
+            KeyCode::Char('A'),
             KeyCode::F(12),
             KeyCode::Delete,
         ];

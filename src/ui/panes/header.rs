@@ -66,8 +66,26 @@ fn health(model: &Model) -> String {
     text
 }
 
-/// `paused` is the number of events that arrived since the snapshot shown.
-pub fn render(frame: &mut Frame, area: Rect, model: &Model, paused: Option<u64>, clock: &Clock, theme: &Theme) {
+/// The marker for flash alerts not acknowledged yet: first after the name,
+/// reversed, in the error colour, and naming the keys that deal with it.
+pub fn alerts_marker(unacknowledged: usize) -> Option<String> {
+    (unacknowledged > 0).then(|| {
+        let noun = if unacknowledged == 1 { "ALERT" } else { "ALERTS" };
+        format!(" {} {noun} · a ack · A list ", thousands(unacknowledged as u64))
+    })
+}
+
+/// `paused` is the number of events that arrived since the snapshot shown;
+/// `alerts` the flash alerts not acknowledged (from the live model).
+pub fn render(
+    frame: &mut Frame,
+    area: Rect,
+    model: &Model,
+    paused: Option<u64>,
+    alerts: usize,
+    clock: &Clock,
+    theme: &Theme,
+) {
     let mut rows = area.rows();
     let Some(top) = rows.next() else { return };
 
@@ -81,6 +99,11 @@ pub fn render(frame: &mut Frame, area: Rect, model: &Model, paused: Option<u64>,
         theme.dim
     };
     let mut spans = vec![Span::styled("feedtop", theme.title), Span::raw("  ")];
+    if let Some(marker) = alerts_marker(alerts) {
+        let style = theme.error.add_modifier(Modifier::REVERSED | Modifier::BOLD);
+        spans.push(Span::styled(marker, style));
+        spans.push(Span::raw("  "));
+    }
     if let Some(n) = paused {
         let style = theme.warn.add_modifier(Modifier::REVERSED | Modifier::BOLD);
         spans.push(Span::styled(format!(" PAUSED — {} new ", thousands(n)), style));

@@ -1,6 +1,7 @@
 //! One file per pane; each has `render(frame, area, …, theme)` and draws only
 //! inside `area`, so the layout in `ui::draw` decides everything about size.
 
+pub mod alerts;
 pub mod connections;
 pub mod detail;
 pub mod detail_feed;
