@@ -54,6 +54,13 @@ pub enum Fact {
         feed: String,
         point: ResumePoint,
     },
+    /// Queue the company's REST enrichment (profile, then officers), in the
+    /// same transaction as the change that asked for it: a crash between the
+    /// two can neither lose the calls nor queue them for a change not stored.
+    Enrich {
+        company_number: String,
+        queued_at: DateTime<Utc>,
+    },
 }
 
 /// Per-feed counters.
