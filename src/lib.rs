@@ -13,6 +13,7 @@ pub mod bounds;
 pub mod cli;
 pub mod config;
 pub mod demo;
+pub mod enrich;
 pub mod export;
 pub mod feeds;
 pub mod headless;

@@ -4,6 +4,7 @@
 //! message and returns the durable facts for the store; it never reads the
 //! clock or does I/O, so scenario tests with explicit times are exact.
 
+pub mod enrich;
 pub mod metrics;
 pub mod proposal_filter;
 pub mod proposals;
