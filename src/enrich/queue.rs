@@ -52,7 +52,10 @@ impl EnrichHandle {
 pub fn spawn(settings: EnrichSettings, db_path: &Path) -> anyhow::Result<EnrichHandle> {
     let conn = crate::store::open(db_path)?;
     let client = Client::new(&settings.url, settings.key.clone(), settings.timeout)?;
-    let status = EnrichStatus::new(settings.limit.calls, settings.limit.per);
+    let mut status = EnrichStatus::new(settings.limit.calls, settings.limit.per);
+    // What is queued from earlier runs shows from the start (and "idle with
+    // nothing queued" is never reported before the queue was looked at).
+    status.queued = crate::store::enrich::queue_len(&conn)?;
     let (status_tx, status_rx) = watch::channel(status.clone());
     let (updates_tx, updates_rx) = mpsc::channel(UPDATES);
     let (stop_tx, stop_rx) = watch::channel(false);

@@ -1,0 +1,251 @@
+//! The REST enrichment task against the loopback REST simulator: the limit
+//! is never exceeded, the server's headers and 429s are obeyed, a restart
+//! neither repeats nor forgets a call, the breaker opens and closes, a
+//! contradicting profile is flagged, and the key never leaves its host.
+
+mod common;
+
+use std::path::Path;
+use std::time::Duration;
+
+use chrono::Utc;
+use common::temp_db;
+use feedtop::enrich::{self, BreakerSettings, EnrichHandle, EnrichSettings, Limit};
+use feedtop::feeds::secret::ApiKey;
+use feedtop::model::enrich::{EnrichState, EnrichUpdate};
+use feedtop::sim::rest::{RemainingHeader, RestPlan, RestSim, RestSimConfig};
+use feedtop::store;
+use serde_json::json;
+
+const KEY: &str = "restkey-Jx82Pq";
+const WAIT: Duration = Duration::from_secs(20);
+
+fn settings(url: &str, calls: u32, per: Duration) -> EnrichSettings {
+    let mut s = EnrichSettings::new(url, ApiKey::new(KEY).unwrap(), "CH_REST_API_KEY");
+    s.limit = Limit { calls, per };
+    s.timeout = Duration::from_secs(2);
+    s.breaker = BreakerSettings { failures: 3, open_for: Duration::from_millis(300) };
+    s.idle_poll = Duration::from_millis(20);
+    s
+}
+
+fn sim_config(limit: u32, window: Duration) -> RestSimConfig {
+    RestSimConfig { expected_key: Some(KEY.into()), limit, window, ..RestSimConfig::default() }
+}
+
+fn queue(db: &Path, numbers: &[String]) {
+    let conn = store::open(db).unwrap();
+    for n in numbers {
+        store::enrich::enqueue(&conn, n, Utc::now()).unwrap();
+    }
+}
+
+fn numbers(count: usize) -> Vec<String> {
+    (0..count).map(|i| format!("{:08}", 10_000_000 + i)).collect()
+}
+
+fn queued(db: &Path) -> u64 {
+    store::enrich::queue_len(&store::open(db).unwrap()).unwrap()
+}
+
+/// Waits until the task reports a state for which `done` holds.
+async fn wait_state(handle: &mut EnrichHandle, done: impl Fn(&EnrichState, u64) -> bool) -> bool {
+    let wanted = handle.status.wait_for(|s| done(&s.state, s.queued));
+    tokio::time::timeout(WAIT, wanted).await.is_ok_and(|r| r.is_ok())
+}
+
+async fn drained(handle: &mut EnrichHandle) -> bool {
+    wait_state(handle, |state, queued| *state == EnrichState::Idle && queued == 0).await
+}
+
+#[tokio::test]
+async fn the_limit_is_never_exceeded_in_any_window_counted_at_the_simulator() {
+    let per = Duration::from_millis(600);
+    let sim = RestSim::start(sim_config(3, per)).await.unwrap();
+    let (_dir, db) = temp_db();
+    queue(&db, &numbers(6));
+    let mut handle = enrich::spawn(settings(&sim.base_url(), 3, per), &db).unwrap();
+    assert!(drained(&mut handle).await, "the queue drains");
+    handle.stop(WAIT).await;
+    let seen = sim.requests();
+    assert_eq!(seen.len(), 12, "a profile and one page of officers each");
+    assert!(seen.iter().all(|r| r.status == 200), "the simulator never had to refuse one: {seen:?}");
+    // Any window at the simulator holds at most 3 (a window a little
+    // shorter than the limit's, as arrival times carry the network's jitter).
+    let window = per - Duration::from_millis(100);
+    for (i, r) in seen.iter().enumerate() {
+        let within = seen[i..].iter().filter(|s| s.at.duration_since(r.at) < window).count();
+        assert!(within <= 3, "{within} requests within {window:?} from request {i}");
+    }
+    // Profiles (priority 0) before officers, first queued first.
+    let paths: Vec<&str> = seen.iter().map(|r| r.path.as_str()).collect();
+    assert!(paths[..6].iter().all(|p| !p.ends_with("/officers")) && paths[6..].iter().all(|p| p.ends_with("/officers")));
+    assert!(paths[..6].is_sorted(), "FIFO within a priority: {paths:?}");
+}
+
+#[tokio::test]
+async fn the_servers_remaining_count_is_obeyed_in_either_spelling_and_so_is_a_429() {
+    for spelling in [RemainingHeader::Remain, RemainingHeader::Remaining] {
+        // The server allows 2 a second; our own limit would allow 100.
+        let config = RestSimConfig { remaining_header: spelling, ..sim_config(2, Duration::from_secs(1)) };
+        let sim = RestSim::start(config).await.unwrap();
+        let (_dir, db) = temp_db();
+        queue(&db, &numbers(3));
+        let mut handle = enrich::spawn(settings(&sim.base_url(), 100, Duration::from_secs(1)), &db).unwrap();
+        assert!(wait_state(&mut handle, |s, _| matches!(s, EnrichState::Paused { .. })).await, "{spelling:?}");
+        assert!(drained(&mut handle).await);
+        handle.stop(WAIT).await;
+        let statuses: Vec<u16> = sim.requests().iter().map(|r| r.status).collect();
+        assert_eq!(statuses, [200; 6], "{spelling:?}: paused at 0 remaining, never refused");
+    }
+
+    // A 429 (or a 403) without headers pauses for a window, then the call is made.
+    for code in [429, 403] {
+        let sim = RestSim::start(sim_config(100, Duration::from_secs(60))).await.unwrap();
+        sim.push_plan(RestPlan::Status(code));
+        let (_dir, db) = temp_db();
+        queue(&db, &numbers(1));
+        let mut handle = enrich::spawn(settings(&sim.base_url(), 100, Duration::from_millis(500)), &db).unwrap();
+        assert!(wait_state(&mut handle, |s, _| matches!(s, EnrichState::Paused { .. })).await, "{code}");
+        assert!(drained(&mut handle).await);
+        handle.stop(WAIT).await;
+        let statuses: Vec<u16> = sim.requests().iter().map(|r| r.status).collect();
+        assert_eq!(statuses, [code, 200, 200], "the refused call is made again after the pause");
+    }
+}
+
+#[tokio::test]
+async fn a_restart_mid_queue_neither_repeats_nor_forgets_a_call() {
+    let sim = RestSim::start(sim_config(1000, Duration::from_secs(60))).await.unwrap();
+    let companies = numbers(4);
+    // 150 officers: two pages each, so a stop can fall between pages too.
+    for n in &companies {
+        sim.set_officer_count(n, 150);
+    }
+    let (_dir, db) = temp_db();
+    queue(&db, &companies);
+    let slow = settings(&sim.base_url(), 1, Duration::from_millis(150));
+    let expected = 4 + 4 * 2;
+    for stop_after in [3, 7, 10] {
+        let handle = enrich::spawn(slow.clone(), &db).unwrap();
+        assert!(sim.wait_for_requests(stop_after, WAIT).await);
+        handle.stop(WAIT).await;
+    }
+    let mut handle = enrich::spawn(slow, &db).unwrap();
+    assert!(drained(&mut handle).await);
+    handle.stop(WAIT).await;
+    let mut targets: Vec<String> = sim.requests().into_iter().map(|r| r.target).collect();
+    assert_eq!(targets.len(), expected, "{targets:#?}");
+    targets.sort();
+    targets.dedup();
+    assert_eq!(targets.len(), expected, "no call made twice");
+    let conn = store::open(&db).unwrap();
+    for n in &companies {
+        assert_eq!(store::enrich::officers_of(&conn, n).unwrap().len(), 150, "{n}: both pages stored");
+    }
+}
+
+#[tokio::test]
+async fn the_breaker_opens_after_repeated_server_errors_then_one_trial_closes_it() {
+    let sim = RestSim::start(sim_config(1000, Duration::from_secs(60))).await.unwrap();
+    for _ in 0..3 {
+        sim.push_plan(RestPlan::Status(502));
+    }
+    let (_dir, db) = temp_db();
+    queue(&db, &numbers(1));
+    let mut handle = enrich::spawn(settings(&sim.base_url(), 100, Duration::from_secs(1)), &db).unwrap();
+    assert!(wait_state(&mut handle, |s, _| matches!(s, EnrichState::Open { .. })).await);
+    assert_eq!(sim.requests().len(), 3, "no call while open");
+    assert!(drained(&mut handle).await, "the trial succeeded and the queue drained");
+    handle.stop(WAIT).await;
+    let statuses: Vec<u16> = sim.requests().iter().map(|r| r.status).collect();
+    assert_eq!(statuses, [502, 502, 502, 200, 200]);
+
+    // A stall counts like a 5xx (the call's deadline).
+    let sim = RestSim::start(sim_config(1000, Duration::from_secs(60))).await.unwrap();
+    for _ in 0..3 {
+        sim.push_plan(RestPlan::Stall);
+    }
+    let (_dir, db) = temp_db();
+    queue(&db, &numbers(1));
+    let mut quick = settings(&sim.base_url(), 100, Duration::from_secs(1));
+    quick.timeout = Duration::from_millis(200);
+    let mut handle = enrich::spawn(quick, &db).unwrap();
+    assert!(wait_state(&mut handle, |s, _| matches!(s, EnrichState::Open { .. })).await);
+    assert!(drained(&mut handle).await);
+    handle.stop(WAIT).await;
+}
+
+#[tokio::test]
+async fn a_profile_that_contradicts_the_change_is_flagged_on_it() {
+    let sim = RestSim::start(sim_config(1000, Duration::from_secs(60))).await.unwrap();
+    let (_dir, db) = temp_db();
+    let conn = store::open(&db).unwrap();
+    for (n, tp) in [("14829301", 1), ("SC612947", 2)] {
+        conn.execute(
+            "INSERT INTO strike_offs (company_number, company_name, change, to_status, to_detail, timepoint, received_at)
+             VALUES (?1, 'X LTD', 'entered', 'active', 'active-proposal-to-strike-off', ?2, 'now')",
+            rusqlite::params![n, tp],
+        )
+        .unwrap();
+    }
+    sim.put_profile("14829301", json!({"company_status": "active"}));
+    sim.put_profile("SC612947", json!({"company_status": "active", "company_status_detail": "active-proposal-to-strike-off"}));
+    sim.set_officer_count("SC612947", 3);
+    queue(&db, &["14829301".into(), "SC612947".into()]);
+    let mut handle = enrich::spawn(settings(&sim.base_url(), 100, Duration::from_secs(1)), &db).unwrap();
+    assert!(drained(&mut handle).await);
+    let mut updates = Vec::new();
+    while let Ok(u) = handle.updates.try_recv() {
+        updates.push(u);
+    }
+    handle.stop(WAIT).await;
+    assert!(updates.contains(&EnrichUpdate::Profile {
+        company_number: "14829301".into(),
+        disagrees: Some("profile: active, not in the proposal".into())
+    }));
+    assert!(updates.contains(&EnrichUpdate::Profile { company_number: "SC612947".into(), disagrees: None }));
+    assert!(updates.contains(&EnrichUpdate::Officers { company_number: "SC612947".into(), count: 3 }));
+    let flag = |n: &str| -> Option<String> {
+        conn.query_row("SELECT profile_disagrees FROM strike_offs WHERE company_number = ?1", [n], |r| r.get(0)).unwrap()
+    };
+    assert_eq!(flag("14829301").as_deref(), Some("profile: active, not in the proposal"));
+    assert_eq!(flag("SC612947"), None);
+}
+
+#[tokio::test]
+async fn a_refused_key_stops_the_calls_and_changes_nothing_else() {
+    let sim = RestSim::start(RestSimConfig { expected_key: Some("another".into()), ..RestSimConfig::default() })
+        .await
+        .unwrap();
+    let (_dir, db) = temp_db();
+    queue(&db, &numbers(2));
+    let mut handle = enrich::spawn(settings(&sim.base_url(), 100, Duration::from_secs(1)), &db).unwrap();
+    assert!(wait_state(&mut handle, |s, _| *s == EnrichState::AuthFailed).await);
+    handle.stop(WAIT).await;
+    assert_eq!(sim.requests().len(), 1, "one refusal, then no more calls");
+    assert_eq!(queued(&db), 4, "the queue is kept for a run with a good key");
+}
+
+#[tokio::test]
+async fn the_key_never_leaves_the_configured_host() {
+    // Another host (127.0.0.2 is loopback too, and another origin).
+    let elsewhere =
+        RestSim::start_on("127.0.0.2:0".parse().unwrap(), RestSimConfig::default()).await.unwrap();
+    let sim = RestSim::start(sim_config(1000, Duration::from_secs(60))).await.unwrap();
+    sim.push_plan(RestPlan::Redirect(format!("{}/company/10000000", elsewhere.base_url())));
+    let (_dir, db) = temp_db();
+    queue(&db, &numbers(1));
+    let mut handle = enrich::spawn(settings(&sim.base_url(), 100, Duration::from_secs(1)), &db).unwrap();
+    assert!(drained(&mut handle).await);
+    handle.stop(WAIT).await;
+    assert!(elsewhere.requests().is_empty(), "the redirect to another host was not followed");
+    // Not in the database or its WAL either.
+    for file in [db.clone(), db.with_extension("db-wal")] {
+        if let Ok(bytes) = std::fs::read(&file) {
+            assert!(!bytes.windows(KEY.len()).any(|w| w == KEY.as_bytes()), "{}", file.display());
+        }
+    }
+    // And never in a debug print of the settings.
+    assert!(!format!("{:?}", settings(&sim.base_url(), 1, Duration::from_secs(1))).contains(KEY));
+}
