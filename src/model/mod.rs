@@ -281,6 +281,8 @@ pub struct Model {
     pub now: DateTime<Utc>,
     /// Running against the built-in simulator.
     pub demo: bool,
+    /// The REST enrichment's state and each listed company's news.
+    pub enrich: enrich::Enrichment,
 }
 
 impl Model {
@@ -296,6 +298,7 @@ impl Model {
             events_total: 0,
             now,
             demo: false,
+            enrich: enrich::Enrichment::default(),
         }
     }
 
