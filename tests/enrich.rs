@@ -249,3 +249,35 @@ async fn the_key_never_leaves_the_configured_host() {
     // And never in a debug print of the settings.
     assert!(!format!("{:?}", settings(&sim.base_url(), 1, Duration::from_secs(1))).contains(KEY));
 }
+
+/// The whole path: the stream's entered changes queue their companies with
+/// the change, the task fetches them from a REST simulator that answers
+/// with what the stream published, and the model gets each company's
+/// officer count (the strike-off list's `officers N`) and the task's state.
+#[tokio::test]
+async fn the_pipeline_enriches_the_companies_that_entered_the_proposal() {
+    let stream = common::sim_with(common::fixture_lines(), None).await;
+    let rest = RestSim::start(RestSimConfig {
+        expected_key: Some(KEY.into()),
+        profiles: Some(stream.profile_source()),
+        ..RestSimConfig::default()
+    })
+    .await
+    .unwrap();
+    let (_dir, db) = temp_db();
+    let mut p = common::start(common::fast_settings(&stream.base_url(), None), &db)
+        .with_enrichment(Some(settings(&rest.base_url(), 100, Duration::from_secs(1))))
+        .unwrap();
+    let entered = ["14829301", "SC612947", "OC431876", "NI678123", "12007733", "15338660"];
+    let all_enriched = |m: &feedtop::model::Model| entered.iter().all(|n| m.enrich.of(n).is_some_and(|e| e.officers.is_some()));
+    assert!(common::drive_until(&mut p, WAIT, all_enriched).await, "{:?}", p.model().enrich.companies);
+    p.tick(Utc::now()).unwrap();
+    let status = p.model().enrich.status.clone().expect("enrichment is on");
+    let seen: Vec<String> = rest.requests().into_iter().map(|r| r.target).collect();
+    assert_eq!(status.calls, 12, "a profile and one page of officers for each, nothing twice: {seen:#?}");
+    let (model, _) = p.shutdown().await;
+    assert!(model.enrich.companies.values().all(|e| e.disagrees.is_none()), "the profiles agree with the stream");
+    let paths: Vec<String> = rest.requests().into_iter().map(|r| r.path).collect();
+    assert_eq!(paths.len(), 12);
+    assert!(rest.requests().iter().all(|r| r.status == 200));
+}
