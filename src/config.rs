@@ -165,7 +165,9 @@ mod within {
             .iter()
             .map(|n| {
                 ChangeKind::parse(n).ok_or_else(|| {
-                    D::Error::custom(format!("on: {n:?} is not a change; use \"entered\", \"withdrawn\" or \"struck-off\""))
+                    D::Error::custom(format!(
+                        "on: {n:?} is not a change; use \"entered\", \"withdrawn\" or \"struck-off\""
+                    ))
                 })
             })
             .collect::<Result<Vec<_>, _>>()?;
@@ -810,7 +812,9 @@ mod tests {
     #[test]
     fn enrich_runs_only_with_its_key_and_says_once_why_not() {
         let file = FileConfig::default();
-        let off = resolve(&RunArgs::default(), &file, &|n: &str| (n == DEFAULT_KEY_ENV).then(|| "k-0".to_string()), &paths()).unwrap();
+        let off =
+            resolve(&RunArgs::default(), &file, &|n: &str| (n == DEFAULT_KEY_ENV).then(|| "k-0".to_string()), &paths())
+                .unwrap();
         assert!(off.enrich.is_none());
         assert!(off.enrich_off.as_deref().unwrap().contains("CH_REST_API_KEY is not set"));
         let both = |name: &str| matches!(name, DEFAULT_KEY_ENV | "CH_REST_API_KEY").then(|| "k-1".to_string());

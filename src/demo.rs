@@ -161,7 +161,14 @@ pub async fn start(mut settings: Settings) -> anyhow::Result<(Settings, Demo)> {
         );
     }
     tracing::info!("demo: simulated feeds on 127.0.0.1 (Companies House at {})", companies_house.base_url());
-    let demo = Demo { _companies_house: companies_house, _rest: rest, _wig80: wig80, _carbon: carbon, _sse: sse, _stooq: stooq };
+    let demo = Demo {
+        _companies_house: companies_house,
+        _rest: rest,
+        _wig80: wig80,
+        _carbon: carbon,
+        _sse: sse,
+        _stooq: stooq,
+    };
     Ok((settings, demo))
 }
 

@@ -272,7 +272,10 @@ mod tests {
         assert_eq!(e["until"], "2025-06-10T12:01:00.000Z");
         assert_eq!(e["queued"], 1500);
         assert_eq!(e["drain_s"], 900);
-        assert_eq!((e["used"].as_u64(), e["limit"].as_u64(), e["window_s"].as_u64()), (Some(600), Some(600), Some(300)));
+        assert_eq!(
+            (e["used"].as_u64(), e["limit"].as_u64(), e["window_s"].as_u64()),
+            (Some(600), Some(600), Some(300))
+        );
     }
 
     /// Companies House stamps whole seconds: the report keeps milliseconds

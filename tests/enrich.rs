@@ -79,7 +79,9 @@ async fn the_limit_is_never_exceeded_in_any_window_counted_at_the_simulator() {
     }
     // Profiles (priority 0) before officers, first queued first.
     let paths: Vec<&str> = seen.iter().map(|r| r.path.as_str()).collect();
-    assert!(paths[..6].iter().all(|p| !p.ends_with("/officers")) && paths[6..].iter().all(|p| p.ends_with("/officers")));
+    assert!(
+        paths[..6].iter().all(|p| !p.ends_with("/officers")) && paths[6..].iter().all(|p| p.ends_with("/officers"))
+    );
     assert!(paths[..6].is_sorted(), "FIFO within a priority: {paths:?}");
 }
 
@@ -190,7 +192,10 @@ async fn a_profile_that_contradicts_the_change_is_flagged_on_it() {
         .unwrap();
     }
     sim.put_profile("14829301", json!({"company_status": "active"}));
-    sim.put_profile("SC612947", json!({"company_status": "active", "company_status_detail": "active-proposal-to-strike-off"}));
+    sim.put_profile(
+        "SC612947",
+        json!({"company_status": "active", "company_status_detail": "active-proposal-to-strike-off"}),
+    );
     sim.set_officer_count("SC612947", 3);
     queue(&db, &["14829301".into(), "SC612947".into()]);
     let mut handle = enrich::spawn(settings(&sim.base_url(), 100, Duration::from_secs(1)), &db).unwrap();
@@ -207,7 +212,8 @@ async fn a_profile_that_contradicts_the_change_is_flagged_on_it() {
     assert!(updates.contains(&EnrichUpdate::Profile { company_number: "SC612947".into(), disagrees: None }));
     assert!(updates.contains(&EnrichUpdate::Officers { company_number: "SC612947".into(), count: 3 }));
     let flag = |n: &str| -> Option<String> {
-        conn.query_row("SELECT profile_disagrees FROM strike_offs WHERE company_number = ?1", [n], |r| r.get(0)).unwrap()
+        conn.query_row("SELECT profile_disagrees FROM strike_offs WHERE company_number = ?1", [n], |r| r.get(0))
+            .unwrap()
     };
     assert_eq!(flag("14829301").as_deref(), Some("profile: active, not in the proposal"));
     assert_eq!(flag("SC612947"), None);
@@ -230,8 +236,7 @@ async fn a_refused_key_stops_the_calls_and_changes_nothing_else() {
 #[tokio::test]
 async fn the_key_never_leaves_the_configured_host() {
     // Another host (127.0.0.2 is loopback too, and another origin).
-    let elsewhere =
-        RestSim::start_on("127.0.0.2:0".parse().unwrap(), RestSimConfig::default()).await.unwrap();
+    let elsewhere = RestSim::start_on("127.0.0.2:0".parse().unwrap(), RestSimConfig::default()).await.unwrap();
     let sim = RestSim::start(sim_config(1000, Duration::from_secs(60))).await.unwrap();
     sim.push_plan(RestPlan::Redirect(format!("{}/company/10000000", elsewhere.base_url())));
     let (_dir, db) = temp_db();
@@ -269,7 +274,8 @@ async fn the_pipeline_enriches_the_companies_that_entered_the_proposal() {
         .with_enrichment(Some(settings(&rest.base_url(), 100, Duration::from_secs(1))))
         .unwrap();
     let entered = ["14829301", "SC612947", "OC431876", "NI678123", "12007733", "15338660"];
-    let all_enriched = |m: &feedtop::model::Model| entered.iter().all(|n| m.enrich.of(n).is_some_and(|e| e.officers.is_some()));
+    let all_enriched =
+        |m: &feedtop::model::Model| entered.iter().all(|n| m.enrich.of(n).is_some_and(|e| e.officers.is_some()));
     assert!(common::drive_until(&mut p, WAIT, all_enriched).await, "{:?}", p.model().enrich.companies);
     p.tick(Utc::now()).unwrap();
     let status = p.model().enrich.status.clone().expect("enrichment is on");

@@ -88,9 +88,17 @@ impl Client {
         let response = match sent {
             Ok(r) => r,
             Err(e) if e.is_timeout() => {
-                return (Reply::Failed(format!("no answer within {}", humantime::format_duration(self.timeout))), ServerLimit::default())
+                return (
+                    Reply::Failed(format!("no answer within {}", humantime::format_duration(self.timeout))),
+                    ServerLimit::default(),
+                )
             }
-            Err(e) => return (Reply::Failed(self.key.scrub(&crate::feeds::companies_house::error_chain(&e))), ServerLimit::default()),
+            Err(e) => {
+                return (
+                    Reply::Failed(self.key.scrub(&crate::feeds::companies_house::error_chain(&e))),
+                    ServerLimit::default(),
+                )
+            }
         };
         let status = response.status().as_u16();
         let limit = server_limit(response.headers(), status);
@@ -129,7 +137,8 @@ impl Reply<String> {
 
 /// The rate-limit headers, in either spelling of the remaining count.
 fn server_limit(headers: &reqwest::header::HeaderMap, status: u16) -> ServerLimit {
-    let number = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse::<u64>().ok());
+    let number =
+        |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse::<u64>().ok());
     let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
     ServerLimit {
         remaining: number("x-ratelimit-remain").or_else(|| number("x-ratelimit-remaining")),
@@ -187,13 +196,23 @@ fn officer_of(v: &Value) -> Option<Officer> {
 
 /// The address object's parts in the usual order, on one line.
 fn address_line(a: &Value) -> String {
-    ["care_of", "po_box", "premises", "address_line_1", "address_line_2", "locality", "region", "postal_code", "country"]
-        .iter()
-        .filter_map(|k| a.get(*k).and_then(Value::as_str))
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .collect::<Vec<_>>()
-        .join(", ")
+    [
+        "care_of",
+        "po_box",
+        "premises",
+        "address_line_1",
+        "address_line_2",
+        "locality",
+        "region",
+        "postal_code",
+        "country",
+    ]
+    .iter()
+    .filter_map(|k| a.get(*k).and_then(Value::as_str))
+    .map(str::trim)
+    .filter(|s| !s.is_empty())
+    .collect::<Vec<_>>()
+    .join(", ")
 }
 
 #[cfg(test)]
@@ -204,12 +223,15 @@ mod tests {
     #[test]
     fn an_officer_with_every_field_and_a_page_that_ends() {
         let list = OfficerList {
-            items: vec![json!({
-                "name": "HOLLOWAY, Amelia", "officer_role": "director", "appointed_on": "2019-04-01",
-                "nationality": "British", "occupation": "Director", "country_of_residence": "England",
-                "date_of_birth": {"month": 3, "year": 1980},
-                "address": {"premises": "12", "address_line_1": "Mill Road", "locality": "Leeds", "postal_code": "LS1 1AB"}
-            }), json!({"no_name": true})],
+            items: vec![
+                json!({
+                    "name": "HOLLOWAY, Amelia", "officer_role": "director", "appointed_on": "2019-04-01",
+                    "nationality": "British", "occupation": "Director", "country_of_residence": "England",
+                    "date_of_birth": {"month": 3, "year": 1980},
+                    "address": {"premises": "12", "address_line_1": "Mill Road", "locality": "Leeds", "postal_code": "LS1 1AB"}
+                }),
+                json!({"no_name": true}),
+            ],
             total_results: Some(2),
         };
         let page = page_of(list, 0);

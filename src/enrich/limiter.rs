@@ -126,10 +126,16 @@ mod tests {
         let mut l = Limiter::new(limit(100, 300));
         l.observe(t0, ServerLimit { remaining: Some(5), ..ServerLimit::default() });
         assert_eq!(l.next_allowed(t0), t0);
-        l.observe(t0, ServerLimit { remaining: Some(0), reset_in: Some(Duration::from_secs(42)), ..Default::default() });
+        l.observe(
+            t0,
+            ServerLimit { remaining: Some(0), reset_in: Some(Duration::from_secs(42)), ..Default::default() },
+        );
         assert_eq!(l.next_allowed(t0), t0 + Duration::from_secs(42));
         let mut l = Limiter::new(limit(100, 300));
-        l.observe(t0, ServerLimit { over_limit: true, retry_after: Some(Duration::from_secs(7)), ..Default::default() });
+        l.observe(
+            t0,
+            ServerLimit { over_limit: true, retry_after: Some(Duration::from_secs(7)), ..Default::default() },
+        );
         assert_eq!(l.paused_until(t0), Some(t0 + Duration::from_secs(7)));
         // A reset a year off is capped at two windows.
         let mut l = Limiter::new(limit(100, 300));

@@ -358,8 +358,7 @@ async fn serve(mut socket: TcpStream, shared: Arc<Shared>) {
     if !admission.allowed {
         let code = shared.config.over_limit_status;
         record(code);
-        return respond(&mut socket, code, "application/json", &headers, br#"{"error":"rate limit exceeded"}"#)
-            .await;
+        return respond(&mut socket, code, "application/json", &headers, br#"{"error":"rate limit exceeded"}"#).await;
     }
     let (code, body) = answer(&shared, path, query);
     record(code);
@@ -398,8 +397,24 @@ const FIRST_NAMES: &[&str] = &[
     "Leo", "Rosie", "Thomas", "Elsie", "Oscar", "Evie", "William",
 ];
 const LAST_NAMES: &[&str] = &[
-    "HOLLOWAY", "ASHDOWN", "PEMBERTON", "MARSDEN", "CALLOW", "FENWICK", "GARSIDE", "HADLEY", "KIRKBY", "LOCKWOOD",
-    "MERRICK", "NORCROSS", "OAKLEY", "PRESTWICH", "RADCLIFFE", "SOUTHGATE", "TREVELYAN", "WHITLOCK",
+    "HOLLOWAY",
+    "ASHDOWN",
+    "PEMBERTON",
+    "MARSDEN",
+    "CALLOW",
+    "FENWICK",
+    "GARSIDE",
+    "HADLEY",
+    "KIRKBY",
+    "LOCKWOOD",
+    "MERRICK",
+    "NORCROSS",
+    "OAKLEY",
+    "PRESTWICH",
+    "RADCLIFFE",
+    "SOUTHGATE",
+    "TREVELYAN",
+    "WHITLOCK",
 ];
 const OCCUPATIONS: &[&str] = &["Director", "Company Director", "Consultant", "Accountant", "Builder", "Retired"];
 const NATIONALITIES: &[&str] = &["British", "Irish", "Polish", "Romanian", "Indian", "Italian"];

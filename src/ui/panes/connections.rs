@@ -239,7 +239,10 @@ mod enrich_tests {
         m.enrich.status = Some(e);
         let buf = render(&m, &ViewState::new(), &Theme::new(true), 160, 30);
         let title = row_with(&buf, "Connections").unwrap_or_else(|| panic!("{}", screen(&buf)));
-        assert!(title.contains("enrich open 1m30s · queue 1,500 (~15m00s) · 600/600 per 5m00s · next in 1m30s"), "{title}");
+        assert!(
+            title.contains("enrich open 1m30s · queue 1,500 (~15m00s) · 600/600 per 5m00s · next in 1m30s"),
+            "{title}"
+        );
         m.enrich.status.as_mut().unwrap().state = EnrichState::AuthFailed;
         let buf = render(&m, &ViewState::new(), &Theme::new(true), 160, 30);
         assert!(row_with(&buf, "Connections").unwrap().contains("enrich auth failed"));
