@@ -187,7 +187,8 @@ fn strike_offs(args: StrikeOffsArgs) -> anyhow::Result<()> {
         .map(|s| export::parse_since(s, chrono::Utc::now()))
         .transpose()
         .map_err(anyhow::Error::msg)?;
-    let options = export::Options { format: args.format, since, csv_raw: args.csv_raw };
+    let options =
+        export::Options { format: args.format, since, csv_raw: args.csv_raw, with_officers: args.with_officers };
     match export::run(&db, options, &mut std::io::stdout().lock()) {
         // `feedtop strike-offs | head -1`: the reader has what it wanted.
         Err(e) if is_broken_pipe(&e) => Ok(()),

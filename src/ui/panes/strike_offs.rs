@@ -270,7 +270,8 @@ mod tests {
         let db = dir.path().join("t.db");
         write_batch(&mut crate::store::open(&db).unwrap(), &facts, RawEvents::Full).unwrap();
         let mut out = Vec::new();
-        let options = crate::export::Options { format: Format::Table, since: None, csv_raw: false };
+        let options =
+            crate::export::Options { format: Format::Table, since: None, csv_raw: false, with_officers: false };
         assert_eq!(crate::export::run(&db, options, &mut out).unwrap(), m.strike_offs.len());
         let export = String::from_utf8(out).unwrap();
         let buf = draw(&m);
