@@ -17,6 +17,8 @@ pub const PAGE: i64 = 100;
 /// No company has this many officers; a server that pages past it is wrong
 /// and must not keep us paging for ever.
 const MAX_OFFICERS: i64 = 10_000;
+/// The largest answer read.
+const MAX_BODY: usize = 4 << 20;
 
 /// What one call gave.
 #[derive(Debug)]
@@ -103,11 +105,7 @@ impl Client {
         let status = response.status().as_u16();
         let limit = server_limit(response.headers(), status);
         let reply = match status {
-            200 => match response.text().await {
-                Ok(body) => Reply::Ok(body),
-                Err(e) if e.is_timeout() => Reply::Failed("the answer stopped arriving".into()),
-                Err(e) => Reply::Failed(self.key.scrub(&crate::feeds::companies_house::error_chain(&e))),
-            },
+            200 => self.body(response).await,
             401 => Reply::AuthFailed,
             403 | 429 => Reply::OverLimit,
             404 => Reply::NotFound,
@@ -118,6 +116,32 @@ impl Client {
             _ => Reply::Refused(format!("HTTP {status}")),
         };
         (reply, limit)
+    }
+}
+
+impl Client {
+    /// The body as text, refused past [`MAX_BODY`] (a profile is a few KB, a
+    /// page of 100 officers under 100 KB): a wrong or hostile server cannot
+    /// make us hold gigabytes.
+    async fn body(&self, mut response: reqwest::Response) -> Reply<String> {
+        let mut body = Vec::new();
+        loop {
+            match response.chunk().await {
+                Ok(Some(chunk)) => {
+                    if body.len() + chunk.len() > MAX_BODY {
+                        return Reply::Refused(format!("an answer larger than {} MiB", MAX_BODY >> 20));
+                    }
+                    body.extend_from_slice(&chunk);
+                }
+                Ok(None) => break,
+                Err(e) if e.is_timeout() => return Reply::Failed("the answer stopped arriving".into()),
+                Err(e) => return Reply::Failed(self.key.scrub(&crate::feeds::companies_house::error_chain(&e))),
+            }
+        }
+        match String::from_utf8(body) {
+            Ok(text) => Reply::Ok(text),
+            Err(_) => Reply::Refused("an answer that is not UTF-8 text".into()),
+        }
     }
 }
 

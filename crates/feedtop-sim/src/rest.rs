@@ -116,6 +116,9 @@ pub enum RestPlan {
     Stall,
     /// `302` to this location.
     Redirect(String),
+    /// `200` with these bytes as the body, whatever they are (hostile input:
+    /// not JSON, megabytes, invalid UTF-8).
+    Body(Vec<u8>),
 }
 
 /// One request the simulator read.
@@ -336,6 +339,10 @@ async fn serve(mut socket: TcpStream, shared: Arc<Shared>) {
         RestPlan::Redirect(location) => {
             record(302);
             return respond(&mut socket, 302, "text/plain", &format!("Location: {location}\r\n"), b"").await;
+        }
+        RestPlan::Body(bytes) => {
+            record(200);
+            return respond(&mut socket, 200, "application/json", "", &bytes).await;
         }
         RestPlan::Serve => {}
     }
