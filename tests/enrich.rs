@@ -314,3 +314,67 @@ async fn hostile_answers_drop_their_call_and_the_queue_goes_on() {
     let fetched: i64 = conn.query_row("SELECT count(*) FROM officer_fetches", [], |r| r.get(0)).unwrap();
     assert_eq!(fetched, 3, "the officers calls went on");
 }
+
+/// The real binary, headless, logging at trace level, with the REST key in
+/// its variable and `[enrich]` pointing at the simulator: the companies are
+/// enriched (the headless line says so) and the key, in any form, is on no
+/// output, in no log line and not in the database. With a refused key the
+/// line says `auth failed` and the stream goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_binary_enriches_and_the_key_leaks_nowhere() {
+    use base64::Engine as _;
+    let stream = common::sim_with(common::fixture_lines(), None).await;
+    for (key, accepted) in [(KEY, true), ("wrongrest-Tq71Vb", false)] {
+        let rest = RestSim::start(RestSimConfig {
+            expected_key: Some(KEY.into()),
+            profiles: Some(stream.profile_source()),
+            ..RestSimConfig::default()
+        })
+        .await
+        .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("feedtop.db");
+        let config = dir.path().join("config.toml");
+        let text = format!("[enrich]\nkey_env = \"TEST_REST_KEY\"\nurl = \"{}\"\nlimit = \"50/1s\"\n", rest.base_url());
+        std::fs::write(&config, text).unwrap();
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_feedtop"));
+        cmd.env_remove("FEEDTOP_DB").env_remove("FEEDTOP_CONFIG").env_remove("FEEDTOP_CH_URL");
+        cmd.args(["--headless", "--duration", "3s", "--interval", "500ms", "--ch-url", &stream.base_url()])
+            .arg("--db")
+            .arg(&db)
+            .arg("--config")
+            .arg(&config)
+            .env("CH_STREAMING_API_KEY", "streamkey-unused")
+            .env("TEST_REST_KEY", key)
+            .env("RUST_LOG", "trace")
+            .env("NO_COLOR", "1");
+        let out = tokio::task::spawn_blocking(move || cmd.output().unwrap()).await.unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let last: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+        assert_eq!(last["final"], true);
+        if accepted {
+            assert_eq!(last["enrich"]["queued"], 0, "{last}");
+            assert_eq!(last["enrich"]["calls"], 12, "{last}");
+            assert!(rest.requests().iter().all(|r| r.status == 200));
+        } else {
+            assert_eq!(last["enrich"]["state"], "auth failed", "{last}");
+            assert_eq!(rest.requests().len(), 1, "one refusal, then no more calls");
+            assert!(String::from_utf8_lossy(&out.stderr).contains("refused the key in TEST_REST_KEY"));
+        }
+        assert!(last["strike_off"]["entered"].as_u64().unwrap() >= 6, "the stream went on: {last}");
+        let basic = base64::engine::general_purpose::STANDARD.encode(format!("{key}:"));
+        let mut places = vec![("stdout", out.stdout.clone()), ("stderr", out.stderr.clone())];
+        for file in [db.clone(), db.with_extension("db-wal"), db.with_extension("db-shm")] {
+            if let Ok(bytes) = std::fs::read(&file) {
+                places.push(("database", bytes));
+            }
+        }
+        for (place, bytes) in places {
+            let text = String::from_utf8_lossy(&bytes);
+            for form in [key, basic.trim_end_matches('=')] {
+                assert!(!text.contains(form), "{form} leaked to {place}");
+            }
+        }
+        rest.shutdown().await;
+    }
+}
