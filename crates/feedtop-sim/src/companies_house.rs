@@ -262,8 +262,11 @@ impl ChSim {
     pub fn profile_source(&self) -> crate::rest::ProfileSource {
         let shared = self.shared.clone();
         Arc::new(move |number: &str| {
+            // A substring test first: parsing every line of an hour's log
+            // under the lock would hold up the streams.
+            let needle = format!("\"resource_id\":\"{number}\"");
             let log = lock(&shared.log);
-            log.entries.iter().rev().find_map(|entry| {
+            log.entries.iter().rev().filter(|entry| entry.line.contains(&needle)).find_map(|entry| {
                 let event: serde_json::Value = serde_json::from_str(&entry.line).ok()?;
                 let is_it = event.get("resource_kind")?.as_str()? == "company-profile"
                     && event.get("resource_id")?.as_str()? == number;
