@@ -104,10 +104,12 @@ fn watch(args: RunArgs) -> anyhow::Result<()> {
         for name in &settings.missing_tokens {
             tracing::warn!("{name} is not set: the feed that uses it connects without a key or token");
         }
+        let pipeline = Pipeline::start(pipeline_config(&settings))?;
+        // Said once, after the database opened: an error there stays one line.
         if let Some(why) = &settings.enrich_off {
             tracing::info!("{why}");
         }
-        let pipeline = Pipeline::start(pipeline_config(&settings))?.with_enrichment(settings.enrich.clone())?;
+        let pipeline = pipeline.with_enrichment(settings.enrich.clone())?;
         let db_path = settings.db_path.clone();
         let summary = if headless {
             let options = HeadlessOptions { duration: args.duration, interval: args.interval };
