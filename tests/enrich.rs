@@ -378,3 +378,25 @@ async fn the_binary_enriches_and_the_key_leaks_nowhere() {
         rest.shutdown().await;
     }
 }
+
+/// The limit's window outlives a restart: calls made just before it still
+/// count, so the next run does not start a second window's worth at once.
+#[tokio::test]
+async fn the_limit_counts_the_calls_of_the_run_before_a_restart() {
+    let per = Duration::from_secs(2);
+    let sim = RestSim::start(sim_config(1000, Duration::from_secs(60))).await.unwrap();
+    let (_dir, db) = temp_db();
+    queue(&db, &numbers(3));
+    let handle = enrich::spawn(settings(&sim.base_url(), 3, per), &db).unwrap();
+    assert!(sim.wait_for_requests(3, WAIT).await);
+    handle.stop(WAIT).await;
+    let mut handle = enrich::spawn(settings(&sim.base_url(), 3, per), &db).unwrap();
+    assert!(drained(&mut handle).await);
+    handle.stop(WAIT).await;
+    let seen = sim.requests();
+    assert_eq!(seen.len(), 6);
+    // The 4th call waited for the 1st to leave the window, although it was
+    // the new run's first (a lower bound, less a margin for the 1st call's
+    // own way to the simulator).
+    assert!(seen[3].at.duration_since(seen[0].at) >= per - Duration::from_millis(50), "{:?}", seen[3].at - seen[0].at);
+}

@@ -39,6 +39,19 @@ impl Limiter {
         Self { limit, calls: VecDeque::new(), paused_until: None }
     }
 
+    /// A limiter that remembers calls made before it (an earlier run's, as
+    /// stored), oldest first.
+    pub fn with_calls(limit: Limit, calls: impl IntoIterator<Item = Instant>) -> Self {
+        let mut limiter = Self::new(limit);
+        for at in calls {
+            limiter.calls.push_back(at);
+            if limiter.calls.len() > limit.calls as usize {
+                limiter.calls.pop_front();
+            }
+        }
+        limiter
+    }
+
     /// The earliest time the next call may start.
     pub fn next_allowed(&self, now: Instant) -> Instant {
         let by_window = if self.calls.len() >= self.limit.calls as usize {

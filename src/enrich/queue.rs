@@ -59,8 +59,13 @@ pub fn spawn(settings: EnrichSettings, db_path: &Path) -> anyhow::Result<EnrichH
     let (status_tx, status_rx) = watch::channel(status.clone());
     let (updates_tx, updates_rx) = mpsc::channel(UPDATES);
     let (stop_tx, stop_rx) = watch::channel(false);
+    // The calls of an earlier run that still count against the window.
+    let window = chrono::TimeDelta::from_std(settings.limit.per).unwrap_or_default();
+    let (now, wall_now) = (Instant::now(), Utc::now());
+    let earlier = crate::store::enrich::calls_since(&conn, wall_now - window)?;
+    let earlier = earlier.into_iter().map(|at| now - (wall_now - at).to_std().unwrap_or_default());
     let task = Task {
-        limiter: Limiter::new(settings.limit),
+        limiter: Limiter::with_calls(settings.limit, earlier),
         breaker: Breaker::new(settings.breaker),
         settings,
         conn,
@@ -133,6 +138,11 @@ impl Task {
                 continue;
             }
             self.limiter.record(now);
+            let wall_now = Utc::now();
+            let window = chrono::TimeDelta::from_std(self.settings.limit.per).unwrap_or_default();
+            if let Err(e) = db::record_call(&self.conn, wall_now, wall_now - window) {
+                tracing::warn!("enrichment: cannot record a call ({e}); a restart may not know of it");
+            }
             self.status.calls += 1;
             self.publish(EnrichState::Running, None);
             if self.call(&job).await {

@@ -262,6 +262,25 @@ pub fn save_officers_page(
     tx.commit()
 }
 
+/// Records a call starting at `at` and forgets those before `forget_before`.
+pub fn record_call(conn: &Connection, at: DateTime<Utc>, forget_before: DateTime<Utc>) -> rusqlite::Result<()> {
+    conn.execute("DELETE FROM enrich_calls WHERE at < ?1", [ts(forget_before)])?;
+    conn.execute("INSERT INTO enrich_calls (at) VALUES (?1)", [ts(at)]).map(|_| ())
+}
+
+/// Start times of the calls at or after `since`, oldest first.
+pub fn calls_since(conn: &Connection, since: DateTime<Utc>) -> rusqlite::Result<Vec<DateTime<Utc>>> {
+    let mut stmt = conn.prepare_cached("SELECT at FROM enrich_calls WHERE at >= ?1 ORDER BY at")?;
+    let rows = stmt.query_map([ts(since)], |r| r.get::<_, String>(0))?;
+    let mut out = Vec::new();
+    for at in rows {
+        if let Ok(at) = DateTime::parse_from_rfc3339(&at?) {
+            out.push(at.with_timezone(&Utc));
+        }
+    }
+    Ok(out)
+}
+
 /// A company's officers in the order the API listed them.
 pub fn officers_of(conn: &Connection, company_number: &str) -> rusqlite::Result<Vec<Officer>> {
     let mut stmt = conn.prepare_cached(

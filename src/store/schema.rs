@@ -162,6 +162,11 @@ CREATE TABLE officer_fetches (
     total          INTEGER NOT NULL,
     fetched_at     TEXT    NOT NULL
 );
+-- When recent REST calls started: the limit's window outlives a restart,
+-- so a restart cannot start a second window's worth of calls at once.
+CREATE TABLE enrich_calls (
+    at TEXT NOT NULL
+);
 -- Set on a change when the REST profile contradicts it (entered, but the
 -- profile says the company is not in the proposal): shown, not hidden.
 ALTER TABLE strike_offs ADD COLUMN profile_disagrees TEXT;
@@ -246,7 +251,7 @@ mod tests {
         migrate(&mut conn, &path).unwrap();
         let tables: i64 =
             conn.query_row("SELECT count(*) FROM sqlite_master WHERE type='table'", [], |r| r.get(0)).unwrap();
-        assert_eq!(tables, 12);
+        assert_eq!(tables, 13);
     }
 
     #[test]
