@@ -62,9 +62,10 @@ pub struct Demo {
 /// Starts the simulators and points every feed at them.
 pub async fn start(mut settings: Settings) -> anyhow::Result<(Settings, Demo)> {
     let feed = crate::app::companies_house_feed_name(DEMO_STREAM);
-    let resume_after = {
+    let (resume_after, queued) = {
         let conn = store::open(&settings.db_path)?;
-        store::queries::cursor(&conn, &feed).map_err(|e| store::StoreError::from_sqlite(&settings.db_path, e))?
+        let sqlite = |e| store::StoreError::from_sqlite(&settings.db_path, e);
+        (store::queries::cursor(&conn, &feed).map_err(sqlite)?, store::enrich::queued_states(&conn).map_err(sqlite)?)
     };
     let mut generator = CompanyGen::new(None);
     if let Some(tp) = resume_after {
@@ -91,6 +92,18 @@ pub async fn start(mut settings: Settings) -> anyhow::Result<(Settings, Demo)> {
         ..RestSimConfig::default()
     })
     .await?;
+    // Companies an earlier demo queued and did not fetch are not in this
+    // run's stream: the REST simulator answers with their stored state, so
+    // they do not show as contradicting the stream.
+    for q in queued {
+        let profile = serde_json::json!({
+            "company_number": q.company_number,
+            "company_name": q.company_name,
+            "company_status": q.company_status,
+            "company_status_detail": q.company_status_detail,
+        });
+        rest.put_profile(&q.company_number, profile);
+    }
     let demo_key = ApiKey::new(DEMO_TOKEN).ok_or_else(|| anyhow::anyhow!("the demo's token is empty"))?;
     settings.enrich = Some(crate::enrich::EnrichSettings::new(rest.base_url(), demo_key, "the demo's key"));
     settings.enrich_off = None;

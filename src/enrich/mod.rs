@@ -70,7 +70,8 @@ pub struct EnrichSettings {
     /// One call's deadline (connect and answer).
     pub timeout: Duration,
     pub breaker: BreakerSettings,
-    /// How often an empty queue is looked at again.
+    /// How often an empty queue is looked at again (an index lookup: cheap,
+    /// and new changes reach the screen's queue count within it).
     pub idle_poll: Duration,
 }
 
@@ -85,7 +86,7 @@ impl EnrichSettings {
             cache_age: DEFAULT_CACHE_AGE,
             timeout: Duration::from_secs(30),
             breaker: BreakerSettings::default(),
-            idle_poll: Duration::from_secs(2),
+            idle_poll: Duration::from_millis(500),
         }
     }
 }

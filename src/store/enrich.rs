@@ -281,6 +281,32 @@ pub fn calls_since(conn: &Connection, since: DateTime<Utc>) -> rusqlite::Result<
     Ok(out)
 }
 
+/// A queued company's last state as the stream told it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueuedState {
+    pub company_number: String,
+    pub company_name: String,
+    pub company_status: String,
+    pub company_status_detail: Option<String>,
+}
+
+/// The stream's last state of every company in the queue (that has one).
+pub fn queued_states(conn: &Connection) -> rusqlite::Result<Vec<QueuedState>> {
+    let mut stmt = conn.prepare(
+        "SELECT DISTINCT c.company_number, c.company_name, c.company_status, c.company_status_detail
+           FROM enrich_queue q JOIN companies c ON c.company_number = q.company_number",
+    )?;
+    let rows = stmt.query_map([], |r| {
+        Ok(QueuedState {
+            company_number: r.get(0)?,
+            company_name: r.get(1)?,
+            company_status: r.get(2)?,
+            company_status_detail: r.get(3)?,
+        })
+    })?;
+    rows.collect()
+}
+
 /// A company's officers in the order the API listed them.
 pub fn officers_of(conn: &Connection, company_number: &str) -> rusqlite::Result<Vec<Officer>> {
     let mut stmt = conn.prepare_cached(
@@ -376,6 +402,21 @@ mod tests {
         let e = enrichment_of(&conn, &["A0000001", "Z0000000"]).unwrap();
         assert_eq!(e["A0000001"].officers, Some(3));
         assert!(!e.contains_key("Z0000000"));
+    }
+
+    #[test]
+    fn queued_companies_come_with_the_streams_last_state() {
+        let (_dir, conn) = db();
+        conn.execute(
+            "INSERT INTO companies VALUES ('A0000001', 'A LTD', 'active', 'active-proposal-to-strike-off', 1, NULL, 'x')",
+            [],
+        )
+        .unwrap();
+        enqueue(&conn, "A0000001", Utc::now()).unwrap();
+        enqueue(&conn, "B0000002", Utc::now()).unwrap();
+        let states = queued_states(&conn).unwrap();
+        assert_eq!(states.len(), 1, "once per company, and only those the stream described");
+        assert_eq!(states[0].company_status_detail.as_deref(), Some(PROPOSAL));
     }
 
     #[test]
