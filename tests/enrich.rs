@@ -400,3 +400,33 @@ async fn the_limit_counts_the_calls_of_the_run_before_a_restart() {
     // own way to the simulator).
     assert!(seen[3].at.duration_since(seen[0].at) >= per - Duration::from_millis(50), "{:?}", seen[3].at - seen[0].at);
 }
+
+/// Only the changes in `on` queue their company: with `on = ["withdrawn"]`
+/// the fixture's withdrawn companies are fetched, and none that only entered.
+#[tokio::test]
+async fn only_the_changes_in_on_queue_their_company() {
+    let stream = common::sim_with(common::fixture_lines(), None).await;
+    let rest = RestSim::start(sim_config(1000, Duration::from_secs(60))).await.unwrap();
+    let (_dir, db) = temp_db();
+    let mut on_withdrawn = settings(&rest.base_url(), 100, Duration::from_secs(1));
+    on_withdrawn.on = vec![feedtop::model::strike_off::ChangeKind::Withdrawn];
+    let mut p = common::start(common::fast_settings(&stream.base_url(), None), &db)
+        .with_enrichment(Some(on_withdrawn))
+        .unwrap();
+    let done = |m: &feedtop::model::Model| m.enrich.of("SC612947").is_some_and(|e| e.officers.is_some());
+    assert!(common::drive_until(&mut p, WAIT, done).await);
+    let (model, _) = p.shutdown().await;
+    use feedtop::model::strike_off::ChangeKind;
+    let with = |kind: ChangeKind| -> std::collections::BTreeSet<String> {
+        model.strike_offs.iter().filter(|c| c.kind == kind).map(|c| c.company_number.clone()).collect()
+    };
+    let withdrawn = with(ChangeKind::Withdrawn);
+    let requested: std::collections::BTreeSet<String> = rest
+        .requests()
+        .into_iter()
+        .map(|r| r.path.trim_start_matches("/company/").trim_end_matches("/officers").to_string())
+        .collect();
+    assert!(requested.is_subset(&withdrawn), "{requested:?} but withdrawn {withdrawn:?}");
+    let only_entered: Vec<String> = with(ChangeKind::Entered).difference(&withdrawn).cloned().collect();
+    assert!(!only_entered.is_empty() && only_entered.iter().all(|n| !requested.contains(n)), "{only_entered:?}");
+}
