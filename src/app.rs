@@ -168,6 +168,8 @@ pub enum Input {
     Store(StoreReport),
     /// The store queue has room again after a stall.
     StoreHasRoom,
+    /// News of one company from the enrichment task.
+    Enrich(crate::model::enrich::EnrichUpdate),
 }
 
 pub struct Pipeline {
@@ -186,6 +188,11 @@ pub struct Pipeline {
     /// `[[alerts]]` rules: evaluated here, where every front end passes.
     alert_engine: crate::alerts::Engine,
     alert_exec: crate::alerts::exec::Runner,
+    db_path: PathBuf,
+    /// The REST enrichment task, when there is a key for it.
+    enrich: Option<crate::enrich::EnrichHandle>,
+    /// The changes that queue a company for enrichment.
+    enrich_on: Vec<crate::model::strike_off::ChangeKind>,
 }
 
 /// A feed task ended before shutdown: a bug, reported by name.
@@ -214,6 +221,8 @@ impl Pipeline {
             Model::new(config.feeds.iter().map(|f| f.info.clone()).collect(), config.latency_window, Utc::now());
         model.demo = config.demo;
         model.load_history(history);
+        let listed: Vec<&str> = model.strike_offs.iter().map(|c| c.company_number.as_str()).collect();
+        model.enrich.companies = store::enrich::enrichment_of(&conn, &listed).map_err(sqlite)?;
         for (view, spec) in model.feeds.iter_mut().zip(&config.feeds) {
             view.stall_after = spec.reconnect().stall_after;
             view.about = spec.about();
@@ -245,6 +254,7 @@ impl Pipeline {
             tasks.push(task);
         }
         let (report_tx, reports) = mpsc::channel(64);
+        let db_path = config.db_path.clone();
         let store = StoreHandle::spawn(conn, config.db_path, Some(lock), report_tx, config.writer);
         let stalled = vec![false; controls.len()];
         Ok(Self {
@@ -259,7 +269,27 @@ impl Pipeline {
             stalled,
             alert_engine: crate::alerts::Engine::default(),
             alert_exec: crate::alerts::exec::Runner::default(),
+            db_path,
+            enrich: None,
+            enrich_on: Vec::new(),
         })
+    }
+
+    /// Starts the REST enrichment task (none without settings: no key).
+    /// From then on, each strike-off change of a kind in `settings.on`
+    /// queues its company, in the change's own transaction.
+    pub fn with_enrichment(mut self, settings: Option<crate::enrich::EnrichSettings>) -> anyhow::Result<Self> {
+        let Some(settings) = settings else { return Ok(self) };
+        self.enrich_on = settings.on.clone();
+        let on: Vec<&str> = settings.on.iter().map(|k| k.as_str()).collect();
+        tracing::info!(
+            "enrichment: companies of {} changes are fetched from the REST API within {}/{}",
+            on.join(", "),
+            settings.limit.calls,
+            humantime::format_duration(settings.limit.per)
+        );
+        self.enrich = Some(crate::enrich::spawn(settings, &self.db_path)?);
+        Ok(self)
     }
 
     /// Waits for the next thing to handle. Cancel-safe.
@@ -271,9 +301,16 @@ impl Pipeline {
                 Some(r) = self.reports.recv() => return Input::Store(r),
             }
         }
+        let enrich = async {
+            match self.enrich.as_mut() {
+                Some(e) => e.updates.recv().await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             Some(msg) = self.feed_rx.recv() => Input::Feed(msg),
             Some(r) = self.reports.recv() => Input::Store(r),
+            Some(u) = enrich => Input::Enrich(u),
         }
     }
 
@@ -291,6 +328,11 @@ impl Pipeline {
             }
             Input::Store(report) => self.model.apply_store_report(report),
             Input::StoreHasRoom => {}
+            Input::Enrich(update) => {
+                self.model.enrich.apply(update);
+                let listed = self.model.strike_offs.iter().map(|c| c.company_number.as_str());
+                self.model.enrich.retain_listed(listed, 2 * crate::model::STRIKE_OFF_HISTORY);
+            }
         }
         self.flush();
     }
@@ -326,6 +368,9 @@ impl Pipeline {
             return Err(FeedStopped(report));
         }
         self.model.tick(now);
+        if let Some(e) = &self.enrich {
+            self.model.enrich.status = Some(e.status.borrow().clone());
+        }
         if !self.alert_engine.is_empty() {
             let mut raised = Vec::new();
             self.alert_engine.tick(&self.model, &mut raised);
@@ -363,15 +408,27 @@ impl Pipeline {
 
     fn apply(&mut self, msg: FeedMsg) {
         log_message(&self.model, &msg);
-        if self.alert_engine.is_empty() {
-            self.model.apply(msg, &mut self.pending);
-            return;
-        }
         // The facts this message made are the strike-off changes and quotes
-        // the rules look at: each is made once, so each alerts once.
+        // the rules look at, and the changes that queue an enrichment: each
+        // is made once, so each alerts (and queues) once.
         let feed = msg.feed.clone();
         let before = self.pending.len();
         self.model.apply(msg, &mut self.pending);
+        if self.enrich.is_some() {
+            let wanted: Vec<Fact> = self.pending[before..]
+                .iter()
+                .filter_map(|f| match f {
+                    Fact::StrikeOff(c) if self.enrich_on.contains(&c.kind) => {
+                        Some(Fact::Enrich { company_number: c.company_number.clone(), queued_at: c.received_at })
+                    }
+                    _ => None,
+                })
+                .collect();
+            self.pending.extend(wanted);
+        }
+        if self.alert_engine.is_empty() {
+            return;
+        }
         let mut raised = Vec::new();
         for fact in &self.pending[before..] {
             match fact {
@@ -509,6 +566,10 @@ impl Pipeline {
         // One deadline for both steps: the feeds' polite close comes out of
         // the store's time, so the whole stop stays within `within`.
         let deadline = tokio::time::Instant::now() + within;
+        if let Some(enrich) = self.enrich.take() {
+            // A call in flight is finished and stored, within its share of the time.
+            enrich.stop(within / 4).await;
+        }
         self.stop_feeds().await;
         tokio::pin!(stop_now);
         let mut stopped = false;

@@ -58,6 +58,8 @@ pub const PING_EVERY: Bounds<Duration> = Bounds::new(secs(1), secs(HOUR));
 /// is the provider's own request (stooq asks to be polled every 15 s at the
 /// most); a day between polls is the most that still watches anything.
 pub const POLL_EVERY: Bounds<Duration> = Bounds::new(secs(15), secs(DAY));
+/// How long a company's REST enrichment is kept before it is fetched again.
+pub const CACHE_AGE: Bounds<Duration> = Bounds::new(secs(MINUTE), secs(365 * DAY));
 /// Redraws per second (`--fps`, `[ui] fps`).
 pub const FPS: Bounds<u32> = Bounds::new(1, 60);
 /// Headless: a line this often (`--interval`). The catch-up benchmark reads

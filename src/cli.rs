@@ -172,6 +172,12 @@ pub struct StrikeOffsArgs {
     /// with whatever the feed sent.
     #[arg(long)]
     pub csv_raw: bool,
+
+    /// Add each company's officers, as fetched by the REST enrichment
+    /// ([enrich]): an array in JSON, one row per officer in CSV, indented
+    /// lines in the table.
+    #[arg(long)]
+    pub with_officers: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -152,6 +152,31 @@ mod within {
     pub fn token_env<'de, D: Deserializer<'de>>(d: D) -> Field<String, D::Error> {
         env_name(d, "token_env")
     }
+
+    pub fn enrich_limit<'de, D: Deserializer<'de>>(d: D) -> Field<crate::enrich::Limit, D::Error> {
+        let text = String::deserialize(d)?;
+        crate::enrich::Limit::parse(&text).map(Some).map_err(|e| D::Error::custom(format!("limit {e}")))
+    }
+
+    pub fn enrich_on<'de, D: Deserializer<'de>>(d: D) -> Field<Vec<crate::model::strike_off::ChangeKind>, D::Error> {
+        use crate::model::strike_off::ChangeKind;
+        let names = Vec::<String>::deserialize(d)?;
+        let kinds = names
+            .iter()
+            .map(|n| {
+                ChangeKind::parse(n).ok_or_else(|| {
+                    D::Error::custom(format!(
+                        "on: {n:?} is not a change; use \"entered\", \"withdrawn\" or \"struck-off\""
+                    ))
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Some(kinds))
+    }
+
+    pub fn cache_age<'de, D: Deserializer<'de>>(d: D) -> Field<HumanDuration, D::Error> {
+        duration(d, "cache_age", &bounds::CACHE_AGE)
+    }
 }
 
 #[derive(Debug, Default, Deserialize, PartialEq)]
@@ -170,6 +195,25 @@ pub struct FileConfig {
     /// refused with its line and key before anything starts.
     #[serde(skip)]
     pub alert_rules: crate::alerts::Rules,
+    /// Companies House REST enrichment (issue 13).
+    pub enrich: EnrichFile,
+}
+
+/// `[enrich]`: which changes send their company to the REST API, where,
+/// with which key, and how fast.
+#[derive(Debug, Default, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct EnrichFile {
+    #[serde(deserialize_with = "within::key_env")]
+    pub key_env: Option<String>,
+    #[serde(deserialize_with = "within::ch_url")]
+    pub url: Option<String>,
+    #[serde(deserialize_with = "within::enrich_limit")]
+    pub limit: Option<crate::enrich::Limit>,
+    #[serde(deserialize_with = "within::enrich_on")]
+    pub on: Option<Vec<crate::model::strike_off::ChangeKind>>,
+    #[serde(deserialize_with = "within::cache_age")]
+    pub cache_age: Option<HumanDuration>,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
@@ -541,6 +585,10 @@ pub struct Settings {
     /// `[[alerts]]` rules, checked (they apply to the demo's feeds too, so
     /// a rule can be tried out with `--demo`).
     pub alerts: crate::alerts::Rules,
+    /// REST enrichment, when its key is set (the demo sets its simulator's).
+    pub enrich: Option<crate::enrich::EnrichSettings>,
+    /// Why there is no enrichment, said once at start.
+    pub enrich_off: Option<String>,
 }
 
 /// Merges defaults, the file, the environment (through `env`) and the flags.
@@ -587,7 +635,10 @@ pub fn resolve(
             .filter(|name| env(name).and_then(ApiKey::new).is_none())
             .collect()
     };
+    let (enrich, enrich_off) = if demo { (None, None) } else { enrich_settings(&file.enrich, env) };
     Ok(Settings {
+        enrich,
+        enrich_off,
         feeds,
         demo,
         chaos: args.chaos,
@@ -602,6 +653,32 @@ pub fn resolve(
         missing_tokens,
         alerts: file.alert_rules.clone(),
     })
+}
+
+/// `[enrich]` with its key from the environment; without a key, no
+/// enrichment and the one line that says so.
+fn enrich_settings(
+    file: &EnrichFile,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> (Option<crate::enrich::EnrichSettings>, Option<String>) {
+    use crate::enrich;
+    let key_env = file.key_env.clone().unwrap_or_else(|| enrich::DEFAULT_KEY_ENV.to_string());
+    let Some(key) = env(&key_env).and_then(ApiKey::new) else {
+        let off = format!("enrichment is off: {key_env} is not set (set it to a Companies House REST API key to fetch the officers of companies entering the proposal)");
+        return (None, Some(off));
+    };
+    let url = file.url.clone().unwrap_or_else(|| enrich::DEFAULT_URL.to_string());
+    let mut s = enrich::EnrichSettings::new(url, key, key_env);
+    if let Some(limit) = file.limit {
+        s.limit = limit;
+    }
+    if let Some(on) = &file.on {
+        s.on = on.clone();
+    }
+    if let Some(age) = file.cache_age {
+        s.cache_age = age.0;
+    }
+    (Some(s), None)
 }
 
 /// The database: `--db` (or `FEEDTOP_DB`), else the file's `[storage] db`
@@ -750,6 +827,58 @@ mod tests {
                 _ => None,
             })
             .expect("a Companies House feed")
+    }
+
+    #[test]
+    fn enrich_runs_only_with_its_key_and_says_once_why_not() {
+        let file = FileConfig::default();
+        let off =
+            resolve(&RunArgs::default(), &file, &|n: &str| (n == DEFAULT_KEY_ENV).then(|| "k-0".to_string()), &paths())
+                .unwrap();
+        assert!(off.enrich.is_none());
+        assert!(off.enrich_off.as_deref().unwrap().contains("CH_REST_API_KEY is not set"));
+        let both = |name: &str| matches!(name, DEFAULT_KEY_ENV | "CH_REST_API_KEY").then(|| "k-1".to_string());
+        let on = resolve(&RunArgs::default(), &file, &both, &paths()).unwrap();
+        let e = on.enrich.clone().expect("enrichment with a key");
+        assert_eq!(e.limit, crate::enrich::DEFAULT_LIMIT);
+        assert_eq!(e.on, [crate::model::strike_off::ChangeKind::Entered]);
+        assert_eq!(e.cache_age, Duration::from_secs(86_400));
+        assert_eq!(e.url, crate::enrich::DEFAULT_URL);
+        assert!(on.enrich_off.is_none());
+        assert!(!format!("{on:?}").contains("k-1"), "the REST key is never in a debug print");
+    }
+
+    #[test]
+    fn the_samples_enrich_table_is_the_defaults() {
+        let text = sample_with_uncommented("# [enrich]", "\n\n\n\n");
+        let file = FileConfig::parse(&text, Path::new("sample")).unwrap();
+        assert!(file.enrich.limit.is_some(), "the table was uncommented");
+        let env = |name: &str| (name == "CH_REST_API_KEY").then(|| "k-1".to_string());
+        let from_sample = resolve(&RunArgs::default(), &file, &env, &paths()).unwrap();
+        let from_nothing = resolve(&RunArgs::default(), &FileConfig::default(), &env, &paths()).unwrap();
+        assert_eq!(format!("{:?}", from_sample.enrich), format!("{:?}", from_nothing.enrich));
+    }
+
+    #[test]
+    fn enrich_mistakes_name_their_line_and_key() {
+        let cases = [
+            ("limit = \"600\"", "line 2 (`limit = \"600\"`): limit \"600\": write it as calls/window"),
+            ("limit = \"0/5m\"", "limit \"0/5m\": the count must be 1 to 100000"),
+            ("limit = \"600/1ms\"", "the window must be 1s to 1d"),
+            ("on = [\"entred\"]", "line 2 (`on = [\"entred\"]`): on: \"entred\" is not a change"),
+            ("cache_age = \"1s\"", "cache_age"),
+            ("url = \"ftp://x\"", "url"),
+            ("key_env = \"not a name\"", "key_env"),
+            ("keyenv = \"X\"", "unknown field `keyenv`"),
+        ];
+        for (line, expected) in cases {
+            let text = format!("[enrich]\n{line}\n");
+            let e = FileConfig::parse(&text, Path::new("c.toml")).unwrap_err().to_string();
+            assert!(e.contains(expected), "{line}: {e}");
+            assert!(e.contains("line 2"), "{line}: {e}");
+        }
+        let ok = FileConfig::parse("[enrich]\nlimit = \"2/1s\"\non = [\"entered\", \"struck-off\"]\n", Path::new("c"));
+        assert_eq!(ok.unwrap().enrich.on.unwrap().len(), 2);
     }
 
     #[test]

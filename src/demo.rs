@@ -27,6 +27,7 @@ use crate::sim::carbon::{CarbonConfig, CarbonShape, CarbonSim};
 use crate::sim::chaos::Chaos;
 use crate::sim::companies_house::{ChSim, ChSimConfig};
 use crate::sim::company_gen::{CompanyGen, GeneratorConfig};
+use crate::sim::rest::{RestSim, RestSimConfig};
 use crate::sim::sse::{SseConfig, SseShape, SseSim, SSE_TOPIC};
 use crate::sim::sse_subscribe::SseSubscribeConfig;
 use crate::sim::stooq::{StooqConfig, StooqSim};
@@ -51,6 +52,7 @@ const DEMO_TOKEN: &str = "demo-token";
 /// The running simulators; dropping this stops them.
 pub struct Demo {
     _companies_house: ChSim,
+    _rest: RestSim,
     _wig80: Wig80Sim,
     _carbon: CarbonSim,
     _sse: SseSim,
@@ -60,9 +62,10 @@ pub struct Demo {
 /// Starts the simulators and points every feed at them.
 pub async fn start(mut settings: Settings) -> anyhow::Result<(Settings, Demo)> {
     let feed = crate::app::companies_house_feed_name(DEMO_STREAM);
-    let resume_after = {
+    let (resume_after, queued) = {
         let conn = store::open(&settings.db_path)?;
-        store::queries::cursor(&conn, &feed).map_err(|e| store::StoreError::from_sqlite(&settings.db_path, e))?
+        let sqlite = |e| store::StoreError::from_sqlite(&settings.db_path, e);
+        (store::queries::cursor(&conn, &feed).map_err(sqlite)?, store::enrich::queued_states(&conn).map_err(sqlite)?)
     };
     let mut generator = CompanyGen::new(None);
     if let Some(tp) = resume_after {
@@ -80,6 +83,30 @@ pub async fn start(mut settings: Settings) -> anyhow::Result<(Settings, Demo)> {
     })
     .await?;
     let companies = ChSettings::new(companies_house.base_url(), DEMO_STREAM, None);
+    // The REST API beside it answers with the profiles the stream published,
+    // so the enrichment (and the detail view) is full without a key.
+    let rest = RestSim::start(RestSimConfig {
+        expected_key: Some(DEMO_TOKEN.into()),
+        profiles: Some(companies_house.profile_source()),
+        seed: rand_seed(),
+        ..RestSimConfig::default()
+    })
+    .await?;
+    // Companies an earlier demo queued and did not fetch are not in this
+    // run's stream: the REST simulator answers with their stored state, so
+    // they do not show as contradicting the stream.
+    for q in queued {
+        let profile = serde_json::json!({
+            "company_number": q.company_number,
+            "company_name": q.company_name,
+            "company_status": q.company_status,
+            "company_status_detail": q.company_status_detail,
+        });
+        rest.put_profile(&q.company_number, profile);
+    }
+    let demo_key = ApiKey::new(DEMO_TOKEN).ok_or_else(|| anyhow::anyhow!("the demo's token is empty"))?;
+    settings.enrich = Some(crate::enrich::EnrichSettings::new(rest.base_url(), demo_key, "the demo's key"));
+    settings.enrich_off = None;
 
     let wig80 = Wig80Sim::start(Wig80Config {
         snapshot_every: Duration::from_secs(2),
@@ -147,6 +174,18 @@ pub async fn start(mut settings: Settings) -> anyhow::Result<(Settings, Demo)> {
         );
     }
     tracing::info!("demo: simulated feeds on 127.0.0.1 (Companies House at {})", companies_house.base_url());
-    let demo = Demo { _companies_house: companies_house, _wig80: wig80, _carbon: carbon, _sse: sse, _stooq: stooq };
+    let demo = Demo {
+        _companies_house: companies_house,
+        _rest: rest,
+        _wig80: wig80,
+        _carbon: carbon,
+        _sse: sse,
+        _stooq: stooq,
+    };
     Ok((settings, demo))
+}
+
+/// The demo's officers differ from run to run, as its companies do.
+fn rand_seed() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64)
 }

@@ -10,7 +10,11 @@ use serde::Serialize;
 use crate::cli::Format;
 use crate::model::StrikeOffChange;
 use crate::sanitize;
+use crate::store::enrich::Officer;
 use crate::store::{self, ts};
+
+/// Each company's officers, as `--with-officers` adds them.
+pub type Officers = std::collections::HashMap<String, Vec<Officer>>;
 
 /// Reads `--since`: a duration back from `now` (`24h`, `7d`) or a date/time.
 pub fn parse_since(s: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>, String> {
@@ -38,6 +42,108 @@ struct Row<'a> {
     to_detail: Option<Cow<'a, str>>,
     published_at: Option<String>,
     timepoint: i64,
+    /// `--with-officers` (JSON): the company's officers, as stored.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    officers: Option<Vec<OfficerCells<'a>>>,
+}
+
+/// One officer's cells, each text through the format's cleaner.
+#[derive(Serialize)]
+struct OfficerCells<'a> {
+    name: Cow<'a, str>,
+    role: Option<Cow<'a, str>>,
+    appointed_on: Option<Cow<'a, str>>,
+    resigned_on: Option<Cow<'a, str>>,
+    nationality: Option<Cow<'a, str>>,
+    occupation: Option<Cow<'a, str>>,
+    country_of_residence: Option<Cow<'a, str>>,
+    birth_month: Option<u32>,
+    birth_year: Option<i32>,
+    address: Option<Cow<'a, str>>,
+}
+
+impl<'a> OfficerCells<'a> {
+    fn new(o: &'a Officer, text: fn(&'a str) -> Cow<'a, str>) -> Self {
+        OfficerCells {
+            name: text(&o.name),
+            role: o.role.as_deref().map(text),
+            appointed_on: o.appointed_on.as_deref().map(text),
+            resigned_on: o.resigned_on.as_deref().map(text),
+            nationality: o.nationality.as_deref().map(text),
+            occupation: o.occupation.as_deref().map(text),
+            country_of_residence: o.country_of_residence.as_deref().map(text),
+            birth_month: o.birth_month,
+            birth_year: o.birth_year,
+            address: o.address.as_deref().map(text),
+        }
+    }
+}
+
+/// A CSV row of `--with-officers`: the change's cells, then one officer's
+/// (empty for a company with none fetched, so no change is left out).
+#[derive(Serialize)]
+struct CsvOfficerRow<'a> {
+    company_number: Cow<'a, str>,
+    company_name: Cow<'a, str>,
+    change: &'a str,
+    from_status: Option<Cow<'a, str>>,
+    from_detail: Option<Cow<'a, str>>,
+    to_status: Cow<'a, str>,
+    to_detail: Option<Cow<'a, str>>,
+    published_at: Option<String>,
+    timepoint: i64,
+    officer_name: Option<Cow<'a, str>>,
+    officer_role: Option<Cow<'a, str>>,
+    appointed_on: Option<Cow<'a, str>>,
+    resigned_on: Option<Cow<'a, str>>,
+    nationality: Option<Cow<'a, str>>,
+    occupation: Option<Cow<'a, str>>,
+    country_of_residence: Option<Cow<'a, str>>,
+    birth_month: Option<u32>,
+    birth_year: Option<i32>,
+    address: Option<Cow<'a, str>>,
+}
+
+impl<'a> CsvOfficerRow<'a> {
+    fn new(row: Row<'a>, officer: Option<OfficerCells<'a>>) -> Self {
+        let o = officer;
+        let (name, role, appointed_on, resigned_on, nationality, occupation, country, month, year, address) = match o {
+            Some(o) => (
+                Some(o.name),
+                o.role,
+                o.appointed_on,
+                o.resigned_on,
+                o.nationality,
+                o.occupation,
+                o.country_of_residence,
+                o.birth_month,
+                o.birth_year,
+                o.address,
+            ),
+            None => (None, None, None, None, None, None, None, None, None, None),
+        };
+        CsvOfficerRow {
+            company_number: row.company_number,
+            company_name: row.company_name,
+            change: row.change,
+            from_status: row.from_status,
+            from_detail: row.from_detail,
+            to_status: row.to_status,
+            to_detail: row.to_detail,
+            published_at: row.published_at,
+            timepoint: row.timepoint,
+            officer_name: name,
+            officer_role: role,
+            appointed_on,
+            resigned_on,
+            nationality,
+            occupation,
+            country_of_residence: country,
+            birth_month: month,
+            birth_year: year,
+            address,
+        }
+    }
 }
 
 impl<'a> Row<'a> {
@@ -53,6 +159,7 @@ impl<'a> Row<'a> {
             to_detail: c.to_detail.as_deref().map(text),
             published_at: c.published_at.map(ts),
             timepoint: c.timepoint,
+            officers: None,
         }
     }
 }
@@ -74,6 +181,8 @@ pub struct Options {
     pub since: Option<DateTime<Utc>>,
     /// CSV cells exactly as stored: no formula neutralising, no markers.
     pub csv_raw: bool,
+    /// Add each company's officers (fetched by the REST enrichment).
+    pub with_officers: bool,
 }
 
 /// Lists the changes in `db` (newest first) to `out`.
@@ -99,7 +208,27 @@ pub fn run(db: &Path, options: Options, out: &mut dyn Write) -> anyhow::Result<u
         (true, Some(_)) => Some(store::queries::counts(&conn).map_err(sqlite)?.strike_offs),
         _ => None,
     };
-    write(&changes, options, stored, out)?;
+    let mut officers = Officers::new();
+    if options.with_officers {
+        let has_officers: bool = conn
+            .query_row("SELECT count(*) > 0 FROM sqlite_schema WHERE type = 'table' AND name = 'officers'", [], |r| {
+                r.get(0)
+            })
+            .map_err(sqlite)?;
+        if !has_officers {
+            anyhow::bail!(
+                "{} has no officers yet (an older feedtop wrote it): run feedtop with CH_REST_API_KEY set to fetch them",
+                db.display()
+            );
+        }
+        for c in &changes {
+            if !officers.contains_key(&c.company_number) {
+                let list = store::enrich::officers_of(&conn, &c.company_number).map_err(sqlite)?;
+                officers.insert(c.company_number.clone(), list);
+            }
+        }
+    }
+    write_enriched(&changes, &officers, options, stored, out)?;
     Ok(changes.len())
 }
 
@@ -111,11 +240,29 @@ pub fn write(
     stored: Option<u64>,
     out: &mut dyn Write,
 ) -> anyhow::Result<()> {
+    write_enriched(changes, &Officers::new(), options, stored, out)
+}
+
+/// [`write`], with each company's officers when `options.with_officers`:
+/// an array in JSON, one row per officer in CSV, indented lines in the table.
+pub fn write_enriched(
+    changes: &[StrikeOffChange],
+    officers: &Officers,
+    options: Options,
+    stored: Option<u64>,
+    out: &mut dyn Write,
+) -> anyhow::Result<()> {
+    let with = options.with_officers;
+    let of = |c: &StrikeOffChange| officers.get(&c.company_number).map_or(&[][..], Vec::as_slice);
     match options.format {
         Format::Json => {
             for c in changes {
+                let mut row = Row::new(c, Cow::Borrowed);
+                if with {
+                    row.officers = Some(of(c).iter().map(|o| OfficerCells::new(o, Cow::Borrowed)).collect());
+                }
                 // Lossless: C1, DEL and bidi overrides are escaped, not replaced.
-                sanitize::write_json(&mut *out, &Row::new(c, Cow::Borrowed))?;
+                sanitize::write_json(&mut *out, &row)?;
                 writeln!(out)?;
             }
         }
@@ -123,15 +270,69 @@ pub fn write(
             let text = if options.csv_raw { Cow::Borrowed } else { csv_safe };
             let mut w = csv::WriterBuilder::new().has_headers(false).from_writer(out);
             // Written by hand so that an empty export still has its header row.
-            w.write_record(CSV_HEADER)?;
+            if with {
+                w.write_record(CSV_HEADER.iter().chain(&CSV_OFFICER_HEADER))?;
+            } else {
+                w.write_record(CSV_HEADER)?;
+            }
             for c in changes {
-                w.serialize(Row::new(c, text))?;
+                if !with {
+                    w.serialize(Row::new(c, text))?;
+                    continue;
+                }
+                let list = of(c);
+                if list.is_empty() {
+                    w.serialize(CsvOfficerRow::new(Row::new(c, text), None))?;
+                }
+                for o in list {
+                    w.serialize(CsvOfficerRow::new(Row::new(c, text), Some(OfficerCells::new(o, text))))?;
+                }
             }
             w.flush()?;
         }
-        Format::Table => write_table(changes, options.since, stored, out)?,
+        Format::Table => write_table(changes, with.then_some(officers), options.since, stored, out)?,
     }
     Ok(())
+}
+
+/// The officer columns `--with-officers` adds to the CSV.
+const CSV_OFFICER_HEADER: [&str; 10] = [
+    "officer_name",
+    "officer_role",
+    "appointed_on",
+    "resigned_on",
+    "nationality",
+    "occupation",
+    "country_of_residence",
+    "birth_month",
+    "birth_year",
+    "address",
+];
+
+/// One officer as an indented table line: name, then what is known.
+fn officer_line(o: &Officer) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    parts.extend(o.role.clone());
+    parts.extend(o.appointed_on.as_ref().map(|d| format!("appointed {d}")));
+    parts.extend(o.resigned_on.as_ref().map(|d| format!("resigned {d}")));
+    parts.extend(o.nationality.clone());
+    parts.extend(o.occupation.clone());
+    parts.extend(o.country_of_residence.clone());
+    if let Some(year) = o.birth_year {
+        parts.push(match o.birth_month {
+            Some(m) => format!("born {m:02}/{year}"),
+            None => format!("born {year}"),
+        });
+    }
+    let mut line = format!("    officer: {}", o.name);
+    if !parts.is_empty() {
+        line.push_str(&format!(" ({})", parts.join(", ")));
+    }
+    if let Some(a) = &o.address {
+        line.push_str(&format!("; {a}"));
+    }
+    // Text from the REST API reaches the terminal only through the sanitiser.
+    sanitize::for_terminal(&line).into_owned()
 }
 
 /// The CSV header: [`Row`]'s field names, in order.
@@ -149,6 +350,7 @@ const CSV_HEADER: [&str; 9] = [
 
 fn write_table(
     changes: &[StrikeOffChange],
+    officers: Option<&Officers>,
     since: Option<DateTime<Utc>>,
     stored: Option<u64>,
     out: &mut dyn Write,
@@ -183,6 +385,16 @@ fn write_table(
             // The strike-off pane's text, word for word.
             sanitize::for_terminal(&c.transition()),
         )?;
+        if let Some(officers) = officers {
+            match officers.get(&c.company_number).filter(|l| !l.is_empty()) {
+                Some(list) => {
+                    for o in list {
+                        writeln!(out, "{}", officer_line(o))?;
+                    }
+                }
+                None => writeln!(out, "    (no officers fetched)")?,
+            }
+        }
     }
     Ok(())
 }
@@ -209,7 +421,7 @@ mod tests {
     }
 
     fn options(format: Format) -> Options {
-        Options { format, since: None, csv_raw: false }
+        Options { format, since: None, csv_raw: false, with_officers: false }
     }
 
     fn render_with(options: Options, changes: &[StrikeOffChange], stored: Option<u64>) -> String {
@@ -374,5 +586,87 @@ mod tests {
         let n = run(&db, Options { since: Some(since), ..options(Format::Table) }, &mut out).unwrap();
         assert_eq!(n, 0);
         assert!(String::from_utf8(out).unwrap().contains("(1 stored in all)"));
+    }
+
+    fn officers() -> Officers {
+        let o = Officer {
+            name: "HOLLOWAY, Amelia".into(),
+            role: Some("director".into()),
+            appointed_on: Some("2019-04-01".into()),
+            nationality: Some("British".into()),
+            occupation: Some("=cmd|' /C calc'!A0".into()),
+            country_of_residence: Some("England".into()),
+            birth_month: Some(3),
+            birth_year: Some(1980),
+            address: Some("12, Mill Road, Leeds".into()),
+            ..Officer::default()
+        };
+        let second =
+            Officer { name: "ASHDOWN, Leo\x1b[2J".into(), role: Some("secretary".into()), ..Officer::default() };
+        Officers::from([("12007733".to_string(), vec![o, second])])
+    }
+
+    fn render_officers(format: Format, changes: &[StrikeOffChange]) -> String {
+        let mut out = Vec::new();
+        let options = Options { with_officers: true, ..options(format) };
+        write_enriched(changes, &officers(), options, None, &mut out).unwrap();
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn with_officers_csv_has_one_row_per_officer_and_keeps_changes_without_any() {
+        let mut other = change("OTHER LTD");
+        other.company_number = "99999999".into();
+        let out = render_officers(Format::Csv, &[change("ORCHARD LANE LTD"), other]);
+        let mut r = csv::Reader::from_reader(out.as_bytes());
+        let header: Vec<String> = r.headers().unwrap().iter().map(str::to_string).collect();
+        assert_eq!(header.len(), 19);
+        assert_eq!(header[9], "officer_name");
+        let rows: Vec<csv::StringRecord> = r.records().map(Result::unwrap).collect();
+        assert_eq!(rows.len(), 3, "two officers, and the change without any");
+        assert_eq!(&rows[0][9], "HOLLOWAY, Amelia");
+        assert_eq!(&rows[0][13], "British");
+        assert_eq!((&rows[0][16], &rows[0][17]), ("3", "1980"));
+        assert!(rows[0][14].starts_with('\''), "a formula from the API is neutralised: {}", &rows[0][14]);
+        assert!(!rows[1][9].contains('\x1b'), "controls are marked");
+        assert_eq!((&rows[2][0], &rows[2][9]), ("99999999", ""));
+    }
+
+    #[test]
+    fn with_officers_json_has_an_array_and_table_lines() {
+        let out = render_officers(Format::Json, &[change("ORCHARD LANE LTD")]);
+        let v: serde_json::Value = serde_json::from_str(out.lines().next().unwrap()).unwrap();
+        let list = v["officers"].as_array().unwrap();
+        assert_eq!(list.len(), 2);
+        assert_eq!(list[0]["name"], "HOLLOWAY, Amelia");
+        assert_eq!(list[0]["birth_year"], 1980);
+        assert!(hostile_bytes(&out).is_empty(), "escaped, not raw");
+        let plain: serde_json::Value = serde_json::from_str(render(Format::Json, "X").lines().next().unwrap()).unwrap();
+        assert!(plain.get("officers").is_none(), "only when asked");
+
+        let table = render_officers(Format::Table, &[change("ORCHARD LANE LTD")]);
+        assert!(table.contains("    officer: HOLLOWAY, Amelia (director, appointed 2019-04-01, British, "), "{table}");
+        assert!(table.contains("born 03/1980); 12, Mill Road, Leeds"), "{table}");
+        assert!(hostile_bytes(&table).is_empty(), "{table}");
+    }
+
+    #[test]
+    fn with_officers_reads_them_from_the_database() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("t.db");
+        let mut conn = store::open(&db).unwrap();
+        let c = change("ORCHARD LANE LTD");
+        crate::store::writer::write_batch(&mut conn, &[crate::model::Fact::StrikeOff(c.clone())], Default::default())
+            .unwrap();
+        store::enrich::enqueue(&conn, "12007733", Utc::now()).unwrap();
+        let profile = store::enrich::next_job(&conn).unwrap().unwrap();
+        store::enrich::drop_job(&conn, profile.id).unwrap();
+        let job = store::enrich::next_job(&conn).unwrap().unwrap();
+        let list = officers().remove("12007733").unwrap();
+        store::enrich::save_officers_page(&mut conn, &job, &list, None, Utc::now()).unwrap();
+        drop(conn);
+        let mut out = Vec::new();
+        run(&db, Options { with_officers: true, ..options(Format::Csv) }, &mut out).unwrap();
+        assert_eq!(String::from_utf8(out).unwrap().lines().count(), 3, "a header and two officers");
     }
 }

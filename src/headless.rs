@@ -34,6 +34,25 @@ struct Report<'a> {
     process: ProcessReport,
     /// Alerts raised since the previous line, oldest first (empty when none).
     alerts: Vec<&'a crate::alerts::Alert>,
+    /// REST enrichment; absent when it is off (no key).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    enrich: Option<EnrichReport>,
+}
+
+/// The enrichment task's state, queue and pace.
+#[derive(Serialize)]
+struct EnrichReport {
+    state: &'static str,
+    /// Until when a pause or an open breaker lasts.
+    until: Option<String>,
+    queued: u64,
+    /// At the limit, ignoring pauses.
+    drain_s: u64,
+    used: u32,
+    limit: u32,
+    window_s: u64,
+    next_call: Option<String>,
+    calls: u64,
 }
 
 /// feedtop's own health, so a script can watch for growth.
@@ -165,6 +184,17 @@ pub fn report_line_since(model: &Model, is_final: bool, reported: u64) -> String
         strike_off: TallyReport { in_proposal: model.tracker.in_proposal() as u64, ..model.tally.into() },
         symbols: model.quotes.len(),
         store: StoreReport { events_written: model.store.events_written, error: model.store.error.as_deref() },
+        enrich: model.enrich.status.as_ref().map(|e| EnrichReport {
+            state: e.state.label(),
+            until: e.state.until().map(crate::store::ts),
+            queued: e.queued,
+            drain_s: e.drain_time().as_secs(),
+            used: e.used,
+            limit: e.limit,
+            window_s: e.per.as_secs(),
+            next_call: e.next_call.map(crate::store::ts),
+            calls: e.calls,
+        }),
         process: ProcessReport {
             rss_mb: model.process.rss_bytes.map(|b| (b as f64 / 1_048_576.0 * 10.0).round() / 10.0),
             feed_queue: model.process.feed_queue,
@@ -263,6 +293,29 @@ mod tests {
         assert_eq!(v["alerts"], serde_json::json!([]));
         let last: serde_json::Value = serde_json::from_str(&report_line(&m, true)).unwrap();
         assert_eq!(last["final"], true);
+        assert!(v.get("enrich").is_none(), "no enrichment without a key");
+    }
+
+    #[test]
+    fn enrichment_state_queue_and_pace_are_reported() {
+        use crate::model::enrich::{EnrichState, EnrichStatus};
+        let t0 = Utc.with_ymd_and_hms(2025, 6, 10, 12, 0, 0).unwrap();
+        let mut m = Model::new(Vec::new(), Duration::from_secs(300), t0);
+        let mut status = EnrichStatus::new(600, Duration::from_secs(300));
+        status.state = EnrichState::Open { until: t0 + chrono::TimeDelta::seconds(60) };
+        status.queued = 1500;
+        status.used = 600;
+        m.enrich.status = Some(status);
+        let v: serde_json::Value = serde_json::from_str(&report_line(&m, false)).unwrap();
+        let e = &v["enrich"];
+        assert_eq!(e["state"], "open");
+        assert_eq!(e["until"], "2025-06-10T12:01:00.000Z");
+        assert_eq!(e["queued"], 1500);
+        assert_eq!(e["drain_s"], 900);
+        assert_eq!(
+            (e["used"].as_u64(), e["limit"].as_u64(), e["window_s"].as_u64()),
+            (Some(600), Some(600), Some(300))
+        );
     }
 
     /// Each alert goes out once, in the first line after it was raised,

@@ -108,6 +108,11 @@ fn watch(args: RunArgs) -> anyhow::Result<()> {
         }
         let mut pipeline = Pipeline::start(pipeline_config(&settings))?;
         pipeline.set_alert_rules(settings.alerts.clone());
+        // Said once, after the database opened: an error there stays one line.
+        if let Some(why) = &settings.enrich_off {
+            tracing::info!("{why}");
+        }
+        let pipeline = pipeline.with_enrichment(settings.enrich.clone())?;
         let db_path = settings.db_path.clone();
         let summary = if headless {
             let options = HeadlessOptions { duration: args.duration, interval: args.interval };
@@ -195,7 +200,8 @@ fn strike_offs(args: StrikeOffsArgs) -> anyhow::Result<()> {
         .map(|s| export::parse_since(s, chrono::Utc::now()))
         .transpose()
         .map_err(anyhow::Error::msg)?;
-    let options = export::Options { format: args.format, since, csv_raw: args.csv_raw };
+    let options =
+        export::Options { format: args.format, since, csv_raw: args.csv_raw, with_officers: args.with_officers };
     match export::run(&db, options, &mut std::io::stdout().lock()) {
         // `feedtop strike-offs | head -1`: the reader has what it wanted.
         Err(e) if is_broken_pipe(&e) => Ok(()),

@@ -4,6 +4,7 @@
 //! message and returns the durable facts for the store; it never reads the
 //! clock or does I/O, so scenario tests with explicit times are exact.
 
+pub mod enrich;
 pub mod feed_history;
 pub mod metrics;
 pub mod proposal_filter;
@@ -68,6 +69,13 @@ pub enum Fact {
     },
     /// An alert rule fired (raised by the pipeline, stored in `alerts`).
     Alert(Box<crate::alerts::Alert>),
+    /// Queue the company's REST enrichment (profile, then officers), in the
+    /// same transaction as the change that asked for it: a crash between the
+    /// two can neither lose the calls nor queue them for a change not stored.
+    Enrich {
+        company_number: String,
+        queued_at: DateTime<Utc>,
+    },
 }
 
 /// Per-feed counters.
@@ -334,6 +342,8 @@ pub struct Model {
     pub demo: bool,
     /// Alerts raised in this run, newest first (the pipeline adds them).
     pub alerts: crate::alerts::AlertLog,
+    /// The REST enrichment's state and each listed company's news.
+    pub enrich: enrich::Enrichment,
 }
 
 impl Model {
@@ -350,6 +360,7 @@ impl Model {
             now,
             demo: false,
             alerts: crate::alerts::AlertLog::default(),
+            enrich: enrich::Enrichment::default(),
         }
     }
 

@@ -132,8 +132,65 @@ CREATE TABLE alerts (
 CREATE INDEX alerts_by_time ON alerts (at);
 ";
 
+const V6: &str = "
+-- Companies House REST calls still to make (issue 13): one row per company
+-- and kind, so nothing is queued twice; profiles (priority 0) before
+-- officers (1), first queued first within a priority. `start_index` is the
+-- next officers page, so a restart continues the paging where it was.
+CREATE TABLE enrich_queue (
+    id             INTEGER PRIMARY KEY,
+    company_number TEXT    NOT NULL,
+    kind           TEXT    NOT NULL,
+    priority       INTEGER NOT NULL,
+    start_index    INTEGER NOT NULL DEFAULT 0,
+    queued_at      TEXT    NOT NULL,
+    UNIQUE (company_number, kind)
+);
+CREATE INDEX enrich_queue_order ON enrich_queue (priority, id);
+-- The profile the REST API gave (found = 0: it said 404).
+CREATE TABLE company_profiles (
+    company_number        TEXT PRIMARY KEY,
+    found                 INTEGER NOT NULL,
+    company_name          TEXT,
+    company_status        TEXT,
+    company_status_detail TEXT,
+    raw                   TEXT,
+    fetched_at            TEXT NOT NULL
+);
+-- A company's officers, as of its last complete fetch (or the pages so far).
+CREATE TABLE officers (
+    company_number       TEXT    NOT NULL,
+    position             INTEGER NOT NULL,
+    name                 TEXT    NOT NULL,
+    officer_role         TEXT,
+    appointed_on         TEXT,
+    resigned_on          TEXT,
+    nationality          TEXT,
+    occupation           TEXT,
+    country_of_residence TEXT,
+    birth_month          INTEGER,
+    birth_year           INTEGER,
+    address              TEXT,
+    PRIMARY KEY (company_number, position)
+);
+-- When a company's officers were last fetched in full.
+CREATE TABLE officer_fetches (
+    company_number TEXT PRIMARY KEY,
+    total          INTEGER NOT NULL,
+    fetched_at     TEXT    NOT NULL
+);
+-- When recent REST calls started: the limit's window outlives a restart,
+-- so a restart cannot start a second window's worth of calls at once.
+CREATE TABLE enrich_calls (
+    at TEXT NOT NULL
+);
+-- Set on a change when the REST profile contradicts it (entered, but the
+-- profile says the company is not in the proposal): shown, not hidden.
+ALTER TABLE strike_offs ADD COLUMN profile_disagrees TEXT;
+";
+
 /// Migration `i` takes the schema from version `i` to `i + 1`.
-pub const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5];
+pub const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6];
 
 pub fn version(conn: &Connection) -> rusqlite::Result<i64> {
     conn.query_row("PRAGMA user_version", [], |r| r.get(0))
@@ -211,7 +268,7 @@ mod tests {
         migrate(&mut conn, &path).unwrap();
         let tables: i64 =
             conn.query_row("SELECT count(*) FROM sqlite_master WHERE type='table'", [], |r| r.get(0)).unwrap();
-        assert_eq!(tables, 9);
+        assert_eq!(tables, 14);
     }
 
     #[test]

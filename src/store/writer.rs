@@ -735,6 +735,9 @@ pub fn write_batch(conn: &mut Connection, facts: &[Fact], raw_events: RawEvents)
                         ts(c.received_at),
                     ])?;
                 }
+                Fact::Enrich { company_number, queued_at } => {
+                    super::enrich::enqueue(&tx, company_number, *queued_at)?;
+                }
                 Fact::Gap { feed, at, after_timepoint, reason } => {
                     insert_gap.execute(params![feed, ts(*at), after_timepoint, reason])?;
                     // The server refused the stored timepoint (416): asking for

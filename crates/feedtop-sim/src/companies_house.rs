@@ -256,6 +256,25 @@ impl ChSim {
         self.shared.inject(fault)
     }
 
+    /// The profile (`data`) this stream last published for a company, for
+    /// the REST simulator to answer with, so the two agree (the demo).
+    /// Looks back through the replay log, newest first.
+    pub fn profile_source(&self) -> crate::rest::ProfileSource {
+        let shared = self.shared.clone();
+        Arc::new(move |number: &str| {
+            // A substring test first: parsing every line of an hour's log
+            // under the lock would hold up the streams.
+            let needle = format!("\"resource_id\":\"{number}\"");
+            let log = lock(&shared.log);
+            log.entries.iter().rev().filter(|entry| entry.line.contains(&needle)).find_map(|entry| {
+                let event: serde_json::Value = serde_json::from_str(&entry.line).ok()?;
+                let is_it = event.get("resource_kind")?.as_str()? == "company-profile"
+                    && event.get("resource_id")?.as_str()? == number;
+                is_it.then(|| event.get("data").cloned()).flatten()
+            })
+        })
+    }
+
     /// Stops the server and waits until every connection is closed.
     pub async fn shutdown(self) {
         let ChSim { stop, task, .. } = self;
@@ -543,7 +562,7 @@ fn unavailable_plan() -> ConnPlan {
     }
 }
 
-fn basic_auth_matches(header: Option<&str>, key: &str) -> bool {
+pub(crate) fn basic_auth_matches(header: Option<&str>, key: &str) -> bool {
     let Some((scheme, credentials)) = header.and_then(|h| h.trim().split_once(' ')) else {
         return false;
     };

@@ -117,6 +117,34 @@ pub fn rtt_text(f: &FeedView, now: chrono::DateTime<chrono::Utc>) -> String {
     }
 }
 
+/// The REST enrichment on one strip of the title: state (with how long a
+/// pause or an open breaker lasts), queue and time to drain it at the
+/// limit, the rate used of the limit, and when the next call goes.
+fn enrich_strip(model: &Model, theme: &Theme) -> Vec<Span<'static>> {
+    use crate::model::enrich::EnrichState;
+    let Some(e) = &model.enrich.status else { return Vec::new() };
+    let left = |t: chrono::DateTime<chrono::Utc>| short_duration((t - model.now).max(chrono::TimeDelta::zero()));
+    let (state, style) = match &e.state {
+        EnrichState::Idle => ("idle".to_string(), theme.dim),
+        EnrichState::Running => ("running".to_string(), theme.ok),
+        EnrichState::Paused { until } => (format!("paused {}", left(*until)), theme.warn),
+        EnrichState::Open { until } => (format!("open {}", left(*until)), theme.error),
+        EnrichState::AuthFailed => ("auth failed".to_string(), theme.error),
+    };
+    let mut text = format!(" · queue {}", thousands(e.queued));
+    let drain = e.drain_time();
+    if !drain.is_zero() {
+        let drain = chrono::TimeDelta::from_std(drain).unwrap_or(chrono::TimeDelta::MAX);
+        text.push_str(&format!(" (~{})", short_duration(drain)));
+    }
+    let per = chrono::TimeDelta::from_std(e.per).unwrap_or_default();
+    text.push_str(&format!(" · {}/{} per {}", e.used, e.limit, short_duration(per)));
+    if let Some(next) = e.next_call.filter(|&n| n > model.now) {
+        text.push_str(&format!(" · next in {}", left(next)));
+    }
+    vec![Span::raw(" · enrich "), Span::styled(state, style), Span::raw(text)]
+}
+
 fn state_style(f: &FeedView, now: chrono::DateTime<chrono::Utc>, theme: &Theme) -> Style {
     match &f.state {
         ConnState::Live if f.is_stalled(now) => theme.warn,
@@ -127,7 +155,8 @@ fn state_style(f: &FeedView, now: chrono::DateTime<chrono::Utc>, theme: &Theme) 
 }
 
 pub fn render(frame: &mut Frame, area: Rect, model: &Model, selected: usize, focused: bool, theme: &Theme) {
-    let title = vec![Span::raw(format!("Connections ({})", model.feeds.len()))];
+    let mut title = vec![Span::raw(format!("Connections ({})", model.feeds.len()))];
+    title.extend(enrich_strip(model, theme));
     let blk = block(title, focused, theme);
     let inner = blk.inner(area);
     frame.render_widget(blk, area);
@@ -184,4 +213,38 @@ pub fn render(frame: &mut Frame, area: Rect, model: &Model, selected: usize, foc
     });
     let widths = cols.iter().map(|&c| Constraint::Length(width(c))).chain([Constraint::Fill(1)]);
     frame.render_widget(Table::new(rows, widths).header(header).column_spacing(1), inner);
+}
+
+#[cfg(test)]
+mod enrich_tests {
+    use std::time::Duration;
+
+    use crate::model::enrich::{EnrichState, EnrichStatus};
+    use crate::ui::test_support::{empty_model, render, row_with, screen, t0};
+    use crate::ui::{Theme, ViewState};
+
+    /// The Connections title carries the enrichment's state, queue and
+    /// drain time, rate used of the limit, and the next call; nothing when
+    /// enrichment is off.
+    #[test]
+    fn the_enrichment_strip_says_state_queue_rate_and_next_call() {
+        let mut m = empty_model();
+        let buf = render(&m, &ViewState::new(), &Theme::new(true), 160, 30);
+        assert!(!screen(&buf).contains("enrich"));
+        let mut e = EnrichStatus::new(600, Duration::from_secs(300));
+        e.state = EnrichState::Open { until: t0() + chrono::TimeDelta::seconds(90) };
+        e.queued = 1500;
+        e.used = 600;
+        e.next_call = Some(t0() + chrono::TimeDelta::seconds(90));
+        m.enrich.status = Some(e);
+        let buf = render(&m, &ViewState::new(), &Theme::new(true), 160, 30);
+        let title = row_with(&buf, "Connections").unwrap_or_else(|| panic!("{}", screen(&buf)));
+        assert!(
+            title.contains("enrich open 1m30s · queue 1,500 (~15m00s) · 600/600 per 5m00s · next in 1m30s"),
+            "{title}"
+        );
+        m.enrich.status.as_mut().unwrap().state = EnrichState::AuthFailed;
+        let buf = render(&m, &ViewState::new(), &Theme::new(true), 160, 30);
+        assert!(row_with(&buf, "Connections").unwrap().contains("enrich auth failed"));
+    }
 }

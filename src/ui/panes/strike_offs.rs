@@ -9,6 +9,7 @@ use ratatui::widgets::{Cell, Paragraph, Row, Table};
 use ratatui::Frame;
 
 use super::block;
+use crate::model::enrich::CompanyEnrichment;
 use crate::model::strike_off::PROPOSAL;
 use crate::model::{ChangeKind, Model, StrikeOffChange};
 use crate::sanitize::for_terminal;
@@ -59,7 +60,25 @@ fn when(c: &StrikeOffChange, now: DateTime<Utc>, clock: &Clock) -> String {
     }
 }
 
-fn row<'a>(c: &'a StrikeOffChange, time: String, theme: &Theme, transition_width: usize, compact: bool) -> Row<'a> {
+fn row<'a>(
+    c: &'a StrikeOffChange,
+    time: String,
+    theme: &Theme,
+    transition_width: usize,
+    compact: bool,
+    enrich: Option<&CompanyEnrichment>,
+) -> Row<'a> {
+    let mut last = vec![Span::raw(for_terminal(&transition(c, transition_width, compact)).into_owned())];
+    if let Some(e) = enrich {
+        // What the REST API said: the officer count, and a profile that
+        // contradicts the stream, shown rather than hidden.
+        if let Some(n) = e.officers {
+            last.push(Span::styled(format!(" · officers {n}"), theme.dim));
+        }
+        if let Some(d) = &e.disagrees {
+            last.push(Span::styled(format!(" · {}", for_terminal(d)), theme.warn));
+        }
+    }
     Row::new([
         Cell::from(Span::styled(time, theme.dim)),
         // Feed text, so through the sanitiser (one marker per character
@@ -67,7 +86,7 @@ fn row<'a>(c: &'a StrikeOffChange, time: String, theme: &Theme, transition_width
         Cell::from(for_terminal(&c.company_number)),
         Cell::from(for_terminal(&c.company_name)),
         Cell::from(Span::styled(c.kind.as_str(), kind_style(c.kind, theme))),
-        Cell::from(for_terminal(&transition(c, transition_width, compact)).into_owned()),
+        Cell::from(Line::from(last)),
     ])
 }
 
@@ -142,7 +161,10 @@ pub fn render(frame: &mut Frame, area: Rect, model: &Model, args: Args, theme: &
     let header = Row::new([time_head.as_str(), "number", "company", "change", "from → to"]).style(theme.dim);
     let transition_width = usize::from(avail.saturating_sub(name_width));
     let compact = shown.iter().any(|c| c.transition().chars().count() > transition_width);
-    let rows = shown.into_iter().zip(times).map(|(c, time)| row(c, time, theme, transition_width, compact));
+    let rows = shown.into_iter().zip(times).map(|(c, time)| {
+        let enrich = model.enrich.of(&c.company_number);
+        row(c, time, theme, transition_width, compact, enrich)
+    });
     let widths = [
         Constraint::Length(time_width),
         Constraint::Length(8),
@@ -206,6 +228,24 @@ mod tests {
         assert!(first.trim_end().ends_with(" ? → active/active-proposal-to-strike-off"), "{first}");
     }
 
+    /// The REST enrichment's news on the company's row: its officer count,
+    /// and a profile that contradicts the stream, shown rather than hidden.
+    #[test]
+    fn officers_and_a_contradicting_profile_show_on_the_row() {
+        use crate::model::enrich::EnrichUpdate;
+        let (mut m, _) = model_and_facts();
+        m.enrich.apply(EnrichUpdate::Officers { company_number: "AB000001".into(), count: 3 });
+        m.enrich.apply(EnrichUpdate::Profile {
+            company_number: "AB000002".into(),
+            disagrees: Some("profile: active, not in the proposal".into()),
+        });
+        let buf = draw(&m);
+        let known = row_with(&buf, "KNOWN BEFORE LTD").unwrap_or_else(|| panic!("{}", screen(&buf)));
+        assert!(known.trim_end().ends_with("active-proposal-to-strike-off · officers 3"), "{known}");
+        let first = row_with(&buf, "FIRST SEEN LTD").unwrap();
+        assert!(first.trim_end().ends_with("· profile: active, not in the proposal"), "{first}");
+    }
+
     /// Where the longest transition does not fit, every row takes the
     /// compact form, not only the rows that would overflow: a column reads
     /// alike from top to bottom.
@@ -230,7 +270,8 @@ mod tests {
         let db = dir.path().join("t.db");
         write_batch(&mut crate::store::open(&db).unwrap(), &facts, RawEvents::Full).unwrap();
         let mut out = Vec::new();
-        let options = crate::export::Options { format: Format::Table, since: None, csv_raw: false };
+        let options =
+            crate::export::Options { format: Format::Table, since: None, csv_raw: false, with_officers: false };
         assert_eq!(crate::export::run(&db, options, &mut out).unwrap(), m.strike_offs.len());
         let export = String::from_utf8(out).unwrap();
         let buf = draw(&m);
