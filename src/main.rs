@@ -91,7 +91,7 @@ fn watch(args: RunArgs) -> anyhow::Result<()> {
     };
     let settings = config::resolve(&args, &file, &|name| std::env::var(name).ok(), &paths)?;
     let headless = args.headless || !std::io::stdout().is_terminal();
-    feedtop::logging::init(headless, feedtop::ui::theme::color_enabled(args.no_color));
+    let log = feedtop::logging::init(headless, feedtop::ui::theme::color_enabled(args.no_color));
 
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     runtime.block_on(async move {
@@ -111,7 +111,7 @@ fn watch(args: RunArgs) -> anyhow::Result<()> {
             headless::run(pipeline, options, &mut std::io::stdout().lock()).await?
         } else {
             let color = feedtop::ui::theme::color_enabled(args.no_color);
-            let options = tui::TuiOptions { fps: settings.fps, color, stale_after: settings.stale_after };
+            let options = tui::TuiOptions { fps: settings.fps, color, stale_after: settings.stale_after, log };
             tui::run(pipeline, options).await?.1
         };
         let w = summary.writer;

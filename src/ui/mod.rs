@@ -54,6 +54,8 @@ pub fn draw(frame: &mut Frame, live: &Model, view: &ViewState, theme: &Theme) {
     // as the panes count them).
     view.strike_rows_shown.set(usize::from(areas.strike_offs.height.saturating_sub(2)));
     view.ticker_rows_shown.set(areas.tickers.map_or(0, |t| usize::from(t.height.saturating_sub(2))));
+    view.log_rows_shown.set(usize::from(areas.log.height.saturating_sub(1)));
+    view.log_width.set(usize::from(areas.log.width));
 
     panes::header::render(frame, areas.header, model, paused, &view.clock, theme);
     let conn_focused = view.focus == Focus::Connections;
@@ -77,7 +79,13 @@ pub fn draw(frame: &mut Frame, live: &Model, view: &ViewState, theme: &Theme) {
         };
         panes::tickers::render(frame, tickers, model, args, theme);
     }
-    panes::log::render(frame, areas.log, &view.log, view.focus == Focus::Log, view.clock.utc, theme);
+    let args = panes::log::Args {
+        buffer: &view.log,
+        top: view.log_top,
+        focused: view.focus == Focus::Log,
+        clock: &view.clock,
+    };
+    panes::log::render(frame, areas.log, args, theme);
     panes::footer::render(frame, areas.footer, &view.filter, view.editing_filter, theme);
     if view.show_help {
         view.help_rows_shown.set(panes::help::render(frame, area, view.help_scroll, theme));

@@ -366,13 +366,10 @@ fn narrow_transition_keeps_its_destination() {
 #[test]
 fn log_pane_shows_tracing_events() {
     use tracing_subscriber::layer::SubscriberExt;
-    // The tui-logger buffer is process-global; a unique message keeps this
-    // test independent of anything else that logs.
-    let _ = tui_logger::init_logger(tui_logger::LevelFilter::Trace);
-    let subscriber = tracing_subscriber::registry().with(tui_logger::TuiTracingSubscriberLayer);
+    let view = ViewState::new();
+    let subscriber = tracing_subscriber::registry().with(crate::logging::TuiLog(view.log.clone()));
     tracing::subscriber::with_default(subscriber, || tracing::warn!("feed companies: reconnect requested by the user"));
-    tui_logger::move_events();
-    let buf = render(&live_model(), &ViewState::new(), &color(), 120, 40);
+    let buf = render(&live_model(), &view, &color(), 120, 40);
     let l = lines(&buf);
     let title = l.iter().position(|r| r.starts_with("Log")).unwrap();
     let hit = l.iter().position(|r| r.contains("reconnect requested by the user"));

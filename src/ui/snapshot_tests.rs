@@ -15,16 +15,14 @@
 //!   strike-off time between 12:00:00 and 12:14:59 UTC on one day, where no
 //!   zone (whole, half or three-quarter hours) has its midnight, so every
 //!   zone shows `HH:MM:SS` (never a date) and the column keeps its width.
-//! - The log pane shows tui-logger's process-global buffer, which other tests
-//!   write to in any order: the view's log state here shows no level (the
-//!   pane and its frame are still drawn). `log_pane_shows_tracing_events`
-//!   covers its content.
+//! - The log pane's lines are stamped by the wall clock when logged; the
+//!   tests here put their own lines, with fixed times, into the view's
+//!   buffer (a fresh view's is empty).
 
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use ratatui::backend::TestBackend;
 use ratatui::style::{Color, Modifier};
 use ratatui::Terminal;
-use tui_logger::{LevelFilter, TuiWidgetState};
 
 use super::test_support::*;
 use super::{draw, Focus, Theme, UiCommand, ViewState};
@@ -50,8 +48,6 @@ impl Screen {
     fn new(live: Model) -> Self {
         let mut view = ViewState::new();
         view.clock = cet_clock();
-        // The log buffer is process-global (see the module comment).
-        view.log = TuiWidgetState::new().set_default_display_level(LevelFilter::Off);
         Self { live, view, theme: Theme::new(true) }
     }
 
@@ -415,4 +411,67 @@ fn utc_after_t() {
     let mut s = Screen::new(demo_model());
     s.keys("t");
     assert_screen_unredacted!("utc_after_t", s, 120, 40);
+}
+
+/// The Log pane's rows: between its title rule and the footer.
+fn log_rows(screen: &str) -> Vec<String> {
+    let lines: Vec<&str> = screen.lines().collect();
+    let title = lines.iter().position(|l| l.starts_with("\"Log") || l.starts_with("\"▶ Log")).expect("a Log pane");
+    lines[title + 1..lines.len() - 1].iter().map(|l| l.trim_matches('"').trim_end().to_string()).collect()
+}
+
+/// The Log pane's title row.
+fn log_title(screen: &str) -> String {
+    screen.lines().find(|l| l.starts_with("\"Log") || l.starts_with("\"▶ Log")).unwrap_or_default().to_string()
+}
+
+/// The Log scrolls line by line and by its visible height, down to its
+/// oldest line (`G`) and back to following the newest (`g`); lines that
+/// arrive meanwhile do not move a scrolled view, and the title counts them.
+/// (tui-logger's widget, before, only paged and never reached the oldest.)
+#[test]
+fn log_scrolls_to_its_oldest_line() {
+    let mut s = Screen::new(demo_model());
+    for i in 1..=30 {
+        s.view.log.push(secs(i), tracing::Level::INFO, format!("log line {i}"));
+    }
+    s.press(KeyCode::BackTab);
+    s.press(KeyCode::BackTab);
+    assert_eq!(s.view.focus, Focus::Log);
+    let following = log_rows(&s.text(120, 40));
+    let rows = following.len();
+    assert!((3..30).contains(&rows), "30 lines must not fit in {rows} rows");
+    assert!(following.last().unwrap().ends_with("I log line 30"), "{following:?}");
+
+    s.press(KeyCode::Char('G'));
+    let screen = s.text(120, 40);
+    let oldest = log_rows(&screen);
+    assert!(oldest[0].ends_with("I log line 1"), "{oldest:?}");
+    assert!(log_title(&screen).contains(&format!("↓ {} newer lines", 30 - rows)), "{screen}");
+    assert_screen!("log_oldest", s, 120, 40);
+
+    // A new line does not move the view; the title counts it.
+    s.view.log.push(secs(31), tracing::Level::WARN, "log line 31");
+    let screen = s.text(120, 40);
+    assert_eq!(log_rows(&screen), oldest);
+    assert!(log_title(&screen).contains(&format!("↓ {} newer lines", 31 - rows)), "{screen}");
+
+    // Up at the oldest stays; down moves a line, PgDn the visible height.
+    s.keys("kj");
+    assert!(log_rows(&s.text(120, 40))[0].ends_with("I log line 2"));
+    s.press(KeyCode::PageDown);
+    assert!(log_rows(&s.text(120, 40))[0].ends_with(&format!("I log line {}", 2 + rows)));
+
+    // `g` follows the newest again; PgUp goes back one page from there.
+    s.press(KeyCode::Char('g'));
+    let screen = s.text(120, 40);
+    assert!(log_rows(&screen).last().unwrap().ends_with("W log line 31"));
+    assert!(!log_title(&screen).contains("newer"), "{screen}");
+    s.press(KeyCode::PageUp);
+    let screen = s.text(120, 40);
+    assert!(log_rows(&screen).last().unwrap().ends_with(&format!("I log line {}", 31 - rows)), "{screen}");
+    assert!(log_title(&screen).contains(&format!("↓ {} newer lines", rows)), "{screen}");
+    // Down to the newest line follows again, with no marker.
+    s.press(KeyCode::PageDown);
+    assert_eq!(s.view.log_top, None);
 }

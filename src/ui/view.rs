@@ -7,13 +7,14 @@ use std::cell::Cell;
 use std::time::Duration;
 
 use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
-use tui_logger::{TuiWidgetEvent, TuiWidgetState};
 
 use super::clock::Clock;
 use super::filter;
 use super::keys::{action_for, Action};
+use super::panes::log_lines::{LogPos, Rows};
 pub use super::ticker_list::TickerSort;
 use super::ticker_list::{self, has_tickers};
+use crate::logging::LogBuffer;
 use crate::model::Model;
 use feedtop_proto::FeedId;
 
@@ -81,13 +82,19 @@ pub struct ViewState {
     pub help_rows_shown: Cell<usize>,
     /// The zone wall-clock times are shown in (`t`: local time or UTC).
     pub clock: Clock,
-    pub log: TuiWidgetState,
+    /// The log pane's lines (the TUI's tracing layer fills them).
+    pub log: LogBuffer,
+    /// The log pane's top row when scrolled back; `None` follows the newest.
+    pub log_top: Option<LogPos>,
     /// Rows each list showed in the last frame (`draw` records them, 0 before
     /// the first). The layout depends on the terminal size, which only the
     /// draw knows; keys arrive between frames, so the last frame's heights are
     /// the ones the user is looking at when pressing PgDn or `G`.
     pub strike_rows_shown: Cell<usize>,
     pub ticker_rows_shown: Cell<usize>,
+    /// The log pane's rows and width in the last frame (its lines wrap).
+    pub log_rows_shown: Cell<usize>,
+    pub log_width: Cell<usize>,
 }
 
 impl Default for ViewState {
@@ -106,9 +113,12 @@ impl Default for ViewState {
             help_scroll: 0,
             help_rows_shown: Cell::new(0),
             clock: Clock::default(),
-            log: TuiWidgetState::default(),
+            log: LogBuffer::new(),
+            log_top: None,
             strike_rows_shown: Cell::new(0),
             ticker_rows_shown: Cell::new(0),
+            log_rows_shown: Cell::new(0),
+            log_width: Cell::new(0),
         }
     }
 }
@@ -258,7 +268,8 @@ impl ViewState {
         let shown = match self.focus {
             Focus::StrikeOffs => self.strike_rows_shown.get(),
             Focus::Tickers => self.ticker_rows_shown.get(),
-            Focus::Connections | Focus::Log => 0,
+            Focus::Log => self.log_rows_shown.get(),
+            Focus::Connections => 0,
         };
         if shown == 0 {
             PAGE
@@ -277,14 +288,25 @@ impl ViewState {
             }
             Focus::StrikeOffs => self.scroll = step(self.scroll, delta, self.max_scroll(live)),
             Focus::Tickers => self.ticker_scroll = step(self.ticker_scroll, delta, self.max_ticker_scroll(live)),
-            // The log widget keeps its own scroll position and only pages;
-            // "bottom" means following new lines again.
-            Focus::Log => self.log.transition(match delta {
-                isize::MAX => TuiWidgetEvent::EscapeKey,
-                d if d < 0 => TuiWidgetEvent::PrevPageKey,
-                _ => TuiWidgetEvent::NextPageKey,
-            }),
+            Focus::Log => self.scroll_log(delta),
         }
+    }
+
+    /// The log reads the other way up: its newest line is at the bottom, so
+    /// up (`k`, PgUp) goes back in time, and the lists' "top" and "bottom"
+    /// keys mean newest (`g`, Home: follow new lines again) and oldest
+    /// (`G`, End).
+    fn scroll_log(&mut self, delta: isize) {
+        let ring = self.log.lock();
+        let rows = Rows { ring: &ring, width: self.log_width.get() };
+        let height = if self.log_rows_shown.get() == 0 { PAGE } else { self.log_rows_shown.get() };
+        let top = match delta {
+            isize::MIN => None,
+            isize::MAX => rows.scroll(self.log_top, isize::MIN, height),
+            d => rows.scroll(self.log_top, d, height),
+        };
+        drop(ring);
+        self.log_top = top;
     }
 }
 
