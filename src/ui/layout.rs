@@ -6,8 +6,9 @@
 
 use ratatui::layout::{Constraint, Layout, Rect};
 
+use super::filter::{self, Filter};
+use super::panes;
 use super::ticker_list::{self, has_tickers};
-use super::{filter, panes};
 use crate::model::Model;
 
 /// From this width strike-offs and tickers sit side by side.
@@ -31,7 +32,7 @@ pub struct Areas {
     pub footer: Rect,
 }
 
-pub fn areas(area: Rect, model: &Model, filter: &str) -> Areas {
+pub fn areas(area: Rect, model: &Model, filter: &Filter) -> Areas {
     if has_tickers(model) {
         with_tickers(area, model, filter)
     } else {
@@ -69,7 +70,7 @@ fn take(want: u16, rest: &mut u16) -> u16 {
     got
 }
 
-fn with_tickers(area: Rect, model: &Model, filter: &str) -> Areas {
+fn with_tickers(area: Rect, model: &Model, filter: &Filter) -> Areas {
     let feeds = model.feeds.len() as u16;
     let header = panes::header::height(model, area.width);
     // Every feed keeps its connections row: that is what the tool is for.
@@ -107,8 +108,8 @@ fn with_tickers(area: Rect, model: &Model, filter: &str) -> Areas {
         let [s, t] = Layout::horizontal([Constraint::Fill(1); 2]).spacing(2).areas(lists);
         (s, t)
     } else {
-        let strike_rows = filter::visible(model, filter).count();
-        let ticker_rows = ticker_list::visible(model, filter, Default::default()).len();
+        let strike_rows = model.strike_offs.iter().filter(|c| filter::matches(c, filter)).count();
+        let ticker_rows = ticker_list::visible(model, filter, Default::default(), false).len();
         let top = stacked_split(lists.height, wanted(strike_rows), wanted(ticker_rows));
         let [s, t] = Layout::vertical([Constraint::Length(top), Constraint::Fill(1)]).areas(lists);
         (s, t)

@@ -49,7 +49,9 @@ pub fn draw(frame: &mut Frame, live: &Model, view: &ViewState, theme: &Theme) {
         return;
     }
 
-    let areas = layout::areas(area, model, &view.filter);
+    // Compiled once a frame: the layout and both lists use it.
+    let filter = filter::Filter::new(&view.filter);
+    let areas = layout::areas(area, model, &filter);
     // The lists' heights for the next page key (title and header rows aside,
     // as the panes count them).
     view.strike_rows_shown.set(usize::from(areas.strike_offs.height.saturating_sub(2)));
@@ -63,7 +65,9 @@ pub fn draw(frame: &mut Frame, live: &Model, view: &ViewState, theme: &Theme) {
     panes::rate::render(frame, areas.rate, model, theme);
     panes::latency::render(frame, areas.latency, model, theme);
     let args = panes::strike_offs::Args {
-        filter: &view.filter,
+        filter: &filter,
+        sort: view.strike_sort,
+        reversed: view.strike_reversed,
         scroll: view.scroll,
         focused: view.focus == Focus::StrikeOffs,
         clock: &view.clock,
@@ -71,8 +75,9 @@ pub fn draw(frame: &mut Frame, live: &Model, view: &ViewState, theme: &Theme) {
     panes::strike_offs::render(frame, areas.strike_offs, model, args, theme);
     if let Some(tickers) = areas.tickers {
         let args = panes::tickers::Args {
-            filter: &view.filter,
+            filter: &filter,
             sort: view.ticker_sort,
+            reversed: view.ticker_reversed,
             scroll: view.ticker_scroll,
             focused: view.focus == Focus::Tickers,
             stale_after: view.stale_after,
@@ -86,7 +91,7 @@ pub fn draw(frame: &mut Frame, live: &Model, view: &ViewState, theme: &Theme) {
         clock: &view.clock,
     };
     panes::log::render(frame, areas.log, args, theme);
-    panes::footer::render(frame, areas.footer, &view.filter, view.editing_filter, theme);
+    panes::footer::render(frame, areas.footer, &view.filter, &filter, view.editing_filter, theme);
     if view.show_help {
         view.help_rows_shown.set(panes::help::render(frame, area, view.help_scroll, theme));
     }

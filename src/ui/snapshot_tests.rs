@@ -389,7 +389,7 @@ fn tickers_page_by_the_visible_height() {
     s.press(KeyCode::Tab);
     s.text(80, 32);
     let rows = s.view.ticker_rows_shown.get();
-    let total = crate::ui::ticker_list::visible(&s.live, "", s.view.ticker_sort).len();
+    let total = crate::ui::ticker_list::visible(&s.live, &"".into(), s.view.ticker_sort, false).len();
     assert!(rows >= 2 && rows < total, "{total} tickers must not fit in {rows} rows");
     s.press(KeyCode::Char('G'));
     assert_eq!(
@@ -474,4 +474,92 @@ fn log_scrolls_to_its_oldest_line() {
     // Down to the newest line follows again, with no marker.
     s.press(KeyCode::PageDown);
     assert_eq!(s.view.log_top, None);
+}
+
+/// The rows of `screen` that contain one of `names`, in screen order.
+fn order_of<'a>(screen: &str, names: &[&'a str]) -> Vec<&'a str> {
+    screen.lines().filter_map(|l| names.iter().find(|n| l.contains(*n)).copied()).collect()
+}
+
+/// `/` takes a regular expression, any case; `!` keeps what does not
+/// match; an invalid pattern filters nothing out and the footer says so,
+/// while typing and after.
+#[test]
+fn filter_regex_inverse_and_invalid() {
+    let mut s = Screen::new(demo_model());
+    // Two names by their start, and the ticker whose symbol is exactly KGHM.
+    s.keys("/^(brig|ORCH|kghm$)");
+    s.press(KeyCode::Enter);
+    let screen = s.text(120, 40);
+    assert!(screen.contains("ORCHARD LANE BAKERY LTD") && screen.contains("BRIGHTWELL"), "{screen}");
+    assert!(!screen.contains("HARTLEY & PRICE LLP") && !screen.contains("VELVET FOX"), "{screen}");
+    assert!(screen.contains("KGHM") && !screen.contains("PKN "), "{screen}");
+    assert_screen!("filter_regex", s, 120, 40);
+
+    // Inverse: every change not ending in dissolution, every ticker but carbon's.
+    s.press(KeyCode::Esc);
+    s.keys("/!dissolved|carbon");
+    s.press(KeyCode::Enter);
+    let screen = s.text(120, 40);
+    assert!(!screen.contains("→ dissolved") && screen.contains("HARTLEY & PRICE LLP"), "{screen}");
+    assert!(!screen.contains("BRENT_CRUDE") && !screen.contains("WIG20") && screen.contains("KGHM"), "{screen}");
+    assert_screen!("filter_inverse", s, 120, 40);
+
+    // Invalid: the footer says so as it is typed, and nothing is filtered out.
+    s.press(KeyCode::Esc);
+    s.keys("/orchard (");
+    let typing = s.text(80, 24);
+    assert!(typing.contains("invalid regex: unclosed group"), "{typing}");
+    assert_screen!("filter_invalid_typing", s, 80, 24);
+    s.press(KeyCode::Enter);
+    let screen = s.text(120, 40);
+    assert!(screen.contains("not a valid regex (unclosed group): showing all"), "{screen}");
+    assert!(screen.contains("HARTLEY & PRICE LLP") && screen.contains("BRENT_CRUDE"), "{screen}");
+    assert_screen!("filter_invalid_applied", s, 120, 40);
+}
+
+/// `s` sorts the focused list: the strike-offs by company, then `S` turns
+/// that upside down; the tickers keep their own order and direction.
+#[test]
+fn strike_offs_sorted_and_reversed() {
+    let names =
+        ["BRIGHTWELL JOINERY LTD", "GLENCAIRN HOME SERVICES LTD", "ORCHARD LANE BAKERY LTD", "VELVET FOX EVENTS LTD"];
+    let mut s = Screen::new(demo_model());
+    assert_eq!(s.view.focus, Focus::StrikeOffs);
+    let by_time = order_of(&s.text(120, 60), &names);
+    s.keys("s");
+    let screen = s.text(120, 60);
+    let mut by_company = order_of(&screen, &names);
+    by_company.dedup();
+    assert_eq!(by_company, names, "A to Z (newest first was {by_time:?})");
+    assert!(screen.contains("sort: company"), "{screen}");
+    assert!(screen.contains("Tickers (6) · sort: symbol─"), "the tickers do not move: {screen}");
+    assert_screen!("strike_offs_by_company", s, 120, 60);
+    s.keys("S");
+    let screen = s.text(120, 60);
+    let mut reversed = names;
+    reversed.reverse();
+    let mut by_company = order_of(&screen, &names);
+    by_company.dedup();
+    assert_eq!(by_company, reversed);
+    assert!(screen.contains("sort: company, reversed"), "{screen}");
+    // By change: entered first, then withdrawn, then struck off.
+    s.keys("sS");
+    let screen = s.text(120, 60);
+    let kinds = order_of(&screen, &[" entered ", " withdrawn ", " struck-off "]);
+    let mut sorted = kinds.clone();
+    sorted.sort_by_key(|k| [" entered ", " withdrawn ", " struck-off "].iter().position(|x| x == k));
+    assert_eq!(kinds, sorted, "{screen}");
+    // Time, reversed: the oldest change first.
+    s.keys("sS");
+    assert!(s.text(120, 60).contains("sort: time, oldest first"));
+    assert_eq!(order_of(&s.text(120, 60), &names), by_time.iter().rev().copied().collect::<Vec<_>>());
+
+    // The tickers: `S` reverses their sort, not the strike-offs'.
+    s.press(KeyCode::Tab);
+    s.keys("S");
+    let screen = s.text(120, 60);
+    assert!(screen.contains("sort: symbol, reversed"), "{screen}");
+    assert_eq!(order_of(&screen, &["BRENT_CRUDE", "CDR ", "WIG20"]), ["WIG20", "CDR ", "BRENT_CRUDE"]);
+    assert_screen!("tickers_reversed", s, 120, 60);
 }

@@ -294,6 +294,8 @@ fn stacked_lists_share_the_height() {
 fn key_s_cycles_the_sort_and_is_in_the_help() {
     let m = quote_model();
     let mut view = ViewState::new();
+    // `s` sorts the focused list.
+    view.focus = crate::ui::Focus::Tickers;
     let title = |view: &ViewState| row_with(&render(&m, view, &color(), 80, 24), "Tickers").unwrap();
     assert!(title(&view).contains("sort: symbol"));
     for want in ["sort: change %", "sort: age", "sort: symbol"] {
@@ -302,7 +304,7 @@ fn key_s_cycles_the_sort_and_is_in_the_help() {
     }
     view.show_help = true;
     let buf = render(&m, &view, &color(), 80, 24);
-    let row = row_with(&buf, "sort tickers").unwrap_or_else(|| panic!("{}", screen(&buf)));
+    let row = row_with(&buf, "sort the focused list").unwrap_or_else(|| panic!("{}", screen(&buf)));
     assert!(row.contains(" s "), "{row}");
 }
 

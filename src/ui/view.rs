@@ -9,7 +9,7 @@ use std::time::Duration;
 use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 
 use super::clock::Clock;
-use super::filter;
+use super::filter::{self, Filter, StrikeSort};
 use super::keys::{action_for, Action};
 use super::panes::log_lines::{LogPos, Rows};
 pub use super::ticker_list::TickerSort;
@@ -69,6 +69,10 @@ pub struct ViewState {
     /// Index of the first ticker row shown (in the filtered, sorted list).
     pub ticker_scroll: usize,
     pub ticker_sort: TickerSort,
+    /// The tickers' sort turned upside down (`S` with the tickers focused).
+    pub ticker_reversed: bool,
+    pub strike_sort: StrikeSort,
+    pub strike_reversed: bool,
     /// A ticker older than this is dimmed and marked stale.
     pub stale_after: Duration,
     pub filter: String,
@@ -105,6 +109,9 @@ impl Default for ViewState {
             scroll: 0,
             ticker_scroll: 0,
             ticker_sort: TickerSort::default(),
+            ticker_reversed: false,
+            strike_sort: StrikeSort::default(),
+            strike_reversed: false,
             stale_after: DEFAULT_STALE_AFTER,
             filter: String::new(),
             editing_filter: false,
@@ -182,10 +189,29 @@ impl ViewState {
             }
             Action::FocusNext => self.focus = self.focus.along(has_tickers(self.shown(live)), 1),
             Action::FocusPrev => self.focus = self.focus.along(has_tickers(self.shown(live)), -1),
-            Action::CycleSort => {
-                self.ticker_sort = self.ticker_sort.next();
-                self.ticker_scroll = 0;
-            }
+            // The focused list; a new order starts from its first row.
+            Action::CycleSort => match self.focus {
+                Focus::StrikeOffs => {
+                    self.strike_sort = self.strike_sort.next();
+                    self.scroll = 0;
+                }
+                Focus::Tickers => {
+                    self.ticker_sort = self.ticker_sort.next();
+                    self.ticker_scroll = 0;
+                }
+                Focus::Connections | Focus::Log => {}
+            },
+            Action::ReverseSort => match self.focus {
+                Focus::StrikeOffs => {
+                    self.strike_reversed = !self.strike_reversed;
+                    self.scroll = 0;
+                }
+                Focus::Tickers => {
+                    self.ticker_reversed = !self.ticker_reversed;
+                    self.ticker_scroll = 0;
+                }
+                Focus::Connections | Focus::Log => {}
+            },
             Action::ToggleUtc => self.clock.toggle(),
             Action::ToggleHelp => {
                 self.show_help = !self.show_help;
@@ -254,12 +280,12 @@ impl ViewState {
     /// The last first row: the one that shows the last full page (the last
     /// item on the pane's bottom row), or the last item before any frame.
     fn max_scroll(&self, live: &Model) -> usize {
-        let rows = filter::visible(self.shown(live), &self.filter).count();
+        let rows = filter::visible(self.shown(live), &Filter::new(&self.filter), self.strike_sort, false).len();
         rows.saturating_sub(self.strike_rows_shown.get().max(1))
     }
 
     fn max_ticker_scroll(&self, live: &Model) -> usize {
-        let rows = ticker_list::visible(self.shown(live), &self.filter, self.ticker_sort).len();
+        let rows = ticker_list::visible(self.shown(live), &Filter::new(&self.filter), self.ticker_sort, false).len();
         rows.saturating_sub(self.ticker_rows_shown.get().max(1))
     }
 
@@ -417,7 +443,7 @@ mod tests {
     #[test]
     fn movement_is_bounded() {
         let m = live_model();
-        let rows = crate::ui::filter::visible(&m, "").count();
+        let rows = crate::ui::filter::visible(&m, &"".into(), StrikeSort::Time, false).len();
         assert_eq!(rows, 11);
         let mut v = ViewState::new();
         press(&mut v, &m, KeyCode::Char('k'));

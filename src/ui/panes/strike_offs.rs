@@ -13,7 +13,7 @@ use crate::model::strike_off::PROPOSAL;
 use crate::model::{ChangeKind, Model, StrikeOffChange};
 use crate::sanitize::for_terminal;
 use crate::ui::clock::Clock;
-use crate::ui::filter;
+use crate::ui::filter::{self, Filter, StrikeSort};
 use crate::ui::fmt::{thousands, truncate};
 use crate::ui::theme::Theme;
 
@@ -72,15 +72,34 @@ fn row<'a>(c: &'a StrikeOffChange, time: String, theme: &Theme, transition_width
 }
 
 pub struct Args<'a> {
-    pub filter: &'a str,
+    pub filter: &'a Filter,
+    pub sort: StrikeSort,
+    pub reversed: bool,
     pub scroll: usize,
     pub focused: bool,
     pub clock: &'a Clock,
 }
 
-/// The pane title: tallies, the filter, and which rows are shown when not
-/// all are. Parts are shortened or dropped, least useful first, to fit.
-fn title<'a>(model: &Model, filter: &str, range: Option<String>, width: u16, theme: &Theme) -> Vec<Span<'a>> {
+/// The order, when it is not the default (newest first).
+fn sort_label(sort: StrikeSort, reversed: bool) -> Option<String> {
+    match (sort, reversed) {
+        (StrikeSort::Time, false) => None,
+        (StrikeSort::Time, true) => Some("sort: time, oldest first".to_string()),
+        (s, false) => Some(format!("sort: {}", s.label())),
+        (s, true) => Some(format!("sort: {}, reversed", s.label())),
+    }
+}
+
+/// The pane title: tallies, the order, the filter, and which rows are shown
+/// when not all are. Parts are shortened or dropped, least useful first, to fit.
+fn title<'a>(
+    model: &Model,
+    filter: &str,
+    sort: Option<String>,
+    range: Option<String>,
+    width: u16,
+    theme: &Theme,
+) -> Vec<Span<'a>> {
     let t = model.tally;
     let tallies = [
         Span::styled(format!("entered {}", thousands(t.entered)), theme.entered),
@@ -89,6 +108,7 @@ fn title<'a>(model: &Model, filter: &str, range: Option<String>, width: u16, the
         Span::raw(" · "),
         Span::styled(format!("struck off {}", thousands(t.struck_off)), theme.struck_off),
     ];
+    let sort = sort.map(|s| Span::raw(format!(" · {s}")));
     let filter = (!filter.is_empty()).then(|| Span::raw(format!(" · filter: {filter}")));
     let range = range.map(|r| Span::raw(format!(" · {r}")));
     // The focus marker takes two columns.
@@ -97,8 +117,13 @@ fn title<'a>(model: &Model, filter: &str, range: Option<String>, width: u16, the
     for (prefix, with_range) in [("Strike-off changes — ", true), ("Strike-offs — ", true), ("Strike-offs — ", false)]
     {
         let range = if with_range { range.clone() } else { None };
-        let spans: Vec<Span> =
-            [Span::raw(prefix)].into_iter().chain(tallies.clone()).chain(filter.clone()).chain(range).collect();
+        let spans: Vec<Span> = [Span::raw(prefix)]
+            .into_iter()
+            .chain(tallies.clone())
+            .chain(sort.clone())
+            .chain(filter.clone())
+            .chain(range)
+            .collect();
         best = spans;
         if fits(&best) {
             break;
@@ -108,15 +133,16 @@ fn title<'a>(model: &Model, filter: &str, range: Option<String>, width: u16, the
 }
 
 pub fn render(frame: &mut Frame, area: Rect, model: &Model, args: Args, theme: &Theme) {
-    let filter = args.filter.trim();
-    let matching: Vec<&StrikeOffChange> = filter::visible(model, filter).collect();
+    let filter = args.filter.text();
+    let matching = filter::visible(model, args.filter, args.sort, args.reversed);
     let rows_fit = usize::from(area.height.saturating_sub(2));
     let first = args.scroll.min(matching.len().saturating_sub(1));
     let range = (first > 0 || matching.len() > rows_fit).then(|| {
         let last = (first + rows_fit).min(matching.len());
         format!("{}–{} of {}", first + 1, last, thousands(matching.len() as u64))
     });
-    let blk = block(title(model, filter, range, area.width, theme), args.focused, theme);
+    let sort = sort_label(args.sort, args.reversed);
+    let blk = block(title(model, filter, sort, range, area.width, theme), args.focused, theme);
     let inner = blk.inner(area);
     frame.render_widget(blk, area);
 

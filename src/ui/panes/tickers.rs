@@ -15,6 +15,7 @@ use ratatui::Frame;
 use super::block;
 use crate::model::{Direction, Model, TickerRow};
 use crate::sanitize::for_terminal;
+use crate::ui::filter::Filter;
 use crate::ui::fmt::{age, thousands};
 use crate::ui::quote_fmt::{compact, maybe_price, percent, price, signed, sparkline};
 use crate::ui::theme::Theme;
@@ -95,8 +96,9 @@ impl Col {
 }
 
 pub struct Args<'a> {
-    pub filter: &'a str,
+    pub filter: &'a Filter,
     pub sort: TickerSort,
+    pub reversed: bool,
     pub scroll: usize,
     pub focused: bool,
     pub stale_after: Duration,
@@ -184,14 +186,16 @@ fn cell_style(col: Col, s: &Shown, row: &TickerRow, theme: &Theme) -> Style {
 /// The pane title: count, sort, filter and which rows are shown when not
 /// all are; the least useful parts are dropped to fit.
 fn title<'a>(total: usize, matching: usize, args: &Args, range: Option<String>, width: u16) -> Vec<Span<'a>> {
-    let count = if args.filter.is_empty() {
+    let filter = args.filter.text();
+    let count = if filter.is_empty() {
         format!("Tickers ({})", thousands(total as u64))
     } else {
         format!("Tickers ({}/{})", thousands(matching as u64), thousands(total as u64))
     };
-    let mut parts = vec![count, format!(" · sort: {}", args.sort.label())];
-    if !args.filter.is_empty() {
-        parts.push(format!(" · filter: {}", args.filter));
+    let reversed = if args.reversed { ", reversed" } else { "" };
+    let mut parts = vec![count, format!(" · sort: {}{reversed}", args.sort.label())];
+    if !filter.is_empty() {
+        parts.push(format!(" · filter: {filter}"));
     }
     parts.extend(range.map(|r| format!(" · {r}")));
     // The focus marker takes two columns.
@@ -202,8 +206,7 @@ fn title<'a>(total: usize, matching: usize, args: &Args, range: Option<String>, 
 }
 
 pub fn render(frame: &mut Frame, area: Rect, model: &Model, args: Args, theme: &Theme) {
-    let args = Args { filter: args.filter.trim(), ..args };
-    let matching = ticker_list::visible(model, args.filter, args.sort);
+    let matching = ticker_list::visible(model, args.filter, args.sort, args.reversed);
     let rows_fit = usize::from(area.height.saturating_sub(2));
     let first = args.scroll.min(matching.len().saturating_sub(1));
     let range = (first > 0 || matching.len() > rows_fit).then(|| {
@@ -218,7 +221,7 @@ pub fn render(frame: &mut Frame, area: Rect, model: &Model, args: Args, theme: &
         let text = if model.quotes.is_empty() {
             "no quotes yet".to_string()
         } else {
-            format!("no match for '{}'", args.filter)
+            format!("no match for '{}'", args.filter.text())
         };
         frame.render_widget(Paragraph::new(Line::styled(text, theme.dim)), inner);
         return;
