@@ -62,8 +62,12 @@ pub fn draw(frame: &mut Frame, live: &Model, view: &ViewState, theme: &Theme) {
     panes::header::render(frame, areas.header, model, paused, &view.clock, theme);
     let conn_focused = view.focus == Focus::Connections;
     panes::connections::render(frame, areas.connections, model, view.selected_feed, conn_focused, theme);
-    panes::rate::render(frame, areas.rate, model, theme);
-    panes::latency::render(frame, areas.latency, model, theme);
+    if areas.metrics_collapsed {
+        panes::rate::render_line(frame, areas.rate, model, theme);
+    } else {
+        panes::rate::render(frame, areas.rate, model, theme);
+        panes::latency::render(frame, areas.latency, model, theme);
+    }
     let args = panes::strike_offs::Args {
         filter: &filter,
         sort: view.strike_sort,

@@ -120,6 +120,17 @@ fn ch_events(m: &mut Model, from: i64) {
 /// - carbon-sse: WIG20 at t0 + 5 s, no timestamps.
 /// - stooq: PKO and CDR polled at t0 + 25 s (Warsaw times, estimated), `XYZ` unknown.
 fn demo_model() -> Model {
+    let mut m = demo_feeds();
+    apply_to(&mut m, CH, secs(0), FeedMsgKind::Malformed { reason: "expected value at line 1".into() });
+    ch_events(&mut m, 0);
+    demo_quotes(&mut m);
+    m.tick(secs(30));
+    m
+}
+
+/// The demo's five feeds, live since a minute before t0, with nothing
+/// received yet.
+fn demo_feeds() -> Model {
     let feeds = [
         ("ch/companies", FeedKind::CompaniesHouse),
         ("wig80", FeedKind::WebSocket(Dialect::Wig80)),
@@ -134,26 +145,26 @@ fn demo_model() -> Model {
         apply_to(&mut m, feed, secs(-60), FeedMsgKind::State(ConnState::Connecting));
         apply_to(&mut m, feed, secs(-60), FeedMsgKind::State(ConnState::Live));
     }
-    apply_to(&mut m, CH, secs(0), FeedMsgKind::Malformed { reason: "expected value at line 1".into() });
-    ch_events(&mut m, 0);
+    m
+}
 
-    apply_to(&mut m, WIG80, secs(20), FeedMsgKind::Quotes(wig80_quotes("open")));
-    apply_to(&mut m, WIG80, secs(21), FeedMsgKind::Rtt(std::time::Duration::from_millis(42)));
+/// The demo's quotes (see [`demo_model`]).
+fn demo_quotes(m: &mut Model) {
+    apply_to(m, WIG80, secs(20), FeedMsgKind::Quotes(wig80_quotes("open")));
+    apply_to(m, WIG80, secs(21), FeedMsgKind::Rtt(std::time::Duration::from_millis(42)));
 
-    carbon_brent(&mut m, CARBON);
+    carbon_brent(m, CARBON);
 
     let wig20 = Quote { volume: Some(45_600_000.0), ..quote("WIG20", 2_345.67, 12.5, 0.54) };
-    apply_to(&mut m, CARBON_SSE, secs(5), FeedMsgKind::Quotes(vec![wig20]));
-    apply_to(&mut m, CARBON_SSE, secs(25), FeedMsgKind::KeepAlive);
+    apply_to(m, CARBON_SSE, secs(5), FeedMsgKind::Quotes(vec![wig20]));
+    apply_to(m, CARBON_SSE, secs(25), FeedMsgKind::KeepAlive);
 
     let warsaw = QuoteTime::Estimated(secs(23));
     let pko = Quote { high: Some(71.2), low: Some(69.9), time: Some(warsaw), ..quote("PKO", 70.48, 0.36, 0.51) };
     let cdr = Quote { high: Some(251.0), low: Some(244.2), time: Some(warsaw), ..quote("CDR", 246.1, -2.9, -1.16) };
-    apply_to(&mut m, STOOQ, secs(25), FeedMsgKind::Quotes(vec![pko, cdr]));
-    apply_to(&mut m, STOOQ, secs(25), FeedMsgKind::NoData(vec!["XYZ".into()]));
-    apply_to(&mut m, STOOQ, secs(25), FeedMsgKind::Rtt(std::time::Duration::from_millis(180)));
-    m.tick(secs(30));
-    m
+    apply_to(m, STOOQ, secs(25), FeedMsgKind::Quotes(vec![pko, cdr]));
+    apply_to(m, STOOQ, secs(25), FeedMsgKind::NoData(vec!["XYZ".into()]));
+    apply_to(m, STOOQ, secs(25), FeedMsgKind::Rtt(std::time::Duration::from_millis(180)));
 }
 
 /// Companies House alone, as `feedtop` with only an API key: the fixture
@@ -562,4 +573,68 @@ fn strike_offs_sorted_and_reversed() {
     assert!(screen.contains("sort: symbol, reversed"), "{screen}");
     assert_eq!(order_of(&screen, &["BRENT_CRUDE", "CDR ", "WIG20"]), ["WIG20", "CDR ", "BRENT_CRUDE"]);
     assert_screen!("tickers_reversed", s, 120, 60);
+}
+
+/// A pane's table header: the row after the title row containing `title`.
+fn header_below(screen: &str, title: &str) -> String {
+    let lines: Vec<&str> = screen.lines().collect();
+    let at = lines.iter().position(|l| l.contains(title)).unwrap_or_else(|| panic!("{title}: {screen}"));
+    lines[at + 1].to_string()
+}
+
+/// Which columns show, and where, depends on the terminal's width, not on
+/// the data: a feed that measures no round trip, quotes without a change
+/// figure, and a long symbol leave the headers exactly where the demo's
+/// data puts them (the `rtt`, `recon` and `chg` columns used to come and go,
+/// and widths followed the longest value). Cut names end in `…`.
+#[test]
+fn columns_are_stable_whatever_the_data() {
+    // Only carbon's price-only quotes, a symbol too long for its column, a
+    // company name too long for its column, and no round-trip times.
+    let mut sparse = demo_feeds();
+    carbon_brent(&mut sparse, CARBON);
+    apply_to(&mut sparse, CARBON, secs(29), FeedMsgKind::Quotes(vec![Quote::new("WTI_CRUDE_OIL_FUTURES_DEC", 70.1)]));
+    let long = profile_event(
+        90_000_001,
+        "AB000001",
+        "THE EXTREMELY LONG NAME HOLDINGS GROUP OF COMPANIES PLC",
+        Some("active-proposal-to-strike-off"),
+    );
+    apply_to(&mut sparse, CH, secs(29), FeedMsgKind::Event(Box::new(long)));
+    sparse.tick(secs(30));
+    let demo = Screen::new(demo_model());
+    let sparse = Screen::new(sparse);
+    for (w, h) in [(80, 24), (100, 30), (120, 40), (200, 50)] {
+        let (full, thin) = (demo.text(w, h), sparse.text(w, h));
+        for title in ["Connections (5)", "Tickers (", "Strike-off"] {
+            assert_eq!(header_below(&full, title), header_below(&thin, title), "{title} at {w}×{h}:\n{full}\n{thin}");
+        }
+        assert!(thin.contains("WTI_CRUDE_…"), "{thin}");
+        assert!(thin.contains("THE EXTREMELY LONG NAM"), "{thin}");
+        let name = thin.lines().find(|l| l.contains("THE EXTREMELY")).unwrap();
+        assert!(name.contains("…"), "{name}");
+    }
+    assert!(header_below(&demo.text(120, 40), "Connections (5)").contains(" recon "));
+    assert!(header_below(&demo.text(120, 40), "Connections (5)").contains(" rtt "));
+    assert!(header_below(&demo.text(80, 24), "Tickers (").contains(" chg "));
+    assert_screen!("columns_sparse_data_80x24", sparse, 80, 24);
+}
+
+/// With the demo's five feeds every list keeps at least three rows and the
+/// log two, from 80×24 up: at 80×24 the rate and latency panes give way to
+/// one rate line (they had left the lists one row each and the log one).
+#[test]
+fn every_list_keeps_three_rows() {
+    let s = Screen::new(demo_model());
+    for (w, h) in [(80, 24), (100, 30), (120, 40), (200, 50)] {
+        let screen = s.text(w, h);
+        let rows = (s.view.strike_rows_shown.get(), s.view.ticker_rows_shown.get(), s.view.log_rows_shown.get());
+        assert!(rows.0 >= 3 && rows.1 >= 3 && rows.2 >= 2, "{rows:?} at {w}×{h}:\n{screen}");
+        let (strike, tickers) = (title_range(&screen, "Strike-off"), title_range(&screen, "Tickers"));
+        for range in [strike, tickers].into_iter().flatten() {
+            let shown: Vec<usize> = range.split([' ', '–']).filter_map(|n| n.parse().ok()).collect();
+            assert!(shown[1] - shown[0] >= 2, "{range} at {w}×{h}:\n{screen}");
+        }
+        assert_eq!(screen.contains("Latency"), (w, h) != (80, 24), "{screen}");
+    }
 }

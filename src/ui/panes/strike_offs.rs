@@ -17,6 +17,9 @@ use crate::ui::filter::{self, Filter, StrikeSort};
 use crate::ui::fmt::{thousands, truncate};
 use crate::ui::theme::Theme;
 
+/// Room enough for nearly every company name; longer ones end in `…`.
+const MAX_NAME_WIDTH: u16 = 36;
+
 pub fn kind_style(kind: ChangeKind, theme: &Theme) -> Style {
     match kind {
         ChangeKind::Entered => theme.entered,
@@ -59,13 +62,20 @@ fn when(c: &StrikeOffChange, now: DateTime<Utc>, clock: &Clock) -> String {
     }
 }
 
-fn row<'a>(c: &'a StrikeOffChange, time: String, theme: &Theme, transition_width: usize, compact: bool) -> Row<'a> {
+fn row<'a>(
+    c: &'a StrikeOffChange,
+    time: String,
+    theme: &Theme,
+    name_width: usize,
+    transition_width: usize,
+    compact: bool,
+) -> Row<'a> {
     Row::new([
         Cell::from(Span::styled(time, theme.dim)),
         // Feed text, so through the sanitiser (one marker per character
         // replaced: the widths computed on the raw text still hold).
         Cell::from(for_terminal(&c.company_number)),
-        Cell::from(for_terminal(&c.company_name)),
+        Cell::from(for_terminal(&truncate(&c.company_name, name_width)).into_owned()),
         Cell::from(Span::styled(c.kind.as_str(), kind_style(c.kind, theme))),
         Cell::from(for_terminal(&transition(c, transition_width, compact)).into_owned()),
     ])
@@ -156,19 +166,23 @@ pub fn render(frame: &mut Frame, area: Rect, model: &Model, args: Args, theme: &
         return;
     }
     let shown: Vec<&StrikeOffChange> = matching.into_iter().skip(first).take(rows_fit).collect();
-    // The name column is as wide as the longest name shown, within limits, and
-    // the transition gets the rest: on a wide screen both are whole.
+    // Every column's width depends on the pane's width alone, not on the
+    // rows shown (they used to follow the longest name on the page, and
+    // moved while scrolling): the name gets half of what the fixed columns
+    // leave, up to what a long name needs, cut with `…` beyond; the
+    // transition the rest. The time is `HH:MM:SS` or `MM-DD HH:MM`, both
+    // under the header's width.
     let times: Vec<String> = shown.iter().map(|c| when(c, model.now, args.clock)).collect();
     let time_head = format!("time ({})", args.clock.label(model.now));
-    let time_width = times.iter().chain([&time_head]).map(|t| t.len()).max().unwrap_or(8) as u16;
+    let time_width = time_head.chars().count().max(11) as u16;
     let fixed = time_width + 8 + 10 + 4;
     let avail = inner.width.saturating_sub(fixed);
-    let longest = shown.iter().map(|c| c.company_name.chars().count()).max().unwrap_or(0) as u16;
-    let name_width = longest.clamp(7, 40).min(avail / 5 * 3);
+    let name_width = (avail / 2).clamp(7.min(avail), MAX_NAME_WIDTH);
     let header = Row::new([time_head.as_str(), "number", "company", "change", "from → to"]).style(theme.dim);
     let transition_width = usize::from(avail.saturating_sub(name_width));
     let compact = shown.iter().any(|c| c.transition().chars().count() > transition_width);
-    let rows = shown.into_iter().zip(times).map(|(c, time)| row(c, time, theme, transition_width, compact));
+    let rows =
+        shown.into_iter().zip(times).map(|(c, time)| row(c, time, theme, name_width.into(), transition_width, compact));
     let widths = [
         Constraint::Length(time_width),
         Constraint::Length(8),
