@@ -17,6 +17,8 @@ use crate::ui::filter::{self, Filter, StrikeSort};
 use crate::ui::fmt::{thousands, truncate};
 use crate::ui::theme::Theme;
 
+/// The widest compact transition: `proposal → dissolved`.
+const COMPACT_TRANSITION: u16 = 20;
 /// Room enough for nearly every company name; longer ones end in `…`.
 const MAX_NAME_WIDTH: u16 = 36;
 
@@ -168,16 +170,16 @@ pub fn render(frame: &mut Frame, area: Rect, model: &Model, args: Args, theme: &
     let shown: Vec<&StrikeOffChange> = matching.into_iter().skip(first).take(rows_fit).collect();
     // Every column's width depends on the pane's width alone, not on the
     // rows shown (they used to follow the longest name on the page, and
-    // moved while scrolling): the name gets half of what the fixed columns
-    // leave, up to what a long name needs, cut with `…` beyond; the
-    // transition the rest. The time is `HH:MM:SS` or `MM-DD HH:MM`, both
+    // moved while scrolling): the name gets what the fixed columns leave
+    // beyond the compact transition's room (at least half), up to what a
+    // long name needs, cut with `…` beyond; the transition the rest. The time is `HH:MM:SS` or `MM-DD HH:MM`, both
     // under the header's width.
     let times: Vec<String> = shown.iter().map(|c| when(c, model.now, args.clock)).collect();
     let time_head = format!("time ({})", args.clock.label(model.now));
     let time_width = time_head.chars().count().max(11) as u16;
     let fixed = time_width + 8 + 10 + 4;
     let avail = inner.width.saturating_sub(fixed);
-    let name_width = (avail / 2).clamp(7.min(avail), MAX_NAME_WIDTH);
+    let name_width = avail.saturating_sub(COMPACT_TRANSITION).max(avail / 2).clamp(7.min(avail), MAX_NAME_WIDTH);
     let header = Row::new([time_head.as_str(), "number", "company", "change", "from → to"]).style(theme.dim);
     let transition_width = usize::from(avail.saturating_sub(name_width));
     let compact = shown.iter().any(|c| c.transition().chars().count() > transition_width);
