@@ -1,12 +1,22 @@
 //! Diagnostics: `tracing` to the log pane in the TUI and to stderr headless,
 //! never to stdout, which carries data. `RUST_LOG` overrides the default filter.
 //!
+//! The log pane reads the project's own ring of lines ([`LogBuffer`]): the
+//! newest [`LOG_CAP`] records of at most [`LOG_LINE_MAX`] characters each,
+//! so however long a run and however chatty a feed, the pane holds at most
+//! about 4 MiB (1,000 × 1,024 characters × 4 bytes). tui-logger's widget,
+//! used before, could not scroll to its oldest line.
+//!
 //! Log messages quote feed text (error bodies, close reasons, notices), so
 //! every event's fields are written through [`crate::sanitize::for_terminal`]
 //! on both paths ([`event_text`]); the formatter's own colours, which are not
 //! feed text, survive on a terminal.
 
+use std::collections::VecDeque;
 use std::fmt::{self, Write as _};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use chrono::{DateTime, Utc};
 
 use tracing::field::{Field, Visit};
 use tracing::{Level, Metadata, Subscriber};
@@ -19,9 +29,103 @@ use tracing_subscriber::{EnvFilter, Layer};
 
 use crate::sanitize;
 
+/// Records the log pane keeps; older ones are dropped as new ones come.
+pub const LOG_CAP: usize = 1_000;
+/// Characters of one record kept; a longer one is cut and ends in `…`.
+pub const LOG_LINE_MAX: usize = 1_024;
+
+/// One line of the log pane: already sanitised text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogRecord {
+    pub at: DateTime<Utc>,
+    pub level: Level,
+    pub text: String,
+}
+
+/// The records kept, oldest first, numbered: `first` is the number of the
+/// oldest one, so a number keeps naming the same record while new ones
+/// arrive (a scrolled view holds on to one) until it is dropped.
+#[derive(Debug, Default)]
+pub struct LogRing {
+    records: VecDeque<LogRecord>,
+    first: u64,
+}
+
+impl LogRing {
+    pub fn len(&self) -> usize {
+        self.records.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.records.is_empty()
+    }
+
+    /// The number of the oldest record kept.
+    pub fn first_seq(&self) -> u64 {
+        self.first
+    }
+
+    /// The number of the newest record (`None` when empty).
+    pub fn last_seq(&self) -> Option<u64> {
+        (self.first + self.records.len() as u64).checked_sub(1).filter(|_| !self.is_empty())
+    }
+
+    /// The record numbered `seq`, if still kept.
+    pub fn get(&self, seq: u64) -> Option<&LogRecord> {
+        let i = usize::try_from(seq.checked_sub(self.first)?).ok()?;
+        self.records.get(i)
+    }
+
+    pub fn push(&mut self, mut record: LogRecord) {
+        if let Some((cut, _)) = record.text.char_indices().nth(LOG_LINE_MAX - 1) {
+            record.text.truncate(cut);
+            record.text.push('…');
+        }
+        if self.records.len() == LOG_CAP {
+            self.records.pop_front();
+            self.first += 1;
+        }
+        self.records.push_back(record);
+    }
+}
+
+/// The log pane's ring, shared by the tracing layer that fills it and the
+/// view that draws it. A fresh one is empty (the tests fill their own).
+#[derive(Debug, Clone, Default)]
+pub struct LogBuffer(Arc<Mutex<LogRing>>);
+
+impl LogBuffer {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The ring, for one frame or one key press. A panic elsewhere while it
+    /// was held leaves whole records: the lines are still worth showing.
+    pub fn lock(&self) -> MutexGuard<'_, LogRing> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub fn push(&self, at: DateTime<Utc>, level: Level, text: impl Into<String>) {
+        let text = text.into();
+        let text = match sanitize::for_terminal(&text) {
+            std::borrow::Cow::Borrowed(_) => text,
+            std::borrow::Cow::Owned(safe) => safe,
+        };
+        self.lock().push(LogRecord { at, level, text });
+    }
+
+    /// The number the next record will get: a change means new lines.
+    pub fn next_seq(&self) -> u64 {
+        let ring = self.lock();
+        ring.first + ring.records.len() as u64
+    }
+}
+
 /// Installs the global subscriber. `color`: colours wanted (no `--no-color`,
-/// no `NO_COLOR`); stderr gets them only when it is also a terminal.
-pub fn init(headless: bool, color: bool) {
+/// no `NO_COLOR`); stderr gets them only when it is also a terminal. Returns
+/// the log pane's buffer (empty and unused headless).
+pub fn init(headless: bool, color: bool) -> LogBuffer {
+    let buffer = LogBuffer::new();
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn,feedtop=info"));
     let quiet = tracing_subscriber::filter::filter_fn(quiet_dependencies);
     if headless {
@@ -34,12 +138,11 @@ pub fn init(headless: bool, color: bool) {
             .fmt_fields(SafeFields);
         tracing_subscriber::registry().with(filter).with(quiet).with(stderr).init();
     } else {
-        tracing_subscriber::registry().with(filter).with(quiet).with(TuiLog).init();
-        // Starts the thread that moves records into the pane's buffer. (It
-        // cannot also become the `log` crate's logger: `init` above made the
-        // `log` bridge that, and [`TuiLog`] hands records over directly.)
-        let _ = tui_logger::init_logger(tui_logger::LevelFilter::Trace);
+        // `init` also makes the `log` bridge the `log` crate's logger, so
+        // the WebSocket library's records reach the pane too.
+        tracing_subscriber::registry().with(filter).with(quiet).with(TuiLog(buffer.clone())).init();
     }
+    buffer
 }
 
 /// The WebSocket library logs (through the `log` bridge) every handshake at
@@ -103,24 +206,14 @@ impl<'w> FormatFields<'w> for SafeFields {
     }
 }
 
-/// The log pane's layer: tui-logger's own would pass the text through as
-/// is, with the `log` bridge's metadata (a build machine's source paths)
-/// in the message.
-pub struct TuiLog;
+/// The log pane's layer: each event's [`event_text`] (without the `log`
+/// bridge's metadata, a build machine's source paths) into the ring,
+/// stamped with the time it was logged.
+pub struct TuiLog(pub LogBuffer);
 
 impl<S: Subscriber> Layer<S> for TuiLog {
     fn on_event(&self, event: &tracing::Event<'_>, _ctx: Context<'_, S>) {
-        let meta = event.metadata();
-        let level = match *meta.level() {
-            Level::ERROR => log::Level::Error,
-            Level::WARN => log::Level::Warn,
-            Level::INFO => log::Level::Info,
-            Level::DEBUG => log::Level::Debug,
-            Level::TRACE => log::Level::Trace,
-        };
-        let text = event_text(event);
-        tui_logger::Drain::new()
-            .log(&log::Record::builder().args(format_args!("{text}")).level(level).target(meta.target()).build());
+        self.0.push(Utc::now(), *event.metadata().level(), event_text(event));
     }
 }
 
@@ -221,17 +314,38 @@ mod tests {
     fn the_log_pane_gets_safe_text() {
         use ratatui::backend::TestBackend;
         use ratatui::Terminal;
-        let subscriber = tracing_subscriber::registry().with(TuiLog);
+        let buffer = LogBuffer::new();
+        let subscriber = tracing_subscriber::registry().with(TuiLog(buffer.clone()));
         tracing::subscriber::with_default(subscriber, || tracing::error!("carbon: closed: {HOSTILE}"));
-        tui_logger::move_events();
-        let state = tui_logger::TuiWidgetState::new();
         let theme = crate::ui::Theme::new(false);
+        let clock = crate::ui::clock::Clock::default();
+        let args = crate::ui::panes::log::Args { buffer: &buffer, top: None, focused: false, clock: &clock };
         let mut terminal = Terminal::new(TestBackend::new(120, 8)).unwrap();
-        terminal.draw(|f| crate::ui::panes::log::render(f, f.area(), &state, false, false, &theme)).unwrap();
+        terminal.draw(|f| crate::ui::panes::log::render(f, f.area(), args, &theme)).unwrap();
         let buf = terminal.backend().buffer();
         let text: String = buf.content().iter().map(|c| c.symbol()).collect();
         assert!(text.contains("carbon: closed: HTTP 503: \u{FFFD}]0;pwned\u{FFFD}"), "{text}");
         assert!(text.contains("\u{FFFD}WARN forged line"), "no second log line: {text}");
         assert!(!text.chars().any(sanitize::is_unsafe), "{text:?}");
+    }
+
+    #[test]
+    fn the_ring_is_bounded_and_keeps_numbering() {
+        let buffer = LogBuffer::new();
+        let at = DateTime::<Utc>::UNIX_EPOCH;
+        for i in 0..LOG_CAP + 5 {
+            buffer.push(at, Level::INFO, format!("line {i}"));
+        }
+        buffer.push(at, Level::WARN, "x".repeat(LOG_LINE_MAX * 3));
+        let ring = buffer.lock();
+        assert_eq!(ring.len(), LOG_CAP);
+        assert_eq!(ring.first_seq(), 6);
+        assert_eq!(ring.last_seq(), Some(LOG_CAP as u64 + 5));
+        assert_eq!(ring.get(6).unwrap().text, "line 6");
+        assert!(ring.get(5).is_none(), "dropped");
+        let long = &ring.get(LOG_CAP as u64 + 5).unwrap().text;
+        assert_eq!(long.chars().count(), LOG_LINE_MAX);
+        assert!(long.ends_with('…'));
+        assert_eq!(LogRing::default().last_seq(), None);
     }
 }

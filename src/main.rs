@@ -93,7 +93,7 @@ fn watch(args: RunArgs) -> anyhow::Result<()> {
     let config_file = args.config.clone().or_else(|| Some(paths.config_file.clone()).filter(|p| p.is_file()));
     let settings = config::resolve(&args, &file, &|name| std::env::var(name).ok(), &paths)?;
     let headless = args.headless || !std::io::stdout().is_terminal();
-    feedtop::logging::init(headless, feedtop::ui::theme::color_enabled(args.no_color));
+    let log = feedtop::logging::init(headless, feedtop::ui::theme::color_enabled(args.no_color));
 
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     runtime.block_on(async move {
@@ -127,7 +127,7 @@ fn watch(args: RunArgs) -> anyhow::Result<()> {
                 fps: settings.fps,
                 theme: if color { "colour" } else { "no colour (NO_COLOR / --no-color)" }.to_string(),
             };
-            let options = tui::TuiOptions { fps: settings.fps, color, stale_after: settings.stale_after, run_info };
+            let options = tui::TuiOptions { fps: settings.fps, color, stale_after: settings.stale_after, run_info, log };
             tui::run(pipeline, options).await?.1
         };
         let w = summary.writer;

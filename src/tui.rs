@@ -28,6 +28,8 @@ pub struct TuiOptions {
     pub color: bool,
     /// Ticker rows older than this are dimmed.
     pub stale_after: Duration,
+    /// The log pane's lines, filled by the tracing layer `logging::init` installed.
+    pub log: crate::logging::LogBuffer,
     /// What the `i` overlay shows (config file, database, version).
     pub run_info: RunInfo,
 }
@@ -97,6 +99,8 @@ pub async fn run(mut pipeline: Pipeline, options: TuiOptions) -> anyhow::Result<
     let mut view = ViewState::new();
     view.stale_after = options.stale_after;
     view.run_info = Some(options.run_info.clone());
+    view.log = options.log;
+    let mut shown_log = view.log.next_seq();
     let mut keys = EventStream::new();
     let mut tick = tokio::time::interval(Duration::from_secs(1) / options.fps.max(1));
     tick.set_missed_tick_behavior(MissedTickBehavior::Skip);
@@ -143,6 +147,11 @@ pub async fn run(mut pipeline: Pipeline, options: TuiOptions) -> anyhow::Result<
                 if now.timestamp() != shown_second {
                     shown_second = now.timestamp();
                     refresh_db_size(&mut view);
+                    dirty = true;
+                }
+                // A new log line shows at the next tick, not a second later.
+                if view.log.next_seq() != shown_log {
+                    shown_log = view.log.next_seq();
                     dirty = true;
                 }
                 if dirty {

@@ -18,6 +18,11 @@ pub fn thousands(n: u64) -> String {
     out
 }
 
+/// `1 event`, `34 events`, `1,234 events`: a count and its noun agreeing.
+pub fn count(n: u64, noun: &str) -> String {
+    format!("{} {noun}{}", thousands(n), if n == 1 { "" } else { "s" })
+}
+
 /// How long ago `at` was, or `-` when it never happened.
 pub fn age(at: Option<DateTime<Utc>>, now: DateTime<Utc>) -> String {
     at.map_or_else(|| "-".to_string(), |t| short_duration(now - t))

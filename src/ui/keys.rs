@@ -21,6 +21,7 @@ pub enum Action {
     Top,
     Bottom,
     CycleSort,
+    ReverseSort,
     ToggleUtc,
     ToggleHelp,
     /// Details of the focused pane's selection (a feed, a company, a ticker).
@@ -89,7 +90,7 @@ pub const BINDINGS: &[Binding] = &[
     bind(KeyCode::Char('p'), NONE, Action::TogglePause, "p", "pause / resume the view (ingest goes on)"),
     bind(KeyCode::Char('r'), NONE, Action::Reconnect, "r", "reconnect the selected feed now"),
     bind(KeyCode::Char('R'), NONE, Action::ReconnectAll, "R", "reconnect all feeds now"),
-    bind(KeyCode::Char('/'), NONE, Action::StartFilter, "/", "filter strike-offs and tickers"),
+    bind(KeyCode::Char('/'), NONE, Action::StartFilter, "/", "filter: regex, any case; !re = not"),
     bind(KeyCode::Esc, NONE, Action::ClearFilter, "Esc", "clear the filter / close help, details"),
     bind(KeyCode::Tab, NONE, Action::FocusNext, "Tab", "focus the next pane"),
     bind(KeyCode::BackTab, NONE, Action::FocusPrev, "BackTab", "focus the previous pane"),
@@ -103,7 +104,8 @@ pub const BINDINGS: &[Binding] = &[
     bind(KeyCode::Home, NONE, Action::Top, "Home", "go to the top (newest)"),
     bind(KeyCode::Char('G'), NONE, Action::Bottom, "G", "go to the bottom (oldest)"),
     bind(KeyCode::End, NONE, Action::Bottom, "End", "go to the bottom (oldest)"),
-    bind(KeyCode::Char('s'), NONE, Action::CycleSort, "s", "sort tickers: symbol / change % / age"),
+    bind(KeyCode::Char('s'), NONE, Action::CycleSort, "s", "sort the focused list (orders below)"),
+    bind(KeyCode::Char('S'), NONE, Action::ReverseSort, "S", "reverse the focused list's order"),
     bind(KeyCode::Char('?'), NONE, Action::ToggleHelp, "?", "show / hide this help"),
     // After help: the footer drops hints from the end at 80 columns, and
     // `?` is the way to every other key.
@@ -187,6 +189,7 @@ mod tests {
             (key(KeyCode::F(5), NONE), None),
             (key(KeyCode::Char('s'), NONE), Some(Action::CycleSort)),
             (key(KeyCode::Char('s'), KeyModifiers::CONTROL), None),
+            (key(KeyCode::Char('S'), KeyModifiers::SHIFT), Some(Action::ReverseSort)),
             (key(KeyCode::Char('t'), NONE), Some(Action::ToggleUtc)),
             (key(KeyCode::Enter, NONE), Some(Action::Details)),
             (key(KeyCode::Char('z'), NONE), Some(Action::ToggleZoom)),
@@ -224,8 +227,9 @@ mod tests {
     #[test]
     fn help_and_footer_come_from_the_table() {
         let rows = help_rows();
-        assert_eq!(rows.len(), 22, "one row per action");
-        assert!(rows.contains(&("s".to_string(), "sort tickers: symbol / change % / age")));
+        assert_eq!(rows.len(), 23, "one row per action");
+
+        assert!(rows.contains(&("S".to_string(), "reverse the focused list's order")));
         assert_eq!(rows[0], ("q / Ctrl-C".to_string(), "quit"));
         assert!(rows.iter().any(|r| r.0 == "↑ / k"));
         let hints = footer_hints();

@@ -51,7 +51,9 @@ pub fn draw(frame: &mut Frame, live: &Model, view: &ViewState, theme: &Theme) {
         return;
     }
 
-    let mut areas = layout::areas(area, model, &view.filter);
+    // Compiled once a frame: the layout and both lists use it.
+    let filter = filter::Filter::new(&view.filter);
+    let mut areas = layout::areas(area, model, &filter);
     // Between the header and the footer: the zoomed pane's room, and the
     // detail overlay's (the header keeps saying how the feeds are).
     let body = Rect { y: areas.header.bottom(), height: areas.footer.y.saturating_sub(areas.header.bottom()), ..area };
@@ -62,6 +64,8 @@ pub fn draw(frame: &mut Frame, live: &Model, view: &ViewState, theme: &Theme) {
     // as the panes count them).
     view.strike_rows_shown.set(usize::from(areas.strike_offs.height.saturating_sub(2)));
     view.ticker_rows_shown.set(areas.tickers.map_or(0, |t| usize::from(t.height.saturating_sub(2))));
+    view.log_rows_shown.set(usize::from(areas.log.height.saturating_sub(1)));
+    view.log_width.set(usize::from(areas.log.width));
 
     let alerts = view.unacknowledged(live);
     panes::header::render(frame, areas.header, model, paused, alerts, &view.clock, theme);
@@ -69,14 +73,18 @@ pub fn draw(frame: &mut Frame, live: &Model, view: &ViewState, theme: &Theme) {
     if !areas.connections.is_empty() {
         panes::connections::render(frame, areas.connections, model, view.selected_feed, conn_focused, theme);
     }
-    if !areas.rate.is_empty() {
+    if areas.metrics_collapsed {
+        panes::rate::render_line(frame, areas.rate, model, theme);
+    } else if !areas.rate.is_empty() {
         panes::rate::render(frame, areas.rate, model, theme);
     }
     if !areas.latency.is_empty() {
         panes::latency::render(frame, areas.latency, model, theme);
     }
     let args = panes::strike_offs::Args {
-        filter: &view.filter,
+        filter: &filter,
+        sort: view.strike_sort,
+        reversed: view.strike_reversed,
         scroll: view.scroll,
         focused: view.focus == Focus::StrikeOffs,
         clock: &view.clock,
@@ -86,8 +94,9 @@ pub fn draw(frame: &mut Frame, live: &Model, view: &ViewState, theme: &Theme) {
     }
     if let Some(tickers) = areas.tickers.filter(|t| !t.is_empty()) {
         let args = panes::tickers::Args {
-            filter: &view.filter,
+            filter: &filter,
             sort: view.ticker_sort,
+            reversed: view.ticker_reversed,
             scroll: view.ticker_scroll,
             focused: view.focus == Focus::Tickers,
             stale_after: view.stale_after,
@@ -95,9 +104,15 @@ pub fn draw(frame: &mut Frame, live: &Model, view: &ViewState, theme: &Theme) {
         panes::tickers::render(frame, tickers, model, args, theme);
     }
     if !areas.log.is_empty() {
-        panes::log::render(frame, areas.log, &view.log, view.focus == Focus::Log, view.clock.utc, theme);
+        let args = panes::log::Args {
+            buffer: &view.log,
+            top: view.log_top,
+            focused: view.focus == Focus::Log,
+            clock: &view.clock,
+        };
+        panes::log::render(frame, areas.log, args, theme);
     }
-    panes::footer::render(frame, areas.footer, &view.filter, view.editing_filter, theme);
+    panes::footer::render(frame, areas.footer, &view.filter, &filter, view.editing_filter, theme);
     if view.detail.is_some() {
         panes::detail::render(frame, body, model, view, theme);
     }

@@ -303,7 +303,8 @@ fn a_long_store_error_keeps_what_to_do_on_screen() {
 fn help_overlay_lists_every_key() {
     let mut view = ViewState::new();
     view.show_help = true;
-    let buf = render(&live_model(), &view, &color(), 80, 24);
+    // Tall enough for every key without scrolling (scrolling has its own tests).
+    let buf = render(&live_model(), &view, &color(), 80, 44);
     let s = screen(&buf);
     for b in BINDINGS {
         let row = row_with(&buf, b.description).unwrap_or_else(|| panic!("{}: {s}", b.description));
@@ -408,13 +409,10 @@ fn narrow_transition_keeps_its_destination() {
 #[test]
 fn log_pane_shows_tracing_events() {
     use tracing_subscriber::layer::SubscriberExt;
-    // The tui-logger buffer is process-global; a unique message keeps this
-    // test independent of anything else that logs.
-    let _ = tui_logger::init_logger(tui_logger::LevelFilter::Trace);
-    let subscriber = tracing_subscriber::registry().with(tui_logger::TuiTracingSubscriberLayer);
+    let view = ViewState::new();
+    let subscriber = tracing_subscriber::registry().with(crate::logging::TuiLog(view.log.clone()));
     tracing::subscriber::with_default(subscriber, || tracing::warn!("feed companies: reconnect requested by the user"));
-    tui_logger::move_events();
-    let buf = render(&live_model(), &ViewState::new(), &color(), 120, 40);
+    let buf = render(&live_model(), &view, &color(), 120, 40);
     let l = lines(&buf);
     let title = l.iter().position(|r| r.starts_with("Log")).unwrap();
     let hit = l.iter().position(|r| r.contains("reconnect requested by the user"));

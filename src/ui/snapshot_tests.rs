@@ -15,16 +15,14 @@
 //!   strike-off time between 12:00:00 and 12:14:59 UTC on one day, where no
 //!   zone (whole, half or three-quarter hours) has its midnight, so every
 //!   zone shows `HH:MM:SS` (never a date) and the column keeps its width.
-//! - The log pane shows tui-logger's process-global buffer, which other tests
-//!   write to in any order: the view's log state here shows no level (the
-//!   pane and its frame are still drawn). `log_pane_shows_tracing_events`
-//!   covers its content.
+//! - The log pane's lines are stamped by the wall clock when logged; the
+//!   tests here put their own lines, with fixed times, into the view's
+//!   buffer (a fresh view's is empty).
 
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use ratatui::backend::TestBackend;
 use ratatui::style::{Color, Modifier};
 use ratatui::Terminal;
-use tui_logger::{LevelFilter, TuiWidgetState};
 
 use super::test_support::*;
 use super::{draw, Focus, Theme, UiCommand, ViewState};
@@ -50,8 +48,6 @@ impl Screen {
     fn new(live: Model) -> Self {
         let mut view = ViewState::new();
         view.clock = cet_clock();
-        // The log buffer is process-global (see the module comment).
-        view.log = TuiWidgetState::new().set_default_display_level(LevelFilter::Off);
         Self { live, view, theme: Theme::new(true) }
     }
 
@@ -124,6 +120,17 @@ fn ch_events(m: &mut Model, from: i64) {
 /// - carbon-sse: WIG20 at t0 + 5 s, no timestamps.
 /// - stooq: PKO and CDR polled at t0 + 25 s (Warsaw times, estimated), `XYZ` unknown.
 fn demo_model() -> Model {
+    let mut m = demo_feeds();
+    apply_to(&mut m, CH, secs(0), FeedMsgKind::Malformed { reason: "expected value at line 1".into() });
+    ch_events(&mut m, 0);
+    demo_quotes(&mut m);
+    m.tick(secs(30));
+    m
+}
+
+/// The demo's five feeds, live since a minute before t0, with nothing
+/// received yet.
+fn demo_feeds() -> Model {
     let feeds = [
         ("ch/companies", FeedKind::CompaniesHouse),
         ("wig80", FeedKind::WebSocket(Dialect::Wig80)),
@@ -138,26 +145,26 @@ fn demo_model() -> Model {
         apply_to(&mut m, feed, secs(-60), FeedMsgKind::State(ConnState::Connecting));
         apply_to(&mut m, feed, secs(-60), FeedMsgKind::State(ConnState::Live));
     }
-    apply_to(&mut m, CH, secs(0), FeedMsgKind::Malformed { reason: "expected value at line 1".into() });
-    ch_events(&mut m, 0);
+    m
+}
 
-    apply_to(&mut m, WIG80, secs(20), FeedMsgKind::Quotes(wig80_quotes("open")));
-    apply_to(&mut m, WIG80, secs(21), FeedMsgKind::Rtt(std::time::Duration::from_millis(42)));
+/// The demo's quotes (see [`demo_model`]).
+fn demo_quotes(m: &mut Model) {
+    apply_to(m, WIG80, secs(20), FeedMsgKind::Quotes(wig80_quotes("open")));
+    apply_to(m, WIG80, secs(21), FeedMsgKind::Rtt(std::time::Duration::from_millis(42)));
 
-    carbon_brent(&mut m, CARBON);
+    carbon_brent(m, CARBON);
 
     let wig20 = Quote { volume: Some(45_600_000.0), ..quote("WIG20", 2_345.67, 12.5, 0.54) };
-    apply_to(&mut m, CARBON_SSE, secs(5), FeedMsgKind::Quotes(vec![wig20]));
-    apply_to(&mut m, CARBON_SSE, secs(25), FeedMsgKind::KeepAlive);
+    apply_to(m, CARBON_SSE, secs(5), FeedMsgKind::Quotes(vec![wig20]));
+    apply_to(m, CARBON_SSE, secs(25), FeedMsgKind::KeepAlive);
 
     let warsaw = QuoteTime::Estimated(secs(23));
     let pko = Quote { high: Some(71.2), low: Some(69.9), time: Some(warsaw), ..quote("PKO", 70.48, 0.36, 0.51) };
     let cdr = Quote { high: Some(251.0), low: Some(244.2), time: Some(warsaw), ..quote("CDR", 246.1, -2.9, -1.16) };
-    apply_to(&mut m, STOOQ, secs(25), FeedMsgKind::Quotes(vec![pko, cdr]));
-    apply_to(&mut m, STOOQ, secs(25), FeedMsgKind::NoData(vec!["XYZ".into()]));
-    apply_to(&mut m, STOOQ, secs(25), FeedMsgKind::Rtt(std::time::Duration::from_millis(180)));
-    m.tick(secs(30));
-    m
+    apply_to(m, STOOQ, secs(25), FeedMsgKind::Quotes(vec![pko, cdr]));
+    apply_to(m, STOOQ, secs(25), FeedMsgKind::NoData(vec!["XYZ".into()]));
+    apply_to(m, STOOQ, secs(25), FeedMsgKind::Rtt(std::time::Duration::from_millis(180)));
 }
 
 /// Companies House alone, as `feedtop` with only an API key: the fixture
@@ -393,7 +400,7 @@ fn tickers_page_by_the_visible_height() {
     s.press(KeyCode::Tab);
     s.text(80, 32);
     let rows = s.view.ticker_rows_shown.get();
-    let total = crate::ui::ticker_list::visible(&s.live, "", s.view.ticker_sort).len();
+    let total = crate::ui::ticker_list::visible(&s.live, &"".into(), s.view.ticker_sort, false).len();
     assert!(rows >= 2 && rows < total, "{total} tickers must not fit in {rows} rows");
     s.press(KeyCode::Char('G'));
     assert_eq!(
@@ -537,7 +544,9 @@ fn info_overlay() {
 #[test]
 fn enter_on_a_company_or_a_ticker() {
     let mut s = Screen::new(demo_model());
-    let first = crate::ui::filter::visible(&s.live, "").next().unwrap().company_number.clone();
+    let first = crate::ui::filter::visible(&s.live, &crate::ui::filter::Filter::new(""), Default::default(), false)[0]
+        .company_number
+        .clone();
     s.press(KeyCode::Enter);
     assert_eq!(s.view.detail, Some(crate::ui::Detail::Company(first.clone())));
     assert!(s.text(80, 24).contains(&format!("Company {first}")));
@@ -545,7 +554,9 @@ fn enter_on_a_company_or_a_ticker() {
     assert_eq!(s.view.detail, None);
     s.press(KeyCode::Tab);
     s.keys("j");
-    let second = crate::ui::ticker_list::visible(&s.live, "", s.view.ticker_sort)[1].clone();
+    let second =
+        crate::ui::ticker_list::visible(&s.live, &crate::ui::filter::Filter::new(""), s.view.ticker_sort, false)[1]
+            .clone();
     s.press(KeyCode::Enter);
     assert_eq!(
         s.view.detail,
@@ -656,4 +667,219 @@ fn alerts_list_scrolls_on_a_small_terminal_and_says_when_empty() {
     let mut empty = Screen::new(demo_model());
     empty.press(KeyCode::Char('A'));
     assert!(empty.text(80, 24).contains("No alerts. Rules are [[alerts]] tables"));
+}
+
+/// The Log pane's rows: between its title rule and the footer.
+fn log_rows(screen: &str) -> Vec<String> {
+    let lines: Vec<&str> = screen.lines().collect();
+    let title = lines.iter().position(|l| l.starts_with("\"Log") || l.starts_with("\"▶ Log")).expect("a Log pane");
+    lines[title + 1..lines.len() - 1].iter().map(|l| l.trim_matches('"').trim_end().to_string()).collect()
+}
+
+/// The Log pane's title row.
+fn log_title(screen: &str) -> String {
+    screen.lines().find(|l| l.starts_with("\"Log") || l.starts_with("\"▶ Log")).unwrap_or_default().to_string()
+}
+
+/// The Log scrolls line by line and by its visible height, down to its
+/// oldest line (`G`) and back to following the newest (`g`); lines that
+/// arrive meanwhile do not move a scrolled view, and the title counts them.
+/// (tui-logger's widget, before, only paged and never reached the oldest.)
+#[test]
+fn log_scrolls_to_its_oldest_line() {
+    let mut s = Screen::new(demo_model());
+    for i in 1..=30 {
+        s.view.log.push(secs(i), tracing::Level::INFO, format!("log line {i}"));
+    }
+    s.press(KeyCode::BackTab);
+    s.press(KeyCode::BackTab);
+    assert_eq!(s.view.focus, Focus::Log);
+    let following = log_rows(&s.text(120, 40));
+    let rows = following.len();
+    assert!((3..30).contains(&rows), "30 lines must not fit in {rows} rows");
+    assert!(following.last().unwrap().ends_with("I log line 30"), "{following:?}");
+
+    s.press(KeyCode::Char('G'));
+    let screen = s.text(120, 40);
+    let oldest = log_rows(&screen);
+    assert!(oldest[0].ends_with("I log line 1"), "{oldest:?}");
+    assert!(log_title(&screen).contains(&format!("↓ {} newer lines", 30 - rows)), "{screen}");
+    assert_screen!("log_oldest", s, 120, 40);
+
+    // A new line does not move the view; the title counts it.
+    s.view.log.push(secs(31), tracing::Level::WARN, "log line 31");
+    let screen = s.text(120, 40);
+    assert_eq!(log_rows(&screen), oldest);
+    assert!(log_title(&screen).contains(&format!("↓ {} newer lines", 31 - rows)), "{screen}");
+
+    // Up at the oldest stays; down moves a line, PgDn the visible height.
+    s.keys("kj");
+    assert!(log_rows(&s.text(120, 40))[0].ends_with("I log line 2"));
+    s.press(KeyCode::PageDown);
+    assert!(log_rows(&s.text(120, 40))[0].ends_with(&format!("I log line {}", 2 + rows)));
+
+    // `g` follows the newest again; PgUp goes back one page from there.
+    s.press(KeyCode::Char('g'));
+    let screen = s.text(120, 40);
+    assert!(log_rows(&screen).last().unwrap().ends_with("W log line 31"));
+    assert!(!log_title(&screen).contains("newer"), "{screen}");
+    s.press(KeyCode::PageUp);
+    let screen = s.text(120, 40);
+    assert!(log_rows(&screen).last().unwrap().ends_with(&format!("I log line {}", 31 - rows)), "{screen}");
+    assert!(log_title(&screen).contains(&format!("↓ {} newer lines", rows)), "{screen}");
+    // Down to the newest line follows again, with no marker.
+    s.press(KeyCode::PageDown);
+    assert_eq!(s.view.log_top, None);
+}
+
+/// The rows of `screen` that contain one of `names`, in screen order.
+fn order_of<'a>(screen: &str, names: &[&'a str]) -> Vec<&'a str> {
+    screen.lines().filter_map(|l| names.iter().find(|n| l.contains(*n)).copied()).collect()
+}
+
+/// `/` takes a regular expression, any case; `!` keeps what does not
+/// match; an invalid pattern filters nothing out and the footer says so,
+/// while typing and after.
+#[test]
+fn filter_regex_inverse_and_invalid() {
+    let mut s = Screen::new(demo_model());
+    // Two names by their start, and the ticker whose symbol is exactly KGHM.
+    s.keys("/^(brig|ORCH|kghm$)");
+    s.press(KeyCode::Enter);
+    let screen = s.text(120, 40);
+    assert!(screen.contains("ORCHARD LANE BAKERY LTD") && screen.contains("BRIGHTWELL"), "{screen}");
+    assert!(!screen.contains("HARTLEY & PRICE LLP") && !screen.contains("VELVET FOX"), "{screen}");
+    assert!(screen.contains("KGHM") && !screen.contains("PKN "), "{screen}");
+    assert_screen!("filter_regex", s, 120, 40);
+
+    // Inverse: every change not ending in dissolution, every ticker but carbon's.
+    s.press(KeyCode::Esc);
+    s.keys("/!dissolved|carbon");
+    s.press(KeyCode::Enter);
+    let screen = s.text(120, 40);
+    assert!(!screen.contains("→ dissolved") && screen.contains("HARTLEY & PRICE LLP"), "{screen}");
+    assert!(!screen.contains("BRENT_CRUDE") && !screen.contains("WIG20") && screen.contains("KGHM"), "{screen}");
+    assert_screen!("filter_inverse", s, 120, 40);
+
+    // Invalid: the footer says so as it is typed, and nothing is filtered out.
+    s.press(KeyCode::Esc);
+    s.keys("/orchard (");
+    let typing = s.text(80, 24);
+    assert!(typing.contains("invalid regex: unclosed group"), "{typing}");
+    assert_screen!("filter_invalid_typing", s, 80, 24);
+    s.press(KeyCode::Enter);
+    let screen = s.text(120, 40);
+    assert!(screen.contains("not a valid regex (unclosed group): showing all"), "{screen}");
+    assert!(screen.contains("HARTLEY & PRICE LLP") && screen.contains("BRENT_CRUDE"), "{screen}");
+    assert_screen!("filter_invalid_applied", s, 120, 40);
+}
+
+/// `s` sorts the focused list: the strike-offs by company, then `S` turns
+/// that upside down; the tickers keep their own order and direction.
+#[test]
+fn strike_offs_sorted_and_reversed() {
+    let names =
+        ["BRIGHTWELL JOINERY LTD", "GLENCAIRN HOME SERVICES LTD", "ORCHARD LANE BAKERY LTD", "VELVET FOX EVENTS LTD"];
+    let mut s = Screen::new(demo_model());
+    assert_eq!(s.view.focus, Focus::StrikeOffs);
+    let by_time = order_of(&s.text(120, 60), &names);
+    s.keys("s");
+    let screen = s.text(120, 60);
+    let mut by_company = order_of(&screen, &names);
+    by_company.dedup();
+    assert_eq!(by_company, names, "A to Z (newest first was {by_time:?})");
+    assert!(screen.contains("sort: company"), "{screen}");
+    assert!(screen.contains("Tickers (6) · sort: symbol─"), "the tickers do not move: {screen}");
+    assert_screen!("strike_offs_by_company", s, 120, 60);
+    s.keys("S");
+    let screen = s.text(120, 60);
+    let mut reversed = names;
+    reversed.reverse();
+    let mut by_company = order_of(&screen, &names);
+    by_company.dedup();
+    assert_eq!(by_company, reversed);
+    assert!(screen.contains("sort: company, reversed"), "{screen}");
+    // By change: entered first, then withdrawn, then struck off.
+    s.keys("sS");
+    let screen = s.text(120, 60);
+    let kinds = order_of(&screen, &[" entered ", " withdrawn ", " struck-off "]);
+    let mut sorted = kinds.clone();
+    sorted.sort_by_key(|k| [" entered ", " withdrawn ", " struck-off "].iter().position(|x| x == k));
+    assert_eq!(kinds, sorted, "{screen}");
+    // Time, reversed: the oldest change first.
+    s.keys("sS");
+    assert!(s.text(120, 60).contains("sort: time, oldest first"));
+    assert_eq!(order_of(&s.text(120, 60), &names), by_time.iter().rev().copied().collect::<Vec<_>>());
+
+    // The tickers: `S` reverses their sort, not the strike-offs'.
+    s.press(KeyCode::Tab);
+    s.keys("S");
+    let screen = s.text(120, 60);
+    assert!(screen.contains("sort: symbol, reversed"), "{screen}");
+    assert_eq!(order_of(&screen, &["BRENT_CRUDE", "CDR ", "WIG20"]), ["WIG20", "CDR ", "BRENT_CRUDE"]);
+    assert_screen!("tickers_reversed", s, 120, 60);
+}
+
+/// A pane's table header: the row after the title row containing `title`.
+fn header_below(screen: &str, title: &str) -> String {
+    let lines: Vec<&str> = screen.lines().collect();
+    let at = lines.iter().position(|l| l.contains(title)).unwrap_or_else(|| panic!("{title}: {screen}"));
+    lines[at + 1].to_string()
+}
+
+/// Which columns show, and where, depends on the terminal's width, not on
+/// the data: a feed that measures no round trip, quotes without a change
+/// figure, and a long symbol leave the headers exactly where the demo's
+/// data puts them (the `rtt`, `recon` and `chg` columns used to come and go,
+/// and widths followed the longest value). Cut names end in `…`.
+#[test]
+fn columns_are_stable_whatever_the_data() {
+    // Only carbon's price-only quotes, a symbol too long for its column, a
+    // company name too long for its column, and no round-trip times.
+    let mut sparse = demo_feeds();
+    carbon_brent(&mut sparse, CARBON);
+    apply_to(&mut sparse, CARBON, secs(29), FeedMsgKind::Quotes(vec![Quote::new("WTI_CRUDE_OIL_FUTURES_DEC", 70.1)]));
+    let long = profile_event(
+        90_000_001,
+        "AB000001",
+        "THE EXTREMELY LONG NAME HOLDINGS GROUP OF COMPANIES PLC",
+        Some("active-proposal-to-strike-off"),
+    );
+    apply_to(&mut sparse, CH, secs(29), FeedMsgKind::Event(Box::new(long)));
+    sparse.tick(secs(30));
+    let demo = Screen::new(demo_model());
+    let sparse = Screen::new(sparse);
+    for (w, h) in [(80, 24), (100, 30), (120, 40), (200, 50)] {
+        let (full, thin) = (demo.text(w, h), sparse.text(w, h));
+        for title in ["Connections (5)", "Tickers (", "Strike-off"] {
+            assert_eq!(header_below(&full, title), header_below(&thin, title), "{title} at {w}×{h}:\n{full}\n{thin}");
+        }
+        assert!(thin.contains("WTI_CRUDE_…"), "{thin}");
+        assert!(thin.contains("THE EXTREMELY LONG NAM"), "{thin}");
+        let name = thin.lines().find(|l| l.contains("THE EXTREMELY")).unwrap();
+        assert!(name.contains("…"), "{name}");
+    }
+    assert!(header_below(&demo.text(120, 40), "Connections (5)").contains(" recon "));
+    assert!(header_below(&demo.text(120, 40), "Connections (5)").contains(" rtt "));
+    assert!(header_below(&demo.text(80, 24), "Tickers (").contains(" chg "));
+    assert_screen!("columns_sparse_data_80x24", sparse, 80, 24);
+}
+
+/// With the demo's five feeds every list keeps at least three rows and the
+/// log two, from 80×24 up: at 80×24 the rate and latency panes give way to
+/// one rate line (they had left the lists one row each and the log one).
+#[test]
+fn every_list_keeps_three_rows() {
+    let s = Screen::new(demo_model());
+    for (w, h) in [(80, 24), (100, 30), (120, 40), (200, 50)] {
+        let screen = s.text(w, h);
+        let rows = (s.view.strike_rows_shown.get(), s.view.ticker_rows_shown.get(), s.view.log_rows_shown.get());
+        assert!(rows.0 >= 3 && rows.1 >= 3 && rows.2 >= 2, "{rows:?} at {w}×{h}:\n{screen}");
+        let (strike, tickers) = (title_range(&screen, "Strike-off"), title_range(&screen, "Tickers"));
+        for range in [strike, tickers].into_iter().flatten() {
+            let shown: Vec<usize> = range.split([' ', '–']).filter_map(|n| n.parse().ok()).collect();
+            assert!(shown[1] - shown[0] >= 2, "{range} at {w}×{h}:\n{screen}");
+        }
+        assert_eq!(screen.contains("Latency"), (w, h) != (80, 24), "{screen}");
+    }
 }

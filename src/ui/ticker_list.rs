@@ -4,6 +4,7 @@
 
 use std::cmp::{Ordering, Reverse};
 
+use super::filter::Filter;
 use crate::model::{Model, TickerRow};
 
 /// The feed kind that carries no quotes.
@@ -48,14 +49,11 @@ pub fn feed_name<'a>(_model: &Model, row: &'a TickerRow) -> &'a str {
     row.feed.as_str()
 }
 
-/// Whether `row` matches `needle`, which must already be lower-case: a
-/// substring of the symbol, the feed name or the market status.
-pub fn matches(row: &TickerRow, feed: &str, needle: &str) -> bool {
-    if needle.is_empty() {
-        return true;
-    }
+/// Whether `row` is shown: the filter on the symbol, the feed name or the
+/// market status.
+pub fn matches(row: &TickerRow, feed: &str, filter: &Filter) -> bool {
     let fields = [Some(row.quote.symbol.as_str()), Some(feed), row.quote.market_status.as_deref()];
-    fields.into_iter().flatten().any(|f| f.to_lowercase().contains(needle))
+    filter.matches(fields.into_iter().flatten())
 }
 
 /// Largest first, rows without a figure last.
@@ -68,15 +66,23 @@ fn by_change(a: Option<f64>, b: Option<f64>) -> Ordering {
     }
 }
 
-/// The rows the pane shows, filtered and sorted; ties go by symbol, then feed.
-pub fn visible<'a>(model: &'a Model, filter: &str, sort: TickerSort) -> Vec<&'a TickerRow> {
-    let needle = filter.trim().to_lowercase();
-    let mut rows: Vec<&TickerRow> = model.quotes.rows().filter(|r| matches(r, feed_name(model, r), &needle)).collect();
+/// The rows the pane shows, filtered and sorted; ties go by symbol, then
+/// feed. `reversed` turns the list upside down, except that rows without a
+/// change figure stay last: reversed, the change sort shows the biggest
+/// losers first, not the rows it cannot rank.
+pub fn visible<'a>(model: &'a Model, filter: &Filter, sort: TickerSort, reversed: bool) -> Vec<&'a TickerRow> {
+    let mut rows: Vec<&TickerRow> = model.quotes.rows().filter(|r| matches(r, feed_name(model, r), filter)).collect();
     // The book iterates by symbol and feed already, and the sort is stable.
     match sort {
         TickerSort::Symbol => {}
         TickerSort::ChangePercent => rows.sort_by(|a, b| by_change(a.change_percent(), b.change_percent())),
         TickerSort::Age => rows.sort_by_key(|r| Reverse(r.updated_at)),
+    }
+    if reversed {
+        rows.reverse();
+        if sort == TickerSort::ChangePercent {
+            rows.sort_by_key(|r| r.change_percent().is_none_or(f64::is_nan));
+        }
     }
     rows
 }
@@ -117,9 +123,14 @@ mod tests {
     #[test]
     fn sorts() {
         let m = model();
-        assert_eq!(symbols(visible(&m, "", TickerSort::Symbol)), ["BRENT_CRUDE", "CDR", "KGHM", "PKN"]);
-        assert_eq!(symbols(visible(&m, "", TickerSort::ChangePercent)), ["KGHM", "CDR", "PKN", "BRENT_CRUDE"]);
-        assert_eq!(symbols(visible(&m, "", TickerSort::Age)), ["PKN", "BRENT_CRUDE", "KGHM", "CDR"]);
+        let all = Filter::new("");
+        assert_eq!(symbols(visible(&m, &all, TickerSort::Symbol, false)), ["BRENT_CRUDE", "CDR", "KGHM", "PKN"]);
+        assert_eq!(symbols(visible(&m, &all, TickerSort::ChangePercent, false)), ["KGHM", "CDR", "PKN", "BRENT_CRUDE"]);
+        assert_eq!(symbols(visible(&m, &all, TickerSort::Age, false)), ["PKN", "BRENT_CRUDE", "KGHM", "CDR"]);
+        // Reversed: upside down, rows without a change figure still last.
+        assert_eq!(symbols(visible(&m, &all, TickerSort::Symbol, true)), ["PKN", "KGHM", "CDR", "BRENT_CRUDE"]);
+        assert_eq!(symbols(visible(&m, &all, TickerSort::ChangePercent, true)), ["PKN", "CDR", "KGHM", "BRENT_CRUDE"]);
+        assert_eq!(symbols(visible(&m, &all, TickerSort::Age, true)), ["CDR", "KGHM", "BRENT_CRUDE", "PKN"]);
         let mut s = TickerSort::default();
         let labels: Vec<&str> = (0..4)
             .map(|_| {
@@ -134,10 +145,15 @@ mod tests {
     #[test]
     fn filter_on_symbol_feed_and_status_ignoring_case() {
         let m = model();
-        assert_eq!(symbols(visible(&m, "pkn", TickerSort::Symbol)), ["PKN"]);
-        assert_eq!(symbols(visible(&m, " CARBON ", TickerSort::Symbol)), ["BRENT_CRUDE"]);
-        assert_eq!(symbols(visible(&m, "open", TickerSort::Symbol)), ["CDR", "KGHM"]);
-        assert!(visible(&m, "zzz", TickerSort::Symbol).is_empty());
+        let shown = |f: &str| symbols(visible(&m, &f.into(), TickerSort::Symbol, false));
+        assert_eq!(shown("pkn"), ["PKN"]);
+        assert_eq!(shown(" CARBON "), ["BRENT_CRUDE"]);
+        assert_eq!(shown("open"), ["CDR", "KGHM"]);
+        assert!(shown("zzz").is_empty());
+        // A regular expression, its inverse, and an invalid one (filters nothing out).
+        assert_eq!(shown("^(pkn|cdr)$"), ["CDR", "PKN"]);
+        assert_eq!(shown("!wig80"), ["BRENT_CRUDE"]);
+        assert_eq!(shown("[pkn"), ["BRENT_CRUDE", "CDR", "KGHM", "PKN"]);
     }
 
     #[test]

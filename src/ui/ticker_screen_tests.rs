@@ -48,7 +48,7 @@ fn tickers_show_prices_and_direction_at_80x24_and_200x50() {
         assert!(s.contains("Tickers (4) · sort: symbol"), "{s}");
         let pkn = row_with(&buf, "PKN").unwrap_or_else(|| panic!("{s}"));
         for part in ["74.62", "-0.38", "▼ -0.50%", "262k", "wig80", "closed", "10s"] {
-            assert!(pkn.contains(part), "{part} at {w}×{h}: {pkn}");
+            assert!(pkn.contains(part), "{part} at {w}×{h}: {pkn}\n{s}");
         }
         let kghm = row_with(&buf, "KGHM").unwrap_or_else(|| panic!("{s}"));
         for part in ["152.30", "+3.10", "▲ +2.08%", "1.2M"] {
@@ -213,7 +213,9 @@ fn filter_keeps_only_matching_tickers() {
 #[test]
 fn latency_lists_every_feed_and_marks_estimates() {
     let m = quote_model();
-    for (w, h) in [(80, 24), (200, 50)] {
+    // At 80×24 the lists' rows come first and the metrics collapse into the
+    // rate line (layout::tests); 30 rows fit the latency pane too.
+    for (w, h) in [(80, 30), (200, 50)] {
         let buf = render(&m, &ViewState::new(), &color(), w, h);
         let s = screen(&buf);
         let rows = latency_rows(&buf, 4);
@@ -294,6 +296,8 @@ fn stacked_lists_share_the_height() {
 fn key_s_cycles_the_sort_and_is_in_the_help() {
     let m = quote_model();
     let mut view = ViewState::new();
+    // `s` sorts the focused list.
+    view.focus = crate::ui::Focus::Tickers;
     let title = |view: &ViewState| row_with(&render(&m, view, &color(), 80, 24), "Tickers").unwrap();
     assert!(title(&view).contains("sort: symbol"));
     for want in ["sort: change %", "sort: age", "sort: symbol"] {
@@ -302,7 +306,7 @@ fn key_s_cycles_the_sort_and_is_in_the_help() {
     }
     view.show_help = true;
     let buf = render(&m, &view, &color(), 80, 24);
-    let row = row_with(&buf, "sort tickers").unwrap_or_else(|| panic!("{}", screen(&buf)));
+    let row = row_with(&buf, "sort the focused list").unwrap_or_else(|| panic!("{}", screen(&buf)));
     assert!(row.contains(" s "), "{row}");
 }
 

@@ -7,14 +7,15 @@ use std::cell::Cell;
 use std::time::Duration;
 
 use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
-use tui_logger::{TuiWidgetEvent, TuiWidgetState};
 
 use super::clock::Clock;
-use super::filter;
+use super::filter::{self, Filter, StrikeSort};
 use super::keys::{action_for, Action};
 pub use super::panes::info::RunInfo;
+use super::panes::log_lines::{LogPos, Rows};
 pub use super::ticker_list::TickerSort;
 use super::ticker_list::{self, has_tickers};
+use crate::logging::LogBuffer;
 use crate::model::Model;
 use feedtop_proto::FeedId;
 
@@ -82,6 +83,10 @@ pub struct ViewState {
     /// Index of the first ticker row shown (in the filtered, sorted list).
     pub ticker_scroll: usize,
     pub ticker_sort: TickerSort,
+    /// The tickers' sort turned upside down (`S` with the tickers focused).
+    pub ticker_reversed: bool,
+    pub strike_sort: StrikeSort,
+    pub strike_reversed: bool,
     /// A ticker older than this is dimmed and marked stale.
     pub stale_after: Duration,
     pub filter: String,
@@ -95,7 +100,10 @@ pub struct ViewState {
     pub help_rows_shown: Cell<usize>,
     /// The zone wall-clock times are shown in (`t`: local time or UTC).
     pub clock: Clock,
-    pub log: TuiWidgetState,
+    /// The log pane's lines (the TUI's tracing layer fills them).
+    pub log: LogBuffer,
+    /// The log pane's top row when scrolled back; `None` follows the newest.
+    pub log_top: Option<LogPos>,
     /// Rows each list showed in the last frame (`draw` records them, 0 before
     /// the first). The layout depends on the terminal size, which only the
     /// draw knows; keys arrive between frames, so the last frame's heights are
@@ -124,6 +132,9 @@ pub struct ViewState {
     pub alerts_scroll: usize,
     /// Rows the alerts list showed in the last frame (0 before it was drawn).
     pub alert_rows_shown: Cell<usize>,
+    /// The log pane's rows and width in the last frame (its lines wrap).
+    pub log_rows_shown: Cell<usize>,
+    pub log_width: Cell<usize>,
 }
 
 impl Default for ViewState {
@@ -134,6 +145,9 @@ impl Default for ViewState {
             scroll: 0,
             ticker_scroll: 0,
             ticker_sort: TickerSort::default(),
+            ticker_reversed: false,
+            strike_sort: StrikeSort::default(),
+            strike_reversed: false,
             stale_after: DEFAULT_STALE_AFTER,
             filter: String::new(),
             editing_filter: false,
@@ -142,7 +156,8 @@ impl Default for ViewState {
             help_scroll: 0,
             help_rows_shown: Cell::new(0),
             clock: Clock::default(),
-            log: TuiWidgetState::default(),
+            log: LogBuffer::new(),
+            log_top: None,
             strike_rows_shown: Cell::new(0),
             ticker_rows_shown: Cell::new(0),
             detail: None,
@@ -155,6 +170,8 @@ impl Default for ViewState {
             show_alerts: false,
             alerts_scroll: 0,
             alert_rows_shown: Cell::new(0),
+            log_rows_shown: Cell::new(0),
+            log_width: Cell::new(0),
         }
     }
 }
@@ -225,10 +242,29 @@ impl ViewState {
             }
             Action::FocusNext => self.focus = self.focus.along(has_tickers(self.shown(live)), 1),
             Action::FocusPrev => self.focus = self.focus.along(has_tickers(self.shown(live)), -1),
-            Action::CycleSort => {
-                self.ticker_sort = self.ticker_sort.next();
-                self.ticker_scroll = 0;
-            }
+            // The focused list; a new order starts from its first row.
+            Action::CycleSort => match self.focus {
+                Focus::StrikeOffs => {
+                    self.strike_sort = self.strike_sort.next();
+                    self.scroll = 0;
+                }
+                Focus::Tickers => {
+                    self.ticker_sort = self.ticker_sort.next();
+                    self.ticker_scroll = 0;
+                }
+                Focus::Connections | Focus::Log => {}
+            },
+            Action::ReverseSort => match self.focus {
+                Focus::StrikeOffs => {
+                    self.strike_reversed = !self.strike_reversed;
+                    self.scroll = 0;
+                }
+                Focus::Tickers => {
+                    self.ticker_reversed = !self.ticker_reversed;
+                    self.ticker_scroll = 0;
+                }
+                Focus::Connections | Focus::Log => {}
+            },
             Action::ToggleUtc => self.clock.toggle(),
             Action::ToggleHelp => {
                 self.show_help = !self.show_help;
@@ -262,11 +298,15 @@ impl ViewState {
                 Some(Detail::Feed(model.feeds[self.selected_feed.min(last)].info.name.clone()))
             }
             Focus::StrikeOffs => {
-                filter::visible(model, &self.filter).nth(self.scroll).map(|c| Detail::Company(c.company_number.clone()))
+                filter::visible(model, &Filter::new(&self.filter), self.strike_sort, self.strike_reversed)
+                    .get(self.scroll)
+                    .map(|c| Detail::Company(c.company_number.clone()))
             }
-            Focus::Tickers => ticker_list::visible(model, &self.filter, self.ticker_sort)
-                .get(self.ticker_scroll)
-                .map(|r| Detail::Ticker { feed: r.feed.clone(), symbol: r.quote.symbol.clone() }),
+            Focus::Tickers => {
+                ticker_list::visible(model, &Filter::new(&self.filter), self.ticker_sort, self.ticker_reversed)
+                    .get(self.ticker_scroll)
+                    .map(|r| Detail::Ticker { feed: r.feed.clone(), symbol: r.quote.symbol.clone() })
+            }
             Focus::Log => None,
         }
     }
@@ -315,9 +355,12 @@ impl ViewState {
             | Action::ToggleHelp
             | Action::AcknowledgeAlerts
             | Action::ToggleAlerts => return self.handle(action, live),
-            Action::StartFilter | Action::FocusNext | Action::FocusPrev | Action::CycleSort | Action::ToggleZoom => {
-                return None
-            }
+            Action::StartFilter
+            | Action::FocusNext
+            | Action::FocusPrev
+            | Action::CycleSort
+            | Action::ReverseSort
+            | Action::ToggleZoom => return None,
         };
         self.detail_scroll = step(self.detail_scroll, delta, last);
         None
@@ -406,12 +449,12 @@ impl ViewState {
     /// The last first row: the one that shows the last full page (the last
     /// item on the pane's bottom row), or the last item before any frame.
     fn max_scroll(&self, live: &Model) -> usize {
-        let rows = filter::visible(self.shown(live), &self.filter).count();
+        let rows = filter::visible(self.shown(live), &Filter::new(&self.filter), self.strike_sort, false).len();
         rows.saturating_sub(self.strike_rows_shown.get().max(1))
     }
 
     fn max_ticker_scroll(&self, live: &Model) -> usize {
-        let rows = ticker_list::visible(self.shown(live), &self.filter, self.ticker_sort).len();
+        let rows = ticker_list::visible(self.shown(live), &Filter::new(&self.filter), self.ticker_sort, false).len();
         rows.saturating_sub(self.ticker_rows_shown.get().max(1))
     }
 
@@ -420,7 +463,8 @@ impl ViewState {
         let shown = match self.focus {
             Focus::StrikeOffs => self.strike_rows_shown.get(),
             Focus::Tickers => self.ticker_rows_shown.get(),
-            Focus::Connections | Focus::Log => 0,
+            Focus::Log => self.log_rows_shown.get(),
+            Focus::Connections => 0,
         };
         if shown == 0 {
             PAGE
@@ -439,14 +483,25 @@ impl ViewState {
             }
             Focus::StrikeOffs => self.scroll = step(self.scroll, delta, self.max_scroll(live)),
             Focus::Tickers => self.ticker_scroll = step(self.ticker_scroll, delta, self.max_ticker_scroll(live)),
-            // The log widget keeps its own scroll position and only pages;
-            // "bottom" means following new lines again.
-            Focus::Log => self.log.transition(match delta {
-                isize::MAX => TuiWidgetEvent::EscapeKey,
-                d if d < 0 => TuiWidgetEvent::PrevPageKey,
-                _ => TuiWidgetEvent::NextPageKey,
-            }),
+            Focus::Log => self.scroll_log(delta),
         }
+    }
+
+    /// The log reads the other way up: its newest line is at the bottom, so
+    /// up (`k`, PgUp) goes back in time, and the lists' "top" and "bottom"
+    /// keys mean newest (`g`, Home: follow new lines again) and oldest
+    /// (`G`, End).
+    fn scroll_log(&mut self, delta: isize) {
+        let ring = self.log.lock();
+        let rows = Rows { ring: &ring, width: self.log_width.get() };
+        let height = if self.log_rows_shown.get() == 0 { PAGE } else { self.log_rows_shown.get() };
+        let top = match delta {
+            isize::MIN => None,
+            isize::MAX => rows.scroll(self.log_top, isize::MIN, height),
+            d => rows.scroll(self.log_top, d, height),
+        };
+        drop(ring);
+        self.log_top = top;
     }
 }
 
@@ -557,7 +612,7 @@ mod tests {
     #[test]
     fn movement_is_bounded() {
         let m = live_model();
-        let rows = crate::ui::filter::visible(&m, "").count();
+        let rows = crate::ui::filter::visible(&m, &"".into(), StrikeSort::Time, false).len();
         assert_eq!(rows, 11);
         let mut v = ViewState::new();
         press(&mut v, &m, KeyCode::Char('k'));

@@ -1,6 +1,9 @@
 //! One row per feed: its state and how fresh its data is. Columns that do not
-//! fit are dropped least-important first, so the last error keeps room. The
-//! ping round-trip column appears only when some feed measures one.
+//! fit are dropped least-important first, so the last error keeps room.
+//! Which columns show, and how wide, depends on the pane's width alone, not
+//! on the data: each column has a width that holds its usual values (a count
+//! past it widens its column rather than drop another), and a long feed name
+//! is cut with `…`.
 
 use ratatui::layout::{Constraint, Rect};
 use ratatui::style::Style;
@@ -83,10 +86,29 @@ impl Col {
         }
     }
 
+    /// The width the column keeps whatever the data: its header, or the
+    /// widest of its usual values (`connecting`, `59m59s`, `999,999`,
+    /// `(1.50s)`). The feed names come from the config, so their width is
+    /// fixed for the run.
+    fn nominal(self, model: &Model) -> u16 {
+        let values: u16 = match self {
+            Col::Feed => {
+                model.feeds.iter().map(|f| f.info.name.chars().count()).max().unwrap_or(0).min(MAX_COLUMN_WIDTH) as u16
+            }
+            Col::State => 10,
+            Col::Since | Col::LastByte | Col::LastEvent => 6,
+            Col::Reconnects | Col::Gaps | Col::Malformed => 3,
+            Col::Retry => 5,
+            Col::Rtt => 7,
+            Col::Events => 7,
+        };
+        values.max(self.header().len() as u16)
+    }
+
     fn text(self, f: &FeedView, model: &Model) -> String {
         let now = model.now;
         match self {
-            Col::Feed => f.info.name.to_string(),
+            Col::Feed => truncate(&f.info.name, MAX_COLUMN_WIDTH),
             Col::State => f.state_label(now).to_string(),
             Col::Since => f.state_since.map_or_else(|| "-".into(), |t| short_duration(now - t)),
             Col::Reconnects => thousands(f.reconnects()),
@@ -161,17 +183,18 @@ pub fn render(frame: &mut Frame, area: Rect, model: &Model, selected: usize, foc
     let inner = blk.inner(area);
     frame.render_widget(blk, area);
 
-    // Each column is as wide as its widest cell.
-    let width = |c: Col| {
-        let cells = model.feeds.iter().map(|f| c.text(f, model).chars().count());
-        cells.chain([c.header().len()]).max().unwrap_or(0).min(MAX_COLUMN_WIDTH) as u16
-    };
-    let any_rtt = model.feeds.iter().any(|f| f.rtt.is_some());
-    let mut shown: Vec<Col> = IMPORTANCE.into_iter().filter(|&c| c != Col::Rtt || any_rtt).collect();
-    let used = |cols: &[Col]| cols.iter().map(|&c| width(c) + 1).sum::<u16>();
-    while shown.len() > 2 && used(&shown) + MIN_ERROR_WIDTH > inner.width {
+    // Which columns fit is decided on their nominal widths; a rare wider
+    // value (`auth failed`, a count past a million) widens its own column.
+    let nominal = |cols: &[Col]| cols.iter().map(|&c| c.nominal(model) + 1).sum::<u16>();
+    let mut shown: Vec<Col> = IMPORTANCE.to_vec();
+    while shown.len() > 2 && nominal(&shown) + MIN_ERROR_WIDTH > inner.width {
         shown.pop();
     }
+    let width = |c: Col| {
+        let cells = model.feeds.iter().map(|f| c.text(f, model).chars().count() as u16);
+        cells.max().unwrap_or(0).max(c.nominal(model))
+    };
+    let used = |cols: &[Col]| cols.iter().map(|&c| width(c) + 1).sum::<u16>();
     let cols: Vec<Col> = COLUMNS.into_iter().filter(|c| shown.contains(c)).collect();
     let error_width = inner.width.saturating_sub(used(&cols));
 

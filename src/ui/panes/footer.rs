@@ -5,16 +5,25 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::Paragraph;
 use ratatui::Frame;
 
+use crate::ui::filter::Filter;
 use crate::ui::keys::footer_hints;
 use crate::ui::theme::Theme;
 
-pub fn render(frame: &mut Frame, area: Rect, filter: &str, editing: bool, theme: &Theme) {
+/// `typed`: the filter as typed (with any trailing space), `filter` compiled.
+pub fn render(frame: &mut Frame, area: Rect, typed: &str, filter: &Filter, editing: bool, theme: &Theme) {
     let line = if editing {
+        let mut spans =
+            vec![Span::styled("/ filter: ", theme.key), Span::raw(typed.to_string()), Span::styled("_", theme.key)];
+        match filter.error() {
+            Some(why) => spans.push(Span::styled(format!("   invalid regex: {why}"), theme.warn)),
+            None => spans.push(Span::styled("   regex · !regex inverts · Enter keep · Esc clear", theme.dim)),
+        }
+        Line::from(spans)
+    } else if let Some(why) = filter.error() {
+        // Kept but not compiling: it filters nothing out, and says so.
         Line::from(vec![
-            Span::styled("/ filter: ", theme.key),
-            Span::raw(filter.to_string()),
-            Span::styled("_", theme.key),
-            Span::styled("   Enter keep · Esc clear", theme.dim),
+            Span::styled(format!("filter '{}' is not a valid regex ({why}): showing all", filter.text()), theme.warn),
+            Span::styled("   / edit · Esc clear", theme.dim),
         ])
     } else {
         hints_line(area.width, theme)

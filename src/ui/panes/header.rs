@@ -111,8 +111,8 @@ pub fn render(
     }
     spans.push(Span::styled(format!("{live}/{} live", model.feeds.len()), live_style));
     let totals = format!(
-        " · {} events · {} in proposal · {} stored",
-        thousands(model.events_total),
+        " · {} · {} in proposal · {} stored",
+        crate::ui::fmt::count(model.events_total, "event"),
         thousands(model.tracker.in_proposal() as u64),
         thousands(model.store.events_written),
     );

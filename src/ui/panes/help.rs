@@ -24,6 +24,10 @@ const CONNECTIONS: &[(&str, &str)] = &[
     ("last error", "the feed's latest error"),
 ];
 
+/// The orders `s` steps through in each list (`S` turns one upside down).
+const SORTS: &[(&str, &str)] =
+    &[("changes", "time (newest first) / company / change"), ("tickers", "symbol / change % / age")];
+
 /// The Tickers columns, by their headers.
 const TICKERS: &[(&str, &str)] = &[
     ("chg, chg %", "change on the day, ▲ up ▼ down"),
@@ -42,7 +46,9 @@ enum HelpLine {
 
 fn lines() -> Vec<HelpLine> {
     let mut lines: Vec<HelpLine> = help_rows().into_iter().map(|(k, d)| HelpLine::Entry(k, d)).collect();
-    for (heading, glossary) in [("Connections columns", CONNECTIONS), ("Tickers columns", TICKERS)] {
+    for (heading, glossary) in
+        [("Sort orders (s, S)", SORTS), ("Connections columns", CONNECTIONS), ("Tickers columns", TICKERS)]
+    {
         lines.push(HelpLine::Blank);
         lines.push(HelpLine::Heading(heading));
         lines.extend(glossary.iter().map(|&(col, d)| HelpLine::Entry(col.to_string(), d)));

@@ -14,9 +14,14 @@ use crate::model::strike_off::PROPOSAL;
 use crate::model::{ChangeKind, Model, StrikeOffChange};
 use crate::sanitize::for_terminal;
 use crate::ui::clock::Clock;
-use crate::ui::filter;
+use crate::ui::filter::{self, Filter, StrikeSort};
 use crate::ui::fmt::{thousands, truncate};
 use crate::ui::theme::Theme;
+
+/// The widest compact transition: `proposal → dissolved`.
+const COMPACT_TRANSITION: u16 = 20;
+/// Room enough for nearly every company name; longer ones end in `…`.
+const MAX_NAME_WIDTH: u16 = 36;
 
 pub fn kind_style(kind: ChangeKind, theme: &Theme) -> Style {
     match kind {
@@ -64,6 +69,7 @@ fn row<'a>(
     c: &'a StrikeOffChange,
     time: String,
     theme: &Theme,
+    name_width: usize,
     transition_width: usize,
     compact: bool,
     enrich: Option<&CompanyEnrichment>,
@@ -84,22 +90,41 @@ fn row<'a>(
         // Feed text, so through the sanitiser (one marker per character
         // replaced: the widths computed on the raw text still hold).
         Cell::from(for_terminal(&c.company_number)),
-        Cell::from(for_terminal(&c.company_name)),
+        Cell::from(for_terminal(&truncate(&c.company_name, name_width)).into_owned()),
         Cell::from(Span::styled(c.kind.as_str(), kind_style(c.kind, theme))),
         Cell::from(Line::from(last)),
     ])
 }
 
 pub struct Args<'a> {
-    pub filter: &'a str,
+    pub filter: &'a Filter,
+    pub sort: StrikeSort,
+    pub reversed: bool,
     pub scroll: usize,
     pub focused: bool,
     pub clock: &'a Clock,
 }
 
-/// The pane title: tallies, the filter, and which rows are shown when not
-/// all are. Parts are shortened or dropped, least useful first, to fit.
-fn title<'a>(model: &Model, filter: &str, range: Option<String>, width: u16, theme: &Theme) -> Vec<Span<'a>> {
+/// The order, when it is not the default (newest first).
+fn sort_label(sort: StrikeSort, reversed: bool) -> Option<String> {
+    match (sort, reversed) {
+        (StrikeSort::Time, false) => None,
+        (StrikeSort::Time, true) => Some("sort: time, oldest first".to_string()),
+        (s, false) => Some(format!("sort: {}", s.label())),
+        (s, true) => Some(format!("sort: {}, reversed", s.label())),
+    }
+}
+
+/// The pane title: tallies, the order, the filter, and which rows are shown
+/// when not all are. Parts are shortened or dropped, least useful first, to fit.
+fn title<'a>(
+    model: &Model,
+    filter: &str,
+    sort: Option<String>,
+    range: Option<String>,
+    width: u16,
+    theme: &Theme,
+) -> Vec<Span<'a>> {
     let t = model.tally;
     let tallies = [
         Span::styled(format!("entered {}", thousands(t.entered)), theme.entered),
@@ -108,6 +133,7 @@ fn title<'a>(model: &Model, filter: &str, range: Option<String>, width: u16, the
         Span::raw(" · "),
         Span::styled(format!("struck off {}", thousands(t.struck_off)), theme.struck_off),
     ];
+    let sort = sort.map(|s| Span::raw(format!(" · {s}")));
     let filter = (!filter.is_empty()).then(|| Span::raw(format!(" · filter: {filter}")));
     let range = range.map(|r| Span::raw(format!(" · {r}")));
     // The focus marker takes two columns.
@@ -116,8 +142,13 @@ fn title<'a>(model: &Model, filter: &str, range: Option<String>, width: u16, the
     for (prefix, with_range) in [("Strike-off changes — ", true), ("Strike-offs — ", true), ("Strike-offs — ", false)]
     {
         let range = if with_range { range.clone() } else { None };
-        let spans: Vec<Span> =
-            [Span::raw(prefix)].into_iter().chain(tallies.clone()).chain(filter.clone()).chain(range).collect();
+        let spans: Vec<Span> = [Span::raw(prefix)]
+            .into_iter()
+            .chain(tallies.clone())
+            .chain(sort.clone())
+            .chain(filter.clone())
+            .chain(range)
+            .collect();
         best = spans;
         if fits(&best) {
             break;
@@ -127,15 +158,16 @@ fn title<'a>(model: &Model, filter: &str, range: Option<String>, width: u16, the
 }
 
 pub fn render(frame: &mut Frame, area: Rect, model: &Model, args: Args, theme: &Theme) {
-    let filter = args.filter.trim();
-    let matching: Vec<&StrikeOffChange> = filter::visible(model, filter).collect();
+    let filter = args.filter.text();
+    let matching = filter::visible(model, args.filter, args.sort, args.reversed);
     let rows_fit = usize::from(area.height.saturating_sub(2));
     let first = args.scroll.min(matching.len().saturating_sub(1));
     let range = (first > 0 || matching.len() > rows_fit).then(|| {
         let last = (first + rows_fit).min(matching.len());
         format!("{}–{} of {}", first + 1, last, thousands(matching.len() as u64))
     });
-    let blk = block(title(model, filter, range, area.width, theme), args.focused, theme);
+    let sort = sort_label(args.sort, args.reversed);
+    let blk = block(title(model, filter, sort, range, area.width, theme), args.focused, theme);
     let inner = blk.inner(area);
     frame.render_widget(blk, area);
 
@@ -149,21 +181,24 @@ pub fn render(frame: &mut Frame, area: Rect, model: &Model, args: Args, theme: &
         return;
     }
     let shown: Vec<&StrikeOffChange> = matching.into_iter().skip(first).take(rows_fit).collect();
-    // The name column is as wide as the longest name shown, within limits, and
-    // the transition gets the rest: on a wide screen both are whole.
+    // Every column's width depends on the pane's width alone, not on the
+    // rows shown (they used to follow the longest name on the page, and
+    // moved while scrolling): the name gets what the fixed columns leave
+    // beyond the compact transition's room (at least half), up to what a
+    // long name needs, cut with `…` beyond; the transition the rest. The time is `HH:MM:SS` or `MM-DD HH:MM`, both
+    // under the header's width.
     let times: Vec<String> = shown.iter().map(|c| when(c, model.now, args.clock)).collect();
     let time_head = format!("time ({})", args.clock.label(model.now));
-    let time_width = times.iter().chain([&time_head]).map(|t| t.len()).max().unwrap_or(8) as u16;
+    let time_width = time_head.chars().count().max(11) as u16;
     let fixed = time_width + 8 + 10 + 4;
     let avail = inner.width.saturating_sub(fixed);
-    let longest = shown.iter().map(|c| c.company_name.chars().count()).max().unwrap_or(0) as u16;
-    let name_width = longest.clamp(7, 40).min(avail / 5 * 3);
+    let name_width = avail.saturating_sub(COMPACT_TRANSITION).max(avail / 2).clamp(7.min(avail), MAX_NAME_WIDTH);
     let header = Row::new([time_head.as_str(), "number", "company", "change", "from → to"]).style(theme.dim);
     let transition_width = usize::from(avail.saturating_sub(name_width));
     let compact = shown.iter().any(|c| c.transition().chars().count() > transition_width);
     let rows = shown.into_iter().zip(times).map(|(c, time)| {
         let enrich = model.enrich.of(&c.company_number);
-        row(c, time, theme, transition_width, compact, enrich)
+        row(c, time, theme, name_width.into(), transition_width, compact, enrich)
     });
     let widths = [
         Constraint::Length(time_width),

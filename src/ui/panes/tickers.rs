@@ -1,7 +1,10 @@
 //! One row per symbol and feed: the last price, the day's change, volume,
 //! range, a sparkline of recent prices, where it came from and how fresh it
 //! is. A price that just moved flashes; a quote gone quiet is dimmed.
-//! Columns that do not fit are dropped least-important first.
+//! Columns that do not fit are dropped least-important first. Which columns
+//! show, and how wide, depends on the pane's width alone: every column has a
+//! width that holds its usual values (a longer symbol or feed name is cut
+//! with `…`; a bigger number widens its column rather than drop another).
 
 use std::time::Duration;
 
@@ -15,6 +18,7 @@ use ratatui::Frame;
 use super::block;
 use crate::model::{Direction, Model, TickerRow};
 use crate::sanitize::for_terminal;
+use crate::ui::filter::Filter;
 use crate::ui::fmt::{age, thousands};
 use crate::ui::quote_fmt::{compact, maybe_price, percent, price, signed, sparkline};
 use crate::ui::theme::Theme;
@@ -89,14 +93,47 @@ impl Col {
         }
     }
 
+    /// The width the column keeps whatever the data: its header, or the
+    /// widest of its usual values (`123,456`, `▲ +2.08%`, `999k`, `59m59s`).
+    /// Feed names come from the config, so their width is fixed for the run.
+    fn nominal(self, model: &Model) -> usize {
+        let values = match self {
+            Col::Symbol => 11,
+            Col::Price => 8,
+            Col::High | Col::Low => 7,
+            Col::Change => 6,
+            Col::ChangePct => 8,
+            Col::Volume => 4,
+            Col::Trend => TREND_WIDTH,
+            Col::Feed => model
+                .feeds
+                .iter()
+                .filter(|f| f.info.kind.carries_quotes())
+                .map(|f| f.info.name.chars().count())
+                .max()
+                .unwrap_or(0)
+                .min(MAX_COLUMN_WIDTH),
+            Col::Status => 7,
+            Col::Age => 6,
+        };
+        values.max(self.header().chars().count())
+    }
+
+    /// Names cut with `…` at the nominal width; numbers and the status (which
+    /// only the age follows) widen their column instead.
+    fn cut(self) -> bool {
+        matches!(self, Col::Symbol | Col::Feed)
+    }
+
     fn right_aligned(self) -> bool {
         matches!(self, Col::Price | Col::Change | Col::ChangePct | Col::Volume | Col::High | Col::Low)
     }
 }
 
 pub struct Args<'a> {
-    pub filter: &'a str,
+    pub filter: &'a Filter,
     pub sort: TickerSort,
+    pub reversed: bool,
     pub scroll: usize,
     pub focused: bool,
     pub stale_after: Duration,
@@ -184,14 +221,16 @@ fn cell_style(col: Col, s: &Shown, row: &TickerRow, theme: &Theme) -> Style {
 /// The pane title: count, sort, filter and which rows are shown when not
 /// all are; the least useful parts are dropped to fit.
 fn title<'a>(total: usize, matching: usize, args: &Args, range: Option<String>, width: u16) -> Vec<Span<'a>> {
-    let count = if args.filter.is_empty() {
+    let filter = args.filter.text();
+    let count = if filter.is_empty() {
         format!("Tickers ({})", thousands(total as u64))
     } else {
         format!("Tickers ({}/{})", thousands(matching as u64), thousands(total as u64))
     };
-    let mut parts = vec![count, format!(" · sort: {}", args.sort.label())];
-    if !args.filter.is_empty() {
-        parts.push(format!(" · filter: {}", args.filter));
+    let reversed = if args.reversed { ", reversed" } else { "" };
+    let mut parts = vec![count, format!(" · sort: {}{reversed}", args.sort.label())];
+    if !filter.is_empty() {
+        parts.push(format!(" · filter: {filter}"));
     }
     parts.extend(range.map(|r| format!(" · {r}")));
     // The focus marker takes two columns.
@@ -202,8 +241,7 @@ fn title<'a>(total: usize, matching: usize, args: &Args, range: Option<String>, 
 }
 
 pub fn render(frame: &mut Frame, area: Rect, model: &Model, args: Args, theme: &Theme) {
-    let args = Args { filter: args.filter.trim(), ..args };
-    let matching = ticker_list::visible(model, args.filter, args.sort);
+    let matching = ticker_list::visible(model, args.filter, args.sort, args.reversed);
     let rows_fit = usize::from(area.height.saturating_sub(2));
     let first = args.scroll.min(matching.len().saturating_sub(1));
     let range = (first > 0 || matching.len() > rows_fit).then(|| {
@@ -218,34 +256,43 @@ pub fn render(frame: &mut Frame, area: Rect, model: &Model, args: Args, theme: &
         let text = if model.quotes.is_empty() {
             "no quotes yet".to_string()
         } else {
-            format!("no match for '{}'", args.filter)
+            format!("no match for '{}'", args.filter.text())
         };
         frame.render_widget(Paragraph::new(Line::styled(text, theme.dim)), inner);
         return;
     }
 
-    // Widths come from every matching row, so columns stay put while scrolling.
+    // Which columns fit is decided on their nominal widths; a number wider
+    // than that (from every matching row, so columns stay put while
+    // scrolling) widens its own column. The age column is the last: a
+    // stale marker there moves nothing.
     let all: Vec<Shown> = matching.iter().map(|r| shown(r, model, args.stale_after)).collect();
     let width = |i: usize| {
-        let cells = all.iter().map(|s| s.cells[i].chars().count());
-        cells.chain([COLUMNS[i].header().len()]).max().unwrap_or(0).min(MAX_COLUMN_WIDTH) as u16
+        let col = COLUMNS[i];
+        let nominal = col.nominal(model);
+        let widest = if col.cut() { 0 } else { all.iter().map(|s| s.cells[i].chars().count()).max().unwrap_or(0) };
+        widest.max(nominal) as u16
     };
-    let widths: Vec<u16> = (0..COLUMNS.len()).map(width).collect();
-    let col_width = |c: Col| widths[COLUMNS.iter().position(|&x| x == c).unwrap_or(0)];
     let mut kept: Vec<Col> = IMPORTANCE.to_vec();
-    while kept.len() > 2 && kept.iter().map(|&c| col_width(c) + 1).sum::<u16>() > inner.width + 1 {
+    while kept.len() > 2 && kept.iter().map(|&c| c.nominal(model) as u16 + 1).sum::<u16>() > inner.width + 1 {
         // A high without its low reads as a price: they go together.
         if kept.pop() == Some(Col::Low) {
             kept.retain(|&c| c != Col::High);
         }
     }
     let cols: Vec<(usize, Col)> = COLUMNS.into_iter().enumerate().filter(|(_, c)| kept.contains(c)).collect();
-
+    // The last column gets the rest of the row, which holds at least its
+    // nominal width unless another column widened: then it is cut (with
+    // `…`), never the columns before it.
+    let mut widths: Vec<u16> = cols.iter().map(|&(i, _)| width(i)).collect();
+    if let Some((last, before)) = widths.split_last_mut() {
+        *last = inner.width.saturating_sub(before.iter().map(|w| w + 1).sum());
+    }
     let aligned = |col: Col, line: Line<'static>| if col.right_aligned() { line.right_aligned() } else { line };
     let header = Row::new(cols.iter().map(|&(_, c)| Cell::from(aligned(c, Line::raw(c.header()))))).style(theme.dim);
     let rows = matching.iter().zip(all).skip(first).take(rows_fit).map(|(row, s)| {
-        let cells = cols.iter().map(|&(i, c)| {
-            let text = crate::ui::fmt::truncate(&s.cells[i], MAX_COLUMN_WIDTH);
+        let cells = cols.iter().zip(&widths).map(|(&(i, c), &w)| {
+            let text = crate::ui::fmt::truncate(&s.cells[i], usize::from(w));
             Cell::from(aligned(c, Line::styled(text, cell_style(c, &s, row, theme))))
         });
         let style = match (s.stale, s.ticked) {
@@ -255,6 +302,6 @@ pub fn render(frame: &mut Frame, area: Rect, model: &Model, args: Args, theme: &
         };
         Row::new(cells.collect::<Vec<_>>()).style(style)
     });
-    let constraints = cols.iter().map(|&(_, c)| Constraint::Length(col_width(c)));
+    let constraints = widths.iter().map(|&w| Constraint::Length(w));
     frame.render_widget(Table::new(rows, constraints).header(header).column_spacing(1), inner);
 }
