@@ -110,8 +110,13 @@ fn watch(args: RunArgs) -> anyhow::Result<()> {
             let options = HeadlessOptions { duration: args.duration, interval: args.interval };
             headless::run(pipeline, options, &mut std::io::stdout().lock()).await?
         } else {
-            let color = feedtop::ui::theme::color_enabled(args.no_color);
-            let options = tui::TuiOptions { fps: settings.fps, color, stale_after: settings.stale_after };
+            let options = tui::TuiOptions {
+                fps: settings.fps,
+                theme: settings.theme,
+                ascii: settings.ascii,
+                tick_highlight: settings.tick_highlight,
+                stale_after: settings.stale_after,
+            };
             tui::run(pipeline, options).await?.1
         };
         let w = summary.writer;

@@ -29,10 +29,13 @@ pub fn render(frame: &mut Frame, area: Rect, model: &Model, theme: &Theme) {
     let title = vec![
         Span::raw("Rate "),
         Span::styled(thousands(model.per_minute()), theme.ok),
-        Span::raw(format!(" events/min · last {}m", shown.len())),
+        Span::raw(format!(" events/min {} last {}m", theme.glyphs.dot, shown.len())),
     ];
     let blk = block(title, false, theme);
     let inner = blk.inner(area);
     frame.render_widget(blk, area);
-    frame.render_widget(Sparkline::default().data(shown.iter().copied()).style(theme.ok), inner);
+    frame.render_widget(
+        Sparkline::default().data(shown.iter().copied()).bar_set(theme.glyphs.bars.clone()).style(theme.ok),
+        inner,
+    );
 }
