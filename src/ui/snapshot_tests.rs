@@ -416,3 +416,6 @@ fn utc_after_t() {
     s.keys("t");
     assert_screen_unredacted!("utc_after_t", s, 120, 40);
 }
+
+/// ASCII and light-theme screens.
+mod terminal;
