@@ -160,3 +160,24 @@ fn light_theme_every_role_reads_on_white() {
     s.press(KeyCode::Char('?'));
     assert_reads_on_white(&s, 120, 40);
 }
+
+/// `--low-bandwidth`: the price that just ticked (BRENT_CRUDE, half a second
+/// ago) is drawn as it will be once the moment has passed, so nothing
+/// changes on the screen when the highlight would have gone.
+#[test]
+fn low_bandwidth_prices_do_not_flash() {
+    let price_style = |s: &Screen| {
+        let buf = render(&s.live, &s.view, &s.theme, 120, 40);
+        let (x, y) = find(&buf, "75.90").unwrap();
+        let cell = &buf[(x, y)];
+        (cell.fg, cell.bg, cell.modifier)
+    };
+    let mut s = Screen::new(demo_model());
+    let flashing = price_style(&s);
+    s.theme = s.theme.without_tick_highlight();
+    let calm = price_style(&s);
+    s.live.tick(secs(32));
+    let later = price_style(&s);
+    assert_ne!(flashing, later, "the demo's BRENT_CRUDE has just ticked");
+    assert_eq!(calm, later);
+}
