@@ -7,6 +7,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::bounds;
+use crate::ui::theme::ThemeName;
 
 const ABOUT: &str = "top for live data feeds: the Companies House stream (companies entering and \
 leaving the proposal to strike off) and stock-quote feeds over WebSocket and SSE, stored in SQLite.";
@@ -141,9 +142,27 @@ pub struct RunArgs {
     #[arg(long, value_name = "N", value_parser = |s: &str| bounds::FPS.parse(s))]
     pub fps: Option<u32>,
 
-    /// No colours (also when NO_COLOR is set).
+    /// No colours (also when NO_COLOR is set): the same as --theme mono.
     #[arg(long)]
     pub no_color: bool,
+
+    /// Colours for a dark or a light terminal background, or none (mono)
+    /// [default: [ui] theme in the config file, else dark]. NO_COLOR and
+    /// --no-color mean mono whatever this says.
+    #[arg(long, value_enum, value_name = "THEME")]
+    pub theme: Option<ThemeName>,
+
+    /// Draw lines, bars and arrows in ASCII. The default under a locale
+    /// that is not UTF-8 (LANG=C); a UTF-8 terminal with a wrong locale
+    /// gets the full screen back with LANG=C.UTF-8 (or its own locale).
+    #[arg(long)]
+    pub ascii: bool,
+
+    /// For slow links (SSH over a modem, a satellite): 2 redraws a second,
+    /// no highlight on changed prices, ASCII. An explicit --fps wins over
+    /// its 2 fps; [ui] fps in the config file does not.
+    #[arg(long)]
+    pub low_bandwidth: bool,
 }
 
 #[derive(Debug, Args, Clone)]
@@ -237,6 +256,17 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn terminal_flags() {
+        let cli = Cli::try_parse_from(["feedtop", "--theme", "light", "--ascii", "--low-bandwidth"]).unwrap();
+        assert_eq!(cli.run.theme, Some(ThemeName::Light));
+        assert!(cli.run.ascii && cli.run.low_bandwidth);
+        let e = Cli::try_parse_from(["feedtop", "--theme", "blue"]).unwrap_err().to_string();
+        assert!(e.contains("--theme") && e.contains("dark, light, mono"), "{e}");
+        let help = Cli::command().render_long_help().to_string();
+        assert!(help.contains("LANG=C.UTF-8") && help.contains("explicit --fps wins"), "{help}");
     }
 
     #[test]

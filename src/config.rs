@@ -21,6 +21,8 @@ use crate::feeds::sse::SseSettings;
 use crate::feeds::supervisor::Reconnect;
 use crate::feeds::websocket::WsSettings;
 use crate::store::writer::RawEvents;
+use crate::ui::glyphs::use_ascii;
+use crate::ui::theme::{color_enabled_with, ThemeName};
 
 pub const DEFAULT_CH_URL: &str = "https://stream.companieshouse.gov.uk";
 pub const DEFAULT_STREAM: &str = "/companies";
@@ -28,6 +30,8 @@ pub const DEFAULT_KEY_ENV: &str = "CH_STREAMING_API_KEY";
 /// stooq's English site: the light-quote CSV with `N/D` (docs/protocols.md §5).
 pub const DEFAULT_STOOQ_URL: &str = "https://stooq.com";
 pub const DEFAULT_FPS: u32 = 10;
+/// `--low-bandwidth`: redraws a second.
+pub const LOW_BANDWIDTH_FPS: u32 = 2;
 pub const DEFAULT_LATENCY_WINDOW: Duration = Duration::from_secs(300);
 // Read timeouts, backoff caps and quiet periods default per feed kind, in
 // each feed's settings (`default_reconnect`); the ticker's stale age is the
@@ -397,6 +401,8 @@ pub struct UiFile {
     /// Ticker rows not updated for this long are dimmed.
     #[serde(deserialize_with = "within::stale_after")]
     pub stale_after: Option<HumanDuration>,
+    /// `dark`, `light` or `mono`; `--theme` wins.
+    pub theme: Option<ThemeName>,
 }
 
 #[derive(Debug, Default, Deserialize, PartialEq)]
@@ -575,6 +581,14 @@ pub struct Settings {
     pub set_aside: Vec<String>,
     pub db_path: PathBuf,
     pub fps: u32,
+    /// Colours: `--theme`, else `[ui] theme`, else dark; mono with
+    /// `NO_COLOR` or `--no-color`.
+    pub theme: ThemeName,
+    /// Decoration in ASCII: `--ascii`, `--low-bandwidth`, or a locale that
+    /// is not UTF-8.
+    pub ascii: bool,
+    /// Highlight a price that just changed (not with `--low-bandwidth`).
+    pub tick_highlight: bool,
     pub latency_window: Duration,
     pub stale_after: Duration,
     pub quote_retention: Duration,
@@ -589,6 +603,19 @@ pub struct Settings {
     pub enrich: Option<crate::enrich::EnrichSettings>,
     /// Why there is no enrichment, said once at start.
     pub enrich_off: Option<String>,
+}
+
+impl Settings {
+    /// The screen's look as the `i` overlay states it.
+    pub fn theme_description(&self) -> String {
+        let theme = match self.theme {
+            ThemeName::Dark => "dark",
+            ThemeName::Light => "light",
+            ThemeName::Mono => "mono (no colour)",
+        };
+        let glyphs = if self.ascii { "ASCII" } else { "Unicode" };
+        format!("{theme}, {glyphs}")
+    }
 }
 
 /// Merges defaults, the file, the environment (through `env`) and the flags.
@@ -644,7 +671,15 @@ pub fn resolve(
         chaos: args.chaos,
         set_aside,
         db_path: db_path(args.db.as_deref(), file, demo, paths),
-        fps: args.fps.or(file.ui.fps).unwrap_or(DEFAULT_FPS),
+        // The preset is a flag: it wins over the file, and --fps over it.
+        fps: args.fps.or(args.low_bandwidth.then_some(LOW_BANDWIDTH_FPS)).or(file.ui.fps).unwrap_or(DEFAULT_FPS),
+        theme: if color_enabled_with(args.no_color, env("NO_COLOR").as_deref()) {
+            args.theme.or(file.ui.theme).unwrap_or_default()
+        } else {
+            ThemeName::Mono
+        },
+        ascii: use_ascii(args.ascii || args.low_bandwidth, env),
+        tick_highlight: !args.low_bandwidth,
         latency_window: args.latency_window.or(file.ui.latency_window.map(|d| d.0)).unwrap_or(DEFAULT_LATENCY_WINDOW),
         stale_after: file.ui.stale_after.map_or(DEFAULT_STALE_AFTER, |d| d.0),
         quote_retention: file.storage.quote_retention.map_or(DEFAULT_QUOTE_RETENTION, |d| d.0),
@@ -1225,6 +1260,7 @@ read_timeout = "20s"
             ("[ui]\n\nfps = 61\n".into(), 3, "fps must be between 1 and 60 (got 61)"),
             ("[ui]\nlatency_window = \"1s\"\n".into(), 2, "latency_window must be between 10s and 1d"),
             ("[ui]\nstale_after = \"0s\"\n".into(), 2, "stale_after must be between 1s and 7d"),
+            ("[ui]\n\ntheme = \"blue\"\n".into(), 3, "expected one of `dark`, `light`, `mono`"),
             ("[storage]\nquote_retention = \"1m\"\n".into(), 2, "quote_retention must be between 1h and 3650d"),
             ("[storage]\nevent_retention = \"100000d\"\n".into(), 2, "event_retention must be between 1h and 3650d"),
             (feed("read_timeout = \"0s\""), 5, "read_timeout must be between 1s and 1h"),
@@ -1245,6 +1281,44 @@ read_timeout = "20s"
             assert!(e.contains(&format!("line {line} (`")) && e.contains(why), "{text}\n→ {e}");
             assert_eq!(e.lines().count(), 1, "{e}");
         }
+    }
+
+    /// Theme, ASCII and the low-bandwidth preset: flags beat the file,
+    /// NO_COLOR beats both, the locale decides ASCII unless a flag forces it.
+    #[test]
+    fn terminal_settings() {
+        let utf8 = |name: &str| (name == "LANG").then(|| "en_GB.UTF-8".to_string());
+        let file = |text: &str| FileConfig::parse(text, Path::new("c.toml")).unwrap();
+        let light = file("[ui]\ntheme = \"light\"\nfps = 5\n");
+        let run = |args: &RunArgs, file: &FileConfig, env: &dyn Fn(&str) -> Option<String>| {
+            resolve(args, file, env, &paths()).unwrap()
+        };
+
+        let s = run(&RunArgs::default(), &FileConfig::default(), &utf8);
+        assert_eq!((s.theme, s.ascii, s.tick_highlight, s.fps), (ThemeName::Dark, false, true, DEFAULT_FPS));
+        assert_eq!(run(&RunArgs::default(), &light, &utf8).theme, ThemeName::Light);
+        let mono = RunArgs { theme: Some(ThemeName::Mono), ..Default::default() };
+        assert_eq!(run(&mono, &light, &utf8).theme, ThemeName::Mono, "the flag wins");
+        let no_color = |name: &str| match name {
+            "NO_COLOR" => Some("1".to_string()),
+            _ => utf8(name),
+        };
+        let dark = RunArgs { theme: Some(ThemeName::Dark), ..Default::default() };
+        assert_eq!(run(&dark, &light, &no_color).theme, ThemeName::Mono, "NO_COLOR means mono");
+        let flag = RunArgs { no_color: true, ..dark.clone() };
+        assert_eq!(run(&flag, &light, &utf8).theme, ThemeName::Mono, "--no-color means mono");
+
+        // ASCII: the C locale (nothing set), or the flag.
+        assert!(run(&RunArgs::default(), &FileConfig::default(), &no_env).ascii);
+        let ascii = RunArgs { ascii: true, ..Default::default() };
+        assert!(run(&ascii, &FileConfig::default(), &utf8).ascii);
+
+        // The preset: 2 fps over the file's 5, no highlight, ASCII; --fps over it.
+        let low = RunArgs { low_bandwidth: true, ..Default::default() };
+        let s = run(&low, &light, &utf8);
+        assert_eq!((s.fps, s.ascii, s.tick_highlight), (LOW_BANDWIDTH_FPS, true, false));
+        let low_fps = RunArgs { fps: Some(7), ..low };
+        assert_eq!(run(&low_fps, &light, &utf8).fps, 7);
     }
 
     #[test]

@@ -118,16 +118,23 @@ fn watch(args: RunArgs) -> anyhow::Result<()> {
             let options = HeadlessOptions { duration: args.duration, interval: args.interval };
             headless::run(pipeline, options, &mut std::io::stdout().lock()).await?
         } else {
-            let color = feedtop::ui::theme::color_enabled(args.no_color);
             let run_info = feedtop::ui::RunInfo {
                 version: env!("CARGO_PKG_VERSION").to_string(),
                 config_file,
                 db_bytes: feedtop::ui::RunInfo::db_size(&settings.db_path),
                 db_path: settings.db_path.clone(),
                 fps: settings.fps,
-                theme: if color { "colour" } else { "no colour (NO_COLOR / --no-color)" }.to_string(),
+                theme: settings.theme_description(),
             };
-            let options = tui::TuiOptions { fps: settings.fps, color, stale_after: settings.stale_after, run_info, log };
+            let options = tui::TuiOptions {
+                fps: settings.fps,
+                theme: settings.theme,
+                ascii: settings.ascii,
+                tick_highlight: settings.tick_highlight,
+                stale_after: settings.stale_after,
+                run_info,
+                log,
+            };
             tui::run(pipeline, options).await?.1
         };
         let w = summary.writer;

@@ -12,6 +12,7 @@ use std::time::Duration;
 use chrono::Utc;
 use crossterm::event::{Event, EventStream, KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 use futures_util::StreamExt;
+use ratatui::backend::CrosstermBackend;
 use ratatui::layout::{Constraint, Flex, Layout};
 use ratatui::widgets::{Block, Clear, Paragraph, Wrap};
 use tokio::time::MissedTickBehavior;
@@ -19,13 +20,19 @@ use tokio::time::MissedTickBehavior;
 use crate::app::{shutdown_signal, Pipeline, ShutdownSummary};
 use crate::model::Model;
 use crate::ui;
-use crate::ui::theme::Theme;
+use crate::ui::glyphs::{self, Glyphs};
+use crate::ui::sgr16::{self, Sgr16};
+use crate::ui::theme::{Theme, ThemeName};
 use crate::ui::view::{Detail, RunInfo, UiCommand, ViewState};
 
 #[derive(Debug, Clone)]
 pub struct TuiOptions {
     pub fps: u32,
-    pub color: bool,
+    pub theme: ThemeName,
+    /// Draw decoration in ASCII (a non-UTF-8 locale, `--ascii`).
+    pub ascii: bool,
+    /// Highlight a price that just changed (off with `--low-bandwidth`).
+    pub tick_highlight: bool,
     /// Ticker rows older than this are dimmed.
     pub stale_after: Duration,
     /// The log pane's lines, filled by the tracing layer `logging::init` installed.
@@ -44,10 +51,23 @@ fn refresh_db_size(view: &mut ViewState) {
     }
 }
 
+impl TuiOptions {
+    pub fn theme(&self) -> Theme {
+        let theme = Theme::named(self.theme).with_glyphs(Glyphs::new(self.ascii));
+        if self.tick_highlight {
+            theme
+        } else {
+            theme.without_tick_highlight()
+        }
+    }
+}
+
+type Term = ratatui::Terminal<CrosstermBackend<Sgr16<std::io::Stdout>>>;
+
 /// Puts the terminal back however the TUI ends (return, `?`, or panic:
 /// `ratatui::init` also installs a panic hook that restores first).
 struct TerminalGuard {
-    terminal: ratatui::DefaultTerminal,
+    terminal: Term,
 }
 
 /// Set by the panic hook once it has given the terminal back: a panic on any
@@ -55,15 +75,29 @@ struct TerminalGuard {
 static RESTORED_BY_PANIC: AtomicBool = AtomicBool::new(false);
 
 impl TerminalGuard {
-    fn new() -> Self {
-        let terminal = ratatui::init();
+    fn new() -> anyhow::Result<Self> {
+        // `init` sets the terminal up (raw mode, alternate screen, the panic
+        // hook); the frames go through `Sgr16`, which turns crossterm's
+        // 256-colour sequences into 16-colour ones where the terminal has no
+        // more (TERM=vt100, linux).
+        drop(ratatui::init());
+        let term = std::env::var("TERM").ok();
+        let colorterm = std::env::var("COLORTERM").ok();
+        let sixteen = !sgr16::has_256_colours(term.as_deref(), colorterm.as_deref());
+        let terminal = match ratatui::Terminal::new(CrosstermBackend::new(Sgr16::new(std::io::stdout(), sixteen))) {
+            Ok(t) => t,
+            Err(e) => {
+                let _ = ratatui::try_restore();
+                return Err(anyhow::anyhow!("cannot use the terminal: {e}"));
+            }
+        };
         // ratatui's hook restores the terminal; remember that it did.
         let restore_and_report = std::panic::take_hook();
         std::panic::set_hook(Box::new(move |info| {
             RESTORED_BY_PANIC.store(true, Ordering::SeqCst);
             restore_and_report(info);
         }));
-        Self { terminal }
+        Ok(Self { terminal })
     }
 }
 
@@ -94,8 +128,8 @@ fn test_panic_at() -> Option<std::time::Instant> {
 
 pub async fn run(mut pipeline: Pipeline, options: TuiOptions) -> anyhow::Result<(Model, ShutdownSummary)> {
     let panic_at = test_panic_at();
-    let mut guard = TerminalGuard::new();
-    let theme = Theme::new(options.color);
+    let mut guard = TerminalGuard::new()?;
+    let theme = options.theme();
     let mut view = ViewState::new();
     view.stale_after = options.stale_after;
     view.run_info = Some(options.run_info.clone());
@@ -180,6 +214,9 @@ pub async fn run(mut pipeline: Pipeline, options: TuiOptions) -> anyhow::Result<
         let _ = guard.terminal.draw(|frame| {
             ui::draw(frame, pipeline.model(), &view, &theme);
             draw_stopping(frame, unstored, &theme);
+            if theme.glyphs.ascii {
+                glyphs::asciify(frame.buffer_mut());
+            }
         });
     }
     let quit_now = async {
@@ -230,6 +267,6 @@ fn draw_stopping(frame: &mut ratatui::Frame, unstored: usize, theme: &Theme) {
     let [area] = Layout::vertical([Constraint::Length(5)]).flex(Flex::Center).areas(frame.area());
     let [area] = Layout::horizontal([Constraint::Max(72)]).flex(Flex::Center).areas(area);
     frame.render_widget(Clear, area);
-    let block = Block::bordered().title(" feedtop ").border_style(theme.warn);
+    let block = Block::bordered().border_set(theme.glyphs.border).title(" feedtop ").border_style(theme.warn);
     frame.render_widget(Paragraph::new(text).wrap(Wrap { trim: true }).block(block), area);
 }

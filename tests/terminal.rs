@@ -1,8 +1,12 @@
 //! The TUI in a real terminal (tmux): it draws, answers keys, and gives the
 //! terminal back on quit; it survives being resized down to 20×5 and back and a
 //! burst of 10,000 keys; and a panic gives the terminal back too, with the
-//! message on the normal screen. Skipped with a note where tmux is not
-//! installed (`.ci/run` installs it).
+//! message on the normal screen. Under a locale that is not UTF-8 it writes
+//! only ASCII, and on a 16-colour terminal only 16-colour sequences (the
+//! bytes it writes are captured with `tmux pipe-pane`). Skipped with a note
+//! where tmux is not installed (`.ci/run` installs it).
+//!
+//! Every command sets its locale: the screen's glyphs depend on it.
 
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -29,6 +33,23 @@ impl Tmux {
         String::from_utf8_lossy(&out.stdout).to_string()
     }
 
+    /// Copies everything the program in the pane writes from now on to `path`.
+    fn pipe_to(&self, path: &std::path::Path) {
+        let status = Command::new("tmux")
+            .args(["pipe-pane", "-o", "-t", &self.session])
+            .arg(format!("cat >> '{}'", path.display()))
+            .status()
+            .unwrap();
+        assert!(status.success(), "tmux pipe-pane failed");
+    }
+
+    /// Wakes a `tmux wait-for <channel>` in the pane (or the next one: tmux
+    /// remembers a signal nobody waited for yet).
+    fn signal(&self, channel: &str) {
+        let status = Command::new("tmux").args(["wait-for", "-S", channel]).status().unwrap();
+        assert!(status.success(), "tmux wait-for -S failed");
+    }
+
     fn keys(&self, keys: &str) {
         Command::new("tmux").args(["send-keys", "-t", &self.session, keys]).status().unwrap();
     }
@@ -46,15 +67,6 @@ impl Tmux {
             .status()
             .unwrap();
         assert!(status.success(), "tmux resize-window failed");
-    }
-
-    /// Copies every byte the program writes to the pane into `file`.
-    fn pipe_to(&self, file: &std::path::Path) {
-        let status = Command::new("tmux")
-            .args(["pipe-pane", "-o", "-t", &self.session, &format!("cat >> {}", file.display())])
-            .status()
-            .unwrap();
-        assert!(status.success(), "tmux pipe-pane failed");
     }
 
     /// Polls the screen until `pred` holds; panics with the screen after the deadline.
@@ -82,7 +94,7 @@ fn demo_tui_draws_pauses_helps_and_restores_the_terminal() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("demo.db");
     let command = format!(
-        "env -u CH_STREAMING_API_KEY NO_COLOR=1 {} --demo --db {}; echo EXITED=$?; sleep 60",
+        "env -u CH_STREAMING_API_KEY NO_COLOR=1 {UTF8} {} --demo --db {}; echo EXITED=$?; sleep 60",
         env!("CARGO_BIN_EXE_feedtop"),
         db.display()
     );
@@ -118,10 +130,13 @@ fn demo_tui_draws_pauses_helps_and_restores_the_terminal() {
     assert!(!screen.contains("Strike-off changes"), "the alternate screen was left: {screen}");
 }
 
+/// A UTF-8 locale, whatever the machine running the tests has.
+const UTF8: &str = "LANG=C.UTF-8 LC_ALL= LC_CTYPE=";
+
 /// The demo in a fresh database, then `EXITED=<status>` and a plain shell.
 fn demo_command(db: &std::path::Path, env: &str) -> String {
     format!(
-        "env -u CH_STREAMING_API_KEY -u RUST_BACKTRACE NO_COLOR=1 {env} {} --demo --db {}; echo EXITED=$?; exec sh",
+        "env -u CH_STREAMING_API_KEY -u RUST_BACKTRACE NO_COLOR=1 {UTF8} {env} {} --demo --db {}; echo EXITED=$?; exec sh",
         env!("CARGO_BIN_EXE_feedtop"),
         db.display()
     )
@@ -246,7 +261,7 @@ fn a_bell_alert_writes_bel_once_per_alert() {
     let bytes = dir.path().join("pane.bytes");
     // `read` holds the program until the pane's output is being captured.
     let command = format!(
-        "read go; env -u CH_STREAMING_API_KEY NO_COLOR=1 {} --config {} --db {}; echo EXITED=$?; exec sh",
+        "read go; env -u CH_STREAMING_API_KEY NO_COLOR=1 LANG=C.UTF-8 LC_ALL= LC_CTYPE= {} --config {} --db {}; echo EXITED=$?; exec sh",
         env!("CARGO_BIN_EXE_feedtop"),
         config.display(),
         db.display()
@@ -274,4 +289,91 @@ fn a_bell_alert_writes_bel_once_per_alert() {
     let conn = rusqlite::Connection::open(&db).unwrap();
     let rows: i64 = conn.query_row("SELECT count(*) FROM alerts WHERE kind = 'feed-down'", [], |r| r.get(0)).unwrap();
     assert_eq!(rows, 2);
+}
+
+/// The bytes the demo writes to a 100×30 pane with `env` set, from its first
+/// byte until it has shown live strike-off changes and quit: the pane's shell
+/// waits on a tmux channel until the pipe is in place.
+fn bytes_written(name: &str, env: &str) -> Option<Vec<u8>> {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out.bytes");
+    let channel = format!("feedtop-test-{}-{name}-go", std::process::id());
+    let command = format!(
+        "tmux wait-for {channel}; env -u CH_STREAMING_API_KEY -u RUST_BACKTRACE -u NO_COLOR -u COLORTERM {env} {} --demo --db {}; echo EXITED=$?; exec sh",
+        env!("CARGO_BIN_EXE_feedtop"),
+        dir.path().join("demo.db").display()
+    );
+    let tmux = Tmux::start(name, 100, 30, &command)?;
+    tmux.pipe_to(&out);
+    tmux.signal(&channel);
+    tmux.wait_for("the live demo with strike-off changes", |s| {
+        s.contains("5/5 live")
+            && s.contains("Strike-off changes")
+            && s.contains("entered ")
+            && !s.contains("entered 0 ")
+    });
+    // Into the help and out again: the box and the key names are drawn too.
+    tmux.keys("?");
+    tmux.wait_for("the help overlay", |s| s.contains("reconnect all feeds"));
+    tmux.keys("j");
+    tmux.keys("Escape");
+    tmux.wait_for("help to close", |s| !s.contains("reconnect all feeds"));
+    tmux.keys("q");
+    let screen = tmux.wait_for("a clean exit", |s| s.contains("EXITED="));
+    assert!(screen.contains("EXITED=0"), "{screen}");
+    drop(tmux);
+    let bytes = std::fs::read(&out).unwrap();
+    assert!(bytes.len() > 1000, "the frames were captured: {} bytes", bytes.len());
+    Some(bytes)
+}
+
+/// The SGR sequences (`ESC[…m`) in `bytes`, by their parameters.
+fn sgr_params(bytes: &[u8]) -> Vec<String> {
+    let text = String::from_utf8_lossy(bytes);
+    text.split("\x1b[")
+        .skip(1)
+        .filter_map(|rest| {
+            let end = rest.find(|c: char| !(c.is_ascii_digit() || c == ';'))?;
+            rest[end..].starts_with('m').then(|| rest[..end].to_string())
+        })
+        .collect()
+}
+
+#[test]
+fn under_the_c_locale_only_ascii_is_written() {
+    let Some(bytes) = bytes_written("ascii", "LANG=C LC_ALL= LC_CTYPE= TERM=xterm-256color") else {
+        eprintln!("note: tmux is not installed; the real-terminal test did not run");
+        return;
+    };
+    let odd: Vec<(usize, u8)> = bytes.iter().copied().enumerate().filter(|(_, b)| *b >= 0x80).take(10).collect();
+    assert!(odd.is_empty(), "bytes >= 0x80 at {odd:?}: {}", String::from_utf8_lossy(&bytes[..bytes.len().min(2000)]));
+    // Still the full screen: rules drawn in ASCII.
+    assert!(String::from_utf8_lossy(&bytes).contains("-----"), "no ASCII rules");
+}
+
+#[test]
+fn a_16_colour_terminal_gets_16_colour_sequences() {
+    let Some(bytes) = bytes_written("vt100", "LANG=C.UTF-8 LC_ALL= LC_CTYPE= TERM=vt100") else {
+        eprintln!("note: tmux is not installed; the real-terminal test did not run");
+        return;
+    };
+    let params = sgr_params(&bytes);
+    let wide: Vec<&String> = params.iter().filter(|p| p.contains("38;5;") || p.contains("48;5;")).collect();
+    assert!(wide.is_empty(), "256-colour sequences: {wide:?}");
+    // Colour is still there: green for `live`, in the 16-colour form.
+    let colours: Vec<&String> =
+        params.iter().filter(|p| p.split(';').any(|n| matches!(n.parse::<u8>(), Ok(30..=37 | 90..=97)))).collect();
+    assert!(colours.iter().any(|p| p.split(';').any(|n| n == "32")), "no green: {params:?}");
+    // And the screen was drawn in Unicode: the locale is UTF-8.
+    assert!(String::from_utf8_lossy(&bytes).contains('─'));
+}
+
+/// The same run on a 256-colour terminal: crossterm's own forms, untouched.
+#[test]
+fn a_256_colour_terminal_gets_the_256_colour_forms() {
+    let Some(bytes) = bytes_written("xterm256", "LANG=C.UTF-8 LC_ALL= LC_CTYPE= TERM=xterm-256color") else {
+        eprintln!("note: tmux is not installed; the real-terminal test did not run");
+        return;
+    };
+    assert!(sgr_params(&bytes).iter().any(|p| p.contains("38;5;2")), "green as crossterm writes it");
 }

@@ -10,10 +10,12 @@
 pub mod clock;
 pub mod filter;
 pub mod fmt;
+pub mod glyphs;
 pub mod keys;
 pub mod layout;
 pub mod panes;
 pub mod quote_fmt;
+pub mod sgr16;
 pub mod theme;
 pub mod ticker_list;
 pub mod view;
@@ -42,6 +44,13 @@ pub const MIN_WIDTH: u16 = 60;
 pub const MIN_HEIGHT: u16 = 16;
 
 pub fn draw(frame: &mut Frame, live: &Model, view: &ViewState, theme: &Theme) {
+    draw_panes(frame, live, view, theme);
+    if theme.glyphs.ascii {
+        glyphs::asciify(frame.buffer_mut());
+    }
+}
+
+fn draw_panes(frame: &mut Frame, live: &Model, view: &ViewState, theme: &Theme) {
     let area = frame.area();
     let model = view.shown(live);
     let paused = view.frozen.as_ref().map(|snap| live.events_total.saturating_sub(snap.events_total));

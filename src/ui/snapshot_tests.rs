@@ -883,3 +883,6 @@ fn every_list_keeps_three_rows() {
         assert_eq!(screen.contains("Latency"), (w, h) != (80, 24), "{screen}");
     }
 }
+
+/// ASCII and light-theme screens.
+mod terminal;

@@ -64,7 +64,15 @@ pub fn line_count() -> usize {
 /// Draws the overlay from line `scroll` (bounded here too, in case the
 /// terminal grew) and returns how many lines it showed.
 pub fn render(frame: &mut Frame, area: Rect, scroll: usize, theme: &Theme) -> usize {
-    let lines = lines();
+    let mut lines = lines();
+    if theme.glyphs.ascii {
+        // `^` would read as Ctrl: name the arrow keys.
+        for line in &mut lines {
+            if let HelpLine::Entry(keys, _) = line {
+                *keys = keys.replace('↑', "Up").replace('↓', "Down");
+            }
+        }
+    }
     let entry_widths = || lines.iter().filter_map(|l| if let HelpLine::Entry(k, d) = l { Some((k, d)) } else { None });
     let key_width = entry_widths().map(|(k, _)| k.chars().count()).max().unwrap_or(0) as u16;
     let desc_width = entry_widths().map(|(_, d)| d.chars().count()).max().unwrap_or(0) as u16;
@@ -81,12 +89,14 @@ pub fn render(frame: &mut Frame, area: Rect, scroll: usize, theme: &Theme) -> us
     let hint = match (first > 0, below) {
         (false, false) => " q / Esc closes ".to_string(),
         (up, down) => {
-            let arrows = [(up, "↑"), (down, "↓")].iter().filter(|a| a.0).map(|a| a.1).collect::<String>();
-            format!(" {arrows} more · j/k scroll · q closes ")
+            let g = &theme.glyphs;
+            let arrows = [(up, g.more_up), (down, g.more_down)].iter().filter(|a| a.0).map(|a| a.1).collect::<String>();
+            format!(" {arrows} more {dot} j/k scroll {dot} q closes ", dot = g.dot)
         }
     };
     let block = Block::default()
         .borders(Borders::ALL)
+        .border_set(theme.glyphs.border)
         .border_style(theme.title)
         .padding(Padding::horizontal(1))
         .title(Line::styled(" Keys ", theme.title))

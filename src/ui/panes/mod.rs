@@ -25,7 +25,12 @@ use super::theme::Theme;
 /// cost two rows and two columns per pane, which 80×24 cannot spare.
 pub fn block<'a>(title: Vec<Span<'a>>, focused: bool, theme: &Theme) -> Block<'a> {
     let style = if focused { theme.focus } else { theme.title };
-    let mut spans = vec![Span::styled(if focused { "▶ " } else { "" }, style)];
+    let marker = if focused { format!("{} ", theme.glyphs.focus) } else { String::new() };
+    let mut spans = vec![Span::styled(marker, style)];
     spans.extend(title.into_iter().map(|s| if s.style == Default::default() { s.style(style) } else { s }));
-    Block::default().borders(Borders::TOP).border_style(theme.dim).title(Line::from(spans))
+    Block::default()
+        .borders(Borders::TOP)
+        .border_set(theme.glyphs.border)
+        .border_style(theme.dim)
+        .title(Line::from(spans))
 }

@@ -25,7 +25,8 @@ pub fn minutes(model: &Model) -> Vec<u64> {
 /// to fit `width` (a cut `last 28` would read as 28 of something else).
 fn title<'a>(model: &Model, minutes: usize, width: u16, theme: &Theme) -> Vec<Span<'a>> {
     let rate = thousands(model.per_minute());
-    let tails = [format!(" events/min · last {minutes}m"), " events/min".to_string(), "/min".to_string()];
+    let dot = theme.glyphs.dot;
+    let tails = [format!(" events/min {dot} last {minutes}m"), " events/min".to_string(), "/min".to_string()];
     let fits = |tail: &str| 5 + rate.chars().count() + tail.chars().count() <= usize::from(width);
     let tail = tails.iter().find(|t| fits(t)).unwrap_or(&tails[2]).clone();
     vec![Span::raw("Rate "), Span::styled(rate, theme.ok), Span::raw(tail)]
@@ -39,7 +40,10 @@ pub fn render(frame: &mut Frame, area: Rect, model: &Model, theme: &Theme) {
     let blk = block(title(model, shown.len(), area.width, theme), false, theme);
     let inner = blk.inner(area);
     frame.render_widget(blk, area);
-    frame.render_widget(Sparkline::default().data(shown.iter().copied()).style(theme.ok), inner);
+    frame.render_widget(
+        Sparkline::default().data(shown.iter().copied()).bar_set(theme.glyphs.bars.clone()).style(theme.ok),
+        inner,
+    );
 }
 
 /// The rate and latency panes collapsed into one line, where the screen
@@ -56,7 +60,10 @@ pub fn render_line(frame: &mut Frame, area: Rect, model: &Model, theme: &Theme) 
     let [text, spark] = Layout::horizontal([Constraint::Length(label_width), Constraint::Fill(1)]).areas(area);
     frame.render_widget(label, text);
     let shown = &history[history.len().saturating_sub(usize::from(spark.width))..];
-    frame.render_widget(Sparkline::default().data(shown.iter().copied()).style(theme.ok), spark);
+    frame.render_widget(
+        Sparkline::default().data(shown.iter().copied()).bar_set(theme.glyphs.bars.clone()).style(theme.ok),
+        spark,
+    );
 }
 
 #[cfg(test)]

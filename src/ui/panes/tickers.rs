@@ -291,6 +291,8 @@ pub fn render(frame: &mut Frame, area: Rect, model: &Model, args: Args, theme: &
     let aligned = |col: Col, line: Line<'static>| if col.right_aligned() { line.right_aligned() } else { line };
     let header = Row::new(cols.iter().map(|&(_, c)| Cell::from(aligned(c, Line::raw(c.header()))))).style(theme.dim);
     let rows = matching.iter().zip(all).skip(first).take(rows_fit).map(|(row, s)| {
+        // No flash at all with --low-bandwidth: neither the price nor the row.
+        let s = Shown { ticked: s.ticked && theme.flash_ticks, ..s };
         let cells = cols.iter().zip(&widths).map(|(&(i, c), &w)| {
             let text = crate::ui::fmt::truncate(&s.cells[i], usize::from(w));
             Cell::from(aligned(c, Line::styled(text, cell_style(c, &s, row, theme))))
