@@ -1,0 +1,635 @@
+//! What the detail views show: everything stored about one company, and one
+//! symbol's stored price history.
+//!
+//! Both run on the UI thread when the user presses Enter (on a read-only
+//! connection, [`super::open_read_only`]), so both read a bounded number of
+//! rows through an index, whatever the size of the database:
+//! - a company's events through `events_by_resource` (schema version 5),
+//!   newest first, at most [`MAX_EVENTS`];
+//! - a symbol's quotes through `quote_history_by_symbol`, counted and thinned
+//!   inside SQLite so that only the points drawn leave it.
+
+use std::path::Path;
+
+use chrono::{DateTime, Utc};
+use rusqlite::{params, Connection, OptionalExtension};
+use serde_json::Value;
+
+use super::{parse_ts, ts, StoreError};
+use crate::model::{ChangeKind, StrikeOffChange};
+
+/// Stored events read for one company at most: a company with 10,000 events
+/// (a busy group's profile is re-published often) must not stall the screen.
+pub const MAX_EVENTS: usize = 500;
+/// Strike-off changes read for one company at most.
+pub const MAX_STRIKE_OFFS: usize = 100;
+
+/// Everything stored about one company.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CompanyDetail {
+    pub number: String,
+    /// The newest name known (the company's row, else its newest event, else
+    /// its newest strike-off change).
+    pub name: Option<String>,
+    pub status: Option<String>,
+    pub status_detail: Option<String>,
+    /// The profile from the newest stored event that has one. `None` when
+    /// no stored event has one: none is stored (older than the event
+    /// retention), or the events were stored as fields only.
+    pub profile: Option<Profile>,
+    /// Each state the company was in, newest first: one entry per run of
+    /// events with the same status, detail and kind (many events change
+    /// something else, such as the address).
+    pub history: Vec<StatusEntry>,
+    /// Stored events read for the history (at most [`MAX_EVENTS`]).
+    pub events_read: usize,
+    /// Older events exist that were not read.
+    pub older_events: bool,
+    /// Strike-off changes, newest first (at most [`MAX_STRIKE_OFFS`]).
+    pub strike_offs: Vec<StrikeOffChange>,
+}
+
+/// A company's profile fields, as of one stored event. Dates are the
+/// register's `YYYY-MM-DD` text, kept as sent.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Profile {
+    /// The event it came from.
+    pub timepoint: i64,
+    pub at: DateTime<Utc>,
+    pub company_type: Option<String>,
+    pub jurisdiction: Option<String>,
+    pub date_of_creation: Option<String>,
+    pub date_of_cessation: Option<String>,
+    /// The registered office, one display line each, in postal order.
+    pub address: Vec<String>,
+    pub sic_codes: Vec<String>,
+    pub accounts: Due,
+    pub confirmation_statement: Due,
+}
+
+/// A filing's next due date and whether it is overdue.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Due {
+    pub next_due: Option<String>,
+    pub overdue: Option<bool>,
+}
+
+/// One state of a company's status history.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StatusEntry {
+    /// When the first event in this state was published (received, where
+    /// the event had no publication time).
+    pub at: DateTime<Utc>,
+    pub timepoint: i64,
+    /// `None` when the event did not say (a `deleted` event without data).
+    pub status: Option<String>,
+    pub detail: Option<String>,
+    pub deleted: bool,
+    /// Events read in this state.
+    pub events: usize,
+}
+
+fn sqlite_error(conn: &Connection) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
+    move |e| StoreError::from_sqlite(Path::new(conn.path().unwrap_or("")), e)
+}
+
+/// Newest first, walking `events_by_resource` backwards: no sort, and it
+/// stops at the limit.
+const COMPANY_EVENTS: &str = "
+    SELECT timepoint, event_type, published_at, received_at, raw
+      FROM events
+     WHERE resource_id = ?1 AND resource_kind = 'company-profile'
+     ORDER BY timepoint DESC
+     LIMIT ?2";
+
+/// Uses `strike_offs`' unique (company_number, timepoint) index.
+const COMPANY_STRIKE_OFFS: &str = "
+    SELECT change, company_number, company_name, from_status, from_detail, to_status, to_detail,
+           published_at, timepoint, received_at
+      FROM strike_offs
+     WHERE company_number = ?1
+     ORDER BY timepoint DESC
+     LIMIT ?2";
+
+/// Everything stored about company `number`; `None` when nothing is.
+pub fn company_detail(conn: &Connection, number: &str) -> Result<Option<CompanyDetail>, StoreError> {
+    let err = sqlite_error(conn);
+    let row = conn
+        .query_row(
+            "SELECT company_name, company_status, company_status_detail FROM companies WHERE company_number = ?1",
+            [number],
+            |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, Option<String>>(2)?)),
+        )
+        .optional()
+        .map_err(&err)?;
+
+    let mut stmt = conn.prepare_cached(COMPANY_EVENTS).map_err(&err)?;
+    // One more than is used, to know whether older ones exist.
+    let events = stmt
+        .query_map(params![number, (MAX_EVENTS + 1) as i64], |r| {
+            Ok(StoredEvent {
+                timepoint: r.get(0)?,
+                event_type: r.get(1)?,
+                published_at: r.get(2)?,
+                received_at: r.get(3)?,
+                raw: r.get(4)?,
+            })
+        })
+        .map_err(&err)?
+        .collect::<rusqlite::Result<Vec<_>>>()
+        .map_err(&err)?;
+    let older_events = events.len() > MAX_EVENTS;
+    let events = &events[..events.len().min(MAX_EVENTS)];
+    let strike_offs = company_strike_offs(conn, number)?;
+    if row.is_none() && events.is_empty() && strike_offs.is_empty() {
+        return Ok(None);
+    }
+
+    // Each raw event parsed once; one that does not parse still counts in
+    // the history (its kind and time are columns), without a status.
+    let parsed: Vec<(&StoredEvent, Option<Value>)> =
+        events.iter().map(|e| (e, serde_json::from_str::<Value>(&e.raw).ok())).collect();
+    let profile = parsed.iter().find_map(|(e, v)| v.as_ref().and_then(|v| profile(e, v)));
+    let newest = parsed.first().and_then(|(_, v)| v.as_ref()).map(company_fields);
+
+    let (name, status, status_detail) = match row {
+        Some((name, status, detail)) => (Some(name), Some(status), detail),
+        None => {
+            let (name, status, detail) = newest.unwrap_or_default();
+            let name = name.or_else(|| strike_offs.first().map(|c| c.company_name.clone()));
+            (name, status, detail)
+        }
+    };
+    Ok(Some(CompanyDetail {
+        number: number.to_string(),
+        name,
+        status,
+        status_detail,
+        profile,
+        history: history(&parsed),
+        events_read: events.len(),
+        older_events,
+        strike_offs,
+    }))
+}
+
+struct StoredEvent {
+    timepoint: i64,
+    event_type: String,
+    published_at: Option<String>,
+    received_at: String,
+    raw: String,
+}
+
+impl StoredEvent {
+    fn at(&self) -> DateTime<Utc> {
+        self.published_at.as_deref().and_then(parse_ts).or_else(|| parse_ts(&self.received_at)).unwrap_or_default()
+    }
+}
+
+/// The company's fields of a stored event: under `data` in a line stored
+/// whole, at the top level when only the fields were stored
+/// (`[storage] raw_events = "fields"`).
+fn company_object(v: &Value) -> &Value {
+    match v.get("data") {
+        Some(data) if data.is_object() => data,
+        _ => v,
+    }
+}
+
+fn text(v: &Value, key: &str) -> Option<String> {
+    v.get(key).and_then(Value::as_str).map(str::to_string)
+}
+
+/// Name, status and detail of a stored event.
+fn company_fields(v: &Value) -> (Option<String>, Option<String>, Option<String>) {
+    let c = company_object(v);
+    (text(c, "company_name"), text(c, "company_status"), text(c, "company_status_detail"))
+}
+
+/// Oldest first through the runs of equal states, then newest first.
+fn history(parsed: &[(&StoredEvent, Option<Value>)]) -> Vec<StatusEntry> {
+    let mut out: Vec<StatusEntry> = Vec::new();
+    for (e, v) in parsed.iter().rev() {
+        let (_, status, detail) = v.as_ref().map(company_fields).unwrap_or_default();
+        let deleted = e.event_type == "deleted";
+        if let Some(last) = out.last_mut() {
+            if (&last.status, &last.detail, last.deleted) == (&status, &detail, deleted) {
+                last.events += 1;
+                continue;
+            }
+        }
+        out.push(StatusEntry { at: e.at(), timepoint: e.timepoint, status, detail, deleted, events: 1 });
+    }
+    out.reverse();
+    out
+}
+
+/// The profile of a stored event, when it was stored whole.
+fn profile(e: &StoredEvent, v: &Value) -> Option<Profile> {
+    let data = v.get("data").filter(|d| d.is_object())?;
+    let address = data.get("registered_office_address").map(address_lines).unwrap_or_default();
+    let sic_codes = data
+        .get("sic_codes")
+        .and_then(Value::as_array)
+        .map(|codes| codes.iter().filter_map(Value::as_str).map(str::to_string).collect())
+        .unwrap_or_default();
+    let due = |key: &str| {
+        let d = data.get(key);
+        Due {
+            // `next_due` is the profile's summary; `next_accounts.due_on` says
+            // the same for accounts where a profile lacks the summary.
+            next_due: d
+                .and_then(|d| text(d, "next_due").or_else(|| d.get("next_accounts").and_then(|n| text(n, "due_on")))),
+            overdue: d.and_then(|d| d.get("overdue")).and_then(Value::as_bool),
+        }
+    };
+    Some(Profile {
+        timepoint: e.timepoint,
+        at: e.at(),
+        company_type: text(data, "type"),
+        jurisdiction: text(data, "jurisdiction"),
+        date_of_creation: text(data, "date_of_creation"),
+        date_of_cessation: text(data, "date_of_cessation"),
+        address,
+        sic_codes,
+        accounts: due("accounts"),
+        confirmation_statement: due("confirmation_statement"),
+    })
+}
+
+/// The registered office as it is written on an envelope: `care of`, PO box,
+/// premises with the first line, then one line for each of the rest.
+fn address_lines(a: &Value) -> Vec<String> {
+    let field = |k: &str| text(a, k).map(|s| s.trim().to_string()).filter(|s| !s.is_empty());
+    let join = |parts: &[Option<String>]| {
+        let parts: Vec<&str> = parts.iter().flatten().map(String::as_str).collect();
+        (!parts.is_empty()).then(|| parts.join(", "))
+    };
+    [
+        field("care_of").map(|c| format!("c/o {c}")),
+        field("po_box").map(|p| format!("PO Box {p}")),
+        join(&[field("premises"), field("address_line_1")]),
+        field("address_line_2"),
+        join(&[field("locality"), field("region")]),
+        field("postal_code"),
+        field("country"),
+    ]
+    .into_iter()
+    .flatten()
+    .collect()
+}
+
+fn company_strike_offs(conn: &Connection, number: &str) -> Result<Vec<StrikeOffChange>, StoreError> {
+    let err = sqlite_error(conn);
+    let mut stmt = conn.prepare_cached(COMPANY_STRIKE_OFFS).map_err(&err)?;
+    let rows = stmt
+        .query_map(params![number, MAX_STRIKE_OFFS as i64], |r| {
+            let change: String = r.get(0)?;
+            let published: Option<String> = r.get(7)?;
+            let received: String = r.get(9)?;
+            Ok(StrikeOffChange {
+                kind: ChangeKind::parse(&change).unwrap_or(ChangeKind::Entered),
+                company_number: r.get(1)?,
+                company_name: r.get(2)?,
+                from_status: r.get(3)?,
+                from_detail: r.get(4)?,
+                to_status: r.get(5)?,
+                to_detail: r.get(6)?,
+                published_at: published.as_deref().and_then(parse_ts),
+                timepoint: r.get(8)?,
+                received_at: parse_ts(&received).unwrap_or_default(),
+            })
+        })
+        .map_err(&err)?;
+    rows.collect::<rusqlite::Result<_>>().map_err(err)
+}
+
+/// The first quote received at or after a time, found through
+/// `quote_history_by_time`. Rows are appended as quotes arrive, so every
+/// later row has a larger id: the history since then is an id range of
+/// `quote_history_by_symbol`, read without visiting the table.
+const FIRST_ID_SINCE: &str = "SELECT id FROM quote_history WHERE received_at >= ?1 ORDER BY received_at, id LIMIT 1";
+
+const COUNT_SINCE: &str = "SELECT count(*) FROM quote_history WHERE feed = ?1 AND symbol = ?2 AND id >= ?3";
+
+const ALL_SINCE: &str = "
+    SELECT received_at, price FROM quote_history
+     WHERE feed = ?1 AND symbol = ?2 AND id >= ?3
+     ORDER BY id";
+
+/// One point: the newest price.
+const NEWEST_SINCE: &str = "
+    SELECT received_at, price FROM quote_history
+     WHERE feed = ?1 AND symbol = ?2 AND id >= ?3
+     ORDER BY id DESC LIMIT 1";
+
+/// Row `rn` (0-based, of `?5` rows) falls in bucket `rn·(?4−1) div (?5−1)`:
+/// buckets 0 … ?4−1, the first row alone in bucket 0 and the last alone in
+/// the last. The first row of each bucket is kept: ?4 rows, evenly spaced,
+/// the oldest and the newest among them. Numbering the rows reads only the
+/// index; the table is visited for the rows kept.
+const THINNED_SINCE: &str = "
+    SELECT received_at, price FROM quote_history
+     WHERE id IN (
+        SELECT min(id) FROM (
+            SELECT id, (row_number() OVER (ORDER BY id) - 1) * (?4 - 1) / (?5 - 1) AS bucket
+              FROM quote_history
+             WHERE feed = ?1 AND symbol = ?2 AND id >= ?3)
+         GROUP BY bucket)
+     ORDER BY id";
+
+/// The prices of `symbol` on `feed` received since `since`, oldest first,
+/// with the time each was received: every row when there are at most
+/// `max_points`, else `max_points` rows evenly spaced through them (the
+/// oldest and the newest always among them).
+pub fn price_history(
+    conn: &Connection,
+    feed: &str,
+    symbol: &str,
+    since: DateTime<Utc>,
+    max_points: usize,
+) -> Result<Vec<(DateTime<Utc>, f64)>, StoreError> {
+    let err = sqlite_error(conn);
+    if max_points == 0 {
+        return Ok(Vec::new());
+    }
+    let Some(first) = conn.query_row(FIRST_ID_SINCE, [ts(since)], |r| r.get::<_, i64>(0)).optional().map_err(&err)?
+    else {
+        return Ok(Vec::new());
+    };
+    let rows: i64 = conn.query_row(COUNT_SINCE, params![feed, symbol, first], |r| r.get(0)).map_err(&err)?;
+    let wanted = max_points as i64;
+    let raw = if rows <= wanted {
+        points(conn, ALL_SINCE, params![feed, symbol, first])
+    } else if wanted == 1 {
+        points(conn, NEWEST_SINCE, params![feed, symbol, first])
+    } else {
+        points(conn, THINNED_SINCE, params![feed, symbol, first, wanted, rows])
+    }
+    .map_err(&err)?;
+    // A time that does not parse (only in a damaged row) is left out rather
+    // than drawn at 1970.
+    Ok(raw.into_iter().filter_map(|(t, p)| parse_ts(&t).map(|t| (t, p))).collect())
+}
+
+/// The (received_at, price) rows of one of the queries above.
+fn points(conn: &Connection, sql: &str, params: impl rusqlite::Params) -> rusqlite::Result<Vec<(String, f64)>> {
+    let mut stmt = conn.prepare_cached(sql)?;
+    let rows = stmt.query_map(params, |r| Ok((r.get(0)?, r.get(1)?)))?;
+    rows.collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Fact, Model};
+    use crate::store::writer::{write_batch, RawEvents};
+    use chrono::{TimeDelta, TimeZone};
+    use feedtop_proto::ch::parse_event;
+    use feedtop_proto::{FeedInfo, FeedKind, FeedMsg, FeedMsgKind, Quote, ResumePoint};
+    use std::time::Duration;
+
+    fn t0() -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2025, 6, 10, 12, 0, 0).unwrap()
+    }
+
+    /// The fixture through the model (which finds the strike-off changes)
+    /// and the real writer, stored as `raw`.
+    fn fixture_db(raw: RawEvents) -> (tempfile::TempDir, Connection) {
+        let info = FeedInfo { name: "companies".into(), kind: FeedKind::CompaniesHouse };
+        let mut model = Model::new(vec![info], Duration::from_secs(300), t0());
+        let mut facts = Vec::new();
+        for line in include_str!("../../tests/fixtures/ch-companies-sample.ndjson").lines() {
+            if let Ok(ev) = parse_event(line.as_bytes().to_vec()) {
+                let resume = ResumePoint::Timepoint(ev.timepoint);
+                let kind = FeedMsgKind::Resumable { resume, inner: Box::new(FeedMsgKind::Event(Box::new(ev))) };
+                model.apply(FeedMsg { feed: "companies".into(), at: t0(), kind }, &mut facts);
+            }
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let mut conn = crate::store::open(&dir.path().join("t.db")).unwrap();
+        write_batch(&mut conn, &facts, raw).unwrap();
+        (dir, conn)
+    }
+
+    fn states(d: &CompanyDetail) -> Vec<(i64, Option<&str>, Option<&str>, bool, usize)> {
+        d.history.iter().map(|h| (h.timepoint, h.status.as_deref(), h.detail.as_deref(), h.deleted, h.events)).collect()
+    }
+
+    #[test]
+    fn a_struck_off_company_has_its_history_newest_first_and_its_changes() {
+        let (_dir, conn) = fixture_db(RawEvents::Full);
+        let d = company_detail(&conn, "14829301").unwrap().expect("stored");
+        assert_eq!(d.name.as_deref(), Some("BRIGHTWELL JOINERY LTD"));
+        assert_eq!((d.status.as_deref(), d.status_detail.as_deref()), (Some("dissolved"), None));
+        assert_eq!(
+            states(&d),
+            [
+                (82417331, Some("dissolved"), None, false, 1),
+                (82417310, Some("active"), Some("active-proposal-to-strike-off"), false, 1),
+            ]
+        );
+        assert_eq!(d.history[1].at, Utc.with_ymd_and_hms(2025, 6, 10, 8, 5, 12).unwrap(), "published, not received");
+        let kinds: Vec<_> = d.strike_offs.iter().map(|c| (c.kind, c.timepoint)).collect();
+        assert_eq!(kinds, [(ChangeKind::StruckOff, 82417331), (ChangeKind::Entered, 82417310)]);
+        let p = d.profile.expect("stored whole");
+        assert_eq!(p.timepoint, 82417331);
+        assert_eq!(p.date_of_cessation.as_deref(), Some("2025-06-10"));
+        assert_eq!(p.date_of_creation.as_deref(), Some("2023-04-19"));
+        assert_eq!(p.company_type.as_deref(), Some("ltd"));
+        assert_eq!(p.address, ["Office 2, 14 Station Road", "Swindon", "SN1 1DQ", "England"]);
+        assert_eq!(p.sic_codes, ["16230"]);
+        assert_eq!(p.accounts, Due { next_due: Some("2025-01-19".into()), overdue: Some(true) });
+        assert_eq!(p.confirmation_statement, Due { next_due: Some("2025-05-02".into()), overdue: Some(true) });
+        assert_eq!((d.events_read, d.older_events), (2, false));
+    }
+
+    /// The filing dates come from the newest event: the company filed its
+    /// accounts between its two events.
+    #[test]
+    fn the_profile_is_the_newest_events() {
+        let (_dir, conn) = fixture_db(RawEvents::Full);
+        let d = company_detail(&conn, "13390452").unwrap().unwrap();
+        let p = d.profile.clone().unwrap();
+        assert_eq!(p.timepoint, 82417335);
+        assert_eq!(p.accounts, Due { next_due: Some("2027-02-28".into()), overdue: Some(false) });
+        assert_eq!(
+            p.address,
+            ["Unit 4, Northgate House", "Kirkgate", "Wakefield, West Yorkshire", "WF1 3PQ", "England"]
+        );
+        // Two events in the same state are one entry of the history.
+        assert_eq!(states(&d), [(82417307, Some("active"), None, false, 2)]);
+    }
+
+    /// Entered, the same again (a duplicate on the stream), withdrawn.
+    #[test]
+    fn equal_states_in_a_row_are_one_entry() {
+        let (_dir, conn) = fixture_db(RawEvents::Full);
+        let d = company_detail(&conn, "SC612947").unwrap().unwrap();
+        let s = states(&d);
+        assert_eq!(s.len(), 2, "{s:?}");
+        assert_eq!((s[0].1, s[0].2, s[0].4), (Some("active"), None, 1));
+        assert_eq!((s[1].1, s[1].2, s[1].4), (Some("active"), Some("active-proposal-to-strike-off"), 2));
+        assert!(s[0].0 > s[1].0);
+    }
+
+    /// A deleted company has no row in `companies` any more; its events say
+    /// what it was.
+    #[test]
+    fn a_deleted_company_is_told_from_its_events() {
+        let (_dir, conn) = fixture_db(RawEvents::Full);
+        let d = company_detail(&conn, "13705118").unwrap().expect("its events are stored");
+        assert_eq!(d.name.as_deref(), Some("ASHCOMBE PROPERTY HOLDINGS LTD"));
+        assert!(d.history[0].deleted);
+        assert_eq!(d.profile.unwrap().address[0], "8 High Street");
+    }
+
+    #[test]
+    fn an_unknown_company_is_none() {
+        let (_dir, conn) = fixture_db(RawEvents::Full);
+        assert_eq!(company_detail(&conn, "00000000").unwrap(), None);
+        assert_eq!(company_detail(&conn, "").unwrap(), None);
+    }
+
+    /// With `raw_events = "fields"` there is no profile, but the statuses
+    /// and names are there.
+    #[test]
+    fn fields_only_storage_still_has_the_history() {
+        let (_dir, conn) = fixture_db(RawEvents::Fields);
+        let d = company_detail(&conn, "14829301").unwrap().unwrap();
+        assert_eq!(d.profile, None);
+        assert_eq!(states(&d).len(), 2);
+        assert_eq!(d.history[1].detail.as_deref(), Some("active-proposal-to-strike-off"));
+    }
+
+    /// `n` events for one company, alternating in and out of the proposal,
+    /// with other companies' events between them.
+    fn busy_company(conn: &mut Connection, n: i64) {
+        let facts: Vec<Fact> = (0..n)
+            .flat_map(|i| {
+                let detail = if i % 2 == 0 { r#","company_status_detail":"active-proposal-to-strike-off""# } else { "" };
+                let line = |tp: i64, number: &str| {
+                    format!(
+                        r#"{{"resource_kind":"company-profile","resource_id":"{number}","data":{{"company_name":"BUSY LTD","company_number":"{number}","company_status":"active"{detail}}},"event":{{"timepoint":{tp},"published_at":"2025-06-10T08:00:00","type":"changed"}}}}"#
+                    )
+                };
+                [line(2 * i, "BUSY0001"), line(2 * i + 1, &format!("OTHER{i:03}"))]
+            })
+            .map(|line| Fact::Event {
+                feed: "companies".into(),
+                event: Box::new(parse_event(line.into_bytes()).unwrap()),
+                received_at: t0(),
+            })
+            .collect();
+        write_batch(conn, &facts, RawEvents::Full).unwrap();
+    }
+
+    #[test]
+    fn a_company_with_many_events_reads_only_the_newest() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut conn = crate::store::open(&dir.path().join("t.db")).unwrap();
+        busy_company(&mut conn, 600);
+        let d = company_detail(&conn, "BUSY0001").unwrap().unwrap();
+        assert_eq!((d.events_read, d.older_events), (MAX_EVENTS, true));
+        assert_eq!(d.history.len(), MAX_EVENTS);
+        assert_eq!(d.history[0].timepoint, 2 * 599, "the newest");
+        assert_eq!(d.history.last().unwrap().timepoint, 2 * 100, "the 500th newest");
+        assert_eq!(d.history[0].detail, None);
+        assert_eq!(d.history[1].detail.as_deref(), Some("active-proposal-to-strike-off"));
+    }
+
+    fn plan(conn: &Connection, sql: &str, params: impl rusqlite::Params) -> Vec<String> {
+        conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
+            .unwrap()
+            .query_map(params, |r| r.get::<_, String>(3))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap()
+    }
+
+    /// Opening a company costs the same in a database of any size: its
+    /// events are found through an index and read newest first without a
+    /// sort, and so are its strike-off changes.
+    #[test]
+    fn a_companys_rows_are_found_through_indexes() {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = crate::store::open(&dir.path().join("plan.db")).unwrap();
+        let events = plan(&conn, COMPANY_EVENTS, params!["X", 10]);
+        assert!(events.iter().any(|s| s.contains("USING INDEX events_by_resource")), "{events:?}");
+        let changes = plan(&conn, COMPANY_STRIKE_OFFS, params!["X", 10]);
+        assert!(changes.iter().any(|s| s.contains("USING INDEX")), "{changes:?}");
+        for step in events.iter().chain(&changes) {
+            assert!(!step.contains("TEMP B-TREE") && !step.starts_with("SCAN"), "{events:?} {changes:?}");
+        }
+    }
+
+    /// `n` quotes of `symbol`, one a second from `from` s after t0, the
+    /// price equal to the second, each followed by another symbol's.
+    fn quotes(conn: &mut Connection, symbol: &str, from: i64, n: i64) {
+        let facts: Vec<Fact> = (from..from + n)
+            .flat_map(|s| {
+                let at = t0() + TimeDelta::seconds(s);
+                [
+                    Fact::Quote { feed: "wig80".into(), quote: Quote::new(symbol, s as f64), received_at: at },
+                    Fact::Quote { feed: "wig80".into(), quote: Quote::new("NOISE", -1.0), received_at: at },
+                ]
+            })
+            .collect();
+        write_batch(conn, &facts, RawEvents::Full).unwrap();
+    }
+
+    fn prices(points: &[(DateTime<Utc>, f64)]) -> Vec<f64> {
+        points.iter().map(|p| p.1).collect()
+    }
+
+    #[test]
+    fn price_history_is_every_point_when_they_fit() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut conn = crate::store::open(&dir.path().join("t.db")).unwrap();
+        quotes(&mut conn, "PKN", 0, 10);
+        let all = price_history(&conn, "wig80", "PKN", t0(), 100).unwrap();
+        assert_eq!(prices(&all), (0..10).map(f64::from).collect::<Vec<_>>());
+        assert_eq!(all[3].0, t0() + TimeDelta::seconds(3));
+        // Since a time: the points before it are left out.
+        let recent = price_history(&conn, "wig80", "PKN", t0() + TimeDelta::seconds(7), 100).unwrap();
+        assert_eq!(prices(&recent), [7.0, 8.0, 9.0]);
+        assert!(price_history(&conn, "wig80", "PKN", t0() + TimeDelta::seconds(60), 100).unwrap().is_empty());
+        assert!(price_history(&conn, "wig80", "CDR", t0(), 100).unwrap().is_empty(), "another symbol");
+        assert!(price_history(&conn, "carbon", "PKN", t0(), 100).unwrap().is_empty(), "another feed");
+        assert!(price_history(&conn, "wig80", "PKN", t0(), 0).unwrap().is_empty());
+    }
+
+    #[test]
+    fn price_history_is_thinned_evenly_keeping_the_oldest_and_the_newest() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut conn = crate::store::open(&dir.path().join("t.db")).unwrap();
+        quotes(&mut conn, "PKN", 0, 1001);
+        let thinned = price_history(&conn, "wig80", "PKN", t0(), 11).unwrap();
+        assert_eq!(prices(&thinned), (0..=10).map(|i| f64::from(i * 100)).collect::<Vec<_>>());
+        // Not a divisor: still exactly as many points, the ends included,
+        // steps differing by one row at most.
+        let thinned = prices(&price_history(&conn, "wig80", "PKN", t0(), 7).unwrap());
+        assert_eq!(thinned.len(), 7);
+        assert_eq!((thinned[0], thinned[6]), (0.0, 1000.0));
+        let steps: Vec<f64> = thinned.windows(2).map(|w| w[1] - w[0]).collect();
+        assert!(steps.iter().all(|&s| (166.0..=167.0).contains(&s)), "{steps:?}");
+        assert_eq!(prices(&price_history(&conn, "wig80", "PKN", t0(), 1).unwrap()), [1000.0], "the newest");
+        assert_eq!(price_history(&conn, "wig80", "PKN", t0(), 1001).unwrap().len(), 1001);
+    }
+
+    /// Counting and thinning read the symbol's index only, whatever the
+    /// size of the table.
+    #[test]
+    fn price_history_reads_indexes() {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = crate::store::open(&dir.path().join("plan.db")).unwrap();
+        let first = plan(&conn, FIRST_ID_SINCE, ["x"]);
+        assert!(first.iter().any(|s| s.contains("quote_history_by_time")), "{first:?}");
+        let count = plan(&conn, COUNT_SINCE, params!["f", "S", 0]);
+        assert!(count.iter().any(|s| s.contains("COVERING INDEX quote_history_by_symbol")), "{count:?}");
+        let thinned = plan(&conn, THINNED_SINCE, params!["f", "S", 0, 10, 100]);
+        assert!(thinned.iter().any(|s| s.contains("COVERING INDEX quote_history_by_symbol")), "{thinned:?}");
+        assert!(!thinned.iter().any(|s| s.starts_with("SCAN quote_history")), "{thinned:?}");
+    }
+}
