@@ -1,6 +1,7 @@
 //! One file per pane; each has `render(frame, area, …, theme)` and draws only
 //! inside `area`, so the layout in `ui::draw` decides everything about size.
 
+pub mod company_detail;
 pub mod connections;
 pub mod footer;
 pub mod header;
@@ -8,6 +9,7 @@ pub mod help;
 pub mod latency;
 pub mod log;
 pub mod log_lines;
+pub mod price_chart;
 pub mod rate;
 pub mod strike_offs;
 pub mod tickers;
