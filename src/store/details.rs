@@ -413,7 +413,10 @@ mod tests {
         (dir, conn)
     }
 
-    fn states(d: &CompanyDetail) -> Vec<(i64, Option<&str>, Option<&str>, bool, usize)> {
+    /// Timepoint, status, detail, deleted, events: one history entry.
+    type State<'a> = (i64, Option<&'a str>, Option<&'a str>, bool, usize);
+
+    fn states(d: &CompanyDetail) -> Vec<State<'_>> {
         d.history.iter().map(|h| (h.timepoint, h.status.as_deref(), h.detail.as_deref(), h.deleted, h.events)).collect()
     }
 
