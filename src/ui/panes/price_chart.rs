@@ -32,7 +32,10 @@ pub fn price_bounds(prices: impl Iterator<Item = f64>) -> Option<[f64; 2]> {
         Some((lo, hi)) => Some((lo.min(p), hi.max(p))),
     })?;
     let pad = if hi > lo { (hi - lo) / 20.0 } else { (lo.abs() / 100.0).max(0.01) };
-    Some([lo - pad, hi + pad])
+    let bounds = [lo - pad, hi + pad];
+    // Prices near f64's limits (only from a hostile feed) would pad to
+    // infinity, which no axis can be divided by: then the range alone.
+    Some(if bounds.iter().all(|b| b.is_finite()) { bounds } else { [lo, hi] })
 }
 
 /// Time labels: the time of day when the range is within a day, else the
@@ -208,6 +211,17 @@ mod tests {
         assert_eq!(price_bounds([0.0, 0.0].into_iter()), Some([-0.01, 0.01]));
         assert_eq!(price_bounds([10.0, 30.0].into_iter()), Some([9.0, 31.0]));
         assert_eq!(price_bounds(std::iter::empty()), None);
+    }
+
+    /// Prices a hostile feed could send: at f64's limits, and negative.
+    #[test]
+    fn extreme_prices_still_draw() {
+        let points = [(secs(0), -f64::MAX), (secs(60), f64::MAX), (secs(120), f64::MIN_POSITIVE)];
+        assert_eq!(price_bounds(points.iter().map(|p| p.1)), Some([-f64::MAX, f64::MAX]));
+        let text = draw("PKN", &points, 80, 24);
+        assert!(text.contains("last 0.00"), "{text}");
+        let text = draw("PKN", &[(secs(0), -5.0), (secs(60), -7.5)], 80, 24);
+        assert!(text.contains("last -7.50"), "{text}");
     }
 
     #[test]
