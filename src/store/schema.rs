@@ -115,15 +115,8 @@ const V4: &str = "
 CREATE INDEX strike_offs_by_timepoint ON strike_offs (timepoint, id);
 ";
 
-const V5: &str = "
--- The company detail view reads one company's newest events through this,
--- backwards from its newest timepoint, and stops at its limit; without it
--- SQLite read the whole events table for every company opened.
-CREATE INDEX events_by_resource ON events (resource_id, timepoint);
-";
-
 /// Migration `i` takes the schema from version `i` to `i + 1`.
-pub const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5];
+pub const MIGRATIONS: &[&str] = &[V1, V2, V3, V4];
 
 pub fn version(conn: &Connection) -> rusqlite::Result<i64> {
     conn.query_row("PRAGMA user_version", [], |r| r.get(0))

@@ -122,7 +122,9 @@ fn history(d: &CompanyDetail, clock: &Clock, theme: &Theme) -> Vec<Line<'static>
     };
     let mut out = vec![Line::from(vec![
         Span::styled("Status history", theme.title),
-        Span::styled(format!(" — newest first, from {read}"), theme.dim),
+        // The store keeps a company's events at its changes (see
+        // `store::details`), not every event it was sent.
+        Span::styled(format!(" — at each change recorded, newest first ({read})"), theme.dim),
     ])];
     if d.history.is_empty() {
         out.push(note("no stored events".to_string(), theme));
