@@ -372,8 +372,9 @@ type Point = (i64, String, f64);
 /// closed market) one row answers several instants, so there are fewer.
 ///
 /// The cost does not grow with the history: thinning a week of 100,000
-/// quotes is two index seeks a point, where counting and numbering the rows
-/// in SQL took 0.4 s (measured, `measure_on_a_big_database`).
+/// quotes is two index seeks a point (3.8 ms for 200 points in a debug
+/// build, `measure_on_a_big_database`), where numbering the rows with a
+/// window function took 0.42 s in an optimised SQLite.
 pub fn price_history(
     conn: &Connection,
     feed: &str,
