@@ -6,6 +6,7 @@
 //! event *and* its cursor or neither (and the event is fetched again).
 
 pub mod checkpoint;
+pub mod details;
 pub mod enrich;
 pub mod identity;
 pub mod lock;

@@ -2,6 +2,7 @@
 //! inside `area`, so the layout in `ui::draw` decides everything about size.
 
 pub mod alerts;
+pub mod company_detail;
 pub mod connections;
 pub mod detail;
 pub mod detail_feed;
@@ -12,6 +13,7 @@ pub mod info;
 pub mod latency;
 pub mod log;
 pub mod log_lines;
+pub mod price_chart;
 pub mod rate;
 pub mod strike_offs;
 pub mod tickers;
