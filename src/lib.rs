@@ -14,6 +14,7 @@ pub mod bounds;
 pub mod cli;
 pub mod config;
 pub mod demo;
+pub mod detail_store;
 pub mod enrich;
 pub mod export;
 pub mod feed_about;

@@ -41,6 +41,21 @@ pub struct TuiOptions {
     pub run_info: RunInfo,
 }
 
+/// Reads the store for a company or ticker detail that has just opened
+/// (once per opening: a synchronous read on an indexed, bounded query, a
+/// few milliseconds on a large database).
+fn load_detail(view: &mut ViewState) {
+    let Some(detail) = view.detail.clone() else {
+        view.detail_data = None;
+        return;
+    };
+    if view.detail_data.as_ref().is_some_and(|(shown, _)| *shown == detail) {
+        return;
+    }
+    let Some(db) = view.run_info.as_ref().map(|info| info.db_path.clone()) else { return };
+    view.detail_data = crate::detail_store::load(&db, &detail).map(|loaded| (detail, loaded));
+}
+
 /// Measures the database again while `i` shows its size: a stat or two a
 /// second, and only while the overlay is open.
 fn refresh_db_size(view: &mut ViewState) {
@@ -158,6 +173,7 @@ pub async fn run(mut pipeline: Pipeline, options: TuiOptions) -> anyhow::Result<
                         None => {}
                     }
                     refresh_db_size(&mut view);
+                    load_detail(&mut view);
                     dirty = true;
                 }
                 Some(Ok(Event::Resize(..))) => dirty = true,
@@ -181,6 +197,7 @@ pub async fn run(mut pipeline: Pipeline, options: TuiOptions) -> anyhow::Result<
                 if now.timestamp() != shown_second {
                     shown_second = now.timestamp();
                     refresh_db_size(&mut view);
+                    load_detail(&mut view);
                     dirty = true;
                 }
                 // A new log line shows at the next tick, not a second later.

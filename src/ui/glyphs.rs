@@ -165,16 +165,19 @@ fn pairs() -> impl Iterator<Item = (&'static str, &'static str)> {
     };
     let rounded_corners = ["╭", "╮", "╰", "╯"].map(|c| (c, "+"));
     let junctions = ["┬", "┴", "├", "┤", "┼"].map(|c| (c, "+"));
+    // ratatui's chart marker in the ASCII set (`Marker::Dot`).
+    let points = [("•", "*")];
     named
         .into_iter()
         .chain(border(u.border).into_iter().zip(border(a.border)))
         .chain(bars(u.bars).into_iter().zip(bars(a.bars)))
         .chain(rounded_corners)
         .chain(junctions)
+        .chain(points)
 }
 
 /// The ASCII stand-in for one of our Unicode glyphs; `None` for anything
-/// else (feed text is left as it is).
+/// else.
 pub fn to_ascii(symbol: &str) -> Option<&'static str> {
     pairs().find(|(u, _)| *u == symbol).map(|(_, a)| a)
 }

@@ -37,7 +37,7 @@ use ratatui::Frame;
 
 use crate::model::Model;
 pub use theme::Theme;
-pub use view::{Detail, Focus, RunInfo, TickerSort, UiCommand, ViewState};
+pub use view::{Detail, Focus, Loaded, RunInfo, TickerSort, UiCommand, ViewState};
 
 /// Below this the panes would be too cramped to read; say so instead.
 pub const MIN_WIDTH: u16 = 60;

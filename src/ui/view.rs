@@ -67,6 +67,23 @@ pub enum Detail {
     Info,
 }
 
+/// What the store holds for an open company or ticker detail, read when it
+/// opens (by the TUI, which has the database; see `crate::detail_store`).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Loaded {
+    Company {
+        /// `None`: nothing stored about that number.
+        detail: Option<Box<crate::store::details::CompanyDetail>>,
+        officers: Vec<crate::store::enrich::Officer>,
+        /// When its officers were last fetched in full (enrichment), if ever.
+        officers_fetched: Option<String>,
+    },
+    /// Stored prices, oldest first, thinned to what a chart can show.
+    Prices(Vec<(chrono::DateTime<chrono::Utc>, f64)>),
+    /// The database could not be read: said on the page, not hidden.
+    Failed(String),
+}
+
 /// What the core loop must do for the UI.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum UiCommand {
@@ -122,6 +139,9 @@ pub struct ViewState {
     pub zoomed: bool,
     /// What the `i` overlay shows; the TUI sets it (tests may leave it out).
     pub run_info: Option<RunInfo>,
+    /// The stored data of the open company or ticker detail, with the
+    /// detail it belongs to (a stale pair is never shown for another).
+    pub detail_data: Option<(Detail, Loaded)>,
     /// Alerts are acknowledged up to this number (`a`): the header's marker
     /// shows flash alerts numbered after it. Alerts come from the live
     /// model, never the paused snapshot: a pause must not hide one.
@@ -166,6 +186,7 @@ impl Default for ViewState {
             detail_rows_shown: Cell::new(0),
             zoomed: false,
             run_info: None,
+            detail_data: None,
             alerts_acked: 0,
             show_alerts: false,
             alerts_scroll: 0,

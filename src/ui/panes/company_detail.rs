@@ -16,6 +16,7 @@ use super::strike_offs::kind_style;
 use crate::model::strike_off::state_text;
 use crate::sanitize::for_terminal;
 use crate::store::details::{CompanyDetail, Due, Profile, MAX_EVENTS};
+use crate::store::enrich::Officer;
 use crate::ui::clock::Clock;
 use crate::ui::fmt::thousands;
 use crate::ui::theme::Theme;
@@ -163,6 +164,55 @@ fn strike_offs(d: &CompanyDetail, clock: &Clock, theme: &Theme) -> Vec<Line<'sta
             Span::raw("  "),
             Span::raw(for_terminal(&c.transition()).into_owned()),
         ]));
+    }
+    out
+}
+
+/// The company's officers from the REST enrichment, as stored: who, in what
+/// role, since and until when, and how to reach them. Says why there are
+/// none rather than showing an empty section.
+pub fn officer_lines(officers: &[Officer], fetched_at: Option<&str>, theme: &Theme) -> Vec<Line<'static>> {
+    let mut out = vec![heading(&format!("Officers ({})", thousands(officers.len() as u64)), theme)];
+    match (officers.is_empty(), fetched_at) {
+        (true, None) => out.push(note(
+            "not fetched: enrichment needs a Companies House REST key (README: Enrichment)".to_string(),
+            theme,
+        )),
+        (true, Some(at)) => out.push(note(format!("none listed (fetched {})", for_terminal(at)), theme)),
+        (false, at) => {
+            if let Some(at) = at {
+                out.push(note(format!("fetched {}", for_terminal(at)), theme));
+            }
+        }
+    }
+    for o in officers {
+        let role = o.role.as_deref().map(|r| format!(" ({})", for_terminal(r))).unwrap_or_default();
+        let mut dates = o.appointed_on.as_deref().map(|d| format!("appointed {}", for_terminal(d))).unwrap_or_default();
+        if let Some(resigned) = o.resigned_on.as_deref() {
+            dates = format!("{dates}, resigned {}", for_terminal(resigned)).trim_start_matches(", ").to_string();
+        }
+        out.push(Line::from(vec![
+            Span::raw("  "),
+            Span::raw(for_terminal(&o.name).into_owned()),
+            Span::styled(role, theme.dim),
+            Span::styled(if dates.is_empty() { String::new() } else { format!("  {dates}") }, theme.dim),
+        ]));
+        let born = match (o.birth_month, o.birth_year) {
+            (Some(m), Some(y)) => Some(format!("born {m:02}/{y}")),
+            (None, Some(y)) => Some(format!("born {y}")),
+            _ => None,
+        };
+        let about: Vec<String> = [o.occupation.clone(), o.nationality.clone(), o.country_of_residence.clone(), born]
+            .into_iter()
+            .flatten()
+            .map(|t| for_terminal(&t).into_owned())
+            .collect();
+        if !about.is_empty() {
+            out.push(note(format!("  {}", about.join(", ")), theme));
+        }
+        if let Some(address) = o.address.as_deref() {
+            out.push(note(format!("  {}", for_terminal(address)), theme));
+        }
     }
     out
 }

@@ -10,11 +10,11 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Clear, Padding, Paragraph};
 use ratatui::Frame;
 
-use super::{detail_feed, info};
+use super::{company_detail, detail_feed, info, price_chart};
 use crate::model::Model;
 use crate::sanitize::for_terminal;
 use crate::ui::theme::Theme;
-use crate::ui::view::{Detail, ViewState};
+use crate::ui::view::{Detail, Loaded, ViewState};
 
 /// `text` in rows of at most `width` characters, broken at spaces where it
 /// can and inside a word only when the word alone is wider. Never empty: an
@@ -103,18 +103,43 @@ fn content(
                 (" Feed ".into(), vec![Line::styled(format!("{} is not configured", for_terminal(id)), theme.warn)])
             }
         },
-        // Filled in by the company detail (store::details); the frame,
-        // keys and scrolling are already these.
-        Detail::Company(number) => (
-            format!(" Company {} ", for_terminal(number)),
-            vec![Line::styled("loading the company's stored history…", theme.dim)],
-        ),
-        Detail::Ticker { feed, symbol } => (
-            format!(" {} · {} ", for_terminal(symbol), for_terminal(feed)),
-            vec![Line::styled("loading the price history…", theme.dim)],
-        ),
+        Detail::Company(number) => {
+            let lines = match loaded(detail, view) {
+                Some(Loaded::Company { detail: Some(company), officers, officers_fetched }) => {
+                    let mut lines = company_detail::lines(company, &view.clock, theme);
+                    lines.push(Line::default());
+                    lines.extend(company_detail::officer_lines(officers, officers_fetched.as_deref(), theme));
+                    lines
+                }
+                Some(Loaded::Company { detail: None, .. }) => {
+                    vec![Line::styled(format!("nothing is stored about {}", for_terminal(number)), theme.dim)]
+                }
+                Some(Loaded::Failed(why)) => failed(why, width, theme),
+                _ => vec![Line::styled("reading the company's stored history…", theme.dim)],
+            };
+            (format!(" Company {} ", for_terminal(number)), lines)
+        }
+        // The chart itself is drawn by `render`; these are the lines when there is none.
+        Detail::Ticker { feed, symbol } => {
+            let lines = match loaded(detail, view) {
+                Some(Loaded::Failed(why)) => failed(why, width, theme),
+                _ => vec![Line::styled("reading the price history…", theme.dim)],
+            };
+            (format!(" {} {} {} ", for_terminal(symbol), theme.glyphs.dot, for_terminal(feed)), lines)
+        }
         Detail::Info => (" In force ".into(), info::lines(view.run_info.as_ref(), model, &view.clock, width, theme)),
     }
+}
+
+/// The stored data of `detail`, when what the view holds is for it.
+fn loaded<'a>(detail: &Detail, view: &'a ViewState) -> Option<&'a Loaded> {
+    view.detail_data.as_ref().filter(|(shown, _)| shown == detail).map(|(_, loaded)| loaded)
+}
+
+fn failed(why: &str, width: usize, theme: &Theme) -> Vec<Line<'static>> {
+    let mut out = Vec::new();
+    paragraph(&mut out, &format!("the database could not be read: {why}"), theme.warn, 0, width);
+    out
 }
 
 /// Draws the open detail into `area` from the view's scroll (bounded here
@@ -142,8 +167,16 @@ pub fn render(frame: &mut Frame, area: Rect, model: &Model, view: &ViewState, th
         .padding(Padding::horizontal(1))
         .title(Line::styled(title, theme.title))
         .title_bottom(Line::styled(hint, theme.dim).centered());
-    let text: Vec<Line> = lines.into_iter().skip(first).take(shown).collect();
     frame.render_widget(Clear, area);
+    if let (Detail::Ticker { feed, symbol }, Some(Loaded::Prices(points))) = (detail, loaded(detail, view)) {
+        // A chart fills the overlay and does not scroll.
+        view.detail_lines.set(0);
+        let inner = block.inner(area);
+        frame.render_widget(block, area);
+        price_chart::render(frame, inner, feed, symbol, points, &view.clock, theme);
+        return;
+    }
+    let text: Vec<Line> = lines.into_iter().skip(first).take(shown).collect();
     frame.render_widget(Paragraph::new(text).block(block), area);
 }
 

@@ -134,7 +134,9 @@ pub fn render(
     };
     // A line needs two points; a lone one is drawn as a dot.
     let graph = if data.len() > 1 { GraphType::Line } else { GraphType::Scatter };
-    let dataset = Dataset::default().marker(Marker::Braille).graph_type(graph).style(style).data(&data);
+    // Braille dots draw a fine line; the ASCII set has only a `*` a cell.
+    let marker = if theme.glyphs.ascii { Marker::Dot } else { Marker::Braille };
+    let dataset = Dataset::default().marker(marker).graph_type(graph).style(style).data(&data);
     let chart = Chart::new(vec![dataset])
         .x_axis(
             Axis::default()
