@@ -326,6 +326,28 @@ fn focused_connection_row_is_highlighted() {
     assert!(!buf[(x, y)].modifier.contains(ratatui::style::Modifier::REVERSED));
 }
 
+/// Enter opens the first strike-off row shown (where the list is
+/// scrolled to): it is marked while the list has the keys, and the mark
+/// follows the scroll.
+#[test]
+fn the_row_enter_opens_is_marked() {
+    let m = live_model();
+    let reversed = |view: &ViewState, needle: &str| {
+        let buf = render(&m, view, &color(), 80, 24);
+        let (x, y) = find(&buf, needle).unwrap_or_else(|| panic!("{needle}: {}", screen(&buf)));
+        buf[(x, y)].modifier.contains(ratatui::style::Modifier::REVERSED)
+    };
+    let mut view = ViewState::new();
+    assert_eq!(view.focus, Focus::StrikeOffs);
+    // Newest first: 12007733 on top, then OC431876.
+    assert!(reversed(&view, "12007733") && !reversed(&view, "OC431876"));
+    view.scroll = 1;
+    assert!(reversed(&view, "OC431876"), "the mark follows the scroll");
+    view.scroll = 0;
+    view.focus = Focus::Log;
+    assert!(!reversed(&view, "12007733"), "no mark without the keys");
+}
+
 #[test]
 fn tiny_terminals_do_not_panic() {
     let mut m = backoff_model();

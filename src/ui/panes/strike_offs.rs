@@ -196,9 +196,15 @@ pub fn render(frame: &mut Frame, area: Rect, model: &Model, args: Args, theme: &
     let header = Row::new([time_head.as_str(), "number", "company", "change", "from → to"]).style(theme.dim);
     let transition_width = usize::from(avail.saturating_sub(name_width));
     let compact = shown.iter().any(|c| c.transition().chars().count() > transition_width);
-    let rows = shown.into_iter().zip(times).map(|(c, time)| {
+    let rows = shown.into_iter().zip(times).enumerate().map(|(i, (c, time))| {
         let enrich = model.enrich.of(&c.company_number);
-        row(c, time, theme, name_width.into(), transition_width, compact, enrich)
+        let row = row(c, time, theme, name_width.into(), transition_width, compact, enrich);
+        // The row Enter opens: the first one shown, marked while the pane has the keys.
+        if args.focused && i == 0 {
+            row.style(theme.selected)
+        } else {
+            row
+        }
     });
     let widths = [
         Constraint::Length(time_width),

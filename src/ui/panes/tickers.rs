@@ -290,7 +290,7 @@ pub fn render(frame: &mut Frame, area: Rect, model: &Model, args: Args, theme: &
     }
     let aligned = |col: Col, line: Line<'static>| if col.right_aligned() { line.right_aligned() } else { line };
     let header = Row::new(cols.iter().map(|&(_, c)| Cell::from(aligned(c, Line::raw(c.header()))))).style(theme.dim);
-    let rows = matching.iter().zip(all).skip(first).take(rows_fit).map(|(row, s)| {
+    let rows = matching.iter().zip(all).skip(first).take(rows_fit).enumerate().map(|(shown, (row, s))| {
         // No flash at all with --low-bandwidth: neither the price nor the row.
         let s = Shown { ticked: s.ticked && theme.flash_ticks, ..s };
         let cells = cols.iter().zip(&widths).map(|(&(i, c), &w)| {
@@ -302,6 +302,8 @@ pub fn render(frame: &mut Frame, area: Rect, model: &Model, args: Args, theme: &
             (false, true) => Style::new().add_modifier(Modifier::BOLD),
             (false, false) => Style::new(),
         };
+        // The row Enter opens: the first one shown, marked while the pane has the keys.
+        let style = if args.focused && shown == 0 { style.patch(theme.selected) } else { style };
         Row::new(cells.collect::<Vec<_>>()).style(style)
     });
     let constraints = widths.iter().map(|&w| Constraint::Length(w));
