@@ -543,6 +543,9 @@ fn the_selected_feed_stays_marked_without_focus() {
         let (x, y) = find_in_row(&buf, "wig80", "wig80").unwrap();
         let marked = buf[(x, y)].modifier;
         assert!(marked.contains(ratatui::style::Modifier::UNDERLINED), "not focused: still marked ({marked:?})");
+        // The name alone: ages change every second, and an attribute over
+        // the whole row would be re-sent with them.
+        assert!(!buf[(150, y)].modifier.contains(ratatui::style::Modifier::UNDERLINED), "the name only");
         let (x, y) = find_in_row(&buf, "carbon", "carbon").unwrap();
         assert!(!buf[(x, y)].modifier.contains(ratatui::style::Modifier::UNDERLINED), "only the selected row");
     }

@@ -226,12 +226,18 @@ pub fn render(frame: &mut Frame, area: Rect, model: &Model, selected: usize, foc
         };
         let err = text.map(|e| truncate(&for_terminal(e), error_width as usize)).unwrap_or_default();
         cells.push(Cell::from(Line::from(Span::styled(err, err_style))));
-        let row = Row::new(cells);
         match (i == selected.min(model.feeds.len().saturating_sub(1)), focused) {
-            (true, true) => row.style(theme.selected),
-            // `r` reconnects the selected feed whichever pane has focus.
-            (true, false) => row.style(theme.selected_idle),
-            (false, _) => row,
+            (true, true) => Row::new(cells).style(theme.selected),
+            // `r` reconnects the selected feed whichever pane has focus. Its
+            // name alone is marked: an attribute over the whole row would
+            // go out again with every second's new ages.
+            (true, false) => {
+                if let Some(name) = cells.first_mut() {
+                    *name = std::mem::take(name).style(theme.selected_idle);
+                }
+                Row::new(cells)
+            }
+            (false, _) => Row::new(cells),
         }
     });
     let widths = cols.iter().map(|&c| Constraint::Length(width(c))).chain([Constraint::Fill(1)]);

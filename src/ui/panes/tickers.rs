@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use chrono::TimeDelta;
 use ratatui::layout::{Constraint, Rect};
-use ratatui::style::{Modifier, Style};
+use ratatui::style::Style;
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Cell, Paragraph, Row, Table};
 use ratatui::Frame;
@@ -297,11 +297,10 @@ pub fn render(frame: &mut Frame, area: Rect, model: &Model, args: Args, theme: &
             let text = crate::ui::fmt::truncate(&s.cells[i], usize::from(w));
             Cell::from(aligned(c, Line::styled(text, cell_style(c, &s, row, theme))))
         });
-        let style = match (s.stale, s.ticked) {
-            (true, _) => theme.dim,
-            (false, true) => Style::new().add_modifier(Modifier::BOLD),
-            (false, false) => Style::new(),
-        };
+        // A tick flashes the price cell alone: making the whole row bold and
+        // back re-sent every cell of it twice a tick, the largest share of
+        // the bytes a busy ticker list wrote (PERFORMANCE.md).
+        let style = if s.stale { theme.dim } else { Style::new() };
         // The row Enter opens: the first one shown, marked while the pane has the keys.
         let style = if args.focused && shown == 0 { style.patch(theme.selected) } else { style };
         Row::new(cells.collect::<Vec<_>>()).style(style)
