@@ -23,7 +23,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 use serde_json::Value;
 
 use super::{parse_ts, ts, StoreError};
-use crate::model::{ChangeKind, StrikeOffChange};
+use crate::model::StrikeOffChange;
 
 /// Stored events read for one company at most: a company with thousands of
 /// changes must not stall the screen.
@@ -314,25 +314,7 @@ fn address_lines(a: &Value) -> Vec<String> {
 fn company_strike_offs(conn: &Connection, number: &str) -> Result<Vec<StrikeOffChange>, StoreError> {
     let err = sqlite_error(conn);
     let mut stmt = conn.prepare_cached(COMPANY_STRIKE_OFFS).map_err(&err)?;
-    let rows = stmt
-        .query_map(params![number, MAX_STRIKE_OFFS as i64], |r| {
-            let change: String = r.get(0)?;
-            let published: Option<String> = r.get(7)?;
-            let received: String = r.get(9)?;
-            Ok(StrikeOffChange {
-                kind: ChangeKind::parse(&change).unwrap_or(ChangeKind::Entered),
-                company_number: r.get(1)?,
-                company_name: r.get(2)?,
-                from_status: r.get(3)?,
-                from_detail: r.get(4)?,
-                to_status: r.get(5)?,
-                to_detail: r.get(6)?,
-                published_at: published.as_deref().and_then(parse_ts),
-                timepoint: r.get(8)?,
-                received_at: parse_ts(&received).unwrap_or_default(),
-            })
-        })
-        .map_err(&err)?;
+    let rows = stmt.query_map(params![number, MAX_STRIKE_OFFS as i64], super::queries::strike_off_row).map_err(&err)?;
     rows.collect::<rusqlite::Result<_>>().map_err(err)
 }
 
@@ -450,6 +432,7 @@ fn points(conn: &Connection, sql: &str, params: impl rusqlite::Params) -> rusqli
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::ChangeKind;
     use crate::model::{Fact, Model};
     use crate::store::writer::{write_batch, RawEvents};
     use chrono::{TimeDelta, TimeZone};

@@ -101,24 +101,29 @@ pub fn strike_offs(
 ) -> rusqlite::Result<Vec<StrikeOffChange>> {
     let mut stmt = conn.prepare_cached(STRIKE_OFFS)?;
     let limit = limit.map_or(-1, |l| l as i64);
-    let rows = stmt.query_map(params![since.map(ts), limit], |r| {
-        let change: String = r.get(0)?;
-        let published: Option<String> = r.get(7)?;
-        let received: String = r.get(9)?;
-        Ok(StrikeOffChange {
-            kind: ChangeKind::parse(&change).unwrap_or(ChangeKind::Entered),
-            company_number: r.get(1)?,
-            company_name: r.get(2)?,
-            from_status: r.get(3)?,
-            from_detail: r.get(4)?,
-            to_status: r.get(5)?,
-            to_detail: r.get(6)?,
-            published_at: published.as_deref().and_then(parse_ts),
-            timepoint: r.get(8)?,
-            received_at: parse_ts(&received).unwrap_or_default(),
-        })
-    })?;
+    let rows = stmt.query_map(params![since.map(ts), limit], strike_off_row)?;
     rows.collect()
+}
+
+/// One `strike_offs` row, selected as `change, company_number, company_name,
+/// from_status, from_detail, to_status, to_detail, published_at, timepoint,
+/// received_at`.
+pub fn strike_off_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<StrikeOffChange> {
+    let change: String = r.get(0)?;
+    let published: Option<String> = r.get(7)?;
+    let received: String = r.get(9)?;
+    Ok(StrikeOffChange {
+        kind: ChangeKind::parse(&change).unwrap_or(ChangeKind::Entered),
+        company_number: r.get(1)?,
+        company_name: r.get(2)?,
+        from_status: r.get(3)?,
+        from_detail: r.get(4)?,
+        to_status: r.get(5)?,
+        to_detail: r.get(6)?,
+        published_at: published.as_deref().and_then(parse_ts),
+        timepoint: r.get(8)?,
+        received_at: parse_ts(&received).unwrap_or_default(),
+    })
 }
 
 /// Row counts, for tests and the export summary.
