@@ -348,14 +348,11 @@ impl ViewState {
     fn detail_key(&mut self, action: Action, live: &Model) -> Option<UiCommand> {
         let shown = self.detail_rows_shown.get();
         let last = self.detail_lines.get().saturating_sub(shown.max(1));
-        let page = if shown == 0 { PAGE } else { shown } as isize;
-        let delta = match action {
-            Action::Up => -1,
-            Action::Down => 1,
-            Action::PageUp => -page,
-            Action::PageDown => page,
-            Action::Top => isize::MIN,
-            Action::Bottom => isize::MAX,
+        if let Some(delta) = scroll_delta(action, shown) {
+            self.detail_scroll = step(self.detail_scroll, delta, last);
+            return None;
+        }
+        match action {
             Action::Quit | Action::ClearFilter | Action::Details => {
                 self.detail = None;
                 return None;
@@ -382,8 +379,9 @@ impl ViewState {
             | Action::CycleSort
             | Action::ReverseSort
             | Action::ToggleZoom => return None,
-        };
-        self.detail_scroll = step(self.detail_scroll, delta, last);
+            // Movement keys scrolled above.
+            Action::Up | Action::Down | Action::PageUp | Action::PageDown | Action::Top | Action::Bottom => {}
+        }
         None
     }
 
@@ -392,21 +390,13 @@ impl ViewState {
     fn help_key(&mut self, action: Option<Action>) {
         let shown = self.help_rows_shown.get();
         let last = super::panes::help::line_count().saturating_sub(shown.max(1));
-        let page = if shown == 0 { PAGE } else { shown } as isize;
-        let delta = match action {
-            Some(Action::Up) => -1,
-            Some(Action::Down) => 1,
-            Some(Action::PageUp) => -page,
-            Some(Action::PageDown) => page,
-            Some(Action::Top) => isize::MIN,
-            Some(Action::Bottom) => isize::MAX,
-            _ => {
+        match action.and_then(|a| scroll_delta(a, shown)) {
+            Some(delta) => self.help_scroll = step(self.help_scroll, delta, last),
+            None => {
                 self.show_help = false;
                 self.help_scroll = 0;
-                return;
             }
-        };
-        self.help_scroll = step(self.help_scroll, delta, last);
+        }
     }
 
     /// While the alerts list is open the movement keys scroll it, `a`
@@ -414,24 +404,11 @@ impl ViewState {
     fn alerts_key(&mut self, action: Option<Action>, live: &Model) {
         let shown = self.alert_rows_shown.get();
         let last = live.alerts.len().saturating_sub(shown.max(1));
-        let page = if shown == 0 { PAGE } else { shown } as isize;
-        let delta = match action {
-            Some(Action::Up) => -1,
-            Some(Action::Down) => 1,
-            Some(Action::PageUp) => -page,
-            Some(Action::PageDown) => page,
-            Some(Action::Top) => isize::MIN,
-            Some(Action::Bottom) => isize::MAX,
-            Some(Action::AcknowledgeAlerts) => {
-                self.alerts_acked = live.alerts.raised;
-                return;
-            }
-            _ => {
-                self.show_alerts = false;
-                return;
-            }
-        };
-        self.alerts_scroll = step(self.alerts_scroll, delta, last);
+        match (action, action.and_then(|a| scroll_delta(a, shown))) {
+            (_, Some(delta)) => self.alerts_scroll = step(self.alerts_scroll, delta, last),
+            (Some(Action::AcknowledgeAlerts), None) => self.alerts_acked = live.alerts.raised,
+            _ => self.show_alerts = false,
+        }
     }
 
     /// Flash alerts not acknowledged yet: the header's marker.
@@ -523,6 +500,21 @@ impl ViewState {
         };
         drop(ring);
         self.log_top = top;
+    }
+}
+
+/// How far a movement key scrolls an overlay that showed `shown` rows in
+/// the last frame (a page before the first); `None` for other keys.
+fn scroll_delta(action: Action, shown: usize) -> Option<isize> {
+    let page = if shown == 0 { PAGE } else { shown } as isize;
+    match action {
+        Action::Up => Some(-1),
+        Action::Down => Some(1),
+        Action::PageUp => Some(-page),
+        Action::PageDown => Some(page),
+        Action::Top => Some(isize::MIN),
+        Action::Bottom => Some(isize::MAX),
+        _ => None,
     }
 }
 
