@@ -612,8 +612,12 @@ fn alerts_flash_the_header_and_are_listed() {
     let flashes = s.live.alerts.iter().filter(|a| a.actions.flash).count();
     assert!(flashes > 1, "the fixture has entered changes");
     assert_screen!("alerts_flashed", s, 80, 24);
-    let marker = format!(" {flashes} ALERTS · a ack · A list ");
-    assert!(s.text(80, 24).lines().next().unwrap().contains(&marker));
+    // At 80 columns the marker gives up its keys, so the totals stay whole;
+    // where there is room it names them.
+    let header = s.text(80, 24).lines().next().unwrap().to_string();
+    assert!(header.contains(&format!(" {flashes} ALERTS ")) && header.contains("0 stored"), "{header}");
+    let wide = s.text(120, 24).lines().next().unwrap().to_string();
+    assert!(wide.contains(&format!(" {flashes} ALERTS · a ack · A list ")), "{wide}");
     // The marker is reversed bold in the error colour: unmissable.
     let buf = render(&s.live, &s.view, &s.theme, 80, 24);
     let (x, y) = find(&buf, "ALERTS").unwrap();
@@ -640,7 +644,7 @@ fn alerts_flash_the_header_and_are_listed() {
     let alert = s.live.alerts.iter().find(|a| a.actions.flash).unwrap().clone();
     s.live.alerts.push(alert);
     let top = s.text(80, 24).lines().next().unwrap().to_string();
-    assert!(top.contains(" 1 ALERT · a ack") && top.contains("PAUSED"), "{top}");
+    assert!(top.contains(" 1 ALERT ") && top.contains("PAUSED"), "{top}");
     s.press(KeyCode::Char('a'));
     assert!(!s.text(80, 24).contains("ALERT"));
 }

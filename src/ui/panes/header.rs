@@ -75,6 +75,15 @@ pub fn alerts_marker(unacknowledged: usize) -> Option<String> {
     })
 }
 
+/// The marker without its keys, for a narrow header (the footer and `?`
+/// still name them).
+fn alerts_marker_short(unacknowledged: usize) -> Option<String> {
+    (unacknowledged > 0).then(|| {
+        let noun = if unacknowledged == 1 { "ALERT" } else { "ALERTS" };
+        format!(" {} {noun} ", thousands(unacknowledged as u64))
+    })
+}
+
 /// `paused` is the number of events that arrived since the snapshot shown;
 /// `alerts` the flash alerts not acknowledged (from the live model).
 pub fn render(
@@ -98,32 +107,42 @@ pub fn render(
     } else {
         theme.dim
     };
-    let mut spans = vec![Span::styled("feedtop", theme.title), Span::raw("  ")];
-    if let Some(marker) = alerts_marker(alerts) {
-        let style = theme.error.add_modifier(Modifier::REVERSED | Modifier::BOLD);
-        spans.push(Span::styled(marker, style));
-        spans.push(Span::raw("  "));
-    }
-    if let Some(n) = paused {
-        let style = theme.warn.add_modifier(Modifier::REVERSED | Modifier::BOLD);
-        spans.push(Span::styled(format!(" PAUSED — {} new ", thousands(n)), style));
-        spans.push(Span::raw("  "));
-    }
-    spans.push(Span::styled(format!("{live}/{} live", model.feeds.len()), live_style));
-    let totals = format!(
-        " · {} · {} in proposal · {} stored",
-        crate::ui::fmt::count(model.events_total, "event"),
-        thousands(model.tracker.in_proposal() as u64),
-        thousands(model.store.events_written),
-    );
-    spans.push(Span::styled(totals, theme.dim));
-    let left = Line::from(spans);
+    // The alerts marker names its keys where the row has room; on a narrow
+    // terminal it gives them up before the totals or the clock go.
+    let line_with = |marker: Option<String>| {
+        let mut spans = vec![Span::styled("feedtop", theme.title), Span::raw("  ")];
+        if let Some(marker) = marker {
+            let style = theme.error.add_modifier(Modifier::REVERSED | Modifier::BOLD);
+            spans.push(Span::styled(marker, style));
+            spans.push(Span::raw("  "));
+        }
+        if let Some(n) = paused {
+            let style = theme.warn.add_modifier(Modifier::REVERSED | Modifier::BOLD);
+            spans.push(Span::styled(format!(" PAUSED — {} new ", thousands(n)), style));
+            spans.push(Span::raw("  "));
+        }
+        spans.push(Span::styled(format!("{live}/{} live", model.feeds.len()), live_style));
+        let totals = format!(
+            " · {} · {} in proposal · {} stored",
+            crate::ui::fmt::count(model.events_total, "event"),
+            thousands(model.tracker.in_proposal() as u64),
+            thousands(model.store.events_written),
+        );
+        spans.push(Span::styled(totals, theme.dim));
+        Line::from(spans)
+    };
+    let clock = clock.time_with_zone(model.now);
+    let fits = |left: &Line, right: &str| left.width() + right.chars().count() < usize::from(top.width);
+    let left = [alerts_marker(alerts), alerts_marker_short(alerts)]
+        .into_iter()
+        .map(line_with)
+        .find(|left| fits(left, &clock))
+        .unwrap_or_else(|| line_with(alerts_marker_short(alerts)));
 
     // Right-aligned: feedtop's own health, then the clock; each only if it
     // does not cover the totals.
-    let clock = clock.time_with_zone(model.now);
     let with_health = format!("{}{clock}", health(model));
-    let right = [with_health, clock].into_iter().find(|r| left.width() + r.chars().count() < usize::from(top.width));
+    let right = [with_health, clock].into_iter().find(|r| fits(&left, r));
     match right {
         Some(right) => {
             let width = right.chars().count() as u16;
