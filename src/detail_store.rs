@@ -48,7 +48,7 @@ mod tests {
     use super::*;
     use crate::model::Fact;
     use crate::store::writer::{write_batch, RawEvents};
-    use crate::ui::test_support::{live_model, render, screen, t0};
+    use crate::ui::test_support::{cet_clock, live_model, render, screen, t0};
     use crate::ui::{Theme, ViewState};
     use chrono::TimeDelta;
     use feedtop_proto::Quote;
@@ -92,6 +92,7 @@ mod tests {
         assert_eq!((officers.len(), officers_fetched.is_some()), (1, true));
 
         let mut view = ViewState::new();
+        view.clock = cet_clock();
         view.detail = Some(company.clone());
         view.detail_data = Some((company, loaded));
         let text = screen(&render(&live_model(), &view, &Theme::new(false), 100, 60));
@@ -101,6 +102,7 @@ mod tests {
             "{text}"
         );
         assert!(!text.contains('\x1b'), "feed text is sanitised: {text}");
+        assert!(text.contains("fetched 2025-06-10 14:00:00 CEST"), "in the screen's zone: {text}");
 
         let ticker = Detail::Ticker { feed: "wig80".into(), symbol: "KGHM".into() };
         let loaded = load(&db, &ticker).unwrap();

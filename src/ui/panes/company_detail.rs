@@ -171,17 +171,28 @@ fn strike_offs(d: &CompanyDetail, clock: &Clock, theme: &Theme) -> Vec<Line<'sta
 /// The company's officers from the REST enrichment, as stored: who, in what
 /// role, since and until when, and how to reach them. Says why there are
 /// none rather than showing an empty section.
-pub fn officer_lines(officers: &[Officer], fetched_at: Option<&str>, theme: &Theme) -> Vec<Line<'static>> {
+pub fn officer_lines(
+    officers: &[Officer],
+    fetched_at: Option<&str>,
+    clock: &Clock,
+    theme: &Theme,
+) -> Vec<Line<'static>> {
     let mut out = vec![heading(&format!("Officers ({})", thousands(officers.len() as u64)), theme)];
+    // Stored as RFC 3339 UTC; shown in the screen's zone like every time.
+    let fetched_at = fetched_at.map(|at| match DateTime::parse_from_rfc3339(at) {
+        Ok(t) => when(t.with_timezone(&Utc), clock),
+        Err(_) => for_terminal(at).into_owned(),
+    });
+    let fetched_at = fetched_at.as_deref();
     match (officers.is_empty(), fetched_at) {
         (true, None) => out.push(note(
             "not fetched: enrichment needs a Companies House REST key (README: Enrichment)".to_string(),
             theme,
         )),
-        (true, Some(at)) => out.push(note(format!("none listed (fetched {})", for_terminal(at)), theme)),
+        (true, Some(at)) => out.push(note(format!("none listed (fetched {at})"), theme)),
         (false, at) => {
             if let Some(at) = at {
-                out.push(note(format!("fetched {}", for_terminal(at)), theme));
+                out.push(note(format!("fetched {at}"), theme));
             }
         }
     }

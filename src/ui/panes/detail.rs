@@ -108,7 +108,12 @@ fn content(
                 Some(Loaded::Company { detail: Some(company), officers, officers_fetched }) => {
                     let mut lines = company_detail::lines(company, &view.clock, theme);
                     lines.push(Line::default());
-                    lines.extend(company_detail::officer_lines(officers, officers_fetched.as_deref(), theme));
+                    lines.extend(company_detail::officer_lines(
+                        officers,
+                        officers_fetched.as_deref(),
+                        &view.clock,
+                        theme,
+                    ));
                     lines
                 }
                 Some(Loaded::Company { detail: None, .. }) => {
