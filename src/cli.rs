@@ -44,7 +44,7 @@ pub enum Cmd {
     Bench(BenchArgs),
     /// Watch the configured feeds as usual and also write every message
     /// they send to a recording (gzip, JSON lines) that `--source` replays.
-    Record(RecordArgs),
+    Record(Box<RecordArgs>),
 }
 
 #[derive(Debug, Args, Clone)]

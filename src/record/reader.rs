@@ -111,3 +111,75 @@ impl Iterator for Reader {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::Utc;
+    use feedtop_proto::{FeedKind, FeedMsgKind};
+
+    fn header() -> String {
+        let header = RecordingHeader {
+            feeds: vec![feedtop_proto::FeedInfo::new("wig80", FeedKind::Sse)],
+            started: Utc::now(),
+            writer: "test".into(),
+        };
+        String::from_utf8(wire::encode_header(&header)).unwrap()
+    }
+
+    fn message() -> String {
+        let msg = FeedMsg { feed: "wig80".into(), at: Utc::now(), kind: FeedMsgKind::KeepAlive };
+        String::from_utf8(wire::encode(&msg)).unwrap()
+    }
+
+    fn read(text: String) -> Result<(usize, Option<Stop>), String> {
+        let (_, reader) = Reader::from_reader(Box::new(std::io::Cursor::new(text.into_bytes())))?;
+        let mut ok = 0;
+        for item in reader {
+            match item {
+                Ok(_) => ok += 1,
+                Err(stop) => return Ok((ok, Some(stop))),
+            }
+        }
+        Ok((ok, None))
+    }
+
+    #[test]
+    fn messages_are_read_to_the_end() {
+        assert_eq!(read(format!("{}\n{}\n{}", header(), message(), message())), Ok((2, None)));
+    }
+
+    /// Each way a file goes bad stops the reading at that line, once, with
+    /// what came before it read.
+    #[test]
+    fn reading_stops_at_the_first_bad_record_and_says_which() {
+        let m = message();
+        let cut = &m[..m.len() / 2];
+        let newer = m.replacen("\"schema\":1", "\"schema\":2", 1);
+        let cases = [
+            (format!("{}\n{m}\n{cut}", header()), "not a record"),
+            (format!("{}\n{m}\n{newer}\n{m}\n", header()), "schema version 2"),
+            (format!("{}\n{m}\n{}\n", header(), header()), "a second header"),
+            (format!("{}\n{m}\n{}\n", header(), "x".repeat(MAX_RECORD as usize + 10)), "a record over"),
+        ];
+        for (text, why) in cases {
+            let (ok, stop) = read(text).unwrap();
+            let stop = stop.unwrap_or_else(|| panic!("{why}: not stopped"));
+            assert_eq!((ok, stop.line), (1, 3), "{why}");
+            assert!(stop.why.contains(why), "{why}: {stop}");
+        }
+    }
+
+    #[test]
+    fn a_file_that_is_not_a_recording_is_refused() {
+        for (text, why) in [
+            (String::new(), "it is empty"),
+            (message(), "does not start with a header"),
+            ("hello".into(), "not a feedtop recording"),
+            (header().replacen("\"schema\":1", "\"schema\":7", 1), "schema version 7"),
+        ] {
+            let e = read(text).unwrap_err();
+            assert!(e.contains(why), "{e}");
+        }
+    }
+}

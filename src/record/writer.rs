@@ -102,3 +102,39 @@ impl Recorder {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::Utc;
+    use feedtop_proto::{FeedKind, FeedMsgKind};
+
+    /// What is written comes back, the raw line of an event included, and
+    /// the finished file is a whole gzip stream.
+    #[test]
+    fn a_finished_recording_reads_back_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.gz");
+        let feeds = vec![FeedInfo::new("ch/companies", FeedKind::CompaniesHouse)];
+        let mut rec = Recorder::create(&path, feeds.clone(), Utc::now()).unwrap();
+        let line = r#"{"resource_kind":"company-profile","resource_id":"01234567","data":{"company_number":"01234567","company_name":"A LTD","company_status":"active"},"event":{"timepoint":5,"published_at":"2026-11-30T16:59:59","type":"changed"}}"#;
+        let event = feedtop_proto::ch::parse_event(line.as_bytes().to_vec()).unwrap();
+        let at = Utc::now();
+        rec.write(&FeedMsg { feed: "ch/companies".into(), at, kind: FeedMsgKind::Event(Box::new(event)) });
+        rec.write(&FeedMsg { feed: "ch/companies".into(), at, kind: FeedMsgKind::KeepAlive });
+        let summary = rec.finish().unwrap();
+        assert_eq!(summary.messages, 2);
+        let (header, reader) = super::super::Reader::open(&path).unwrap();
+        assert_eq!(header.feeds, feeds);
+        let msgs: Vec<FeedMsg> = reader.map(Result::unwrap).collect();
+        assert_eq!(msgs.len(), 2);
+        assert_eq!(msgs[0].at, at);
+        assert_eq!(msgs[0].kind.event().map(|e| e.raw.as_str()), Some(line));
+    }
+
+    #[test]
+    fn a_file_that_cannot_be_created_is_one_line_naming_it() {
+        let e = Recorder::create(Path::new("/nonexistent-dir/r.gz"), Vec::new(), Utc::now()).err().unwrap();
+        assert!(e.to_string().starts_with("recording /nonexistent-dir/r.gz: "), "{e}");
+    }
+}
