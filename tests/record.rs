@@ -189,3 +189,45 @@ fn speed_out_of_range_is_one_line_naming_the_flag() {
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(err.contains("--speed") && err.contains("between 0.1 and 1000"), "{err}");
 }
+
+/// Company events in what can be read of a recording so far (none while
+/// not even its header has reached the file).
+fn events_readable(file: &Path) -> usize {
+    match feedtop::record::Reader::open(file) {
+        Ok((_, reader)) => reader.map_while(Result::ok).filter(|m| m.kind.event().is_some()).count(),
+        Err(_) => 0,
+    }
+}
+
+/// A recorder killed outright (no chance to finish the file) has flushed
+/// what it had about once a second: the replay gets all of that, then says
+/// where the file stops.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recording_cut_by_a_crash_replays_what_was_flushed() {
+    let sim = sim_with(fixture_lines(), None).await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("crash.jsonl.gz");
+    let mut child = feedtop()
+        .args(["record", "--headless", "--interval", "100ms", "--ch-url", &sim.base_url(), "--to"])
+        .arg(&file)
+        .arg("--db")
+        .arg(dir.path().join("crash.db"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + WAIT;
+    while events_readable(&file) < 27 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    sim.shutdown().await;
+    assert_eq!(events_readable(&file), 27, "flushed while running");
+
+    let out = tokio::task::spawn_blocking(move || replay(&file, "max")).await.unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(last_line(&out)["feeds"][0]["events"], 27);
+    let err = stderr(&out);
+    assert!(err.contains("stopped at line") && err.contains("before the damage"), "{err}");
+}
