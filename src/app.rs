@@ -170,6 +170,9 @@ pub enum Input {
     StoreHasRoom,
     /// News of one company from the enrichment task.
     Enrich(crate::model::enrich::EnrichUpdate),
+    /// Every message of the source was delivered (a replay reached the end
+    /// of its recording, or where the file was cut).
+    SourceEnded,
 }
 
 pub struct Pipeline {
@@ -193,6 +196,20 @@ pub struct Pipeline {
     enrich: Option<crate::enrich::EnrichHandle>,
     /// The changes that queue a company for enrichment.
     enrich_on: Vec<crate::model::strike_off::ChangeKind>,
+    /// `feedtop record`: every feed message also goes to this file.
+    recorder: Option<crate::record::Recorder>,
+    /// `--source FILE`: the recording the messages come from instead of feeds.
+    replay: Option<ReplayState>,
+    /// The feed queue closed (every sender gone): asked of it no more.
+    feeds_closed: bool,
+}
+
+/// A replay in progress: its task, its end, and the clock the model runs on.
+struct ReplayState {
+    task: JoinHandle<()>,
+    end: tokio::sync::oneshot::Receiver<crate::record::replay::ReplayEnd>,
+    clock: crate::record::replay::ReplayClock,
+    ended: Option<crate::record::replay::ReplayEnd>,
 }
 
 /// A feed task ended before shutdown: a bug, reported by name.
@@ -204,6 +221,8 @@ pub struct FeedStopped(pub String);
 #[derive(Debug, Clone, Default)]
 pub struct ShutdownSummary {
     pub writer: WriterSummary,
+    /// `feedtop record`: the finished recording, or why it is incomplete.
+    pub recording: Option<Result<crate::record::writer::RecordSummary, String>>,
 }
 
 impl Pipeline {
@@ -212,13 +231,32 @@ impl Pipeline {
     /// are [`StoreError`]s (downcast to tell them apart); a database another
     /// feedtop is using is refused before any feed connects.
     pub fn start(config: PipelineConfig) -> anyhow::Result<Self> {
+        Self::start_from(config, None)
+    }
+
+    /// [`Pipeline::start`] with a recording as the source instead of the
+    /// configured feeds (`config.feeds` is not used): the feeds shown are
+    /// the recording's, and no feed task, hence no socket, is started.
+    pub fn replay(config: PipelineConfig, replay: crate::record::Replay) -> anyhow::Result<Self> {
+        Self::start_from(config, Some(replay))
+    }
+
+    fn start_from(mut config: PipelineConfig, replay: Option<crate::record::Replay>) -> anyhow::Result<Self> {
+        let infos: Vec<FeedInfo> = match &replay {
+            Some(r) => {
+                config.feeds.clear();
+                r.feeds().to_vec()
+            }
+            None => config.feeds.iter().map(|f| f.info.clone()).collect(),
+        };
         let lock = DbLock::acquire(&config.db_path)?;
         let conn = store::open(&config.db_path)?;
         let sqlite = |e| StoreError::from_sqlite(&config.db_path, e);
-        let names: Vec<String> = config.feeds.iter().map(|f| f.info.name.to_string()).collect();
+        let names: Vec<String> = infos.iter().map(|f| f.name.to_string()).collect();
         let history = store::queries::load_history(&conn, &names).map_err(sqlite)?;
-        let mut model =
-            Model::new(config.feeds.iter().map(|f| f.info.clone()).collect(), config.latency_window, Utc::now());
+        let clock = replay.as_ref().map(crate::record::Replay::clock);
+        let started = clock.as_ref().map_or_else(Utc::now, |c| c.now(tokio::time::Instant::now()));
+        let mut model = Model::new(infos, config.latency_window, started);
         model.demo = config.demo;
         model.load_history(history);
         let listed: Vec<&str> = model.strike_offs.iter().map(|c| c.company_number.as_str()).collect();
@@ -253,10 +291,15 @@ impl Pipeline {
             controls.push(ctl_tx);
             tasks.push(task);
         }
+        let replay = replay.zip(clock).map(|(replay, clock)| {
+            let (task, end) = replay.spawn(feed_tx.clone());
+            ReplayState { task, end, clock, ended: None }
+        });
+        drop(feed_tx);
         let (report_tx, reports) = mpsc::channel(64);
         let db_path = config.db_path.clone();
         let store = StoreHandle::spawn(conn, config.db_path, Some(lock), report_tx, config.writer);
-        let stalled = vec![false; controls.len()];
+        let stalled = vec![false; model.feeds.len()];
         Ok(Self {
             model,
             feed_rx,
@@ -272,7 +315,33 @@ impl Pipeline {
             db_path,
             enrich: None,
             enrich_on: Vec::new(),
+            recorder: None,
+            replay,
+            feeds_closed: false,
         })
+    }
+
+    /// Writes every feed message from now on to `path` (created or
+    /// replaced), after a header naming the feeds.
+    pub fn record_to(mut self, path: &std::path::Path) -> anyhow::Result<Self> {
+        let feeds = self.model.feeds.iter().map(|f| f.info.clone()).collect();
+        self.recorder = Some(crate::record::Recorder::create(path, feeds, Utc::now())?);
+        tracing::info!("recording every feed message to {}", path.display());
+        Ok(self)
+    }
+
+    /// Whether the source has delivered everything it will: a replay that
+    /// reached the end of its recording (never, for live feeds).
+    pub fn source_finished(&self) -> bool {
+        self.replay.as_ref().is_some_and(|r| r.ended.is_some())
+    }
+
+    /// The time the model runs on: the recording's during a replay.
+    fn clock(&self, now: DateTime<Utc>) -> DateTime<Utc> {
+        match &self.replay {
+            Some(r) => r.clock.now(tokio::time::Instant::now()),
+            None => now,
+        }
     }
 
     /// Starts the REST enrichment task (none without settings: no key).
@@ -308,7 +377,13 @@ impl Pipeline {
             }
         };
         tokio::select! {
-            Some(msg) = self.feed_rx.recv() => Input::Feed(msg),
+            msg = self.feed_rx.recv(), if !self.feeds_closed => match msg {
+                Some(msg) => Input::Feed(msg),
+                None => {
+                    self.feeds_closed = true;
+                    Input::SourceEnded
+                }
+            },
             Some(r) = self.reports.recv() => Input::Store(r),
             Some(u) = enrich => Input::Enrich(u),
         }
@@ -328,6 +403,7 @@ impl Pipeline {
             }
             Input::Store(report) => self.model.apply_store_report(report),
             Input::StoreHasRoom => {}
+            Input::SourceEnded => self.source_ended(),
             Input::Enrich(update) => {
                 self.model.enrich.apply(update);
                 let listed = self.model.strike_offs.iter().map(|c| c.company_number.as_str());
@@ -367,7 +443,10 @@ impl Pipeline {
         if let Some(report) = self.stopped_feed() {
             return Err(FeedStopped(report));
         }
-        self.model.tick(now);
+        self.model.tick(self.clock(now));
+        if let Some(r) = self.recorder.as_mut() {
+            r.flush_if_due();
+        }
         if let Some(e) = &self.enrich {
             self.model.enrich.status = Some(e.status.borrow().clone());
         }
@@ -406,8 +485,32 @@ impl Pipeline {
         }
     }
 
+    /// The feed queue closed: for a replay, its recording is used up, and
+    /// the user is told whether to its end or to where the file was cut.
+    fn source_ended(&mut self) {
+        let Some(replay) = self.replay.as_mut() else { return };
+        replay.clock.end();
+        let end = replay.end.try_recv().ok();
+        match &end {
+            Some(end) if end.stop.is_some() => tracing::warn!("{end}"),
+            Some(end) => tracing::info!("{end}"),
+            None => tracing::warn!("the replay stopped unexpectedly; this is a bug, please report it"),
+        }
+        replay.ended = Some(end.unwrap_or_else(|| crate::record::replay::ReplayEnd {
+            path: Default::default(),
+            messages: 0,
+            stop: None,
+        }));
+    }
+
     fn apply(&mut self, msg: FeedMsg) {
         log_message(&self.model, &msg);
+        if let Some(r) = self.recorder.as_mut() {
+            r.write(&msg);
+        }
+        if let Some(r) = self.replay.as_mut() {
+            r.clock.message(msg.at, tokio::time::Instant::now());
+        }
         // The facts this message made are the strike-off changes and quotes
         // the rules look at, and the changes that queue an enrichment: each
         // is made once, so each alerts (and queues) once.
@@ -556,6 +659,9 @@ impl Pipeline {
         for task in &self.tasks {
             task.abort();
         }
+        if let Some(r) = &self.replay {
+            r.task.abort();
+        }
     }
 
     async fn shutdown_within(
@@ -598,6 +704,8 @@ impl Pipeline {
                 stop_now.await;
             }
         };
+        // A replay's final state is at the recording's time, not the wall's.
+        let replay_now = self.replay.as_ref().map(|r| r.clock.now(tokio::time::Instant::now()));
         let mut writer = self.store.close(left, stop_now).await;
         writer.unwritten += unsent;
         if writer.unwritten > 0 {
@@ -607,13 +715,17 @@ impl Pipeline {
             );
         }
         // The final state says what the writer finally did.
+        let recording = self.recorder.take().map(crate::record::Recorder::finish);
+        if let Some(Err(e)) = &recording {
+            tracing::error!("{e}");
+        }
         let mut model = self.model;
-        model.tick(Utc::now());
+        model.tick(replay_now.unwrap_or_else(Utc::now));
         model.store.events_written = writer.events_written;
         if let Some(e) = &writer.last_error {
             model.store.error = Some(e.clone());
         }
-        (model, ShutdownSummary { writer })
+        (model, ShutdownSummary { writer, recording })
     }
 }
 

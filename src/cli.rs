@@ -42,6 +42,18 @@ pub enum Cmd {
     StrikeOffs(StrikeOffsArgs),
     /// Measure throughput, latency, render time, memory and idle cost on loopback.
     Bench(BenchArgs),
+    /// Watch the configured feeds as usual and also write every message
+    /// they send to a recording (gzip, JSON lines) that `--source` replays.
+    Record(Box<RecordArgs>),
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct RecordArgs {
+    /// The recording to write (replaced if it exists), e.g. feeds.jsonl.gz.
+    #[arg(long, value_name = "FILE")]
+    pub to: PathBuf,
+    #[command(flatten)]
+    pub run: RunArgs,
 }
 
 #[derive(Debug, Args, Clone)]
@@ -163,6 +175,16 @@ pub struct RunArgs {
     /// its 2 fps; [ui] fps in the config file does not.
     #[arg(long)]
     pub low_bandwidth: bool,
+
+    /// Replay a recording made with `feedtop record --to FILE` instead of
+    /// watching feeds: its feeds, no network, a temporary database.
+    #[arg(long, value_name = "FILE")]
+    pub source: Option<PathBuf>,
+
+    /// With --source: how fast, as a multiple of the recorded timing (0.1
+    /// to 1000), or max (as fast as it goes) [default: 1].
+    #[arg(long, value_name = "SPEED", value_parser = crate::record::Speed::parse, requires = "source")]
+    pub speed: Option<crate::record::Speed>,
 }
 
 #[derive(Debug, Args, Clone)]
@@ -267,6 +289,21 @@ mod tests {
         assert!(e.contains("--theme") && e.contains("dark, light, mono"), "{e}");
         let help = Cli::command().render_long_help().to_string();
         assert!(help.contains("LANG=C.UTF-8") && help.contains("explicit --fps wins"), "{help}");
+    }
+
+    #[test]
+    fn record_and_replay_flags() {
+        let cli = Cli::try_parse_from(["feedtop", "record", "--to", "r.gz", "--demo", "--headless"]).unwrap();
+        match cli.command {
+            Some(Cmd::Record(a)) => assert!(a.to.ends_with("r.gz") && a.run.demo && a.run.headless),
+            other => panic!("{other:?}"),
+        }
+        let cli = Cli::try_parse_from(["feedtop", "--source", "r.gz", "--speed", "max"]).unwrap();
+        assert_eq!(cli.run.speed, Some(crate::record::Speed::Max));
+        let e = Cli::try_parse_from(["feedtop", "--source", "r.gz", "--speed", "0"]).unwrap_err();
+        assert_eq!(e.kind(), clap::error::ErrorKind::ValueValidation);
+        assert!(e.to_string().contains("--speed") && e.to_string().contains("between 0.1 and 1000"), "{e}");
+        assert!(Cli::try_parse_from(["feedtop", "--speed", "2"]).is_err(), "--speed without --source");
     }
 
     #[test]

@@ -246,7 +246,13 @@ pub async fn run(
                     break;
                 }
             }
-            input = pipeline.next_input() => pipeline.handle(input),
+            input = pipeline.next_input() => {
+                pipeline.handle(input);
+                // A replay ends with its recording.
+                if pipeline.source_finished() {
+                    break;
+                }
+            }
         }
     }
     // A second Ctrl-C (or SIGTERM/SIGHUP) stops waiting for the store.

@@ -22,6 +22,7 @@ pub mod feeds;
 pub mod headless;
 pub mod logging;
 pub mod model;
+pub mod record;
 pub mod sanitize;
 /// The loopback simulators (crates/feedtop-sim), under the path the demo,
 /// the benchmarks and the tests have always used.

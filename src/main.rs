@@ -31,7 +31,8 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Some(Cmd::StrikeOffs(args)) => strike_offs(args),
         Some(Cmd::Bench(args)) => bench(args),
-        None => watch(cli.run),
+        Some(Cmd::Record(args)) => watch(args.run, Some(args.to)),
+        None => watch(cli.run, None),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -78,7 +79,16 @@ fn load_file_config(explicit: Option<&std::path::Path>, paths: Option<&Paths>) -
     })
 }
 
-fn watch(args: RunArgs) -> anyhow::Result<()> {
+/// Watches the feeds (or replays `--source`), writing every message to
+/// `record_to` when given.
+fn watch(args: RunArgs, record_to: Option<std::path::PathBuf>) -> anyhow::Result<()> {
+    if args.source.is_some() && record_to.is_some() {
+        anyhow::bail!("record writes what live feeds send; --source replays a recording: give one or the other");
+    }
+    // A replay is opened first: a file that is not a recording is one line
+    // before anything else starts.
+    let speed = args.speed.unwrap_or(feedtop::record::Speed::Scaled(1.0));
+    let replay = args.source.as_deref().map(|path| feedtop::record::Replay::open(path, speed)).transpose()?;
     let system_paths = Paths::from_system();
     let file = load_file_config(args.config.as_deref(), system_paths.as_ref().ok())?;
     let paths = match (system_paths, &args.db) {
@@ -96,7 +106,21 @@ fn watch(args: RunArgs) -> anyhow::Result<()> {
     let log = feedtop::logging::init(headless, feedtop::ui::theme::color_enabled(args.no_color));
 
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    // A replay's store: the pipeline keeps one as for a live run (the
+    // strike-off tracker asks it), never the live database, gone at exit.
+    let replay_db =
+        replay.as_ref().map(|_| tempfile::tempdir()).transpose().context("cannot create a temporary database")?;
     runtime.block_on(async move {
+        if let (Some(replay), Some(dir)) = (replay, &replay_db) {
+            let mut settings = settings;
+            settings.db_path = dir.path().join("replay.db");
+            // The recording says which feeds; the demo's are not started.
+            let config = PipelineConfig { demo: false, ..pipeline_config(&settings) };
+            let mut pipeline = Pipeline::replay(config, replay)?;
+            pipeline.set_alert_rules(settings.alerts.clone());
+            front_end(pipeline, &args, &settings, headless, log, config_file).await?;
+            return Ok(());
+        }
         let (settings, _demo) = if settings.demo {
             let (settings, demo) = demo::start(settings).await?;
             (settings, Some(demo))
@@ -112,31 +136,17 @@ fn watch(args: RunArgs) -> anyhow::Result<()> {
         if let Some(why) = &settings.enrich_off {
             tracing::info!("{why}");
         }
-        let pipeline = pipeline.with_enrichment(settings.enrich.clone())?;
+        let mut pipeline = pipeline.with_enrichment(settings.enrich.clone())?;
+        if let Some(path) = &record_to {
+            pipeline = pipeline.record_to(path)?;
+        }
         let db_path = settings.db_path.clone();
-        let summary = if headless {
-            let options = HeadlessOptions { duration: args.duration, interval: args.interval };
-            headless::run(pipeline, options, &mut std::io::stdout().lock()).await?
-        } else {
-            let run_info = feedtop::ui::RunInfo {
-                version: env!("CARGO_PKG_VERSION").to_string(),
-                config_file,
-                db_bytes: feedtop::ui::RunInfo::db_size(&settings.db_path),
-                db_path: settings.db_path.clone(),
-                fps: settings.fps,
-                theme: settings.theme_description(),
-            };
-            let options = tui::TuiOptions {
-                fps: settings.fps,
-                theme: settings.theme,
-                ascii: settings.ascii,
-                tick_highlight: settings.tick_highlight,
-                stale_after: settings.stale_after,
-                run_info,
-                log,
-            };
-            tui::run(pipeline, options).await?.1
-        };
+        let summary = front_end(pipeline, &args, &settings, headless, log, config_file).await?;
+        match &summary.recording {
+            Some(Ok(r)) => say(&format!("feedtop: {} messages recorded in {}", r.messages, r.path.display())),
+            Some(Err(e)) => anyhow::bail!("{e}"),
+            None => {}
+        }
         let w = summary.writer;
         if w.unwritten > 0 {
             anyhow::bail!(
@@ -153,6 +163,40 @@ fn watch(args: RunArgs) -> anyhow::Result<()> {
             say(&format!("feedtop: {} new events stored in {}", w.events_written, db_path.display()));
         }
         Ok(())
+    })
+}
+
+/// Runs the chosen front end over the pipeline until it ends.
+async fn front_end(
+    pipeline: Pipeline,
+    args: &RunArgs,
+    settings: &Settings,
+    headless: bool,
+    log: feedtop::logging::LogBuffer,
+    config_file: Option<std::path::PathBuf>,
+) -> anyhow::Result<feedtop::app::ShutdownSummary> {
+    Ok(if headless {
+        let options = HeadlessOptions { duration: args.duration, interval: args.interval };
+        headless::run(pipeline, options, &mut std::io::stdout().lock()).await?
+    } else {
+        let run_info = feedtop::ui::RunInfo {
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            config_file,
+            db_bytes: feedtop::ui::RunInfo::db_size(&settings.db_path),
+            db_path: settings.db_path.clone(),
+            fps: settings.fps,
+            theme: settings.theme_description(),
+        };
+        let options = tui::TuiOptions {
+            fps: settings.fps,
+            theme: settings.theme,
+            ascii: settings.ascii,
+            tick_highlight: settings.tick_highlight,
+            stale_after: settings.stale_after,
+            run_info,
+            log,
+        };
+        tui::run(pipeline, options).await?.1
     })
 }
 

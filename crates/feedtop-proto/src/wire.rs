@@ -6,11 +6,18 @@
 //! ```json
 //! {"schema":1,"msg":{"feed":"wig80","at":"2026-11-30T17:00:00Z","kind":{"type":"rtt","value":{"secs":0,"nanos":42000000}}}}
 //! ```
+//!
+//! A recording starts with one header record naming the feeds it holds
+//! (`{"schema":1,"header":{"feeds":[…],"started":…,"writer":"feedtop 0.1.0"}}`):
+//! a record kind of its own beside `msg`, so message records stay exactly
+//! what the relay reads, and the version did not have to move.
 
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
-use crate::msg::FeedMsg;
+use chrono::{DateTime, Utc};
+
+use crate::msg::{FeedInfo, FeedMsg};
 
 /// The version of the message schema this build writes and reads. Raise it
 /// when a change would make an older reader misunderstand a message.
@@ -38,6 +45,59 @@ struct Incoming<'a> {
     schema: u32,
     #[serde(borrow)]
     msg: &'a RawValue,
+}
+
+/// The first record of a recording: what a replay needs besides the
+/// messages (which feeds, in which order, as the live run showed them).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecordingHeader {
+    pub feeds: Vec<FeedInfo>,
+    /// When the recording started (the receive clock of the messages).
+    pub started: DateTime<Utc>,
+    /// The program and version that wrote it, for a bug report.
+    pub writer: String,
+}
+
+/// One record of a recording.
+#[derive(Debug, Clone)]
+pub enum Record {
+    Header(RecordingHeader),
+    Msg(FeedMsg),
+}
+
+#[derive(Serialize)]
+struct OutgoingHeader<'a> {
+    schema: u32,
+    header: &'a RecordingHeader,
+}
+
+#[derive(Deserialize)]
+struct IncomingAny<'a> {
+    schema: u32,
+    #[serde(borrow, default)]
+    msg: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    header: Option<&'a RawValue>,
+}
+
+/// The record for a recording's header.
+pub fn encode_header(header: &RecordingHeader) -> Vec<u8> {
+    // Strings, a timestamp and unit-like enums: serialising cannot fail.
+    serde_json::to_vec(&OutgoingHeader { schema: SCHEMA_VERSION, header }).unwrap_or_default()
+}
+
+/// A record of either kind; the schema version is checked first.
+pub fn decode_record(record: &[u8]) -> Result<Record, WireError> {
+    let incoming: IncomingAny = serde_json::from_slice(record).map_err(|e| WireError::Invalid(e.to_string()))?;
+    if incoming.schema != SCHEMA_VERSION {
+        return Err(WireError::Schema { found: incoming.schema });
+    }
+    let invalid = |e: serde_json::Error| WireError::Invalid(e.to_string());
+    match (incoming.msg, incoming.header) {
+        (Some(msg), None) => serde_json::from_str(msg.get()).map(Record::Msg).map_err(invalid),
+        (None, Some(header)) => serde_json::from_str(header.get()).map(Record::Header).map_err(invalid),
+        _ => Err(WireError::Invalid("a record holds either a msg or a header".into())),
+    }
 }
 
 /// The record for one message.
@@ -135,11 +195,31 @@ mod tests {
         assert!(matches!(decode(br#"{"msg":{}}"#), Err(WireError::Invalid(_))));
     }
 
+    #[test]
+    fn a_header_and_a_message_are_told_apart() {
+        use crate::msg::FeedKind;
+        let at = Utc.with_ymd_and_hms(2026, 11, 30, 17, 0, 1).unwrap();
+        let header = RecordingHeader {
+            feeds: vec![FeedInfo::new("ch/companies", FeedKind::CompaniesHouse)],
+            started: at,
+            writer: "feedtop 0.1.0".into(),
+        };
+        match decode_record(&encode_header(&header)) {
+            Ok(Record::Header(back)) => assert_eq!(back, header),
+            other => panic!("{other:?}"),
+        }
+        let msg = FeedMsg { feed: "ch/companies".into(), at, kind: FeedMsgKind::KeepAlive };
+        assert!(matches!(decode_record(&encode(&msg)), Ok(Record::Msg(m)) if m.feed == "ch/companies"));
+        assert_eq!(decode_record(br#"{"schema":9,"header":{}}"#).unwrap_err(), WireError::Schema { found: 9 });
+        assert!(matches!(decode_record(br#"{"schema":1}"#), Err(WireError::Invalid(_))));
+    }
+
     proptest! {
         /// A record from a hostile stream is an error, never a panic.
         #[test]
         fn any_bytes_are_a_message_or_an_error(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
             let _ = decode(&bytes);
+            let _ = decode_record(&bytes);
         }
     }
 }
