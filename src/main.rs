@@ -117,7 +117,11 @@ fn watch(args: RunArgs, record_to: Option<std::path::PathBuf>) -> anyhow::Result
             // The recording says which feeds; the demo's are not started.
             let config = PipelineConfig { demo: false, ..pipeline_config(&settings) };
             let mut pipeline = Pipeline::replay(config, replay)?;
-            pipeline.set_alert_rules(settings.alerts.clone());
+            let (rules, without_exec) = settings.alerts.clone().without_exec();
+            if without_exec > 0 {
+                tracing::info!("a replay runs no alert programs: exec is off for {without_exec} rule(s)");
+            }
+            pipeline.set_alert_rules(rules);
             front_end(pipeline, &args, &settings, headless, log, config_file).await?;
             return Ok(());
         }

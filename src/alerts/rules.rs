@@ -139,6 +139,18 @@ impl Rules {
         self.0.is_empty()
     }
 
+    /// The same rules with the `exec` action off, and how many had it: a
+    /// replayed recording raises its alerts (Log, list, bell, flash) but
+    /// runs no programs, which could reach the network or page someone.
+    pub fn without_exec(mut self) -> (Self, usize) {
+        let mut had = 0;
+        for rule in self.0.iter_mut().filter(|r| r.actions.exec) {
+            rule.actions.exec = false;
+            had += 1;
+        }
+        (self, had)
+    }
+
     /// Checks every table; relative `companies` paths are read from `base`
     /// (the config file's directory).
     pub fn check(files: &[AlertFile], base: &Path) -> Result<Self, RuleError> {
@@ -364,6 +376,19 @@ fn read_companies(base: &Path, name: &str) -> Result<HashSet<String>, String> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_replay_runs_no_programs() {
+        let rule = |exec| Rule {
+            number: 1,
+            trigger: Trigger::FeedDown { after: std::time::Duration::from_secs(60) },
+            actions: Actions { bell: true, flash: false, exec },
+            exec: if exec { vec!["true".into()] } else { Vec::new() },
+        };
+        let (rules, had) = Rules(vec![rule(true), rule(false)]).without_exec();
+        assert_eq!(had, 1);
+        assert!(rules.0.iter().all(|r| !r.actions.exec && r.actions.bell));
+    }
+
     use super::*;
 
     #[derive(Deserialize)]
