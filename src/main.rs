@@ -93,7 +93,10 @@ fn watch(args: RunArgs) -> anyhow::Result<()> {
     let config_file = args.config.clone().or_else(|| Some(paths.config_file.clone()).filter(|p| p.is_file()));
     let settings = config::resolve(&args, &file, &|name| std::env::var(name).ok(), &paths)?;
     let headless = args.headless || !std::io::stdout().is_terminal();
-    let log = feedtop::logging::init(headless, feedtop::ui::theme::color_enabled(args.no_color));
+    let log = feedtop::logging::init(headless, feedtop::ui::theme::color_enabled(args.no_color), args.log_format);
+    if args.listen.is_some() && !headless {
+        anyhow::bail!("--listen serves a headless run: add --headless (or run it with stdout not a terminal)");
+    }
 
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     runtime.block_on(async move {
@@ -106,6 +109,11 @@ fn watch(args: RunArgs) -> anyhow::Result<()> {
         for name in &settings.missing_tokens {
             tracing::warn!("{name} is not set: the feed that uses it connects without a key or token");
         }
+        // Bound before the feeds start: a refused address stops the run at once.
+        let listener = match args.listen {
+            Some(addr) => Some(feedtop::service::bind(addr, args.listen_any).await?),
+            None => None,
+        };
         let mut pipeline = Pipeline::start(pipeline_config(&settings))?;
         pipeline.set_alert_rules(settings.alerts.clone());
         // Said once, after the database opened: an error there stays one line.
@@ -116,7 +124,16 @@ fn watch(args: RunArgs) -> anyhow::Result<()> {
         let db_path = settings.db_path.clone();
         let summary = if headless {
             let options = HeadlessOptions { duration: args.duration, interval: args.interval };
-            headless::run(pipeline, options, &mut std::io::stdout().lock()).await?
+            let publisher = listener.map(|listener| {
+                let (publisher, latest) =
+                    feedtop::service::Publisher::new(feedtop::service::HealthTracker::for_feeds(&settings.feeds));
+                if let Ok(addr) = listener.local_addr() {
+                    tracing::info!("serving /health and /metrics on http://{addr}");
+                }
+                feedtop::service::spawn(listener, latest);
+                publisher
+            });
+            headless::run_publishing(pipeline, options, &mut std::io::stdout().lock(), publisher).await?
         } else {
             let run_info = feedtop::ui::RunInfo {
                 version: env!("CARGO_PKG_VERSION").to_string(),
