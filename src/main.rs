@@ -100,6 +100,11 @@ fn watch(args: RunArgs) -> anyhow::Result<()> {
 
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     runtime.block_on(async move {
+        // Bound before the feeds start: a refused address stops the run at once.
+        let listener = match args.listen {
+            Some(addr) => Some(feedtop::service::bind(addr, args.listen_any).await?),
+            None => None,
+        };
         let (settings, _demo) = if settings.demo {
             let (settings, demo) = demo::start(settings).await?;
             (settings, Some(demo))
@@ -109,11 +114,6 @@ fn watch(args: RunArgs) -> anyhow::Result<()> {
         for name in &settings.missing_tokens {
             tracing::warn!("{name} is not set: the feed that uses it connects without a key or token");
         }
-        // Bound before the feeds start: a refused address stops the run at once.
-        let listener = match args.listen {
-            Some(addr) => Some(feedtop::service::bind(addr, args.listen_any).await?),
-            None => None,
-        };
         let mut pipeline = Pipeline::start(pipeline_config(&settings))?;
         pipeline.set_alert_rules(settings.alerts.clone());
         // Said once, after the database opened: an error there stays one line.

@@ -4,9 +4,10 @@
 //!
 //! Health: a feed is healthy while live and receiving; otherwise it is
 //! *recovering* while it has been so for less than its recovery budget, and
-//! *down* after. The budget is the feed's read-idle timeout (how long a
-//! stalled connection is given before it is dropped) plus 3 × its backoff
-//! cap (three attempts at the longest wait): 90s + 3m for Companies House
+//! *down* after. The budget is what the feed's own settings give a recovery:
+//! the rest of its read-idle timeout once it shows as stalled
+//! (`read_timeout - stall_after`), one connect timeout, and 3 × its backoff
+//! cap (three waits at the longest): 45s + 30s + 3m = 4m15s for Companies House
 //! with the defaults. A feed whose credentials were refused is down at once:
 //! waiting will not fix a key. A store that cannot write is down too.
 
@@ -24,12 +25,16 @@ use crate::model::{LatencySummary, Model};
 /// Attempts at the backoff cap a feed is given before it counts as down.
 pub const BUDGET_ATTEMPTS: u32 = 3;
 /// The budget of a feed the publisher was not told about.
-pub const DEFAULT_BUDGET: Duration = Duration::from_secs(90 + 3 * 60);
+pub const DEFAULT_BUDGET: Duration = Duration::from_secs(45 + 30 + 3 * 60);
 
-/// A feed's recovery budget: read-idle timeout + [`BUDGET_ATTEMPTS`] × backoff cap.
+/// A feed's recovery budget: (read-idle timeout − stall period) + connect
+/// timeout + [`BUDGET_ATTEMPTS`] × backoff cap.
 pub fn recovery_budget(spec: &FeedSpec) -> Duration {
     let r = spec.reconnect();
-    r.read_timeout.saturating_add(r.backoff_cap.saturating_mul(BUDGET_ATTEMPTS))
+    r.read_timeout
+        .saturating_sub(r.stall_after)
+        .saturating_add(r.connect_timeout)
+        .saturating_add(r.backoff_cap.saturating_mul(BUDGET_ATTEMPTS))
 }
 
 /// One feed as the endpoints show it. Counters are the model's own.
