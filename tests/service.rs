@@ -265,3 +265,51 @@ fn a_non_loopback_listen_address_is_refused() {
     assert!(lines[0].contains("not a loopback address") && lines[0].contains("--listen-any"), "{stderr}");
     assert!(out.stdout.is_empty(), "no run started");
 }
+
+/// Clients that connect and send nothing, or send an endless head, hold at
+/// most their connection slot for the head timeout: the headless lines keep
+/// coming meanwhile, the silent connections are closed, and /health answers
+/// again once they are.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_clients_neither_stall_the_pipeline_nor_hold_the_server() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let ch = sim_with(fixture_lines(), Some(KEY)).await;
+    let run = start(&ch.base_url(), "", &[]).await;
+    let addr = run.base.trim_start_matches("http://").to_string();
+    // More silent clients than the server serves at once.
+    let mut silent = Vec::new();
+    for _ in 0..feedtop::service::server::MAX_CONNECTIONS + 4 {
+        silent.push(tokio::net::TcpStream::connect(&addr).await.unwrap());
+    }
+    let mut flood = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let _ = flood.write_all(b"GET /health HTTP/1.1\r\nX: ").await;
+    let _ = flood.write_all(&vec![b'a'; 64 * 1024]).await;
+
+    let lines_now = || run.stdout.lock().unwrap().len();
+    let before = lines_now();
+    let grew = poll(Duration::from_secs(10), async || (lines_now() >= before + 5).then_some(())).await;
+    assert!(grew.is_some(), "the pipeline kept printing while clients hung");
+
+    // The server closes each silent connection (EOF) within its head timeout.
+    let mut buf = [0u8; 512];
+    let limit = feedtop::service::server::HEAD_TIMEOUT + Duration::from_secs(10);
+    for s in silent.iter_mut().chain(std::iter::once(&mut flood)) {
+        let closed = tokio::time::timeout(limit, async {
+            loop {
+                match s.read(&mut buf).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(_) => continue,
+                }
+            }
+        })
+        .await;
+        assert!(closed.is_ok(), "a connection was held past the head timeout");
+    }
+    let http = client();
+    let status = poll(Duration::from_secs(10), async || {
+        let r = http.get(format!("{}/health", run.base)).send().await.ok()?;
+        Some(r.status().as_u16())
+    })
+    .await;
+    assert_eq!(status, Some(200));
+}
