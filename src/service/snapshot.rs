@@ -119,7 +119,7 @@ impl HealthTracker {
                     let budget = self.budgets.get(&id).copied().unwrap_or(DEFAULT_BUDGET);
                     let for_ = (now - since).to_std().unwrap_or_default();
                     let state = f.state_label(now);
-                    let mut why = format!("{state} for {}", secs(for_));
+                    let mut why = format!("{state}, not live for {}", secs(for_));
                     if let Some(e) = &f.last_error {
                         why.push_str(&format!(": {e}"));
                     }
@@ -232,7 +232,7 @@ mod tests {
         assert!(!s.healthy);
         assert_eq!(s.feeds[0].health, "down");
         let reason = s.feeds[0].reason.as_deref().unwrap();
-        assert!(reason.starts_with("backoff for 10s") && reason.contains("budget of 10s"), "{reason}");
+        assert!(reason.starts_with("backoff, not live for 10s") && reason.contains("budget of 10s"), "{reason}");
 
         state(&mut m, t0 + TimeDelta::seconds(12), ConnState::Live);
         assert!(t.snapshot(&m).healthy);
