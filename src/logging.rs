@@ -142,6 +142,17 @@ where
     tracing_subscriber::fmt::layer().json().with_writer(EscapedMakeWriter(writer)).with_target(false)
 }
 
+/// The line that ends a run with an error, for `--log-format json`: shaped
+/// like the layer's own lines, feed text escaped.
+pub fn json_error_line(message: &str) -> String {
+    let line = serde_json::json!({
+        "timestamp": Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+        "level": "ERROR",
+        "fields": { "message": message },
+    });
+    sanitize::json_line(&line).expect("a JSON value serialises")
+}
+
 /// Installs the global subscriber. `color`: colours wanted (no `--no-color`,
 /// no `NO_COLOR`); stderr gets them only when it is also a terminal. Returns
 /// the log pane's buffer (empty and unused headless).

@@ -28,6 +28,7 @@ fn main() -> ExitCode {
         }
         Err(e) => e.exit(),
     };
+    let json_log = cli.run.log_format == feedtop::logging::LogFormat::Json;
     let result = match cli.command {
         Some(Cmd::StrikeOffs(args)) => strike_offs(args),
         Some(Cmd::Bench(args)) => bench(args),
@@ -37,7 +38,11 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             // Errors quote feed text (a server's error body, a close reason).
-            say(&format!("feedtop: {}", feedtop::sanitize::for_terminal(&format!("{e:#}"))));
+            if json_log {
+                say(&feedtop::logging::json_error_line(&format!("feedtop: {e:#}")));
+            } else {
+                say(&format!("feedtop: {}", feedtop::sanitize::for_terminal(&format!("{e:#}"))));
+            }
             let usage = e.downcast_ref::<config::ConfigError>().is_some_and(config::ConfigError::is_usage);
             if usage {
                 ExitCode::from(USAGE)

@@ -241,29 +241,43 @@ async fn metrics_parse_and_count_what_the_headless_lines_count() {
     assert!(text.contains("# TYPE feedtop_feed_events counter"), "{text}");
 }
 
-/// A listener open to the network is refused with one line saying how to
-/// allow it, before any feed starts.
-#[test]
-fn a_non_loopback_listen_address_is_refused() {
+/// Runs the demo headless with `args`, returning its output.
+fn demo_run(args: &[&str]) -> std::process::Output {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("empty.toml"), "").unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_feedtop"))
+    Command::new(env!("CARGO_BIN_EXE_feedtop"))
         .env_remove("FEEDTOP_CONFIG")
         .env_remove("FEEDTOP_CH_URL")
         .env("NO_COLOR", "1")
-        .args(["--headless", "--demo", "--duration", "5s", "--listen", "0.0.0.0:0"])
+        .args(["--headless", "--demo", "--duration", "5s"])
+        .args(args)
         .arg("--db")
         .arg(dir.path().join("demo.db"))
         .arg("--config")
         .arg(dir.path().join("empty.toml"))
         .output()
-        .unwrap();
+        .unwrap()
+}
+
+/// A listener open to the network is refused with one line saying how to
+/// allow it, before any feed starts; with JSON logs that line is JSON too.
+#[test]
+fn a_non_loopback_listen_address_is_refused() {
+    let out = demo_run(&["--listen", "0.0.0.0:0"]);
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     let lines: Vec<&str> = stderr.lines().filter(|l| l.contains("--listen")).collect();
     assert_eq!(lines.len(), 1, "{stderr}");
     assert!(lines[0].contains("not a loopback address") && lines[0].contains("--listen-any"), "{stderr}");
     assert!(out.stdout.is_empty(), "no run started");
+
+    let out = demo_run(&["--listen", "[::]:0", "--log-format", "json"]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let last: serde_json::Value = serde_json::from_str(stderr.lines().last().unwrap_or_default())
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {stderr}"));
+    assert_eq!(last["level"], "ERROR");
+    assert!(last["fields"]["message"].as_str().unwrap().contains("--listen-any"), "{last}");
 }
 
 /// Clients that connect and send nothing, or send an endless head, hold at
