@@ -185,6 +185,21 @@ pub struct RunArgs {
     /// to 1000), or max (as fast as it goes) [default: 1].
     #[arg(long, value_name = "SPEED", value_parser = crate::record::Speed::parse, requires = "source")]
     pub speed: Option<crate::record::Speed>,
+
+    /// Headless: serve /health and /metrics over HTTP at this address (e.g.
+    /// 127.0.0.1:9184; port 0 picks a free one, logged at start). Loopback
+    /// only unless --listen-any.
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<std::net::SocketAddr>,
+
+    /// Let --listen use an address other than loopback (the endpoints show
+    /// feed states and counts, never a key or token).
+    #[arg(long, requires = "listen")]
+    pub listen_any: bool,
+
+    /// Headless: stderr as readable text or one JSON object per line.
+    #[arg(long, value_enum, value_name = "FORMAT", default_value_t = crate::logging::LogFormat::Text)]
+    pub log_format: crate::logging::LogFormat,
 }
 
 #[derive(Debug, Args, Clone)]

@@ -209,10 +209,16 @@ pub fn report_line_since(model: &Model, is_final: bool, reported: u64) -> String
 
 /// Runs until the duration ends or SIGINT/SIGTERM, printing a line every
 /// interval and a final one (`"final": true`) after everything is stored.
-pub async fn run(
+pub async fn run(pipeline: Pipeline, options: HeadlessOptions, out: &mut dyn Write) -> anyhow::Result<ShutdownSummary> {
+    run_publishing(pipeline, options, out, None).await
+}
+
+/// [`run`], also publishing a snapshot for `--listen` each tick.
+pub async fn run_publishing(
     mut pipeline: Pipeline,
     options: HeadlessOptions,
     out: &mut dyn Write,
+    mut publisher: Option<crate::service::Publisher>,
 ) -> anyhow::Result<ShutdownSummary> {
     let start = Instant::now();
     let deadline = options.duration.map(|d| start + d);
@@ -238,6 +244,9 @@ pub async fn run(
                 if let Err(stopped) = pipeline.tick(chrono::Utc::now()) {
                     let (_, summary) = pipeline.shutdown().await;
                     anyhow::bail!("{stopped} (everything received before it is stored: {} events)", summary.writer.events_written);
+                }
+                if let Some(p) = &mut publisher {
+                    p.publish(pipeline.model());
                 }
                 let line = report_line_since(pipeline.model(), false, reported);
                 reported = pipeline.model().alerts.raised;

@@ -24,6 +24,7 @@ pub mod logging;
 pub mod model;
 pub mod record;
 pub mod sanitize;
+pub mod service;
 /// The loopback simulators (crates/feedtop-sim), under the path the demo,
 /// the benchmarks and the tests have always used.
 pub use feedtop_sim as sim;

@@ -121,14 +121,48 @@ impl LogBuffer {
     }
 }
 
+/// How stderr's lines are written in a headless run (`--log-format`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Readable lines: time, level, message.
+    #[default]
+    Text,
+    /// One JSON object per line (`timestamp`, `level`, `fields.message`, …),
+    /// for a log collector.
+    Json,
+}
+
+/// The JSON layer for stderr: one object per event, feed text escaped
+/// ([`EscapedWriter`]).
+fn json_layer<S, W>(writer: W) -> impl Layer<S>
+where
+    S: Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+    W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + 'static,
+{
+    tracing_subscriber::fmt::layer().json().with_writer(EscapedMakeWriter(writer)).with_target(false)
+}
+
+/// The line that ends a run with an error, for `--log-format json`: shaped
+/// like the layer's own lines, feed text escaped.
+pub fn json_error_line(message: &str) -> String {
+    let line = serde_json::json!({
+        "timestamp": Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+        "level": "ERROR",
+        "fields": { "message": message },
+    });
+    sanitize::json_line(&line).expect("a JSON value serialises")
+}
+
 /// Installs the global subscriber. `color`: colours wanted (no `--no-color`,
 /// no `NO_COLOR`); stderr gets them only when it is also a terminal. Returns
 /// the log pane's buffer (empty and unused headless).
-pub fn init(headless: bool, color: bool) -> LogBuffer {
+pub fn init(headless: bool, color: bool, format: LogFormat) -> LogBuffer {
     let buffer = LogBuffer::new();
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn,feedtop=info"));
     let quiet = tracing_subscriber::filter::filter_fn(quiet_dependencies);
-    if headless {
+    if headless && format == LogFormat::Json {
+        tracing_subscriber::registry().with(filter).with(quiet).with(json_layer(std::io::stderr)).init();
+    } else if headless {
         use std::io::IsTerminal;
         let ansi = color && std::io::stderr().is_terminal();
         let stderr = tracing_subscriber::fmt::layer()
@@ -143,6 +177,47 @@ pub fn init(headless: bool, color: bool) -> LogBuffer {
         tracing_subscriber::registry().with(filter).with(quiet).with(TuiLog(buffer.clone())).init();
     }
     buffer
+}
+
+/// A writer for JSON lines that escapes what `serde_json` leaves raw and a
+/// terminal would act on (C1 controls, DEL, bidi overrides: the characters
+/// [`sanitize::is_unsafe`] names, apart from the line's own newline) as
+/// `\uXXXX`. Those can only sit inside JSON strings, so the line stays the
+/// same JSON. Each event is written in one call (the formatter buffers it).
+pub struct EscapedWriter<W>(W);
+
+impl<W: std::io::Write> std::io::Write for EscapedWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match std::str::from_utf8(buf) {
+            Ok(text) if text.chars().any(|c| c != '\n' && sanitize::is_unsafe(c)) => {
+                let mut out = String::with_capacity(text.len() + 16);
+                for c in text.chars() {
+                    if c != '\n' && sanitize::is_unsafe(c) {
+                        let _ = write!(out, "\\u{:04x}", c as u32);
+                    } else {
+                        out.push(c);
+                    }
+                }
+                self.0.write_all(out.as_bytes())?;
+            }
+            _ => self.0.write_all(buf)?,
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.0.flush()
+    }
+}
+
+/// [`EscapedWriter`] for each event.
+pub struct EscapedMakeWriter<M>(M);
+
+impl<'a, M: tracing_subscriber::fmt::MakeWriter<'a>> tracing_subscriber::fmt::MakeWriter<'a> for EscapedMakeWriter<M> {
+    type Writer = EscapedWriter<M::Writer>;
+    fn make_writer(&'a self) -> Self::Writer {
+        EscapedWriter(self.0.make_writer())
+    }
 }
 
 /// The WebSocket library logs (through the `log` bridge) every handshake at
@@ -276,6 +351,29 @@ mod tests {
         assert!(text.contains("\x1b["), "the level is coloured: {text:?}");
         assert!(!text.contains("\x1b]") && !text.contains("\x1b[2J"), "{text:?}");
         assert!(!text.chars().any(|c| c == '\u{9b}' || c == '\x7f' || c == '\u{202E}' || c == '\r'), "{text:?}");
+    }
+
+    #[test]
+    fn json_lines_are_json_one_per_event_with_feed_controls_escaped() {
+        let out = Captured::default();
+        let subscriber = tracing_subscriber::registry().with(json_layer(out.clone()));
+        tracing::subscriber::with_default(subscriber, || {
+            tracing::warn!("ch/companies: {HOSTILE}");
+            tracing::info!(feed = "carbon", "live");
+        });
+        let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 2, "{text:?}");
+        assert!(!text.chars().any(|c| c != '\n' && sanitize::is_unsafe(c)), "{text:?}");
+        let first: serde_json::Value = serde_json::from_str(lines[0]).unwrap();
+        assert_eq!(first["level"], "WARN");
+        assert_eq!(first["fields"]["message"], format!("ch/companies: {HOSTILE}"), "lossless");
+        let second: serde_json::Value = serde_json::from_str(lines[1]).unwrap();
+        assert_eq!(
+            (second["fields"]["message"].as_str(), second["fields"]["feed"].as_str()),
+            (Some("live"), Some("carbon"))
+        );
+        assert!(second["timestamp"].is_string(), "{second}");
     }
 
     #[test]

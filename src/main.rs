@@ -28,6 +28,7 @@ fn main() -> ExitCode {
         }
         Err(e) => e.exit(),
     };
+    let json_log = cli.run.log_format == feedtop::logging::LogFormat::Json;
     let result = match cli.command {
         Some(Cmd::StrikeOffs(args)) => strike_offs(args),
         Some(Cmd::Bench(args)) => bench(args),
@@ -38,7 +39,11 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             // Errors quote feed text (a server's error body, a close reason).
-            say(&format!("feedtop: {}", feedtop::sanitize::for_terminal(&format!("{e:#}"))));
+            if json_log {
+                say(&feedtop::logging::json_error_line(&format!("feedtop: {e:#}")));
+            } else {
+                say(&format!("feedtop: {}", feedtop::sanitize::for_terminal(&format!("{e:#}"))));
+            }
             let usage = e.downcast_ref::<config::ConfigError>().is_some_and(config::ConfigError::is_usage);
             if usage {
                 ExitCode::from(USAGE)
@@ -103,7 +108,10 @@ fn watch(args: RunArgs, record_to: Option<std::path::PathBuf>) -> anyhow::Result
     let config_file = args.config.clone().or_else(|| Some(paths.config_file.clone()).filter(|p| p.is_file()));
     let settings = config::resolve(&args, &file, &|name| std::env::var(name).ok(), &paths)?;
     let headless = args.headless || !std::io::stdout().is_terminal();
-    let log = feedtop::logging::init(headless, feedtop::ui::theme::color_enabled(args.no_color));
+    let log = feedtop::logging::init(headless, feedtop::ui::theme::color_enabled(args.no_color), args.log_format);
+    if args.listen.is_some() && !headless {
+        anyhow::bail!("--listen serves a headless run: add --headless (or run it with stdout not a terminal)");
+    }
 
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     // A replay's store: the pipeline keeps one as for a live run (the
@@ -111,6 +119,11 @@ fn watch(args: RunArgs, record_to: Option<std::path::PathBuf>) -> anyhow::Result
     let replay_db =
         replay.as_ref().map(|_| tempfile::tempdir()).transpose().context("cannot create a temporary database")?;
     runtime.block_on(async move {
+        // Bound before the feeds start: a refused address stops the run at once.
+        let listener = match args.listen {
+            Some(addr) => Some(feedtop::service::bind(addr, args.listen_any).await?),
+            None => None,
+        };
         if let (Some(replay), Some(dir)) = (replay, &replay_db) {
             let mut settings = settings;
             settings.db_path = dir.path().join("replay.db");
@@ -122,7 +135,7 @@ fn watch(args: RunArgs, record_to: Option<std::path::PathBuf>) -> anyhow::Result
                 tracing::info!("a replay runs no alert programs: exec is off for {without_exec} rule(s)");
             }
             pipeline.set_alert_rules(rules);
-            front_end(pipeline, &args, &settings, headless, log, config_file).await?;
+            front_end(pipeline, &args, &settings, headless, log, config_file, listener).await?;
             return Ok(());
         }
         let (settings, _demo) = if settings.demo {
@@ -145,7 +158,7 @@ fn watch(args: RunArgs, record_to: Option<std::path::PathBuf>) -> anyhow::Result
             pipeline = pipeline.record_to(path)?;
         }
         let db_path = settings.db_path.clone();
-        let summary = front_end(pipeline, &args, &settings, headless, log, config_file).await?;
+        let summary = front_end(pipeline, &args, &settings, headless, log, config_file, listener).await?;
         match &summary.recording {
             Some(Ok(r)) => say(&format!("feedtop: {} messages recorded in {}", r.messages, r.path.display())),
             Some(Err(e)) => anyhow::bail!("{e}"),
@@ -178,10 +191,20 @@ async fn front_end(
     headless: bool,
     log: feedtop::logging::LogBuffer,
     config_file: Option<std::path::PathBuf>,
+    listener: Option<tokio::net::TcpListener>,
 ) -> anyhow::Result<feedtop::app::ShutdownSummary> {
     Ok(if headless {
         let options = HeadlessOptions { duration: args.duration, interval: args.interval };
-        headless::run(pipeline, options, &mut std::io::stdout().lock()).await?
+        let publisher = listener.map(|listener| {
+            let (publisher, latest) =
+                feedtop::service::Publisher::new(feedtop::service::HealthTracker::for_feeds(&settings.feeds));
+            if let Ok(addr) = listener.local_addr() {
+                tracing::info!("serving /health and /metrics on http://{addr}");
+            }
+            feedtop::service::spawn(listener, latest);
+            publisher
+        });
+        headless::run_publishing(pipeline, options, &mut std::io::stdout().lock(), publisher).await?
     } else {
         let run_info = feedtop::ui::RunInfo {
             version: env!("CARGO_PKG_VERSION").to_string(),
