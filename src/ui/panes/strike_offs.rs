@@ -74,12 +74,18 @@ fn row<'a>(
     compact: bool,
     enrich: Option<&CompanyEnrichment>,
 ) -> Row<'a> {
-    let mut last = vec![Span::raw(for_terminal(&transition(c, transition_width, compact)).into_owned())];
+    let shown_transition = for_terminal(&transition(c, transition_width, compact)).into_owned();
+    let room = transition_width.saturating_sub(shown_transition.chars().count());
+    let mut last = vec![Span::raw(shown_transition)];
     if let Some(e) = enrich {
-        // What the REST API said: the officer count, and a profile that
-        // contradicts the stream, shown rather than hidden.
+        // What the REST API said: the officer count where it fits whole (a
+        // cut count would read as another number; Enter shows it), and a
+        // profile that contradicts the stream, always, shown rather than hidden.
         if let Some(n) = e.officers {
-            last.push(Span::styled(format!(" · officers {n}"), theme.dim));
+            let count = format!(" {} officers {n}", theme.glyphs.dot);
+            if count.chars().count() <= room {
+                last.push(Span::styled(count, theme.dim));
+            }
         }
         if let Some(d) = &e.disagrees {
             last.push(Span::styled(format!(" · {}", for_terminal(d)), theme.warn));
@@ -285,6 +291,12 @@ mod tests {
         assert!(known.trim_end().ends_with("active-proposal-to-strike-off · officers 3"), "{known}");
         let first = row_with(&buf, "FIRST SEEN LTD").unwrap();
         assert!(first.trim_end().ends_with("· profile: active, not in the proposal"), "{first}");
+        // Where the count does not fit whole it is left out, never cut into
+        // another number; the contradiction always shows.
+        let narrow = crate::ui::test_support::render(&m, &ViewState::new(), &Theme::new(true), 80, 40);
+        let known = row_with(&narrow, "KNOWN BEFORE LTD").unwrap_or_else(|| panic!("{}", screen(&narrow)));
+        assert!(!known.contains("offic"), "{known}");
+        assert!(row_with(&narrow, "FIRST SEEN LTD").unwrap().contains("· prof"), "{}", screen(&narrow));
     }
 
     /// Where the longest transition does not fit, every row takes the
