@@ -33,6 +33,9 @@ use crate::store::{self, StoreError, StoreHandle, WriterSettings};
 /// How long the feeds get at shutdown to close their connections politely.
 const FEED_STOP: Duration = Duration::from_millis(400);
 
+/// How long a stopping relay goes on publishing its outbox.
+const RELAY_FINISH: Duration = Duration::from_secs(2);
+
 /// Messages that may wait between the feed tasks and the core loop.
 pub const FEED_QUEUE: usize = 1024;
 /// Feed messages applied per wake-up before yielding to input and render.
@@ -202,6 +205,26 @@ pub struct Pipeline {
     replay: Option<ReplayState>,
     /// The feed queue closed (every sender gone): asked of it no more.
     feeds_closed: bool,
+    /// `--source nats://`: the viewer reading the relay's stream.
+    viewer: Option<crate::relay::ViewerHandle>,
+    /// `feedtop relay`: every message also goes to the outbox.
+    relay: Option<RelayOut>,
+    /// Told by the store writer after each commit.
+    committed: std::sync::Arc<tokio::sync::Notify>,
+}
+
+/// Where messages come from instead of feed tasks.
+enum Source {
+    Replay(crate::record::Replay),
+    Nats(Box<crate::relay::Viewer>),
+}
+
+/// `feedtop relay`: what goes to the outbox, and the task publishing it.
+struct RelayOut {
+    outgoing: crate::relay::Outgoing,
+    publisher: crate::relay::Publisher,
+    /// The last acknowledged `seq` handed to the store for deletion.
+    deleted_through: i64,
 }
 
 /// A replay in progress: its task, its end, and the clock the model runs on.
@@ -238,16 +261,35 @@ impl Pipeline {
     /// configured feeds (`config.feeds` is not used): the feeds shown are
     /// the recording's, and no feed task, hence no socket, is started.
     pub fn replay(config: PipelineConfig, replay: crate::record::Replay) -> anyhow::Result<Self> {
-        Self::start_from(config, Some(replay))
+        Self::start_from(config, Some(Source::Replay(replay)))
     }
 
-    fn start_from(mut config: PipelineConfig, replay: Option<crate::record::Replay>) -> anyhow::Result<Self> {
-        let infos: Vec<FeedInfo> = match &replay {
-            Some(r) => {
-                config.feeds.clear();
-                r.feeds().to_vec()
-            }
+    /// [`Pipeline::start`] fed from a relay's NATS stream (`config.feeds`
+    /// is not used): the relay's feeds, its states and its strike-off
+    /// changes, with no connection but the one to NATS.
+    pub fn from_nats(config: PipelineConfig, viewer: crate::relay::Viewer) -> anyhow::Result<Self> {
+        Self::start_from(config, Some(Source::Nats(Box::new(viewer))))
+    }
+
+    fn start_from(mut config: PipelineConfig, source: Option<Source>) -> anyhow::Result<Self> {
+        let infos: Vec<FeedInfo> = match &source {
+            Some(Source::Replay(r)) => r.feeds().to_vec(),
+            Some(Source::Nats(v)) => v.feeds().to_vec(),
             None => config.feeds.iter().map(|f| f.info.clone()).collect(),
+        };
+        if source.is_some() {
+            config.feeds.clear();
+        }
+        let changes_from_source = match &source {
+            Some(Source::Replay(r)) => r.has_strike_offs(),
+            Some(Source::Nats(_)) => true,
+            None => false,
+        };
+        let committed = config.writer.on_commit.get_or_insert_with(Default::default).clone();
+        let (replay, viewer) = match source {
+            Some(Source::Replay(r)) => (Some(r), None),
+            Some(Source::Nats(v)) => (None, Some(*v)),
+            None => (None, None),
         };
         let lock = DbLock::acquire(&config.db_path)?;
         let conn = store::open(&config.db_path)?;
@@ -258,6 +300,7 @@ impl Pipeline {
         let started = clock.as_ref().map_or_else(Utc::now, |c| c.now(tokio::time::Instant::now()));
         let mut model = Model::new(infos, config.latency_window, started);
         model.demo = config.demo;
+        model.changes_from_source = changes_from_source;
         model.load_history(history);
         let listed: Vec<&str> = model.strike_offs.iter().map(|c| c.company_number.as_str()).collect();
         model.enrich.companies = store::enrich::enrichment_of(&conn, &listed).map_err(sqlite)?;
@@ -295,6 +338,7 @@ impl Pipeline {
             let (task, end) = replay.spawn(feed_tx.clone());
             ReplayState { task, end, clock, ended: None }
         });
+        let viewer = viewer.map(|v| v.spawn(feed_tx.clone()));
         drop(feed_tx);
         let (report_tx, reports) = mpsc::channel(64);
         let db_path = config.db_path.clone();
@@ -318,7 +362,28 @@ impl Pipeline {
             recorder: None,
             replay,
             feeds_closed: false,
+            viewer,
+            relay: None,
+            committed,
         })
+    }
+
+    /// `feedtop relay`: every message from now on is also stored in the
+    /// outbox, in the transaction of what it reports, and published from
+    /// there to NATS in order (see [`crate::relay`]).
+    pub fn relay_to(mut self, settings: crate::relay::NatsSettings) -> anyhow::Result<Self> {
+        let header = feedtop_proto::wire::RecordingHeader {
+            feeds: self.model.feeds.iter().map(|f| f.info.clone()).collect(),
+            started: Utc::now(),
+            writer: format!("feedtop {} relay", env!("CARGO_PKG_VERSION")),
+            strike_offs: true,
+        };
+        tracing::info!("relaying every message to NATS {}, stream {}", settings.shown_url(), settings.stream);
+        let publisher = crate::relay::Publisher::spawn(settings, &self.db_path, self.committed.clone(), header)
+            .map_err(|e| StoreError::from_sqlite(&self.db_path, e))?;
+        self.model.relay = Some(publisher.status.borrow().clone());
+        self.relay = Some(RelayOut { outgoing: Default::default(), publisher, deleted_through: 0 });
+        Ok(self)
     }
 
     /// Writes every feed message from now on to `path` (created or
@@ -450,6 +515,17 @@ impl Pipeline {
         if let Some(e) = &self.enrich {
             self.model.enrich.status = Some(e.status.borrow().clone());
         }
+        if let Some(v) = &self.viewer {
+            self.model.viewer = Some(v.status.borrow().clone());
+        }
+        if let Some(relay) = self.relay.as_mut() {
+            self.model.relay = Some(relay.publisher.status.borrow().clone());
+            let acked = *relay.publisher.acked.borrow();
+            if acked > relay.deleted_through {
+                relay.deleted_through = acked;
+                self.pending.push(Fact::Published(acked));
+            }
+        }
         if !self.alert_engine.is_empty() {
             let mut raised = Vec::new();
             self.alert_engine.tick(&self.model, &mut raised);
@@ -505,9 +581,9 @@ impl Pipeline {
 
     fn apply(&mut self, msg: FeedMsg) {
         log_message(&self.model, &msg);
-        if let Some(r) = self.recorder.as_mut() {
-            r.write(&msg);
-        }
+        // What the recorder and the relay pass on: the message, then the
+        // strike-off change it made (found once, here, with the history).
+        let passed_on = (self.recorder.is_some() || self.relay.is_some()).then(|| msg.clone());
         if let Some(r) = self.replay.as_mut() {
             r.clock.message(msg.at, tokio::time::Instant::now());
         }
@@ -517,6 +593,9 @@ impl Pipeline {
         let feed = msg.feed.clone();
         let before = self.pending.len();
         self.model.apply(msg, &mut self.pending);
+        if let Some(msg) = passed_on {
+            self.pass_on(msg, before);
+        }
         if self.enrich.is_some() {
             let wanted: Vec<Fact> = self.pending[before..]
                 .iter()
@@ -543,6 +622,31 @@ impl Pipeline {
             }
         }
         raised.into_iter().for_each(|a| self.raise(a));
+    }
+
+    /// Writes `msg` and the strike-off changes among the facts from
+    /// `before` on to the recording and the relay's outbox.
+    fn pass_on(&mut self, msg: FeedMsg, before: usize) {
+        let changes: Vec<FeedMsg> = self.pending[before..]
+            .iter()
+            .filter_map(|f| match f {
+                Fact::StrikeOff(c) => Some(FeedMsg {
+                    feed: msg.feed.clone(),
+                    at: c.received_at,
+                    kind: FeedMsgKind::StrikeOff(Box::new(c.clone())),
+                }),
+                _ => None,
+            })
+            .collect();
+        for m in std::iter::once(msg).chain(changes) {
+            if let Some(r) = self.recorder.as_mut() {
+                r.write(&m);
+            }
+            if let Some(relay) = self.relay.as_mut() {
+                let rows = relay.outgoing.rows(&m);
+                self.pending.extend(rows.into_iter().map(|row| Fact::Outbox(Box::new(row))));
+            }
+        }
     }
 
     /// Facts received and not committed yet (held here or by the writer).
@@ -615,6 +719,11 @@ impl Pipeline {
     /// Asks one feed to drop its connection and connect now. (The control
     /// channels are in the model's feed order, both made from the one list.)
     pub fn reconnect(&self, feed: &FeedId) {
+        if let Some(viewer) = &self.viewer {
+            // A viewer's only connection is its own, to NATS.
+            let _ = viewer.control.try_send(Command::Reconnect);
+            return;
+        }
         let Some(index) = self.model.feed_index(feed) else { return };
         if let Some(ctl) = self.controls.get(index) {
             // A full control queue already holds a reconnect request.
@@ -624,6 +733,10 @@ impl Pipeline {
     }
 
     pub fn reconnect_all(&self) {
+        if let Some(viewer) = &self.viewer {
+            let _ = viewer.control.try_send(Command::Reconnect);
+            return;
+        }
         self.model.feeds.iter().for_each(|f| self.reconnect(&f.info.name));
     }
 
@@ -661,6 +774,9 @@ impl Pipeline {
         }
         if let Some(r) = &self.replay {
             r.task.abort();
+        }
+        if let Some(v) = &self.viewer {
+            v.task.abort();
         }
     }
 
@@ -713,6 +829,19 @@ impl Pipeline {
                 "{} facts were not written; feeds with a resume point fetch them again from it on the next start",
                 writer.unwritten
             );
+        }
+        // Everything is in the outbox now: publish what NATS takes in a
+        // moment; the rest goes at the next start.
+        if let Some(relay) = self.relay.take() {
+            let status = relay.publisher.finish(RELAY_FINISH).await;
+            if status.backlog > 0 {
+                tracing::warn!(
+                    "{} messages wait in the outbox of {}; they are published, in order, at the next start",
+                    status.backlog,
+                    self.db_path.display()
+                );
+            }
+            self.model.relay = Some(status);
         }
         // The final state says what the writer finally did.
         let recording = self.recorder.take().map(crate::record::Recorder::finish);

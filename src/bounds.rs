@@ -74,6 +74,16 @@ pub const BENCH_EVENTS: Bounds<usize> = Bounds::new(1, 100_000_000);
 /// `bench --rate`, per second.
 pub const BENCH_RATE: Bounds<f64> = Bounds::new(1.0, 1_000_000.0);
 
+/// A viewer starts this far back in the relay's stream (`--since`).
+pub const NATS_SINCE: Bounds<Duration> = Bounds::new(secs(0), secs(365 * DAY));
+/// How long the relay's stream keeps a message (`relay --max-age`).
+pub const NATS_MAX_AGE: Bounds<Duration> = Bounds::new(secs(MINUTE), secs(3650 * DAY));
+/// The relay stream's size cap in bytes (`relay --max-bytes`): a megabyte
+/// holds a few seconds of a busy feed; 16 TiB is more than one server has.
+pub const NATS_MAX_BYTES: Bounds<usize> = Bounds::new(1 << 20, 1 << 44);
+/// The relay stream's replicas (`relay --replicas`): JetStream allows 1 to 5.
+pub const NATS_REPLICAS: Bounds<usize> = Bounds::new(1, 5);
+
 /// `[[alerts]] after` (feed-down): a second is already a blip worth
 /// nothing; a feed down for a week is not news any more.
 pub const ALERT_AFTER: Bounds<Duration> = Bounds::new(secs(1), secs(7 * DAY));

@@ -45,6 +45,57 @@ pub enum Cmd {
     /// Watch the configured feeds as usual and also write every message
     /// they send to a recording (gzip, JSON lines) that `--source` replays.
     Record(Box<RecordArgs>),
+    /// Ingest the configured feeds once (headless, with its own database)
+    /// and publish every message to a NATS JetStream stream that any number
+    /// of `feedtop --source nats://…` viewers read.
+    Relay(Box<RelayArgs>),
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct RelayArgs {
+    /// The NATS server(s): nats://host:4222, tls://host:4222, or several
+    /// comma-separated (a cluster). Credentials: NATS_USER and
+    /// NATS_PASSWORD, NATS_TOKEN, or NATS_CREDS (a .creds file).
+    #[arg(long, value_name = "URL", env = "NATS_URL")]
+    pub nats: String,
+    /// How long the stream keeps a message (1m to 3650d) [default: 7d].
+    #[arg(long, value_name = "DURATION", value_parser = |s: &str| bounds::NATS_MAX_AGE.parse(s))]
+    pub max_age: Option<Duration>,
+    /// The stream's size cap in bytes; the oldest go first (1048576 to
+    /// 17592186044416) [default: 1073741824, 1 GiB].
+    #[arg(long, value_name = "BYTES", value_parser = |s: &str| bounds::NATS_MAX_BYTES.parse(s))]
+    pub max_bytes: Option<usize>,
+    /// Copies of the stream in a NATS cluster (1 to 5) [default: 1].
+    #[arg(long, value_name = "N", value_parser = |s: &str| bounds::NATS_REPLICAS.parse(s))]
+    pub replicas: Option<usize>,
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+/// Where the messages come from instead of the configured feeds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SourceArg {
+    /// A recording made with `feedtop record`.
+    File(PathBuf),
+    /// A relay's stream: nats://… or tls://… (several comma-separated).
+    Nats(String),
+}
+
+impl SourceArg {
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let text = text.trim();
+        if text.is_empty() {
+            return Err("give a recording file or a nats://host:4222 URL".into());
+        }
+        let scheme = text.split_once("://").map(|(s, _)| s.to_ascii_lowercase());
+        match scheme.as_deref() {
+            Some("nats" | "tls") => Ok(SourceArg::Nats(text.to_string())),
+            Some(other) if !other.contains(['/', '\\']) && other.len() < 16 => {
+                Err(format!("{other}:// is not a source: give a recording file, nats://… or tls://…"))
+            }
+            _ => Ok(SourceArg::File(PathBuf::from(text))),
+        }
+    }
 }
 
 #[derive(Debug, Args, Clone)]
@@ -54,6 +105,19 @@ pub struct RecordArgs {
     pub to: PathBuf,
     #[command(flatten)]
     pub run: RunArgs,
+}
+
+/// A JetStream stream name: letters, digits, `-` and `_` (NATS refuses
+/// others, and a `.` or `*` would read as a subject).
+pub fn parse_stream_name(text: &str) -> Result<String, String> {
+    let ok = !text.is_empty()
+        && text.len() <= 64
+        && text.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if ok {
+        Ok(text.to_string())
+    } else {
+        Err("must be 1 to 64 letters, digits, - or _".into())
+    }
 }
 
 #[derive(Debug, Args, Clone)]
@@ -176,15 +240,32 @@ pub struct RunArgs {
     #[arg(long)]
     pub low_bandwidth: bool,
 
-    /// Replay a recording made with `feedtop record --to FILE` instead of
-    /// watching feeds: its feeds, no network, a temporary database.
-    #[arg(long, value_name = "FILE")]
-    pub source: Option<PathBuf>,
+    /// Watch something other than the configured feeds: a recording made
+    /// with `feedtop record --to FILE` (no network), or a relay's NATS
+    /// stream, nats://host:4222 or tls://… (the relay's feeds). Either way a
+    /// temporary database, unless --db is given.
+    #[arg(long, value_name = "FILE|URL", value_parser = SourceArg::parse)]
+    pub source: Option<SourceArg>,
 
-    /// With --source: how fast, as a multiple of the recorded timing (0.1
-    /// to 1000), or max (as fast as it goes) [default: 1].
+    /// With --source FILE: how fast, as a multiple of the recorded timing
+    /// (0.1 to 1000), or max (as fast as it goes) [default: 1].
     #[arg(long, value_name = "SPEED", value_parser = crate::record::Speed::parse, requires = "source")]
     pub speed: Option<crate::record::Speed>,
+
+    /// With --source nats://…: start this far back in the stream, so the
+    /// panes fill at once (0s to 365d) [default: 1h].
+    #[arg(long, value_name = "DURATION", value_parser = |s: &str| bounds::NATS_SINCE.parse(s))]
+    pub since: Option<Duration>,
+
+    /// The NATS JetStream stream the relay writes and viewers read
+    /// [default: FEEDTOP].
+    #[arg(long, value_name = "NAME", env = "FEEDTOP_NATS_STREAM", value_parser = parse_stream_name)]
+    pub nats_stream: Option<String>,
+
+    /// A CA certificate (PEM) for a tls:// NATS server that no system root
+    /// signs.
+    #[arg(long, value_name = "FILE")]
+    pub nats_ca: Option<PathBuf>,
 
     /// Headless: serve /health and /metrics over HTTP at this address (e.g.
     /// 127.0.0.1:9184; port 0 picks a free one, logged at start). Loopback

@@ -23,6 +23,7 @@ pub mod headless;
 pub mod logging;
 pub mod model;
 pub mod record;
+pub mod relay;
 pub mod sanitize;
 pub mod service;
 /// The loopback simulators (crates/feedtop-sim), under the path the demo,

@@ -6,11 +6,16 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::Parser;
 use feedtop::app::{Pipeline, PipelineConfig};
-use feedtop::cli::{BenchArgs, Cli, Cmd, RunArgs, StrikeOffsArgs};
+use feedtop::cli::{BenchArgs, Cli, Cmd, RelayArgs, RunArgs, SourceArg, StrikeOffsArgs};
 use feedtop::config::{self, FileConfig, Paths, Settings};
 use feedtop::headless::{self, HeadlessOptions};
 use feedtop::store::WriterSettings;
 use feedtop::{demo, export, tui};
+
+/// The relay's store commits at least this often: a message is published
+/// from the outbox once committed, so this is most of the relay's latency
+/// (a live run commits every 50 ms, which costs fewer WAL pages).
+const RELAY_COMMIT_EVERY: std::time::Duration = std::time::Duration::from_millis(3);
 
 /// Exit status of a settings mistake (a flag or the config file), as clap
 /// uses for its own usage errors; failures at run time exit with 1.
@@ -32,8 +37,9 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Some(Cmd::StrikeOffs(args)) => strike_offs(args),
         Some(Cmd::Bench(args)) => bench(args),
-        Some(Cmd::Record(args)) => watch(args.run, Some(args.to)),
-        None => watch(cli.run, None),
+        Some(Cmd::Record(args)) => watch(args.run, Mode::Record(args.to)),
+        Some(Cmd::Relay(args)) => watch(args.run.clone(), Mode::Relay(args)),
+        None => watch(cli.run, Mode::Watch),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -84,16 +90,70 @@ fn load_file_config(explicit: Option<&std::path::Path>, paths: Option<&Paths>) -
     })
 }
 
+/// What a run does besides watching.
+enum Mode {
+    Watch,
+    /// `feedtop record --to FILE`.
+    Record(std::path::PathBuf),
+    /// `feedtop relay --nats URL`.
+    Relay(Box<RelayArgs>),
+}
+
+/// The NATS settings of a relay or a viewer: the URL, credentials from the
+/// environment, and the flags.
+fn nats_settings(url: &str, args: &RunArgs) -> anyhow::Result<feedtop::relay::NatsSettings> {
+    let mut settings = feedtop::relay::NatsSettings::new(url);
+    settings.auth = feedtop::relay::NatsSettings::auth_from_env(&|name| std::env::var(name).ok())
+        .map_err(config::ConfigError::Usage)?;
+    settings.tls_ca = args.nats_ca.clone();
+    if let Some(stream) = &args.nats_stream {
+        settings.stream = stream.clone();
+    }
+    if let Some(since) = args.since {
+        settings.since = since;
+    }
+    Ok(settings)
+}
+
 /// Watches the feeds (or replays `--source`), writing every message to
-/// `record_to` when given.
-fn watch(args: RunArgs, record_to: Option<std::path::PathBuf>) -> anyhow::Result<()> {
-    if args.source.is_some() && record_to.is_some() {
-        anyhow::bail!("record writes what live feeds send; --source replays a recording: give one or the other");
+/// a recording or the relay's NATS stream as `mode` says.
+fn watch(args: RunArgs, mode: Mode) -> anyhow::Result<()> {
+    if args.source.is_some() && !matches!(mode, Mode::Watch) {
+        anyhow::bail!(
+            "record and relay pass on what live feeds send; --source watches something else: give one or the other"
+        );
+    }
+    let nats_source = match &args.source {
+        Some(SourceArg::Nats(url)) => Some(nats_settings(url, &args)?),
+        _ => None,
+    };
+    if nats_source.is_some() && args.speed.is_some() {
+        anyhow::bail!("--speed replays a recording faster or slower; a NATS stream comes at its own pace");
+    }
+    if args.since.is_some() && nats_source.is_none() {
+        anyhow::bail!("--since says where a viewer starts in a relay's stream: use it with --source nats://…");
     }
     // A replay is opened first: a file that is not a recording is one line
     // before anything else starts.
     let speed = args.speed.unwrap_or(feedtop::record::Speed::Scaled(1.0));
-    let replay = args.source.as_deref().map(|path| feedtop::record::Replay::open(path, speed)).transpose()?;
+    let replay = match &args.source {
+        Some(SourceArg::File(path)) => Some(feedtop::record::Replay::open(path, speed)?),
+        _ => None,
+    };
+    let relay = match &mode {
+        Mode::Relay(relay) => {
+            let mut settings = nats_settings(&relay.nats, &args)?;
+            settings.max_age = relay.max_age.unwrap_or(settings.max_age);
+            settings.max_bytes = relay.max_bytes.map_or(settings.max_bytes, |b| b as i64);
+            settings.replicas = relay.replicas.unwrap_or(settings.replicas);
+            Some(settings)
+        }
+        _ => None,
+    };
+    let record_to = match mode {
+        Mode::Record(path) => Some(path),
+        _ => None,
+    };
     let system_paths = Paths::from_system();
     let file = load_file_config(args.config.as_deref(), system_paths.as_ref().ok())?;
     let paths = match (system_paths, &args.db) {
@@ -107,7 +167,8 @@ fn watch(args: RunArgs, record_to: Option<std::path::PathBuf>) -> anyhow::Result
     // The file read, for `i`: the one given, or the default one if it is there.
     let config_file = args.config.clone().or_else(|| Some(paths.config_file.clone()).filter(|p| p.is_file()));
     let settings = config::resolve(&args, &file, &|name| std::env::var(name).ok(), &paths)?;
-    let headless = args.headless || !std::io::stdout().is_terminal();
+    // A relay runs unattended: it has no screen.
+    let headless = args.headless || relay.is_some() || !std::io::stdout().is_terminal();
     let log = feedtop::logging::init(headless, feedtop::ui::theme::color_enabled(args.no_color), args.log_format);
     if args.listen.is_some() && !headless {
         anyhow::bail!("--listen serves a headless run: add --headless (or run it with stdout not a terminal)");
@@ -116,8 +177,10 @@ fn watch(args: RunArgs, record_to: Option<std::path::PathBuf>) -> anyhow::Result
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     // A replay's store: the pipeline keeps one as for a live run (the
     // strike-off tracker asks it), never the live database, gone at exit.
-    let replay_db =
-        replay.as_ref().map(|_| tempfile::tempdir()).transpose().context("cannot create a temporary database")?;
+    let replay_db = (replay.is_some() || (nats_source.is_some() && args.db.is_none()))
+        .then(tempfile::tempdir)
+        .transpose()
+        .context("cannot create a temporary database")?;
     runtime.block_on(async move {
         // Bound before the feeds start: a refused address stops the run at once.
         let listener = match args.listen {
@@ -138,6 +201,19 @@ fn watch(args: RunArgs, record_to: Option<std::path::PathBuf>) -> anyhow::Result
             front_end(pipeline, &args, &settings, headless, log, config_file, listener).await?;
             return Ok(());
         }
+        if let Some(nats) = nats_source {
+            let mut settings = settings;
+            if let Some(dir) = &replay_db {
+                settings.db_path = dir.path().join("viewer.db");
+            }
+            let viewer = feedtop::relay::Viewer::open(nats).await?;
+            // The relay says which feeds; the demo's are not started.
+            let config = PipelineConfig { demo: false, ..pipeline_config(&settings) };
+            let mut pipeline = Pipeline::from_nats(config, viewer)?;
+            pipeline.set_alert_rules(settings.alerts.clone());
+            front_end(pipeline, &args, &settings, headless, log, config_file, listener).await?;
+            return Ok(());
+        }
         let (settings, _demo) = if settings.demo {
             let (settings, demo) = demo::start(settings).await?;
             (settings, Some(demo))
@@ -147,7 +223,12 @@ fn watch(args: RunArgs, record_to: Option<std::path::PathBuf>) -> anyhow::Result
         for name in &settings.missing_tokens {
             tracing::warn!("{name} is not set: the feed that uses it connects without a key or token");
         }
-        let mut pipeline = Pipeline::start(pipeline_config(&settings))?;
+        let mut config = pipeline_config(&settings);
+        if relay.is_some() {
+            // What the relay publishes waits for its commit: commit often.
+            config.writer.commit_every = RELAY_COMMIT_EVERY;
+        }
+        let mut pipeline = Pipeline::start(config)?;
         pipeline.set_alert_rules(settings.alerts.clone());
         // Said once, after the database opened: an error there stays one line.
         if let Some(why) = &settings.enrich_off {
@@ -156,6 +237,9 @@ fn watch(args: RunArgs, record_to: Option<std::path::PathBuf>) -> anyhow::Result
         let mut pipeline = pipeline.with_enrichment(settings.enrich.clone())?;
         if let Some(path) = &record_to {
             pipeline = pipeline.record_to(path)?;
+        }
+        if let Some(nats) = relay {
+            pipeline = pipeline.relay_to(nats)?;
         }
         let db_path = settings.db_path.clone();
         let summary = front_end(pipeline, &args, &settings, headless, log, config_file, listener).await?;

@@ -76,6 +76,10 @@ pub enum Fact {
         company_number: String,
         queued_at: DateTime<Utc>,
     },
+    /// `feedtop relay`: a message to publish, stored with what it reports.
+    Outbox(Box<crate::relay::OutboxRow>),
+    /// NATS acknowledged every outbox row up to this `seq`: delete them.
+    Published(i64),
 }
 
 /// Per-feed counters.
@@ -340,6 +344,14 @@ pub struct Model {
     pub now: DateTime<Utc>,
     /// Running against the built-in simulator.
     pub demo: bool,
+    /// Strike-off changes come from the source as messages of their own (a
+    /// relay's stream, a recording) rather than from this model's tracker:
+    /// only the side that saw a company's whole history can tell a change.
+    pub changes_from_source: bool,
+    /// `feedtop relay`: the publisher's link to NATS and its backlog.
+    pub relay: Option<crate::relay::RelayStatus>,
+    /// `--source nats://`: this viewer's own link to NATS.
+    pub viewer: Option<crate::relay::ViewerStatus>,
     /// Alerts raised in this run, newest first (the pipeline adds them).
     pub alerts: crate::alerts::AlertLog,
     /// The REST enrichment's state and each listed company's news.
@@ -359,6 +371,9 @@ impl Model {
             events_total: 0,
             now,
             demo: false,
+            changes_from_source: false,
+            relay: None,
+            viewer: None,
             alerts: crate::alerts::AlertLog::default(),
             enrich: enrich::Enrichment::default(),
         }
@@ -495,15 +510,25 @@ impl Model {
                 if let Some(published) = event.published_at {
                     feed.record_latency(at, published);
                 }
-                if let Some(change) = self.tracker.observe(&event, at) {
-                    self.tally.add(change.kind);
-                    self.strike_offs.push_front(change.clone());
-                    self.strike_offs.truncate(STRIKE_OFF_HISTORY);
-                    facts.push(Fact::StrikeOff(change));
+                let name = feed.info.name.to_string();
+                if !self.changes_from_source {
+                    if let Some(change) = self.tracker.observe(&event, at) {
+                        self.push_change(change, facts);
+                    }
                 }
-                facts.push(Fact::Event { feed: feed.info.name.to_string(), event, received_at: at });
+                facts.push(Fact::Event { feed: name, event, received_at: at });
             }
+            FeedMsgKind::StrikeOff(change) if self.changes_from_source => self.push_change(*change, facts),
+            // This model's tracker decides (a live run, where no feed sends one).
+            FeedMsgKind::StrikeOff(_) => {}
         }
+    }
+
+    fn push_change(&mut self, change: StrikeOffChange, facts: &mut Vec<Fact>) {
+        self.tally.add(change.kind);
+        self.strike_offs.push_front(change.clone());
+        self.strike_offs.truncate(STRIKE_OFF_HISTORY);
+        facts.push(Fact::StrikeOff(change));
     }
 
     pub fn apply_store_report(&mut self, report: StoreReport) {

@@ -123,6 +123,7 @@ mod tests {
             feeds: vec![feedtop_proto::FeedInfo::new("wig80", FeedKind::Sse)],
             started: Utc::now(),
             writer: "test".into(),
+            strike_offs: false,
         };
         String::from_utf8(wire::encode_header(&header)).unwrap()
     }

@@ -135,6 +135,12 @@ impl Replay {
         &self.header.feeds
     }
 
+    /// Whether the recording carries its run's strike-off changes (every
+    /// recording but those of the first version).
+    pub fn has_strike_offs(&self) -> bool {
+        self.header.strike_offs
+    }
+
     pub fn clock(&self) -> ReplayClock {
         ReplayClock::new(self.speed, self.header.started)
     }

@@ -48,7 +48,12 @@ impl Recorder {
         let io = |source| RecordError::Io { path: path.display().to_string(), source };
         let file = File::create(path).map_err(io)?;
         let mut out = BufWriter::with_capacity(BUFFER, GzEncoder::new(file, Compression::default()));
-        let header = RecordingHeader { feeds, started, writer: format!("feedtop {}", env!("CARGO_PKG_VERSION")) };
+        let header = RecordingHeader {
+            feeds,
+            started,
+            writer: format!("feedtop {}", env!("CARGO_PKG_VERSION")),
+            strike_offs: true,
+        };
         out.write_all(&wire::encode_header(&header)).and_then(|()| out.write_all(b"\n")).map_err(io)?;
         Ok(Self { path: path.to_path_buf(), out: Some(out), messages: 0, flushed: Instant::now(), error: None })
     }

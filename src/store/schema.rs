@@ -189,8 +189,24 @@ CREATE TABLE enrich_calls (
 ALTER TABLE strike_offs ADD COLUMN profile_disagrees TEXT;
 ";
 
+const V7: &str = "
+-- `feedtop relay` (issue 14): every message to publish, written in the
+-- transaction of what it reports (an event with its cursor), so a relay
+-- that crashes or loses NATS publishes it later instead of losing it. The
+-- publisher reads in `seq` order; published rows are deleted once NATS
+-- has acknowledged them. `msg_id` is the JetStream de-duplication id when
+-- the message has one of its own (a timepoint, an SSE id); otherwise the
+-- publisher makes one from `subject` and `seq`, which is never reused.
+CREATE TABLE relay_outbox (
+    seq     INTEGER PRIMARY KEY AUTOINCREMENT,
+    subject TEXT NOT NULL,
+    msg_id  TEXT,
+    payload BLOB NOT NULL
+);
+";
+
 /// Migration `i` takes the schema from version `i` to `i + 1`.
-pub const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6];
+pub const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6, V7];
 
 pub fn version(conn: &Connection) -> rusqlite::Result<i64> {
     conn.query_row("PRAGMA user_version", [], |r| r.get(0))
@@ -268,7 +284,7 @@ mod tests {
         migrate(&mut conn, &path).unwrap();
         let tables: i64 =
             conn.query_row("SELECT count(*) FROM sqlite_master WHERE type='table'", [], |r| r.get(0)).unwrap();
-        assert_eq!(tables, 14);
+        assert_eq!(tables, 16, "V7 adds relay_outbox and, for its AUTOINCREMENT, sqlite_sequence");
     }
 
     #[test]

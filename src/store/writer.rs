@@ -63,6 +63,9 @@ pub struct WriterSettings {
     /// What `events.raw` holds: the line as received, or only the fields
     /// feedtop uses (about a seventh of the bytes).
     pub raw_events: RawEvents,
+    /// Told after every commit (the relay's publisher waits on it for new
+    /// outbox rows instead of polling the database).
+    pub on_commit: Option<Arc<Notify>>,
 }
 
 /// How much of each stream event to keep.
@@ -88,6 +91,7 @@ impl Default for WriterSettings {
             quote_retention: Some(Duration::from_secs(7 * 24 * 3600)),
             event_retention: Some(Duration::from_secs(30 * 24 * 3600)),
             raw_events: RawEvents::Full,
+            on_commit: None,
         }
     }
 }
@@ -342,6 +346,9 @@ impl Writer {
                         }
                     }
                     pending.clear();
+                    if let Some(told) = &self.settings.on_commit {
+                        told.notify_one();
+                    }
                     // Before reporting it: the commit must be in the file at the path.
                     checked_at = Instant::now();
                     self.verify(&mut checkpointer);
@@ -581,6 +588,7 @@ fn approx_bytes(fact: &Fact) -> usize {
     const ROW: usize = 200;
     match fact {
         Fact::Event { event, .. } => ROW + event.raw.len(),
+        Fact::Outbox(row) => ROW + row.payload.len(),
         _ => ROW,
     }
 }
@@ -684,8 +692,18 @@ pub fn write_batch(conn: &mut Connection, facts: &[Fact], raw_events: RawEvents)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
         )?;
 
+        let mut insert_outbox =
+            tx.prepare_cached("INSERT INTO relay_outbox (subject, msg_id, payload) VALUES (?1, ?2, ?3)")?;
+        let mut delete_published = tx.prepare_cached("DELETE FROM relay_outbox WHERE seq <= ?1")?;
+
         for fact in facts {
             match fact {
+                Fact::Outbox(row) => {
+                    insert_outbox.execute(params![row.subject, row.msg_id, row.payload])?;
+                }
+                Fact::Published(seq) => {
+                    delete_published.execute([seq])?;
+                }
                 Fact::Event { feed, event, received_at } => {
                     let inserted = insert_event.execute(params![
                         feed,

@@ -10,6 +10,7 @@
 //!   subscription answers, stooq CSV);
 //! - [`lines`]: the bounded newline splitter under the HTTP streams;
 //! - [`resume_mark`]: when a timepoint may become the resume point;
+//! - [`strike_off`]: strike-off changes as a tracker decided them;
 //! - [`time`]: the timestamp forms the servers send;
 //! - [`wire`]: messages as records with a schema version, for the relay
 //!   and recordings.
@@ -23,6 +24,7 @@ pub mod lines;
 pub mod msg;
 pub mod quote;
 pub mod resume_mark;
+pub mod strike_off;
 pub mod time;
 pub mod wire;
 

@@ -134,6 +134,10 @@ pub enum FeedMsgKind {
     UnusableResumeId { reason: String },
     /// Why the last connection attempt or connection failed.
     Error(String),
+    /// A strike-off change the relay's (or a recording run's) tracker found
+    /// in the event before it. Feeds never send it; a viewer applies it
+    /// instead of guessing from the events it happens to have seen.
+    StrikeOff(Box<crate::strike_off::StrikeOffChange>),
 }
 
 impl FeedMsgKind {

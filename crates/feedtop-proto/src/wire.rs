@@ -56,6 +56,11 @@ pub struct RecordingHeader {
     pub started: DateTime<Utc>,
     /// The program and version that wrote it, for a bug report.
     pub writer: String,
+    /// The messages include the strike-off changes the writing run's
+    /// tracker found ([`crate::FeedMsgKind::StrikeOff`]); a reader shows
+    /// those instead of deriving its own. Absent in older recordings.
+    #[serde(default)]
+    pub strike_offs: bool,
 }
 
 /// One record of a recording.
@@ -200,6 +205,7 @@ mod tests {
         use crate::msg::FeedKind;
         let at = Utc.with_ymd_and_hms(2026, 11, 30, 17, 0, 1).unwrap();
         let header = RecordingHeader {
+            strike_offs: true,
             feeds: vec![FeedInfo::new("ch/companies", FeedKind::CompaniesHouse)],
             started: at,
             writer: "feedtop 0.1.0".into(),

@@ -1,0 +1,408 @@
+//! The relay's publisher: reads the outbox in `seq` order and publishes
+//! each row to JetStream with its de-duplication id, a window of acks in
+//! flight, so a backlog goes out at the speed of the link and not one round
+//! trip per message. A row counts as published once JetStream has
+//! acknowledged it and every row before it; the pipeline then deletes them
+//! (`Fact::Published`). While NATS is unreachable nothing is dropped: rows
+//! wait in the outbox, and the publisher starts again from the first one
+//! not acknowledged (JetStream drops the repeats by their ids).
+
+use std::collections::VecDeque;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::jetstream::{self, context::PublishAckFuture};
+use rusqlite::{params, Connection, OpenFlags};
+use tokio::sync::{watch, Notify};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use feedtop_proto::wire::RecordingHeader;
+
+use super::nats::{self, ConnectionEvents, NatsSettings};
+use super::subjects::{self, OutboxRow};
+use super::LinkState;
+
+/// Rows read from the outbox at a time.
+const BATCH: usize = 4096;
+/// Publishes awaiting their ack at most.
+const WINDOW: usize = 4096;
+/// How often the relay says it is alive (and which feeds it has).
+const HEARTBEAT: Duration = Duration::from_secs(30);
+/// The longest wait between attempts while NATS refuses or is away.
+const BACKOFF_CAP: Duration = Duration::from_secs(10);
+
+/// What the relay's side of NATS looks like, for the headless line,
+/// `/metrics` and `/health`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RelayStatus {
+    /// The server(s), secrets shown as `***`.
+    pub url: String,
+    pub stream: String,
+    pub nats: LinkState,
+    pub reconnects: u64,
+    /// Messages JetStream acknowledged in this run.
+    pub published: u64,
+    /// Messages stored in the outbox and not yet acknowledged.
+    pub backlog: u64,
+    pub last_error: Option<String>,
+}
+
+/// The running publisher.
+pub struct Publisher {
+    pub status: watch::Receiver<RelayStatus>,
+    /// Every outbox row up to this `seq` is acknowledged.
+    pub acked: watch::Receiver<i64>,
+    finish_by: watch::Sender<Option<Instant>>,
+    task: JoinHandle<()>,
+}
+
+impl Publisher {
+    /// Starts publishing the outbox of the database at `db`. `committed` is
+    /// told after every commit of the store writer (new rows may be there).
+    pub fn spawn(
+        settings: NatsSettings,
+        db: &Path,
+        committed: Arc<Notify>,
+        header: RecordingHeader,
+    ) -> Result<Self, rusqlite::Error> {
+        let conn = open_reader(db)?;
+        let initial = RelayStatus {
+            url: settings.shown_url(),
+            stream: settings.stream.clone(),
+            nats: LinkState::Connecting,
+            reconnects: 0,
+            published: 0,
+            backlog: count_after(&conn, 0)?,
+            last_error: None,
+        };
+        let (status_tx, status) = watch::channel(initial);
+        let (acked_tx, acked) = watch::channel(0);
+        let (finish_by, finish_rx) = watch::channel(None);
+        let run = Run {
+            settings,
+            conn: std::sync::Mutex::new(Some(conn)),
+            db: db.to_path_buf(),
+            committed,
+            header,
+            status: status_tx,
+            acked: acked_tx,
+            finish_by: finish_rx,
+            events: Arc::new(ConnectionEvents::default()),
+        };
+        Ok(Self { status, acked, finish_by, task: tokio::spawn(run.run()) })
+    }
+
+    /// Publishes what is left in the outbox for `within` at most, then
+    /// stops. What is still unpublished stays in the outbox for the next run.
+    pub async fn finish(self, within: Duration) -> RelayStatus {
+        let _ = self.finish_by.send(Some(Instant::now() + within));
+        // The task bounds itself by the deadline; the grace covers a
+        // blocking database read in progress.
+        if tokio::time::timeout(within + Duration::from_secs(1), self.task).await.is_err() {
+            tracing::warn!("the NATS publisher did not stop in time");
+        }
+        self.status.borrow().clone()
+    }
+}
+
+fn open_reader(db: &Path) -> Result<Connection, rusqlite::Error> {
+    let conn = Connection::open_with_flags(db, OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX)?;
+    conn.busy_timeout(Duration::from_secs(2))?;
+    Ok(conn)
+}
+
+/// Outbox rows after `seq`, oldest first.
+fn read_after(conn: &Connection, seq: i64, limit: usize) -> rusqlite::Result<Vec<(i64, OutboxRow)>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT seq, subject, msg_id, payload FROM relay_outbox WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+    )?;
+    let rows = stmt.query_map(params![seq, limit as i64], |r| {
+        Ok((r.get(0)?, OutboxRow { subject: r.get(1)?, msg_id: r.get(2)?, payload: r.get(3)? }))
+    })?;
+    rows.collect()
+}
+
+fn count_after(conn: &Connection, seq: i64) -> rusqlite::Result<u64> {
+    conn.query_row("SELECT COUNT(*) FROM relay_outbox WHERE seq > ?1", [seq], |r| r.get::<_, i64>(0)).map(|n| n as u64)
+}
+
+struct Run {
+    settings: NatsSettings,
+    /// Taken while a blocking read runs on the blocking pool (a mutex only
+    /// so the task's shared borrows are `Send`; nothing else touches it).
+    conn: std::sync::Mutex<Option<Connection>>,
+    db: PathBuf,
+    committed: Arc<Notify>,
+    header: RecordingHeader,
+    status: watch::Sender<RelayStatus>,
+    acked: watch::Sender<i64>,
+    finish_by: watch::Receiver<Option<Instant>>,
+    events: Arc<ConnectionEvents>,
+}
+
+/// How a batch ended.
+enum Sent {
+    All,
+    /// Stopped at a failure; the rows after the last acknowledged one go again.
+    Failed(String),
+}
+
+impl Run {
+    async fn run(mut self) {
+        let client = match nats::connect(&self.settings, "feedtop relay", false, self.events.clone()).await {
+            Ok(c) => c,
+            Err(e) => {
+                // Only a bad setting gets here (a credentials file that
+                // cannot be read): with retries on, an absent server does not.
+                tracing::error!("{e}; the relay keeps storing every message for when this is fixed");
+                self.set(|s| s.last_error = Some(e.to_string()));
+                return;
+            }
+        };
+        let js = jetstream::new(client.clone());
+        let mut acked: i64 = 0;
+        let mut stream_ready = false;
+        let mut backoff = Duration::from_millis(250);
+        let mut heartbeat_due = Instant::now();
+        loop {
+            self.refresh(&client, acked).await;
+            let finishing = *self.finish_by.borrow();
+            if finishing.is_some_and(|by| Instant::now() >= by) {
+                break;
+            }
+            if client.connection_state() != async_nats::connection::State::Connected {
+                self.pause(Duration::from_millis(200), finishing).await;
+                continue;
+            }
+            if !stream_ready {
+                match self.ensure_stream(&js).await {
+                    Ok(()) => {
+                        stream_ready = true;
+                        backoff = Duration::from_millis(250);
+                        self.set(|s| s.last_error = None);
+                    }
+                    Err(e) => {
+                        self.failed(e);
+                        self.pause(backoff, finishing).await;
+                        backoff = (backoff * 2).min(BACKOFF_CAP);
+                        continue;
+                    }
+                }
+            }
+            if Instant::now() >= heartbeat_due {
+                heartbeat_due = Instant::now() + HEARTBEAT;
+                let info = feedtop_proto::wire::encode_header(&self.header);
+                // Best effort: the next heartbeat says it again.
+                if let Err(e) = js.publish(subjects::INFO_SUBJECT, info.into()).await {
+                    tracing::debug!("relay heartbeat: {e}");
+                }
+            }
+            let rows = match self.read(acked).await {
+                Ok(rows) => rows,
+                Err(e) => {
+                    self.failed(format!("reading the outbox: {e}"));
+                    self.pause(BACKOFF_CAP, finishing).await;
+                    continue;
+                }
+            };
+            if rows.is_empty() {
+                if finishing.is_some() {
+                    break; // Everything is out.
+                }
+                let wake = heartbeat_due.min(Instant::now() + Duration::from_secs(1));
+                tokio::select! {
+                    _ = self.committed.notified() => {}
+                    _ = tokio::time::sleep_until(wake) => {}
+                    _ = self.finish_by.changed() => {}
+                }
+                continue;
+            }
+            match self.publish(&js, &rows, &mut acked).await {
+                Sent::All => backoff = Duration::from_millis(250),
+                Sent::Failed(why) => {
+                    self.failed(why);
+                    // The stream may have been deleted or changed under us.
+                    stream_ready = false;
+                    self.pause(backoff, finishing).await;
+                    backoff = (backoff * 2).min(BACKOFF_CAP);
+                }
+            }
+        }
+        self.refresh(&client, acked).await;
+        // The pipeline's store is closed by now: mark what went out, so the
+        // next start does not publish it again.
+        if acked > 0 {
+            let _ = self.delete_through(acked);
+        }
+    }
+
+    /// Sleeps, cut short by a shutdown deadline.
+    async fn pause(&mut self, wait: Duration, finishing: Option<Instant>) {
+        let until = finishing.map_or(Instant::now() + wait, |by| by.min(Instant::now() + wait));
+        tokio::select! {
+            _ = tokio::time::sleep_until(until) => {}
+            _ = self.finish_by.changed() => {}
+        }
+    }
+
+    fn set(&self, change: impl FnOnce(&mut RelayStatus)) {
+        self.status.send_modify(change);
+    }
+
+    fn failed(&self, why: String) {
+        let why = self.settings.redact(&why);
+        let same = self.status.borrow().last_error.as_deref() == Some(why.as_str());
+        if !same {
+            tracing::warn!("NATS: {why}; messages wait in the outbox and go out in order when this clears");
+        }
+        self.set(|s| s.last_error = Some(why));
+    }
+
+    /// The link state and the backlog, as they are now.
+    async fn refresh(&mut self, client: &async_nats::Client, acked: i64) {
+        let state = match client.connection_state() {
+            async_nats::connection::State::Connected => LinkState::Connected,
+            async_nats::connection::State::Pending => LinkState::Connecting,
+            async_nats::connection::State::Disconnected => LinkState::Disconnected,
+        };
+        let backlog = self.with_conn(|conn| count_after(conn, acked).ok()).flatten();
+        let reconnects = self.events.reconnects();
+        self.set(|s| {
+            s.nats = state;
+            s.reconnects = reconnects;
+            if let Some(b) = backlog {
+                s.backlog = b;
+            }
+        });
+    }
+
+    async fn ensure_stream(&self, js: &jetstream::Context) -> Result<(), String> {
+        let wanted = self.settings.stream_config();
+        match js.get_stream(&wanted.name).await {
+            Ok(mut stream) => {
+                let info = stream.info().await.map_err(|e| e.to_string())?;
+                let have = &info.config;
+                let differs = have.max_age != wanted.max_age
+                    || have.max_bytes != wanted.max_bytes
+                    || have.num_replicas != wanted.num_replicas
+                    || !have.subjects.iter().any(|s| s == subjects::ALL);
+                if differs {
+                    let mut update = have.clone();
+                    update.max_age = wanted.max_age;
+                    update.max_bytes = wanted.max_bytes;
+                    update.num_replicas = wanted.num_replicas;
+                    if !update.subjects.iter().any(|s| s == subjects::ALL) {
+                        update.subjects.push(subjects::ALL.to_string());
+                    }
+                    match js.update_stream(update).await {
+                        Ok(_) => tracing::info!("NATS stream {} updated to the configured retention", wanted.name),
+                        // Publishing still works with the stream as it is.
+                        Err(e) => {
+                            tracing::warn!("NATS stream {}: cannot apply the configured retention: {e}", wanted.name)
+                        }
+                    }
+                }
+                Ok(())
+            }
+            Err(e)
+                if matches!(e.kind(), jetstream::context::GetStreamErrorKind::JetStream(ref j)
+                    if j.error_code() == jetstream::ErrorCode::STREAM_NOT_FOUND) =>
+            {
+                js.create_stream(wanted.clone())
+                    .await
+                    .map_err(|e| format!("cannot create stream {}: {e}", wanted.name))?;
+                tracing::info!(
+                    "NATS stream {} created: keeps {} or {} bytes, {} replica(s)",
+                    wanted.name,
+                    humantime::format_duration(wanted.max_age),
+                    wanted.max_bytes,
+                    wanted.num_replicas
+                );
+                Ok(())
+            }
+            Err(e) => Err(format!("stream {}: {e}", wanted.name)),
+        }
+    }
+
+    async fn read(&mut self, after: i64) -> rusqlite::Result<Vec<(i64, OutboxRow)>> {
+        let conn = match self.conn.get_mut().unwrap_or_else(|e| e.into_inner()).take() {
+            Some(conn) => conn,
+            None => open_reader(&self.db)?,
+        };
+        let (conn, rows) = tokio::task::spawn_blocking(move || {
+            let rows = read_after(&conn, after, BATCH);
+            (conn, rows)
+        })
+        .await
+        .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
+        *self.conn.get_mut().unwrap_or_else(|e| e.into_inner()) = Some(conn);
+        rows
+    }
+
+    fn delete_through(&self, seq: i64) -> rusqlite::Result<usize> {
+        self.with_conn(|conn| conn.execute("DELETE FROM relay_outbox WHERE seq <= ?1", [seq])).unwrap_or(Ok(0))
+    }
+
+    fn with_conn<T>(&self, f: impl FnOnce(&Connection) -> T) -> Option<T> {
+        self.conn.lock().unwrap_or_else(|e| e.into_inner()).as_ref().map(f)
+    }
+
+    /// Publishes `rows` in order with up to [`WINDOW`] acks in flight;
+    /// moves `acked` past each row once it and all before it are stored.
+    async fn publish(&self, js: &jetstream::Context, rows: &[(i64, OutboxRow)], acked: &mut i64) -> Sent {
+        let mut in_flight: VecDeque<(i64, PublishAckFuture)> = VecDeque::with_capacity(WINDOW.min(rows.len()));
+        let mut published = 0u64;
+        let mut outcome = Sent::All;
+        for (seq, row) in rows {
+            let id = row.msg_id.clone().unwrap_or_else(|| subjects::seq_id(&row.subject, *seq));
+            let publish =
+                jetstream::message::PublishMessage::build().message_id(id).payload(row.payload.clone().into());
+            match js.send_publish(row.subject.clone(), publish).await {
+                Ok(ack) => in_flight.push_back((*seq, ack)),
+                Err(e) => {
+                    outcome = Sent::Failed(e.to_string());
+                    break;
+                }
+            }
+            if in_flight.len() >= WINDOW {
+                if let Err(why) = self.await_one(&mut in_flight, acked, &mut published).await {
+                    outcome = Sent::Failed(why);
+                    in_flight.clear();
+                    break;
+                }
+            }
+        }
+        while !in_flight.is_empty() {
+            if let Err(why) = self.await_one(&mut in_flight, acked, &mut published).await {
+                outcome = Sent::Failed(why);
+                break;
+            }
+        }
+        let _ = self.acked.send(*acked);
+        self.set(|s| s.published += published);
+        outcome
+    }
+
+    async fn await_one(
+        &self,
+        in_flight: &mut VecDeque<(i64, PublishAckFuture)>,
+        acked: &mut i64,
+        published: &mut u64,
+    ) -> Result<(), String> {
+        let Some((seq, ack)) = in_flight.pop_front() else { return Ok(()) };
+        match ack.await {
+            // A duplicate is stored already: as good as a fresh store.
+            Ok(_) => {
+                *acked = seq;
+                *published += 1;
+                if *published % 1024 == 0 {
+                    let _ = self.acked.send(*acked);
+                }
+                Ok(())
+            }
+            Err(e) => Err(format!("publish not acknowledged: {e}")),
+        }
+    }
+}
