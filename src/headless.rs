@@ -126,8 +126,9 @@ struct TallyReport {
     entered: u64,
     withdrawn: u64,
     struck_off: u64,
-    /// Companies in the proposal now (from the database, not this run).
-    in_proposal: u64,
+    /// Companies in the proposal now (from the database, not this run);
+    /// null for a viewer or a replay, which cannot know.
+    in_proposal: Option<u64>,
 }
 
 #[derive(Serialize)]
@@ -138,7 +139,7 @@ struct StoreReport<'a> {
 
 impl From<Tally> for TallyReport {
     fn from(t: Tally) -> Self {
-        Self { entered: t.entered, withdrawn: t.withdrawn, struck_off: t.struck_off, in_proposal: 0 }
+        Self { entered: t.entered, withdrawn: t.withdrawn, struck_off: t.struck_off, in_proposal: None }
     }
 }
 
@@ -181,7 +182,7 @@ pub fn report_line_since(model: &Model, is_final: bool, reported: u64) -> String
         demo: model.demo,
         r#final: is_final,
         feeds,
-        strike_off: TallyReport { in_proposal: model.tracker.in_proposal() as u64, ..model.tally.into() },
+        strike_off: TallyReport { in_proposal: model.in_proposal(), ..model.tally.into() },
         symbols: model.quotes.len(),
         store: StoreReport { events_written: model.store.events_written, error: model.store.error.as_deref() },
         enrich: model.enrich.status.as_ref().map(|e| EnrichReport {

@@ -43,7 +43,9 @@ fn tallies(line: &serde_json::Value) -> serde_json::Value {
         .collect();
     serde_json::json!({
         "feeds": feeds,
-        "strike_off": line["strike_off"],
+        // Not `in_proposal`: a replay cannot know which companies were in
+        // the proposal before the recording started (it shows null).
+        "strike_off": [line["strike_off"]["entered"], line["strike_off"]["withdrawn"], line["strike_off"]["struck_off"]],
         "symbols": line["symbols"],
         "stored": line["store"]["events_written"],
     })

@@ -524,6 +524,13 @@ impl Model {
         }
     }
 
+    /// Companies in the proposal now, as this feedtop knows: `None` where
+    /// the changes come from the source (a viewer sees only the relay's
+    /// recent changes, not which companies were in the proposal before).
+    pub fn in_proposal(&self) -> Option<u64> {
+        (!self.changes_from_source).then(|| self.tracker.in_proposal() as u64)
+    }
+
     fn push_change(&mut self, change: StrikeOffChange, facts: &mut Vec<Fact>) {
         self.tally.add(change.kind);
         self.strike_offs.push_front(change.clone());

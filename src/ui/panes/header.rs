@@ -125,7 +125,7 @@ pub fn render(
         let totals = format!(
             " · {} · {} in proposal · {} stored",
             crate::ui::fmt::count(model.events_total, "event"),
-            thousands(model.tracker.in_proposal() as u64),
+            model.in_proposal().map_or_else(|| "?".to_string(), thousands),
             thousands(model.store.events_written),
         );
         spans.push(Span::styled(totals, theme.dim));

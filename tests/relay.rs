@@ -1,0 +1,334 @@
+//! The relay over NATS JetStream, end to end, with a real `nats-server`
+//! (started on free loopback ports, JetStream in a temp directory; `.ci/run`
+//! installs it, and without it these tests fail, naming the package) and
+//! the real binary: `feedtop relay` ingests a Companies House simulator and
+//! publishes; `feedtop --source nats://…` viewers show what it published.
+//!
+//! Every test compares counts a viewer shows with what the simulator sent:
+//! a message lost makes a count short, one doubled makes it long.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use common::*;
+use feedtop::sim::nats::{NatsCluster, NatsServer};
+use serde_json::Value;
+
+/// The longest any one step may take before the test fails, saying which.
+const STEP: Duration = Duration::from_secs(45);
+
+fn feedtop() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_feedtop"));
+    // Never let the developer's own settings, keys or NATS leak into a test.
+    for name in [
+        "CH_STREAMING_API_KEY",
+        "FEEDTOP_DB",
+        "FEEDTOP_CONFIG",
+        "FEEDTOP_CH_URL",
+        "NATS_URL",
+        "NATS_USER",
+        "NATS_PASSWORD",
+        "NATS_TOKEN",
+        "NATS_CREDS",
+        "FEEDTOP_NATS_STREAM",
+    ] {
+        cmd.env_remove(name);
+    }
+    cmd.env("NO_COLOR", "1");
+    cmd
+}
+
+/// A running feedtop: its JSON lines as they come, its stderr in a file.
+struct Run {
+    name: &'static str,
+    child: Child,
+    lines: tokio::sync::mpsc::Receiver<Value>,
+    last: Option<Value>,
+    stderr: PathBuf,
+}
+
+impl Run {
+    fn spawn(name: &'static str, dir: &Path, mut cmd: Command) -> Self {
+        let stderr = dir.join(format!("{name}.stderr"));
+        let mut child = cmd
+            .args(["--headless", "--interval", "100ms"])
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&stderr).unwrap())
+            .spawn()
+            .unwrap();
+        let lines = json_lines(child.stdout.take().unwrap(), 4096);
+        Self { name, child, lines, last: None, stderr }
+    }
+
+    fn stderr(&self) -> String {
+        std::fs::read_to_string(&self.stderr).unwrap_or_default()
+    }
+
+    /// Reads lines until one satisfies `done`; fails the test after [`STEP`].
+    async fn wait_for(&mut self, what: &str, done: impl Fn(&Value) -> bool) -> Value {
+        let deadline = tokio::time::Instant::now() + STEP;
+        loop {
+            match tokio::time::timeout_at(deadline, self.lines.recv()).await {
+                Ok(Some(line)) => {
+                    let ok = done(&line);
+                    self.last = Some(line.clone());
+                    if ok {
+                        return line;
+                    }
+                }
+                Ok(None) => panic!("{}: ended before {what}; last line {:?}\n{}", self.name, self.last, self.stderr()),
+                Err(_) => panic!("{}: no {what} within {STEP:?}; last line {:?}\n{}", self.name, self.last, self.stderr()),
+            }
+        }
+    }
+
+    /// SIGTERM, then the final line.
+    async fn stop(mut self) -> Value {
+        Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().unwrap();
+        let last = loop {
+            match tokio::time::timeout(STEP, self.lines.recv()).await {
+                Ok(Some(line)) => self.last = Some(line),
+                Ok(None) => break self.last.take(),
+                Err(_) => panic!("{}: did not stop within {STEP:?}\n{}", self.name, self.stderr()),
+            }
+        };
+        let status = self.child.wait().unwrap();
+        let stderr = self.stderr();
+        assert!(status.success(), "{}: {status:?}\n{stderr}", self.name);
+        let last = last.unwrap_or_else(|| panic!("{}: no line at all\n{stderr}", self.name));
+        assert_eq!(last["final"], true, "{}: {last}", self.name);
+        last
+    }
+
+    /// kill -9: no chance to finish anything.
+    fn crash(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+}
+
+/// Events and strike-off changes of the Companies House feed on a line
+/// (not `in_proposal`, which a viewer cannot know and shows as null).
+fn tally(line: &Value) -> (u64, Value) {
+    let feed = line["feeds"].as_array().unwrap().iter().find(|f| f["id"] == FEED).expect("the ch/companies feed");
+    let s = &line["strike_off"];
+    (feed["events"].as_u64().unwrap(), serde_json::json!([s["entered"], s["withdrawn"], s["struck_off"]]))
+}
+
+fn events(line: &Value) -> u64 {
+    tally(line).0
+}
+
+fn relay(dir: &Path, sim: &feedtop::sim::companies_house::ChSim, nats: &str, db: &Path) -> Run {
+    let mut cmd = feedtop();
+    cmd.args(["relay", "--nats", nats, "--backoff-cap", "1s", "--ch-url", &sim.base_url(), "--db"]).arg(db);
+    Run::spawn("relay", dir, cmd)
+}
+
+fn viewer(name: &'static str, dir: &Path, nats: &str) -> Run {
+    let mut cmd = feedtop();
+    cmd.args(["--source", nats]);
+    Run::spawn(name, dir, cmd)
+}
+
+/// A direct run (no relay) over the same events, to its final line.
+async fn direct_run(dir: &Path, lines: Vec<String>) -> Value {
+    let count = lines.len() as u64;
+    let sim = sim_with(lines, None).await;
+    let mut cmd = feedtop();
+    cmd.args(["--ch-url", &sim.base_url(), "--db"]).arg(dir.join("direct.db"));
+    let mut run = Run::spawn("direct", dir, cmd);
+    run.wait_for("every event", |l| events(l) == count).await;
+    let last = run.stop().await;
+    sim.shutdown().await;
+    last
+}
+
+/// Timepoints of the events in the stream, in stream order, read directly
+/// with async-nats (no feedtop code in the way).
+async fn stream_timepoints(url: &str) -> Vec<i64> {
+    use async_nats::jetstream::consumer::{pull, DeliverPolicy};
+    use futures_util::StreamExt;
+    let client = async_nats::connect(url).await.unwrap();
+    let js = async_nats::jetstream::new(client);
+    let stream = js.get_stream("FEEDTOP").await.unwrap();
+    let consumer = stream
+        .create_consumer(pull::OrderedConfig {
+            filter_subject: format!("feedtop.{FEED}.events"),
+            deliver_policy: DeliverPolicy::All,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let pending = consumer.cached_info().num_pending;
+    let mut messages = consumer.messages().await.unwrap();
+    let mut timepoints = Vec::new();
+    while (timepoints.len() as u64) < pending {
+        let msg = tokio::time::timeout(STEP, messages.next()).await.unwrap().unwrap().unwrap();
+        let msg = feedtop_proto::wire::decode(&msg.payload).unwrap();
+        timepoints.push(msg.kind.event().expect("an event").timepoint);
+    }
+    timepoints
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_viewers_show_the_tallies_of_a_direct_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let lines = generated_lines(400, 14);
+    let count = lines.len() as u64;
+    let direct = direct_run(dir.path(), lines.clone()).await;
+
+    let nats = NatsServer::start().unwrap();
+    let sim = sim_with(lines, None).await;
+    let mut relay = relay(dir.path(), &sim, &nats.url(), &dir.path().join("relay.db"));
+    relay.wait_for("every event at the relay", |l| events(l) == count).await;
+    let mut a = viewer("viewer-a", dir.path(), &nats.url());
+    let mut b = viewer("viewer-b", dir.path(), &nats.url());
+    a.wait_for("every event at viewer a", |l| events(l) == count).await;
+    b.wait_for("every event at viewer b", |l| events(l) == count).await;
+    let (a, b) = (a.stop().await, b.stop().await);
+    let relayed = relay.stop().await;
+    assert_eq!(tally(&relayed), tally(&direct), "the relay ingests as a direct run does");
+    assert_eq!(tally(&a), tally(&direct), "viewer a");
+    assert_eq!(tally(&b), tally(&direct), "viewer b");
+    assert_ne!(tally(&direct).1[0], 0, "the events hold strike-off changes: {direct}");
+    assert!(a["strike_off"]["in_proposal"].is_null(), "a viewer does not claim to know: {a}");
+}
+
+/// kill -9 the relay halfway and start it again on the same database: the
+/// viewer, reading all along, ends with every event once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_killed_mid_stream_loses_and_doubles_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let lines = generated_lines(600, 15);
+    let count = lines.len() as u64;
+    let direct = direct_run(dir.path(), lines.clone()).await;
+
+    let nats = NatsServer::start().unwrap();
+    let sim = sim_with(lines[..300].to_vec(), None).await;
+    let db = dir.path().join("relay.db");
+    let mut first = relay(dir.path(), &sim, &nats.url(), &db);
+    first.wait_for("the first half at the relay", |l| events(l) == 300).await;
+    let mut view = viewer("viewer", dir.path(), &nats.url());
+    view.wait_for("some events at the viewer", |l| events(l) > 0).await;
+    // More arrive while the relay dies: some read, some not yet stored.
+    for line in &lines[300..450] {
+        sim.append(line.clone());
+    }
+    first.wait_for("events past the first half", |l| events(l) > 300).await;
+    first.crash();
+    for line in &lines[450..] {
+        sim.append(line.clone());
+    }
+    let mut second = relay(dir.path(), &sim, &nats.url(), &db);
+    view.wait_for("every event at the viewer", |l| events(l) >= count).await;
+    let seen = view.stop().await;
+    second.stop().await;
+    assert_eq!(tally(&seen), tally(&direct), "nothing lost, nothing doubled");
+    let timepoints = stream_timepoints(&nats.url()).await;
+    assert_eq!(timepoints.len() as u64, count, "each event is in the stream once");
+    assert!(timepoints.windows(2).all(|w| w[0] < w[1]), "in order");
+}
+
+/// NATS stops while events keep coming: the relay stores them in its
+/// outbox, and publishes them in order when NATS is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_backlog_of_a_nats_outage_arrives_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let lines = generated_lines(500, 16);
+    let count = lines.len() as u64;
+
+    let mut nats = NatsServer::start().unwrap();
+    let sim = sim_with(lines[..100].to_vec(), None).await;
+    let db = dir.path().join("relay.db");
+    let mut relay = relay(dir.path(), &sim, &nats.url(), &db);
+    let mut view = viewer("viewer", dir.path(), &nats.url());
+    view.wait_for("the first events at the viewer", |l| events(l) == 100).await;
+
+    nats.stop().unwrap();
+    for line in &lines[100..] {
+        sim.append(line.clone());
+    }
+    relay.wait_for("every event at the relay while NATS is down", |l| events(l) == count).await;
+    let held = outbox_rows(&db);
+    assert!(held >= count - 100, "the outage's events wait in the outbox: {held}");
+
+    nats.restart().unwrap();
+    view.wait_for("every event at the viewer after the outage", |l| events(l) >= count).await;
+    let seen = view.stop().await;
+    relay.stop().await;
+    assert_eq!(events(&seen), count);
+    let timepoints = stream_timepoints(&nats.url()).await;
+    assert_eq!(timepoints.len() as u64, count);
+    assert!(timepoints.windows(2).all(|w| w[0] < w[1]), "the backlog went out in order");
+    assert_eq!(outbox_rows(&db), 0, "published rows leave the outbox");
+}
+
+fn outbox_rows(db: &Path) -> u64 {
+    let conn = rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
+    conn.query_row("SELECT COUNT(*) FROM relay_outbox", [], |r| r.get::<_, i64>(0)).unwrap() as u64
+}
+
+/// A viewer started after the relay has published sees what came before it
+/// (the last hour by default); `--since 0s` starts at the head instead.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_late_viewer_sees_the_last_hour() {
+    let dir = tempfile::tempdir().unwrap();
+    let lines = generated_lines(200, 17);
+    let count = lines.len() as u64;
+    let nats = NatsServer::start().unwrap();
+    let sim = sim_with(lines, None).await;
+    let mut relay = relay(dir.path(), &sim, &nats.url(), &dir.path().join("relay.db"));
+    relay.wait_for("every event at the relay", |l| events(l) == count).await;
+    // Published: the stream holds them all before any viewer starts.
+    wait_for_stream(&nats.url(), count).await;
+
+    let mut late = viewer("late", dir.path(), &nats.url());
+    late.wait_for("the last hour at the late viewer", |l| events(l) == count).await;
+    let mut cmd = feedtop();
+    cmd.args(["--source", &nats.url(), "--since", "0s"]);
+    let mut now_only = Run::spawn("since-0s", dir.path(), cmd);
+    now_only.wait_for("a line", |_| true).await;
+    let (late, now_only) = (late.stop().await, now_only.stop().await);
+    relay.stop().await;
+    assert_eq!(events(&late), count);
+    assert_eq!(events(&now_only), 0, "--since 0s shows nothing from before it started");
+}
+
+async fn wait_for_stream(url: &str, count: u64) {
+    let deadline = tokio::time::Instant::now() + STEP;
+    while (stream_timepoints(url).await.len() as u64) < count {
+        assert!(tokio::time::Instant::now() < deadline, "the stream did not get {count} events");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A three-node cluster with the stream on every node: one node stops
+/// mid-stream, and the viewer still gets every event once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_three_node_cluster_with_three_replicas_loses_nothing_when_a_node_stops() {
+    let dir = tempfile::tempdir().unwrap();
+    let lines = generated_lines(400, 18);
+    let count = lines.len() as u64;
+    let mut cluster = NatsCluster::start(3).unwrap();
+    let urls = cluster.urls();
+    let sim = sim_with(lines[..150].to_vec(), None).await;
+    let mut cmd = feedtop();
+    cmd.args(["relay", "--nats", &urls, "--replicas", "3", "--backoff-cap", "1s", "--ch-url", &sim.base_url()]);
+    cmd.arg("--db").arg(dir.path().join("relay.db"));
+    let mut relay = Run::spawn("relay", dir.path(), cmd);
+    let mut view = viewer("viewer", dir.path(), &urls);
+    view.wait_for("the first events at the viewer", |l| events(l) == 150).await;
+
+    cluster.stop_node(0).unwrap();
+    for line in &lines[150..] {
+        sim.append(line.clone());
+    }
+    view.wait_for("every event with a node down", |l| events(l) >= count).await;
+    let seen = view.stop().await;
+    relay.stop().await;
+    assert_eq!(events(&seen), count, "nothing lost or doubled");
+}
