@@ -443,9 +443,17 @@ impl NatsCluster {
         self.nodes.is_empty()
     }
 
-    /// Every node's client URL, comma-joined (async-nats takes several).
+    /// Every node's client URL, comma-joined, as a user would pass them.
+    /// async-nats 0.46 does not split such a string itself (`connect("a,b")`
+    /// fails with "invalid port number"): parse each part into a `ServerAddr`
+    /// and connect with the `Vec`, or use [`NatsCluster::url_list`].
     pub fn urls(&self) -> String {
-        self.nodes.iter().map(Node::url).collect::<Vec<_>>().join(",")
+        self.url_list().join(",")
+    }
+
+    /// Every node's client URL.
+    pub fn url_list(&self) -> Vec<String> {
+        self.nodes.iter().map(Node::url).collect()
     }
 
     pub fn node_url(&self, i: usize) -> String {
