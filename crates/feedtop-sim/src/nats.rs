@@ -28,7 +28,11 @@ use std::time::{Duration, Instant};
 const READY_DEADLINE: Duration = Duration::from_secs(20);
 /// How long a node may take to exit after SIGTERM before it gets SIGKILL.
 const STOP_GRACE: Duration = Duration::from_secs(5);
-const POLL: Duration = Duration::from_millis(20);
+/// Readiness polls start at `POLL` and back off to `POLL_MAX`: a node is
+/// ready in ~20 ms, a cluster node that lost its meta leader in ~2 s, and
+/// every failed `/healthz` writes a warning into the server's log.
+const POLL: Duration = Duration::from_millis(10);
+const POLL_MAX: Duration = Duration::from_millis(100);
 /// Log lines quoted in an error.
 const LOG_TAIL_LINES: usize = 25;
 
@@ -85,12 +89,15 @@ impl NatsError {
 /// The `nats-server` binary: `PATH` first, then Debian's `/usr/sbin` (not on
 /// an ordinary user's `PATH`).
 pub fn nats_server_binary() -> Result<PathBuf, NatsError> {
-    let on_path = std::env::var_os("PATH")
-        .map(|path| std::env::split_paths(&path).map(|dir| dir.join("nats-server")).collect::<Vec<_>>())
-        .unwrap_or_default();
+    find_binary(std::env::var_os("PATH"), &["/usr/sbin", "/usr/local/sbin"])
+}
+
+fn find_binary(path: Option<std::ffi::OsString>, fallbacks: &[&str]) -> Result<PathBuf, NatsError> {
+    let on_path = path.map(|path| std::env::split_paths(&path).collect::<Vec<_>>()).unwrap_or_default();
     on_path
         .into_iter()
-        .chain([PathBuf::from("/usr/sbin/nats-server"), PathBuf::from("/usr/local/sbin/nats-server")])
+        .chain(fallbacks.iter().map(PathBuf::from))
+        .map(|dir| dir.join("nats-server"))
         .find(|candidate| candidate.is_file())
         .ok_or(NatsError::NotInstalled)
 }
@@ -180,6 +187,7 @@ impl Node {
     /// cluster `/jsz` names the meta leader.
     fn wait_ready(&mut self) -> Result<(), NatsError> {
         let deadline = Instant::now() + READY_DEADLINE;
+        let mut pause = POLL;
         loop {
             if let Some(child) = self.child.as_mut() {
                 if let Ok(Some(status)) = child.try_wait() {
@@ -196,7 +204,8 @@ impl Node {
             if Instant::now() >= deadline {
                 return Err(self.not_ready(format!("not ready after {READY_DEADLINE:?}: {why}")));
             }
-            thread::sleep(POLL);
+            thread::sleep(pause);
+            pause = (pause * 2).min(POLL_MAX);
         }
     }
 
@@ -289,12 +298,14 @@ fn http_get(port: u16, path: &str) -> Result<String, String> {
     }
 }
 
+/// The last lines of a server's log, without the warning each failed
+/// `/healthz` poll adds (they would push the real cause out of the tail).
 fn log_tail(path: &Path) -> String {
     let mut text = String::new();
     if let Ok(mut file) = File::open(path) {
         let _ = file.read_to_string(&mut text);
     }
-    let lines: Vec<&str> = text.lines().collect();
+    let lines: Vec<&str> = text.lines().filter(|line| !line.contains("Healthcheck failed")).collect();
     let tail = &lines[lines.len().saturating_sub(LOG_TAIL_LINES)..];
     if tail.is_empty() {
         format!("({} is empty)", path.display())
@@ -554,9 +565,30 @@ mod tests {
     }
 
     #[test]
+    fn the_log_tail_in_an_error_leaves_out_the_health_poll_warnings() {
+        let dir = temp_dir().unwrap();
+        let path = dir.path().join("nats-server.log");
+        let mut log = String::from("[1] [FTL] Error listening on port: 127.0.0.1:4222, \"address already in use\"\n");
+        for _ in 0..100 {
+            log.push_str(
+                "[1] [WRN] Healthcheck failed: \"JetStream has not established contact with a meta leader\"\n",
+            );
+        }
+        std::fs::write(&path, log).unwrap();
+        assert_eq!(log_tail(&path), "[1] [FTL] Error listening on port: 127.0.0.1:4222, \"address already in use\"");
+    }
+
+    #[test]
     fn a_missing_binary_says_how_to_install_it() {
-        let message = NatsError::NotInstalled.to_string();
+        let empty = temp_dir().unwrap();
+        let nowhere = empty.path().to_str().unwrap();
+        let err = find_binary(Some(nowhere.into()), &[nowhere]).unwrap_err();
+        assert!(matches!(err, NatsError::NotInstalled), "{err}");
+        let message = err.to_string();
         assert!(message.contains("apt-get install nats-server"), "{message}");
+        // Debian's /usr/sbin is searched even where it is not on PATH.
+        let sbin = find_binary(None, &[nowhere, "/usr/sbin"]).expect("nats-server in /usr/sbin");
+        assert_eq!(sbin, Path::new("/usr/sbin/nats-server"));
     }
 
     #[test]
