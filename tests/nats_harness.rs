@@ -106,3 +106,37 @@ async fn a_three_node_cluster_with_three_replicas_loses_nothing_when_a_node_stop
     let _cluster = blocking(move || cluster.start_node(0).map(|()| cluster)).await.expect("node0 rejoins");
     assert_eq!(count(&survivor).await, 2);
 }
+
+/// What viewers will do: an ordered pull consumer over a subject filter. It
+/// is checked here because async-nats 0.46 also speaks server 2.10+ (multiple
+/// filter subjects, metadata), and the server CI installs is 2.9.
+#[tokio::test]
+async fn an_ordered_consumer_reads_a_filtered_stream_back_from_nats_server_2_9() {
+    use async_nats::jetstream::consumer::{pull, DeliverPolicy};
+    use futures_util::StreamExt as _;
+
+    let server = blocking(NatsServer::start).await.expect("start nats-server");
+    let js = context(&server.url()).await;
+    js.create_stream(config(1)).await.expect("create stream");
+    publish(&js, "feedtop.ch.events", "ch:1", "one").await;
+    publish(&js, "feedtop.ch.state", "ch:s1", "state").await;
+    publish(&js, "feedtop.ch.events", "ch:2", "two").await;
+
+    let stream = js.get_stream("HARNESS").await.expect("stream");
+    let consumer = stream
+        .create_consumer(pull::OrderedConfig {
+            filter_subject: "feedtop.ch.events".into(),
+            deliver_policy: DeliverPolicy::All,
+            ..Default::default()
+        })
+        .await
+        .expect("an ordered consumer on 2.9");
+    let mut messages = consumer.messages().await.expect("consume");
+    let mut bodies = Vec::new();
+    while bodies.len() < 2 {
+        let message = tokio::time::timeout(DEADLINE, messages.next()).await.expect("a message in time");
+        let message = message.expect("stream open").expect("a message");
+        bodies.push(String::from_utf8_lossy(&message.payload).into_owned());
+    }
+    assert_eq!(bodies, ["one", "two"]);
+}
