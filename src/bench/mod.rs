@@ -8,6 +8,7 @@
 
 mod baseline;
 pub mod firehose;
+pub mod nats_baseline;
 pub mod quote_firehose;
 mod scenarios;
 
