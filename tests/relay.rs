@@ -80,7 +80,9 @@ impl Run {
                     }
                 }
                 Ok(None) => panic!("{}: ended before {what}; last line {:?}\n{}", self.name, self.last, self.stderr()),
-                Err(_) => panic!("{}: no {what} within {STEP:?}; last line {:?}\n{}", self.name, self.last, self.stderr()),
+                Err(_) => {
+                    panic!("{}: no {what} within {STEP:?}; last line {:?}\n{}", self.name, self.last, self.stderr())
+                }
             }
         }
     }
@@ -147,6 +149,25 @@ async fn direct_run(dir: &Path, lines: Vec<String>) -> Value {
     last
 }
 
+/// Events in the stream so far (0 while there is no stream).
+async fn stream_events(url: &str) -> u64 {
+    let Ok(client) = async_nats::connect(url).await else { return 0 };
+    let js = async_nats::jetstream::new(client);
+    let Ok(stream) = js.get_stream("FEEDTOP").await else { return 0 };
+    let subject = format!("feedtop.{FEED}.events");
+    match stream.info_with_subjects(subject.clone()).await {
+        Ok(mut subjects) => {
+            use futures_util::TryStreamExt;
+            let mut n = 0;
+            while let Ok(Some((_, count))) = subjects.try_next().await {
+                n += count as u64;
+            }
+            n
+        }
+        Err(_) => 0,
+    }
+}
+
 /// Timepoints of the events in the stream, in stream order, read directly
 /// with async-nats (no feedtop code in the way).
 async fn stream_timepoints(url: &str) -> Vec<i64> {
@@ -185,6 +206,7 @@ async fn two_viewers_show_the_tallies_of_a_direct_run() {
     let sim = sim_with(lines, None).await;
     let mut relay = relay(dir.path(), &sim, &nats.url(), &dir.path().join("relay.db"));
     relay.wait_for("every event at the relay", |l| events(l) == count).await;
+    wait_for_stream(&nats.url(), count).await;
     let mut a = viewer("viewer-a", dir.path(), &nats.url());
     let mut b = viewer("viewer-b", dir.path(), &nats.url());
     a.wait_for("every event at viewer a", |l| events(l) == count).await;
@@ -212,6 +234,7 @@ async fn a_relay_killed_mid_stream_loses_and_doubles_nothing() {
     let db = dir.path().join("relay.db");
     let mut first = relay(dir.path(), &sim, &nats.url(), &db);
     first.wait_for("the first half at the relay", |l| events(l) == 300).await;
+    wait_for_stream(&nats.url(), 300).await;
     let mut view = viewer("viewer", dir.path(), &nats.url());
     view.wait_for("some events at the viewer", |l| events(l) > 0).await;
     // More arrive while the relay dies: some read, some not yet stored.
@@ -223,7 +246,7 @@ async fn a_relay_killed_mid_stream_loses_and_doubles_nothing() {
     for line in &lines[450..] {
         sim.append(line.clone());
     }
-    let mut second = relay(dir.path(), &sim, &nats.url(), &db);
+    let second = relay(dir.path(), &sim, &nats.url(), &db);
     view.wait_for("every event at the viewer", |l| events(l) >= count).await;
     let seen = view.stop().await;
     second.stop().await;
@@ -245,6 +268,7 @@ async fn the_backlog_of_a_nats_outage_arrives_in_order() {
     let sim = sim_with(lines[..100].to_vec(), None).await;
     let db = dir.path().join("relay.db");
     let mut relay = relay(dir.path(), &sim, &nats.url(), &db);
+    wait_for_stream(&nats.url(), 100).await;
     let mut view = viewer("viewer", dir.path(), &nats.url());
     view.wait_for("the first events at the viewer", |l| events(l) == 100).await;
 
@@ -298,9 +322,11 @@ async fn a_late_viewer_sees_the_last_hour() {
     assert_eq!(events(&now_only), 0, "--since 0s shows nothing from before it started");
 }
 
+/// Waits until the stream holds `count` events (published and acked): a
+/// viewer needs the stream and the relay's announcement to start.
 async fn wait_for_stream(url: &str, count: u64) {
     let deadline = tokio::time::Instant::now() + STEP;
-    while (stream_timepoints(url).await.len() as u64) < count {
+    while stream_events(url).await < count {
         assert!(tokio::time::Instant::now() < deadline, "the stream did not get {count} events");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -319,7 +345,8 @@ async fn a_three_node_cluster_with_three_replicas_loses_nothing_when_a_node_stop
     let mut cmd = feedtop();
     cmd.args(["relay", "--nats", &urls, "--replicas", "3", "--backoff-cap", "1s", "--ch-url", &sim.base_url()]);
     cmd.arg("--db").arg(dir.path().join("relay.db"));
-    let mut relay = Run::spawn("relay", dir.path(), cmd);
+    let relay = Run::spawn("relay", dir.path(), cmd);
+    wait_for_stream(&cluster.node_url(1), 150).await;
     let mut view = viewer("viewer", dir.path(), &urls);
     view.wait_for("the first events at the viewer", |l| events(l) == 150).await;
 
