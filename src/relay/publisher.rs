@@ -68,17 +68,18 @@ impl Publisher {
         header: RecordingHeader,
     ) -> Result<Self, rusqlite::Error> {
         let conn = open_reader(db)?;
+        let start = published_through(&conn)?;
         let initial = RelayStatus {
             url: settings.shown_url(),
             stream: settings.stream.clone(),
             nats: LinkState::Connecting,
             reconnects: 0,
             published: 0,
-            backlog: count_after(&conn, 0)?,
+            backlog: count_after(&conn, start)?,
             last_error: None,
         };
         let (status_tx, status) = watch::channel(initial);
-        let (acked_tx, acked) = watch::channel(0);
+        let (acked_tx, acked) = watch::channel(start);
         let (finish_by, finish_rx) = watch::channel(None);
         let run = Run {
             settings,
@@ -107,6 +108,22 @@ impl Publisher {
     }
 }
 
+/// What is published instead of a message over the server's size limit (a
+/// Companies House line may be up to 4 MiB; NATS takes 1 MiB by default): a
+/// notice on the feed, logged here, shown by viewers in their Log.
+fn oversize_notice(row: &OutboxRow, max_payload: usize) -> Vec<u8> {
+    let original = feedtop_proto::wire::decode(&row.payload).ok();
+    let feed = original.as_ref().map_or_else(|| feedtop_proto::FeedId::from("?"), |m| m.feed.clone());
+    let at = original.as_ref().map_or_else(chrono::Utc::now, |m| m.at);
+    let text = format!(
+        "a message of {} bytes was not relayed: over the NATS server's max_payload of {max_payload} bytes",
+        row.payload.len()
+    );
+    tracing::warn!("{feed}: {text}");
+    let notice = feedtop_proto::FeedMsg { feed, at, kind: feedtop_proto::FeedMsgKind::Notice(text) };
+    feedtop_proto::wire::encode(&notice)
+}
+
 fn open_reader(db: &Path) -> Result<Connection, rusqlite::Error> {
     let conn = Connection::open_with_flags(db, OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX)?;
     conn.busy_timeout(Duration::from_secs(2))?;
@@ -124,8 +141,26 @@ fn read_after(conn: &Connection, seq: i64, limit: usize) -> rusqlite::Result<Vec
     rows.collect()
 }
 
+/// Rows after `seq`. The outbox's sequence numbers have no holes (an
+/// AUTOINCREMENT key whose counter rolls back with a failed transaction, and
+/// only rows up to the acknowledged one are ever deleted), so this is the
+/// newest one's number less `seq`: a lookup, not a count of a long backlog.
 fn count_after(conn: &Connection, seq: i64) -> rusqlite::Result<u64> {
-    conn.query_row("SELECT COUNT(*) FROM relay_outbox WHERE seq > ?1", [seq], |r| r.get::<_, i64>(0)).map(|n| n as u64)
+    let newest: Option<i64> = conn.query_row("SELECT MAX(seq) FROM relay_outbox", [], |r| r.get(0))?;
+    Ok(newest.map_or(0, |n| n.saturating_sub(seq).max(0) as u64))
+}
+
+/// The `seq` before the first unpublished row: everything up to it is out
+/// (deleted, or never written).
+fn published_through(conn: &Connection) -> rusqlite::Result<i64> {
+    let first: Option<i64> = conn.query_row("SELECT MIN(seq) FROM relay_outbox", [], |r| r.get(0))?;
+    if let Some(first) = first {
+        return Ok(first - 1);
+    }
+    // Empty: every row ever written is published.
+    conn.query_row("SELECT COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'relay_outbox'), 0)", [], |r| {
+        r.get(0)
+    })
 }
 
 struct Run {
@@ -162,7 +197,7 @@ impl Run {
             }
         };
         let js = jetstream::new(client.clone());
-        let mut acked: i64 = 0;
+        let mut acked: i64 = *self.acked.borrow();
         let mut stream_ready = false;
         let mut backoff = Duration::from_millis(250);
         let mut heartbeat_due = Instant::now();
@@ -219,7 +254,8 @@ impl Run {
                 }
                 continue;
             }
-            match self.publish(&js, &rows, &mut acked).await {
+            let max_payload = client.server_info().max_payload;
+            match self.publish(&js, &rows, &mut acked, max_payload).await {
                 Sent::All => backoff = Duration::from_millis(250),
                 Sent::Failed(why) => {
                     self.failed(why);
@@ -269,6 +305,17 @@ impl Run {
         };
         let backlog = self.with_conn(|conn| count_after(conn, acked).ok()).flatten();
         let reconnects = self.events.reconnects();
+        let was = self.status.borrow().nats;
+        if was != state {
+            let url = self.settings.shown_url();
+            match (was, state) {
+                (_, LinkState::Connected) => tracing::info!("NATS: connected to {url}"),
+                (LinkState::Connected, _) => {
+                    tracing::warn!("NATS: lost {url}; messages wait in the outbox, in order, until it is back")
+                }
+                _ => {}
+            }
+        }
         self.set(|s| {
             s.nats = state;
             s.reconnects = reconnects;
@@ -351,14 +398,26 @@ impl Run {
 
     /// Publishes `rows` in order with up to [`WINDOW`] acks in flight;
     /// moves `acked` past each row once it and all before it are stored.
-    async fn publish(&self, js: &jetstream::Context, rows: &[(i64, OutboxRow)], acked: &mut i64) -> Sent {
+    async fn publish(
+        &self,
+        js: &jetstream::Context,
+        rows: &[(i64, OutboxRow)],
+        acked: &mut i64,
+        max_payload: usize,
+    ) -> Sent {
         let mut in_flight: VecDeque<(i64, PublishAckFuture)> = VecDeque::with_capacity(WINDOW.min(rows.len()));
         let mut published = 0u64;
         let mut outcome = Sent::All;
         for (seq, row) in rows {
             let id = row.msg_id.clone().unwrap_or_else(|| subjects::seq_id(&row.subject, *seq));
-            let publish =
-                jetstream::message::PublishMessage::build().message_id(id).payload(row.payload.clone().into());
+            let payload = if row.payload.len() > max_payload && max_payload > 0 {
+                // NATS refuses it however often it is tried: say so in its
+                // place, so the outbox moves on and viewers know.
+                oversize_notice(row, max_payload)
+            } else {
+                row.payload.clone()
+            };
+            let publish = jetstream::message::PublishMessage::build().message_id(id).payload(payload.into());
             match js.send_publish(row.subject.clone(), publish).await {
                 Ok(ack) => in_flight.push_back((*seq, ack)),
                 Err(e) => {
@@ -403,6 +462,61 @@ impl Run {
                 Ok(())
             }
             Err(e) => Err(format!("publish not acknowledged: {e}")),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use feedtop_proto::{FeedMsg, FeedMsgKind};
+
+    fn outbox() -> (tempfile::TempDir, Connection) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        let mut conn = Connection::open(&path).unwrap();
+        crate::store::schema::migrate(&mut conn, &path).unwrap();
+        (dir, conn)
+    }
+
+    fn insert(conn: &Connection, n: usize) {
+        for _ in 0..n {
+            conn.execute("INSERT INTO relay_outbox (subject, payload) VALUES ('s', x'00')", []).unwrap();
+        }
+    }
+
+    #[test]
+    fn a_restart_starts_after_what_was_published_and_counts_the_rest() {
+        let (_dir, conn) = outbox();
+        assert_eq!((published_through(&conn).unwrap(), count_after(&conn, 0).unwrap()), (0, 0), "new");
+        insert(&conn, 10);
+        assert_eq!((published_through(&conn).unwrap(), count_after(&conn, 0).unwrap()), (0, 10));
+        conn.execute("DELETE FROM relay_outbox WHERE seq <= 4", []).unwrap();
+        assert_eq!((published_through(&conn).unwrap(), count_after(&conn, 4).unwrap()), (4, 6));
+        conn.execute("DELETE FROM relay_outbox", []).unwrap();
+        assert_eq!(published_through(&conn).unwrap(), 10, "all out: the next row is 11");
+        insert(&conn, 1);
+        let rows = read_after(&conn, published_through(&conn).unwrap(), 10).unwrap();
+        assert_eq!(rows.iter().map(|r| r.0).collect::<Vec<_>>(), [11], "numbers are never reused");
+    }
+
+    #[test]
+    fn a_message_over_the_server_limit_becomes_a_notice_in_its_place() {
+        let msg = FeedMsg {
+            feed: "ch/companies".into(),
+            at: chrono::Utc::now(),
+            kind: FeedMsgKind::Notice("x".repeat(5000)),
+        };
+        let row = OutboxRow {
+            subject: "feedtop.ch/companies.state".into(),
+            msg_id: None,
+            payload: feedtop_proto::wire::encode(&msg),
+        };
+        let notice = feedtop_proto::wire::decode(&oversize_notice(&row, 1024)).unwrap();
+        assert_eq!((notice.feed.as_str(), notice.at), ("ch/companies", msg.at));
+        match notice.kind {
+            FeedMsgKind::Notice(text) => assert!(text.contains("not relayed") && text.contains("1024"), "{text}"),
+            other => panic!("{other:?}"),
         }
     }
 }

@@ -170,9 +170,16 @@ impl Viewer {
                                 }
                             }
                         }
+                        // The consumer is lost (its server stopped: missing
+                        // heartbeats) or broken: the ordered stream does not
+                        // recreate itself then, so a new one starts where
+                        // this one was, after a breath.
                         Some(Err(e)) => {
                             let why = self.settings.redact(&e.to_string());
+                            tracing::debug!("NATS consumer: {why}; making another");
                             status.send_modify(|s| s.last_error = Some(why));
+                            tokio::time::sleep(Duration::from_millis(250)).await;
+                            break;
                         }
                         // The consumer is gone (deleted, or the server lost it): make another from where this one was.
                         None => break,
