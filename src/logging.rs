@@ -222,15 +222,23 @@ impl<'a, M: tracing_subscriber::fmt::MakeWriter<'a>> tracing_subscriber::fmt::Ma
 
 /// The WebSocket library logs (through the `log` bridge) every handshake at
 /// DEBUG with its source path, and traces the request line, which carries
-/// carbon's `?token=`. Only its warnings and errors are let through, whatever
+/// carbon's `?token=`; the NATS client logs each server address (a user and
+/// password in the URL included) at DEBUG and its CONNECT (the password or
+/// token) at TRACE. Only the WebSocket library's warnings and errors are let
+/// through, and none of the NATS client's (feedtop says what it reports:
+/// `relay::nats`), whatever
 /// `RUST_LOG` asks for: a filter layer of its own, because an `EnvFilter`
 /// directive can be out-ranked by a more specific one from `RUST_LOG`.
 pub fn quiet_dependencies(meta: &Metadata<'_>) -> bool {
     let target = meta.target();
-    let noisy = ["tungstenite", "tokio_tungstenite"]
-        .iter()
-        .any(|t| target.strip_prefix(t).is_some_and(|rest| rest.is_empty() || rest.starts_with("::")));
-    !noisy || *meta.level() <= Level::WARN
+    let from = |crates: &[&str]| {
+        crates.iter().any(|t| target.strip_prefix(t).is_some_and(|rest| rest.is_empty() || rest.starts_with("::")))
+    };
+    if from(&["async_nats"]) {
+        // Even its errors quote server addresses; relay::nats says them.
+        return false;
+    }
+    !from(&["tungstenite", "tokio_tungstenite"]) || *meta.level() <= Level::WARN
 }
 
 /// An event's fields as one line of text safe for a terminal: the message as

@@ -363,3 +363,165 @@ async fn a_three_node_cluster_with_three_replicas_loses_nothing_when_a_node_stop
     relay.stop().await;
     assert_eq!(events(&seen), count, "nothing lost or doubled");
 }
+
+/// Publishes `count` events from a fresh simulator through a relay given
+/// `env`, and returns the relay's stderr once a viewer given the same `env`
+/// has shown them all (with its stderr).
+async fn relay_and_view_with(
+    dir: &Path,
+    nats: &str,
+    env: &[(&str, &str)],
+    extra: &[&str],
+    count: usize,
+) -> (String, String) {
+    let sim = sim_with(generated_lines(count, 19), None).await;
+    let mut cmd = feedtop();
+    cmd.args(["relay", "--nats", nats, "--ch-url", &sim.base_url()]).args(extra).envs(env.iter().copied());
+    cmd.env("RUST_LOG", "trace").arg("--db").arg(dir.join("relay.db"));
+    let relay = Run::spawn("relay", dir, cmd);
+    let mut cmd = feedtop();
+    cmd.args(["--source", nats]).args(extra).envs(env.iter().copied()).env("RUST_LOG", "trace");
+    let deadline = tokio::time::Instant::now() + STEP;
+    // Until the relay has announced itself, a viewer stops at once, saying so.
+    let mut view = loop {
+        let mut view = Run::spawn("viewer", dir, cmd_clone(&cmd));
+        match tokio::time::timeout(Duration::from_secs(5), view.lines.recv()).await {
+            Ok(Some(_)) => break view,
+            _ => {
+                assert!(tokio::time::Instant::now() < deadline, "no viewer could start\n{}", view.stderr());
+                let _ = view.child.kill();
+                let _ = view.child.wait();
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    };
+    view.wait_for("every event at the viewer", |l| events(l) == count as u64).await;
+    let view_err = view.stderr();
+    view.stop().await;
+    let relay_err = relay.stderr();
+    relay.stop().await;
+    (relay_err, view_err)
+}
+
+fn cmd_clone(cmd: &Command) -> Command {
+    let mut copy = Command::new(cmd.get_program());
+    copy.args(cmd.get_args());
+    for (k, v) in cmd.get_envs() {
+        match v {
+            Some(v) => copy.env(k, v),
+            None => copy.env_remove(k),
+        };
+    }
+    copy
+}
+
+/// A NATS server that wants a user and password: the relay and a viewer
+/// given them through the environment get in; a viewer with the wrong
+/// password is refused with one line; no log line, even at trace level,
+/// shows the password.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_and_password_get_in_and_never_reach_a_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let password = "s3cr3t-pa55word";
+    let nats = NatsServer::start_with(&["--user", "feeds", "--pass", password]).unwrap();
+    let env = [("NATS_USER", "feeds"), ("NATS_PASSWORD", password)];
+    let (relay_err, view_err) = relay_and_view_with(dir.path(), &nats.url(), &env, &[], 30).await;
+    assert!(!relay_err.contains(password) && !view_err.contains(password), "the password was logged");
+
+    let wrong = feedtop()
+        .args(["--headless", "--source", &nats.url()])
+        .envs([("NATS_USER", "feeds"), ("NATS_PASSWORD", "not-the-pa55word")])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&wrong.stderr);
+    assert!(!wrong.status.success());
+    assert!(stderr.to_lowercase().contains("authorization"), "says why: {stderr}");
+    assert!(!stderr.contains("not-the-pa55word"), "{stderr}");
+    assert_eq!(stderr.trim().lines().count(), 1, "one line: {stderr}");
+
+    let half = feedtop().args(["--headless", "--source", &nats.url()]).env("NATS_USER", "feeds").output().unwrap();
+    let stderr = String::from_utf8_lossy(&half.stderr);
+    assert!(stderr.contains("NATS_PASSWORD is not"), "a user without a password is a setting mistake: {stderr}");
+    assert_eq!(half.status.code(), Some(2));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_gets_in_and_never_reaches_a_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let token = "t0ken-for-the-relay";
+    let nats = NatsServer::start_with(&["--auth", token]).unwrap();
+    let (relay_err, view_err) = relay_and_view_with(dir.path(), &nats.url(), &[("NATS_TOKEN", token)], &[], 30).await;
+    assert!(!relay_err.contains(token) && !view_err.contains(token), "the token was logged");
+    let refused = feedtop().args(["--headless", "--source", &nats.url()]).output().unwrap();
+    assert!(!refused.status.success(), "no token, no entry");
+}
+
+/// `tls://` with a CA of our own: the relay and the viewer verify the
+/// server's certificate against it and talk over TLS.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_with_a_private_ca_works_end_to_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ca, cert, key) = (dir.path().join("ca.pem"), dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    std::fs::write(dir.path().join("leaf.cnf"), "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n").unwrap();
+    let openssl = |args: &[&str]| {
+        let out = Command::new("openssl")
+            .current_dir(dir.path())
+            .args(args)
+            .output()
+            .expect("openssl makes the test's certificates (.ci/run installs it)");
+        assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    // A CA of our own, and the server's certificate signed by it.
+    openssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "1",
+        "-subj",
+        "/CN=feedtop test CA",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+    ]);
+    openssl(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-subj",
+        "/CN=127.0.0.1",
+        "-keyout",
+        "key.pem",
+        "-out",
+        "leaf.csr",
+    ]);
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "leaf.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "1",
+        "-extfile",
+        "leaf.cnf",
+        "-out",
+        "cert.pem",
+    ]);
+    let (ca_s, cert_s, key_s) = (ca.display().to_string(), cert.display().to_string(), key.display().to_string());
+    let nats = NatsServer::start_with(&["--tls", "--tlscert", &cert_s, "--tlskey", &key_s]).unwrap();
+    let url = format!("tls://127.0.0.1:{}", nats.port());
+    relay_and_view_with(dir.path(), &url, &[], &["--nats-ca", &ca_s], 20).await;
+
+    // Without the CA, the certificate is not trusted: refused, one line.
+    let untrusted = feedtop().args(["--headless", "--source", &url]).output().unwrap();
+    assert!(!untrusted.status.success());
+}

@@ -174,12 +174,20 @@ pub async fn connect(
     events: Arc<ConnectionEvents>,
 ) -> Result<async_nats::Client, NatsError> {
     let url = settings.shown_url();
+    let redacted = std::sync::Arc::new(settings.clone());
+    // rustls is built with two crypto backends here (reqwest's aws-lc-rs,
+    // async-nats' ring), so it cannot pick a process default by itself and
+    // a `tls://` connection would panic. Choose once; a second call is a no-op.
+    if rustls::crypto::CryptoProvider::get_default().is_none() {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    }
     let mut options = async_nats::ConnectOptions::new()
         .name(name)
         .connection_timeout(Duration::from_secs(5))
         .max_reconnects(None)
         .event_callback(move |event| {
             let events = events.clone();
+            let redacted = redacted.clone();
             async move {
                 match event {
                     async_nats::Event::Connected => {
@@ -188,7 +196,21 @@ pub async fn connect(
                     async_nats::Event::Disconnected => {
                         events.disconnects.fetch_add(1, Ordering::Relaxed);
                     }
-                    other => tracing::debug!("NATS: {other}"),
+                    // The client's own log lines are kept out (they show
+                    // secrets: see `logging::quiet_dependencies`): its news
+                    // is told here instead, in feedtop's words.
+                    async_nats::Event::ServerError(e) => {
+                        tracing::warn!("NATS server: {}", redacted.redact(&e.to_string()))
+                    }
+                    async_nats::Event::ClientError(e) => {
+                        tracing::warn!("NATS client: {}", redacted.redact(&e.to_string()))
+                    }
+                    async_nats::Event::SlowConsumer(_) => {
+                        tracing::warn!(
+                            "NATS: this feedtop reads the stream slower than it comes; the server may drop it"
+                        )
+                    }
+                    other => tracing::info!("NATS: {other}"),
                 }
             }
         });

@@ -124,6 +124,8 @@ struct Node {
     store_dir: PathBuf,
     log_path: PathBuf,
     child: Option<Child>,
+    /// More command-line options (authentication, TLS).
+    extra: Vec<String>,
 }
 
 impl Node {
@@ -152,6 +154,7 @@ impl Node {
                 routes.join(","),
             ]);
         }
+        args.extend(self.extra.iter().cloned());
         args
     }
 
@@ -329,13 +332,19 @@ pub struct NatsServer {
 impl NatsServer {
     /// Starts a node and returns once it is ready for JetStream.
     pub fn start() -> Result<Self, NatsError> {
-        match Self::try_start() {
-            Err(e) if e.is_address_in_use() => Self::try_start(),
+        Self::start_with(&[])
+    }
+
+    /// [`NatsServer::start`] with more `nats-server` options, e.g.
+    /// `["--user", "u", "--pass", "p"]` or `["--tls", "--tlscert", …]`.
+    pub fn start_with(extra: &[&str]) -> Result<Self, NatsError> {
+        match Self::try_start(extra) {
+            Err(e) if e.is_address_in_use() => Self::try_start(extra),
             other => other,
         }
     }
 
-    fn try_start() -> Result<Self, NatsError> {
+    fn try_start(extra: &[&str]) -> Result<Self, NatsError> {
         let binary = nats_server_binary()?;
         let dir = temp_dir()?;
         let mut node = Node {
@@ -347,6 +356,7 @@ impl NatsServer {
             store_dir: dir.path().join("store"),
             log_path: dir.path().join("nats-server.log"),
             child: None,
+            extra: extra.iter().map(|s| s.to_string()).collect(),
         };
         node.spawn()?;
         node.wait_ready()?;
@@ -434,6 +444,7 @@ impl NatsCluster {
                 store_dir: dir.path().join(format!("node{i}")),
                 log_path: dir.path().join(format!("node{i}.log")),
                 child: None,
+                extra: Vec::new(),
             });
         }
         // All spawned before any is waited on: a meta leader needs a quorum.
@@ -557,6 +568,7 @@ mod tests {
             store_dir: dir.path().join("store"),
             log_path: dir.path().join("nats-server.log"),
             child: None,
+            extra: Vec::new(),
         };
         node.spawn().unwrap();
         let err = node.wait_ready().unwrap_err();
