@@ -525,3 +525,18 @@ async fn tls_with_a_private_ca_works_end_to_end() {
     let untrusted = feedtop().args(["--headless", "--source", &url]).output().unwrap();
     assert!(!untrusted.status.success());
 }
+
+/// A `.creds` file that cannot be read is one line naming it, before any
+/// connection (no server needed to find that out).
+#[test]
+fn an_unreadable_creds_file_is_one_line_naming_it() {
+    let out = feedtop()
+        .args(["--headless", "--source", "nats://127.0.0.1:9"])
+        .env("NATS_CREDS", "/nonexistent/feedtop.creds")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("NATS credentials file /nonexistent/feedtop.creds"), "{stderr}");
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+}
