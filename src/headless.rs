@@ -214,6 +214,9 @@ pub async fn run(pipeline: Pipeline, options: HeadlessOptions, out: &mut dyn Wri
     run_publishing(pipeline, options, out, None).await
 }
 
+/// The pipeline ticks at least this often, whatever the line interval.
+const BEAT: Duration = Duration::from_secs(1);
+
 /// [`run`], also publishing a snapshot for `--listen` each tick.
 pub async fn run_publishing(
     mut pipeline: Pipeline,
@@ -225,6 +228,11 @@ pub async fn run_publishing(
     let deadline = options.duration.map(|d| start + d);
     let mut ticker = interval_at(start + options.interval, options.interval);
     ticker.set_missed_tick_behavior(MissedTickBehavior::Skip);
+    // The pipeline's beat (stall checks, the relay's published rows leaving
+    // the outbox, the --listen snapshot) does not wait for a line: with
+    // `--interval 1m` it still comes every second.
+    let mut beat = interval_at(start + BEAT, BEAT);
+    beat.set_missed_tick_behavior(MissedTickBehavior::Skip);
     let shutdown = shutdown_signal();
     tokio::pin!(shutdown);
     let until_deadline = async {
@@ -237,31 +245,40 @@ pub async fn run_publishing(
     // The last alert a line carried: each goes out once, in the next line.
     let mut reported = 0;
     loop {
-        tokio::select! {
+        // Whether this wake-up is a beat, and whether it prints a line.
+        let (beat_now, line_now) = tokio::select! {
             biased;
             _ = &mut shutdown => break,
             _ = &mut until_deadline => break,
-            _ = ticker.tick() => {
-                if let Err(stopped) = pipeline.tick(chrono::Utc::now()) {
-                    let (_, summary) = pipeline.shutdown().await;
-                    anyhow::bail!("{stopped} (everything received before it is stored: {} events)", summary.writer.events_written);
-                }
-                if let Some(p) = &mut publisher {
-                    p.publish(pipeline.model());
-                }
-                let line = report_line_since(pipeline.model(), false, reported);
-                reported = pipeline.model().alerts.raised;
-                if writeln!(out, "{line}").and_then(|_| out.flush()).is_err() {
-                    // The reader went away (e.g. `| head`): stop cleanly.
-                    break;
-                }
-            }
+            _ = beat.tick(), if options.interval > BEAT => (true, false),
+            _ = ticker.tick() => (true, true),
             input = pipeline.next_input() => {
                 pipeline.handle(input);
                 // A replay ends with its recording.
                 if pipeline.source_finished() {
                     break;
                 }
+                (false, false)
+            }
+        };
+        if beat_now {
+            if let Err(stopped) = pipeline.tick(chrono::Utc::now()) {
+                let (_, summary) = pipeline.shutdown().await;
+                anyhow::bail!(
+                    "{stopped} (everything received before it is stored: {} events)",
+                    summary.writer.events_written
+                );
+            }
+            if let Some(p) = &mut publisher {
+                p.publish(pipeline.model());
+            }
+        }
+        if line_now {
+            let line = report_line_since(pipeline.model(), false, reported);
+            reported = pipeline.model().alerts.raised;
+            if writeln!(out, "{line}").and_then(|_| out.flush()).is_err() {
+                // The reader went away (e.g. `| head`): stop cleanly.
+                break;
             }
         }
     }
