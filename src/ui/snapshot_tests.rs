@@ -990,3 +990,22 @@ fn the_nats_strip_shows_only_whole_parts() {
     let rows = (s.view.strike_rows_shown.get(), s.view.ticker_rows_shown.get(), s.view.log_rows_shown.get());
     assert!(rows.0 >= 3 && rows.1 >= 3 && rows.2 >= 2, "{rows:?}:\n{}", s.text(80, 24));
 }
+
+/// `i` for a viewer: the relay's stream it reads (secrets `***`), its own
+/// link, what it has read, and when the relay was last heard.
+#[test]
+fn info_overlay_of_a_viewer() {
+    let mut s = Screen::new(viewer_model());
+    s.press(KeyCode::Char('i'));
+    let text = s.text(80, 24);
+    for want in [
+        "source      nats://***@nats.internal:4222 · stream FEEDTOP",
+        "NATS link   connected · 0 reconnects",
+        "read        1,234 messages · 0 behind",
+        "relay       heard 12s ago, at hh:mm:ss CEST",
+    ] {
+        let want = want.replace("hh:mm:ss", "14:00:18");
+        assert!(text.contains(&want), "{want} in\n{text}");
+    }
+    assert_screen!("info_overlay_viewer", s, 80, 24);
+}
