@@ -37,6 +37,47 @@ struct Report<'a> {
     /// REST enrichment; absent when it is off (no key).
     #[serde(skip_serializing_if = "Option::is_none")]
     enrich: Option<EnrichReport>,
+    /// `feedtop relay`: its link to NATS and what waits to go out; absent otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    relay: Option<RelayReport<'a>>,
+    /// `--source nats://`: this viewer's own link to NATS; absent otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    nats: Option<NatsReport<'a>>,
+}
+
+/// The relay's publisher: the backlog is what is stored and not yet
+/// acknowledged by JetStream (it goes out in order when NATS is back).
+#[derive(Serialize)]
+struct RelayReport<'a> {
+    nats: &'static str,
+    /// Seconds the link has not been connected; null while it is.
+    down_s: Option<i64>,
+    url: &'a str,
+    stream: &'a str,
+    published: u64,
+    backlog: u64,
+    reconnects: u64,
+    last_error: Option<&'a str>,
+}
+
+/// A viewer's own link to the relay's stream.
+#[derive(Serialize)]
+struct NatsReport<'a> {
+    state: &'static str,
+    /// Seconds the link has not been connected; null while it is.
+    down_s: Option<i64>,
+    url: &'a str,
+    stream: &'a str,
+    /// Messages in the stream after the last one received.
+    behind: u64,
+    received: u64,
+    unreadable: u64,
+    reconnects: u64,
+    /// When the relay last announced itself (it does every 30 s).
+    relay_heard: Option<String>,
+    /// Seconds since then, once past 90 s with this link up; else null.
+    relay_silent_s: Option<i64>,
+    last_error: Option<&'a str>,
 }
 
 /// The enrichment task's state, queue and pace.
@@ -203,6 +244,29 @@ pub fn report_line_since(model: &Model, is_final: bool, reported: u64) -> String
             store_pending: model.process.store_pending,
         },
         alerts: model.alerts.since(reported),
+        relay: model.relay.as_ref().map(|r| RelayReport {
+            nats: r.nats.label(),
+            down_s: model.nats_links.relay.down_for(r.nats, model.now).map(|d| d.num_seconds()),
+            url: &r.url,
+            stream: &r.stream,
+            published: r.published,
+            backlog: r.backlog,
+            reconnects: r.reconnects,
+            last_error: r.last_error.as_deref(),
+        }),
+        nats: model.viewer.as_ref().map(|v| NatsReport {
+            state: v.nats.label(),
+            down_s: model.nats_links.viewer.down_for(v.nats, model.now).map(|d| d.num_seconds()),
+            url: &v.url,
+            stream: &v.stream,
+            behind: v.behind,
+            received: v.received,
+            unreadable: v.unreadable,
+            reconnects: v.reconnects,
+            relay_heard: v.relay_heard.map(crate::store::ts),
+            relay_silent_s: crate::model::nats_link::relay_silent_for(v, model.now).map(|d| d.num_seconds()),
+            last_error: v.last_error.as_deref(),
+        }),
     };
     // Feed text (errors, ids) is in it: C1, DEL and bidi overrides escaped too.
     crate::sanitize::json_line(&report).expect("reports serialise")
@@ -466,6 +530,82 @@ mod tests {
         assert_eq!(feed(&m)["no_data"], serde_json::json!(["XYZ"]));
         assert_eq!(feed(&m)["malformed"], 0);
         assert!(feed(&m)["last_error"].is_null());
+    }
+
+    fn relay_status() -> crate::relay::RelayStatus {
+        crate::relay::RelayStatus {
+            url: "nats://***@nats.internal:4222".into(),
+            stream: "FEEDTOP".into(),
+            nats: crate::relay::LinkState::Disconnected,
+            reconnects: 2,
+            published: 1200,
+            backlog: 345,
+            last_error: Some("publish not acknowledged: timed out".into()),
+        }
+    }
+
+    fn viewer_status(heard: DateTime<Utc>) -> crate::relay::ViewerStatus {
+        crate::relay::ViewerStatus {
+            url: "nats://h:4222".into(),
+            stream: "FEEDTOP".into(),
+            nats: crate::relay::LinkState::Connected,
+            reconnects: 1,
+            behind: 7,
+            received: 500,
+            unreadable: 0,
+            relay_heard: Some(heard),
+            last_error: None,
+        }
+    }
+
+    /// A relay's line says its NATS link, for how long it has been down,
+    /// and the backlog waiting in the outbox; a run that is no relay has
+    /// no `relay` object.
+    #[test]
+    fn a_relay_reports_its_link_and_backlog() {
+        let t0 = Utc.with_ymd_and_hms(2025, 6, 10, 12, 0, 0).unwrap();
+        let mut m = Model::new(Vec::new(), Duration::from_secs(300), t0);
+        let v: serde_json::Value = serde_json::from_str(&report_line(&m, false)).unwrap();
+        assert!(v.get("relay").is_none() && v.get("nats").is_none(), "{v}");
+        m.relay = Some(relay_status());
+        m.tick(t0);
+        m.tick(t0 + chrono::TimeDelta::seconds(75));
+        let v: serde_json::Value = serde_json::from_str(&report_line(&m, false)).unwrap();
+        assert_eq!(
+            v["relay"],
+            serde_json::json!({
+                "nats": "disconnected", "down_s": 75, "url": "nats://***@nats.internal:4222", "stream": "FEEDTOP",
+                "published": 1200, "backlog": 345, "reconnects": 2,
+                "last_error": "publish not acknowledged: timed out"
+            })
+        );
+        m.relay.as_mut().unwrap().nats = crate::relay::LinkState::Connected;
+        let v: serde_json::Value = serde_json::from_str(&report_line(&m, false)).unwrap();
+        assert!(v["relay"]["down_s"].is_null(), "{v}");
+    }
+
+    /// A viewer's line says its own link, how far behind the stream it is,
+    /// when the relay last announced itself, and that it is silent once
+    /// that is more than 90 s ago.
+    #[test]
+    fn a_viewer_reports_its_link_and_the_relays_silence() {
+        let t0 = Utc.with_ymd_and_hms(2025, 6, 10, 12, 0, 0).unwrap();
+        let mut m = Model::new(Vec::new(), Duration::from_secs(300), t0);
+        m.viewer = Some(viewer_status(t0 - chrono::TimeDelta::seconds(12)));
+        m.tick(t0);
+        let v: serde_json::Value = serde_json::from_str(&report_line(&m, false)).unwrap();
+        assert_eq!(
+            v["nats"],
+            serde_json::json!({
+                "state": "connected", "down_s": null, "url": "nats://h:4222", "stream": "FEEDTOP",
+                "behind": 7, "received": 500, "unreadable": 0, "reconnects": 1,
+                "relay_heard": "2025-06-10T11:59:48.000Z", "relay_silent_s": null, "last_error": null
+            })
+        );
+        assert!(v.get("relay").is_none(), "{v}");
+        m.tick(t0 + chrono::TimeDelta::seconds(79));
+        let v: serde_json::Value = serde_json::from_str(&report_line(&m, false)).unwrap();
+        assert_eq!(v["nats"]["relay_silent_s"], 91, "{v}");
     }
 
     #[test]

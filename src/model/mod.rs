@@ -7,6 +7,7 @@
 pub mod enrich;
 pub mod feed_history;
 pub mod metrics;
+pub mod nats_link;
 pub mod proposal_filter;
 pub mod proposals;
 pub mod quotes;
@@ -352,6 +353,8 @@ pub struct Model {
     pub relay: Option<crate::relay::RelayStatus>,
     /// `--source nats://`: this viewer's own link to NATS.
     pub viewer: Option<crate::relay::ViewerStatus>,
+    /// Since when the relay's and the viewer's links have been down.
+    pub nats_links: nats_link::NatsLinks,
     /// Alerts raised in this run, newest first (the pipeline adds them).
     pub alerts: crate::alerts::AlertLog,
     /// The REST enrichment's state and each listed company's news.
@@ -374,6 +377,7 @@ impl Model {
             changes_from_source: false,
             relay: None,
             viewer: None,
+            nats_links: nats_link::NatsLinks::default(),
             alerts: crate::alerts::AlertLog::default(),
             enrich: enrich::Enrichment::default(),
         }
@@ -405,6 +409,11 @@ impl Model {
     /// Advances "now" (the render or report tick).
     pub fn tick(&mut self, now: DateTime<Utc>) {
         self.now = now;
+        // The links' states as the pipeline last set them (it copies them
+        // in after this), so a link's outage counts from the tick after it
+        // was first seen down: at most one tick short.
+        self.nats_links.relay.observe(self.relay.as_ref().map(|r| r.nats), now);
+        self.nats_links.viewer.observe(self.viewer.as_ref().map(|v| v.nats), now);
     }
 
     /// Folds in one feed message; durable facts are pushed onto `facts`.

@@ -87,9 +87,49 @@ pub fn encode_snapshot(s: &Snapshot, now: DateTime<Utc>) -> String {
         g.set(i64::try_from(rss).unwrap_or(i64::MAX));
         registry.register_with_unit("process_resident_memory", "Resident memory", Unit::Bytes, g);
     }
+    encode_links(&mut registry, s, now);
     let mut text = String::new();
     encode(&mut text, &registry).expect("writing to a String cannot fail");
     text
+}
+
+/// The relay's publisher and a viewer's own link, labelled `role`.
+fn encode_links(registry: &mut Registry, s: &Snapshot, now: DateTime<Utc>) {
+    let links = [("relay", &s.relay), ("viewer", &s.nats)];
+    if links.iter().all(|(_, l)| l.is_none()) {
+        return;
+    }
+    let connected = gauge(registry, "nats_connected", "1 while the link to NATS is connected");
+    let reconnects = counter(registry, "nats_reconnects", "Connections to NATS after the first");
+    for (role, link) in links {
+        let Some(link) = link else { continue };
+        let labels = vec![("role", role.to_string())];
+        connected.get_or_create(&labels).set(if link.connected() { 1.0 } else { 0.0 });
+        reconnects.get_or_create(&labels).inc_by(link.reconnects);
+    }
+    if let Some(relay) = &s.relay {
+        let backlog = Gauge::<i64>::default();
+        backlog.set(i64::try_from(relay.backlog.unwrap_or(0)).unwrap_or(i64::MAX));
+        registry.register("relay_backlog", "Messages stored and not yet acknowledged by JetStream", backlog);
+        let published = Counter::<u64>::default();
+        published.inc_by(relay.published.unwrap_or(0));
+        registry.register("relay_published", "Messages JetStream acknowledged in this run", published);
+    }
+    if let Some(viewer) = &s.nats {
+        let behind = Gauge::<i64>::default();
+        behind.set(i64::try_from(viewer.behind.unwrap_or(0)).unwrap_or(i64::MAX));
+        registry.register("nats_behind", "Messages in the stream after the last one this viewer received", behind);
+        if let Some(at) = viewer.relay_heard {
+            let age = Gauge::<f64, AtomicU64>::default();
+            age.set((now - at).num_milliseconds().max(0) as f64 / 1000.0);
+            registry.register_with_unit(
+                "nats_relay_heard_age",
+                "Time since the relay last announced itself (every 30 s while it runs)",
+                Unit::Seconds,
+                age,
+            );
+        }
+    }
 }
 
 #[cfg(test)]
@@ -123,5 +163,49 @@ mod tests {
         assert!(text.contains("feedtop_feed_last_event_age_seconds{feed=\"ch/companies\"} 2.5\n"), "{text}");
         assert!(!text.contains("feedtop_feed_latency_milliseconds{"), "no sample, no quantiles: {text}");
         assert!(text.ends_with("# EOF\n"), "{text}");
+        assert!(!text.contains("nats") && !text.contains("relay"), "neither a relay nor a viewer: {text}");
+    }
+
+    /// A relay's backlog, published count and link; a viewer's link, lag
+    /// and the age of the relay's last announcement.
+    #[test]
+    fn nats_links_are_encoded_by_role() {
+        use crate::relay::{LinkState, RelayStatus, ViewerStatus};
+        let t0 = Utc.with_ymd_and_hms(2025, 6, 10, 12, 0, 0).unwrap();
+        let mut m = Model::new(Vec::new(), Duration::from_secs(300), t0);
+        m.relay = Some(RelayStatus {
+            url: "nats://h:4222".into(),
+            stream: "FEEDTOP".into(),
+            nats: LinkState::Disconnected,
+            reconnects: 2,
+            published: 1200,
+            backlog: 345,
+            last_error: None,
+        });
+        m.viewer = Some(ViewerStatus {
+            url: "nats://h:4222".into(),
+            stream: "FEEDTOP".into(),
+            nats: LinkState::Connected,
+            reconnects: 1,
+            behind: 7,
+            received: 500,
+            unreadable: 0,
+            relay_heard: Some(t0 - chrono::TimeDelta::seconds(12)),
+            last_error: None,
+        });
+        m.tick(t0);
+        let text = encode_snapshot(&HealthTracker::default().snapshot(&m), t0);
+        for want in [
+            "feedtop_nats_connected{role=\"relay\"} 0.0\n",
+            "feedtop_nats_connected{role=\"viewer\"} 1.0\n",
+            "feedtop_nats_reconnects_total{role=\"relay\"} 2\n",
+            "feedtop_nats_reconnects_total{role=\"viewer\"} 1\n",
+            "feedtop_relay_backlog 345\n",
+            "feedtop_relay_published_total 1200\n",
+            "feedtop_nats_behind 7\n",
+            "feedtop_nats_relay_heard_age_seconds 12.0\n",
+        ] {
+            assert!(text.contains(want), "{want} in {text}");
+        }
     }
 }

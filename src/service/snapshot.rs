@@ -10,6 +10,12 @@
 //! cap (three waits at the longest): 45s + 30s + 3m = 4m15s for Companies House
 //! with the defaults. A feed whose credentials were refused is down at once:
 //! waiting will not fix a key. A store that cannot write is down too.
+//!
+//! NATS: a relay whose link has not been connected for
+//! [`LINK_DOWN_AFTER`] (a minute) is down, with the backlog in the reason:
+//! its messages are safe in the outbox, but nobody downstream gets them.
+//! A viewer is down when its own link has been so for as long, or when the
+//! relay it reads has not announced itself for [`RELAY_SILENT_AFTER`].
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -20,6 +26,7 @@ use feedtop_proto::ConnState;
 use serde::Serialize;
 
 use crate::app::FeedSpec;
+use crate::model::nats_link::{relay_silent_for, LINK_DOWN_AFTER, RELAY_SILENT_AFTER};
 use crate::model::{LatencySummary, Model};
 
 /// Attempts at the backoff cap a feed is given before it counts as down.
@@ -78,6 +85,42 @@ pub struct Snapshot {
     pub store_pending: usize,
     #[serde(skip)]
     pub rss_bytes: Option<u64>,
+    /// `feedtop relay`: its publisher's link to NATS.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub relay: Option<LinkSnapshot>,
+    /// `--source nats://`: the viewer's own link to NATS.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub nats: Option<LinkSnapshot>,
+}
+
+/// A link to NATS as the endpoints show it.
+#[derive(Debug, Clone, Serialize)]
+pub struct LinkSnapshot {
+    /// `connecting`, `connected` or `disconnected`.
+    pub state: &'static str,
+    /// `ok`, `recovering` or `down`.
+    pub health: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    pub reconnects: u64,
+    /// Relay: messages stored and not yet acknowledged by JetStream.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub backlog: Option<u64>,
+    /// Relay: messages JetStream acknowledged in this run.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub published: Option<u64>,
+    /// Viewer: messages in the stream after the last one received.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub behind: Option<u64>,
+    /// Viewer: when the relay last announced itself.
+    #[serde(skip)]
+    pub relay_heard: Option<DateTime<Utc>>,
+}
+
+impl LinkSnapshot {
+    pub fn connected(&self) -> bool {
+        self.state == crate::relay::LinkState::Connected.label()
+    }
 }
 
 fn ser_ts<S: serde::Serializer>(t: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
@@ -147,7 +190,10 @@ impl HealthTracker {
             })
             .collect();
         let store_error = model.store.error.clone();
-        let healthy = store_error.is_none() && feeds.iter().all(|f| f.health != DOWN);
+        let relay = model.relay.as_ref().map(|r| relay_link(r, model));
+        let nats = model.viewer.as_ref().map(|v| viewer_link(v, model));
+        let links_up = [&relay, &nats].into_iter().flatten().all(|l| l.health != DOWN);
+        let healthy = store_error.is_none() && links_up && feeds.iter().all(|f| f.health != DOWN);
         Snapshot {
             at: now,
             healthy,
@@ -157,7 +203,68 @@ impl HealthTracker {
             store_queue: model.process.store_queue,
             store_pending: model.process.store_pending,
             rss_bytes: model.process.rss_bytes,
+            relay,
+            nats,
         }
+    }
+}
+
+/// `recovering` while a link has been down for less than
+/// [`LINK_DOWN_AFTER`], `down` after; `why` says what that means here.
+fn link_health(down_for: Option<chrono::TimeDelta>, state: &str, why: String) -> (&'static str, Option<String>) {
+    let Some(d) = down_for else { return ("ok", None) };
+    let for_ = d.to_std().unwrap_or_default();
+    let what = format!("NATS {state} for {}{why}", secs(for_));
+    if for_ < LINK_DOWN_AFTER {
+        ("recovering", Some(format!("{what} (down after {})", secs(LINK_DOWN_AFTER))))
+    } else {
+        (DOWN, Some(what))
+    }
+}
+
+fn relay_link(r: &crate::relay::RelayStatus, model: &Model) -> LinkSnapshot {
+    let down_for = model.nats_links.relay.down_for(r.nats, model.now);
+    let mut why = format!(", backlog {} kept in the outbox until it is back", r.backlog);
+    if let Some(e) = &r.last_error {
+        why.push_str(&format!(": {e}"));
+    }
+    let (health, reason) = link_health(down_for, r.nats.label(), why);
+    LinkSnapshot {
+        state: r.nats.label(),
+        health,
+        reason,
+        reconnects: r.reconnects,
+        backlog: Some(r.backlog),
+        published: Some(r.published),
+        behind: None,
+        relay_heard: None,
+    }
+}
+
+fn viewer_link(v: &crate::relay::ViewerStatus, model: &Model) -> LinkSnapshot {
+    let down_for = model.nats_links.viewer.down_for(v.nats, model.now);
+    let mut why = format!(", {} reconnects", v.reconnects);
+    if let Some(e) = &v.last_error {
+        why.push_str(&format!(": {e}"));
+    }
+    let (mut health, mut reason) = link_health(down_for, v.nats.label(), why);
+    if let Some(silent) = relay_silent_for(v, model.now) {
+        health = DOWN;
+        reason = Some(format!(
+            "relay silent for {}: it announces itself every 30s (down after {}); is `feedtop relay` running?",
+            secs(silent.to_std().unwrap_or_default()),
+            secs(RELAY_SILENT_AFTER)
+        ));
+    }
+    LinkSnapshot {
+        state: v.nats.label(),
+        health,
+        reason,
+        reconnects: v.reconnects,
+        backlog: None,
+        published: None,
+        behind: Some(v.behind),
+        relay_heard: v.relay_heard,
     }
 }
 
@@ -193,6 +300,7 @@ impl Publisher {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::relay::LinkState;
     use chrono::{TimeDelta, TimeZone};
     use feedtop_proto::{FeedInfo, FeedKind, FeedMsg, FeedMsgKind};
 
@@ -249,6 +357,100 @@ mod tests {
         let s = t.snapshot(&m);
         assert!(!s.healthy);
         assert!(s.feeds[0].reason.as_deref().unwrap().contains("credentials refused"), "{s:?}");
+    }
+
+    fn relay_status(nats: LinkState) -> crate::relay::RelayStatus {
+        crate::relay::RelayStatus {
+            url: "nats://h:4222".into(),
+            stream: "FEEDTOP".into(),
+            nats,
+            reconnects: 0,
+            published: 10,
+            backlog: 345,
+            last_error: None,
+        }
+    }
+
+    /// A relay whose link is down keeps its messages, so it is recovering
+    /// for a minute, then down, saying for how long and the backlog.
+    #[test]
+    fn a_relay_cut_off_from_nats_is_down_after_a_minute_with_its_backlog() {
+        let t0 = Utc.with_ymd_and_hms(2025, 6, 10, 12, 0, 0).unwrap();
+        let mut m = model(t0);
+        state(&mut m, t0, ConnState::Live);
+        let mut t = HealthTracker::default();
+        m.relay = Some(relay_status(LinkState::Connected));
+        m.tick(t0);
+        let s = t.snapshot(&m);
+        assert!(s.healthy);
+        let v = serde_json::to_value(&s).unwrap();
+        assert_eq!(
+            v["relay"],
+            serde_json::json!({"state": "connected", "health": "ok", "reconnects": 0, "backlog": 345, "published": 10})
+        );
+        assert!(v.get("nats").is_none(), "{v}");
+
+        m.relay = Some(relay_status(LinkState::Disconnected));
+        state(&mut m, t0 + TimeDelta::seconds(1), ConnState::Live);
+        state(&mut m, t0 + TimeDelta::seconds(31), ConnState::Live);
+        let s = t.snapshot(&m);
+        assert!(s.healthy, "{s:?}");
+        assert_eq!(s.relay.as_ref().unwrap().health, "recovering");
+        state(&mut m, t0 + TimeDelta::seconds(61), ConnState::Live);
+        let s = t.snapshot(&m);
+        assert!(!s.healthy, "{s:?}");
+        let relay = s.relay.as_ref().unwrap();
+        assert_eq!(relay.health, "down");
+        let reason = relay.reason.as_deref().unwrap();
+        assert!(reason.starts_with("NATS disconnected for 60s, backlog 345"), "{reason}");
+
+        m.relay = Some(relay_status(LinkState::Connected));
+        state(&mut m, t0 + TimeDelta::seconds(62), ConnState::Live);
+        assert!(t.snapshot(&m).healthy);
+    }
+
+    fn viewer_status(nats: LinkState, heard: DateTime<Utc>) -> crate::relay::ViewerStatus {
+        crate::relay::ViewerStatus {
+            url: "nats://h:4222".into(),
+            stream: "FEEDTOP".into(),
+            nats,
+            reconnects: 3,
+            behind: 0,
+            received: 100,
+            unreadable: 0,
+            relay_heard: Some(heard),
+            last_error: None,
+        }
+    }
+
+    /// A viewer is down when its own link has been down for a minute, or
+    /// when the relay has not announced itself for 90 s while the link is up.
+    #[test]
+    fn a_viewer_is_down_when_its_link_is_or_the_relay_is_silent() {
+        let t0 = Utc.with_ymd_and_hms(2025, 6, 10, 12, 0, 0).unwrap();
+        let mut m = model(t0);
+        let mut t = HealthTracker::default();
+        m.viewer = Some(viewer_status(LinkState::Connected, t0));
+        state(&mut m, t0, ConnState::Live);
+        state(&mut m, t0 + TimeDelta::seconds(90), ConnState::Live);
+        assert!(t.snapshot(&m).healthy, "90s is three missed announcements, not more");
+        state(&mut m, t0 + TimeDelta::seconds(91), ConnState::Live);
+        let s = t.snapshot(&m);
+        assert!(!s.healthy);
+        let nats = s.nats.as_ref().unwrap();
+        assert!(nats.reason.as_deref().unwrap().starts_with("relay silent for 91s"), "{nats:?}");
+
+        // The link down: that is what is wrong, not the relay.
+        m.viewer = Some(viewer_status(LinkState::Disconnected, t0));
+        state(&mut m, t0 + TimeDelta::seconds(100), ConnState::Live);
+        let s = t.snapshot(&m);
+        assert!(s.healthy, "{s:?}");
+        let reason = s.nats.as_ref().unwrap().reason.clone().unwrap();
+        assert!(reason.starts_with("NATS disconnected for 0s, 3 reconnects"), "{reason}");
+        state(&mut m, t0 + TimeDelta::seconds(160), ConnState::Live);
+        let s = t.snapshot(&m);
+        assert!(!s.healthy);
+        assert_eq!(s.nats.as_ref().unwrap().health, "down");
     }
 
     #[test]

@@ -890,3 +890,122 @@ fn every_list_keeps_three_rows() {
 
 /// ASCII and light-theme screens.
 mod terminal;
+
+/// A viewer of a relay's stream (`--source nats://…`): the demo's feeds as
+/// the relay reports them, and this viewer's own link to NATS, connected
+/// since before t0, the relay last heard at t0 + 18 s; now t0 + 30 s.
+fn viewer_model() -> Model {
+    let mut m = demo_model();
+    m.demo = false;
+    m.changes_from_source = true;
+    m.viewer = Some(crate::relay::ViewerStatus {
+        url: "nats://***@nats.internal:4222".into(),
+        stream: "FEEDTOP".into(),
+        nats: crate::relay::LinkState::Connected,
+        reconnects: 0,
+        behind: 0,
+        received: 1_234,
+        unreadable: 0,
+        relay_heard: Some(secs(18)),
+        last_error: None,
+    });
+    m.tick(secs(30));
+    m
+}
+
+/// The Connections title row of a screen.
+fn connections_title(screen: &str) -> String {
+    let line = screen.lines().find(|l| l.contains("Connections (")).unwrap_or_default();
+    line.trim_matches('"').trim_end_matches('─').to_string()
+}
+
+/// A viewer says where it reads from under the header, and its own NATS
+/// link on the Connections title: connected with its lag and when the relay
+/// was last heard; down and for how long (the relay's rows cannot be fresh);
+/// back, with the relay silent past 90 s in the warning colour.
+#[test]
+fn viewer_with_its_nats_link_up_down_and_the_relay_silent() {
+    use crate::relay::LinkState;
+    let mut s = Screen::new(viewer_model());
+    let text = s.text(80, 24);
+    assert!(text.contains("source nats://***@nats.internal:4222 · stream FEEDTOP"), "{text}");
+    assert!(
+        connections_title(&text).ends_with("Connections (5) · NATS connected · 0 behind · relay heard 12s ago"),
+        "{text}"
+    );
+    assert_screen!("viewer_connected_80x24", s, 80, 24);
+
+    let v = s.live.viewer.as_mut().unwrap();
+    v.nats = LinkState::Disconnected;
+    v.reconnects = 3;
+    s.live.tick(secs(31));
+    s.live.tick(secs(111));
+    let text = s.text(80, 24);
+    assert!(connections_title(&text).ends_with("· NATS disconnected 1m20s · reconnects 3"), "{text}");
+    assert_screen!("viewer_disconnected_80x24", s, 80, 24);
+
+    s.live.viewer.as_mut().unwrap().nats = LinkState::Connected;
+    s.live.tick(secs(130));
+    let wide = s.text(120, 30);
+    assert!(
+        connections_title(&wide).ends_with("· NATS connected · 0 behind · relay silent 1m52s · reconnects 3"),
+        "{wide}"
+    );
+    assert_screen!("viewer_relay_silent_120x30", s, 120, 30);
+    // At 80 columns, with the focus marker on the title, the reconnects
+    // give way, whole, to the silence.
+    assert!(connections_title(&s.text(80, 24)).ends_with("relay silent 1m52s · reconnects 3"));
+    s.view.focus = Focus::Connections;
+    let narrow = connections_title(&s.text(80, 24));
+    assert!(narrow.ends_with("· NATS connected · 0 behind · relay silent 1m52s"), "{narrow}");
+    let buf = render(&s.live, &s.view, &s.theme, 80, 24);
+    let row =
+        (0..24).find(|&y| (0..80).any(|x| buf[(x, y)].symbol() == "C" && buf[(x + 1, y)].symbol() == "o")).unwrap();
+    let silent = (0..80u16).find(|&x| buf[(x, row)].symbol() == "s" && buf[(x + 1, row)].symbol() == "i").unwrap();
+    assert_eq!(buf[(silent, row)].fg, s.theme.warn.fg.unwrap_or(Color::Reset), "relay silent in the warning colour");
+}
+
+/// However narrow the screen, each part of the NATS strip shows whole or
+/// not at all (a cut `1m2` would read as another duration), and the lists
+/// keep their rows with the source line under the header.
+#[test]
+fn the_nats_strip_shows_only_whole_parts() {
+    let mut s = Screen::new(viewer_model());
+    s.live.viewer.as_mut().unwrap().reconnects = 12;
+    s.live.viewer.as_mut().unwrap().behind = 4_321;
+    let whole = ["NATS connected", "4,321 behind", "relay heard 12s ago", "reconnects 12"];
+    for focus in [Focus::StrikeOffs, Focus::Connections] {
+        s.view.focus = focus;
+        for w in 60..=140 {
+            let text = s.text(w, 24);
+            let title = connections_title(&text);
+            let parts: Vec<&str> = title.split(" · ").skip(1).collect();
+            assert!(parts.iter().all(|p| whole.contains(p)), "{w}: {title}");
+            if w >= 100 {
+                assert_eq!(parts, whole, "{w}: {title}");
+            }
+        }
+    }
+    s.text(80, 24);
+    let rows = (s.view.strike_rows_shown.get(), s.view.ticker_rows_shown.get(), s.view.log_rows_shown.get());
+    assert!(rows.0 >= 3 && rows.1 >= 3 && rows.2 >= 2, "{rows:?}:\n{}", s.text(80, 24));
+}
+
+/// `i` for a viewer: the relay's stream it reads (secrets `***`), its own
+/// link, what it has read, and when the relay was last heard.
+#[test]
+fn info_overlay_of_a_viewer() {
+    let mut s = Screen::new(viewer_model());
+    s.press(KeyCode::Char('i'));
+    let text = s.text(80, 24);
+    for want in [
+        "source      nats://***@nats.internal:4222 · stream FEEDTOP",
+        "NATS link   connected · 0 reconnects",
+        "read        1,234 messages · 0 behind",
+        "relay       heard 12s ago, at hh:mm:ss CEST",
+    ] {
+        let want = want.replace("hh:mm:ss", "14:00:18");
+        assert!(text.contains(&want), "{want} in\n{text}");
+    }
+    assert_screen!("info_overlay_viewer", s, 80, 24);
+}

@@ -167,6 +167,50 @@ fn enrich_strip(model: &Model, theme: &Theme) -> Vec<Span<'static>> {
     vec![Span::raw(" · enrich "), Span::styled(state, style), Span::raw(text)]
 }
 
+/// A viewer's own link to NATS on the title: its state (and for how long
+/// it has been down), how far behind the stream it is, when the relay last
+/// announced itself (or that it has gone silent), and reconnects. The rows
+/// are the relay's feeds; this is what stands between them and the screen.
+/// Each part shows whole or not at all, the least needed going first when
+/// `room` (the columns left on the title) is short.
+fn nats_strip(model: &Model, theme: &Theme, room: usize) -> Vec<Span<'static>> {
+    use crate::model::nats_link::{relay_silent_for, LINK_DOWN_AFTER};
+    let Some(v) = &model.viewer else { return Vec::new() };
+    let down_for = model.nats_links.viewer.down_for(v.nats, model.now);
+    let (state, state_style) = match down_for {
+        None => (v.nats.label().to_string(), theme.ok),
+        Some(d) => {
+            let past = d.to_std().unwrap_or_default() >= LINK_DOWN_AFTER;
+            (format!("{} {}", v.nats.label(), short_duration(d)), if past { theme.error } else { theme.warn })
+        }
+    };
+    // (priority, spans): lower goes last.
+    let mut parts: Vec<(u8, Vec<Span<'static>>)> =
+        vec![(0, vec![Span::raw(" · NATS "), Span::styled(state, state_style)])];
+    if down_for.is_none() {
+        parts.push((2, vec![Span::raw(format!(" · {} behind", thousands(v.behind)))]));
+        match (relay_silent_for(v, model.now), v.relay_heard) {
+            (Some(silent), _) => parts.push((
+                1,
+                vec![Span::raw(" · "), Span::styled(format!("relay silent {}", short_duration(silent)), theme.warn)],
+            )),
+            (None, Some(heard)) => {
+                parts.push((3, vec![Span::raw(format!(" · relay heard {} ago", short_duration(model.now - heard)))]))
+            }
+            (None, None) => {}
+        }
+    }
+    if v.reconnects > 0 {
+        parts.push((4, vec![Span::raw(format!(" · reconnects {}", thousands(v.reconnects)))]));
+    }
+    let width = |parts: &[(u8, Vec<Span<'static>>)]| parts.iter().flat_map(|(_, s)| s).map(Span::width).sum::<usize>();
+    while width(&parts) > room {
+        let Some(last) = parts.iter().enumerate().max_by_key(|(_, (p, _))| *p).map(|(i, _)| i) else { break };
+        parts.remove(last);
+    }
+    parts.into_iter().flat_map(|(_, spans)| spans).collect()
+}
+
 fn state_style(f: &FeedView, now: chrono::DateTime<chrono::Utc>, theme: &Theme) -> Style {
     match &f.state {
         ConnState::Live if f.is_stalled(now) => theme.warn,
@@ -179,6 +223,9 @@ fn state_style(f: &FeedView, now: chrono::DateTime<chrono::Utc>, theme: &Theme) 
 pub fn render(frame: &mut Frame, area: Rect, model: &Model, selected: usize, focused: bool, theme: &Theme) {
     let mut title = vec![Span::raw(format!("Connections ({})", model.feeds.len()))];
     title.extend(enrich_strip(model, theme));
+    // The focus marker takes two columns before the title.
+    let used = if focused { 2 } else { 0 } + title.iter().map(Span::width).sum::<usize>();
+    title.extend(nats_strip(model, theme, usize::from(area.width).saturating_sub(used)));
     let blk = block(title, focused, theme);
     let inner = blk.inner(area);
     frame.render_widget(blk, area);

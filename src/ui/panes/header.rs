@@ -1,5 +1,6 @@
 //! The top lines: program name, pause state, totals and the clock; then the
-//! demo banner and a store problem when there is one.
+//! demo banner (or, for a viewer, the NATS source it reads) and a store
+//! problem when there is one.
 
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::Modifier;
@@ -8,6 +9,7 @@ use ratatui::widgets::Paragraph;
 use ratatui::Frame;
 
 use crate::model::Model;
+use crate::sanitize::for_terminal;
 use crate::ui::clock::Clock;
 use crate::ui::fmt::{thousands, truncate};
 use crate::ui::theme::Theme;
@@ -20,7 +22,31 @@ const DEMO_SHORT: &str = "DEMO (simulated). Real stream: CH_STREAMING_API_KEY=<k
 
 /// Rows the header needs at this width.
 pub fn height(model: &Model, width: u16) -> u16 {
-    1 + demo_lines(model, width).len() as u16 + store_lines(model, width).len() as u16
+    1 + demo_lines(model, width).len() as u16
+        + source_line(model, width).is_some() as u16
+        + store_lines(model, width).len() as u16
+}
+
+/// A viewer's source, so nobody takes the relay's feeds for their own:
+/// `source nats://host:4222 · stream FEEDTOP · …`, its parts whole where
+/// they fit, the URL (secrets already `***`) cut with `…` only when it
+/// alone is wider than the screen.
+fn source_line(model: &Model, width: u16) -> Option<Vec<(String, bool)>> {
+    let v = model.viewer.as_ref()?;
+    let width = usize::from(width);
+    let url = for_terminal(&v.url).into_owned();
+    let stream = format!(" · stream {}", for_terminal(&v.stream));
+    const WHAT: &str = " · the relay's feeds, states and strike-offs";
+    // (text, is it the URL): the URL stands out, the rest is dim.
+    let candidates = [
+        vec![("source ".to_string(), false), (url.clone(), true), (stream.clone(), false), (WHAT.to_string(), false)],
+        vec![("source ".to_string(), false), (url.clone(), true), (stream, false)],
+        vec![("source ".to_string(), false), (url.clone(), true)],
+    ];
+    let len = |parts: &[(String, bool)]| parts.iter().map(|(t, _)| t.chars().count()).sum::<usize>();
+    candidates.into_iter().find(|c| len(c) <= width).or_else(|| {
+        Some(vec![("source ".to_string(), false), (truncate(&url, width.saturating_sub("source ".len())), true)])
+    })
 }
 
 /// The store problem on up to two rows, broken at a space: its second half
@@ -157,6 +183,12 @@ pub fn render(
     for text in demo_lines(model, area.width) {
         let Some(row) = rows.next() else { return };
         frame.render_widget(Paragraph::new(text).style(theme.banner), row);
+    }
+    if let Some(parts) = source_line(model, area.width) {
+        let Some(row) = rows.next() else { return };
+        let spans: Vec<Span> =
+            parts.into_iter().map(|(t, url)| Span::styled(t, if url { theme.title } else { theme.dim })).collect();
+        frame.render_widget(Paragraph::new(Line::from(spans)), row);
     }
     for text in store_lines(model, area.width) {
         let Some(row) = rows.next() else { return };

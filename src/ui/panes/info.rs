@@ -87,6 +87,7 @@ pub fn lines(run: Option<&RunInfo>, model: &Model, clock: &Clock, width: usize, 
     if model.demo {
         field(&mut out, "mode", LABEL, "demo: the built-in simulators", theme.warn, width, theme);
     }
+    nats_source(&mut out, model, clock, width, theme);
 
     out.push(Line::default());
     out.push(heading(format!("Feeds ({})", model.feeds.len()), theme));
@@ -104,6 +105,40 @@ pub fn lines(run: Option<&RunInfo>, model: &Model, clock: &Clock, width: usize, 
         }
     }
     out
+}
+
+/// A viewer: where the relay's stream is (secrets already `***`), its own
+/// link, what it has read, and when the relay last announced itself.
+fn nats_source(out: &mut Vec<Line<'static>>, model: &Model, clock: &Clock, width: usize, theme: &Theme) {
+    use crate::model::nats_link::relay_silent_for;
+    use crate::time::short_duration;
+    use crate::ui::fmt::thousands;
+    let Some(v) = &model.viewer else { return };
+    let now = model.now;
+    field(out, "source", LABEL, &format!("{} · stream {}", v.url, v.stream), Style::new(), width, theme);
+    let (link, style) = match model.nats_links.viewer.down_for(v.nats, now) {
+        None => (v.nats.label().to_string(), theme.ok),
+        Some(d) => (format!("{} for {}", v.nats.label(), short_duration(d)), theme.warn),
+    };
+    field(out, "NATS link", LABEL, &format!("{link} · {} reconnects", thousands(v.reconnects)), style, width, theme);
+    let mut read = format!("{} messages · {} behind", thousands(v.received), thousands(v.behind));
+    if v.unreadable > 0 {
+        read.push_str(&format!(" · {} unreadable (another schema version)", thousands(v.unreadable)));
+    }
+    field(out, "read", LABEL, &read, Style::new(), width, theme);
+    let (relay, style) = match (v.relay_heard, relay_silent_for(v, now)) {
+        (Some(at), Some(silent)) => {
+            (format!("silent for {} (last heard {})", short_duration(silent), clock.time_with_zone(at)), theme.warn)
+        }
+        (Some(at), None) => {
+            (format!("heard {} ago, at {}", short_duration(now - at), clock.time_with_zone(at)), Style::new())
+        }
+        (None, _) => ("not heard".to_string(), theme.warn),
+    };
+    field(out, "relay", LABEL, &relay, style, width, theme);
+    if let Some(e) = &v.last_error {
+        field(out, "NATS error", LABEL, e, theme.error, width, theme);
+    }
 }
 
 #[cfg(test)]
