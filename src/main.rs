@@ -382,8 +382,11 @@ fn strike_offs_from_stream(url: &str, args: &StrikeOffsArgs, options: export::Op
         return Err(config::ConfigError::Usage(export::WITH_OFFICERS_NEEDS_A_DATABASE.into()).into());
     }
     let mut settings = NatsSettings::new(url);
-    settings.auth =
-        NatsSettings::auth_from_env(&|name| std::env::var(name).ok()).map_err(config::ConfigError::Usage)?;
+    // The file's [nats] first (credentials from the environment win in
+    // it), then the flags over both.
+    let paths = Paths::from_system().ok();
+    let file = load_file_config(None, paths.as_ref())?;
+    file.nats.apply_to(&mut settings, &|name| std::env::var(name).ok())?;
     if let Some(ca) = &args.nats_ca {
         settings.tls_ca = Some(ca.clone());
     }

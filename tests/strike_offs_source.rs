@@ -45,7 +45,18 @@ impl Drop for NatsServer {
 }
 
 fn feedtop(args: &[&str]) -> Output {
+    feedtop_with_config(args, None)
+}
+
+/// With `config` as the user's config file (and never the developer's own).
+fn feedtop_with_config(args: &[&str], config: Option<&str>) -> Output {
+    let home = tempfile::tempdir().unwrap();
+    if let Some(text) = config {
+        std::fs::create_dir_all(home.path().join("feedtop")).unwrap();
+        std::fs::write(home.path().join("feedtop/config.toml"), text).unwrap();
+    }
     Command::new(env!("CARGO_BIN_EXE_feedtop"))
+        .env("XDG_CONFIG_HOME", home.path())
         .env_remove("FEEDTOP_DB")
         .env_remove("FEEDTOP_CONFIG")
         .env_remove("FEEDTOP_NATS_STREAM")
@@ -155,4 +166,31 @@ async fn an_empty_stream_officers_and_no_server_are_one_line_each() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
     assert!(stderr.starts_with("feedtop: NATS nats://127.0.0.1:"), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_config_files_nats_table_is_used_and_the_flag_wins() {
+    let server = NatsServer::start();
+    stream_with(&server, &[change("00000003", "ORCHARD LANE LTD", 3)]).await;
+    let url = server.url.clone();
+    let (from_file, flag_wins, secret) = tokio::task::spawn_blocking(move || {
+        let other = "[nats]\nstream = \"OTHER\"\n";
+        (
+            feedtop_with_config(&["--source", &url], Some(other)),
+            feedtop_with_config(&["--source", &url, "--nats-stream", "FEEDTOP"], Some(other)),
+            feedtop_with_config(&["--source", &url], Some("[nats]\ntoken = \"t0k3n\"\n")),
+        )
+    })
+    .await
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&from_file.stderr);
+    assert!(stderr.starts_with("feedtop: NATS stream OTHER on nats://127.0.0.1:"), "{stderr}");
+    assert!(flag_wins.status.success(), "{}", String::from_utf8_lossy(&flag_wins.stderr));
+    assert!(String::from_utf8_lossy(&flag_wins.stdout).contains("ORCHARD LANE LTD"));
+    assert_eq!(secret.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&secret.stderr);
+    assert!(
+        stderr.contains("line 2: token: secrets never go in the config file") && !stderr.contains("t0k3n"),
+        "{stderr}"
+    );
 }
