@@ -290,11 +290,12 @@ pub struct StrikeOffsArgs {
     pub db: Option<PathBuf>,
 
     /// Read the demo database instead of the real one.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "source")]
     pub demo: bool,
 
     /// Only changes published since then: a duration (24h, 7d) or a date/time
-    /// (2025-06-10, 2025-06-10T08:00:00Z).
+    /// (2025-06-10, 2025-06-10T08:00:00Z). With --source, the stream is
+    /// read from then on [default: all it keeps].
     #[arg(long, value_name = "WHEN")]
     pub since: Option<String>,
 
@@ -427,6 +428,7 @@ mod tests {
         let e = Cli::try_parse_from(["feedtop", "strike-offs", "--nats-stream", "a.b"]).unwrap_err();
         assert_eq!(e.kind(), clap::error::ErrorKind::ValueValidation);
         assert!(Cli::try_parse_from(["feedtop", "strike-offs", "--nats-ca", "ca.pem"]).is_err(), "without --source");
+        assert!(Cli::try_parse_from(["feedtop", "strike-offs", "--demo", "--source", "nats://h"]).is_err());
     }
 
     #[test]

@@ -33,8 +33,10 @@ pub fn subject(stream: &str) -> String {
 pub enum ControlError {
     #[error("the relay does not accept reconnect requests (start it with --accept-reconnect)")]
     NoResponders,
-    #[error("the relay did not answer the reconnect request within {}s", .0.as_secs())]
-    Timeout(Duration),
+    /// Also what a user whom NATS does not let publish the request sees:
+    /// the server refuses it without an answer.
+    #[error("the relay did not answer the reconnect request within {secs}s (is this NATS user allowed to publish to {subject}?)", secs = .0.as_secs(), subject = .1)]
+    Timeout(Duration, String),
     #[error("the relay refused: {0}")]
     Refused(String),
     #[error("NATS: {0}")]
@@ -91,13 +93,14 @@ fn answer(payload: &[u8], feeds: &[FeedId], tx: &mpsc::Sender<FeedId>) -> (Strin
 /// `ok <feed>` when it will.
 pub async fn ask(client: &async_nats::Client, stream: &str, feed: &FeedId) -> Result<String, ControlError> {
     use async_nats::RequestErrorKind;
-    let request = client.request(subject(stream), feed.as_str().to_string().into());
+    let subject = subject(stream);
+    let request = client.request(subject.clone(), feed.as_str().to_string().into());
     let reply = match tokio::time::timeout(ASK_TIMEOUT, request).await {
-        Err(_) => return Err(ControlError::Timeout(ASK_TIMEOUT)),
+        Err(_) => return Err(ControlError::Timeout(ASK_TIMEOUT, subject)),
         Ok(Err(e)) => {
             return Err(match e.kind() {
                 RequestErrorKind::NoResponders => ControlError::NoResponders,
-                RequestErrorKind::TimedOut => ControlError::Timeout(ASK_TIMEOUT),
+                RequestErrorKind::TimedOut => ControlError::Timeout(ASK_TIMEOUT, subject),
                 RequestErrorKind::Other => ControlError::Nats(e.to_string()),
             })
         }
@@ -128,11 +131,21 @@ pub(crate) mod test_server {
 
     impl NatsServer {
         pub fn start() -> Self {
+            Self::with_config("")
+        }
+
+        /// With `extra` added to its configuration file (users and their
+        /// permissions, say).
+        pub fn with_config(extra: &str) -> Self {
             let dir = tempfile::tempdir().unwrap();
             let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+            let conf = dir.path().join("nats.conf");
+            let store = dir.path().join("js");
+            let text = format!("listen: \"127.0.0.1:{port}\"\njetstream {{ store_dir: {store:?} }}\n{extra}\n");
+            std::fs::write(&conf, text).unwrap();
             let child = Command::new("nats-server")
-                .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
-                .arg(dir.path())
+                .arg("-c")
+                .arg(&conf)
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
                 .spawn()
@@ -199,6 +212,38 @@ mod tests {
         let e = ask(&viewer, &settings.stream, &FeedId::new("ch/companies")).await.unwrap_err();
         assert_eq!(e, ControlError::NoResponders);
         assert_eq!(e.to_string(), "the relay does not accept reconnect requests (start it with --accept-reconnect)");
+    }
+
+    /// Who may ask is NATS's to say: a user the server does not let
+    /// publish the request is told so, and nothing reconnects.
+    #[tokio::test]
+    async fn only_users_nats_allows_can_ask() {
+        let server = NatsServer::with_config(
+            r#"authorization { users = [
+                { user: relay, password: rp }
+                { user: ops, password: op }
+                { user: viewer, password: vp, permissions: { publish: { deny: ["feedtop-ctl.>"] } } }
+            ] }"#,
+        );
+        let as_user = |user: &str, password: &str| {
+            async_nats::ConnectOptions::new()
+                .user_and_password(user.into(), password.into())
+                .connect(server.url.clone())
+        };
+        let (tx, mut rx) = mpsc::channel(4);
+        let relay = as_user("relay", "rp").await.unwrap();
+        let _task = serve(relay, "FEEDTOP", vec![FeedId::new("wig80")], tx).await.unwrap();
+        let viewer = as_user("viewer", "vp").await.unwrap();
+        let e = ask(&viewer, "FEEDTOP", &FeedId::new("wig80")).await.unwrap_err();
+        assert_eq!(e, ControlError::Timeout(ASK_TIMEOUT, "feedtop-ctl.FEEDTOP.reconnect".into()));
+        assert!(
+            e.to_string().contains("is this NATS user allowed to publish to feedtop-ctl.FEEDTOP.reconnect?"),
+            "{e}"
+        );
+        assert!(rx.try_recv().is_err(), "the refused request reconnected nothing");
+        let ops = as_user("ops", "op").await.unwrap();
+        assert_eq!(ask(&ops, "FEEDTOP", &FeedId::new("wig80")).await.unwrap(), "ok wig80");
+        assert_eq!(rx.recv().await.unwrap().as_str(), "wig80");
     }
 
     #[test]

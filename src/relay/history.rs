@@ -143,7 +143,7 @@ pub async fn strike_offs(
     // Newest first: the later of two changes with one timepoint first, as
     // the database's `ORDER BY timepoint DESC, id DESC`.
     arrived.reverse();
-    arrived.sort_by(|a, b| b.timepoint.cmp(&a.timepoint));
+    arrived.sort_by_key(|c| std::cmp::Reverse(c.timepoint));
     history.changes = arrived;
     Ok(history)
 }
