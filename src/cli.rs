@@ -290,11 +290,12 @@ pub struct StrikeOffsArgs {
     pub db: Option<PathBuf>,
 
     /// Read the demo database instead of the real one.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "source")]
     pub demo: bool,
 
     /// Only changes published since then: a duration (24h, 7d) or a date/time
-    /// (2025-06-10, 2025-06-10T08:00:00Z).
+    /// (2025-06-10, 2025-06-10T08:00:00Z). With --source, the stream is
+    /// read from then on [default: all it keeps].
     #[arg(long, value_name = "WHEN")]
     pub since: Option<String>,
 
@@ -315,6 +316,30 @@ pub struct StrikeOffsArgs {
     /// lines in the table.
     #[arg(long)]
     pub with_officers: bool,
+
+    /// Read the changes a relay published to its NATS stream instead of a
+    /// database: nats://host:4222 or tls://… (several comma-separated).
+    /// Credentials as for a viewer: NATS_USER and NATS_PASSWORD,
+    /// NATS_TOKEN, or NATS_CREDS (a .creds file), or the [nats] table.
+    #[arg(long, value_name = "URL", value_parser = nats_url)]
+    pub source: Option<String>,
+
+    /// With --source: the relay's JetStream stream [default: FEEDTOP].
+    #[arg(long, value_name = "NAME", env = "FEEDTOP_NATS_STREAM", value_parser = parse_stream_name)]
+    pub nats_stream: Option<String>,
+
+    /// With --source: a CA certificate (PEM) for a tls:// NATS server that
+    /// no system root signs.
+    #[arg(long, value_name = "FILE", requires = "source")]
+    pub nats_ca: Option<PathBuf>,
+}
+
+/// `strike-offs --source`: a relay's stream; a recording is refused.
+fn nats_url(text: &str) -> Result<String, String> {
+    match SourceArg::parse(text)? {
+        SourceArg::Nats(url) => Ok(url),
+        SourceArg::File(_) => Err("give the relay's NATS server, nats://host:4222 or tls://host:4222".into()),
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -374,6 +399,36 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn strike_offs_from_a_relays_stream() {
+        let cli = Cli::try_parse_from([
+            "feedtop",
+            "strike-offs",
+            "--source",
+            "nats://h:4222",
+            "--nats-stream",
+            "OURS",
+            "--nats-ca",
+            "ca.pem",
+        ])
+        .unwrap();
+        match cli.command {
+            Some(Cmd::StrikeOffs(a)) => {
+                assert_eq!(a.source.as_deref(), Some("nats://h:4222"));
+                assert_eq!(a.nats_stream.as_deref(), Some("OURS"));
+                assert!(a.nats_ca.unwrap().ends_with("ca.pem"));
+            }
+            other => panic!("{other:?}"),
+        }
+        let e = Cli::try_parse_from(["feedtop", "strike-offs", "--source", "today.ftrec"]).unwrap_err();
+        assert_eq!(e.kind(), clap::error::ErrorKind::ValueValidation);
+        assert!(e.to_string().contains("--source") && e.to_string().contains("nats://host:4222"), "{e}");
+        let e = Cli::try_parse_from(["feedtop", "strike-offs", "--nats-stream", "a.b"]).unwrap_err();
+        assert_eq!(e.kind(), clap::error::ErrorKind::ValueValidation);
+        assert!(Cli::try_parse_from(["feedtop", "strike-offs", "--nats-ca", "ca.pem"]).is_err(), "without --source");
+        assert!(Cli::try_parse_from(["feedtop", "strike-offs", "--demo", "--source", "nats://h"]).is_err());
     }
 
     #[test]

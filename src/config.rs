@@ -126,6 +126,8 @@ mod within {
         event_retention => RETENTION,
         ping_every => PING_EVERY,
         every => POLL_EVERY,
+        since => NATS_SINCE,
+        max_age => NATS_MAX_AGE,
     }
 
     pub fn fps<'de, D: Deserializer<'de>>(d: D) -> Field<u32, D::Error> {
@@ -181,6 +183,53 @@ mod within {
     pub fn cache_age<'de, D: Deserializer<'de>>(d: D) -> Field<HumanDuration, D::Error> {
         duration(d, "cache_age", &bounds::CACHE_AGE)
     }
+
+    pub fn nats_url<'de, D: Deserializer<'de>>(d: D) -> Field<String, D::Error> {
+        let text = String::deserialize(d)?;
+        match crate::cli::SourceArg::parse(&text) {
+            Ok(crate::cli::SourceArg::Nats(url)) => Ok(Some(url)),
+            _ => Err(D::Error::custom(format!(
+                "url {text:?}: give the NATS server(s) as nats://host:4222 or tls://host:4222, comma-separated"
+            ))),
+        }
+    }
+
+    pub fn nats_stream<'de, D: Deserializer<'de>>(d: D) -> Field<String, D::Error> {
+        let text = String::deserialize(d)?;
+        crate::cli::parse_stream_name(&text).map(Some).map_err(|e| D::Error::custom(format!("stream {text:?} {e}")))
+    }
+
+    pub fn max_bytes<'de, D: Deserializer<'de>>(d: D) -> Field<usize, D::Error> {
+        let value = usize::deserialize(d)?;
+        bounds::NATS_MAX_BYTES.check(value).map(Some).map_err(|e| D::Error::custom(format!("max_bytes {e}")))
+    }
+
+    pub fn replicas<'de, D: Deserializer<'de>>(d: D) -> Field<usize, D::Error> {
+        let value = usize::deserialize(d)?;
+        bounds::NATS_REPLICAS.check(value).map(Some).map_err(|e| D::Error::custom(format!("replicas {e}")))
+    }
+
+    pub fn user_env<'de, D: Deserializer<'de>>(d: D) -> Field<String, D::Error> {
+        env_name(d, "user_env")
+    }
+    pub fn password_env<'de, D: Deserializer<'de>>(d: D) -> Field<String, D::Error> {
+        env_name(d, "password_env")
+    }
+
+    /// A secret written into the file: refused, whatever its value, with
+    /// where it goes instead.
+    fn secret<E: serde::de::Error>(key: &str) -> Field<(), E> {
+        Err(E::custom(format!(
+            "{key}: {} put it in an environment variable and name that with {key}_env",
+            super::SECRET_REFUSED
+        )))
+    }
+    pub fn password<'de, D: Deserializer<'de>>(_: D) -> Field<(), D::Error> {
+        secret("password")
+    }
+    pub fn token<'de, D: Deserializer<'de>>(_: D) -> Field<(), D::Error> {
+        secret("token")
+    }
 }
 
 #[derive(Debug, Default, Deserialize, PartialEq)]
@@ -201,6 +250,125 @@ pub struct FileConfig {
     pub alert_rules: crate::alerts::Rules,
     /// Companies House REST enrichment (issue 13).
     pub enrich: EnrichFile,
+    /// The relay's NATS server, stream and credentials (issue 14).
+    pub nats: NatsFile,
+}
+
+/// `[nats]`: where the relay publishes and viewers read, what the stream
+/// keeps, and how feedtop proves who it is. Never a secret: the file names
+/// the environment variables that hold them (`*_env`), or a `.creds` file.
+/// Flags and the environment win over it ([`NatsFile::apply_to`]).
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct NatsFile {
+    /// `feedtop relay`'s server(s) when neither --nats nor NATS_URL says.
+    #[serde(deserialize_with = "within::nats_url")]
+    pub url: Option<String>,
+    #[serde(deserialize_with = "within::nats_stream")]
+    pub stream: Option<String>,
+    /// Where a viewer starts in the stream.
+    #[serde(deserialize_with = "within::since")]
+    pub since: Option<HumanDuration>,
+    #[serde(deserialize_with = "within::max_age")]
+    pub max_age: Option<HumanDuration>,
+    #[serde(deserialize_with = "within::max_bytes")]
+    pub max_bytes: Option<usize>,
+    #[serde(deserialize_with = "within::replicas")]
+    pub replicas: Option<usize>,
+    /// A `.creds` file (relative to the config file's directory).
+    pub creds: Option<PathBuf>,
+    /// A CA certificate for a `tls://` server (relative as `creds`).
+    pub tls_ca: Option<PathBuf>,
+    #[serde(deserialize_with = "within::user_env")]
+    pub user_env: Option<String>,
+    #[serde(deserialize_with = "within::password_env")]
+    pub password_env: Option<String>,
+    #[serde(deserialize_with = "within::token_env")]
+    pub token_env: Option<String>,
+    /// Refused when present: only there to say what to write instead.
+    #[serde(deserialize_with = "within::password")]
+    password: Option<()>,
+    #[serde(deserialize_with = "within::token")]
+    token: Option<()>,
+}
+
+impl NatsFile {
+    /// What TOML cannot say: one way to prove who feedtop is, a user with
+    /// its password. The key at fault, for its line.
+    fn check(&self) -> Result<(), (&'static str, String)> {
+        let ways = [self.creds.is_some(), self.token_env.is_some(), self.user_env.is_some()];
+        if ways.iter().filter(|&&w| w).count() > 1 {
+            let key = if self.user_env.is_some() { "user_env" } else { "token_env" };
+            return Err((key, format!("{key}: give one of creds, token_env or user_env (with password_env)")));
+        }
+        match (&self.user_env, &self.password_env) {
+            (Some(_), None) => Err(("user_env", "user_env needs password_env beside it".into())),
+            (None, Some(_)) => Err(("password_env", "password_env needs user_env beside it".into())),
+            _ => Ok(()),
+        }
+    }
+
+    /// Paths in the file are relative to the file's directory.
+    fn anchor(&mut self, base: &Path) {
+        for path in [&mut self.creds, &mut self.tls_ca].into_iter().flatten() {
+            if path.is_relative() {
+                *path = base.join(&*path);
+            }
+        }
+    }
+
+    /// Puts the file's settings on `settings` (made from the URL, before
+    /// any flag is applied: the flags go on after, and win). Credentials:
+    /// `NATS_CREDS`, `NATS_TOKEN` or `NATS_USER`/`NATS_PASSWORD` when the
+    /// environment has them, else the file's `creds` or the variables its
+    /// `*_env` keys name (an error when one of those is not set).
+    pub fn apply_to(
+        &self,
+        settings: &mut crate::relay::NatsSettings,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<(), ConfigError> {
+        use crate::relay::NatsAuth;
+        if let Some(stream) = &self.stream {
+            settings.stream = stream.clone();
+        }
+        if let Some(since) = self.since {
+            settings.since = since.0;
+        }
+        if let Some(age) = self.max_age {
+            settings.max_age = age.0;
+        }
+        if let Some(bytes) = self.max_bytes {
+            // At most 2^44 (bounds::NATS_MAX_BYTES): it fits.
+            settings.max_bytes = bytes as i64;
+        }
+        if let Some(replicas) = self.replicas {
+            settings.replicas = replicas;
+        }
+        if let Some(ca) = &self.tls_ca {
+            settings.tls_ca = Some(ca.clone());
+        }
+        let from_env = crate::relay::NatsSettings::auth_from_env(env).map_err(ConfigError::Usage)?;
+        if from_env != NatsAuth::None {
+            settings.auth = from_env;
+            return Ok(());
+        }
+        let named = |key: &str, name: &str| {
+            env(name).filter(|v| !v.is_empty()).ok_or_else(|| {
+                ConfigError::Usage(format!(
+                    "{name} is not set ([nats] {key} in the config file names it): set it, or remove {key}"
+                ))
+            })
+        };
+        settings.auth = match (&self.creds, &self.token_env, &self.user_env, &self.password_env) {
+            (Some(path), _, _, _) => NatsAuth::Creds(path.clone()),
+            (None, Some(token), _, _) => NatsAuth::Token(named("token_env", token)?),
+            (None, None, Some(user), Some(password)) => {
+                NatsAuth::UserPassword { user: named("user_env", user)?, password: named("password_env", password)? }
+            }
+            _ => settings.auth.clone(),
+        };
+        Ok(())
+    }
 }
 
 /// `[enrich]`: which changes send their company to the REST API, where,
@@ -449,8 +617,17 @@ impl FileConfig {
                 ch.read_timeout.map_or(default_reconnect(FeedFileKind::CompaniesHouse).read_timeout, |d| d.0);
             ch.deadlines().check(read_timeout).map_err(|why| parse_error(at("stall_after"), why))?;
         }
+        if let Err((key, why)) = config.nats.check() {
+            let line = section_key_line(text, "[nats]", key);
+            let line_text = text.lines().nth(line.saturating_sub(1)).unwrap_or("").trim();
+            return Err(ConfigError::Parse {
+                path: path.to_path_buf(),
+                message: format!("line {line} (`{line_text}`): [nats] {why}"),
+            });
+        }
         // A relative watch list (`companies = "watchlist.txt"`) sits beside the file.
         let base = path.parent().unwrap_or(Path::new("."));
+        config.nats.anchor(base);
         config.alert_rules = crate::alerts::Rules::check(&config.alerts, base).map_err(|e| {
             let line = text.as_bytes()[..e.span.start.min(text.len())].iter().filter(|&&b| b == b'\n').count() + 1;
             let line_text = text.lines().nth(line - 1).unwrap_or("").trim();
@@ -538,11 +715,30 @@ fn name_line(text: &str, index: usize) -> usize {
     name.unwrap_or(header) + 1
 }
 
+/// The line (1-based) of `key` in the table whose header is `header`, or of
+/// the header when the key is not on a line of its own.
+fn section_key_line(text: &str, header: &str, key: &str) -> usize {
+    let lines: Vec<&str> = text.lines().collect();
+    let Some(start) = lines.iter().position(|l| l.trim() == header) else { return 0 };
+    let table = lines[start + 1..].iter().take_while(|l| !l.trim_start().starts_with('['));
+    let at = table
+        .enumerate()
+        .find(|(_, l)| l.trim_start().strip_prefix(key).is_some_and(|rest| rest.trim_start().starts_with('=')));
+    at.map_or(start, |(i, _)| start + 1 + i) + 1
+}
+
+/// How a secret written into the file is refused: the line is named but
+/// not quoted, so the secret is not shown again.
+const SECRET_REFUSED: &str = "secrets never go in the config file;";
+
 /// toml's messages span several lines with a source excerpt; keep one line:
 /// where, which key, and why.
 fn one_line(e: &toml::de::Error, text: &str) -> String {
     let reason = e.message().trim().replace('\n', " ");
     match e.span() {
+        Some(span) if reason.contains(SECRET_REFUSED) => {
+            format!("line {}: {reason}", text[..span.start.min(text.len())].matches('\n').count() + 1)
+        }
         Some(span) => {
             let before = &text[..span.start.min(text.len())];
             let line = before.matches('\n').count() + 1;
@@ -603,6 +799,9 @@ pub struct Settings {
     pub enrich: Option<crate::enrich::EnrichSettings>,
     /// Why there is no enrichment, said once at start.
     pub enrich_off: Option<String>,
+    /// `[nats]` as the file says it: [`NatsFile::apply_to`] puts it on a
+    /// relay's or viewer's NATS settings before the flags.
+    pub nats: NatsFile,
 }
 
 impl Settings {
@@ -666,6 +865,7 @@ pub fn resolve(
     Ok(Settings {
         enrich,
         enrich_off,
+        nats: file.nats.clone(),
         feeds,
         demo,
         chaos: args.chaos,
@@ -849,6 +1049,8 @@ mod tests {
         Paths { config_file: "/nonexistent/config.toml".into(), data_dir: "/data".into() }
     }
 
+    use crate::relay::{NatsAuth, NatsSettings};
+
     fn no_env(_: &str) -> Option<String> {
         None
     }
@@ -914,6 +1116,99 @@ mod tests {
         }
         let ok = FileConfig::parse("[enrich]\nlimit = \"2/1s\"\non = [\"entered\", \"struck-off\"]\n", Path::new("c"));
         assert_eq!(ok.unwrap().enrich.on.unwrap().len(), 2);
+    }
+
+    fn nats_env(name: &str) -> Option<String> {
+        match name {
+            "RELAY_TOKEN" => Some("t0k3n-file".into()),
+            "RELAY_USER" => Some("alice".into()),
+            "RELAY_PASSWORD" => Some("s3cret".into()),
+            _ => None,
+        }
+    }
+
+    fn nats_applied(table: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<NatsSettings, ConfigError> {
+        let file = FileConfig::parse(&format!("[nats]\n{table}"), Path::new("/etc/feedtop/config.toml"))?;
+        let mut settings = NatsSettings::new("nats://h:4222");
+        file.nats.apply_to(&mut settings, env)?;
+        Ok(settings)
+    }
+
+    #[test]
+    fn the_nats_table_reaches_the_settings() {
+        let table = "url = \"nats://a:4222, tls://b:4222\"\nstream = \"OURS\"\nsince = \"2h\"\nmax_age = \"30d\"\nmax_bytes = 2097152\nreplicas = 3\ntls_ca = \"ca.pem\"\ntoken_env = \"RELAY_TOKEN\"\n";
+        let s = nats_applied(table, &nats_env).unwrap();
+        assert_eq!(s.stream, "OURS");
+        assert_eq!(s.since, Duration::from_secs(7200));
+        assert_eq!(s.max_age, Duration::from_secs(30 * 86_400));
+        assert_eq!((s.max_bytes, s.replicas), (2_097_152, 3));
+        assert_eq!(s.tls_ca.as_deref(), Some(Path::new("/etc/feedtop/ca.pem")), "beside the file");
+        assert_eq!(s.auth, NatsAuth::Token("t0k3n-file".into()));
+        assert_eq!(s.url, "nats://h:4222", "the file's url is the relay's fallback, not an override");
+        let file = FileConfig::parse(&format!("[nats]\n{table}"), Path::new("c.toml")).unwrap();
+        assert_eq!(file.nats.url.as_deref(), Some("nats://a:4222, tls://b:4222"));
+        let resolved = resolve(&RunArgs::default(), &file, &no_env, &paths()).unwrap();
+        assert_eq!(resolved.nats, file.nats, "the settings carry the table");
+
+        let s = nats_applied("user_env = \"RELAY_USER\"\npassword_env = \"RELAY_PASSWORD\"\n", &nats_env).unwrap();
+        assert_eq!(s.auth, NatsAuth::UserPassword { user: "alice".into(), password: "s3cret".into() });
+        let s = nats_applied("creds = \"/keys/relay.creds\"\n", &nats_env).unwrap();
+        assert_eq!(s.auth, NatsAuth::Creds("/keys/relay.creds".into()));
+        let defaults = nats_applied("", &nats_env).unwrap();
+        assert_eq!(defaults, NatsSettings::new("nats://h:4222"), "an empty table changes nothing");
+    }
+
+    #[test]
+    fn the_environment_wins_over_the_nats_table() {
+        let env = |name: &str| match name {
+            "NATS_TOKEN" => Some("from-env".to_string()),
+            other => nats_env(other),
+        };
+        let s = nats_applied("creds = \"relay.creds\"\n", &env).unwrap();
+        assert_eq!(s.auth, NatsAuth::Token("from-env".into()));
+        let e = nats_applied("token_env = \"UNSET_TOKEN\"\n", &no_env).unwrap_err();
+        assert!(e.is_usage());
+        assert_eq!(
+            e.to_string(),
+            "UNSET_TOKEN is not set ([nats] token_env in the config file names it): set it, or remove token_env"
+        );
+    }
+
+    #[test]
+    fn nats_mistakes_name_their_line_and_key() {
+        let cases = [
+            ("password = \"hunter2\"", "line 2: password: secrets never go in the config file; put it in an environment variable and name that with password_env"),
+            ("token = 42", "token: secrets never go in the config file"),
+            ("max_bytes = 10", "max_bytes must be between"),
+            ("replicas = 7", "replicas must be between 1 and 5"),
+            ("since = \"400d\"", "since must be between"),
+            ("max_age = \"1s\"", "max_age must be between"),
+            ("url = \"http://h:4222\"", "url \"http://h:4222\": give the NATS server(s)"),
+            ("stream = \"a.b\"", "stream \"a.b\" must be 1 to 64 letters"),
+            ("user_env = \"not a name\"", "user_env"),
+            ("password_env = \"P\"", "line 2 (`password_env = \"P\"`): [nats] password_env needs user_env beside it"),
+            ("stream = \"S\"\nuser_env = \"U\"", "line 3 (`user_env = \"U\"`): [nats] user_env needs password_env"),
+            ("creds = \"a.creds\"\ntoken_env = \"T\"", "line 3 (`token_env = \"T\"`): [nats] token_env: give one of creds"),
+            ("passwd_env = \"X\"", "unknown field `passwd_env`"),
+        ];
+        for (lines, expected) in cases {
+            let text = format!("[nats]\n{lines}\n");
+            let e = FileConfig::parse(&text, Path::new("c.toml")).unwrap_err().to_string();
+            assert!(e.contains(expected), "{lines}: {e}");
+            assert!(e.contains("line "), "{lines}: {e}");
+            assert!(!e.contains("hunter2"), "the secret is not repeated: {e}");
+            assert_eq!(e.lines().count(), 1, "{e}");
+        }
+    }
+
+    #[test]
+    fn the_samples_nats_table_is_the_defaults() {
+        let text = sample_with_uncommented("# [nats]", "\u{0}");
+        let file = FileConfig::parse(&text, Path::new("sample")).unwrap();
+        assert_eq!(file.nats.stream.as_deref(), Some("FEEDTOP"), "the table was uncommented");
+        let mut from_sample = NatsSettings::new("nats://h:4222");
+        file.nats.apply_to(&mut from_sample, &no_env).unwrap();
+        assert_eq!(from_sample, NatsSettings::new("nats://h:4222"));
     }
 
     #[test]

@@ -228,9 +228,39 @@ pub fn run(db: &Path, options: Options, out: &mut dyn Write) -> anyhow::Result<u
             }
         }
     }
-    write_enriched(&changes, &officers, options, stored, out)?;
+    write_enriched(&changes, &officers, options, Origin::Database { stored }, out)?;
     Ok(changes.len())
 }
+
+/// Where the changes were read, for the table to say so when there are none.
+#[derive(Debug, Clone, Copy)]
+pub enum Origin<'a> {
+    /// The database, holding `stored` changes in all (counted only when a
+    /// window left none).
+    Database { stored: Option<u64> },
+    /// A relay's NATS stream of this name.
+    Stream { name: &'a str },
+}
+
+/// Lists the strike-off changes read from a relay's stream (newest first,
+/// as [`crate::relay::history`] returns them) to `out`, exactly as [`run`]
+/// lists a database's. Officers live only in a database.
+pub fn run_stream(
+    changes: &[StrikeOffChange],
+    stream: &str,
+    options: Options,
+    out: &mut dyn Write,
+) -> anyhow::Result<usize> {
+    if options.with_officers {
+        anyhow::bail!("{WITH_OFFICERS_NEEDS_A_DATABASE}");
+    }
+    write_enriched(changes, &Officers::new(), options, Origin::Stream { name: stream }, out)?;
+    Ok(changes.len())
+}
+
+/// Why `--with-officers` and `--source` do not go together.
+pub const WITH_OFFICERS_NEEDS_A_DATABASE: &str =
+    "--with-officers reads the officers stored in a database, and a relay's stream has none: drop --source or --with-officers";
 
 /// Writes `changes` as asked. `stored` is how many changes the database
 /// holds in all, for the table to say when a window left none.
@@ -240,16 +270,18 @@ pub fn write(
     stored: Option<u64>,
     out: &mut dyn Write,
 ) -> anyhow::Result<()> {
-    write_enriched(changes, &Officers::new(), options, stored, out)
+    write_enriched(changes, &Officers::new(), options, Origin::Database { stored }, out)
 }
 
 /// [`write`], with each company's officers when `options.with_officers`:
 /// an array in JSON, one row per officer in CSV, indented lines in the table.
+/// The one formatter for both origins: the same cleaning of feed text
+/// (terminal markers, CSV formula neutralising) whichever it was.
 pub fn write_enriched(
     changes: &[StrikeOffChange],
     officers: &Officers,
     options: Options,
-    stored: Option<u64>,
+    origin: Origin<'_>,
     out: &mut dyn Write,
 ) -> anyhow::Result<()> {
     let with = options.with_officers;
@@ -290,7 +322,7 @@ pub fn write_enriched(
             }
             w.flush()?;
         }
-        Format::Table => write_table(changes, with.then_some(officers), options.since, stored, out)?,
+        Format::Table => write_table(changes, with.then_some(officers), options.since, origin, out)?,
     }
     Ok(())
 }
@@ -352,17 +384,25 @@ fn write_table(
     changes: &[StrikeOffChange],
     officers: Option<&Officers>,
     since: Option<DateTime<Utc>>,
-    stored: Option<u64>,
+    origin: Origin<'_>,
     out: &mut dyn Write,
 ) -> std::io::Result<()> {
     if changes.is_empty() {
-        return match (since, stored) {
-            (Some(since), Some(n)) => writeln!(
+        let since = since.map(|t| t.format("%Y-%m-%d %H:%M:%S"));
+        return match (since, origin) {
+            (Some(since), Origin::Database { stored: Some(n) }) => {
+                writeln!(out, "no strike-off changes published since {since} UTC ({n} stored in all)")
+            }
+            (None | Some(_), Origin::Database { .. }) => writeln!(out, "no strike-off changes recorded"),
+            // The stream's name is the user's, but shown only through the sanitiser all the same.
+            (Some(since), Origin::Stream { name }) => writeln!(
                 out,
-                "no strike-off changes published since {} UTC ({n} stored in all)",
-                since.format("%Y-%m-%d %H:%M:%S")
+                "no strike-off changes published since {since} UTC in NATS stream {}",
+                sanitize::for_terminal(name)
             ),
-            _ => writeln!(out, "no strike-off changes recorded"),
+            (None, Origin::Stream { name }) => {
+                writeln!(out, "no strike-off changes in NATS stream {}", sanitize::for_terminal(name))
+            }
         };
     }
     // Feed text reaches the terminal only through the sanitiser.
@@ -609,7 +649,7 @@ mod tests {
     fn render_officers(format: Format, changes: &[StrikeOffChange]) -> String {
         let mut out = Vec::new();
         let options = Options { with_officers: true, ..options(format) };
-        write_enriched(changes, &officers(), options, None, &mut out).unwrap();
+        write_enriched(changes, &officers(), options, Origin::Database { stored: None }, &mut out).unwrap();
         String::from_utf8(out).unwrap()
     }
 

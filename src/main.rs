@@ -348,14 +348,6 @@ fn bench(args: BenchArgs) -> anyhow::Result<()> {
 }
 
 fn strike_offs(args: StrikeOffsArgs) -> anyhow::Result<()> {
-    let db = match args.db {
-        Some(db) => db,
-        None => {
-            let paths = Paths::from_system()?;
-            let file = load_file_config(None, Some(&paths))?;
-            config::db_path(None, &file, args.demo, &paths)
-        }
-    };
     let since = args
         .since
         .as_deref()
@@ -364,8 +356,54 @@ fn strike_offs(args: StrikeOffsArgs) -> anyhow::Result<()> {
         .map_err(anyhow::Error::msg)?;
     let options =
         export::Options { format: args.format, since, csv_raw: args.csv_raw, with_officers: args.with_officers };
+    if let Some(url) = &args.source {
+        return strike_offs_from_stream(url, &args, options);
+    }
+    let db = match args.db {
+        Some(db) => db,
+        None => {
+            let paths = Paths::from_system()?;
+            let file = load_file_config(None, Some(&paths))?;
+            config::db_path(None, &file, args.demo, &paths)
+        }
+    };
     match export::run(&db, options, &mut std::io::stdout().lock()) {
         // `feedtop strike-offs | head -1`: the reader has what it wanted.
+        Err(e) if is_broken_pipe(&e) => Ok(()),
+        result => result.map(drop),
+    }
+}
+
+/// `strike-offs --source nats://…`: the relay's published changes, read
+/// from its stream; no database is opened.
+fn strike_offs_from_stream(url: &str, args: &StrikeOffsArgs, options: export::Options) -> anyhow::Result<()> {
+    use feedtop::relay::{history, NatsSettings};
+    if options.with_officers {
+        return Err(config::ConfigError::Usage(export::WITH_OFFICERS_NEEDS_A_DATABASE.into()).into());
+    }
+    let mut settings = NatsSettings::new(url);
+    // The file's [nats] first (credentials from the environment win in
+    // it), then the flags over both.
+    let paths = Paths::from_system().ok();
+    let file = load_file_config(None, paths.as_ref())?;
+    file.nats.apply_to(&mut settings, &|name| std::env::var(name).ok())?;
+    if let Some(ca) = &args.nats_ca {
+        settings.tls_ca = Some(ca.clone());
+    }
+    if let Some(stream) = &args.nats_stream {
+        settings.stream = stream.clone();
+    }
+    let runtime =
+        tokio::runtime::Builder::new_current_thread().enable_all().build().context("cannot start the async runtime")?;
+    let found = runtime.block_on(history::strike_offs(&settings, options.since, history::STALL))?;
+    if found.unreadable > 0 {
+        say(&format!(
+            "feedtop: {} message(s) in NATS stream {} could not be read (another feedtop version wrote them)",
+            found.unreadable,
+            feedtop::sanitize::for_terminal(&settings.stream)
+        ));
+    }
+    match export::run_stream(&found.changes, &settings.stream, options, &mut std::io::stdout().lock()) {
         Err(e) if is_broken_pipe(&e) => Ok(()),
         result => result.map(drop),
     }

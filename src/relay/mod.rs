@@ -17,6 +17,8 @@
 //! - [`publisher`]: the outbox to JetStream, in order, at least once;
 //! - [`viewer`]: JetStream to a viewer's pipeline.
 
+pub mod control;
+pub mod history;
 pub mod nats;
 pub mod publisher;
 pub mod subjects;
