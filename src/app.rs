@@ -176,6 +176,8 @@ pub enum Input {
     /// Every message of the source was delivered (a replay reached the end
     /// of its recording, or where the file was cut).
     SourceEnded,
+    /// A viewer asked the relay, over NATS, to reconnect this feed.
+    RemoteReconnect(FeedId),
 }
 
 pub struct Pipeline {
@@ -211,6 +213,10 @@ pub struct Pipeline {
     relay: Option<RelayOut>,
     /// Told by the store writer after each commit.
     committed: std::sync::Arc<tokio::sync::Notify>,
+    /// A viewer's `r` asks the relay to reconnect the feed (`--ask-relay`).
+    ask_relay: bool,
+    /// `relay --accept-reconnect`: feeds viewers asked to reconnect.
+    remote_reconnects: Option<mpsc::Receiver<FeedId>>,
 }
 
 /// Where messages come from instead of feed tasks.
@@ -365,7 +371,37 @@ impl Pipeline {
             viewer,
             relay: None,
             committed,
+            ask_relay: false,
+            remote_reconnects: None,
         })
+    }
+
+    /// `--ask-relay`: a viewer's `r` asks the relay to reconnect the feed
+    /// over NATS instead of reconnecting the viewer's own connection.
+    pub fn ask_relay_to_reconnect(&mut self) {
+        self.ask_relay = true;
+    }
+
+    /// `relay --accept-reconnect`: viewers may ask, over NATS request/reply
+    /// and as far as NATS permissions let them, for a feed to reconnect.
+    pub fn accept_reconnects(&mut self, settings: crate::relay::NatsSettings) {
+        let (tx, rx) = mpsc::channel(8);
+        let feeds: Vec<FeedId> = self.model.feeds.iter().map(|f| f.info.name.clone()).collect();
+        tokio::spawn(async move {
+            let events = std::sync::Arc::new(crate::relay::nats::ConnectionEvents::default());
+            let served = match crate::relay::nats::connect(&settings, "feedtop relay control", false, events).await {
+                Ok(client) => {
+                    crate::relay::control::serve(client, &settings.stream, feeds, tx).await.map_err(|e| e.to_string())
+                }
+                Err(e) => Err(e.to_string()),
+            };
+            match served {
+                // The answering task runs until the pipeline drops the receiver.
+                Ok(task) => drop(task),
+                Err(e) => tracing::warn!("reconnect requests cannot be accepted: {e}"),
+            }
+        });
+        self.remote_reconnects = Some(rx);
     }
 
     /// `feedtop relay`: every message from now on is also stored in the
@@ -441,6 +477,12 @@ impl Pipeline {
                 None => std::future::pending().await,
             }
         };
+        let remote = async {
+            match self.remote_reconnects.as_mut() {
+                Some(r) => r.recv().await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             msg = self.feed_rx.recv(), if !self.feeds_closed => match msg {
                 Some(msg) => Input::Feed(msg),
@@ -451,6 +493,7 @@ impl Pipeline {
             },
             Some(r) = self.reports.recv() => Input::Store(r),
             Some(u) = enrich => Input::Enrich(u),
+            Some(feed) = remote => Input::RemoteReconnect(feed),
         }
     }
 
@@ -469,6 +512,7 @@ impl Pipeline {
             Input::Store(report) => self.model.apply_store_report(report),
             Input::StoreHasRoom => {}
             Input::SourceEnded => self.source_ended(),
+            Input::RemoteReconnect(feed) => self.reconnect(&feed),
             Input::Enrich(update) => {
                 self.model.enrich.apply(update);
                 let listed = self.model.strike_offs.iter().map(|c| c.company_number.as_str());
@@ -508,6 +552,13 @@ impl Pipeline {
         if let Some(report) = self.stopped_feed() {
             return Err(FeedStopped(report));
         }
+        // The links' news first: the model's tick dates their changes.
+        if let Some(v) = &self.viewer {
+            self.model.viewer = Some(v.status.borrow().clone());
+        }
+        if let Some(relay) = &self.relay {
+            self.model.relay = Some(relay.publisher.status.borrow().clone());
+        }
         self.model.tick(self.clock(now));
         if let Some(r) = self.recorder.as_mut() {
             r.flush_if_due();
@@ -515,11 +566,7 @@ impl Pipeline {
         if let Some(e) = &self.enrich {
             self.model.enrich.status = Some(e.status.borrow().clone());
         }
-        if let Some(v) = &self.viewer {
-            self.model.viewer = Some(v.status.borrow().clone());
-        }
         if let Some(relay) = self.relay.as_mut() {
-            self.model.relay = Some(relay.publisher.status.borrow().clone());
             let acked = *relay.publisher.acked.borrow();
             if acked > relay.deleted_through {
                 relay.deleted_through = acked;
@@ -720,8 +767,13 @@ impl Pipeline {
     /// channels are in the model's feed order, both made from the one list.)
     pub fn reconnect(&self, feed: &FeedId) {
         if let Some(viewer) = &self.viewer {
-            // A viewer's only connection is its own, to NATS.
-            let _ = viewer.control.try_send(Command::Reconnect);
+            // A viewer's only connection is its own, to NATS; the relay's
+            // feeds are asked for over NATS, when the user chose to.
+            let command = match self.ask_relay {
+                true => crate::relay::ViewerCommand::AskRelay(feed.clone()),
+                false => crate::relay::ViewerCommand::Reconnect,
+            };
+            let _ = viewer.control.try_send(command);
             return;
         }
         let Some(index) = self.model.feed_index(feed) else { return };
@@ -734,7 +786,7 @@ impl Pipeline {
 
     pub fn reconnect_all(&self) {
         if let Some(viewer) = &self.viewer {
-            let _ = viewer.control.try_send(Command::Reconnect);
+            let _ = viewer.control.try_send(crate::relay::ViewerCommand::Reconnect);
             return;
         }
         self.model.feeds.iter().for_each(|f| self.reconnect(&f.info.name));

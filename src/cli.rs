@@ -56,8 +56,9 @@ pub struct RelayArgs {
     /// The NATS server(s): nats://host:4222, tls://host:4222, or several
     /// comma-separated (a cluster). Credentials: NATS_USER and
     /// NATS_PASSWORD, NATS_TOKEN, or NATS_CREDS (a .creds file).
+    /// [default: url in the config file's [nats] table]
     #[arg(long, value_name = "URL", env = "NATS_URL")]
-    pub nats: String,
+    pub nats: Option<String>,
     /// How long the stream keeps a message (1m to 3650d) [default: 7d].
     #[arg(long, value_name = "DURATION", value_parser = |s: &str| bounds::NATS_MAX_AGE.parse(s))]
     pub max_age: Option<Duration>,
@@ -68,6 +69,11 @@ pub struct RelayArgs {
     /// Copies of the stream in a NATS cluster (1 to 5) [default: 1].
     #[arg(long, value_name = "N", value_parser = |s: &str| bounds::NATS_REPLICAS.parse(s))]
     pub replicas: Option<usize>,
+    /// Let viewers started with --ask-relay reconnect a feed (NATS
+    /// request/reply on feedtop-ctl.<stream>.reconnect; who may ask is
+    /// whoever NATS permissions let publish there). Off by default.
+    #[arg(long)]
+    pub accept_reconnect: bool,
     #[command(flatten)]
     pub run: RunArgs,
 }
@@ -266,6 +272,12 @@ pub struct RunArgs {
     /// signs.
     #[arg(long, value_name = "FILE")]
     pub nats_ca: Option<PathBuf>,
+
+    /// With --source nats://…: `r` asks the relay to reconnect the selected
+    /// feed (the relay must run with --accept-reconnect); `R` still
+    /// reconnects this viewer's own NATS connection.
+    #[arg(long)]
+    pub ask_relay: bool,
 
     /// Headless: serve /health and /metrics over HTTP at this address (e.g.
     /// 127.0.0.1:9184; port 0 picks a free one, logged at start). Loopback

@@ -101,11 +101,13 @@ enum Mode {
 
 /// The NATS settings of a relay or a viewer: the URL, credentials from the
 /// environment, and the flags.
-fn nats_settings(url: &str, args: &RunArgs) -> anyhow::Result<feedtop::relay::NatsSettings> {
+fn nats_settings(url: &str, args: &RunArgs, file: &FileConfig) -> anyhow::Result<feedtop::relay::NatsSettings> {
     let mut settings = feedtop::relay::NatsSettings::new(url);
-    settings.auth = feedtop::relay::NatsSettings::auth_from_env(&|name| std::env::var(name).ok())
-        .map_err(config::ConfigError::Usage)?;
-    settings.tls_ca = args.nats_ca.clone();
+    // The file's [nats] table (credentials from the environment win), then the flags.
+    file.nats.apply_to(&mut settings, &|name| std::env::var(name).ok())?;
+    if let Some(ca) = &args.nats_ca {
+        settings.tls_ca = Some(ca.clone());
+    }
     if let Some(stream) = &args.nats_stream {
         settings.stream = stream.clone();
     }
@@ -123,15 +125,13 @@ fn watch(args: RunArgs, mode: Mode) -> anyhow::Result<()> {
             "record and relay pass on what live feeds send; --source watches something else: give one or the other"
         );
     }
-    let nats_source = match &args.source {
-        Some(SourceArg::Nats(url)) => Some(nats_settings(url, &args)?),
-        _ => None,
-    };
-    if nats_source.is_some() && args.speed.is_some() {
+    let viewing_nats = matches!(args.source, Some(SourceArg::Nats(_)));
+    if viewing_nats && args.speed.is_some() {
         anyhow::bail!("--speed replays a recording faster or slower; a NATS stream comes at its own pace");
     }
-    if args.since.is_some() && nats_source.is_none() {
-        anyhow::bail!("--since says where a viewer starts in a relay's stream: use it with --source nats://…");
+    if !viewing_nats && (args.since.is_some() || args.ask_relay) {
+        let flag = if args.ask_relay { "--ask-relay" } else { "--since" };
+        anyhow::bail!("{flag} is for a viewer of a relay's stream: use it with --source nats://…");
     }
     // A replay is opened first: a file that is not a recording is one line
     // before anything else starts.
@@ -140,9 +140,19 @@ fn watch(args: RunArgs, mode: Mode) -> anyhow::Result<()> {
         Some(SourceArg::File(path)) => Some(feedtop::record::Replay::open(path, speed)?),
         _ => None,
     };
+    let system_paths = Paths::from_system();
+    let file = load_file_config(args.config.as_deref(), system_paths.as_ref().ok())?;
+    let nats_source = match &args.source {
+        Some(SourceArg::Nats(url)) => Some(nats_settings(url, &args, &file)?),
+        _ => None,
+    };
+    let accept_reconnect = matches!(&mode, Mode::Relay(r) if r.accept_reconnect);
     let relay = match &mode {
         Mode::Relay(relay) => {
-            let mut settings = nats_settings(&relay.nats, &args)?;
+            let url = relay.nats.clone().or_else(|| file.nats.url.clone()).ok_or_else(|| {
+                config::ConfigError::Usage("relay needs a NATS server: --nats URL, NATS_URL, or url in [nats]".into())
+            })?;
+            let mut settings = nats_settings(&url, &args, &file)?;
             settings.max_age = relay.max_age.unwrap_or(settings.max_age);
             settings.max_bytes = relay.max_bytes.map_or(settings.max_bytes, |b| b as i64);
             settings.replicas = relay.replicas.unwrap_or(settings.replicas);
@@ -154,8 +164,6 @@ fn watch(args: RunArgs, mode: Mode) -> anyhow::Result<()> {
         Mode::Record(path) => Some(path),
         _ => None,
     };
-    let system_paths = Paths::from_system();
-    let file = load_file_config(args.config.as_deref(), system_paths.as_ref().ok())?;
     let paths = match (system_paths, &args.db) {
         (Ok(p), _) => p,
         // Without a home directory everything must be given explicitly.
@@ -210,6 +218,9 @@ fn watch(args: RunArgs, mode: Mode) -> anyhow::Result<()> {
             // The relay says which feeds; the demo's are not started.
             let config = PipelineConfig { demo: false, ..pipeline_config(&settings) };
             let mut pipeline = Pipeline::from_nats(config, viewer)?;
+            if args.ask_relay {
+                pipeline.ask_relay_to_reconnect();
+            }
             pipeline.set_alert_rules(settings.alerts.clone());
             front_end(pipeline, &args, &settings, headless, log, config_file, listener).await?;
             return Ok(());
@@ -239,6 +250,9 @@ fn watch(args: RunArgs, mode: Mode) -> anyhow::Result<()> {
             pipeline = pipeline.record_to(path)?;
         }
         if let Some(nats) = relay {
+            if accept_reconnect {
+                pipeline.accept_reconnects(nats.clone());
+            }
             pipeline = pipeline.relay_to(nats)?;
         }
         let db_path = settings.db_path.clone();

@@ -540,3 +540,61 @@ fn an_unreadable_creds_file_is_one_line_naming_it() {
     assert!(stderr.contains("NATS credentials file /nonexistent/feedtop.creds"), "{stderr}");
     assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
 }
+
+/// Runs a pipeline in a task of its own (inputs and a tick every 100 ms)
+/// until the returned sender is dropped, then hands it back.
+fn in_background(
+    mut p: feedtop::app::Pipeline,
+) -> (tokio::sync::oneshot::Sender<()>, tokio::task::JoinHandle<feedtop::app::Pipeline>) {
+    let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_millis(100));
+        loop {
+            tokio::select! {
+                _ = &mut stopped => return p,
+                _ = tick.tick() => { let _ = p.tick(chrono::Utc::now()); }
+                input = p.next_input() => p.handle(input),
+            }
+        }
+    });
+    (stop, task)
+}
+
+/// `relay --accept-reconnect` and a viewer with `--ask-relay`: the viewer's
+/// `r` on a feed makes the relay drop that feed's connection and connect
+/// again (the simulator sees a second connection). (Refusals and NATS
+/// permissions: `relay::control`'s own tests.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_viewer_asks_the_relay_to_reconnect_a_feed() {
+    use feedtop::relay::{NatsSettings, Viewer};
+    let nats = NatsServer::start().unwrap();
+    let sim = sim_with(generated_lines(20, 20), None).await;
+    let (_dir, db) = temp_db();
+    let settings = NatsSettings::new(nats.url());
+    // Quiet for minutes without reconnecting: only the request can make a second connection.
+    let mut ch = fast_settings(&sim.base_url(), None);
+    ch.reconnect.read_timeout = Duration::from_secs(600);
+    ch.reconnect.stall_after = Duration::from_secs(300);
+    let mut relay = start(ch, &db);
+    relay.accept_reconnects(settings.clone());
+    let relay = relay.relay_to(settings.clone()).unwrap();
+    let (stop_relay, relay) = in_background(relay);
+    wait_for_stream(&nats.url(), 20).await;
+    assert!(sim.wait_for_requests(1, STEP).await);
+
+    let viewer_dir = tempfile::tempdir().unwrap();
+    let config = feedtop::app::PipelineConfig {
+        feeds: Vec::new(),
+        db_path: viewer_dir.path().join("viewer.db"),
+        latency_window: Duration::from_secs(300),
+        demo: false,
+        writer: Default::default(),
+    };
+    let mut viewer = feedtop::app::Pipeline::from_nats(config, Viewer::open(settings).await.unwrap()).unwrap();
+    viewer.ask_relay_to_reconnect();
+    viewer.reconnect(&FEED.into());
+    assert!(sim.wait_for_requests(2, STEP).await, "the relay's feed connected again: {:?}", sim.requests().len());
+    drop(stop_relay);
+    relay.await.unwrap().shutdown().await;
+    viewer.shutdown().await;
+}

@@ -32,7 +32,7 @@ use feedtop_proto::{FeedId, FeedMsg, FeedMsgKind};
 pub use nats::{NatsAuth, NatsSettings};
 pub use publisher::{Publisher, RelayStatus};
 pub use subjects::OutboxRow;
-pub use viewer::{Viewer, ViewerHandle, ViewerStatus};
+pub use viewer::{Viewer, ViewerCommand, ViewerHandle, ViewerStatus};
 
 /// A link to NATS as the screen shows it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

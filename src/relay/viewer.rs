@@ -14,7 +14,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 use feedtop_proto::wire::{self, Record, RecordingHeader};
-use feedtop_proto::{Command, FeedInfo, FeedMsg};
+use feedtop_proto::{FeedId, FeedInfo, FeedMsg};
 
 use super::nats::{self, ConnectionEvents, NatsError, NatsSettings};
 use super::subjects;
@@ -36,6 +36,8 @@ pub struct ViewerStatus {
     /// When the relay last announced itself (every 30 s while it runs).
     pub relay_heard: Option<DateTime<Utc>>,
     pub last_error: Option<String>,
+    /// How far back in the stream it started (`--since`).
+    pub since: Duration,
 }
 
 /// A connected viewer, before it starts reading.
@@ -48,10 +50,21 @@ pub struct Viewer {
     events: Arc<ConnectionEvents>,
 }
 
+/// What the pipeline asks of the viewer task (`r`, `R`, quitting).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ViewerCommand {
+    /// Drop the viewer's own NATS connection and connect again.
+    Reconnect,
+    /// Ask the relay, over NATS request/reply, to reconnect one of its
+    /// feeds (`--ask-relay`; the relay must run with `--accept-reconnect`).
+    AskRelay(FeedId),
+    Shutdown,
+}
+
 /// The running viewer task.
 pub struct ViewerHandle {
     pub status: watch::Receiver<ViewerStatus>,
-    pub control: mpsc::Sender<Command>,
+    pub control: mpsc::Sender<ViewerCommand>,
     pub task: JoinHandle<()>,
 }
 
@@ -106,6 +119,7 @@ impl Viewer {
             unreadable: 0,
             relay_heard: self.relay_heard,
             last_error: None,
+            since: self.settings.since,
         });
         let task = tokio::spawn(self.run(tx, control_rx, status_tx));
         ViewerHandle { status, control, task }
@@ -114,7 +128,7 @@ impl Viewer {
     async fn run(
         self,
         tx: mpsc::Sender<FeedMsg>,
-        mut control: mpsc::Receiver<Command>,
+        mut control: mpsc::Receiver<ViewerCommand>,
         status: watch::Sender<ViewerStatus>,
     ) {
         let since = chrono::TimeDelta::from_std(self.settings.since).unwrap_or(chrono::TimeDelta::hours(1));
@@ -133,10 +147,7 @@ impl Viewer {
                     status.send_modify(|s| s.last_error = Some(e));
                     tokio::select! {
                         _ = tokio::time::sleep(Duration::from_secs(1)) => continue,
-                        cmd = control.recv() => match cmd {
-                            None | Some(Command::Shutdown) => return,
-                            Some(_) => { let _ = self.client.force_reconnect().await; continue; }
-                        },
+                        cmd = control.recv() => if self.obey(cmd, &status).await { return } else { continue },
                     }
                 }
             };
@@ -151,7 +162,7 @@ impl Viewer {
                             let behind = info.map_or(0, |(_, pending, _)| pending);
                             if msg.subject.as_str() == subjects::INFO_SUBJECT {
                                 let heard = info.and_then(|(_, _, at)| offset_to_chrono(at));
-                                status.send_modify(|s| { s.relay_heard = heard.or(s.relay_heard); s.behind = behind; });
+                                status.send_modify(|s| { s.relay_heard = heard.max(s.relay_heard); s.behind = behind; });
                                 continue;
                             }
                             match wire::decode(&msg.payload) {
@@ -184,15 +195,7 @@ impl Viewer {
                         // The consumer is gone (deleted, or the server lost it): make another from where this one was.
                         None => break,
                     },
-                    cmd = control.recv() => match cmd {
-                        None | Some(Command::Shutdown) => return,
-                        Some(_) => {
-                            tracing::info!("NATS: reconnecting to {}", self.settings.shown_url());
-                            if let Err(e) = self.client.force_reconnect().await {
-                                status.send_modify(|s| s.last_error = Some(self.settings.redact(&e.to_string())));
-                            }
-                        }
-                    },
+                    cmd = control.recv() => if self.obey(cmd, &status).await { return },
                     _ = refresh.tick() => {
                         let state = match self.client.connection_state() {
                             async_nats::connection::State::Connected => LinkState::Connected,
@@ -211,6 +214,31 @@ impl Viewer {
                 }
             }
         }
+    }
+
+    /// Carries out one command; true when the viewer is to stop.
+    async fn obey(&self, cmd: Option<ViewerCommand>, status: &watch::Sender<ViewerStatus>) -> bool {
+        match cmd {
+            None | Some(ViewerCommand::Shutdown) => return true,
+            Some(ViewerCommand::Reconnect) => {
+                tracing::info!("NATS: reconnecting to {}", self.settings.shown_url());
+                if let Err(e) = self.client.force_reconnect().await {
+                    status.send_modify(|s| s.last_error = Some(self.settings.redact(&e.to_string())));
+                }
+            }
+            Some(ViewerCommand::AskRelay(feed)) => {
+                let (client, stream) = (self.client.clone(), self.settings.stream.clone());
+                // Its own task: the answer may take the whole timeout, and
+                // the stream goes on meanwhile.
+                tokio::spawn(async move {
+                    match super::control::ask(&client, &stream, &feed).await {
+                        Ok(answer) => tracing::info!("{feed}: the relay answered: {answer}"),
+                        Err(e) => tracing::warn!("{feed}: {e}"),
+                    }
+                });
+            }
+        }
+        false
     }
 
     async fn consume(&self, policy: DeliverPolicy) -> Result<push::Ordered, String> {

@@ -192,6 +192,7 @@ mod tests {
             unreadable: 0,
             relay_heard: Some(t0 - chrono::TimeDelta::seconds(12)),
             last_error: None,
+            since: std::time::Duration::from_secs(3600),
         });
         m.tick(t0);
         let text = encode_snapshot(&HealthTracker::default().snapshot(&m), t0);

@@ -420,6 +420,7 @@ mod tests {
             unreadable: 0,
             relay_heard: Some(heard),
             last_error: None,
+            since: std::time::Duration::from_secs(3600),
         }
     }
 

@@ -908,6 +908,7 @@ fn viewer_model() -> Model {
         unreadable: 0,
         relay_heard: Some(secs(18)),
         last_error: None,
+        since: std::time::Duration::from_secs(3600),
     });
     m.tick(secs(30));
     m

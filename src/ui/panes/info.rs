@@ -116,6 +116,8 @@ fn nats_source(out: &mut Vec<Line<'static>>, model: &Model, clock: &Clock, width
     let Some(v) = &model.viewer else { return };
     let now = model.now;
     field(out, "source", LABEL, &format!("{} · stream {}", v.url, v.stream), Style::new(), width, theme);
+    let since = humantime::format_duration(v.since);
+    field(out, "started", LABEL, &format!("{since} back in the stream"), Style::new(), width, theme);
     let (link, style) = match model.nats_links.viewer.down_for(v.nats, now) {
         None => (v.nats.label().to_string(), theme.ok),
         Some(d) => (format!("{} for {}", v.nats.label(), short_duration(d)), theme.warn),
