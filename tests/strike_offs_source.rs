@@ -2,47 +2,13 @@
 //! stream (a real `nats-server`, JetStream in a temporary directory) and
 //! prints it through the same formatter as a database, cleaning included.
 
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Output};
 
 use chrono::Utc;
 use feedtop::relay::{subjects, NatsSettings};
+use feedtop::sim::nats::NatsServer;
 use feedtop_proto::strike_off::{ChangeKind, StrikeOffChange};
 use feedtop_proto::{FeedMsg, FeedMsgKind};
-
-struct NatsServer {
-    child: Child,
-    url: String,
-    _dir: tempfile::TempDir,
-}
-
-impl NatsServer {
-    fn start() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let child = Command::new("nats-server")
-            .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
-            .arg(dir.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("nats-server is not installed (apt-get install nats-server)");
-        let server = NatsServer { child, url: format!("nats://127.0.0.1:{port}"), _dir: dir };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "nats-server did not listen on {port} within 20s");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        server
-    }
-}
-
-impl Drop for NatsServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 fn feedtop(args: &[&str]) -> Output {
     feedtop_with_config(args, None)
@@ -90,9 +56,9 @@ fn change(number: &str, name: &str, timepoint: i64) -> FeedMsg {
 
 /// A relay's stream holding `msgs`, as the relay publishes them.
 async fn stream_with(server: &NatsServer, msgs: &[FeedMsg]) {
-    let client = async_nats::connect(&server.url).await.unwrap();
+    let client = async_nats::connect(&server.url()).await.unwrap();
     let js = async_nats::jetstream::new(client);
-    js.create_stream(NatsSettings::new(server.url.clone()).stream_config()).await.unwrap();
+    js.create_stream(NatsSettings::new(server.url()).stream_config()).await.unwrap();
     for msg in msgs {
         for row in subjects::rows(msg) {
             js.publish(row.subject, row.payload.into()).await.unwrap().await.unwrap();
@@ -104,9 +70,9 @@ const FORMULA: &str = "=HYPERLINK(\"http://evil.example/\",\"x\")";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lists_the_streams_changes_through_the_same_formatter() {
-    let server = NatsServer::start();
+    let server = NatsServer::start().unwrap();
     stream_with(&server, &[change("00000001", FORMULA, 1), change("00000002", "EVIL\x1b]0;pwned\x07 LTD", 2)]).await;
-    let url = server.url.clone();
+    let url = server.url();
     let (csv, table, json) = tokio::task::spawn_blocking(move || {
         (
             feedtop(&["--source", &url, "--format", "csv"]),
@@ -136,9 +102,9 @@ async fn lists_the_streams_changes_through_the_same_formatter() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_empty_stream_officers_and_no_server_are_one_line_each() {
-    let server = NatsServer::start();
+    let server = NatsServer::start().unwrap();
     stream_with(&server, &[]).await;
-    let url = server.url.clone();
+    let url = server.url();
     let (empty, officers, later) = tokio::task::spawn_blocking(move || {
         (
             feedtop(&["--source", &url]),
@@ -159,7 +125,7 @@ async fn an_empty_stream_officers_and_no_server_are_one_line_each() {
     assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
     assert!(stderr.contains("--with-officers") && stderr.contains("--source"), "{stderr}");
 
-    let gone = server.url.clone();
+    let gone = server.url();
     drop(server);
     let out = tokio::task::spawn_blocking(move || feedtop(&["--source", &gone])).await.unwrap();
     assert_eq!(out.status.code(), Some(1));
@@ -170,9 +136,9 @@ async fn an_empty_stream_officers_and_no_server_are_one_line_each() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_config_files_nats_table_is_used_and_the_flag_wins() {
-    let server = NatsServer::start();
+    let server = NatsServer::start().unwrap();
     stream_with(&server, &[change("00000003", "ORCHARD LANE LTD", 3)]).await;
-    let url = server.url.clone();
+    let url = server.url();
     let (from_file, flag_wins, secret) = tokio::task::spawn_blocking(move || {
         let other = "[nats]\nstream = \"OTHER\"\n";
         (

@@ -115,64 +115,11 @@ pub async fn ask(client: &async_nats::Client, stream: &str, feed: &FeedId) -> Re
     }
 }
 
-/// A `nats-server` with JetStream on a free loopback port in a temporary
-/// directory, for this module's tests and [`super::history`]'s; stopped
-/// when dropped.
-#[cfg(test)]
-pub(crate) mod test_server {
-    use std::process::{Child, Command, Stdio};
-    use std::time::{Duration, Instant};
-
-    pub struct NatsServer {
-        child: Child,
-        pub url: String,
-        _dir: tempfile::TempDir,
-    }
-
-    impl NatsServer {
-        pub fn start() -> Self {
-            Self::with_config("")
-        }
-
-        /// With `extra` added to its configuration file (users and their
-        /// permissions, say).
-        pub fn with_config(extra: &str) -> Self {
-            let dir = tempfile::tempdir().unwrap();
-            let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-            let conf = dir.path().join("nats.conf");
-            let store = dir.path().join("js");
-            let text = format!("listen: \"127.0.0.1:{port}\"\njetstream {{ store_dir: {store:?} }}\n{extra}\n");
-            std::fs::write(&conf, text).unwrap();
-            let child = Command::new("nats-server")
-                .arg("-c")
-                .arg(&conf)
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("nats-server is not installed (apt-get install nats-server)");
-            let server = NatsServer { child, url: format!("nats://127.0.0.1:{port}"), _dir: dir };
-            let deadline = Instant::now() + Duration::from_secs(20);
-            while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-                assert!(Instant::now() < deadline, "nats-server did not listen on {port} within 20s");
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            server
-        }
-    }
-
-    impl Drop for NatsServer {
-        fn drop(&mut self) {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
-    use super::test_server::NatsServer;
     use super::*;
     use crate::relay::NatsSettings;
+    use crate::sim::nats::NatsServer;
 
     async fn client(url: &str) -> async_nats::Client {
         async_nats::connect(url).await.unwrap()
@@ -180,12 +127,12 @@ mod tests {
 
     #[tokio::test]
     async fn a_relay_that_accepts_reconnects_the_feed_asked_for() {
-        let server = NatsServer::start();
+        let server = NatsServer::start().unwrap();
         let (tx, mut rx) = mpsc::channel(4);
         let feeds = vec![FeedId::new("ch/companies"), FeedId::new("wig80")];
-        let relay = client(&server.url).await;
+        let relay = client(&server.url()).await;
         let task = serve(relay, "FEEDTOP", feeds, tx).await.unwrap();
-        let viewer = client(&server.url).await;
+        let viewer = client(&server.url()).await;
         assert_eq!(ask(&viewer, "FEEDTOP", &FeedId::new("wig80")).await.unwrap(), "ok wig80");
         assert_eq!(rx.recv().await.unwrap().as_str(), "wig80");
         let e = ask(&viewer, "FEEDTOP", &FeedId::new("nope\x1b[2J")).await.unwrap_err();
@@ -205,9 +152,9 @@ mod tests {
     /// JetStream's acknowledgement of a stored request.
     #[tokio::test]
     async fn without_a_relay_accepting_the_viewer_is_told_how_to_turn_it_on() {
-        let server = NatsServer::start();
-        let viewer = client(&server.url).await;
-        let settings = NatsSettings::new(server.url.clone());
+        let server = NatsServer::start().unwrap();
+        let viewer = client(&server.url()).await;
+        let settings = NatsSettings::new(server.url());
         async_nats::jetstream::new(viewer.clone()).create_stream(settings.stream_config()).await.unwrap();
         let e = ask(&viewer, &settings.stream, &FeedId::new("ch/companies")).await.unwrap_err();
         assert_eq!(e, ControlError::NoResponders);
@@ -218,17 +165,19 @@ mod tests {
     /// publish the request is told so, and nothing reconnects.
     #[tokio::test]
     async fn only_users_nats_allows_can_ask() {
-        let server = NatsServer::with_config(
+        let conf = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(
+            conf.path(),
             r#"authorization { users = [
                 { user: relay, password: rp }
                 { user: ops, password: op }
                 { user: viewer, password: vp, permissions: { publish: { deny: ["feedtop-ctl.>"] } } }
             ] }"#,
-        );
+        )
+        .unwrap();
+        let server = NatsServer::start_with(&["-c", &conf.path().display().to_string()]).unwrap();
         let as_user = |user: &str, password: &str| {
-            async_nats::ConnectOptions::new()
-                .user_and_password(user.into(), password.into())
-                .connect(server.url.clone())
+            async_nats::ConnectOptions::new().user_and_password(user.into(), password.into()).connect(server.url())
         };
         let (tx, mut rx) = mpsc::channel(4);
         let relay = as_user("relay", "rp").await.unwrap();

@@ -164,7 +164,7 @@ fn chrono_to_offset(at: DateTime<Utc>) -> time::OffsetDateTime {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::relay::control::test_server::NatsServer;
+    use crate::sim::nats::NatsServer;
     use chrono::TimeZone;
     use feedtop_proto::strike_off::ChangeKind;
     use feedtop_proto::FeedMsg;
@@ -193,9 +193,9 @@ mod tests {
 
     #[tokio::test]
     async fn reads_the_strike_offs_in_the_stream_newest_first_and_nothing_else() {
-        let server = NatsServer::start();
-        let settings = NatsSettings::new(server.url.clone());
-        let client = async_nats::connect(&server.url).await.unwrap();
+        let server = NatsServer::start().unwrap();
+        let settings = NatsSettings::new(server.url());
+        let client = async_nats::connect(&server.url()).await.unwrap();
         let js = jetstream::new(client);
         js.create_stream(settings.stream_config()).await.unwrap();
 
@@ -227,8 +227,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_missing_stream_says_to_start_the_relay() {
-        let server = NatsServer::start();
-        let mut settings = NatsSettings::new(server.url.clone());
+        let server = NatsServer::start().unwrap();
+        let mut settings = NatsSettings::new(server.url());
         settings.stream = "NOPE".into();
         let e = strike_offs(&settings, None, STALL).await.unwrap_err().to_string();
         assert!(e.starts_with("NATS stream NOPE on nats://127.0.0.1:"), "{e}");
