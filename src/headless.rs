@@ -541,6 +541,7 @@ mod tests {
             published: 1200,
             backlog: 345,
             last_error: Some("publish not acknowledged: timed out".into()),
+            failing_since: None,
         }
     }
 

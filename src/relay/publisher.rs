@@ -47,6 +47,11 @@ pub struct RelayStatus {
     /// Messages stored in the outbox and not yet acknowledged.
     pub backlog: u64,
     pub last_error: Option<String>,
+    /// Since when every attempt to publish (or to set the stream up) has
+    /// failed, while the link itself may look connected: a server that
+    /// refuses (no JetStream, a full disk, permissions) stops the relay as
+    /// surely as a cut cable.
+    pub failing_since: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 /// The running publisher.
@@ -77,6 +82,7 @@ impl Publisher {
             published: 0,
             backlog: count_after(&conn, start)?,
             last_error: None,
+            failing_since: None,
         };
         let (status_tx, status) = watch::channel(initial);
         let (acked_tx, acked) = watch::channel(start);
@@ -216,7 +222,7 @@ impl Run {
                     Ok(()) => {
                         stream_ready = true;
                         backoff = Duration::from_millis(250);
-                        self.set(|s| s.last_error = None);
+                        self.succeeded();
                     }
                     Err(e) => {
                         self.failed(e);
@@ -256,7 +262,12 @@ impl Run {
             }
             let max_payload = client.server_info().max_payload;
             match self.publish(&js, &rows, &mut acked, max_payload).await {
-                Sent::All => backoff = Duration::from_millis(250),
+                Sent::All => {
+                    backoff = Duration::from_millis(250);
+                    if self.status.borrow().failing_since.is_some() {
+                        self.succeeded();
+                    }
+                }
                 Sent::Failed(why) => {
                     self.failed(why);
                     // The stream may have been deleted or changed under us.
@@ -293,7 +304,18 @@ impl Run {
         if !same {
             tracing::warn!("NATS: {why}; messages wait in the outbox and go out in order when this clears");
         }
-        self.set(|s| s.last_error = Some(why));
+        self.set(|s| {
+            s.last_error = Some(why);
+            s.failing_since.get_or_insert_with(chrono::Utc::now);
+        });
+    }
+
+    /// An attempt succeeded: whatever failed before has cleared.
+    fn succeeded(&self) {
+        self.set(|s| {
+            s.last_error = None;
+            s.failing_since = None;
+        });
     }
 
     /// The link state and the backlog, as they are now.

@@ -181,6 +181,7 @@ mod tests {
             published: 1200,
             backlog: 345,
             last_error: None,
+            failing_since: None,
         });
         m.viewer = Some(ViewerStatus {
             url: "nats://h:4222".into(),

@@ -224,11 +224,18 @@ fn link_health(down_for: Option<chrono::TimeDelta>, state: &str, why: String) ->
 
 fn relay_link(r: &crate::relay::RelayStatus, model: &Model) -> LinkSnapshot {
     let down_for = model.nats_links.relay.down_for(r.nats, model.now);
+    // Connected, but every publish refused: as bad as down, and said so.
+    let failing_for = r.failing_since.map(|since| (model.now - since).max(chrono::TimeDelta::zero()));
+    let (down_for, state) = match (down_for, failing_for) {
+        (Some(d), _) => (Some(d), r.nats.label()),
+        (None, Some(f)) => (Some(f), "publishing failing"),
+        (None, None) => (None, r.nats.label()),
+    };
     let mut why = format!(", backlog {} kept in the outbox until it is back", r.backlog);
     if let Some(e) = &r.last_error {
         why.push_str(&format!(": {e}"));
     }
-    let (health, reason) = link_health(down_for, r.nats.label(), why);
+    let (health, reason) = link_health(down_for, state, why);
     LinkSnapshot {
         state: r.nats.label(),
         health,
@@ -368,6 +375,7 @@ mod tests {
             published: 10,
             backlog: 345,
             last_error: None,
+            failing_since: None,
         }
     }
 
@@ -407,6 +415,20 @@ mod tests {
         m.relay = Some(relay_status(LinkState::Connected));
         state(&mut m, t0 + TimeDelta::seconds(62), ConnState::Live);
         assert!(t.snapshot(&m).healthy);
+
+        // Connected, but the server refuses every publish: down all the same.
+        let mut refused = relay_status(LinkState::Connected);
+        refused.failing_since = Some(t0 + TimeDelta::seconds(62));
+        refused.last_error = Some("publish not acknowledged: insufficient resources".into());
+        m.relay = Some(refused);
+        state(&mut m, t0 + TimeDelta::seconds(70), ConnState::Live);
+        assert_eq!(t.snapshot(&m).relay.unwrap().health, "recovering");
+        state(&mut m, t0 + TimeDelta::seconds(123), ConnState::Live);
+        let s = t.snapshot(&m);
+        assert!(!s.healthy, "{s:?}");
+        let reason = s.relay.unwrap().reason.unwrap();
+        assert!(reason.starts_with("NATS publishing failing for 61s, backlog 345"), "{reason}");
+        assert!(reason.contains("insufficient resources"), "{reason}");
     }
 
     fn viewer_status(nats: LinkState, heard: DateTime<Utc>) -> crate::relay::ViewerStatus {
