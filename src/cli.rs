@@ -24,6 +24,9 @@ assets/config.toml in the source is a commented sample of every setting.
 
 When stdout is not a terminal, feedtop prints JSON lines (as with --headless).
 
+Many viewers of one ingest: `feedtop relay --nats nats://host:4222` where the
+keys are, `feedtop --source nats://host:4222` anywhere (README: Many viewers).
+
 Keys in the TUI: q quit · p pause · r/R reconnect · / filter · s sort · Tab focus · ? help
 Enter details · z zoom · i what is in force";
 

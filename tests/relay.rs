@@ -598,3 +598,47 @@ async fn a_viewer_asks_the_relay_to_reconnect_a_feed() {
     relay.await.unwrap().shutdown().await;
     viewer.shutdown().await;
 }
+
+/// Whoever may publish to the stream can write anything into it: a record
+/// of another schema version or plain junk is counted as unreadable and
+/// skipped, the good messages around it are shown; a junk announcement
+/// stops a viewer at start with one line.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn junk_in_the_stream_is_counted_and_skipped_and_a_junk_announcement_refused() {
+    use feedtop_proto::wire::{self, RecordingHeader};
+    use feedtop_proto::{FeedInfo, FeedKind, FeedMsg, FeedMsgKind};
+    let dir = tempfile::tempdir().unwrap();
+    let nats = NatsServer::start().unwrap();
+    let client = async_nats::connect(nats.url()).await.unwrap();
+    let js = async_nats::jetstream::new(client);
+    js.create_stream(feedtop::relay::NatsSettings::new(nats.url()).stream_config()).await.unwrap();
+    let publish = |subject: &'static str, payload: Vec<u8>| {
+        let js = js.clone();
+        async move { js.publish(subject, payload.into()).await.unwrap().await.unwrap() }
+    };
+    publish("feedtop._relay.info", b"\x1b[2J not an announcement".to_vec()).await;
+    let refused = feedtop().args(["--headless", "--source", &nats.url()]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success());
+    assert!(stderr.contains("announcement") && !stderr.contains('\x1b'), "{stderr}");
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+
+    let header = RecordingHeader {
+        feeds: vec![FeedInfo::new(FEED, FeedKind::CompaniesHouse)],
+        started: chrono::Utc::now(),
+        writer: "test".into(),
+        strike_offs: true,
+    };
+    publish("feedtop._relay.info", wire::encode_header(&header)).await;
+    let line = generated_lines(1, 21).remove(0);
+    let event = feedtop::feeds::companies_house::parse_event(line.into_bytes()).unwrap();
+    let good = FeedMsg { feed: FEED.into(), at: chrono::Utc::now(), kind: FeedMsgKind::Event(Box::new(event)) };
+    publish("feedtop.ch/companies.events", br#"{"schema":2,"msg":{"from":"the future"}}"#.to_vec()).await;
+    publish("feedtop.ch/companies.events", b"\x00\xff junk".to_vec()).await;
+    publish("feedtop.ch/companies.events", wire::encode(&good)).await;
+
+    let mut view = viewer("viewer", dir.path(), &nats.url());
+    let line = view.wait_for("the good event", |l| events(l) == 1 && l["nats"]["unreadable"] == 2).await;
+    view.stop().await;
+    assert_eq!(line["nats"]["received"], 1, "{line}");
+}

@@ -210,7 +210,11 @@ pub async fn connect(
                             "NATS: this feedtop reads the stream slower than it comes; the server may drop it"
                         )
                     }
-                    other => tracing::info!("NATS: {other}"),
+                    async_nats::Event::LameDuckMode => {
+                        tracing::info!("NATS: the server is going away (lame duck mode); reconnecting to another")
+                    }
+                    // Closing is ours (a stop); draining too.
+                    other => tracing::debug!("NATS: {other}"),
                 }
             }
         });

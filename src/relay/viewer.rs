@@ -20,6 +20,10 @@ use super::nats::{self, ConnectionEvents, NatsError, NatsSettings};
 use super::subjects;
 use super::LinkState;
 
+/// The most feeds a relay's announcement may list (anyone who may publish
+/// to the stream can write one; a screen of ten thousand rows helps no one).
+const MAX_FEEDS: usize = 1024;
+
 /// What the viewer's own link looks like, for its screen and headless line.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ViewerStatus {
@@ -97,6 +101,11 @@ impl Viewer {
             Ok(Record::Msg(_)) => return Err(stream_error(&settings, "the relay's announcement is not one")),
             Err(e) => return Err(stream_error(&settings, format!("the relay's announcement: {e}"))),
         };
+        if relay.feeds.is_empty() || relay.feeds.len() > MAX_FEEDS {
+            let why =
+                format!("the relay's announcement lists {} feeds: not something a relay sends", relay.feeds.len());
+            return Err(stream_error(&settings, why));
+        }
         let relay_heard = offset_to_chrono(last.time);
         Ok(Self { settings, client, stream, relay, relay_heard, events })
     }
