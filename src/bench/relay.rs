@@ -252,30 +252,23 @@ pub async fn end_to_end(rate: f64, duration: Duration, viewers: usize) -> anyhow
     let dir = tempfile::tempdir()?;
     let config = QuoteFirehoseConfig { symbols: QUOTE_SYMBOLS, rate, frames, seed: SEED };
     let hose = QuoteFirehose::start(config).await?;
-    let relay = Pipeline::start(PipelineConfig {
-        feeds: vec![FeedSpec::websocket(QUOTE_FEED, WsSettings::new(hose.url(), Dialect::Wig80))],
-        db_path: dir.path().join("relay.db"),
-        latency_window: Duration::from_secs(3600),
-        demo: false,
-        writer: WriterSettings { commit_every: RELAY_COMMIT_EVERY, ..WriterSettings::default() },
-    })?
-    .relay_to(NatsSettings::new(server.url()))?;
-    let (stop_tx, stop) = watch::channel(false);
-    let relay_task = tokio::spawn(drive(relay, stop.clone(), |_, _| false));
-
-    // Viewers need the relay's announcement in the stream.
-    let deadline = Instant::now() + Duration::from_secs(30);
+    // Viewers need a relay's announcement in the stream: one made here, so
+    // every viewer reads before the relay starts and the firehose (which
+    // starts sending when the relay connects) is read live from its first
+    // frame, not caught up on.
+    let settings = NatsSettings::new(server.url());
+    let js = jetstream::new(async_nats::connect(server.url()).await?);
+    js.create_stream(settings.stream_config()).await?;
+    let announcement = feedtop_proto::wire::encode_header(&header());
+    js.publish(subjects::INFO_SUBJECT, announcement.into()).await?.await?;
     let mut opened = Vec::new();
-    while opened.len() < viewers {
-        match Viewer::open(NatsSettings::new(server.url())).await {
-            Ok(v) => opened.push(v),
-            Err(e) if Instant::now() > deadline => return Err(e).context("opening a viewer"),
-            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
-        }
+    for _ in 0..viewers {
+        opened.push(Viewer::open(settings.clone()).await.context("opening a viewer")?);
     }
-    // Quotes stamped before every viewer reads live are catch-up, not latency.
-    let measure_from = Utc::now() + chrono::TimeDelta::from_std(warmup / 2)?;
+    let (stop_tx, stop) = watch::channel(false);
     let mut tasks = Vec::new();
+    // The first second is the warm-up (connections, first commits).
+    let measure_from = Utc::now() + chrono::TimeDelta::from_std(warmup / 2)?;
     for (i, viewer) in opened.into_iter().enumerate() {
         let p = Pipeline::from_nats(
             PipelineConfig {
@@ -288,16 +281,20 @@ pub async fn end_to_end(rate: f64, duration: Duration, viewers: usize) -> anyhow
             viewer,
         )?;
         let mut h = micros_histogram();
+        // The first leg alone: the stamp to the relay receiving the frame
+        // (`msg.at`, which travels in the record).
+        let mut to_relay = micros_histogram();
         let stop = stop.clone();
         tasks.push(tokio::spawn(async move {
             let mut first_live: Option<(Instant, u64)> = None;
             let p = drive(p, stop, |p, input| {
-                if let Input::Feed(FeedMsg { kind: FeedMsgKind::Quotes(quotes), .. }) = input {
+                if let Input::Feed(FeedMsg { kind: FeedMsgKind::Quotes(quotes), at, .. }) = input {
                     let now = Utc::now();
                     for sent in quotes.iter().filter_map(|q| q.time.and_then(QuoteTime::as_utc)) {
                         if sent >= measure_from {
                             first_live.get_or_insert_with(|| (Instant::now(), quote_count(p)));
                             record_latency(&mut h, now, sent);
+                            record_latency(&mut to_relay, *at, sent);
                         }
                     }
                 }
@@ -307,16 +304,27 @@ pub async fn end_to_end(rate: f64, duration: Duration, viewers: usize) -> anyhow
             let applied = quote_count(&p);
             let per_s = first_live.map(|(at, before)| (applied - before) as f64 / at.elapsed().as_secs_f64());
             p.shutdown().await;
-            (h, applied, per_s)
+            (h, to_relay, applied, per_s)
         }));
     }
+    let relay = Pipeline::start(PipelineConfig {
+        feeds: vec![FeedSpec::websocket(QUOTE_FEED, WsSettings::new(hose.url(), Dialect::Wig80))],
+        db_path: dir.path().join("relay.db"),
+        latency_window: Duration::from_secs(3600),
+        demo: false,
+        writer: WriterSettings { commit_every: RELAY_COMMIT_EVERY, ..WriterSettings::default() },
+    })?
+    .relay_to(settings)?;
+    let relay_task = tokio::spawn(drive(relay, stop.clone(), |_, _| false));
     let cpu_before = super::scenarios::process_cpu_seconds();
     let started = Instant::now();
     let sent = hose.wait_reports(1, duration + warmup + Duration::from_secs(30)).await.first().copied();
     let mut all = micros_histogram();
+    let mut all_to_relay = micros_histogram();
     let mut per_viewer = Vec::new();
     let mut applied = Vec::new();
-    let limit = tokio::time::sleep(Duration::from_secs(30));
+    // Every viewer has applied every frame by then, or is reported short.
+    let limit = tokio::time::sleep(Duration::from_secs(10));
     tokio::pin!(limit);
     let mut tasks = futures_util::future::join_all(tasks);
     let results = tokio::select! {
@@ -327,8 +335,9 @@ pub async fn end_to_end(rate: f64, duration: Duration, viewers: usize) -> anyhow
     let cpu = super::scenarios::process_cpu_seconds() - cpu_before;
     let _ = stop_tx.send(true);
     for r in results {
-        let (h, n, per_s): (Histogram<u64>, u64, Option<f64>) = r?;
+        let (h, to_relay, n, per_s): (Histogram<u64>, Histogram<u64>, u64, Option<f64>) = r?;
         all.add(&h)?;
+        all_to_relay.add(&to_relay)?;
         per_viewer.push(json!({ "applied": n, "per_s": per_s.map(f64::round), "p99_ms": latency_ms(&h)["p99"] }));
         applied.push(n);
     }
@@ -351,6 +360,9 @@ pub async fn end_to_end(rate: f64, duration: Duration, viewers: usize) -> anyhow
         "applied_max": applied.iter().max(),
         "latency_source_to_viewer_ms": latency_ms(&all),
         "latency_p90_ms": round3(all.value_at_quantile(0.90) as f64 / 1000.0),
+        // Of which the feed → relay leg (the rest: outbox, commit, publish,
+        // JetStream, the viewer's consumer and pipeline).
+        "latency_source_to_relay_receive_ms": latency_ms(&all_to_relay),
         "per_viewer": per_viewer,
         "relay_published": relay_status.as_ref().map(|s| s.published),
         "cpu_percent_of_one_core_whole_process": round3(cpu / elapsed.as_secs_f64() * 100.0),
@@ -363,7 +375,7 @@ pub async fn end_to_end(rate: f64, duration: Duration, viewers: usize) -> anyhow
 }
 
 /// VmRSS of a process in kB (Linux).
-fn rss_kb(pid: u32) -> Option<u64> {
+pub(super) fn rss_kb(pid: u32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     status.lines().find_map(|l| l.strip_prefix("VmRSS:")?.trim().strip_suffix("kB")?.trim().parse().ok())
 }
@@ -411,6 +423,7 @@ pub async fn viewer_at_rest(duration: Duration, history: usize) -> anyhow::Resul
     let watch_viewer = async {
         tokio::time::sleep(Duration::from_secs(2)).await;
         let before = child_cpu_seconds(pid);
+        let threads_before = super::baseline::threads_cpu_ns(pid);
         let mut rss_max = 0u64;
         let end = tokio::time::Instant::now() + duration;
         while tokio::time::Instant::now() < end {
@@ -418,27 +431,31 @@ pub async fn viewer_at_rest(duration: Duration, history: usize) -> anyhow::Resul
             tokio::time::sleep(Duration::from_millis(500).min(duration)).await;
         }
         rss_max = rss_max.max(rss_kb(pid).unwrap_or(0));
-        (child_cpu_seconds(pid) - before, rss_max)
+        let ns = super::baseline::cpu_ns_between(&threads_before, &super::baseline::threads_cpu_ns(pid));
+        (child_cpu_seconds(pid) - before, ns as f64, rss_max)
     };
-    let (baseline, (cpu, rss_max)) = tokio::join!(idle(duration), watch_viewer);
+    let (baseline, (cpu, cpu_ns, rss_max)) = tokio::join!(idle(duration), watch_viewer);
     let _ = std::process::Command::new("kill").args(["-TERM", &pid.to_string()]).status();
     let _ = child.wait();
     let baseline = baseline?;
     let mb = |kb: Option<u64>| kb.map(|kb| (kb as f64 / 1024.0 * 10.0).round() / 10.0);
-    let cpu_percent = round3(cpu / duration.as_secs_f64() * 100.0);
+    // To the nanosecond (/proc schedstat), as `idle` measures: at 10 ms a
+    // tick, the tick-based figure of a quiet process reads 0.
+    let cpu_percent = round3(cpu_ns / 1e9 / duration.as_secs_f64() * 100.0);
     Ok(json!({
         "history_messages": history,
         "caught_up_s": caught_up.map(|d| round3(d.as_secs_f64())),
         "duration_s": duration.as_secs_f64(),
         "rss_mb_caught_up": mb(rss_caught_up),
         "rss_mb_max": mb(Some(rss_max)),
-        "cpu_s": round3(cpu),
-        "cpu_percent_of_one_core": cpu_percent,
+        "cpu_s_ticks": round3(cpu),
+        "cpu_percent_of_one_core_schedstat": cpu_percent,
         "baseline_idle_live_run": {
-            "cpu_percent_of_one_core": baseline["cpu_percent_of_one_core"],
             "cpu_percent_of_one_core_schedstat": baseline["cpu_percent_of_one_core_schedstat"],
+            "rss_mb": baseline["rss_mb"],
         },
-        "ratio_cpu_to_live_run": ratio(cpu_percent, baseline["cpu_percent_of_one_core"].as_f64().unwrap_or(f64::NAN)),
+        "ratio_cpu_to_live_run": ratio(cpu_percent, baseline["cpu_percent_of_one_core_schedstat"].as_f64().unwrap_or(f64::NAN)),
+        "ratio_rss_to_live_run": ratio(rss_max as f64 / 1024.0, baseline["rss_mb"].as_f64().unwrap_or(f64::NAN)),
     }))
 }
 

@@ -673,6 +673,7 @@ pub async fn idle(duration: Duration) -> anyhow::Result<Value> {
     let cpu = child_cpu_seconds(pid) - before;
     let threads_ns = baseline::cpu_ns_between(&threads_before, &baseline::threads_cpu_ns(pid)) as f64;
     let bare_ns = bare.cpu_ns().zip(bare_before).map(|(after, before)| after.saturating_sub(before) as f64);
+    let rss_kb = super::relay::rss_kb(pid);
     let _ = Command::new("kill").args(["-TERM", &pid.to_string()]).status();
     let _ = child.wait();
     let bare_bytes = bare.finish().await?;
@@ -693,6 +694,9 @@ pub async fn idle(duration: Duration) -> anyhow::Result<Value> {
             "cpu_percent_of_one_core": bare_ns.map(percent),
         },
         "ratio_cpu_to_bare": bare_ns.map(|ns| ratio(threads_ns, ns)),
+        // At the end of the window (the relay scenario's resting viewer is
+        // compared with it).
+        "rss_mb": rss_kb.map(|kb| (kb as f64 / 1024.0 * 10.0).round() / 10.0),
         "cpu_percent_over_bare": bare_ns.map(|ns| percent(threads_ns - ns)),
         "loadavg_1m": { "start": load_start, "end": load_average() },
     });
