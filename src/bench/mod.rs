@@ -70,7 +70,13 @@ fn relay_options(options: &BenchOptions) -> relay::RelayOptions {
         messages,
         rate: options.rate.unwrap_or(5000.0),
         end_to_end: options.duration.min(RELAY_END_TO_END_MAX),
-        viewers: relay::VIEWERS,
+        // `FEEDTOP_BENCH_VIEWERS=1` (1 to 100): how the latency depends on
+        // the viewers sharing this process and its two cores.
+        viewers: std::env::var("FEEDTOP_BENCH_VIEWERS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .filter(|n| (1..=100).contains(n))
+            .unwrap_or(relay::VIEWERS),
         idle: options.duration,
         idle_history: relay::IDLE_HISTORY,
     }
