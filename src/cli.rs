@@ -133,7 +133,10 @@ pub fn parse_stream_name(text: &str) -> Result<String, String> {
 pub struct BenchArgs {
     /// render, startup, catch-up, steady, quotes, idle, all, or soak (long:
     /// e.g. `--scenario soak --rate 5000 --duration 10m`), or flood (`--events`
-    /// distinct companies entering the proposal, e.g. `--events 2000000`).
+    /// distinct companies entering the proposal, e.g. `--events 2000000`), or
+    /// relay (needs nats-server: catch-up publish of `--events` messages,
+    /// 200000 unless given; `--rate` quotes/s to 10 viewers for `--duration`
+    /// up to 20s; a resting viewer for `--duration`).
     #[arg(long, default_value = "all")]
     pub scenario: String,
     /// One JSON object per scenario instead of a readable line.

@@ -10,6 +10,7 @@ mod baseline;
 pub mod firehose;
 pub mod nats_baseline;
 pub mod quote_firehose;
+pub mod relay;
 mod scenarios;
 
 use std::time::Duration;
@@ -46,7 +47,38 @@ pub async fn run(name: &str, options: &BenchOptions) -> anyhow::Result<Value> {
         "startup" => startup(options.events).await,
         "soak" => soak(options.rate.unwrap_or(1000.0), options.duration).await,
         "flood" => flood(options.events).await,
-        other => anyhow::bail!("unknown scenario {other:?}; choose one of: {}, soak, flood, all", SCENARIOS.join(", ")),
+        "relay" => relay::relay(relay_options(options)).await,
+        other => anyhow::bail!(
+            "unknown scenario {other:?}; choose one of: {}, soak, flood, relay, all",
+            SCENARIOS.join(", ")
+        ),
+    }
+}
+
+/// `--events`' default (catch-up's million): the relay part publishes
+/// [`RELAY_DEFAULT_MESSAGES`] instead unless `--events` says otherwise.
+const CLI_DEFAULT_EVENTS: usize = 1_000_000;
+/// Messages the relay's catch-up publish drains by default.
+pub const RELAY_DEFAULT_MESSAGES: usize = 200_000;
+/// The relay's end-to-end part sends for `--duration`, at most this long
+/// (the viewer-at-rest part takes the whole `--duration`).
+const RELAY_END_TO_END_MAX: Duration = Duration::from_secs(20);
+
+fn relay_options(options: &BenchOptions) -> relay::RelayOptions {
+    let messages = if options.events == CLI_DEFAULT_EVENTS { RELAY_DEFAULT_MESSAGES } else { options.events };
+    relay::RelayOptions {
+        messages,
+        rate: options.rate.unwrap_or(5000.0),
+        end_to_end: options.duration.min(RELAY_END_TO_END_MAX),
+        // `FEEDTOP_BENCH_VIEWERS=1` (1 to 100): how the latency depends on
+        // the viewers sharing this process and its two cores.
+        viewers: std::env::var("FEEDTOP_BENCH_VIEWERS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .filter(|n| (1..=100).contains(n))
+            .unwrap_or(relay::VIEWERS),
+        idle: options.duration,
+        idle_history: relay::IDLE_HISTORY,
     }
 }
 

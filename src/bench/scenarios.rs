@@ -272,7 +272,7 @@ async fn run_child_until(
 
 /// `feedtop --headless --db DB` isolated from the user's key and config
 /// (a config file of `config_text` beside the database).
-fn feedtop_child(db: &std::path::Path, config_text: &str) -> anyhow::Result<Command> {
+pub(super) fn feedtop_child(db: &std::path::Path, config_text: &str) -> anyhow::Result<Command> {
     let config = db.with_extension("toml");
     std::fs::write(&config, config_text)?;
     // Another build as the child (`FEEDTOP_BENCH_CHILD=/path/to/feedtop`),
@@ -288,7 +288,7 @@ fn feedtop_child(db: &std::path::Path, config_text: &str) -> anyhow::Result<Comm
 }
 
 /// User + system CPU of a process from /proc (Linux), in seconds.
-fn child_cpu_seconds(pid: u32) -> f64 {
+pub(super) fn child_cpu_seconds(pid: u32) -> f64 {
     let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { return f64::NAN };
     let Some(after) = stat.rfind(')').map(|i| &stat[i + 2..]) else { return f64::NAN };
     let fields: Vec<&str> = after.split_whitespace().collect();
@@ -511,7 +511,7 @@ pub(super) fn latency_ms(h: &Histogram<u64>) -> Value {
     })
 }
 
-fn round3(x: f64) -> f64 {
+pub(super) fn round3(x: f64) -> f64 {
     (x * 1000.0).round() / 1000.0
 }
 
@@ -521,7 +521,7 @@ pub(super) fn ratio(a: f64, b: f64) -> f64 {
 }
 
 /// The 1-minute load average, to judge how noisy a run was.
-fn load_average() -> Option<f64> {
+pub(super) fn load_average() -> Option<f64> {
     std::fs::read_to_string("/proc/loadavg").ok()?.split_whitespace().next()?.parse().ok()
 }
 
@@ -673,6 +673,7 @@ pub async fn idle(duration: Duration) -> anyhow::Result<Value> {
     let cpu = child_cpu_seconds(pid) - before;
     let threads_ns = baseline::cpu_ns_between(&threads_before, &baseline::threads_cpu_ns(pid)) as f64;
     let bare_ns = bare.cpu_ns().zip(bare_before).map(|(after, before)| after.saturating_sub(before) as f64);
+    let rss_kb = super::relay::rss_kb(pid);
     let _ = Command::new("kill").args(["-TERM", &pid.to_string()]).status();
     let _ = child.wait();
     let bare_bytes = bare.finish().await?;
@@ -693,6 +694,9 @@ pub async fn idle(duration: Duration) -> anyhow::Result<Value> {
             "cpu_percent_of_one_core": bare_ns.map(percent),
         },
         "ratio_cpu_to_bare": bare_ns.map(|ns| ratio(threads_ns, ns)),
+        // At the end of the window (the relay scenario's resting viewer is
+        // compared with it).
+        "rss_mb": rss_kb.map(|kb| (kb as f64 / 1024.0 * 10.0).round() / 10.0),
         "cpu_percent_over_bare": bare_ns.map(|ns| percent(threads_ns - ns)),
         "loadavg_1m": { "start": load_start, "end": load_average() },
     });
