@@ -15,7 +15,7 @@ use feedtop::{demo, export, tui};
 /// The relay's store commits at least this often: a message is published
 /// from the outbox once committed, so this is most of the relay's latency
 /// (a live run commits every 50 ms, which costs fewer WAL pages).
-const RELAY_COMMIT_EVERY: std::time::Duration = std::time::Duration::from_millis(3);
+const RELAY_COMMIT_EVERY: std::time::Duration = std::time::Duration::from_millis(1);
 
 /// Exit status of a settings mistake (a flag or the config file), as clap
 /// uses for its own usage errors; failures at run time exit with 1.

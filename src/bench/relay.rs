@@ -47,7 +47,18 @@ use crate::store::{self, WriterSettings};
 
 const SEED: u64 = 42;
 /// `feedtop relay`'s commit interval (`RELAY_COMMIT_EVERY` in main.rs).
-pub const RELAY_COMMIT_EVERY: Duration = Duration::from_millis(3);
+pub const RELAY_COMMIT_EVERY: Duration = Duration::from_millis(1);
+/// The relay's commit interval in the end-to-end part: `RELAY_COMMIT_EVERY`,
+/// or `FEEDTOP_BENCH_COMMIT_US` microseconds (0 to 50,000) to see how the
+/// latency follows it.
+fn commit_every() -> Duration {
+    std::env::var("FEEDTOP_BENCH_COMMIT_US")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+        .filter(|us| *us <= 50_000)
+        .map_or(RELAY_COMMIT_EVERY, Duration::from_micros)
+}
+
 /// Viewers in the end-to-end part, as the target says.
 pub const VIEWERS: usize = 10;
 /// Messages in the stream the resting viewer starts on.
@@ -312,7 +323,7 @@ pub async fn end_to_end(rate: f64, duration: Duration, viewers: usize) -> anyhow
         db_path: dir.path().join("relay.db"),
         latency_window: Duration::from_secs(3600),
         demo: false,
-        writer: WriterSettings { commit_every: RELAY_COMMIT_EVERY, ..WriterSettings::default() },
+        writer: WriterSettings { commit_every: commit_every(), ..WriterSettings::default() },
     })?
     .relay_to(settings)?;
     let relay_task = tokio::spawn(drive(relay, stop.clone(), |_, _| false));
