@@ -299,6 +299,13 @@ impl Pipeline {
         };
         let lock = DbLock::acquire(&config.db_path)?;
         let conn = store::open(&config.db_path)?;
+        if viewer.is_some() {
+            // A viewer's batches are the live rate's, not a catch-up's: the
+            // writer's 8 MB cache (store::configure) would only be memory.
+            // 2 MB, SQLite's default: `feedtop bench --scenario relay`'s
+            // resting viewer, PERFORMANCE.md.
+            conn.pragma_update(None, "cache_size", -2048).map_err(|e| StoreError::from_sqlite(&config.db_path, e))?;
+        }
         let sqlite = |e| StoreError::from_sqlite(&config.db_path, e);
         let names: Vec<String> = infos.iter().map(|f| f.name.to_string()).collect();
         let history = store::queries::load_history(&conn, &names).map_err(sqlite)?;
