@@ -270,7 +270,11 @@ impl Run {
             if rows.is_empty() && !in_flight.acks.is_empty() {
                 // Nothing more to send for now: collect the acks, so the
                 // outbox and the backlog catch up.
-                if let Sent::Failed(why) = self.drain(&mut in_flight, &mut acked).await {
+                let drained = self.drain(&mut in_flight, &mut acked).await;
+                if matches!(drained, Sent::All) && self.status.borrow().failing_since.is_some() {
+                    self.succeeded();
+                }
+                if let Sent::Failed(why) = drained {
                     self.failed(why);
                     in_flight = InFlight::default();
                     stream_ready = false;
@@ -500,9 +504,15 @@ impl Run {
                 }
             }
         }
-        let _ = self.acked.send(*acked);
-        self.set(|s| s.published += published);
+        self.count_published(*acked, published);
         outcome
+    }
+
+    /// Tells the pipeline how far the outbox is published, and the screen
+    /// how many went out.
+    fn count_published(&self, acked: i64, published: u64) {
+        let _ = self.acked.send(acked);
+        self.set(|s| s.published += published);
     }
 
     /// Waits for every ack in flight.
@@ -515,8 +525,7 @@ impl Run {
                 break;
             }
         }
-        let _ = self.acked.send(*acked);
-        self.set(|s| s.published += published);
+        self.count_published(*acked, published);
         outcome
     }
 
