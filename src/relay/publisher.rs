@@ -320,7 +320,9 @@ impl Run {
         // The pipeline's store is closed by now: mark what went out, so the
         // next start does not publish it again.
         if acked > 0 {
-            let _ = self.delete_through(acked);
+            if let Err(e) = self.delete_through(acked).await {
+                tracing::debug!("the outbox keeps published rows for the next start to skip: {e}");
+            }
         }
     }
 
@@ -455,8 +457,16 @@ impl Run {
         rows
     }
 
-    fn delete_through(&self, seq: i64) -> rusqlite::Result<usize> {
-        self.with_conn(|conn| conn.execute("DELETE FROM relay_outbox WHERE seq <= ?1", [seq])).unwrap_or(Ok(0))
+    /// Deletes the published rows, on the blocking pool (a second's worth
+    /// of rows is a write the async threads should not wait on).
+    async fn delete_through(&mut self, seq: i64) -> rusqlite::Result<usize> {
+        let conn = match self.conn.get_mut().unwrap_or_else(|e| e.into_inner()).take() {
+            Some(conn) => conn,
+            None => open_reader(&self.db)?,
+        };
+        tokio::task::spawn_blocking(move || conn.execute("DELETE FROM relay_outbox WHERE seq <= ?1", [seq]))
+            .await
+            .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?
     }
 
     fn with_conn<T>(&self, f: impl FnOnce(&Connection) -> T) -> Option<T> {
