@@ -187,7 +187,8 @@ pub struct Pipeline {
     feed_rx: mpsc::Receiver<FeedMsg>,
     controls: Vec<mpsc::Sender<Command>>,
     tasks: Vec<JoinHandle<()>>,
-    store: StoreHandle,
+    /// `None`: a viewer that keeps no database (see [`ViewerStore`]).
+    store: Option<StoreHandle>,
     reports: mpsc::Receiver<StoreReport>,
     pending: Vec<Fact>,
     rss_sampled: Option<std::time::Instant>,
@@ -222,7 +223,18 @@ pub struct Pipeline {
 /// Where messages come from instead of feed tasks.
 enum Source {
     Replay(crate::record::Replay),
-    Nats(Box<crate::relay::Viewer>),
+    Nats(Box<crate::relay::Viewer>, ViewerStore),
+}
+
+/// Whether a viewer of a relay's stream keeps a database.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ViewerStore {
+    /// `--db PATH`: what it receives is stored as a live run stores it.
+    Database,
+    /// The default: nothing is stored, the model holds what the screen
+    /// shows, and the history is the stream's. A database cost a viewer
+    /// three times the CPU of everything else it does (PERFORMANCE.md).
+    Nothing,
 }
 
 /// `feedtop relay`: what goes to the outbox, and the task publishing it.
@@ -273,14 +285,15 @@ impl Pipeline {
     /// [`Pipeline::start`] fed from a relay's NATS stream (`config.feeds`
     /// is not used): the relay's feeds, its states and its strike-off
     /// changes, with no connection but the one to NATS.
-    pub fn from_nats(config: PipelineConfig, viewer: crate::relay::Viewer) -> anyhow::Result<Self> {
-        Self::start_from(config, Some(Source::Nats(Box::new(viewer))))
+    /// With [`ViewerStore::Nothing`], `config.db_path` is not used.
+    pub fn from_nats(config: PipelineConfig, viewer: crate::relay::Viewer, store: ViewerStore) -> anyhow::Result<Self> {
+        Self::start_from(config, Some(Source::Nats(Box::new(viewer), store)))
     }
 
     fn start_from(mut config: PipelineConfig, source: Option<Source>) -> anyhow::Result<Self> {
         let infos: Vec<FeedInfo> = match &source {
             Some(Source::Replay(r)) => r.feeds().to_vec(),
-            Some(Source::Nats(v)) => v.feeds().to_vec(),
+            Some(Source::Nats(v, _)) => v.feeds().to_vec(),
             None => config.feeds.iter().map(|f| f.info.clone()).collect(),
         };
         if source.is_some() {
@@ -288,43 +301,30 @@ impl Pipeline {
         }
         let changes_from_source = match &source {
             Some(Source::Replay(r)) => r.has_strike_offs(),
-            Some(Source::Nats(_)) => true,
+            Some(Source::Nats(..)) => true,
             None => false,
         };
         let committed = config.writer.on_commit.get_or_insert_with(Default::default).clone();
+        let keeps_database = !matches!(source, Some(Source::Nats(_, ViewerStore::Nothing)));
         let (replay, viewer) = match source {
             Some(Source::Replay(r)) => (Some(r), None),
-            Some(Source::Nats(v)) => (None, Some(*v)),
+            Some(Source::Nats(v, _)) => (None, Some(*v)),
             None => (None, None),
         };
-        let lock = DbLock::acquire(&config.db_path)?;
-        let conn = store::open(&config.db_path)?;
-        if viewer.is_some() {
-            // A viewer's batches are the live rate's, not a catch-up's: the
-            // writer's 8 MB cache (store::configure) would only be memory.
-            // 2 MB, SQLite's default: `feedtop bench --scenario relay`'s
-            // resting viewer, PERFORMANCE.md.
-            conn.pragma_update(None, "cache_size", -2048).map_err(|e| StoreError::from_sqlite(&config.db_path, e))?;
-        }
-        let sqlite = |e| StoreError::from_sqlite(&config.db_path, e);
-        let names: Vec<String> = infos.iter().map(|f| f.name.to_string()).collect();
-        let history = store::queries::load_history(&conn, &names).map_err(sqlite)?;
         let clock = replay.as_ref().map(crate::record::Replay::clock);
         let started = clock.as_ref().map_or_else(Utc::now, |c| c.now(tokio::time::Instant::now()));
         let mut model = Model::new(infos, config.latency_window, started);
         model.demo = config.demo;
         model.changes_from_source = changes_from_source;
-        model.load_history(history);
-        let listed: Vec<&str> = model.strike_offs.iter().map(|c| c.company_number.as_str()).collect();
-        model.enrich.companies = store::enrich::enrichment_of(&conn, &listed).map_err(sqlite)?;
+        model.store.no_database = !keeps_database;
+        let opened = match keeps_database {
+            true => Some(open_store(&config, &mut model, viewer.is_some())?),
+            false => None,
+        };
         for (view, spec) in model.feeds.iter_mut().zip(&config.feeds) {
             view.stall_after = spec.reconnect().stall_after;
             view.about = spec.about();
         }
-        let proposals: SharedStore =
-            std::sync::Arc::new(std::sync::Mutex::new(SqliteProposals::open(&config.db_path)?));
-        model.tracker = StrikeOffTracker::with_store(proposals, tracker_capacity(&config.writer))
-            .map_err(|e| anyhow::anyhow!("database {}: {e}", config.db_path.display()))?;
 
         let (feed_tx, feed_rx) = mpsc::channel(FEED_QUEUE);
         let mut controls = Vec::new();
@@ -332,9 +332,11 @@ impl Pipeline {
         for spec in config.feeds {
             let (ctl_tx, ctl_rx) = mpsc::channel(8);
             let name = &spec.info.name;
-            let resume = Resume {
-                timepoint: store::queries::cursor(&conn, name).map_err(sqlite)?,
-                event_id: store::queries::resume_id(&conn, name).map_err(sqlite)?,
+            let resume = match &opened {
+                Some((conn, _)) => {
+                    stored_resume(conn, name).map_err(|e| StoreError::from_sqlite(&config.db_path, e))?
+                }
+                None => Resume::default(),
             };
             if let Some(tp) = resume.timepoint {
                 tracing::info!("{name}: resuming from timepoint {tp}");
@@ -355,7 +357,8 @@ impl Pipeline {
         drop(feed_tx);
         let (report_tx, reports) = mpsc::channel(64);
         let db_path = config.db_path.clone();
-        let store = StoreHandle::spawn(conn, config.db_path, Some(lock), report_tx, config.writer);
+        let store =
+            opened.map(|(conn, lock)| StoreHandle::spawn(conn, config.db_path, Some(lock), report_tx, config.writer));
         let stalled = vec![false; model.feeds.len()];
         Ok(Self {
             model,
@@ -415,6 +418,7 @@ impl Pipeline {
     /// outbox, in the transaction of what it reports, and published from
     /// there to NATS in order (see [`crate::relay`]).
     pub fn relay_to(mut self, settings: crate::relay::NatsSettings) -> anyhow::Result<Self> {
+        anyhow::ensure!(self.store.is_some(), "a relay keeps its outbox in a database; this pipeline has none");
         let header = feedtop_proto::wire::RecordingHeader {
             feeds: self.model.feeds.iter().map(|f| f.info.clone()).collect(),
             started: Utc::now(),
@@ -457,6 +461,7 @@ impl Pipeline {
     /// queues its company, in the change's own transaction.
     pub fn with_enrichment(mut self, settings: Option<crate::enrich::EnrichSettings>) -> anyhow::Result<Self> {
         let Some(settings) = settings else { return Ok(self) };
+        anyhow::ensure!(self.store.is_some(), "enrichment queues its calls in a database; this pipeline has none");
         self.enrich_on = settings.on.clone();
         let on: Vec<&str> = settings.on.iter().map(|k| k.as_str()).collect();
         tracing::info!(
@@ -471,10 +476,10 @@ impl Pipeline {
 
     /// Waits for the next thing to handle. Cancel-safe.
     pub async fn next_input(&mut self) -> Input {
-        if self.pending.len() >= MAX_PENDING {
+        if let Some(store) = self.store.as_ref().filter(|_| self.pending.len() >= MAX_PENDING) {
             // Stop reading feeds until the store takes the backlog.
             tokio::select! {
-                _ = self.store.ready() => return Input::StoreHasRoom,
+                _ = store.ready() => return Input::StoreHasRoom,
                 Some(r) = self.reports.recv() => return Input::Store(r),
             }
         }
@@ -610,7 +615,12 @@ impl Pipeline {
         if self.pending.is_empty() {
             return;
         }
-        if let Err(facts) = self.store.try_send(std::mem::take(&mut self.pending)) {
+        let Some(store) = &self.store else {
+            // A viewer without a database: the model has applied them.
+            self.pending.clear();
+            return;
+        };
+        if let Err(facts) = store.try_send(std::mem::take(&mut self.pending)) {
             self.pending = facts;
         }
     }
@@ -697,15 +707,17 @@ impl Pipeline {
                 r.write(&m);
             }
             if let Some(relay) = self.relay.as_mut() {
-                let rows = relay.outgoing.rows(&m);
-                self.pending.extend(rows.into_iter().map(|row| Fact::Outbox(Box::new(row))));
+                // Published from here at once; stored with what it reports.
+                for row in relay.outgoing.rows(&m) {
+                    self.pending.push(Fact::Outbox(relay.publisher.stage(row)));
+                }
             }
         }
     }
 
     /// Facts received and not committed yet (held here or by the writer).
     pub fn unstored(&self) -> usize {
-        self.pending.len() + self.store.in_flight()
+        self.pending.len() + self.store.as_ref().map_or(0, StoreHandle::in_flight)
     }
 
     pub fn feed_count(&self) -> usize {
@@ -740,7 +752,7 @@ impl Pipeline {
     fn sample(&mut self) {
         let p = &mut self.model.process;
         p.feed_queue = self.feed_rx.len();
-        p.store_queue = self.store.queued();
+        p.store_queue = self.store.as_ref().map_or(0, StoreHandle::queued);
         p.store_pending = self.pending.len();
         if self.rss_sampled.is_none_or(|at| at.elapsed() >= Duration::from_secs(1)) {
             self.rss_sampled = Some(std::time::Instant::now());
@@ -859,10 +871,10 @@ impl Pipeline {
         }
         let pending = std::mem::take(&mut self.pending);
         let mut unsent = 0;
-        if !pending.is_empty() {
+        if let Some(store) = self.store.as_ref().filter(|_| !pending.is_empty()) {
             let count = pending.len();
             let sent = tokio::select! {
-                sent = tokio::time::timeout_at(deadline, self.store.send(pending)) => matches!(sent, Ok(Ok(()))),
+                sent = tokio::time::timeout_at(deadline, store.send(pending)) => matches!(sent, Ok(Ok(()))),
                 _ = &mut stop_now => {
                     stopped = true;
                     false
@@ -881,7 +893,10 @@ impl Pipeline {
         };
         // A replay's final state is at the recording's time, not the wall's.
         let replay_now = self.replay.as_ref().map(|r| r.clock.now(tokio::time::Instant::now()));
-        let mut writer = self.store.close(left, stop_now).await;
+        let mut writer = match self.store.take() {
+            Some(store) => store.close(left, stop_now).await,
+            None => WriterSummary::default(),
+        };
         writer.unwritten += unsent;
         if writer.unwritten > 0 {
             tracing::warn!(
@@ -915,6 +930,40 @@ impl Pipeline {
         }
         (model, ShutdownSummary { writer, recording })
     }
+}
+
+/// Opens the database of a pipeline (refused when another feedtop holds
+/// it), and loads into `model` what it shows from the start: the recent
+/// strike-off changes, their enrichment, the proposal tracker's store.
+fn open_store(
+    config: &PipelineConfig,
+    model: &mut Model,
+    viewer: bool,
+) -> anyhow::Result<(rusqlite::Connection, DbLock)> {
+    let lock = DbLock::acquire(&config.db_path)?;
+    let conn = store::open(&config.db_path)?;
+    let sqlite = |e| StoreError::from_sqlite(&config.db_path, e);
+    if viewer {
+        // A viewer's batches are the live rate's, not a catch-up's: the
+        // writer's 8 MB cache (store::configure) would only be memory.
+        // 2 MB, SQLite's default: `feedtop bench --scenario relay`'s
+        // resting viewer, PERFORMANCE.md.
+        conn.pragma_update(None, "cache_size", -2048).map_err(sqlite)?;
+    }
+    let names: Vec<String> = model.feeds.iter().map(|f| f.info.name.to_string()).collect();
+    let history = store::queries::load_history(&conn, &names).map_err(sqlite)?;
+    model.load_history(history);
+    let listed: Vec<&str> = model.strike_offs.iter().map(|c| c.company_number.as_str()).collect();
+    model.enrich.companies = store::enrich::enrichment_of(&conn, &listed).map_err(sqlite)?;
+    let proposals: SharedStore = std::sync::Arc::new(std::sync::Mutex::new(SqliteProposals::open(&config.db_path)?));
+    model.tracker = StrikeOffTracker::with_store(proposals, tracker_capacity(&config.writer))
+        .map_err(|e| anyhow::anyhow!("database {}: {e}", config.db_path.display()))?;
+    Ok((conn, lock))
+}
+
+/// Where a feed picks up, as its last run stored it.
+fn stored_resume(conn: &rusqlite::Connection, feed: &str) -> rusqlite::Result<Resume> {
+    Ok(Resume { timepoint: store::queries::cursor(conn, feed)?, event_id: store::queries::resume_id(conn, feed)? })
 }
 
 /// Resident set size from `/proc/self/status` (Linux); `None` elsewhere.

@@ -28,6 +28,15 @@ pub fn load(db: &Path, detail: &Detail) -> Option<Loaded> {
     }
 }
 
+/// What `detail` shows without a database (a viewer without `--db`):
+/// `None` for the details that need none.
+pub fn needs_database(detail: &Detail) -> Option<Loaded> {
+    match detail {
+        Detail::Company(_) | Detail::Ticker { .. } => Some(Loaded::NoDatabase),
+        Detail::Feed(_) | Detail::Info => None,
+    }
+}
+
 fn company(conn: &Connection, number: &str) -> Result<Loaded, String> {
     let detail = details::company_detail(conn, number).map_err(|e| e.to_string())?;
     // The enrichment tables hold nothing for it without a REST key.
@@ -128,5 +137,21 @@ mod tests {
         let loaded = load(&missing, &Detail::Company("12345678".into()));
         assert!(matches!(loaded, Some(Loaded::Failed(ref e)) if e.contains("none.db")), "{loaded:?}");
         assert_eq!(load(&missing, &Detail::Info), None);
+    }
+
+    #[test]
+    fn a_viewer_without_a_database_says_how_to_keep_one() {
+        let mut view = ViewState::new();
+        for detail in
+            [Detail::Company("14829301".into()), Detail::Ticker { feed: "wig80".into(), symbol: "KGHM".into() }]
+        {
+            let loaded = needs_database(&detail).unwrap();
+            view.detail = Some(detail.clone());
+            view.detail_data = Some((detail, loaded));
+            let text = screen(&render(&live_model(), &view, &Theme::new(false), 100, 30)).replace('\n', " ");
+            assert!(text.contains("keeps no database") && text.contains("start it with --db"), "{text}");
+            assert!(!text.contains("reading the"), "not waiting for a read that never comes: {text}");
+        }
+        assert_eq!(needs_database(&Detail::Info), None, "what is in force needs no database");
     }
 }

@@ -30,7 +30,7 @@ struct Report<'a> {
     strike_off: TallyReport,
     /// Symbols with a quote, over all quote feeds.
     symbols: usize,
-    store: StoreReport<'a>,
+    store: Option<StoreReport<'a>>,
     process: ProcessReport,
     /// Alerts raised since the previous line, oldest first (empty when none).
     alerts: Vec<&'a crate::alerts::Alert>,
@@ -225,7 +225,9 @@ pub fn report_line_since(model: &Model, is_final: bool, reported: u64) -> String
         feeds,
         strike_off: TallyReport { in_proposal: model.in_proposal(), ..model.tally.into() },
         symbols: model.quotes.len(),
-        store: StoreReport { events_written: model.store.events_written, error: model.store.error.as_deref() },
+        // null: a viewer that keeps no database.
+        store: (!model.store.no_database)
+            .then_some(StoreReport { events_written: model.store.events_written, error: model.store.error.as_deref() }),
         enrich: model.enrich.status.as_ref().map(|e| EnrichReport {
             state: e.state.label(),
             until: e.state.until().map(crate::store::ts),

@@ -5,17 +5,12 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Parser;
-use feedtop::app::{Pipeline, PipelineConfig};
+use feedtop::app::{Pipeline, PipelineConfig, ViewerStore};
 use feedtop::cli::{BenchArgs, Cli, Cmd, RelayArgs, RunArgs, SourceArg, StrikeOffsArgs};
 use feedtop::config::{self, FileConfig, Paths, Settings};
 use feedtop::headless::{self, HeadlessOptions};
 use feedtop::store::WriterSettings;
 use feedtop::{demo, export, tui};
-
-/// The relay's store commits at least this often: a message is published
-/// from the outbox once committed, so this is most of the relay's latency
-/// (a live run commits every 50 ms, which costs fewer WAL pages).
-const RELAY_COMMIT_EVERY: std::time::Duration = std::time::Duration::from_millis(1);
 
 /// Exit status of a settings mistake (a flag or the config file), as clap
 /// uses for its own usage errors; failures at run time exit with 1.
@@ -185,10 +180,8 @@ fn watch(args: RunArgs, mode: Mode) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     // A replay's store: the pipeline keeps one as for a live run (the
     // strike-off tracker asks it), never the live database, gone at exit.
-    let replay_db = (replay.is_some() || (nats_source.is_some() && args.db.is_none()))
-        .then(tempfile::tempdir)
-        .transpose()
-        .context("cannot create a temporary database")?;
+    let replay_db =
+        replay.is_some().then(tempfile::tempdir).transpose().context("cannot create a temporary database")?;
     runtime.block_on(async move {
         // Bound before the feeds start: a refused address stops the run at once.
         let listener = match args.listen {
@@ -210,14 +203,12 @@ fn watch(args: RunArgs, mode: Mode) -> anyhow::Result<()> {
             return Ok(());
         }
         if let Some(nats) = nats_source {
-            let mut settings = settings;
-            if let Some(dir) = &replay_db {
-                settings.db_path = dir.path().join("viewer.db");
-            }
+            // Nothing is stored unless --db says where.
+            let store = if args.db.is_some() { ViewerStore::Database } else { ViewerStore::Nothing };
             let viewer = feedtop::relay::Viewer::open(nats).await?;
             // The relay says which feeds; the demo's are not started.
             let config = PipelineConfig { demo: false, ..pipeline_config(&settings) };
-            let mut pipeline = Pipeline::from_nats(config, viewer)?;
+            let mut pipeline = Pipeline::from_nats(config, viewer, store)?;
             if args.ask_relay {
                 pipeline.ask_relay_to_reconnect();
             }
@@ -234,12 +225,9 @@ fn watch(args: RunArgs, mode: Mode) -> anyhow::Result<()> {
         for name in &settings.missing_tokens {
             tracing::warn!("{name} is not set: the feed that uses it connects without a key or token");
         }
-        let mut config = pipeline_config(&settings);
-        if relay.is_some() {
-            // What the relay publishes waits for its commit: commit often.
-            config.writer.commit_every = RELAY_COMMIT_EVERY;
-        }
-        let mut pipeline = Pipeline::start(config)?;
+        // A relay commits as a live run does: it publishes each message as
+        // it is made, not after its commit (relay::outbox).
+        let mut pipeline = Pipeline::start(pipeline_config(&settings))?;
         pipeline.set_alert_rules(settings.alerts.clone());
         // Said once, after the database opened: an error there stays one line.
         if let Some(why) = &settings.enrich_off {
@@ -304,11 +292,13 @@ async fn front_end(
         });
         headless::run_publishing(pipeline, options, &mut std::io::stdout().lock(), publisher).await?
     } else {
+        // A viewer without --db has none.
+        let db_path = (!pipeline.model().store.no_database).then(|| settings.db_path.clone());
         let run_info = feedtop::ui::RunInfo {
             version: env!("CARGO_PKG_VERSION").to_string(),
             config_file,
-            db_bytes: feedtop::ui::RunInfo::db_size(&settings.db_path),
-            db_path: settings.db_path.clone(),
+            db_bytes: db_path.as_deref().and_then(feedtop::ui::RunInfo::db_size),
+            db_path,
             fps: settings.fps,
             theme: settings.theme_description(),
         };

@@ -52,8 +52,12 @@ fn load_detail(view: &mut ViewState) {
     if view.detail_data.as_ref().is_some_and(|(shown, _)| *shown == detail) {
         return;
     }
-    let Some(db) = view.run_info.as_ref().map(|info| info.db_path.clone()) else { return };
-    view.detail_data = crate::detail_store::load(&db, &detail).map(|loaded| (detail, loaded));
+    let Some(info) = view.run_info.as_ref() else { return };
+    let loaded = match &info.db_path {
+        Some(db) => crate::detail_store::load(db, &detail),
+        None => crate::detail_store::needs_database(&detail),
+    };
+    view.detail_data = loaded.map(|loaded| (detail, loaded));
 }
 
 /// Measures the database again while `i` shows its size: a stat or two a
@@ -61,7 +65,7 @@ fn load_detail(view: &mut ViewState) {
 fn refresh_db_size(view: &mut ViewState) {
     if view.detail == Some(Detail::Info) {
         if let Some(info) = view.run_info.as_mut() {
-            info.db_bytes = RunInfo::db_size(&info.db_path);
+            info.db_bytes = info.db_path.as_deref().and_then(RunInfo::db_size);
         }
     }
 }

@@ -14,6 +14,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use common::*;
+use feedtop::app::ViewerStore;
 use feedtop::sim::nats::{NatsCluster, NatsServer};
 use serde_json::Value;
 
@@ -130,10 +131,31 @@ fn relay(dir: &Path, sim: &feedtop::sim::companies_house::ChSim, nats: &str, db:
     Run::spawn("relay", dir, cmd)
 }
 
+/// A viewer without `--db`, with a home and a temporary directory of its
+/// own ([`viewer_home`]) to show it writes nothing.
 fn viewer(name: &'static str, dir: &Path, nats: &str) -> Run {
+    let home = viewer_home(dir, name);
+    std::fs::create_dir_all(&home).unwrap();
     let mut cmd = feedtop();
-    cmd.args(["--source", nats]);
+    cmd.args(["--source", nats]).env("HOME", &home).env("TMPDIR", &home);
+    cmd.env("XDG_DATA_HOME", home.join("data")).env("XDG_CONFIG_HOME", home.join("config"));
     Run::spawn(name, dir, cmd)
+}
+
+fn viewer_home(dir: &Path, name: &str) -> PathBuf {
+    dir.join(format!("{name}-home"))
+}
+
+/// Every file under `dir`, however deep.
+fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap().map(Result::unwrap) {
+        match entry.file_type().unwrap().is_dir() {
+            true => files.extend(files_under(&entry.path())),
+            false => files.push(entry.path()),
+        }
+    }
+    files
 }
 
 /// A direct run (no relay) over the same events, to its final line.
@@ -218,6 +240,9 @@ async fn two_viewers_show_the_tallies_of_a_direct_run() {
     assert_eq!(tally(&b), tally(&direct), "viewer b");
     assert_ne!(tally(&direct).1[0], 0, "the events hold strike-off changes: {direct}");
     assert!(a["strike_off"]["in_proposal"].is_null(), "a viewer does not claim to know: {a}");
+    // Without --db a viewer keeps no database, not even a temporary one.
+    assert!(a["store"].is_null(), "nothing stored, and the line says so: {a}");
+    assert_eq!(files_under(&viewer_home(dir.path(), "viewer-a")), Vec::<PathBuf>::new());
 }
 
 /// kill -9 the relay halfway and start it again on the same database: the
@@ -582,15 +607,16 @@ async fn a_viewer_asks_the_relay_to_reconnect_a_feed() {
     wait_for_stream(&nats.url(), 20).await;
     assert!(sim.wait_for_requests(1, STEP).await);
 
-    let viewer_dir = tempfile::tempdir().unwrap();
     let config = feedtop::app::PipelineConfig {
         feeds: Vec::new(),
-        db_path: viewer_dir.path().join("viewer.db"),
+        // Not used: this viewer stores nothing.
+        db_path: "/nonexistent/viewer.db".into(),
         latency_window: Duration::from_secs(300),
         demo: false,
         writer: Default::default(),
     };
-    let mut viewer = feedtop::app::Pipeline::from_nats(config, Viewer::open(settings).await.unwrap()).unwrap();
+    let viewer = Viewer::open(settings).await.unwrap();
+    let mut viewer = feedtop::app::Pipeline::from_nats(config, viewer, ViewerStore::Nothing).unwrap();
     viewer.ask_relay_to_reconnect();
     viewer.reconnect(&FEED.into());
     assert!(sim.wait_for_requests(2, STEP).await, "the relay's feed connected again: {:?}", sim.requests().len());

@@ -6,8 +6,10 @@
 //!   messages (Companies House events and quotes, as `subjects::rows` makes
 //!   them) until every one is acked, against a bare async-nats publisher of
 //!   the identical (subject, id, payload) list on a second fresh server;
-//! - end to end: a quote firehose → a relay pipeline (commits every 3 ms,
-//!   as `feedtop relay`) → NATS → 10 viewer pipelines, latency from the
+//! - end to end: a quote firehose → a relay pipeline (as `feedtop relay`:
+//!   each message published as it is made, its row committed beside it)
+//!   → NATS → 10 viewer pipelines (keeping no database, as a viewer without
+//!   `--db`), latency from the
 //!   firehose's microsecond stamp in each quote to a viewer applying it,
 //!   against the same firehose straight into a pipeline (the `quotes`
 //!   scenario) in the same run;
@@ -23,7 +25,6 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use async_nats::jetstream;
-use bytes::Bytes;
 use chrono::Utc;
 use hdrhistogram::Histogram;
 use serde_json::{json, Value};
@@ -35,7 +36,7 @@ use super::scenarios::{
     child_cpu_seconds, feedtop_child, idle, latency_ms, load_average, micros_histogram, quotes, ratio, record_latency,
     round3, QUOTE_SYMBOLS,
 };
-use crate::app::{companies_house_feed_name, FeedSpec, Input, Pipeline, PipelineConfig};
+use crate::app::{companies_house_feed_name, FeedSpec, Input, Pipeline, PipelineConfig, ViewerStore};
 use crate::feeds::companies_house::parse_event;
 use crate::feeds::quote::Dialect;
 use crate::feeds::websocket::WsSettings;
@@ -46,17 +47,25 @@ use crate::sim::nats::NatsServer;
 use crate::store::{self, WriterSettings};
 
 const SEED: u64 = 42;
-/// `feedtop relay`'s commit interval (`RELAY_COMMIT_EVERY` in main.rs).
-pub const RELAY_COMMIT_EVERY: Duration = Duration::from_millis(1);
-/// The relay's commit interval in the end-to-end part: `RELAY_COMMIT_EVERY`,
-/// or `FEEDTOP_BENCH_COMMIT_US` microseconds (0 to 50,000) to see how the
-/// latency follows it.
+/// The relay's commit interval in the end-to-end part: the store's default,
+/// as `feedtop relay` commits, or `FEEDTOP_BENCH_COMMIT_US` microseconds
+/// (0 to 1,000,000) to see how the latency follows it.
 fn commit_every() -> Duration {
     std::env::var("FEEDTOP_BENCH_COMMIT_US")
         .ok()
         .and_then(|v| v.parse::<u64>().ok())
-        .filter(|us| *us <= 50_000)
-        .map_or(RELAY_COMMIT_EVERY, Duration::from_micros)
+        .filter(|us| *us <= 1_000_000)
+        .map_or(WriterSettings::default().commit_every, Duration::from_micros)
+}
+
+/// How the end-to-end part's viewers store: nothing, as `feedtop --source
+/// nats://…` without `--db`, or `FEEDTOP_BENCH_VIEWER_DB=1` for a database
+/// each, as with `--db`.
+fn viewer_store() -> ViewerStore {
+    match std::env::var("FEEDTOP_BENCH_VIEWER_DB").as_deref() {
+        Ok("1") => ViewerStore::Database,
+        _ => ViewerStore::Nothing,
+    }
 }
 
 /// Viewers in the end-to-end part, as the target says.
@@ -132,29 +141,26 @@ fn feed_infos() -> Vec<FeedInfo> {
     ]
 }
 
-/// Writes the outbox rows of `msgs` into a fresh database at `db` (the
-/// store's schema, the writer's INSERT) and returns what the relay will
-/// publish for them: subject, `Nats-Msg-Id` (its own, or the one the
-/// publisher makes from the row's `seq`) and payload, in `seq` order.
+/// Writes the outbox rows of `msgs` into a fresh database at `db` as the
+/// relay does (numbered by its stager, the writer's INSERT) and returns
+/// what the relay will publish for them: subject, `Nats-Msg-Id` and
+/// payload, in `seq` order.
 pub fn fill_outbox(db: &Path, msgs: &[FeedMsg]) -> anyhow::Result<Vec<OutMessage>> {
     let mut conn = store::open(db)?;
+    let (mut stager, _, _) = crate::relay::outbox::open(db)?;
     let tx = conn.transaction()?;
+    let mut list = Vec::new();
     {
         let mut insert =
-            tx.prepare_cached("INSERT INTO relay_outbox (subject, msg_id, payload) VALUES (?1, ?2, ?3)")?;
+            tx.prepare_cached("INSERT INTO relay_outbox (seq, subject, msg_id, payload) VALUES (?1, ?2, ?3, ?4)")?;
         for row in msgs.iter().flat_map(subjects::rows) {
-            insert.execute(rusqlite::params![row.subject, row.msg_id, row.payload])?;
+            let msg = stager.stage(row);
+            insert.execute(rusqlite::params![msg.seq, msg.subject, msg.msg_id, &msg.payload[..]])?;
+            list.push((msg.subject.clone(), msg.msg_id.clone(), msg.payload.clone()));
         }
     }
     tx.commit()?;
-    let mut stmt = conn.prepare("SELECT seq, subject, msg_id, payload FROM relay_outbox ORDER BY seq")?;
-    let rows = stmt.query_map([], |r| {
-        let (seq, subject): (i64, String) = (r.get(0)?, r.get(1)?);
-        let id: Option<String> = r.get(2)?;
-        let payload: Vec<u8> = r.get(3)?;
-        Ok((subject.clone(), id.unwrap_or_else(|| subjects::seq_id(&subject, seq)), Bytes::from(payload)))
-    })?;
-    Ok(rows.collect::<Result<_, _>>()?)
+    Ok(list)
 }
 
 async fn nats_server() -> anyhow::Result<NatsServer> {
@@ -290,6 +296,7 @@ pub async fn end_to_end(rate: f64, duration: Duration, viewers: usize) -> anyhow
                 writer: WriterSettings::default(),
             },
             viewer,
+            viewer_store(),
         )?;
         let mut h = micros_histogram();
         // The first leg alone: the stamp to the relay receiving the frame
@@ -364,6 +371,8 @@ pub async fn end_to_end(rate: f64, duration: Duration, viewers: usize) -> anyhow
     Ok(json!({
         "rate": rate,
         "viewers": viewers,
+        "viewer_store": format!("{:?}", viewer_store()),
+        "relay_commit_every_ms": round3(commit_every().as_secs_f64() * 1000.0),
         "frames_sent": sent.map(|s| s.frames),
         "send_rate_achieved_per_s": sent.map(|s| s.frames_per_s().round()),
         "elapsed_s": round3(elapsed.as_secs_f64()),

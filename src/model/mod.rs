@@ -77,8 +77,9 @@ pub enum Fact {
         company_number: String,
         queued_at: DateTime<Utc>,
     },
-    /// `feedtop relay`: a message to publish, stored with what it reports.
-    Outbox(Box<crate::relay::OutboxRow>),
+    /// `feedtop relay`: a message to publish, stored with what it reports
+    /// (and handed to the publisher already: see `relay::publisher`).
+    Outbox(std::sync::Arc<crate::relay::OutboxMsg>),
     /// NATS acknowledged every outbox row up to this `seq`: delete them.
     Published(i64),
 }
@@ -287,6 +288,9 @@ pub struct StoreHealth {
     pub events_written: u64,
     /// The current write problem, cleared when a batch commits again.
     pub error: Option<String>,
+    /// Nothing is stored: a viewer without `--db`. The screen and the
+    /// headless line say so instead of a count of nothing.
+    pub no_database: bool,
 }
 
 /// feedtop's own health: queue depths and memory, sampled by the pipeline.

@@ -14,12 +14,14 @@
 //!
 //! - [`subjects`]: where each message goes, and its de-duplication id;
 //! - [`nats`]: settings, credentials, connecting;
-//! - [`publisher`]: the outbox to JetStream, in order, at least once;
+//! - [`outbox`]: the messages to publish, handed over as made, or from the table;
+//! - [`publisher`]: those messages to JetStream, in order, at least once;
 //! - [`viewer`]: JetStream to a viewer's pipeline.
 
 pub mod control;
 pub mod history;
 pub mod nats;
+pub mod outbox;
 pub mod publisher;
 pub mod subjects;
 pub mod viewer;
@@ -31,7 +33,7 @@ use feedtop_proto::{FeedId, FeedMsg, FeedMsgKind};
 
 pub use nats::{NatsAuth, NatsSettings};
 pub use publisher::{Publisher, RelayStatus};
-pub use subjects::OutboxRow;
+pub use subjects::{OutboxMsg, OutboxRow};
 pub use viewer::{Viewer, ViewerCommand, ViewerHandle, ViewerStatus};
 
 /// A link to NATS as the screen shows it.

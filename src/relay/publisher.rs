@@ -1,19 +1,22 @@
-//! The relay's publisher: reads the outbox in `seq` order and publishes
-//! each row to JetStream with its de-duplication id, a window of acks in
-//! flight, so a backlog goes out at the speed of the link and not one round
-//! trip per message. A row counts as published once JetStream has
-//! acknowledged it and every row before it; the pipeline then deletes them
-//! (`Fact::Published`). While NATS is unreachable nothing is dropped: rows
-//! wait in the outbox, and the publisher starts again from the first one
-//! not acknowledged (JetStream drops the repeats by their ids).
+//! The relay's publisher: sends each outbox message to JetStream with its
+//! de-duplication id, in `seq` order, a window of acks in flight, so a
+//! backlog goes out at the speed of the link and not one round trip per
+//! message. Messages come as the pipeline makes them, before their rows
+//! are committed, or from the outbox table when the publisher is behind
+//! ([`super::outbox`]). A message counts as published once JetStream has
+//! acknowledged it and every one before it; the pipeline then deletes
+//! their rows (`Fact::Published`). While NATS is unreachable nothing is
+//! dropped: rows wait in the outbox, and the publisher starts again from
+//! the first one not acknowledged (JetStream drops the repeats by their ids).
 
 use std::collections::VecDeque;
-use std::path::{Path, PathBuf};
+use std::future::{Future, IntoFuture};
+use std::path::Path;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_nats::jetstream::{self, context::PublishAckFuture};
-use rusqlite::{params, Connection, OpenFlags};
+use async_nats::jetstream::{self, context::PublishError, publish::PublishAck};
 use tokio::sync::{watch, Notify};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -21,19 +24,19 @@ use tokio::time::Instant;
 use feedtop_proto::wire::RecordingHeader;
 
 use super::nats::{self, ConnectionEvents, NatsSettings};
-use super::subjects::{self, OutboxRow};
+use super::outbox::{self, Source, Stager};
+use super::subjects::{self, OutboxMsg, OutboxRow};
 use super::LinkState;
 
-/// Rows read from the outbox at a time.
+/// Messages taken at a time (from memory or the table).
 const BATCH: usize = 4096;
 /// Publishes awaiting their ack at most.
 const WINDOW: usize = 4096;
 /// How often the relay says it is alive (and which feeds it has).
 const HEARTBEAT: Duration = Duration::from_secs(30);
-/// How often the backlog is read at most: once a second is all the
-/// screen and `/metrics` show. (It was a `COUNT(*)` over every unacked row,
-/// a third of a 200,000-message catch-up when run per batch; now it is a
-/// lookup, see `count_after`, and the limit only keeps it off the hot loop.)
+/// How often the outbox table is looked at for rows the pipeline did not
+/// hand over (an older run's): once a second is all the backlog on the
+/// screen and in `/metrics` needs.
 const COUNT_EVERY: Duration = Duration::from_secs(1);
 /// The longest wait between attempts while NATS refuses or is away.
 const BACKOFF_CAP: Duration = Duration::from_secs(10);
@@ -49,7 +52,8 @@ pub struct RelayStatus {
     pub reconnects: u64,
     /// Messages JetStream acknowledged in this run.
     pub published: u64,
-    /// Messages stored in the outbox and not yet acknowledged.
+    /// Messages made and not yet acknowledged (each is in the outbox, or
+    /// on its way there with the commit of what it reports).
     pub backlog: u64,
     pub last_error: Option<String>,
     /// Since when every attempt to publish (or to set the stream up) has
@@ -62,30 +66,32 @@ pub struct RelayStatus {
 /// The running publisher.
 pub struct Publisher {
     pub status: watch::Receiver<RelayStatus>,
-    /// Every outbox row up to this `seq` is acknowledged.
+    /// Every outbox message up to this `seq` is acknowledged.
     pub acked: watch::Receiver<i64>,
+    stager: Stager,
     finish_by: watch::Sender<Option<Instant>>,
     task: JoinHandle<()>,
 }
 
 impl Publisher {
-    /// Starts publishing the outbox of the database at `db`. `committed` is
-    /// told after every commit of the store writer (new rows may be there).
+    /// Starts publishing the outbox of the database at `db`: what an
+    /// earlier run left there first, then what [`Publisher::stage`] hands
+    /// over. `committed` is told after every commit of the store writer
+    /// (rows the publisher is waiting for may be there).
     pub fn spawn(
         settings: NatsSettings,
         db: &Path,
         committed: Arc<Notify>,
         header: RecordingHeader,
     ) -> Result<Self, rusqlite::Error> {
-        let conn = open_reader(db)?;
-        let start = published_through(&conn)?;
+        let (stager, source, start) = outbox::open(db)?;
         let initial = RelayStatus {
             url: settings.shown_url(),
             stream: settings.stream.clone(),
             nats: LinkState::Connecting,
             reconnects: 0,
             published: 0,
-            backlog: count_after(&conn, start)?,
+            backlog: source.backlog(start),
             last_error: None,
             failing_since: None,
         };
@@ -94,17 +100,23 @@ impl Publisher {
         let (finish_by, finish_rx) = watch::channel(None);
         let run = Run {
             settings,
-            conn: std::sync::Mutex::new(Some(conn)),
-            db: db.to_path_buf(),
             committed,
             header,
             status: status_tx,
             acked: acked_tx,
             finish_by: finish_rx,
+            abandoned: false,
             events: Arc::new(ConnectionEvents::default()),
-            counted_at: None,
+            looked_at: None,
         };
-        Ok(Self { status, acked, finish_by, task: tokio::spawn(run.run()) })
+        Ok(Self { status, acked, stager, finish_by, task: tokio::spawn(run.run(source)) })
+    }
+
+    /// Numbers a new message and hands it over to be published at once.
+    /// The caller stores the returned message in the outbox, in the
+    /// transaction of what it reports (see [`outbox`]).
+    pub fn stage(&mut self, row: OutboxRow) -> Arc<OutboxMsg> {
+        self.stager.stage(row)
     }
 
     /// Publishes what is left in the outbox for `within` at most, then
@@ -123,93 +135,58 @@ impl Publisher {
 /// What is published instead of a message over the server's size limit (a
 /// Companies House line may be up to 4 MiB; NATS takes 1 MiB by default): a
 /// notice on the feed, logged here, shown by viewers in their Log.
-fn oversize_notice(row: &OutboxRow, max_payload: usize) -> Vec<u8> {
-    let original = feedtop_proto::wire::decode(&row.payload).ok();
+fn oversize_notice(payload: &[u8], max_payload: usize) -> Vec<u8> {
+    let original = feedtop_proto::wire::decode(payload).ok();
     let feed = original.as_ref().map_or_else(|| feedtop_proto::FeedId::from("?"), |m| m.feed.clone());
     let at = original.as_ref().map_or_else(chrono::Utc::now, |m| m.at);
     let text = format!(
         "a message of {} bytes was not relayed: over the NATS server's max_payload of {max_payload} bytes",
-        row.payload.len()
+        payload.len()
     );
     tracing::warn!("{feed}: {text}");
     let notice = feedtop_proto::FeedMsg { feed, at, kind: feedtop_proto::FeedMsgKind::Notice(text) };
     feedtop_proto::wire::encode(&notice)
 }
 
-fn open_reader(db: &Path) -> Result<Connection, rusqlite::Error> {
-    let conn = Connection::open_with_flags(db, OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX)?;
-    conn.busy_timeout(Duration::from_secs(2))?;
-    Ok(conn)
-}
-
-/// Outbox rows after `seq`, oldest first.
-fn read_after(conn: &Connection, seq: i64, limit: usize) -> rusqlite::Result<Vec<(i64, OutboxRow)>> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT seq, subject, msg_id, payload FROM relay_outbox WHERE seq > ?1 ORDER BY seq LIMIT ?2",
-    )?;
-    let rows = stmt.query_map(params![seq, limit as i64], |r| {
-        Ok((r.get(0)?, OutboxRow { subject: r.get(1)?, msg_id: r.get(2)?, payload: r.get(3)? }))
-    })?;
-    rows.collect()
-}
-
-/// Rows after `seq`. The outbox's sequence numbers have no holes (an
-/// AUTOINCREMENT key whose counter rolls back with a failed transaction, and
-/// only rows up to the acknowledged one are ever deleted), so this is the
-/// newest one's number less `seq`: a lookup, not a count of a long backlog.
-fn count_after(conn: &Connection, seq: i64) -> rusqlite::Result<u64> {
-    let newest: Option<i64> = conn.query_row("SELECT MAX(seq) FROM relay_outbox", [], |r| r.get(0))?;
-    Ok(newest.map_or(0, |n| n.saturating_sub(seq).max(0) as u64))
-}
-
-/// The `seq` before the first unpublished row: everything up to it is out
-/// (deleted, or never written).
-fn published_through(conn: &Connection) -> rusqlite::Result<i64> {
-    let first: Option<i64> = conn.query_row("SELECT MIN(seq) FROM relay_outbox", [], |r| r.get(0))?;
-    if let Some(first) = first {
-        return Ok(first - 1);
-    }
-    // Empty: every row ever written is published.
-    conn.query_row("SELECT COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'relay_outbox'), 0)", [], |r| {
-        r.get(0)
-    })
-}
-
 struct Run {
     settings: NatsSettings,
-    /// Taken while a blocking read runs on the blocking pool (a mutex only
-    /// so the task's shared borrows are `Send`; nothing else touches it).
-    conn: std::sync::Mutex<Option<Connection>>,
-    db: PathBuf,
     committed: Arc<Notify>,
     header: RecordingHeader,
     status: watch::Sender<RelayStatus>,
     acked: watch::Sender<i64>,
     finish_by: watch::Receiver<Option<Instant>>,
+    /// The [`Publisher`] was dropped without [`Publisher::finish`]: stop.
+    abandoned: bool,
     events: Arc<ConnectionEvents>,
-    /// When the backlog was last counted (see [`COUNT_EVERY`]).
-    counted_at: Option<Instant>,
+    /// When the table was last looked at (see [`COUNT_EVERY`]).
+    looked_at: Option<Instant>,
 }
 
+/// JetStream's answer to one publish.
+type AckFuture = Pin<Box<dyn Future<Output = Result<PublishAck, PublishError>> + Send>>;
+
 /// Publishes sent and not yet acknowledged, kept across batches: the next
-/// batch is read and sent while the last one's acks come back, instead of
-/// the pipe running dry at the end of each batch.
+/// batch is sent while the last one's acks come back, instead of the pipe
+/// running dry at the end of each batch.
 #[derive(Default)]
 struct InFlight {
-    acks: VecDeque<(i64, PublishAckFuture)>,
-    /// The last `seq` sent (the next read starts after it).
+    acks: VecDeque<(i64, AckFuture)>,
+    /// The last `seq` sent (the next batch starts after it).
     sent: i64,
 }
 
-/// How a batch ended.
+/// What one step of the loop came to.
 enum Sent {
-    All,
-    /// Stopped at a failure; the rows after the last acknowledged one go again.
+    /// Messages went out or were acknowledged.
+    Progress,
+    /// Woken with nothing done (a message handed over, a commit, the timer).
+    Idle,
+    /// Stopped at a failure; the messages after the last acknowledged one go again.
     Failed(String),
 }
 
 impl Run {
-    async fn run(mut self) {
+    async fn run(mut self, mut source: Source) {
         let client = match nats::connect(&self.settings, "feedtop relay", false, self.events.clone()).await {
             Ok(c) => c,
             Err(e) => {
@@ -227,9 +204,9 @@ impl Run {
         let mut backoff = Duration::from_millis(250);
         let mut heartbeat_due = Instant::now();
         loop {
-            self.refresh(&client, acked).await;
+            self.refresh(&client, &mut source, acked);
             let finishing = *self.finish_by.borrow();
-            if finishing.is_some_and(|by| Instant::now() >= by) {
+            if self.abandoned || finishing.is_some_and(|by| Instant::now() >= by) {
                 break;
             }
             if client.connection_state() != async_nats::connection::State::Connected {
@@ -259,54 +236,40 @@ impl Run {
                     tracing::debug!("relay heartbeat: {e}");
                 }
             }
-            let rows = match self.read(in_flight.sent.max(acked)).await {
-                Ok(rows) => rows,
+            let after = in_flight.sent.max(acked);
+            let msgs = match source.next(after, BATCH).await {
+                Ok(msgs) => msgs,
                 Err(e) => {
                     self.failed(format!("reading the outbox: {e}"));
                     self.pause(BACKOFF_CAP, finishing).await;
                     continue;
                 }
             };
-            if rows.is_empty() && !in_flight.acks.is_empty() {
-                // Nothing more to send for now: collect the acks, so the
-                // outbox and the backlog catch up.
-                let drained = self.drain(&mut in_flight, &mut acked).await;
-                if matches!(drained, Sent::All) && self.status.borrow().failing_since.is_some() {
-                    self.succeeded();
+            let outcome = if msgs.is_empty() {
+                if finishing.is_some() && in_flight.acks.is_empty() {
+                    break; // Everything committed is out.
                 }
-                if let Sent::Failed(why) = drained {
-                    self.failed(why);
-                    in_flight = InFlight::default();
-                    stream_ready = false;
-                    self.pause(backoff, finishing).await;
-                    backoff = (backoff * 2).min(BACKOFF_CAP);
-                }
-                continue;
-            }
-            if rows.is_empty() {
-                if finishing.is_some() {
-                    break; // Everything is out.
-                }
+                // Rows made but not handed over (the hand-over was full, or
+                // NATS failed after they were sent) come with a commit.
+                let behind = after < source.newest();
                 let wake = heartbeat_due.min(Instant::now() + Duration::from_secs(1));
-                tokio::select! {
-                    _ = self.committed.notified() => {}
-                    _ = tokio::time::sleep_until(wake) => {}
-                    _ = self.finish_by.changed() => {}
-                }
-                continue;
-            }
-            let max_payload = client.server_info().max_payload;
-            match self.publish(&js, &rows, &mut in_flight, &mut acked, max_payload).await {
-                Sent::All => {
+                self.wait(&mut source, &mut in_flight, &mut acked, behind, wake).await
+            } else {
+                let max_payload = client.server_info().max_payload;
+                self.publish(&js, &msgs, &mut in_flight, &mut acked, max_payload).await
+            };
+            match outcome {
+                Sent::Progress => {
                     backoff = Duration::from_millis(250);
                     if self.status.borrow().failing_since.is_some() {
                         self.succeeded();
                     }
                 }
+                Sent::Idle => {}
                 Sent::Failed(why) => {
                     self.failed(why);
-                    // From the first row not acknowledged again (JetStream
-                    // drops the repeats by their ids).
+                    // From the first message not acknowledged again
+                    // (JetStream drops the repeats by their ids).
                     in_flight = InFlight::default();
                     // The stream may have been deleted or changed under us.
                     stream_ready = false;
@@ -315,13 +278,53 @@ impl Run {
                 }
             }
         }
-        self.counted_at = None;
-        self.refresh(&client, acked).await;
+        self.looked_at = None;
+        self.refresh(&client, &mut source, acked);
         // The pipeline's store is closed by now: mark what went out, so the
         // next start does not publish it again.
         if acked > 0 {
-            if let Err(e) = self.delete_through(acked).await {
+            if let Err(e) = source.delete_through(acked).await {
                 tracing::debug!("the outbox keeps published rows for the next start to skip: {e}");
+            }
+        }
+    }
+
+    /// Waits for the first of: the oldest ack in flight, a message handed
+    /// over, a commit (when `behind`: rows to read may be in it), `until`,
+    /// a shutdown. An ack is taken as it comes, so a message handed over
+    /// meanwhile goes out at once instead of after every ack in flight.
+    async fn wait(
+        &mut self,
+        source: &mut Source,
+        in_flight: &mut InFlight,
+        acked: &mut i64,
+        behind: bool,
+        until: Instant,
+    ) -> Sent {
+        let oldest_ack = async {
+            match in_flight.acks.front_mut() {
+                Some((seq, ack)) => (*seq, ack.as_mut().await),
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            (seq, result) = oldest_ack => {
+                in_flight.acks.pop_front();
+                match result {
+                    Ok(_) => {
+                        *acked = seq;
+                        self.count_published(seq, 1);
+                        Sent::Progress
+                    }
+                    Err(e) => Sent::Failed(format!("publish not acknowledged: {e}")),
+                }
+            }
+            _ = source.handed_over() => Sent::Idle,
+            _ = self.committed.notified(), if behind => Sent::Idle,
+            _ = tokio::time::sleep_until(until) => Sent::Idle,
+            changed = self.finish_by.changed() => {
+                self.abandoned |= changed.is_err();
+                Sent::Idle
             }
         }
     }
@@ -331,7 +334,7 @@ impl Run {
         let until = finishing.map_or(Instant::now() + wait, |by| by.min(Instant::now() + wait));
         tokio::select! {
             _ = tokio::time::sleep_until(until) => {}
-            _ = self.finish_by.changed() => {}
+            changed = self.finish_by.changed() => self.abandoned |= changed.is_err(),
         }
     }
 
@@ -360,19 +363,17 @@ impl Run {
     }
 
     /// The link state and the backlog, as they are now.
-    async fn refresh(&mut self, client: &async_nats::Client, acked: i64) {
+    fn refresh(&mut self, client: &async_nats::Client, source: &mut Source, acked: i64) {
         let state = match client.connection_state() {
             async_nats::connection::State::Connected => LinkState::Connected,
             async_nats::connection::State::Pending => LinkState::Connecting,
             async_nats::connection::State::Disconnected => LinkState::Disconnected,
         };
-        let due = self.counted_at.is_none_or(|at| at.elapsed() >= COUNT_EVERY);
-        let backlog = if due {
-            self.counted_at = Some(Instant::now());
-            self.with_conn(|conn| count_after(conn, acked).ok()).flatten()
-        } else {
-            None
-        };
+        if self.looked_at.is_none_or(|at| at.elapsed() >= COUNT_EVERY) {
+            self.looked_at = Some(Instant::now());
+            source.look_at_table();
+        }
+        let backlog = source.backlog(acked);
         let reconnects = self.events.reconnects();
         let was = self.status.borrow().nats;
         if was != state {
@@ -385,13 +386,17 @@ impl Run {
                 _ => {}
             }
         }
-        self.set(|s| {
-            s.nats = state;
-            s.reconnects = reconnects;
-            if let Some(b) = backlog {
-                s.backlog = b;
-            }
-        });
+        let unchanged = {
+            let s = self.status.borrow();
+            (s.nats, s.reconnects, s.backlog) == (state, reconnects, backlog)
+        };
+        if !unchanged {
+            self.set(|s| {
+                s.nats = state;
+                s.reconnects = reconnects;
+                s.backlog = backlog;
+            });
+        }
     }
 
     async fn ensure_stream(&self, js: &jetstream::Context) -> Result<(), String> {
@@ -442,65 +447,33 @@ impl Run {
         }
     }
 
-    async fn read(&mut self, after: i64) -> rusqlite::Result<Vec<(i64, OutboxRow)>> {
-        let conn = match self.conn.get_mut().unwrap_or_else(|e| e.into_inner()).take() {
-            Some(conn) => conn,
-            None => open_reader(&self.db)?,
-        };
-        let (conn, rows) = tokio::task::spawn_blocking(move || {
-            let rows = read_after(&conn, after, BATCH);
-            (conn, rows)
-        })
-        .await
-        .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
-        *self.conn.get_mut().unwrap_or_else(|e| e.into_inner()) = Some(conn);
-        rows
-    }
-
-    /// Deletes the published rows, on the blocking pool (a second's worth
-    /// of rows is a write the async threads should not wait on).
-    async fn delete_through(&mut self, seq: i64) -> rusqlite::Result<usize> {
-        let conn = match self.conn.get_mut().unwrap_or_else(|e| e.into_inner()).take() {
-            Some(conn) => conn,
-            None => open_reader(&self.db)?,
-        };
-        tokio::task::spawn_blocking(move || conn.execute("DELETE FROM relay_outbox WHERE seq <= ?1", [seq]))
-            .await
-            .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?
-    }
-
-    fn with_conn<T>(&self, f: impl FnOnce(&Connection) -> T) -> Option<T> {
-        self.conn.lock().unwrap_or_else(|e| e.into_inner()).as_ref().map(f)
-    }
-
-    /// Publishes `rows` in order with up to [`WINDOW`] acks in flight
-    /// (those of earlier batches included); moves `acked` past each row
+    /// Publishes `msgs` in order with up to [`WINDOW`] acks in flight
+    /// (those of earlier batches included); moves `acked` past each message
     /// once it and all before it are stored. Acks still in flight at the
-    /// end stay in `in_flight` for the next batch or [`Run::drain`].
+    /// end stay in `in_flight` for the next batch or [`Run::wait`].
     async fn publish(
         &self,
         js: &jetstream::Context,
-        rows: &[(i64, OutboxRow)],
+        msgs: &[Arc<OutboxMsg>],
         in_flight: &mut InFlight,
         acked: &mut i64,
         max_payload: usize,
     ) -> Sent {
         let mut published = 0u64;
-        let mut outcome = Sent::All;
-        for (seq, row) in rows {
-            let id = row.msg_id.clone().unwrap_or_else(|| subjects::seq_id(&row.subject, *seq));
-            let payload = if row.payload.len() > max_payload && max_payload > 0 {
+        let mut outcome = Sent::Progress;
+        for msg in msgs {
+            let payload = if msg.payload.len() > max_payload && max_payload > 0 {
                 // NATS refuses it however often it is tried: say so in its
                 // place, so the outbox moves on and viewers know.
-                oversize_notice(row, max_payload)
+                oversize_notice(&msg.payload, max_payload).into()
             } else {
-                row.payload.clone()
+                msg.payload.clone()
             };
-            let publish = jetstream::message::PublishMessage::build().message_id(id).payload(payload.into());
-            match js.send_publish(row.subject.clone(), publish).await {
+            let publish = jetstream::message::PublishMessage::build().message_id(&msg.msg_id).payload(payload);
+            match js.send_publish(msg.subject.clone(), publish).await {
                 Ok(ack) => {
-                    in_flight.acks.push_back((*seq, ack));
-                    in_flight.sent = *seq;
+                    in_flight.acks.push_back((msg.seq, Box::pin(ack.into_future())));
+                    in_flight.sent = msg.seq;
                 }
                 Err(e) => {
                     outcome = Sent::Failed(e.to_string());
@@ -522,26 +495,14 @@ impl Run {
     /// how many went out.
     fn count_published(&self, acked: i64, published: u64) {
         let _ = self.acked.send(acked);
-        self.set(|s| s.published += published);
-    }
-
-    /// Waits for every ack in flight.
-    async fn drain(&self, in_flight: &mut InFlight, acked: &mut i64) -> Sent {
-        let mut published = 0u64;
-        let mut outcome = Sent::All;
-        while !in_flight.acks.is_empty() {
-            if let Err(why) = self.await_one(&mut in_flight.acks, acked, &mut published).await {
-                outcome = Sent::Failed(why);
-                break;
-            }
+        if published > 0 {
+            self.set(|s| s.published += published);
         }
-        self.count_published(*acked, published);
-        outcome
     }
 
     async fn await_one(
         &self,
-        in_flight: &mut VecDeque<(i64, PublishAckFuture)>,
+        in_flight: &mut VecDeque<(i64, AckFuture)>,
         acked: &mut i64,
         published: &mut u64,
     ) -> Result<(), String> {
@@ -566,35 +527,6 @@ mod tests {
     use super::*;
     use feedtop_proto::{FeedMsg, FeedMsgKind};
 
-    fn outbox() -> (tempfile::TempDir, Connection) {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("t.db");
-        let mut conn = Connection::open(&path).unwrap();
-        crate::store::schema::migrate(&mut conn, &path).unwrap();
-        (dir, conn)
-    }
-
-    fn insert(conn: &Connection, n: usize) {
-        for _ in 0..n {
-            conn.execute("INSERT INTO relay_outbox (subject, payload) VALUES ('s', x'00')", []).unwrap();
-        }
-    }
-
-    #[test]
-    fn a_restart_starts_after_what_was_published_and_counts_the_rest() {
-        let (_dir, conn) = outbox();
-        assert_eq!((published_through(&conn).unwrap(), count_after(&conn, 0).unwrap()), (0, 0), "new");
-        insert(&conn, 10);
-        assert_eq!((published_through(&conn).unwrap(), count_after(&conn, 0).unwrap()), (0, 10));
-        conn.execute("DELETE FROM relay_outbox WHERE seq <= 4", []).unwrap();
-        assert_eq!((published_through(&conn).unwrap(), count_after(&conn, 4).unwrap()), (4, 6));
-        conn.execute("DELETE FROM relay_outbox", []).unwrap();
-        assert_eq!(published_through(&conn).unwrap(), 10, "all out: the next row is 11");
-        insert(&conn, 1);
-        let rows = read_after(&conn, published_through(&conn).unwrap(), 10).unwrap();
-        assert_eq!(rows.iter().map(|r| r.0).collect::<Vec<_>>(), [11], "numbers are never reused");
-    }
-
     #[test]
     fn a_message_over_the_server_limit_becomes_a_notice_in_its_place() {
         let msg = FeedMsg {
@@ -602,12 +534,8 @@ mod tests {
             at: chrono::Utc::now(),
             kind: FeedMsgKind::Notice("x".repeat(5000)),
         };
-        let row = OutboxRow {
-            subject: "feedtop.ch/companies.state".into(),
-            msg_id: None,
-            payload: feedtop_proto::wire::encode(&msg),
-        };
-        let notice = feedtop_proto::wire::decode(&oversize_notice(&row, 1024)).unwrap();
+        let payload = feedtop_proto::wire::encode(&msg);
+        let notice = feedtop_proto::wire::decode(&oversize_notice(&payload, 1024)).unwrap();
         assert_eq!((notice.feed.as_str(), notice.at), ("ch/companies", msg.at));
         match notice.kind {
             FeedMsgKind::Notice(text) => assert!(text.contains("not relayed") && text.contains("1024"), "{text}"),

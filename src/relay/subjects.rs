@@ -91,7 +91,7 @@ fn row(subject: String, msg_id: Option<String>, msg: &FeedMsg) -> OutboxRow {
 /// The de-duplication id a message has of its own: the same message read
 /// again from the source after a relay restart gets the same id. An event
 /// by its timepoint, a strike-off change by its event's, an SSE message by
-/// its event id. Others get one from their outbox `seq` ([`seq_id`]).
+/// its event id. Others get one made from their outbox `seq` ([`run_seq_id`]).
 fn own_id(feed: &str, msg: &FeedMsg) -> Option<String> {
     if let Some(event) = msg.kind.event() {
         return Some(format!("{feed}.tp.{}", event.timepoint));
@@ -105,8 +105,30 @@ fn own_id(feed: &str, msg: &FeedMsg) -> Option<String> {
     }
 }
 
-/// The id of a message without one of its own: its subject and outbox
-/// `seq`, which the database never gives twice.
+/// An outbox row numbered by the relay: stored under `seq`, published
+/// with `msg_id`, both fixed when the message is made. It goes to the store
+/// and, at the same time, to the publisher (shared, not copied).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboxMsg {
+    pub seq: i64,
+    pub subject: String,
+    pub msg_id: String,
+    pub payload: bytes::Bytes,
+}
+
+/// The id of a message without one of its own, as this build makes it:
+/// its subject, the relay run's random number and its outbox `seq`.
+///
+/// The run's number is there because a message is published before its
+/// row is committed: a relay killed in between has published `seq` N, and
+/// the next run, numbering from what was committed, gives N to another
+/// message. With the same id JetStream would drop that one as a repeat.
+pub fn run_seq_id(subject: &str, run: u64, seq: i64) -> String {
+    format!("{subject}#{run:x}.{seq}")
+}
+
+/// The id of a row an older build stored without one: its subject and
+/// outbox `seq` (that build published only committed rows).
 pub fn seq_id(subject: &str, seq: i64) -> String {
     format!("{subject}#{seq}")
 }
@@ -150,6 +172,9 @@ mod tests {
         let state = rows(&msg(FeedMsgKind::State(ConnState::Live)));
         assert_eq!((state[0].subject.as_str(), state[0].msg_id.as_deref()), ("feedtop.ch/companies.state", None));
         assert_eq!(seq_id(&state[0].subject, 7), "feedtop.ch/companies.state#7");
+        let (one_run, next_run) = (run_seq_id(&state[0].subject, 0xab, 7), run_seq_id(&state[0].subject, 0xcd, 7));
+        assert_eq!(one_run, "feedtop.ch/companies.state#ab.7");
+        assert_ne!(one_run, next_run, "the same seq in another run is another message");
     }
 
     #[test]

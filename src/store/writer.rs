@@ -692,14 +692,16 @@ pub fn write_batch(conn: &mut Connection, facts: &[Fact], raw_events: RawEvents)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
         )?;
 
+        // Under the relay's own number: the publisher may have sent the row
+        // already, by that number (see `relay::publisher`).
         let mut insert_outbox =
-            tx.prepare_cached("INSERT INTO relay_outbox (subject, msg_id, payload) VALUES (?1, ?2, ?3)")?;
+            tx.prepare_cached("INSERT INTO relay_outbox (seq, subject, msg_id, payload) VALUES (?1, ?2, ?3, ?4)")?;
         let mut delete_published = tx.prepare_cached("DELETE FROM relay_outbox WHERE seq <= ?1")?;
 
         for fact in facts {
             match fact {
-                Fact::Outbox(row) => {
-                    insert_outbox.execute(params![row.subject, row.msg_id, row.payload])?;
+                Fact::Outbox(msg) => {
+                    insert_outbox.execute(params![msg.seq, msg.subject, msg.msg_id, &msg.payload[..]])?;
                 }
                 Fact::Published(seq) => {
                     delete_published.execute([seq])?;

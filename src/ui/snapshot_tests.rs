@@ -522,7 +522,7 @@ fn info_overlay() {
     s.view.run_info = Some(crate::ui::RunInfo {
         version: "0.1.0".into(),
         config_file: Some("/home/op/.config/feedtop/config.toml".into()),
-        db_path: "/home/op/.local/share/feedtop/feedtop.db".into(),
+        db_path: Some("/home/op/.local/share/feedtop/feedtop.db".into()),
         db_bytes: Some(12_345_678),
         fps: 4,
         theme: "colour".into(),
@@ -535,6 +535,9 @@ fn info_overlay() {
     // Without a config file it says so.
     s.view.run_info.as_mut().unwrap().config_file = None;
     assert!(s.text(80, 24).contains("none (defaults and flags)"));
+    // A viewer without --db keeps none, and says how to keep one.
+    s.view.run_info.as_mut().unwrap().db_path = None;
+    assert!(s.text(80, 24).contains("none: this viewer stores nothing (--db PATH"), "{}", s.text(80, 24));
     s.press(KeyCode::Char('i'));
     assert_eq!(s.view.detail, None, "`i` again closes it");
 }

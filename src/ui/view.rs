@@ -82,6 +82,8 @@ pub enum Loaded {
     Prices(Vec<(chrono::DateTime<chrono::Utc>, f64)>),
     /// The database could not be read: said on the page, not hidden.
     Failed(String),
+    /// There is no database to read: a viewer started without `--db`.
+    NoDatabase,
 }
 
 /// What the core loop must do for the UI.

@@ -120,6 +120,7 @@ fn content(
                     vec![Line::styled(format!("nothing is stored about {}", for_terminal(number)), theme.dim)]
                 }
                 Some(Loaded::Failed(why)) => failed(why, width, theme),
+                Some(Loaded::NoDatabase) => no_database("history of this company", width, theme),
                 _ => vec![Line::styled("reading the company's stored history…", theme.dim)],
             };
             (format!(" Company {} ", for_terminal(number)), lines)
@@ -128,6 +129,7 @@ fn content(
         Detail::Ticker { feed, symbol } => {
             let lines = match loaded(detail, view) {
                 Some(Loaded::Failed(why)) => failed(why, width, theme),
+                Some(Loaded::NoDatabase) => no_database("price history", width, theme),
                 _ => vec![Line::styled("reading the price history…", theme.dim)],
             };
             (format!(" {} {} {} ", for_terminal(symbol), theme.glyphs.dot, for_terminal(feed)), lines)
@@ -144,6 +146,16 @@ fn loaded<'a>(detail: &Detail, view: &'a ViewState) -> Option<&'a Loaded> {
 fn failed(why: &str, width: usize, theme: &Theme) -> Vec<Line<'static>> {
     let mut out = Vec::new();
     paragraph(&mut out, &format!("the database could not be read: {why}"), theme.warn, 0, width);
+    out
+}
+
+fn no_database(what: &str, width: usize, theme: &Theme) -> Vec<Line<'static>> {
+    let mut out = Vec::new();
+    let text = format!(
+        "this viewer keeps no database, so it has no {what} to show: \
+         start it with --db PATH to keep what it receives"
+    );
+    paragraph(&mut out, &text, theme.dim, 0, width);
     out
 }
 

@@ -148,11 +148,14 @@ pub fn render(
             spans.push(Span::raw("  "));
         }
         spans.push(Span::styled(format!("{live}/{} live", model.feeds.len()), live_style));
+        let stored = match model.store.no_database {
+            true => "none stored".to_string(),
+            false => format!("{} stored", thousands(model.store.events_written)),
+        };
         let totals = format!(
-            " · {} · {} in proposal · {} stored",
+            " · {} · {} in proposal · {stored}",
             crate::ui::fmt::count(model.events_total, "event"),
             model.in_proposal().map_or_else(|| "?".to_string(), thousands),
-            thousands(model.store.events_written),
         );
         spans.push(Span::styled(totals, theme.dim));
         Line::from(spans)

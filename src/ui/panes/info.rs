@@ -22,7 +22,8 @@ pub struct RunInfo {
     pub version: String,
     /// The config file read, `None` when there was none.
     pub config_file: Option<PathBuf>,
-    pub db_path: PathBuf,
+    /// `None`: a viewer that keeps no database (no `--db`).
+    pub db_path: Option<PathBuf>,
     /// The database's files on disk (with its write-ahead log), as last
     /// measured by the TUI; `None` when they could not be read.
     pub db_bytes: Option<u64>,
@@ -68,9 +69,10 @@ pub fn lines(run: Option<&RunInfo>, model: &Model, clock: &Clock, width: usize, 
     field(&mut out, "config file", LABEL, &config, Style::new(), width, theme);
     let db = run.map_or_else(
         || unknown.clone(),
-        |r| match r.db_bytes {
-            Some(b) => format!("{} ({} on disk)", r.db_path.display(), size(b)),
-            None => format!("{} (size not readable)", r.db_path.display()),
+        |r| match (&r.db_path, r.db_bytes) {
+            (None, _) => "none: this viewer stores nothing (--db PATH keeps what it sees)".to_string(),
+            (Some(path), Some(b)) => format!("{} ({} on disk)", path.display(), size(b)),
+            (Some(path), None) => format!("{} (size not readable)", path.display()),
         },
     );
     field(&mut out, "database", LABEL, &db, Style::new(), width, theme);
