@@ -184,7 +184,7 @@ pub struct RunArgs {
     pub interval: Duration,
 
     /// SQLite database file [default: feedtop.db in the user data directory;
-    /// demo.db there with --demo].
+    /// demo.db there with --demo; none for a viewer of --source nats://].
     #[arg(long, value_name = "PATH", env = "FEEDTOP_DB")]
     pub db: Option<PathBuf>,
 

@@ -33,8 +33,8 @@ use tokio::sync::{watch, Notify};
 use super::nats_baseline::{self, OutMessage};
 use super::quote_firehose::{QuoteFirehose, QuoteFirehoseConfig, QuoteFrames};
 use super::scenarios::{
-    child_cpu_seconds, feedtop_child, idle, latency_ms, load_average, micros_histogram, quotes, ratio, record_latency,
-    round3, QUOTE_SYMBOLS,
+    child_cpu_seconds, feedtop_child, feedtop_child_without_db, idle, latency_ms, load_average, micros_histogram,
+    quotes, ratio, record_latency, round3, QUOTE_SYMBOLS,
 };
 use crate::app::{companies_house_feed_name, FeedSpec, Input, Pipeline, PipelineConfig, ViewerStore};
 use crate::feeds::companies_house::parse_event;
@@ -236,11 +236,13 @@ pub async fn catch_up_publish(n: usize) -> anyhow::Result<Value> {
 }
 
 /// A pipeline driven the way a front end drives it, in its own task,
-/// until `stop` says so; `observe` sees each input that wakes it.
+/// until `stop` says so or it is `done`; `observe` sees each input that
+/// wakes it, before it is handled.
 async fn drive(
     mut p: Pipeline,
     mut stop: watch::Receiver<bool>,
-    mut observe: impl FnMut(&Pipeline, &Input) -> bool + Send,
+    mut observe: impl FnMut(&Pipeline, &Input) + Send,
+    done: impl Fn(&Pipeline) -> bool + Send,
 ) -> Pipeline {
     let mut tick = tokio::time::interval(Duration::from_millis(250));
     loop {
@@ -248,9 +250,9 @@ async fn drive(
             _ = stop.wait_for(|s| *s) => break,
             _ = tick.tick() => { let _ = p.tick(Utc::now()); }
             input = p.next_input() => {
-                let done = observe(&p, &input);
+                observe(&p, &input);
                 p.handle(input);
-                if done { break; }
+                if done(&p) { break; }
             }
         }
     }
@@ -305,19 +307,23 @@ pub async fn end_to_end(rate: f64, duration: Duration, viewers: usize) -> anyhow
         let stop = stop.clone();
         tasks.push(tokio::spawn(async move {
             let mut first_live: Option<(Instant, u64)> = None;
-            let p = drive(p, stop, |p, input| {
-                if let Input::Feed(FeedMsg { kind: FeedMsgKind::Quotes(quotes), at, .. }) = input {
-                    let now = Utc::now();
-                    for sent in quotes.iter().filter_map(|q| q.time.and_then(QuoteTime::as_utc)) {
-                        if sent >= measure_from {
-                            first_live.get_or_insert_with(|| (Instant::now(), quote_count(p)));
-                            record_latency(&mut h, now, sent);
-                            record_latency(&mut to_relay, *at, sent);
+            let p = drive(
+                p,
+                stop,
+                |p, input| {
+                    if let Input::Feed(FeedMsg { kind: FeedMsgKind::Quotes(quotes), at, .. }) = input {
+                        let now = Utc::now();
+                        for sent in quotes.iter().filter_map(|q| q.time.and_then(QuoteTime::as_utc)) {
+                            if sent >= measure_from {
+                                first_live.get_or_insert_with(|| (Instant::now(), quote_count(p)));
+                                record_latency(&mut h, now, sent);
+                                record_latency(&mut to_relay, *at, sent);
+                            }
                         }
                     }
-                }
-                quote_count(p) >= frames
-            })
+                },
+                |p| quote_count(p) >= frames,
+            )
             .await;
             let applied = quote_count(&p);
             let per_s = first_live.map(|(at, before)| (applied - before) as f64 / at.elapsed().as_secs_f64());
@@ -333,7 +339,7 @@ pub async fn end_to_end(rate: f64, duration: Duration, viewers: usize) -> anyhow
         writer: WriterSettings { commit_every: commit_every(), ..WriterSettings::default() },
     })?
     .relay_to(settings)?;
-    let relay_task = tokio::spawn(drive(relay, stop.clone(), |_, _| false));
+    let relay_task = tokio::spawn(drive(relay, stop.clone(), |_, _| {}, |_| false));
     let cpu_before = super::scenarios::process_cpu_seconds();
     let started = Instant::now();
     let sent = hose.wait_reports(1, duration + warmup + Duration::from_secs(30)).await.first().copied();
@@ -411,7 +417,11 @@ pub async fn viewer_at_rest(duration: Duration, history: usize) -> anyhow::Resul
     publish_outbox(&server.url(), &outbox, list.len() as i64, Duration::from_secs(60)).await?;
     let expected = history as u64;
 
-    let mut child = feedtop_child(&dir.path().join("viewer.db"), "")?
+    let mut viewer = match viewer_store() {
+        ViewerStore::Database => feedtop_child(&dir.path().join("viewer.db"), "")?,
+        ViewerStore::Nothing => feedtop_child_without_db(&dir.path().join("viewer.toml"), "")?,
+    };
+    let mut child = viewer
         .args(["--source", &server.url(), "--interval", "1s"])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -463,6 +473,7 @@ pub async fn viewer_at_rest(duration: Duration, history: usize) -> anyhow::Resul
     // tick, the tick-based figure of a quiet process reads 0.
     let cpu_percent = round3(cpu_ns / 1e9 / duration.as_secs_f64() * 100.0);
     Ok(json!({
+        "viewer_store": format!("{:?}", viewer_store()),
         "history_messages": history,
         "caught_up_s": caught_up.map(|d| round3(d.as_secs_f64())),
         "duration_s": duration.as_secs_f64(),

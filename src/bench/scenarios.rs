@@ -273,8 +273,15 @@ async fn run_child_until(
 /// `feedtop --headless --db DB` isolated from the user's key and config
 /// (a config file of `config_text` beside the database).
 pub(super) fn feedtop_child(db: &std::path::Path, config_text: &str) -> anyhow::Result<Command> {
-    let config = db.with_extension("toml");
-    std::fs::write(&config, config_text)?;
+    let mut cmd = feedtop_child_without_db(&db.with_extension("toml"), config_text)?;
+    cmd.arg("--db").arg(db);
+    Ok(cmd)
+}
+
+/// [`feedtop_child`] with no `--db`: a viewer of a relay's stream then
+/// keeps no database.
+pub(super) fn feedtop_child_without_db(config: &std::path::Path, config_text: &str) -> anyhow::Result<Command> {
+    std::fs::write(config, config_text)?;
     // Another build as the child (`FEEDTOP_BENCH_CHILD=/path/to/feedtop`),
     // to compare two binaries under the same harness.
     let exe = match std::env::var_os("FEEDTOP_BENCH_CHILD") {
@@ -282,7 +289,7 @@ pub(super) fn feedtop_child(db: &std::path::Path, config_text: &str) -> anyhow::
         None => std::env::current_exe()?,
     };
     let mut cmd = Command::new(exe);
-    cmd.arg("--headless").arg("--db").arg(db).arg("--config").arg(config);
+    cmd.arg("--headless").arg("--config").arg(config);
     cmd.env_remove("CH_STREAMING_API_KEY").env_remove("FEEDTOP_DB").env_remove("FEEDTOP_CH_URL");
     Ok(cmd)
 }

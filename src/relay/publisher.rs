@@ -527,6 +527,42 @@ mod tests {
     use super::*;
     use feedtop_proto::{FeedMsg, FeedMsgKind};
 
+    /// The point of handing messages over: one goes out although its row
+    /// is never committed (here never written at all), with the id it was
+    /// given when made.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_staged_message_is_published_before_its_row_is_committed() {
+        let server = tokio::task::spawn_blocking(crate::sim::nats::NatsServer::start).await.unwrap().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("relay.db");
+        drop(crate::store::open(&db).unwrap());
+        let header = RecordingHeader {
+            feeds: Vec::new(),
+            started: chrono::Utc::now(),
+            writer: "test".into(),
+            strike_offs: true,
+        };
+        let mut publisher =
+            Publisher::spawn(NatsSettings::new(server.url()), &db, Arc::new(Notify::new()), header).unwrap();
+        let msg = FeedMsg { feed: "q".into(), at: chrono::Utc::now(), kind: FeedMsgKind::Notice("hello".into()) };
+        let row =
+            OutboxRow { subject: "feedtop.q.state".into(), msg_id: None, payload: feedtop_proto::wire::encode(&msg) };
+        let staged = publisher.stage(row);
+        let mut acked = publisher.acked.clone();
+        let within = Duration::from_secs(30);
+        tokio::time::timeout(within, acked.wait_for(|&seq| seq >= staged.seq)).await.unwrap().unwrap();
+
+        let js = jetstream::new(async_nats::connect(server.url()).await.unwrap());
+        let stream = js.get_stream(super::super::nats::DEFAULT_STREAM).await.unwrap();
+        let stored = stream.get_last_raw_message_by_subject("feedtop.q.state").await.unwrap();
+        let back = feedtop_proto::wire::decode(&stored.payload).unwrap();
+        assert!(matches!(back.kind, FeedMsgKind::Notice(ref text) if text == "hello"), "{back:?}");
+        let id = stored.headers.get(async_nats::header::NATS_MESSAGE_ID).map(|v| v.as_str().to_string());
+        assert_eq!(id.as_deref(), Some(staged.msg_id.as_str()));
+        let status = publisher.finish(Duration::from_secs(1)).await;
+        assert_eq!((status.published, status.backlog), (1, 0), "{status:?}");
+    }
+
     #[test]
     fn a_message_over_the_server_limit_becomes_a_notice_in_its_place() {
         let msg = FeedMsg {
