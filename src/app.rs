@@ -415,9 +415,10 @@ impl Pipeline {
         self.remote_reconnects = Some(rx);
     }
 
-    /// `feedtop relay`: every message from now on is also stored in the
-    /// outbox, in the transaction of what it reports, and published from
-    /// there to NATS in order (see [`crate::relay`]).
+    /// `feedtop relay`: every message from now on is also handed to a
+    /// publisher that sends it to NATS at once, in order, and stored in the
+    /// outbox in the transaction of what it reports, for when the publisher
+    /// is behind (see [`crate::relay::outbox`]).
     pub fn relay_to(mut self, settings: crate::relay::NatsSettings) -> anyhow::Result<Self> {
         anyhow::ensure!(self.store.is_some(), "a relay keeps its outbox in a database; this pipeline has none");
         let header = feedtop_proto::wire::RecordingHeader {

@@ -668,3 +668,120 @@ async fn junk_in_the_stream_is_counted_and_skipped_and_a_junk_announcement_refus
     view.stop().await;
     assert_eq!(line["nats"]["received"], 1, "{line}");
 }
+
+/// A NATS server in operator mode (decentralised JWT auth, as `nsc` sets
+/// up) and a `.creds` file for one of its users: the relay and a viewer
+/// given `NATS_CREDS` get in; neither logs the file's JWT or seed, even at
+/// trace level; without credentials the server refuses.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_creds_file_logs_in_with_its_jwt_and_never_reaches_a_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let trust = jwt::Trust::new();
+    let config = dir.path().join("operator.conf");
+    std::fs::write(&config, trust.server_config()).unwrap();
+    let nats = NatsServer::start_with(&["-c", config.to_str().unwrap()]).unwrap();
+    let creds = dir.path().join("feedtop.creds");
+    std::fs::write(&creds, trust.user_creds()).unwrap();
+    let env = [("NATS_CREDS", creds.to_str().unwrap())];
+    let (relay_err, view_err) = relay_and_view_with(dir.path(), &nats.url(), &env, &[], 30).await;
+    for secret in [trust.user_seed(), trust.user_jwt()] {
+        assert!(!relay_err.contains(&secret) && !view_err.contains(&secret), "a credential was logged");
+    }
+    let refused = feedtop().args(["--headless", "--source", &nats.url()]).output().unwrap();
+    assert!(!refused.status.success(), "no credentials, no entry");
+}
+
+/// NATS's decentralised auth made by hand: an operator, a system account
+/// and an account with JetStream, and a user of it, each signed by the one
+/// above as `nsc` signs them (JWTs of ed25519-nkey claims).
+mod jwt {
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use base64::Engine;
+    use nkeys::KeyPair;
+    use serde_json::{json, Value};
+    use sha2::Digest;
+
+    pub struct Trust {
+        operator: KeyPair,
+        system: KeyPair,
+        account: KeyPair,
+        user: KeyPair,
+        /// Made once: signing again gives another (a new `iat`).
+        user_jwt: String,
+    }
+
+    /// `header.claims.signature`, the claims given a `jti` (their hash),
+    /// `iat`, `iss` (the signer) and `sub`.
+    fn sign(issuer: &KeyPair, subject: &KeyPair, name: &str, nats: Value) -> String {
+        let mut claims = json!({
+            "iat": chrono::Utc::now().timestamp(),
+            "iss": issuer.public_key(),
+            "name": name,
+            "sub": subject.public_key(),
+            "nats": nats,
+        });
+        let jti = sha2::Sha256::digest(claims.to_string().as_bytes());
+        claims["jti"] = json!(jti.iter().map(|b| format!("{b:02X}")).collect::<String>());
+        let header = URL_SAFE_NO_PAD.encode(json!({"typ": "JWT", "alg": "ed25519-nkey"}).to_string());
+        let body = URL_SAFE_NO_PAD.encode(claims.to_string());
+        let signed = format!("{header}.{body}");
+        let signature = issuer.sign(signed.as_bytes()).unwrap();
+        format!("{signed}.{}", URL_SAFE_NO_PAD.encode(signature))
+    }
+
+    fn account_claims(jetstream: bool) -> Value {
+        let mut limits = json!({
+            "subs": -1, "data": -1, "payload": -1, "imports": -1, "exports": -1,
+            "wildcards": true, "conn": -1, "leaf": -1,
+        });
+        if jetstream {
+            for key in ["mem_storage", "disk_storage", "streams", "consumer"] {
+                limits[key] = json!(-1);
+            }
+        }
+        json!({ "limits": limits, "default_permissions": { "pub": {}, "sub": {} }, "type": "account", "version": 2 })
+    }
+
+    impl Trust {
+        pub fn new() -> Self {
+            let (account, user) = (KeyPair::new_account(), KeyPair::new_user());
+            let claims =
+                json!({"pub": {}, "sub": {}, "subs": -1, "data": -1, "payload": -1, "type": "user", "version": 2});
+            let user_jwt = sign(&account, &user, "relay", claims);
+            Self { operator: KeyPair::new_operator(), system: KeyPair::new_account(), account, user, user_jwt }
+        }
+
+        /// A nats-server config trusting the operator, its accounts preloaded.
+        pub fn server_config(&self) -> String {
+            let operator = sign(&self.operator, &self.operator, "test", json!({"type": "operator", "version": 2}));
+            let system = sign(&self.operator, &self.system, "SYS", account_claims(false));
+            let account = sign(&self.operator, &self.account, "feedtop", account_claims(true));
+            format!(
+                "operator: \"{operator}\"\nsystem_account: {sys}\nresolver: MEMORY\n\
+                 resolver_preload: {{\n  {sys}: \"{system}\"\n  {acc}: \"{account}\"\n}}\n",
+                sys = self.system.public_key(),
+                acc = self.account.public_key(),
+            )
+        }
+
+        pub fn user_jwt(&self) -> String {
+            self.user_jwt.clone()
+        }
+
+        pub fn user_seed(&self) -> String {
+            self.user.seed().unwrap()
+        }
+
+        /// The `.creds` file `nsc generate creds` writes.
+        pub fn user_creds(&self) -> String {
+            format!(
+                "-----BEGIN NATS USER JWT-----\n{}\n------END NATS USER JWT------\n\n\
+                 ************************* IMPORTANT *************************\n\
+                 NKEY Seed printed below can be used to sign and prove identity.\n\n\
+                 -----BEGIN USER NKEY SEED-----\n{}\n------END USER NKEY SEED------\n",
+                self.user_jwt(),
+                self.user_seed()
+            )
+        }
+    }
+}

@@ -4,7 +4,8 @@
 //!
 //! ```text
 //!  feeds ─▶ relay pipeline ─▶ SQLite (events, … and the outbox, one transaction)
-//!                                   │ publisher: outbox in seq order, acked
+//!                │ each message handed over as made    ┆ read only when behind
+//!                └──────────▶ publisher: in seq order, acked
 //!                                   ▼
 //!                         JetStream stream FEEDTOP (feedtop.>)
 //!                                   │ ordered consumers, from the last hour
