@@ -46,6 +46,15 @@ pub enum LinkState {
 }
 
 impl LinkState {
+    /// The state of `client`'s connection now.
+    pub fn of(client: &async_nats::Client) -> Self {
+        match client.connection_state() {
+            async_nats::connection::State::Connected => LinkState::Connected,
+            async_nats::connection::State::Pending => LinkState::Connecting,
+            async_nats::connection::State::Disconnected => LinkState::Disconnected,
+        }
+    }
+
     pub fn label(self) -> &'static str {
         match self {
             LinkState::Connecting => "connecting",

@@ -364,11 +364,7 @@ impl Run {
 
     /// The link state and the backlog, as they are now.
     fn refresh(&mut self, client: &async_nats::Client, source: &mut Source, acked: i64) {
-        let state = match client.connection_state() {
-            async_nats::connection::State::Connected => LinkState::Connected,
-            async_nats::connection::State::Pending => LinkState::Connecting,
-            async_nats::connection::State::Disconnected => LinkState::Disconnected,
-        };
+        let state = LinkState::of(client);
         if self.looked_at.is_none_or(|at| at.elapsed() >= COUNT_EVERY) {
             self.looked_at = Some(Instant::now());
             source.look_at_table();

@@ -164,30 +164,8 @@ impl Viewer {
                 tokio::select! {
                     item = messages.next() => match item {
                         Some(Ok(msg)) => {
-                            let info = msg.info().ok().map(|i| (i.stream_sequence, i.pending, i.published));
-                            if let Some((seq, _, _)) = info {
-                                last_seq = Some(seq);
-                            }
-                            let behind = info.map_or(0, |(_, pending, _)| pending);
-                            if msg.subject.as_str() == subjects::INFO_SUBJECT {
-                                let heard = info.and_then(|(_, _, at)| offset_to_chrono(at));
-                                status.send_modify(|s| { s.relay_heard = heard.max(s.relay_heard); s.behind = behind; });
-                                continue;
-                            }
-                            match wire::decode(&msg.payload) {
-                                Ok(feed_msg) => {
-                                    if tx.send(feed_msg).await.is_err() {
-                                        return; // The pipeline stopped.
-                                    }
-                                    status.send_modify(|s| { s.received += 1; s.behind = behind; });
-                                }
-                                Err(e) => {
-                                    let first = status.borrow().unreadable == 0;
-                                    if first {
-                                        tracing::warn!("NATS: a message on {} cannot be read: {e}", crate::sanitize::for_terminal(msg.subject.as_str()));
-                                    }
-                                    status.send_modify(|s| s.unreadable += 1);
-                                }
+                            if !deliver(&msg, &mut last_seq, &tx, &status).await {
+                                return; // The pipeline stopped.
                             }
                         }
                         // The consumer is lost (its server stopped: missing
@@ -205,24 +183,23 @@ impl Viewer {
                         None => break,
                     },
                     cmd = control.recv() => if self.obey(cmd, &status).await { return },
-                    _ = refresh.tick() => {
-                        let state = match self.client.connection_state() {
-                            async_nats::connection::State::Connected => LinkState::Connected,
-                            async_nats::connection::State::Pending => LinkState::Connecting,
-                            async_nats::connection::State::Disconnected => LinkState::Disconnected,
-                        };
-                        let reconnects = self.events.reconnects();
-                        status.send_modify(|s| {
-                            if state == LinkState::Connected && s.nats != LinkState::Connected {
-                                s.last_error = None;
-                            }
-                            s.nats = state;
-                            s.reconnects = reconnects;
-                        });
-                    }
+                    _ = refresh.tick() => self.refresh_link(&status),
                 }
             }
         }
+    }
+
+    /// The link's state and reconnects, as the client sees them now.
+    fn refresh_link(&self, status: &watch::Sender<ViewerStatus>) {
+        let state = LinkState::of(&self.client);
+        let reconnects = self.events.reconnects();
+        status.send_modify(|s| {
+            if state == LinkState::Connected && s.nats != LinkState::Connected {
+                s.last_error = None;
+            }
+            s.nats = state;
+            s.reconnects = reconnects;
+        });
     }
 
     /// Carries out one command; true when the viewer is to stop.
@@ -264,6 +241,49 @@ impl Viewer {
             .map_err(|e| self.settings.redact(&e.to_string()))?;
         consumer.messages().await.map_err(|e| self.settings.redact(&e.to_string()))
     }
+}
+
+/// One message from the stream: the relay's announcement is a heartbeat,
+/// a feed message goes to the pipeline, anything else is counted as
+/// unreadable (logged the first time). False once the pipeline is gone.
+async fn deliver(
+    msg: &jetstream::Message,
+    last_seq: &mut Option<u64>,
+    tx: &mpsc::Sender<FeedMsg>,
+    status: &watch::Sender<ViewerStatus>,
+) -> bool {
+    let info = msg.info().ok().map(|i| (i.stream_sequence, i.pending, i.published));
+    if let Some((seq, _, _)) = info {
+        *last_seq = Some(seq);
+    }
+    let behind = info.map_or(0, |(_, pending, _)| pending);
+    if msg.subject.as_str() == subjects::INFO_SUBJECT {
+        let heard = info.and_then(|(_, _, at)| offset_to_chrono(at));
+        status.send_modify(|s| {
+            s.relay_heard = heard.max(s.relay_heard);
+            s.behind = behind;
+        });
+        return true;
+    }
+    match wire::decode(&msg.payload) {
+        Ok(feed_msg) => {
+            if tx.send(feed_msg).await.is_err() {
+                return false;
+            }
+            status.send_modify(|s| {
+                s.received += 1;
+                s.behind = behind;
+            });
+        }
+        Err(e) => {
+            if status.borrow().unreadable == 0 {
+                let subject = crate::sanitize::for_terminal(msg.subject.as_str());
+                tracing::warn!("NATS: a message on {subject} cannot be read: {e}");
+            }
+            status.send_modify(|s| s.unreadable += 1);
+        }
+    }
+    true
 }
 
 fn chrono_to_offset(at: DateTime<Utc>) -> time::OffsetDateTime {
