@@ -107,10 +107,11 @@ impl Source {
         self.newest().saturating_sub(acked).max(0) as u64
     }
 
-    /// Looks at the table for rows the stager did not make. A lookup, not
-    /// a scan; still kept off the hot loop by the caller.
-    pub fn look_at_table(&mut self) {
-        if let Some(Ok(n)) = self.conn.as_ref().map(newest_seq) {
+    /// Looks at the table for rows the stager did not make: a lookup, on
+    /// the blocking pool (the writer may hold the file), and kept off the
+    /// hot loop by the caller. A failure keeps what was known.
+    pub async fn look_at_table(&mut self) {
+        if let Ok(n) = self.blocking(newest_seq).await {
             self.stored_newest = self.stored_newest.max(n);
         }
     }

@@ -204,7 +204,7 @@ impl Run {
         let mut backoff = Duration::from_millis(250);
         let mut heartbeat_due = Instant::now();
         loop {
-            self.refresh(&client, &mut source, acked);
+            self.refresh(&client, &mut source, acked).await;
             let finishing = *self.finish_by.borrow();
             if self.abandoned || finishing.is_some_and(|by| Instant::now() >= by) {
                 break;
@@ -279,7 +279,7 @@ impl Run {
             }
         }
         self.looked_at = None;
-        self.refresh(&client, &mut source, acked);
+        self.refresh(&client, &mut source, acked).await;
         // The pipeline's store is closed by now: mark what went out, so the
         // next start does not publish it again.
         if acked > 0 {
@@ -363,11 +363,11 @@ impl Run {
     }
 
     /// The link state and the backlog, as they are now.
-    fn refresh(&mut self, client: &async_nats::Client, source: &mut Source, acked: i64) {
+    async fn refresh(&mut self, client: &async_nats::Client, source: &mut Source, acked: i64) {
         let state = LinkState::of(client);
         if self.looked_at.is_none_or(|at| at.elapsed() >= COUNT_EVERY) {
             self.looked_at = Some(Instant::now());
-            source.look_at_table();
+            source.look_at_table().await;
         }
         let backlog = source.backlog(acked);
         let reconnects = self.events.reconnects();
